@@ -1,0 +1,52 @@
+"""The FastAPI application, built by create_app(settings)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+import meterguard
+from api.routers import alerts, health, meters
+from meterguard.runtime import Runtime
+from meterguard.settings import Settings
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app; without a runtime it opens (and later closes) the stores itself."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.runtime = runtime
+            yield
+            return
+        own = Runtime.open(settings)
+        app.state.runtime = own
+        try:
+            yield
+        finally:
+            await own.close()
+
+    app = FastAPI(
+        title="meterguard",
+        version=meterguard.__version__,
+        description="Revenue-protection monitoring: alerts, meters and their readings.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(alerts.router)
+    app.include_router(meters.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def board() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    return app

@@ -1,0 +1,1 @@
+"""Acquisition: one module per protocol, each a Source that yields ReadingBatches."""

@@ -1,0 +1,1 @@
+"""Detection: one module per detector, the engine that runs them, the alert lifecycle."""

@@ -1,0 +1,122 @@
+"""The detector contract: a config model, the quantities needed, and a vectorised step."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from meterguard.model import AlertKind, FloatArray, MeterRegistry, ReadingBatch, Severity
+
+#: Values of `Conditions.holds`.
+HOLDS: np.int8 = np.int8(1)
+CLEAR: np.int8 = np.int8(0)
+UNKNOWN: np.int8 = np.int8(-1)
+
+
+class DetectorConfig(BaseModel):
+    """Options every detector has: on/off, persistence before raising, hysteresis to clear."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Run this detector.")
+    raise_after_s: float = Field(
+        default=120.0, ge=0, description="The condition must hold this long (data time)."
+    )
+    clear_after_s: float = Field(
+        default=300.0, ge=0, description="It must be absent this long before the alert clears."
+    )
+    update_every_s: float = Field(
+        default=60.0, gt=0, description="Data time between update events of an active alert."
+    )
+    severity: Severity = Field(default=Severity.MAJOR, description="Severity of its alerts.")
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """A detector's verdict on each row of a batch."""
+
+    #: HOLDS, CLEAR or UNKNOWN (the row cannot tell, e.g. the quantities were not measured).
+    holds: npt.NDArray[np.int8]
+    #: The affected phase (1-3), 0 when the condition is not about one phase.
+    phase: npt.NDArray[np.int8]
+    #: The power going unmetered while the condition holds, W (for the kWh-lost estimate).
+    loss_w: FloatArray
+    #: How strongly the row shows the condition, 0-1 (feeds the alert's confidence).
+    score: FloatArray
+    #: The figure that triggered, in the detector's own unit (for the summary).
+    magnitude: FloatArray
+
+    @classmethod
+    def none(cls, n: int) -> Conditions:
+        """Return conditions that hold nowhere in a batch of n rows."""
+        return cls(
+            holds=np.zeros(n, dtype=np.int8),
+            phase=np.zeros(n, dtype=np.int8),
+            loss_w=np.zeros(n),
+            score=np.zeros(n),
+            magnitude=np.zeros(n),
+        )
+
+
+@dataclass(slots=True)
+class IncidentFacts:
+    """What the engine knows about one incident when a detector writes its summary."""
+
+    phase: int
+    duration_s: float
+    peak_magnitude: float
+    kwh_lost: float
+
+
+class Detector(ABC):
+    """A detector: subclasses set the class variables and implement `step` and `summarise`."""
+
+    name: ClassVar[str]
+    kind: ClassVar[AlertKind]
+    config_model: ClassVar[type[DetectorConfig]] = DetectorConfig
+    #: Quantities the detector reads; a batch lacking all of them yields UNKNOWN.
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
+        self.config = config
+        self.registry = registry
+
+    @abstractmethod
+    def step(self, batch: ReadingBatch) -> Conditions:
+        """Return, for every row of the batch, whether the condition holds."""
+
+    @abstractmethod
+    def summarise(self, facts: IncidentFacts) -> str:
+        """Return the one-line human summary of an incident."""
+
+
+DETECTORS: dict[str, type[Detector]] = {}
+
+
+def register(cls: type[Detector]) -> type[Detector]:
+    """Class decorator that adds a detector to the registry under its name."""
+    if cls.name in DETECTORS:
+        raise ValueError(f"detector name {cls.name!r} registered twice")
+    DETECTORS[cls.name] = cls
+    return cls
+
+
+def format_duration(seconds: float) -> str:
+    """Render a duration the way an operator reads it: 42 s, 14 min, 3.5 h, 2.1 d."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def config_schema(cls: type[Detector]) -> dict[str, Any]:
+    """Return a detector's option defaults, for docs and the example config."""
+    return cls.config_model().model_dump(mode="json")

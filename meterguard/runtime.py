@@ -1,0 +1,52 @@
+"""What a running meterguard shares between its rooms: settings, fleet, stores, status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from meterguard.model import MeterRegistry
+from meterguard.settings import Settings
+from meterguard.status import StatusBoard
+from meterguard.stores import AlertStore, SeriesStore
+from meterguard.stores.sqlite_alerts import SqliteAlertStore
+from meterguard.stores.sqlite_series import SqliteSeriesStore
+
+
+@dataclass(slots=True)
+class Counters:
+    """Running totals an operator checks first when something looks off."""
+
+    readings_in: int = 0
+    batches_in: int = 0
+    alert_events: int = 0
+    alerts_opened: int = 0
+    alerts_cleared: int = 0
+
+
+@dataclass(slots=True)
+class Runtime:
+    """The open stores and the fleet, handed to the engine pipeline and the API alike."""
+
+    settings: Settings
+    registry: MeterRegistry
+    series: SeriesStore
+    alerts: AlertStore
+    status: StatusBoard = field(default_factory=StatusBoard)
+    counters: Counters = field(default_factory=Counters)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Runtime:
+        """Open the embedded stores under the data directory and load the fleet."""
+        registry = MeterRegistry(settings.all_meters())
+        data_dir = settings.storage.data_dir
+        return cls(
+            settings=settings,
+            registry=registry,
+            series=SqliteSeriesStore(data_dir / "series.sqlite", registry),
+            alerts=SqliteAlertStore(data_dir / "alerts.sqlite"),
+        )
+
+    async def close(self) -> None:
+        """Close both stores."""
+        await self.series.close()
+        await self.alerts.close()

@@ -1,0 +1,97 @@
+"""The service: sources feed the engine through a bounded queue; events go to the stores."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import uvicorn
+
+from api.app import create_app
+from collector.base import Source
+from collector.modbus import ModbusSource
+from detectors.engine import Engine, build_detectors
+from meterguard.model import AlertEventType, ReadingBatch
+from meterguard.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def build_sources(runtime: Runtime) -> list[Source]:
+    """Build one source per configured gateway."""
+    return [ModbusSource(s, runtime.registry, runtime.status) for s in runtime.settings.sources]
+
+
+class Service:
+    """Runs the sources, the engine pipeline and (optionally) the API until cancelled."""
+
+    def __init__(self, runtime: Runtime, sources: Sequence[Source] | None = None) -> None:
+        self.runtime = runtime
+        settings = runtime.settings
+        self.engine = Engine(
+            runtime.registry, build_detectors(settings.detectors, runtime.registry)
+        )
+        self.sources = list(build_sources(runtime) if sources is None else sources)
+        self._queue: asyncio.Queue[ReadingBatch] = asyncio.Queue(settings.engine.queue_batches)
+        self._series_queue: asyncio.Queue[ReadingBatch] = asyncio.Queue(
+            settings.engine.queue_batches
+        )
+        self.api_server: uvicorn.Server | None = None
+
+    async def _feed(self, source: Source) -> None:
+        async with source:
+            async for batch in source.batches():
+                await self._queue.put(batch)
+
+    async def _detect(self) -> None:
+        counters = self.runtime.counters
+        while True:
+            batch = await self._queue.get()
+            counters.batches_in += 1
+            counters.readings_in += len(batch)
+            for event in self.engine.process(batch):
+                await self.runtime.alerts.apply(event)
+                counters.alert_events += 1
+                if event.type is AlertEventType.OPEN:
+                    counters.alerts_opened += 1
+                    log.info(
+                        "alert opened: %s %s - %s",
+                        event.alert.meter,
+                        event.alert.kind,
+                        event.alert.summary,
+                    )
+                elif event.type is AlertEventType.CLEAR:
+                    counters.alerts_cleared += 1
+            # A slow series store makes this wait, never loses a batch.
+            await self._series_queue.put(batch)
+
+    async def _write_series(self) -> None:
+        while True:
+            batch = await self._series_queue.get()
+            await self.runtime.series.write(batch)
+
+    async def restore(self) -> int:
+        """Take back the alerts still open from the last run."""
+        taken = self.engine.restore(await self.runtime.alerts.list(active=True, limit=100_000))
+        if taken:
+            log.info("resumed %d open alert(s) from the last run", taken)
+        return taken
+
+    async def run(self, serve_api: bool | None = None) -> None:
+        """Run everything until cancelled."""
+        await self.restore()
+        api = self.runtime.settings.api
+        serve = api.enabled if serve_api is None else serve_api
+        async with asyncio.TaskGroup() as tasks:
+            for source in self.sources:
+                tasks.create_task(self._feed(source), name=f"source-{source.name}")
+            tasks.create_task(self._detect(), name="engine")
+            tasks.create_task(self._write_series(), name="series-writer")
+            if serve:
+                app = create_app(self.runtime.settings, self.runtime)
+                config = uvicorn.Config(
+                    app, host=api.host, port=api.port, log_level="warning", lifespan="on"
+                )
+                self.api_server = uvicorn.Server(config)
+                tasks.create_task(self.api_server.serve(), name="api")

@@ -1,0 +1,1 @@
+"""Simulated meters: fleet physics, theft scenarios with ground truth, protocol front-ends."""
