@@ -24,7 +24,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime is not None:
-            app.state.runtime = runtime
             yield
             return
         own = Runtime.open(settings)
@@ -40,6 +39,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         description="Revenue-protection monitoring: alerts, meters and their readings.",
         lifespan=lifespan,
     )
+    if runtime is not None:
+        app.state.runtime = runtime
     app.include_router(health.router)
     app.include_router(alerts.router)
     app.include_router(meters.router)

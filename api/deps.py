@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from meterguard.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """Return the runtime the app was built with."""
     return cast(Runtime, request.app.state.runtime)
 

@@ -52,18 +52,18 @@ def _run(config: Path, check: bool) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    runtime = Runtime.open(settings)
-    service = Service(runtime)  # builds detectors and sources: config errors surface here
-    if check:
-        asyncio.run(runtime.close())
-        print(
-            f"{config}: OK ({len(runtime.registry)} meters, {len(service.sources)} sources,"
-            f" {len(service.engine.detectors)} detectors)"
-        )
-        return 0
 
     async def main() -> None:
+        runtime = Runtime.open(settings)
         try:
+            service = Service(runtime)  # builds detectors and sources: config errors here
+            if check:
+                print(
+                    f"{config}: OK ({len(runtime.registry)} meters, "
+                    f"{len(service.sources)} sources, "
+                    f"{len(service.engine.detectors)} detectors)"
+                )
+                return
             await service.run()
         finally:
             await runtime.close()

@@ -1,0 +1,111 @@
+"""The HTTP API over the real app and the embedded stores."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.app import create_app
+from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
+from meterguard.runtime import Runtime
+from meterguard.settings import Settings, StorageSettings
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+    settings = Settings(
+        storage=StorageSettings(data_dir=tmp_path),
+        meters=[
+            Meter(id="M1", service="3p4w", nominal_v=230),
+            Meter(id="M2", service="1p2w", nominal_v=230, generation=True),
+        ],
+    )
+    rt = Runtime.open(settings)
+    yield rt
+    await rt.close()
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime.settings, runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+def _alert(alert_id: str, meter: str, start: float, end: float | None = None) -> Alert:
+    return Alert(
+        id=alert_id,
+        meter=meter,
+        kind=AlertKind.REVERSAL,
+        severity=Severity.MAJOR,
+        start=start,
+        end=end,
+        phase=2,
+        confidence=0.8,
+        estimated_kwh_lost=1.25,
+        summary="phase 2 reversed",
+        evidence={"onset": {"p2": -500.0}},
+    )
+
+
+async def test_alerts_list_filter_and_detail(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    await runtime.alerts.apply(
+        AlertEvent(type=AlertEventType.OPEN, ts=1, alert=_alert("a1", "M1", 1_767_225_600))
+    )
+    await runtime.alerts.apply(
+        AlertEvent(type=AlertEventType.OPEN, ts=1, alert=_alert("a2", "M2", 1_767_225_660.5))
+    )
+    await runtime.alerts.apply(
+        AlertEvent(
+            type=AlertEventType.CLEAR,
+            ts=2,
+            alert=_alert("a2", "M2", 1_767_225_660.5, 1_767_226_000),
+        )
+    )
+    body = (await client.get("/api/alerts")).json()
+    assert body["count"] == 2
+    assert [a["id"] for a in body["items"]] == ["a2", "a1"]
+    assert body["items"][1]["start"] == "2026-01-01T00:00:00Z"
+    assert body["items"][0]["start"] == "2026-01-01T00:01:00.500Z"
+    active = (await client.get("/api/alerts", params={"active": "true"})).json()
+    assert [a["id"] for a in active["items"]] == ["a1"]
+    by_meter = (await client.get("/api/alerts", params={"meter": "M2"})).json()
+    assert [a["id"] for a in by_meter["items"]] == ["a2"]
+    assert not by_meter["items"][0]["active"]
+    detail = (await client.get("/api/alerts/a2")).json()
+    assert detail["evidence"] == {"onset": {"p2": -500.0}}
+    assert [h["type"] for h in detail["history"]] == ["open", "clear"]
+
+
+async def test_bad_requests_get_clear_errors(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/api/alerts/nope")
+    assert missing.status_code == 404
+    assert "nope" in missing.json()["detail"]
+    bad_kind = await client.get("/api/alerts", params={"kind": "burglary"})
+    assert bad_kind.status_code == 422
+    bad_limit = await client.get("/api/alerts", params={"limit": 0})
+    assert bad_limit.status_code == 422
+
+
+async def test_meters_and_health(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    runtime.status.meter("M1", "gw1").readings = 3
+    meters = (await client.get("/api/meters")).json()
+    assert [m["id"] for m in meters["items"]] == ["M1", "M2"]
+    assert meters["items"][0]["collector"]["source"] == "gw1"
+    assert meters["items"][1]["collector"] is None
+    assert meters["items"][1]["generation"]
+    health = (await client.get("/healthz")).json()
+    assert health["status"] == "ok"
+    assert health["meters"] == 2
+    assert health["collector"] == {"polled": 1, "online": 0, "failing": 1}
+
+
+async def test_board_page_is_served(client: httpx.AsyncClient) -> None:
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert "alert board" in page.text
+    script = await client.get("/static/board.js")
+    assert script.status_code == 200
+    assert "/api/alerts" in script.text

@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from meterguard.errors import AlertNotFoundError
+from meterguard.model import (
+    Alert,
+    AlertEvent,
+    AlertEventType,
+    AlertKind,
+    MeterRegistry,
+    Severity,
+)
+from meterguard.stores.sqlite_alerts import SqliteAlertStore
+from meterguard.stores.sqlite_series import SqliteSeriesStore
+from tests.conftest import make_batch
+
+
+async def test_series_round_trip_keeps_gaps_and_rewrites_do_not_double(
+    tmp_path: Path, registry: MeterRegistry
+) -> None:
+    store = SqliteSeriesStore(tmp_path / "s.sqlite", registry)
+    try:
+        batch = make_batch(
+            [
+                (100.0, 0, {"v1": 230.5, "p1": 1000.0}),
+                (100.0, 1, {"v1": 229.0}),
+                (160.0, 0, {"v1": 231.0, "p1": -5.0}),
+            ]
+        )
+        await store.write(batch)
+        await store.write(batch)  # a replayed batch must not double the rows
+        assert await store.count() == 3
+        series = await store.query("HONEST", 0, 1000, ["v1", "p1", "i2"])
+        assert series.ts.tolist() == [100.0, 160.0]
+        assert series.values["v1"].tolist() == [230.5, 231.0]
+        assert series.values["p1"].tolist() == [1000.0, -5.0]
+        assert np.isnan(series.values["i2"]).all()
+        empty = await store.query("HONEST", 200, 300, ["v1"])
+        assert len(empty.ts) == 0
+        assert len(empty.values["v1"]) == 0
+        with pytest.raises(ValueError, match="unknown quantities"):
+            await store.query("HONEST", 0, 1, ["v1; DROP TABLE readings"])
+    finally:
+        await store.close()
+
+
+def _alert(**changes: object) -> Alert:
+    base = dict(
+        id="A1",
+        meter="M1",
+        kind=AlertKind.REVERSAL,
+        severity=Severity.MAJOR,
+        start=10.0,
+        confidence=0.9,
+        summary="s",
+        evidence={"onset": {"p1": -100.0}},
+    )
+    base.update(changes)
+    return Alert.model_validate(base)
+
+
+async def test_alert_lifecycle_is_kept_with_history(tmp_path: Path) -> None:
+    store = SqliteAlertStore(tmp_path / "a.sqlite")
+    try:
+        await store.apply(AlertEvent(type=AlertEventType.OPEN, ts=10, alert=_alert()))
+        await store.apply(
+            AlertEvent(
+                type=AlertEventType.UPDATE,
+                ts=70,
+                alert=_alert(estimated_kwh_lost=1.5, summary="s2"),
+            )
+        )
+        assert [a.id for a in await store.list(active=True)] == ["A1"]
+        await store.apply(AlertEvent(type=AlertEventType.CLEAR, ts=400, alert=_alert(end=100.0)))
+        got = await store.get("A1")
+        assert got.end == 100.0
+        assert got.estimated_kwh_lost == 0.0
+        assert not got.active
+        assert got.evidence == {"onset": {"p1": -100.0}}
+        assert await store.list(active=True) == []
+        assert [h["type"] for h in await store.history("A1")] == ["open", "update", "clear"]
+        with pytest.raises(AlertNotFoundError):
+            await store.get("nope")
+    finally:
+        await store.close()
+
+
+async def test_database_refuses_a_second_active_alert_per_meter_and_kind(tmp_path: Path) -> None:
+    path = tmp_path / "a.sqlite"
+    first, second = SqliteAlertStore(path), SqliteAlertStore(path)
+    try:
+        await first.apply(AlertEvent(type=AlertEventType.OPEN, ts=10, alert=_alert()))
+        await second.apply(AlertEvent(type=AlertEventType.OPEN, ts=20, alert=_alert(id="A2")))
+        assert second.duplicates_refused == 1
+        assert [a.id for a in await first.list()] == ["A1"]
+        # Another kind on the same meter, and the same kind once cleared, are fine.
+        await second.apply(
+            AlertEvent(
+                type=AlertEventType.OPEN, ts=20, alert=_alert(id="B1", kind=AlertKind.TAMPER)
+            )
+        )
+        await first.apply(AlertEvent(type=AlertEventType.CLEAR, ts=30, alert=_alert(end=15.0)))
+        await second.apply(AlertEvent(type=AlertEventType.OPEN, ts=40, alert=_alert(id="A3")))
+        assert sorted(a.id for a in await first.list(active=True)) == ["A3", "B1"]
+        assert [a.id for a in await first.list(kind=AlertKind.REVERSAL, active=False)] == ["A1"]
+    finally:
+        await first.close()
+        await second.close()

@@ -1,0 +1,40 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import meterguard
+
+EXAMPLE = Path(__file__).parents[1] / "deploy" / "meterguard.example.toml"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meterguard.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_version() -> None:
+    done = _cli("version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"meterguard {meterguard.__version__}"
+
+
+def test_check_accepts_the_example(tmp_path: Path) -> None:
+    config = tmp_path / "meterguard.toml"
+    config.write_text(EXAMPLE.read_text())
+    done = _cli("run", "--check", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "2 meters, 1 sources" in done.stdout
+
+
+def test_bad_config_names_the_key_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "meterguard.toml"
+    config.write_text('[api]\nport = 99999\n[detectors.reversal]\nmin_power_w = "lots"\n')
+    done = _cli("run", "--config", str(config))
+    assert done.returncode == 2
+    assert "api.port" in done.stderr
+    assert "Traceback" not in done.stderr
+    config.write_text('[detectors.reversal]\nmin_power_w = "lots"\n')
+    done = _cli("run", "--check", "--config", str(config))
+    assert done.returncode == 2
+    assert "detectors.reversal.min_power_w" in done.stderr
