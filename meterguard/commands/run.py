@@ -1,0 +1,58 @@
+"""`meterguard run`: the service from a config file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from meterguard.settings import load_settings
+
+NAME = "run"
+HELP = "run the service from a config file"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the config file and --check."""
+    parser.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=Path("meterguard.toml"),
+        help="TOML config file (default: ./meterguard.toml)",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only check the config file, then exit"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config, build every part, and run until Ctrl-C (or only check with --check)."""
+    from meterguard.runtime import Runtime
+    from meterguard.service import Service
+
+    settings = load_settings(args.config)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def main() -> None:
+        runtime = Runtime.open(settings)
+        try:
+            service = Service(runtime)  # builds detectors and sources: config errors here
+            if args.check:
+                print(
+                    f"{args.config}: OK ({len(runtime.registry)} meters, "
+                    f"{len(service.sources)} sources, "
+                    f"{len(service.engine.detectors)} detectors)"
+                )
+                return
+            await service.run()
+        finally:
+            await runtime.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0
