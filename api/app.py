@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 import meterguard
-from api.routers import alerts, health, meters
+from api.routers import alerts, health, meters, stream
 from meterguard.runtime import Runtime
 from meterguard.settings import Settings
 
@@ -44,10 +44,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(alerts.router)
     app.include_router(meters.router)
+    app.include_router(stream.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
     async def board() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
+
+    # The pages fetch their data from the API; the id in the path is read by the script.
+    @app.get("/alerts/{alert_id}", include_in_schema=False)
+    async def alert_page(alert_id: str) -> FileResponse:
+        return FileResponse(STATIC_DIR / "alert.html")
+
+    @app.get("/meters/{meter_id}", include_in_schema=False)
+    async def meter_page(meter_id: str) -> FileResponse:
+        return FileResponse(STATIC_DIR / "meter.html")
 
     return app

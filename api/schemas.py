@@ -63,6 +63,22 @@ class MeterOut(Meter):
     collector: dict[str, Any] | None = None
 
 
+class MeterDetail(MeterOut):
+    """A meter with its latest reading and recent alerts."""
+
+    latest: dict[str, float] | None = Field(description="Latest value of each quantity.")
+    latest_at: str | None
+    alerts: list[AlertOut]
+
+
+class SeriesOut(BaseModel):
+    """A meter's quantities over a window: one time column, one column per quantity."""
+
+    meter: str
+    ts: list[float] = Field(description="Epoch seconds.")
+    values: dict[str, list[float | None]] = Field(description="null: not measured.")
+
+
 class MeterList(BaseModel):
     """The fleet."""
 

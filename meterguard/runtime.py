@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from meterguard.broadcast import AlertBroadcaster
+from meterguard.latest import LatestReadings
 from meterguard.model import MeterRegistry
 from meterguard.settings import Settings
 from meterguard.status import StatusBoard
@@ -33,6 +35,11 @@ class Runtime:
     alerts: AlertStore
     status: StatusBoard = field(default_factory=StatusBoard)
     counters: Counters = field(default_factory=Counters)
+    broadcaster: AlertBroadcaster = field(default_factory=AlertBroadcaster)
+    latest: LatestReadings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.latest = LatestReadings(len(self.registry))
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:

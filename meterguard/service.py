@@ -50,8 +50,10 @@ class Service:
             batch = await self._queue.get()
             counters.batches_in += 1
             counters.readings_in += len(batch)
+            self.runtime.latest.update(batch)
             for event in self.engine.process(batch):
                 await self.runtime.alerts.apply(event)
+                self.runtime.broadcaster.publish(event)
                 counters.alert_events += 1
                 if event.type is AlertEventType.OPEN:
                     counters.alerts_opened += 1

@@ -1,22 +1,112 @@
-"""Meters: the fleet with each meter's collector status."""
+"""Meters: the fleet, one meter's detail, and its readings over a window."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import math
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import RuntimeDep
-from api.schemas import MeterList, MeterOut
+from api.schemas import AlertOut, MeterDetail, MeterList, MeterOut, SeriesOut
+from meterguard.downsample import bucket_means
+from meterguard.model import QUANTITIES, Meter
+from meterguard.runtime import Runtime
+from meterguard.timefmt import rfc3339
+from meterguard.timeparse import parse_time
 
 router = APIRouter(prefix="/api/meters", tags=["meters"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such meter"}}
+
+
+def _meter(runtime: Runtime, meter_id: str) -> Meter:
+    meter = runtime.registry.get(meter_id)
+    if meter is None:
+        raise HTTPException(status_code=404, detail=f"no meter {meter_id!r}")
+    return meter
+
+
+def _out(runtime: Runtime, meter: Meter) -> MeterOut:
+    status = runtime.status.get(meter.id)
+    return MeterOut(**meter.model_dump(), collector=None if status is None else status.as_dict())
 
 
 @router.get("", response_model=MeterList)
-async def list_meters(runtime: RuntimeDep) -> MeterList:
-    """List every registered meter."""
+async def list_meters(
+    runtime: RuntimeDep,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Id or transformer contains")
+    ] = None,
+    transformer: Annotated[str | None, Query(max_length=200)] = None,
+) -> MeterList:
+    """List registered meters, optionally searched by id/transformer text."""
     items = []
+    needle = (q or "").lower()
     for meter in runtime.registry:
-        status = runtime.status.get(meter.id)
-        items.append(
-            MeterOut(**meter.model_dump(), collector=None if status is None else status.as_dict())
-        )
+        if transformer is not None and meter.transformer != transformer:
+            continue
+        if (
+            needle
+            and needle not in meter.id.lower()
+            and needle not in (meter.transformer or "").lower()
+        ):
+            continue
+        items.append(_out(runtime, meter))
     return MeterList(items=items, count=len(items))
+
+
+@router.get("/{meter_id}", response_model=MeterDetail, responses=NOT_FOUND)
+async def get_meter(meter_id: str, runtime: RuntimeDep) -> MeterDetail:
+    """Return a meter's profile, collector status, latest reading and recent alerts."""
+    meter = _meter(runtime, meter_id)
+    alerts = await runtime.alerts.list(meter=meter.id, limit=50)
+    latest = runtime.latest.of(runtime.registry.slot(meter.id))
+    return MeterDetail(
+        **_out(runtime, meter).model_dump(),
+        latest=latest,
+        latest_at=None if latest is None else rfc3339(latest["ts"]),
+        alerts=[AlertOut.of(a) for a in alerts],
+    )
+
+
+def _time(text: str | None, default: float, name: str) -> float:
+    if text is None:
+        return default
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=f"{name}: {exc}") from None
+
+
+@router.get("/{meter_id}/series", response_model=SeriesOut, responses=NOT_FOUND)
+async def get_series(
+    meter_id: str,
+    runtime: RuntimeDep,
+    fields: Annotated[
+        str, Query(max_length=200, description="Comma-separated quantities, e.g. v1,v2,v3")
+    ] = "v1,v2,v3,i1,i2,i3,p1,p2,p3",
+    start: Annotated[str | None, Query(description="RFC 3339 or epoch s; default end-6h")] = None,
+    end: Annotated[str | None, Query(description="RFC 3339 or epoch s; default now")] = None,
+    points: Annotated[int, Query(ge=1, le=5000, description="At most this many points")] = 500,
+) -> SeriesOut:
+    """Return a meter's quantities over a window, averaged down to at most `points` points."""
+    meter = _meter(runtime, meter_id)
+    wanted = [f.strip() for f in fields.split(",") if f.strip()]
+    unknown = [f for f in wanted if f not in QUANTITIES]
+    if unknown or not wanted:
+        raise HTTPException(
+            status_code=422,
+            detail=f"unknown quantities {unknown}; known: {', '.join(QUANTITIES)}",
+        )
+    t_end = _time(end, time.time(), "end")
+    t_start = _time(start, t_end - 6 * 3600, "start")
+    if not (math.isfinite(t_start) and math.isfinite(t_end)) or t_start > t_end:
+        raise HTTPException(status_code=422, detail="start must be a time before end")
+    series = await runtime.series.query(meter.id, t_start, t_end, wanted)
+    ts, values = bucket_means(series.ts, series.values, points)
+    return SeriesOut(
+        meter=meter.id,
+        ts=ts.tolist(),
+        values={k: [None if math.isnan(x) else x for x in v.tolist()] for k, v in values.items()},
+    )

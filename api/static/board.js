@@ -1,43 +1,75 @@
-// The alert board: polls the API and redraws the table; no build step, no CDN.
+// The alert board: loads the alerts once, then follows the live stream (SSE).
 "use strict";
 
-function cell(text) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  return td;
+const KINDS = ["bypass", "reversal", "imbalance", "voltage_loss", "phase_shift",
+  "consumption_drop", "tamper", "comms_loss", "energy_balance", "ct_ratio"];
+const alerts = new Map();
+const form = document.querySelector("#filters");
+
+for (const k of KINDS) form.kind.append(MG.el("option", {}, k));
+
+function visible(a) {
+  const f = new FormData(form);
+  if (f.get("status") === "active" && !a.active) return false;
+  if (f.get("status") === "cleared" && a.active) return false;
+  if (f.get("kind") && a.kind !== f.get("kind")) return false;
+  if (f.get("severity") && a.severity !== f.get("severity")) return false;
+  const meter = (f.get("meter") || "").trim().toLowerCase();
+  return !meter || a.meter.toLowerCase().includes(meter);
 }
 
-async function refresh() {
+function draw() {
+  const body = document.querySelector("#alerts tbody");
+  const rows = [...alerts.values()].filter(visible).sort(
+    (a, b) => (b.active - a.active) || (b.estimated_kwh_lost - a.estimated_kwh_lost));
+  body.replaceChildren(...rows.map((a) => MG.el("tr",
+    {class: a.active ? a.severity : "cleared", dataset: {alertId: a.id}},
+    MG.el("td", {}, a.severity),
+    MG.el("td", {}, MG.el("a", {href: `/meters/${encodeURIComponent(a.meter)}`}, a.meter)),
+    MG.el("td", {}, MG.el("a", {href: `/alerts/${encodeURIComponent(a.id)}`}, a.kind)),
+    MG.el("td", {}, a.phase ?? ""),
+    MG.el("td", {}, MG.time(a.start)),
+    MG.el("td", {}, a.active ? "active" : "cleared"),
+    MG.el("td", {class: "num"}, MG.kwh(a.estimated_kwh_lost)),
+    MG.el("td", {}, a.summary))));
+  if (!rows.length) body.append(MG.el("tr", {}, MG.el("td", {colspan: 8}, "no alerts")));
+  document.querySelector("#updated").textContent =
+    `${rows.length} shown · updated ${new Date().toLocaleTimeString()}`;
+}
+
+async function reload() {
+  const list = await MG.json("/api/alerts?limit=1000");
+  alerts.clear();
+  for (const a of list.items) alerts.set(a.id, a);
+  draw();
+}
+
+async function health() {
   try {
-    const [alertsResp, healthResp] = await Promise.all([
-      fetch("/api/alerts?limit=200"), fetch("/healthz"),
-    ]);
-    const alerts = await alertsResp.json();
-    const health = await healthResp.json();
-    const body = document.querySelector("#alerts tbody");
-    body.replaceChildren();
-    const rows = alerts.items.slice().sort(
-      (a, b) => (b.active - a.active) || (b.estimated_kwh_lost - a.estimated_kwh_lost));
-    for (const a of rows) {
-      const tr = document.createElement("tr");
-      tr.className = a.active ? a.severity : "cleared";
-      tr.dataset.alertId = a.id;
-      tr.append(cell(a.severity), cell(a.meter), cell(a.kind), cell(a.phase ?? ""),
-                cell(a.start), cell(a.active ? "active" : "cleared"),
-                cell(a.estimated_kwh_lost.toFixed(3)), cell(a.summary));
-      body.append(tr);
-    }
-    if (!rows.length) {
-      body.append(Object.assign(document.createElement("tr"), {innerHTML: "<td colspan=8>no alerts</td>"}));
-    }
+    const h = await MG.json("/healthz");
     document.querySelector("#health").textContent =
-      `${health.meters} meters · ${health.collector.online}/${health.collector.polled} online · ` +
-      `${health.counters.readings_in} readings`;
-    document.querySelector("#updated").textContent = "updated " + new Date().toLocaleTimeString();
+      `${h.meters} meters · ${h.collector.online}/${h.collector.polled} online · ` +
+      `${h.counters.readings_in.toLocaleString()} readings`;
   } catch (err) {
-    document.querySelector("#health").textContent = "API unreachable: " + err;
+    document.querySelector("#health").textContent = "API unreachable";
   }
 }
 
-refresh();
-setInterval(refresh, 3000);
+function follow() {
+  const live = document.querySelector("#live");
+  const source = new EventSource("/api/stream");
+  const take = (msg) => {
+    const a = JSON.parse(msg.data);
+    alerts.set(a.id, a);
+    draw();
+  };
+  for (const type of ["open", "update", "clear"]) source.addEventListener(type, take);
+  source.addEventListener("resync", () => reload());
+  source.onopen = () => { live.className = "live on"; };
+  source.onerror = () => { live.className = "live off"; };
+}
+
+form.addEventListener("input", draw);
+reload().then(follow);
+health();
+setInterval(health, 5000);

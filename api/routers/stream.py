@@ -1,0 +1,38 @@
+"""The live stream: alert open/update/clear events as Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from api.deps import RuntimeDep
+from api.schemas import AlertOut
+from meterguard.broadcast import ResyncNeeded
+
+router = APIRouter(tags=["stream"])
+
+
+@router.get("/api/stream", response_class=EventSourceResponse)
+async def stream(
+    runtime: RuntimeDep,
+    last_event_id: Annotated[str | None, Header(max_length=100)] = None,
+    after: Annotated[
+        str | None, Query(max_length=100, description="Resume after this event id.")
+    ] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Stream alert events: `open`, `update` and `clear` carry the alert.
+
+    A `resync` event asks the client to reload the list: the events it missed are gone.
+    """
+    async for item in runtime.broadcaster.listen(last_event_id or after):
+        if isinstance(item, ResyncNeeded):
+            yield ServerSentEvent(event="resync", data={"reason": "reload the alert list"})
+            continue
+        yield ServerSentEvent(
+            id=item.id,
+            event=item.event.type.value,
+            data=AlertOut.of(item.event.alert).model_dump(mode="json"),
+        )
