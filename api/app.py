@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 import meterguard
-from api.routers import alerts, health, meters, stream
+from api.routers import alerts, health, meters, metrics, stream
 from meterguard.runtime import Runtime
 from meterguard.settings import Settings
 
@@ -45,6 +45,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(meters.router)
     app.include_router(stream.router)
+    app.include_router(metrics.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

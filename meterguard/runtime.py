@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from meterguard.broadcast import AlertBroadcaster
@@ -36,6 +37,8 @@ class Runtime:
     status: StatusBoard = field(default_factory=StatusBoard)
     counters: Counters = field(default_factory=Counters)
     broadcaster: AlertBroadcaster = field(default_factory=AlertBroadcaster)
+    #: Live figures read at scrape time (queue depths, write buffers), by metric name.
+    gauges: dict[str, Callable[[], float]] = field(default_factory=dict)
     latest: LatestReadings = field(init=False)
 
     def __post_init__(self) -> None:

@@ -38,6 +38,8 @@ class Service:
             settings.engine.queue_batches
         )
         self.api_server: uvicorn.Server | None = None
+        runtime.gauges["engine_queue_batches"] = self._queue.qsize
+        runtime.gauges["series_queue_batches"] = self._series_queue.qsize
 
     async def _feed(self, source: Source) -> None:
         async with source:

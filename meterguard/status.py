@@ -45,6 +45,10 @@ class StatusBoard:
         """Return a meter's status, or None if no source polls it."""
         return self._meters.get(meter_id)
 
+    def all(self) -> list[MeterStatus]:
+        """Return every meter's status."""
+        return list(self._meters.values())
+
     def summary(self) -> dict[str, int]:
         """Return counts of polled, online and failing meters."""
         online = sum(1 for s in self._meters.values() if s.online)

@@ -9,6 +9,7 @@ import pytest
 from api.app import create_app
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
 from meterguard.runtime import Runtime
+from meterguard.stores.sqlite_alerts import SqliteAlertStore
 from meterguard.settings import Settings, StorageSettings
 
 
@@ -109,3 +110,46 @@ async def test_board_page_is_served(client: httpx.AsyncClient) -> None:
     script = await client.get("/static/board.js")
     assert script.status_code == 200
     assert "/api/alerts" in script.text
+
+
+async def test_metrics_expose_counters_and_live_gauges(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    runtime.counters.readings_in = 1234
+    runtime.counters.alerts_opened = 2
+    runtime.counters.alert_events = 5
+    ok = runtime.status.meter("M1", "gw1")
+    ok.readings, ok.last_ok = 10, 1.0
+    failing = runtime.status.meter("M2", "gw1")
+    failing.errors, failing.consecutive_failures = 3, 3
+    runtime.gauges["engine_queue_batches"] = lambda: 7
+    resp = await client.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/plain")
+    text = resp.text
+    assert "meterguard_readings_total 1234.0" in text
+    assert 'meterguard_alert_events_total{type="open"} 2.0' in text
+    assert 'meterguard_alert_events_total{type="update"} 3.0' in text
+    assert 'meterguard_source_readings_total{source="gw1"} 10.0' in text
+    assert 'meterguard_source_errors_total{source="gw1"} 3.0' in text
+    assert 'meterguard_source_meters_online{source="gw1"} 1.0' in text
+    assert "meterguard_engine_queue_batches 7.0" in text
+
+
+async def test_readiness_reports_a_dead_store(
+    client: httpx.AsyncClient, runtime: Runtime, tmp_path: Path
+) -> None:
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True
+    # A real store whose connection is gone stands in for a database that went away.
+    dead = SqliteAlertStore(tmp_path / "dead.sqlite")
+    await dead.close()
+    live, runtime.alerts = runtime.alerts, dead
+    try:
+        broken = await client.get("/readyz")
+    finally:
+        runtime.alerts = live
+    assert broken.status_code == 503
+    assert broken.json()["checks"]["alert_store"].startswith("error")
+    assert broken.json()["checks"]["series_store"] == "ok"

@@ -1,0 +1,120 @@
+"""Prometheus metrics and readiness: what a monitoring system scrapes and probes."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from api.deps import RuntimeDep
+from meterguard.runtime import Runtime
+
+router = APIRouter(tags=["health"])
+
+
+class RuntimeCollector(Collector):
+    """Reads the runtime's counters at scrape time, so nothing is counted twice."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.runtime.counters
+        yield CounterMetricFamily(
+            "meterguard_readings", "Readings taken in by the engine.", value=c.readings_in
+        )
+        yield CounterMetricFamily(
+            "meterguard_batches", "Batches taken in by the engine.", value=c.batches_in
+        )
+        events = CounterMetricFamily(
+            "meterguard_alert_events", "Alert events by type.", labels=["type"]
+        )
+        events.add_metric(["open"], c.alerts_opened)
+        events.add_metric(["clear"], c.alerts_cleared)
+        events.add_metric(["update"], c.alert_events - c.alerts_opened - c.alerts_cleared)
+        yield events
+        polls: dict[str, int] = defaultdict(int)
+        errors: dict[str, int] = defaultdict(int)
+        online: dict[str, int] = defaultdict(int)
+        for status in self.runtime.status.all():
+            polls[status.source] += status.readings
+            errors[status.source] += status.errors
+            online[status.source] += int(status.online)
+        per_source: list[tuple[CounterMetricFamily | GaugeMetricFamily, dict[str, int]]] = [
+            (
+                CounterMetricFamily(
+                    "meterguard_source_readings",
+                    "Successful meter reads per source.",
+                    labels=["source"],
+                ),
+                polls,
+            ),
+            (
+                CounterMetricFamily(
+                    "meterguard_source_errors",
+                    "Failed reads (timeouts, exceptions, decode errors) per source.",
+                    labels=["source"],
+                ),
+                errors,
+            ),
+            (
+                GaugeMetricFamily(
+                    "meterguard_source_meters_online",
+                    "Meters whose last read succeeded, per source.",
+                    labels=["source"],
+                ),
+                online,
+            ),
+        ]
+        for family, values in per_source:
+            for source, value in sorted(values.items()):
+                family.add_metric([source], value)
+            yield family
+        for name, read in sorted(self.runtime.gauges.items()):
+            yield GaugeMetricFamily(f"meterguard_{name}", f"Live figure {name}.", value=read())
+        yield GaugeMetricFamily(
+            "meterguard_stream_listeners",
+            "Open live-stream connections.",
+            value=self.runtime.broadcaster.listeners,
+        )
+
+
+@router.get(
+    "/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}}
+)
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus text exposition of meterguard's counters and gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RuntimeCollector(runtime))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/readyz", responses={503: {"description": "A store does not answer"}})
+async def readyz(runtime: RuntimeDep, response: Response) -> dict[str, object]:
+    """Readiness: both stores answer a query, with the collector summary."""
+    checks: dict[str, str] = {}
+    started = time.monotonic()
+    try:
+        await runtime.alerts.list(limit=1)
+        checks["alert_store"] = "ok"
+    except Exception as exc:  # any failure means "not ready"; the reason is reported
+        checks["alert_store"] = f"error: {exc}"
+    try:
+        await runtime.series.query("", 0.0, 0.0, [])
+        checks["series_store"] = "ok"
+    except Exception as exc:  # as above
+        checks["series_store"] = f"error: {exc}"
+    ready = all(v == "ok" for v in checks.values())
+    if not ready:
+        response.status_code = 503
+    return {
+        "ready": ready,
+        "checks": checks,
+        "collector": runtime.status.summary(),
+        "check_ms": round((time.monotonic() - started) * 1000, 1),
+    }
