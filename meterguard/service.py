@@ -13,6 +13,7 @@ from collector.base import Source
 from collector.modbus import ModbusSource
 from detectors.engine import Engine, build_detectors
 from meterguard.model import AlertEventType, ReadingBatch
+from meterguard.notifiers import build_notifiers
 from meterguard.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ class Service:
         self.api_server: uvicorn.Server | None = None
         runtime.gauges["engine_queue_batches"] = self._queue.qsize
         runtime.gauges["series_queue_batches"] = self._series_queue.qsize
+        self.notifiers = build_notifiers(settings.notify)
+        for notifier in self.notifiers:
+            runtime.gauges[f"notify_{notifier.sender.name}_backlog"] = notifier.backlog
 
     async def _feed(self, source: Source) -> None:
         async with source:
@@ -56,6 +60,8 @@ class Service:
             for event in self.engine.process(batch):
                 await self.runtime.alerts.apply(event)
                 self.runtime.broadcaster.publish(event)
+                for notifier in self.notifiers:
+                    notifier.offer(event)
                 counters.alert_events += 1
                 if event.type is AlertEventType.OPEN:
                     counters.alerts_opened += 1
@@ -92,6 +98,8 @@ class Service:
                 tasks.create_task(self._feed(source), name=f"source-{source.name}")
             tasks.create_task(self._detect(), name="engine")
             tasks.create_task(self._write_series(), name="series-writer")
+            for notifier in self.notifiers:
+                tasks.create_task(notifier.run(), name=f"notify-{notifier.sender.name}")
             if serve:
                 app = create_app(self.runtime.settings, self.runtime)
                 config = uvicorn.Config(

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from meterguard.errors import ConfigError, MeterCsvError
 from meterguard.model import Meter
+from meterguard.notifiers import NotifySettings
 
 ENV_PREFIX = "MG_"
 
@@ -89,6 +90,9 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    notify: NotifySettings = Field(
+        default_factory=NotifySettings, description="Webhook and MQTT receivers of alerts."
+    )
     meters_csv: Path | None = Field(
         default=None, description="A meters.csv to load the fleet from (TELEMETRY.md)."
     )
