@@ -24,5 +24,6 @@ Runner = Callable[[argparse.Namespace], int]
 COMMAND_MODULES = (
     "meterguard.commands.run",
     "meterguard.commands.demo",
+    "meterguard.commands.simulate",
     "meterguard.commands.version",
 )

@@ -1,0 +1,193 @@
+"""Write a simulated run as meters.csv, readings.csv and labels.csv (formats/TELEMETRY.md)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from meterguard.meters_csv import write_meters_csv
+from meterguard.timefmt import rfc3339
+from simulators.physics import FleetModel, Frame, bound_incidents
+from simulators.population import FloatArray
+from simulators.scenario import Scenario
+
+READING_COLUMNS = (
+    "ts", "meter", "v1", "v2", "v3", "i1", "i2", "i3", "in",
+    "p1", "p2", "p3", "q1", "q2", "q3", "e_imp", "e_exp", "f", "events",
+)  # fmt: skip
+LABEL_COLUMNS = ("meter", "kind", "start", "end", "phase", "magnitude")
+CONFOUNDER_COLUMNS = ("kind", "meters", "transformer", "start", "end", "magnitude")
+#: Printf formats of the value columns; NaN prints as "nan" and is blanked afterwards.
+_ROW_FORMAT = (
+    "%s,%s,"
+    + ",".join(["%.2f"] * 3 + ["%.3f"] * 4 + ["%.1f"] * 6 + ["%.4f"] * 2 + ["%.3f"])
+    + ",%s\n"
+)
+#: Readings per chunk: bounds memory whatever the fleet size.
+CHUNK_READINGS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a run wrote."""
+
+    meters: int
+    readings: int
+    incidents: int
+    seconds: float
+
+
+def _grid(scenario: Scenario) -> FloatArray:
+    out: FloatArray = scenario.start_s + np.arange(
+        0.0, scenario.days * 86400.0 - 1e-9, scenario.step_s
+    )
+    return out
+
+
+def _values(frame: Frame) -> FloatArray:
+    """Return (T, customers + feeders, 16) in the value-column order of readings.csv."""
+    cust = np.concatenate(
+        [frame.v, frame.i, frame.neutral[:, :, None], frame.p, frame.q,
+         frame.e_imp[:, :, None], frame.e_exp[:, :, None], frame.f[:, :, None]],
+        axis=2,
+    )  # fmt: skip
+    n_t, n_tx = frame.fv.shape[:2]
+    feed = np.concatenate(
+        [frame.fv, frame.fi, np.full((n_t, n_tx, 1), np.nan), frame.fp, frame.fq,
+         frame.f_e_imp[:, :, None], frame.f_e_exp[:, :, None], frame.ff[:, :, None]],
+        axis=2,
+    )  # fmt: skip
+    out: FloatArray = np.concatenate([cust, feed], axis=1)
+    return out
+
+
+def write_readings(
+    model: FleetModel,
+    path: Path,
+    grid: FloatArray,
+    progress: Callable[[float], None] | None = None,
+) -> int:
+    """Stream every reading of the run to `path`, time-ordered; return the row count."""
+    pop = model.pop
+    n_all = pop.n + pop.n_tx
+    # Output position -> column in the (customers, feeders) value array; meters.csv order.
+    order: list[int] = []
+    for t in range(pop.n_tx):
+        order.append(pop.n + t)
+        order.extend(int(i) for i in np.flatnonzero(pop.tx == t))
+    order_arr = np.array(order)
+    ids = [(pop.feeders[k - pop.n] if k >= pop.n else pop.customers[k]).id for k in order]
+    where = np.empty(n_all, dtype=np.int64)
+    where[order_arr] = np.arange(n_all)
+    steps = max(1, CHUNK_READINGS // n_all)
+    rows = 0
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        handle.write(",".join(READING_COLUMNS) + "\n")
+        for start in range(0, grid.size, steps):
+            ts = grid[start : start + steps]
+            frame = model.compute(ts)
+            values = _values(frame)[:, order_arr, :]
+            present = np.concatenate([frame.present, frame.f_present], axis=1)[:, order_arr]
+            events: dict[tuple[int, int], list[str]] = {}
+            for row, key, name in frame.events:
+                col = pop.n + key.index if key.feeder else key.index
+                events.setdefault((row, int(where[col])), []).append(name)
+            parts: list[str] = []
+            for r in range(ts.size):
+                stamp = rfc3339(float(ts[r]))
+                vals = values[r].tolist()
+                keep = present[r]
+                for pos in range(n_all):
+                    if not keep[pos]:
+                        continue
+                    ev = events.get((r, pos))
+                    parts.append(
+                        _ROW_FORMAT % (stamp, ids[pos], *vals[pos], ";".join(ev) if ev else "")
+                    )
+                rows += int(keep.sum())
+            handle.write("".join(parts).replace("nan", ""))
+            if progress is not None:
+                progress(min(1.0, (start + ts.size) / grid.size))
+    return rows
+
+
+def _snap(grid: FloatArray, start: float, end: float) -> tuple[float, float] | None:
+    """Return the first and last grid times inside [start, end], or None if there are none."""
+    a = int(np.searchsorted(grid, start, side="left"))
+    b = int(np.searchsorted(grid, end, side="right")) - 1
+    if a >= grid.size or b < a:
+        return None
+    return float(grid[a]), float(grid[b])
+
+
+def write_labels(model: FleetModel, path: Path, grid: FloatArray) -> int:
+    """Write the ground truth: one row per injected incident, times on the reading grid."""
+    count = 0
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(LABEL_COLUMNS)
+        for inc, meter_id, phase in bound_incidents(model):
+            span = _snap(grid, inc.start_s, inc.end_s)
+            if span is None:
+                continue
+            magnitude = "" if math.isnan(inc.magnitude) else f"{inc.magnitude:g}"
+            writer.writerow(
+                [meter_id, inc.label_kind, rfc3339(span[0]), rfc3339(span[1]),
+                 "" if phase is None else phase, magnitude]
+            )  # fmt: skip
+            count += 1
+    return count
+
+
+def write_confounders(model: FleetModel, path: Path, grid: FloatArray) -> None:
+    """Write the honest events of the run (not theft, never labelled), for analysis."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CONFOUNDER_COLUMNS)
+        for c in model.scenario.confounders:
+            span = _snap(grid, c.start_s, c.end_s) or (float(grid[0]), float(grid[-1]))
+            writer.writerow(
+                [c.kind, ";".join(c.meters), c.transformer or "", rfc3339(span[0]),
+                 rfc3339(span[1]), "" if math.isnan(c.magnitude) else f"{c.magnitude:g}"]
+            )  # fmt: skip
+        for i in np.flatnonzero(model.pop.solar_kwp > 0):
+            writer.writerow(
+                ["solar", model.pop.customers[int(i)].id, "", rfc3339(float(grid[0])),
+                 rfc3339(float(grid[-1])), f"{model.pop.solar_kwp[int(i)]:.1f}"]
+            )  # fmt: skip
+
+
+def _terminal_progress(fraction: float) -> None:
+    sys.stderr.write(f"\rsimulating: {fraction * 100:5.1f} %")
+    if fraction >= 1.0:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def write_run(scenario: Scenario, out_dir: Path, show_progress: bool | None = None) -> RunSummary:
+    """Simulate `scenario` and write meters.csv, readings.csv, labels.csv, confounders.csv."""
+    began = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = FleetModel(scenario)
+    grid = _grid(scenario)
+    write_meters_csv(out_dir / "meters.csv", model.pop.all_meters())
+    incidents = write_labels(model, out_dir / "labels.csv", grid)
+    write_confounders(model, out_dir / "confounders.csv", grid)
+    if show_progress is None:
+        show_progress = sys.stderr.isatty()
+    rows = write_readings(
+        model, out_dir / "readings.csv", grid, _terminal_progress if show_progress else None
+    )
+    return RunSummary(
+        meters=model.pop.n + model.pop.n_tx,
+        readings=rows,
+        incidents=incidents,
+        seconds=time.perf_counter() - began,
+    )
