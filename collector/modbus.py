@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -15,7 +16,7 @@ from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusTcpClient
 
 from collector.base import batch_from_rows, jittered_backoff
-from collector.profiles import ReadRequest, builtin_profile, decode, plan_requests
+from collector.profiles import ReadRequest, decode, plan_requests, resolve_profile
 from meterguard.errors import DecodeError
 from meterguard.model import MeterRegistry, ReadingBatch
 from meterguard.settings import ModbusSourceSettings
@@ -24,11 +25,14 @@ from meterguard.status import MeterStatus, StatusBoard
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 1.0
-BACKOFF_CAP_S = 60.0
 
 
 class ReadFailedError(Exception):
-    """A read got no usable answer: timeout, exception response, or bad length."""
+    """A read got no usable answer; `kind` says how (counted per source)."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
 
 
 @dataclass(slots=True)
@@ -38,10 +42,20 @@ class _Device:
     unit: int
     requests: list[ReadRequest]
     status: MeterStatus
+    interval_s: float
+    timeout_s: float
+    retries: int
+    next_due: float = 0.0
 
 
 class ModbusSource:
-    """Polls every meter behind one gateway; requests go one at a time, as on RS-485."""
+    """Polls every meter behind one gateway; requests go one at a time, as on RS-485.
+
+    Each meter has its own interval, timeout and retries; a meter that does not answer
+    costs the others at most its timeout per attempt. A gateway that refuses connections,
+    or whose meters all time out, is retried with jittered exponential backoff. Only the
+    first failure of an outage and the recovery are logged.
+    """
 
     def __init__(
         self, settings: ModbusSourceSettings, registry: MeterRegistry, status: StatusBoard
@@ -53,24 +67,36 @@ class ModbusSource:
                 meter=d.meter,
                 slot=registry.slot(d.meter),
                 unit=d.unit,
-                requests=plan_requests(builtin_profile(d.profile)),
+                requests=plan_requests(resolve_profile(d.profile)),
                 status=status.meter(d.meter, settings.name),
+                interval_s=d.interval_s or settings.interval_s,
+                timeout_s=d.timeout_s or settings.timeout_s,
+                retries=settings.retries if d.retries is None else d.retries,
             )
             for d in settings.devices
         ]
+        longest = max((d.timeout_s for d in self._devices), default=settings.timeout_s)
         self._client = AsyncModbusTcpClient(
             settings.host,
             port=settings.port,
             framer=FramerType.RTU if settings.framer == "rtu" else FramerType.SOCKET,
-            timeout=settings.timeout_s,
-            retries=settings.retries,
+            # Timeouts and retries are per meter and ours (asyncio.wait_for); the
+            # client's own only guard against a wait that never ends.
+            timeout=longest + 1.0,
+            retries=0,
             reconnect_delay=0,  # reconnects are ours, with backoff and one log line
             name=f"modbus-{settings.name}",
         )
         self._rng = np.random.default_rng()
         self._down_since: float | None = None
         self._attempt = 0
-        self.decode_errors = 0
+        #: Failed reads by kind (timeout, exception, bad_length, connection) and requests sent.
+        self.counters: Counter[str] = Counter()
+
+    @property
+    def decode_errors(self) -> int:
+        """Answers with the wrong number of registers."""
+        return self.counters["bad_length"]
 
     async def __aenter__(self) -> Self:
         return self
@@ -83,106 +109,153 @@ class ModbusSource:
     ) -> None:
         self._client.close()
 
-    async def _ensure_connected(self) -> bool:
-        """Connect if needed; log the first failure of an outage and the recovery only."""
-        if self._client.connected:
-            return True
-        ok = await self._client.connect()
-        if ok:
-            if self._down_since is not None:
-                log.info(
-                    "gateway %s reachable again after %.0f s",
-                    self.name,
-                    time.monotonic() - self._down_since,
-                )
-            self._down_since = None
-            self._attempt = 0
-            return True
+    def _gateway_down(self, reason: str) -> None:
         if self._down_since is None:
             self._down_since = time.monotonic()
             log.warning(
-                "gateway %s (%s:%d) unreachable; retrying with backoff",
+                "gateway %s (%s:%d) %s; retrying with backoff",
                 self.name,
                 self.settings.host,
                 self.settings.port,
+                reason,
             )
+
+    def _gateway_up(self) -> None:
+        if self._down_since is not None:
+            log.info(
+                "gateway %s answers again after %.0f s",
+                self.name,
+                time.monotonic() - self._down_since,
+            )
+        self._down_since = None
+        self._attempt = 0
+
+    async def _ensure_connected(self) -> bool:
+        """Connect if needed; an outage is logged once, by _gateway_down."""
+        if self._client.connected:
+            return True
+        if await self._client.connect():
+            return True
+        self.counters["connection"] += 1
+        self._gateway_down("unreachable")
         return False
 
+    async def _backoff(self) -> None:
+        delay = jittered_backoff(
+            self._attempt, BACKOFF_BASE_S, self.settings.backoff_max_s, self._rng
+        )
+        self._attempt += 1
+        await asyncio.sleep(delay)
+
     async def _read(self, device: _Device, request: ReadRequest) -> dict[str, float]:
+        if request.function == 4:
+            call = self._client.read_input_registers
+        else:
+            call = self._client.read_holding_registers
+        self.counters["requests"] += 1
         try:
-            if request.function == 4:
-                response = await self._client.read_input_registers(
-                    request.address, count=request.count, device_id=device.unit
-                )
-            else:
-                response = await self._client.read_holding_registers(
-                    request.address, count=request.count, device_id=device.unit
-                )
+            response = await asyncio.wait_for(
+                call(request.address, count=request.count, device_id=device.unit),
+                device.timeout_s,
+            )
+        except TimeoutError as exc:
+            raise ReadFailedError("timeout", f"no answer within {device.timeout_s:g} s") from exc
         except ModbusException as exc:
-            raise ReadFailedError(str(exc)) from exc
+            kind = "connection" if not self._client.connected else "protocol"
+            raise ReadFailedError(kind, str(exc)) from exc
+        finally:
+            if self.settings.pause_s:
+                await asyncio.sleep(self.settings.pause_s)
         if response.isError():
-            raise ReadFailedError(f"exception response {response}")
+            code = getattr(response, "exception_code", "?")
+            raise ReadFailedError("exception", f"exception code {code}")
         try:
             return decode(request, list(response.registers))
         except DecodeError as exc:
-            self.decode_errors += 1
-            raise ReadFailedError(exc.reason) from exc
+            raise ReadFailedError("bad_length", exc.reason) from exc
 
     async def _poll_device(self, device: _Device) -> dict[str, float] | None:
-        values: dict[str, float] = {}
+        """Read every request of one meter, retrying the whole poll as configured."""
+        failure = ReadFailedError("connection", "gateway not connected")
+        for _attempt in range(device.retries + 1):
+            if not self._client.connected and not await self._ensure_connected():
+                break
+            try:
+                values: dict[str, float] = {}
+                for request in device.requests:
+                    values.update(await self._read(device, request))
+            except ReadFailedError as exc:
+                failure = exc
+                continue
+            self._record_success(device)
+            return values
+        self._record_failure(device, failure)
+        return None
+
+    def _record_success(self, device: _Device) -> None:
         status = device.status
-        try:
-            for request in device.requests:
-                values.update(await self._read(device, request))
-        except ReadFailedError as exc:
-            status.errors += 1
-            status.consecutive_failures += 1
-            status.last_error = str(exc)
-            status.last_error_at = time.time()
-            if status.consecutive_failures == 1:
-                log.warning(
-                    "meter %s (unit %d on %s) failed: %s", device.meter, device.unit, self.name, exc
-                )
-            return None
         if status.consecutive_failures:
             log.info(
-                "meter %s answers again after %d failed polls",
+                "meter %s (unit %d on %s) answers again after %d failed polls",
                 device.meter,
+                device.unit,
+                self.name,
                 status.consecutive_failures,
             )
         status.consecutive_failures = 0
         status.last_ok = time.time()
         status.readings += 1
-        return values
+        self._gateway_up()
 
-    async def poll_once(self) -> ReadingBatch:
-        """Poll every meter once, in bus order, and return what answered."""
+    def _record_failure(self, device: _Device, failure: ReadFailedError) -> None:
+        self.counters[failure.kind] += 1
+        status = device.status
+        status.errors += 1
+        status.consecutive_failures += 1
+        status.last_error = str(failure)
+        status.last_error_at = time.time()
+        if status.consecutive_failures == 1:
+            log.warning(
+                "meter %s (unit %d on %s) failed: %s", device.meter, device.unit, self.name, failure
+            )
+
+    async def poll_once(self, devices: list[_Device] | None = None) -> ReadingBatch:
+        """Poll the given meters (default: all) once, in bus order; return what answered."""
         rows: list[tuple[float, int, dict[str, float], int]] = []
-        for device in self._devices:
-            # A timed-out meter may make the client drop the link; the rest of the bus
-            # still deserves its turn this round.
-            if not self._client.connected and not await self._ensure_connected():
-                break
+        for device in self._devices if devices is None else devices:
             values = await self._poll_device(device)
             if values is not None:
                 rows.append((time.time(), device.slot, values, 0))
         return batch_from_rows(rows)
 
-    async def batches(self) -> AsyncIterator[ReadingBatch]:
-        """Poll at the configured interval and yield one batch per round."""
-        interval = self.settings.interval_s
-        next_round = time.monotonic()
+    def _gateway_silent(self) -> bool:
+        """Tell whether no meter on the bus answers at all: the gateway, not one meter, is out."""
+        return all(
+            d.status.consecutive_failures > 0
+            and d.status.last_error is not None
+            and d.status.last_error.startswith(("timeout", "connection"))
+            for d in self._devices
+        )
+
+    async def batches(self) -> AsyncGenerator[ReadingBatch, None]:
+        """Poll each meter at its interval and yield one batch per pass over the due meters."""
         while True:
             if not await self._ensure_connected():
-                delay = jittered_backoff(self._attempt, BACKOFF_BASE_S, BACKOFF_CAP_S, self._rng)
-                self._attempt += 1
-                await asyncio.sleep(delay)
-                next_round = time.monotonic()
+                await self._backoff()
                 continue
-            batch = await self.poll_once()
+            now = time.monotonic()
+            due = [d for d in self._devices if d.next_due <= now]
+            if not due:
+                await asyncio.sleep(min(d.next_due for d in self._devices) - now)
+                continue
+            batch = await self.poll_once(due)
+            done = time.monotonic()
+            for device in due:
+                # Behind schedule: poll again as soon as the bus allows, never in a burst.
+                device.next_due = max(device.next_due + device.interval_s, done)
             if len(batch):
                 yield batch
-            next_round += interval
-            await asyncio.sleep(max(0.0, next_round - time.monotonic()))
-            if time.monotonic() - next_round > interval:
-                next_round = time.monotonic()  # fell behind: skip rounds, do not burst
+            elif self._gateway_silent():
+                self._gateway_down("does not answer")
+                self._client.close()
+                await self._backoff()

@@ -10,7 +10,7 @@ import uvicorn
 
 from api.app import create_app
 from collector.base import Source
-from collector.modbus import ModbusSource
+from collector.factory import build_source
 from detectors.engine import Engine, build_detectors
 from meterguard.model import AlertEventType, ReadingBatch
 from meterguard.notifiers import build_notifiers
@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def build_sources(runtime: Runtime) -> list[Source]:
-    """Build one source per configured gateway."""
-    return [ModbusSource(s, runtime.registry, runtime.status) for s in runtime.settings.sources]
+    """Build one source per configured gateway, broker subscription or DLMS source."""
+    return [build_source(s, runtime.registry, runtime.status) for s in runtime.settings.sources]
 
 
 class Service:

@@ -6,26 +6,27 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from meterguard.errors import ConfigError, MeterCsvError
 from meterguard.model import Meter
 from meterguard.notifiers import NotifySettings
+from meterguard.source_settings import DlmsDeviceSettings as DlmsDeviceSettings
+from meterguard.source_settings import DlmsSourceSettings as DlmsSourceSettings
+from meterguard.source_settings import ModbusDeviceSettings as ModbusDeviceSettings
+from meterguard.source_settings import ModbusSourceSettings as ModbusSourceSettings
+from meterguard.source_settings import MqttSourceSettings as MqttSourceSettings
+from meterguard.source_settings import MqttSubscription as MqttSubscription
+from meterguard.source_settings import SourceSettings as SourceSettings
+from meterguard.stores.config import InfluxSettings as InfluxSettings
+from meterguard.stores.config import StorageSettings as StorageSettings
 
 ENV_PREFIX = "MG_"
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class StorageSettings(_Section):
-    """Where the embedded stores keep their files."""
-
-    data_dir: Path = Field(
-        default=Path("data"), description="Folder for the SQLite series and alert stores."
-    )
 
 
 class ApiSettings(_Section):
@@ -42,39 +43,6 @@ class EngineSettings(_Section):
     queue_batches: int = Field(
         default=256, ge=1, description="Batches that may wait between sources and the engine."
     )
-
-
-class ModbusDeviceSettings(_Section):
-    """One meter behind a Modbus gateway."""
-
-    meter: str = Field(min_length=1, description="Meter id (must be in the registry).")
-    unit: int = Field(ge=1, le=247, description="Modbus unit id on the gateway's bus.")
-    profile: str = Field(default="sdm630", description="Register map: sdm630, sdm120, ...")
-
-
-class ModbusSourceSettings(_Section):
-    """A Modbus TCP (or RTU-over-TCP) gateway and the meters on its bus."""
-
-    type: Literal["modbus"] = "modbus"
-    name: str = Field(min_length=1, description="Name of the gateway, used in logs and status.")
-    host: str = Field(default="127.0.0.1", description="Gateway address.")
-    port: int = Field(default=502, ge=1, le=65535, description="Gateway TCP port.")
-    framer: Literal["socket", "rtu"] = Field(
-        default="socket", description="socket: Modbus TCP (MBAP); rtu: RTU frames over TCP."
-    )
-    interval_s: float = Field(default=5.0, gt=0, description="Seconds between polls of a meter.")
-    timeout_s: float = Field(default=2.0, gt=0, description="Seconds to wait for one answer.")
-    retries: int = Field(default=1, ge=0, le=10, description="Retries of a failed request.")
-    devices: list[ModbusDeviceSettings] = Field(
-        default_factory=list, description="Meters on this gateway's bus."
-    )
-
-    @model_validator(mode="after")
-    def _units_unique(self) -> ModbusSourceSettings:
-        units = [d.unit for d in self.devices]
-        if len(units) != len(set(units)):
-            raise ValueError(f"gateway {self.name!r} lists a unit id twice")
-        return self
 
 
 class Settings(BaseSettings):
@@ -97,8 +65,9 @@ class Settings(BaseSettings):
         default=None, description="A meters.csv to load the fleet from (TELEMETRY.md)."
     )
     meters: list[Meter] = Field(default_factory=list, description="Meters listed inline.")
-    sources: list[ModbusSourceSettings] = Field(
-        default_factory=list, description="Where readings come from."
+    sources: list[SourceSettings] = Field(
+        default_factory=list,
+        description="Where readings come from: type = modbus, dlms or mqtt.",
     )
     detectors: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -125,9 +94,14 @@ class Settings(BaseSettings):
         return fleet + list(self.meters)
 
 
+_SOURCE_TAGS = ("modbus", "dlms", "mqtt")
+
+
 def _format_loc(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
-    for part in loc:
+    for k, part in enumerate(loc):
+        if k == 2 and loc[0] == "sources" and part in _SOURCE_TAGS:
+            continue  # the union's tag (the entry's `type`) is not a key in the file
         if isinstance(part, int):
             parts.append(f"[{part}]")
         else:
@@ -166,6 +140,9 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError(source, problems) from exc
     settings.storage.data_dir = _resolve(base, settings.storage.data_dir) or base
     settings.meters_csv = _resolve(base, settings.meters_csv)
+    for src in settings.sources:
+        if not isinstance(src, DlmsSourceSettings):
+            src.resolve_paths(base)
     check_fleet(settings, source)
     return settings
 
@@ -183,10 +160,9 @@ def check_fleet(settings: Settings, source: str) -> None:
             problems.append(("meters", f"meter {meter.id!r} is listed twice"))
         ids.add(meter.id)
     for s, src in enumerate(settings.sources):
-        for d, dev in enumerate(src.devices):
-            if dev.meter not in ids:
-                problems.append(
-                    (f"sources[{s}].devices[{d}].meter", f"unknown meter {dev.meter!r}")
-                )
+        for d, meter_id in enumerate(src.meter_ids()):
+            if meter_id not in ids:
+                where = "meter_map" if isinstance(src, MqttSourceSettings) else f"devices[{d}]"
+                problems.append((f"sources[{s}].{where}.meter", f"unknown meter {meter_id!r}"))
     if problems:
         raise ConfigError(source, problems)

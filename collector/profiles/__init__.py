@@ -167,3 +167,15 @@ def builtin_profile(name: str) -> Profile:
         known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.toml")))
         raise ConfigError("profiles", [(name, f"no such profile (shipped: {known})")])
     return load_profile_file(path)
+
+
+@cache
+def _profile_file(path: str) -> Profile:
+    return load_profile_file(Path(path))
+
+
+def resolve_profile(spec: str) -> Profile:
+    """Return a profile by shipped name, or load it from a path ending in .toml."""
+    if spec.endswith(".toml"):
+        return _profile_file(spec)
+    return builtin_profile(spec)

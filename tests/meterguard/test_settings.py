@@ -5,7 +5,7 @@ import pytest
 from detectors.engine import build_detectors
 from meterguard.errors import ConfigError
 from meterguard.model import MeterRegistry
-from meterguard.settings import load_settings
+from meterguard.settings import ModbusSourceSettings, load_settings
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "meterguard.example.toml"
 
@@ -13,7 +13,9 @@ EXAMPLE = Path(__file__).parents[2] / "deploy" / "meterguard.example.toml"
 def test_example_config_loads_and_builds_every_part() -> None:
     settings = load_settings(EXAMPLE)
     assert [m.id for m in settings.all_meters()] == ["M0001", "M0002"]
-    assert settings.sources[0].devices[1].profile == "sdm120"
+    modbus = settings.sources[0]
+    assert isinstance(modbus, ModbusSourceSettings)
+    assert modbus.devices[1].profile == "sdm120"
     assert settings.storage.data_dir == EXAMPLE.parent / "data"
     detectors = build_detectors(settings.detectors, MeterRegistry(settings.all_meters()))
     assert "reversal" in {d.name for d in detectors}

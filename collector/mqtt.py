@@ -1,0 +1,429 @@
+"""MQTT source: QoS 1 subscriptions on a persistent session, decoded in bulk into batches.
+
+paho-mqtt runs the connection in its own thread. Its per-message path is the bottleneck
+of a Python consumer (one-byte socket reads, a message object, a callback and one PUBACK
+write per message), so `_LeanClient` reads the socket in 64 KiB chunks, queues the raw
+topic and payload of each PUBLISH, and leaves the acknowledgement to the source: after a
+batch has been handed on, its PUBACKs go out in one write. A reading is therefore
+acknowledged only once meterguard holds it; if meterguard dies first the broker
+delivers it again (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import struct
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from collector.mqtt_decoders import Decoder, make_decoder
+from meterguard.errors import DecodeError
+from meterguard.model import QUANTITY_INDEX, MeterRegistry, ReadingBatch
+from meterguard.settings import MqttSourceSettings
+from meterguard.status import StatusBoard
+
+log = logging.getLogger(__name__)
+
+_PUBACK = struct.Struct("!BBH")
+_CHUNK = 65536
+#: Raw message as queued by the client thread: topic, payload, message id, connection number.
+RawMessage = tuple[bytes, bytes, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A payload that could not be used, kept for inspection."""
+
+    at: float
+    topic: str
+    reason: str
+    payload: bytes
+
+
+class _LeanClient(paho.Client):
+    """A paho client whose PUBLISH path only queues raw messages; see the module docstring."""
+
+    def __init__(self, sink: Callable[[bytes, bytes, int], None], **kwargs: Any) -> None:
+        super().__init__(CallbackAPIVersion.VERSION2, **kwargs)
+        self._sink = sink
+        self._rbuf = b""
+        self._rpos = 0
+        self._rsock: object = None
+        self.generation = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._sock is not self._rsock:  # a new connection: nothing old may leak into it
+            self._rsock, self._rbuf, self._rpos = self._sock, b"", 0
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(_CHUNK)
+            if not data:
+                return data
+            self._rbuf, self._rpos = data, 0
+        chunk = self._rbuf[self._rpos : self._rpos + bufsize]
+        self._rpos += len(chunk)
+        return chunk
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """Process every packet already buffered, not only the one select() announced."""
+        rc = super().loop_read(max_packets)
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and self._sock is not None
+            and self._sock is self._rsock
+            and self._rpos < len(self._rbuf)
+        ):
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        command: int = self._in_packet["command"]
+        qos = (command & 0x06) >> 1
+        if qos == 2:  # exactly-once needs paho's own bookkeeping
+            return super()._handle_publish()
+        packet: bytes | bytearray = self._in_packet["packet"]
+        end = 2 + ((packet[0] << 8) | packet[1])
+        topic = bytes(packet[2:end])
+        mid = 0
+        if qos:
+            mid = (packet[end] << 8) | packet[end + 1]
+            end += 2
+        if self._protocol == MQTTProtocolVersion.MQTTv5:
+            length = shift = 0
+            while True:  # properties length, a variable byte integer
+                byte = packet[end]
+                end += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            end += length
+        self._sink(topic, bytes(packet[end:]), mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def ack_many(self, mids: list[int]) -> None:
+        """Send the PUBACKs of many QoS 1 messages in one write (thread-safe)."""
+        if mids and self._sock is not None:
+            blob = b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids])
+            self._packet_queue(PacketTypes.PUBACK << 4, blob, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    decoder: Decoder
+    meter: str | None
+
+
+class _Template:
+    """A topic template like `shellies/{meter}/status/em:0` as a filter and a matcher."""
+
+    def __init__(self, template: str) -> None:
+        self.levels = template.split("/")
+        self.meter_level = self.levels.index("{meter}") if "{meter}" in self.levels else None
+        self.filter = "/".join("+" if lvl == "{meter}" else lvl for lvl in self.levels)
+
+    def match(self, topic: str) -> tuple[bool, str | None]:
+        """Return whether a topic fits the template, and the meter level's value."""
+        parts = topic.split("/")
+        if self.levels[-1] == "#":
+            if len(parts) < len(self.levels) - 1:
+                return False, None
+        elif len(parts) != len(self.levels):
+            return False, None
+        for want, got in zip(self.levels, parts, strict=False):
+            if want == "#":
+                break
+            if want not in ("+", "{meter}", got):
+                return False, None
+        meter = None if self.meter_level is None else parts[self.meter_level]
+        return True, meter
+
+
+class MqttSource:
+    """Readings from an MQTT broker: QoS 1, persistent session, bulk decoding, dead letters."""
+
+    def __init__(
+        self, settings: MqttSourceSettings, registry: MeterRegistry, status: StatusBoard
+    ) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self._registry = registry
+        self._status = status
+        self._templates = [
+            (_Template(s.topic), make_decoder(s.format)) for s in settings.subscriptions
+        ]
+        self._routes: dict[bytes, _Route | None] = {}
+        self._slots: dict[str, int | None] = {}
+        self._inbox: list[RawMessage] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._woken = False
+        self._client: _LeanClient | None = None
+        self._ever_connected = False
+        self._down_since: float | None = None
+        #: received, readings, malformed, unknown_meter, unrouted, connects.
+        self.counters: Counter[str] = Counter()
+        #: Malformed payloads per topic.
+        self.malformed: Counter[str] = Counter()
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=settings.dead_letters)
+        self.connected = threading.Event()
+
+    # -- the client thread -------------------------------------------------------------
+
+    def _sink(self, topic: bytes, payload: bytes, mid: int) -> None:
+        client = self._client
+        item = (topic, payload, mid, client.generation if client else 0)
+        with self._lock:
+            self._inbox.append(item)
+            full = len(self._inbox) >= self.settings.batch_max
+        if full and not self._woken and self._loop is not None and self._wake is not None:
+            self._woken = True
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if reason.is_failure:
+            self._note_down(f"refused: {reason}")
+            return
+        assert self._client is not None
+        self._client.generation += 1
+        self.counters["connects"] += 1
+        session = "resumed" if flags.session_present else "new"
+        if self._down_since is not None:
+            log.info(
+                "mqtt %s connected again after %.0f s (%s session)",
+                self.name,
+                time.monotonic() - self._down_since,
+                session,
+            )
+        elif not self._ever_connected:
+            log.info("mqtt %s connected (%s session)", self.name, session)
+        self._down_since = None
+        self._ever_connected = True
+        group = self.settings.share_group
+        topics: list[tuple[str, int]] = [
+            (f"$share/{group}/{t.filter}" if group else t.filter, self.settings.qos)
+            for t, _ in self._templates
+        ]
+        client.subscribe(topics)
+        self.connected.set()
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        self.connected.clear()
+        self._note_down(f"disconnected: {reason}")
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self._note_down("cannot connect")
+
+    def _note_down(self, why: str) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning(
+                "mqtt %s (%s:%d) %s; reconnecting with backoff",
+                self.name,
+                self.settings.host,
+                self.settings.port,
+                why,
+            )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def _make_client(self) -> _LeanClient:
+        s = self.settings
+        v5 = s.protocol == "5"
+        client = _LeanClient(
+            self._sink,
+            client_id=s.client_id or f"meterguard-{s.name}",
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else False,
+        )
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password)
+        if s.tls:
+            client.tls_set(
+                ca_certs=str(s.ca_file) if s.ca_file else None,
+                certfile=str(s.cert_file) if s.cert_file else None,
+                keyfile=str(s.key_file) if s.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.reconnect_delay_set(1, int(s.backoff_max_s))
+        client.max_inflight_messages_set(1000)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        return client
+
+    async def __aenter__(self) -> Self:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._client = client = self._make_client()
+        kwargs: dict[str, Any] = {}
+        if self.settings.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self.settings.session_expiry_s
+            kwargs = {"clean_start": False, "properties": props}
+        client.connect_async(
+            self.settings.host, self.settings.port, self.settings.keepalive_s, **kwargs
+        )
+        client.loop_start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        client = self._client
+        if client is None:
+            return
+        # Readings still queued here are unacknowledged: the broker keeps them for the
+        # next session.
+        client.disconnect()
+        await asyncio.to_thread(client.loop_stop)
+        self._client = None
+
+    async def wait_connected(self, within_s: float) -> None:
+        """Wait until the first subscription went out (tests and benchmarks)."""
+        await asyncio.to_thread(self.connected.wait, within_s)
+        if not self.connected.is_set():
+            raise TimeoutError(f"mqtt {self.name}: not connected after {within_s} s")
+
+    # -- the event loop ----------------------------------------------------------------
+
+    def _take(self) -> list[RawMessage]:
+        with self._lock:
+            items, self._inbox = self._inbox, []
+            self._woken = False
+        return items
+
+    def _route(self, topic: bytes) -> _Route | None:
+        route = self._routes.get(topic, False)
+        if route is not False:
+            return route  # type: ignore[return-value]
+        text = topic.decode("utf-8", "replace")
+        found: _Route | None = None
+        for template, decoder in self._templates:
+            ok, meter = template.match(text)
+            if ok:
+                mapped = self.settings.meter_map.get(meter, meter) if meter else None
+                found = _Route(decoder, mapped)
+                break
+        if len(self._routes) > 100_000:
+            self._routes.clear()
+        self._routes[topic] = found
+        return found
+
+    def _dead(self, topic: bytes, payload: bytes, reason: str) -> None:
+        name = topic.decode("utf-8", "replace")
+        self.malformed[name] += 1
+        self.counters["malformed"] += 1
+        if self.dead_letters.maxlen:
+            self.dead_letters.append(DeadLetter(time.time(), name, reason, payload[:4096]))
+
+    def decode(self, items: list[RawMessage]) -> ReadingBatch:
+        """Turn raw messages into one batch; bad ones go to the dead letters, never abort."""
+        now = time.time()
+        slots = self._slots
+        n = len(items)
+        ts = np.empty(n, dtype=np.float64)
+        slot = np.empty(n, dtype=np.int32)
+        events = np.zeros(n, dtype=np.uint32)
+        values = np.full((len(QUANTITY_INDEX), n), np.nan, dtype=np.float64)
+        index = QUANTITY_INDEX
+        seen: dict[int, int] = {}
+        r = 0
+        for topic, payload, _mid, _gen in items:
+            route = self._route(topic)
+            if route is None:
+                self.counters["unrouted"] += 1
+                continue
+            try:
+                readings = route.decoder(payload, route.meter, now)
+            except DecodeError as exc:
+                self._dead(topic, payload, exc.reason)
+                continue
+            for meter, t, quantities, mask in readings:
+                s = slots.get(meter, -1)
+                if s == -1:
+                    s = self._slot(meter)
+                if s is None:
+                    self.counters["unknown_meter"] += 1
+                    self._dead(topic, payload, f"unknown meter {meter!r}")
+                    continue
+                if r == n:  # a message carried several readings: grow
+                    n *= 2
+                    ts = np.concatenate([ts, np.empty(n - r)])
+                    slot = np.concatenate([slot, np.empty(n - r, dtype=np.int32)])
+                    events = np.concatenate([events, np.zeros(n - r, dtype=np.uint32)])
+                    grown = np.full((len(index), n), np.nan)
+                    grown[:, :r] = values[:, :r]
+                    values = grown
+                ts[r] = t
+                slot[r] = s
+                events[r] = mask
+                for q, v in quantities.items():
+                    values[index[q], r] = v
+                seen[s] = seen.get(s, 0) + 1
+                r += 1
+        self.counters["received"] += len(items)
+        self.counters["readings"] += r
+        self._update_status(seen, now)
+        return ReadingBatch(ts=ts[:r], slot=slot[:r], values=values[:, :r], events=events[:r])
+
+    def _slot(self, meter: str) -> int | None:
+        """Look a meter up in the registry once; the answer is cached (also a miss)."""
+        slot = self._registry.slot(meter) if meter in self._registry else None
+        if len(self._slots) > 1_000_000:
+            self._slots.clear()
+        self._slots[meter] = slot
+        return slot
+
+    def _update_status(self, seen: dict[int, int], now: float) -> None:
+        for s, count in seen.items():
+            meter_id = self._registry.by_slot(s).id
+            status = self._status.meter(meter_id, self.name)
+            status.last_ok = now
+            status.readings += count
+            status.consecutive_failures = 0
+
+    def ack(self, items: list[RawMessage]) -> None:
+        """Acknowledge handed-on messages of the current connection (older ones come again)."""
+        client = self._client
+        if client is None or self.settings.qos == 0:
+            return
+        generation = client.generation
+        client.ack_many([mid for _t, _p, mid, gen in items if mid and gen == generation])
+
+    async def batches(self) -> AsyncGenerator[ReadingBatch, None]:
+        """Yield a batch every flush_s (sooner when batch_max messages wait)."""
+        assert self._wake is not None, "use the source as an async context manager"
+        flush = self.settings.flush_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), flush)
+            self._wake.clear()
+            items = self._take()
+            if not items:
+                continue
+            batch = self.decode(items)
+            if len(batch):
+                yield batch  # resumed once the consumer has taken the batch
+            self.ack(items)

@@ -1,0 +1,223 @@
+"""MQTT payload decoders: Shelly Pro 3EM, Tasmota SENSOR/ENERGY and meterguard's own JSON.
+
+A decoder turns one payload into readings `(meter, ts, {quantity: value}, event mask)` or
+raises DecodeError with the reason. Decoders are pure apart from Shelly's, which merges
+partial updates per device and so keeps the last known values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from meterguard.errors import DecodeError
+from meterguard.model import QUANTITY_INDEX, encode_events
+
+#: One decoded reading: meter id, epoch seconds, quantities, event mask.
+Reading = tuple[str, float, dict[str, float], int]
+
+_TS_CACHE: dict[str, float] = {}
+
+
+def parse_ts(value: Any, where: str) -> float:
+    """Return epoch seconds from a number or an RFC 3339 string; anything else is an error."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        ts = float(value)
+        if math.isfinite(ts):
+            return ts
+        raise DecodeError(where, "ts is not finite")
+    if isinstance(value, str):
+        cached = _TS_CACHE.get(value)
+        if cached is not None:
+            return cached
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise DecodeError(where, f"ts {value!r} is not RFC 3339") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ts = parsed.timestamp()
+        if len(_TS_CACHE) > 4096:  # readings of one round share a ts: a small cache suffices
+            _TS_CACHE.clear()
+        _TS_CACHE[value] = ts
+        return ts
+    raise DecodeError(where, "ts missing or not a number/RFC 3339 string")
+
+
+def _load(payload: bytes, where: str) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(where, f"not JSON: {exc}") from exc
+
+
+def _number(value: Any, key: str, where: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise DecodeError(where, f"{key} is not a number: {value!r}")
+
+
+def _own_reading(obj: Any, topic_meter: str | None, now: float, where: str) -> Reading:
+    if not isinstance(obj, dict):
+        raise DecodeError(where, "a reading must be a JSON object")
+    meter = obj.get("meter", topic_meter)
+    if not isinstance(meter, str) or not meter:
+        raise DecodeError(where, "no meter id in topic or payload")
+    if topic_meter is not None and meter != topic_meter:
+        raise DecodeError(where, f"payload meter {meter!r} differs from topic meter")
+    ts = parse_ts(obj.get("ts"), where)
+    values: dict[str, float] = {}
+    for key, value in obj.items():
+        if key in QUANTITY_INDEX and value is not None:
+            values[key] = _number(value, key, where)
+    if not values:
+        raise DecodeError(where, "no measured quantity in the reading")
+    events = obj.get("events")
+    mask = 0
+    if events:
+        names = events.split(";") if isinstance(events, str) else events
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DecodeError(where, "events must be a list of names or a ;-separated string")
+        mask, _unknown = encode_events(names)
+    return meter, ts, values, mask
+
+
+def decode_meterguard(payload: bytes, topic_meter: str | None, now: float) -> list[Reading]:
+    """Decode meterguard's own JSON: one reading object or a list of them (docs/COLLECTORS.md)."""
+    where = "meterguard json"
+    obj = _load(payload, where)
+    if isinstance(obj, list):
+        return [_own_reading(o, topic_meter, now, where) for o in obj]
+    return [_own_reading(obj, topic_meter, now, where)]
+
+
+_SHELLY_PHASES = (("a_", "1"), ("b_", "2"), ("c_", "3"))
+_SHELLY_FIELDS = (("voltage", "v"), ("current", "i"), ("act_power", "p"))
+
+
+class ShellyDecoder:
+    """Shelly Pro 3EM (Gen2): `em:0` status and NotifyStatus frames, partial updates merged."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, dict[str, float]] = {}
+
+    def __call__(self, payload: bytes, topic_meter: str | None, now: float) -> list[Reading]:
+        """Decode one frame; fields a frame leaves out keep their last known value."""
+        where = "shelly"
+        if topic_meter is None:
+            raise DecodeError(where, "no meter id in the topic")
+        obj = _load(payload, where)
+        if not isinstance(obj, dict):
+            raise DecodeError(where, "payload is not a JSON object")
+        ts = now
+        if "method" in obj:  # an RPC notification on <prefix>/events/rpc
+            params = obj.get("params")
+            if not isinstance(params, dict):
+                raise DecodeError(where, "notification without params")
+            if "ts" in params:
+                ts = parse_ts(params["ts"], where)
+            em, emdata = params.get("em:0"), params.get("emdata:0")
+            if em is None and emdata is None:
+                return []  # a notification about another component: nothing to read
+        else:
+            em, emdata = obj, None
+        update: dict[str, float] = {}
+        if em is not None:
+            self._em(em, update, where)
+        if emdata is not None:
+            self._emdata(emdata, update, where)
+        merged = self._last.setdefault(topic_meter, {})
+        merged.update(update)
+        if not merged:
+            raise DecodeError(where, "no em:0 measurement in the frame")
+        return [(topic_meter, ts, dict(merged), 0)]
+
+    @staticmethod
+    def _em(em: Any, out: dict[str, float], where: str) -> None:
+        if not isinstance(em, dict):
+            raise DecodeError(where, "em:0 is not an object")
+        for prefix, phase in _SHELLY_PHASES:
+            for field, quantity in _SHELLY_FIELDS:
+                value = em.get(prefix + field)
+                if value is not None:
+                    out[quantity + phase] = _number(value, prefix + field, where)
+            freq = em.get(prefix + "freq")
+            if freq is not None and "f" not in out:
+                out["f"] = _number(freq, prefix + "freq", where)
+        neutral = em.get("n_current")
+        if neutral is not None:
+            out["in"] = _number(neutral, "n_current", where)
+
+    @staticmethod
+    def _emdata(emdata: Any, out: dict[str, float], where: str) -> None:
+        if not isinstance(emdata, dict):
+            raise DecodeError(where, "emdata:0 is not an object")
+        for key, quantity in (("total_act", "e_imp"), ("total_act_ret", "e_exp")):
+            value = emdata.get(key)
+            if value is not None:
+                out[quantity] = _number(value, key, where) / 1000.0  # Wh -> kWh
+
+
+_TASMOTA_FIELDS = (
+    ("Voltage", "v"),
+    ("Current", "i"),
+    ("Power", "p"),
+    ("ReactivePower", "q"),
+)
+
+
+def decode_tasmota(payload: bytes, topic_meter: str | None, now: float) -> list[Reading]:
+    """Decode Tasmota `tele/<topic>/SENSOR` with an ENERGY object (single or three phase).
+
+    `Time` is taken as UTC unless it carries an offset: set the device's Timezone to 0.
+    """
+    where = "tasmota"
+    if topic_meter is None:
+        raise DecodeError(where, "no meter id in the topic")
+    obj = _load(payload, where)
+    if not isinstance(obj, dict):
+        raise DecodeError(where, "payload is not a JSON object")
+    energy = obj.get("ENERGY")
+    if not isinstance(energy, dict):
+        raise DecodeError(where, "no ENERGY object")
+    ts = parse_ts(obj["Time"], where) if "Time" in obj else now
+    values: dict[str, float] = {}
+    for key, prefix in _TASMOTA_FIELDS:
+        value = energy.get(key)
+        if value is None:
+            continue
+        phases = value if isinstance(value, list) else [value]
+        if len(phases) > 3:
+            raise DecodeError(where, f"{key} has {len(phases)} phases")
+        for k, v in enumerate(phases, start=1):
+            values[f"{prefix}{k}"] = _number(v, key, where)
+    for key, quantity in (("Total", "e_imp"), ("ExportActive", "e_exp"), ("Frequency", "f")):
+        value = energy.get(key)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            numbers = [_number(v, key, where) for v in value]
+            values[quantity] = sum(numbers) if quantity != "f" else numbers[0]
+        else:
+            values[quantity] = _number(value, key, where)
+    if not values:
+        raise DecodeError(where, "ENERGY has no measurement")
+    return [(topic_meter, ts, values, 0)]
+
+
+Decoder = Callable[[bytes, str | None, float], list[Reading]]
+
+
+def make_decoder(format_: str) -> Decoder:
+    """Return a fresh decoder for a payload format (shelly, tasmota, meterguard)."""
+    if format_ == "shelly":
+        return ShellyDecoder()
+    if format_ == "tasmota":
+        return decode_tasmota
+    if format_ == "meterguard":
+        return decode_meterguard
+    raise ValueError(f"unknown payload format {format_!r}")

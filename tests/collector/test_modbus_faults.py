@@ -1,0 +1,207 @@
+"""The Modbus source against misbehaving simulated gateways, over real TCP."""
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.modbus import ModbusSource
+from meterguard.model import Meter, MeterRegistry
+from meterguard.settings import ModbusSourceSettings, Settings
+from meterguard.status import StatusBoard
+from simulators.meter import SimulatedMeter
+from simulators.modbus_gateway import Fault, ModbusGateway
+from tests.conftest import free_port
+
+FLEET = [Meter(id=f"M{u}", service="3p4w", nominal_v=230) for u in range(1, 5)]
+
+
+def _gateway(port: int, framer: str = "socket", delay: float = 0.0) -> ModbusGateway:
+    sims = [SimulatedMeter(meter=m, seed=i, base_kw=2.0) for i, m in enumerate(FLEET)]
+    return ModbusGateway(
+        list(enumerate(sims, start=1)), port=port, framer=framer, request_delay_s=delay
+    )
+
+
+def _source(
+    port: int, status: StatusBoard, framer: str = "socket", **extra: object
+) -> ModbusSource:
+    settings = ModbusSourceSettings.model_validate(
+        {
+            "name": "gw",
+            "port": port,
+            "framer": framer,
+            "interval_s": 0.05,
+            "timeout_s": 0.3,
+            "retries": 0,
+            "devices": [{"meter": m.id, "unit": u} for u, m in enumerate(FLEET, start=1)],
+            **extra,
+        }
+    )
+    return ModbusSource(settings, MeterRegistry(FLEET), status)
+
+
+@pytest.mark.parametrize("framer", ["socket", "rtu"])
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        (Fault.SILENT, "timeout"),
+        (Fault.EXCEPTION, "exception"),
+        (Fault.SHORT, "bad_length"),
+        (Fault.RESET, "timeout"),
+    ],
+)
+async def test_one_faulty_unit_fails_alone_and_recovers(
+    framer: str, fault: Fault, kind: str
+) -> None:
+    status = StatusBoard()
+    port = free_port()
+    async with _gateway(port, framer) as gateway, _source(port, status, framer) as source:
+        gateway.set_fault(2, fault)
+        started = time.monotonic()
+        first = await source.poll_once()
+        elapsed = time.monotonic() - started
+        second = await source.poll_once()
+        gateway.set_fault(2, Fault.NONE)
+        third = await source.poll_once()
+    # The other three meters answered both times; the faulty one cost at most its timeout.
+    assert first.slot.tolist() == [0, 2, 3]
+    assert second.slot.tolist() == [0, 2, 3]
+    assert elapsed < 0.3 + 0.25
+    assert third.slot.tolist() == [0, 1, 2, 3]
+    m2 = status.get("M2")
+    assert m2 is not None
+    assert m2.errors == 2
+    assert m2.online
+    assert m2.last_error is not None
+    assert m2.last_error.startswith(kind) or (
+        fault is Fault.RESET and "connection" in m2.last_error
+    )
+    assert source.counters[m2.last_error.split(":")[0]] == 2
+    assert status.summary() == {"polled": 4, "online": 4, "failing": 0}
+
+
+async def test_dead_gateway_is_logged_once_backs_off_and_recovery_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="collector.modbus")
+    port = free_port()
+    source = _source(port, StatusBoard(), backoff_max_s=0.3)
+    got: list[int] = []
+
+    async def consume() -> None:
+        async with source:
+            async for batch in source.batches():
+                got.append(len(batch))
+                if len(got) >= 2:
+                    return
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(2.0)  # several reconnect attempts against a closed port
+    assert source.counters["connection"] >= 3
+    async with _gateway(port):
+        await asyncio.wait_for(task, timeout=10)
+    down = [r for r in caplog.records if "retrying with backoff" in r.getMessage()]
+    up = [r for r in caplog.records if "answers again" in r.getMessage()]
+    assert len(down) == 1
+    assert len(up) == 1
+    assert got == [4, 4]
+
+
+async def test_all_units_silent_backs_off_the_gateway() -> None:
+    port = free_port()
+    status = StatusBoard()
+    async with _gateway(port) as gateway, _source(port, status, backoff_max_s=5.0) as source:
+        for unit in range(1, 5):
+            gateway.set_fault(unit, Fault.SILENT)
+        batches = source.batches()
+        poll = asyncio.ensure_future(anext(batches))
+        await asyncio.sleep(2.0)
+        served_while_silent = status.get("M1")
+        assert served_while_silent is not None
+        # 4 timeouts of 0.3 s per pass; with backoff far fewer passes than back to back.
+        passes = served_while_silent.errors
+        assert 1 <= passes <= 3
+        for unit in range(1, 5):
+            gateway.set_fault(unit, Fault.NONE)
+        batch = await asyncio.wait_for(poll, timeout=15)
+        await batches.aclose()
+    assert len(batch) == 4
+
+
+async def test_per_meter_interval_and_pause() -> None:
+    port = free_port()
+    status = StatusBoard()
+    settings = ModbusSourceSettings.model_validate(
+        {
+            "name": "gw",
+            "port": port,
+            "interval_s": 0.1,
+            "timeout_s": 0.3,
+            "pause_s": 0.01,
+            "devices": [
+                {"meter": "M1", "unit": 1},
+                {"meter": "M2", "unit": 2, "interval_s": 0.5},
+            ],
+        }
+    )
+    async with _gateway(port), ModbusSource(settings, MeterRegistry(FLEET), status) as source:
+        batches = source.batches()
+        deadline = time.monotonic() + 1.6
+        while time.monotonic() < deadline:
+            await anext(batches)
+        await batches.aclose()
+    fast, slow = status.get("M1"), status.get("M2")
+    assert fast is not None
+    assert slow is not None
+    assert 12 <= fast.readings <= 19
+    assert 3 <= slow.readings <= 5
+    # Two requests per SDM630 poll, each followed by the pause.
+    assert source.counters["requests"] == 2 * (fast.readings + slow.readings)
+
+
+def test_user_profile_file_is_loaded_by_path_relative_to_config(tmp_path: Path) -> None:
+    from meterguard.settings import load_settings
+
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "mini.toml").write_text(
+        'name = "mini"\nfunction = 4\nregisters = [\n'
+        '  { quantity = "v1", address = 0 },\n'
+        '  { quantity = "f", address = 0x46 },\n'
+        "]\n"
+    )
+    (tmp_path / "meterguard.toml").write_text(
+        '[[meters]]\nid = "M1"\nservice = "3p4w"\nnominal_v = 230\n'
+        '[[sources]]\ntype = "modbus"\nname = "gw"\n'
+        '[[sources.devices]]\nmeter = "M1"\nunit = 1\nprofile = "profiles/mini.toml"\n'
+    )
+    settings = load_settings(tmp_path / "meterguard.toml")
+    source_settings = settings.sources[0]
+    assert isinstance(source_settings, ModbusSourceSettings)
+    assert Path(source_settings.devices[0].profile) == tmp_path / "profiles" / "mini.toml"
+    assert isinstance(settings, Settings)
+
+
+async def test_user_profile_reads_from_the_simulator(tmp_path: Path) -> None:
+    profile = tmp_path / "mini.toml"
+    profile.write_text(
+        'name = "mini"\nfunction = 4\nmax_gap = 0\nregisters = [\n'
+        '  { quantity = "v1", address = 0 },\n'
+        '  { quantity = "f", address = 0x46 },\n'
+        "]\n"
+    )
+    port = free_port()
+    settings = ModbusSourceSettings.model_validate(
+        {
+            "name": "gw",
+            "port": port,
+            "devices": [{"meter": "M1", "unit": 1, "profile": str(profile)}],
+        }
+    )
+    async with _gateway(port), ModbusSource(settings, MeterRegistry(FLEET), StatusBoard()) as src:
+        batch = await src.poll_once()
+    assert 200 < batch.col("v1")[0] < 250
+    assert batch.col("f")[0] == pytest.approx(50.0, abs=0.1)
+    assert src.counters["requests"] == 2  # max_gap 0: two separate reads

@@ -1,0 +1,204 @@
+"""The MQTT source against a private Mosquitto, over real TCP."""
+
+import asyncio
+import math
+import time
+
+import pytest
+
+from collector.mqtt import MqttSource
+from meterguard.model import Meter, MeterRegistry, ReadingBatch
+from meterguard.settings import MqttSourceSettings
+from meterguard.status import StatusBoard
+from simulators.meter import SimulatedMeter
+from simulators.mqtt_publisher import TOPICS, MqttPublisher
+from tests.collector.conftest import Broker
+
+FLEET = [
+    Meter(id="T1", service="3p4w", nominal_v=230),
+    Meter(id="T2", service="3p4w", nominal_v=230),
+    Meter(id="S1", service="1p2w", nominal_v=230),
+]
+SOURCE_FORMAT = {"shelly": "shelly", "shelly-rpc": "shelly", "tasmota": "tasmota"}
+
+
+def _settings(broker: Broker, fmt: str, **extra: object) -> MqttSourceSettings:
+    return MqttSourceSettings.model_validate(
+        {
+            "name": "mq",
+            "port": broker.port,
+            "client_id": "meterguard-test",
+            "flush_s": 0.02,
+            "subscriptions": [
+                {"topic": TOPICS[fmt], "format": SOURCE_FORMAT.get(fmt, "meterguard")}
+            ],
+            **extra,
+        }
+    )
+
+
+async def _collect(source: MqttSource, rows: int, within_s: float = 10.0) -> ReadingBatch:
+    got: list[ReadingBatch] = []
+    total = 0
+
+    async def run() -> None:
+        nonlocal total
+        async for batch in source.batches():
+            got.append(batch)
+            total += len(batch)
+            if total >= rows:
+                return
+
+    await asyncio.wait_for(run(), within_s)
+    return ReadingBatch.concat(got)
+
+
+def _sims(seed: int = 0) -> list[SimulatedMeter]:
+    return [SimulatedMeter(meter=m, seed=seed + k, base_kw=2.0) for k, m in enumerate(FLEET)]
+
+
+@pytest.mark.parametrize("fmt", ["shelly", "shelly-rpc", "tasmota", "meterguard"])
+async def test_each_payload_format_arrives_as_readings(broker: Broker, fmt: str) -> None:
+    registry = MeterRegistry(FLEET)
+    status = StatusBoard()
+    source = MqttSource(_settings(broker, fmt), registry, status)
+    publisher_sims = _sims()
+    twins = _sims()  # same seeds: what the publisher's meters read at the same times
+    async with source:
+        await source.wait_connected(10)
+        publisher = MqttPublisher(publisher_sims, port=broker.port, format_=fmt)
+        ts = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+        publisher.publish_round(ts)
+        publisher.publish_round(ts + 60)
+        publisher.close()
+        batch = await _collect(source, 6)
+    assert len(batch) == 6
+    expected = [twin.read(t) for t in (ts, ts + 60) for twin in twins]
+    for row, want in enumerate(expected):
+        assert batch.slot[row] == row % 3
+        assert batch.col("v1")[row] == pytest.approx(want["v1"], abs=0.51)
+        assert batch.col("p1")[row] == pytest.approx(want["p1"], abs=0.51)
+        assert batch.col("i1")[row] == pytest.approx(want["i1"], abs=0.002)
+        if fmt != "shelly":  # the em:0 status carries no timestamp: time of receipt
+            assert batch.ts[row] == pytest.approx(ts + 60 * (row // 3), abs=0.01)
+        three = FLEET[row % 3].phases == 3
+        assert math.isnan(batch.col("v3")[row]) != three
+    if fmt in ("shelly-rpc", "tasmota", "meterguard"):
+        assert batch.col("e_imp")[3] > 0
+    assert source.counters["malformed"] == 0
+    t1 = status.get("T1")
+    assert t1 is not None
+    assert t1.readings == 2
+
+
+async def test_garbage_is_counted_per_topic_and_the_rest_flows(broker: Broker) -> None:
+    registry = MeterRegistry(FLEET)
+    source = MqttSource(_settings(broker, "meterguard", dead_letters=3), registry, StatusBoard())
+    async with source:
+        await source.wait_connected(10)
+        publisher = MqttPublisher(_sims(), port=broker.port, format_="meterguard")
+        publisher.publish_round(1_767_225_600.0)
+        publisher.publish_raw("meterguard/T1/reading", b"\x00\xffnot json")
+        publisher.publish_raw("meterguard/T1/reading", b'{"ts": 1, "v1": "high"}')
+        publisher.publish_raw("meterguard/T2/reading", b'{"v1": 230}')
+        publisher.publish_raw("meterguard/NOPE/reading", b'{"ts": 1, "v1": 230}')
+        publisher.publish_raw("meterguard/S1/reading", b"[1, 2]")
+        publisher.publish_round(1_767_225_660.0)
+        publisher.close()
+        batch = await _collect(source, 6)
+        await asyncio.sleep(0.2)
+    assert len(batch) == 6
+    assert source.counters["malformed"] == 5
+    assert source.malformed["meterguard/T1/reading"] == 2
+    assert source.malformed["meterguard/NOPE/reading"] == 1
+    assert source.counters["unknown_meter"] == 1
+    # The store is bounded: the newest three, each with its reason.
+    assert [d.topic for d in source.dead_letters] == [
+        "meterguard/T2/reading",
+        "meterguard/NOPE/reading",
+        "meterguard/S1/reading",
+    ]
+    assert "ts missing" in source.dead_letters[0].reason
+    assert "unknown meter" in source.dead_letters[1].reason
+
+
+async def test_readings_published_while_away_and_across_a_broker_restart_arrive(
+    broker: Broker,
+) -> None:
+    registry = MeterRegistry(FLEET)
+    settings = _settings(broker, "meterguard")
+    # First run: the persistent session is created, then meterguard goes away.
+    async with MqttSource(settings, registry, StatusBoard()) as first:
+        await first.wait_connected(10)
+    publisher = MqttPublisher(_sims(), port=broker.port, format_="meterguard")
+    t0 = 1_767_225_600.0
+    for k in range(100):
+        publisher.publish_round(t0 + 60 * k)
+    publisher.close()
+    broker.restart()  # the queued QoS 1 readings must survive in the broker's persistence
+    publisher = MqttPublisher(_sims(1000), port=broker.port, format_="meterguard")
+    for k in range(100, 200):
+        publisher.publish_round(t0 + 60 * k)
+    publisher.close()
+    source = MqttSource(settings, registry, StatusBoard())
+    async with source:
+        batch = await _collect(source, 600, within_s=20)
+        await asyncio.sleep(0.3)
+        extra = source._take()
+    assert len(batch) == 600
+    assert not extra
+    pairs = sorted(zip(batch.slot.tolist(), batch.ts.tolist(), strict=True))
+    assert len(set(pairs)) == 600  # every reading once
+    assert pairs[0] == (0, t0)
+    assert pairs[-1] == (2, t0 + 60 * 199)
+
+
+async def test_source_reconnects_after_a_broker_restart(broker: Broker) -> None:
+    registry = MeterRegistry(FLEET)
+    source = MqttSource(_settings(broker, "meterguard", backoff_max_s=2), registry, StatusBoard())
+    async with source:
+        await source.wait_connected(10)
+        await asyncio.to_thread(broker.restart)
+        started = time.monotonic()
+        while source.counters["connects"] < 2 and time.monotonic() - started < 15:
+            await asyncio.sleep(0.1)
+        assert source.counters["connects"] == 2
+        publisher = MqttPublisher(_sims(), port=broker.port, format_="meterguard")
+        publisher.publish_round(1_767_225_600.0)
+        publisher.close()
+        batch = await _collect(source, 3)
+    assert len(batch) == 3
+
+
+async def test_shared_subscription_splits_the_stream_between_workers(broker: Broker) -> None:
+    registry = MeterRegistry(FLEET)
+    a = MqttSource(
+        _settings(broker, "meterguard", share_group="mg", client_id="w1"), registry, StatusBoard()
+    )
+    b = MqttSource(
+        _settings(broker, "meterguard", share_group="mg", client_id="w2"), registry, StatusBoard()
+    )
+    async with a, b:
+        await a.wait_connected(10)
+        await b.wait_connected(10)
+        await asyncio.sleep(0.2)
+        publisher = MqttPublisher(_sims(), port=broker.port, format_="meterguard")
+        for k in range(20):
+            publisher.publish_round(1_767_225_600.0 + 60 * k)
+        publisher.close()
+        deadline = time.monotonic() + 10
+        got = {"a": 0, "b": 0}
+
+        async def drain(name: str, source: MqttSource) -> None:
+            async for batch in source.batches():
+                got[name] += len(batch)
+
+        tasks = [asyncio.create_task(drain("a", a)), asyncio.create_task(drain("b", b))]
+        while got["a"] + got["b"] < 60 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        for task in tasks:
+            task.cancel()
+    assert got["a"] + got["b"] == 60
+    assert got["a"] > 0
+    assert got["b"] > 0
