@@ -11,8 +11,7 @@ from meterguard.model import MeterRegistry
 from meterguard.settings import Settings
 from meterguard.status import StatusBoard
 from meterguard.stores import AlertStore, SeriesStore
-from meterguard.stores.sqlite_alerts import SqliteAlertStore
-from meterguard.stores.sqlite_series import SqliteSeriesStore
+from meterguard.stores.factory import open_stores
 
 
 @dataclass(slots=True)
@@ -46,14 +45,11 @@ class Runtime:
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
-        """Open the embedded stores under the data directory and load the fleet."""
+        """Open the stores [storage] names (the alert database migrates on first use)."""
         registry = MeterRegistry(settings.all_meters())
-        data_dir = settings.storage.data_dir
+        series, alerts, gauges = open_stores(settings.storage, registry)
         return cls(
-            settings=settings,
-            registry=registry,
-            series=SqliteSeriesStore(data_dir / "series.sqlite", registry),
-            alerts=SqliteAlertStore(data_dir / "alerts.sqlite"),
+            settings=settings, registry=registry, series=series, alerts=alerts, gauges=gauges
         )
 
     async def close(self) -> None:

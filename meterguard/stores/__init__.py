@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
-from meterguard.model import Alert, AlertEvent, AlertKind, FloatArray, ReadingBatch
+from meterguard.model import Alert, AlertEvent, AlertKind, FloatArray, ReadingBatch, Severity
+from meterguard.stores.records import (
+    Acknowledgement,
+    Assignment,
+    AuditEntry,
+    Comment,
+    Outcome,
+    User,
+    WorkOrder,
+    WorkOrderStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,15 +35,26 @@ class SeriesStore(Protocol):
     async def write(self, batch: ReadingBatch) -> None:
         """Store every row of a batch."""
 
-    async def query(self, meter: str, start: float, end: float, fields: Sequence[str]) -> Series:
-        """Return a meter's fields between start and end (epoch seconds, inclusive)."""
+    async def query(
+        self,
+        meter: str,
+        start: float,
+        end: float,
+        fields: Sequence[str],
+        points: int | None = None,
+    ) -> Series:
+        """Return a meter's fields between start and end (epoch seconds, inclusive).
+
+        With `points`, readings are averaged into at most that many equal time buckets
+        aligned to multiples of the bucket width; each bucket is stamped with its start.
+        """
 
     async def close(self) -> None:
         """Flush and release the store."""
 
 
 class AlertStore(Protocol):
-    """Keeps alerts and their history; SQLite embedded, PostgreSQL in production."""
+    """Keeps alerts, their history and the case work; SQLite embedded, PostgreSQL shared."""
 
     async def apply(self, event: AlertEvent) -> None:
         """Record an open, update or clear event."""
@@ -47,8 +69,77 @@ class AlertStore(Protocol):
         meter: str | None = None,
         kind: AlertKind | None = None,
         limit: int = 100,
+        severity: Severity | None = None,
+        acknowledged: bool | None = None,
+        assignee: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        order: Literal["start", "kwh"] = "start",
+        offset: int = 0,
     ) -> list[Alert]:
-        """Return alerts, newest start first, filtered as asked."""
+        """Return alerts filtered as asked: newest start first, or by estimated loss."""
+
+    async def history(self, alert_id: str) -> builtins.list[dict[str, Any]]:
+        """Return the open/update/clear events of an alert, oldest first."""
+
+    async def acknowledge(self, alert_id: str, user: str, note: str = "") -> Acknowledgement:
+        """Record that a user acknowledged an alert (AlertNotFoundError if none)."""
+
+    async def assign(self, alert_id: str, assignee: str, assigned_by: str) -> Assignment:
+        """Hand an alert to someone."""
+
+    async def comment(self, alert_id: str, author: str, text: str) -> Comment:
+        """Add a comment to an alert."""
+
+    async def comments(self, alert_id: str) -> builtins.list[Comment]:
+        """Return an alert's comments, oldest first."""
+
+    async def acknowledgements(self, alert_id: str) -> builtins.list[Acknowledgement]:
+        """Return an alert's acknowledgements, oldest first."""
+
+    async def assignments(self, alert_id: str) -> builtins.list[Assignment]:
+        """Return an alert's assignments, oldest first."""
+
+    async def create_work_order(
+        self, alert_id: str, created_by: str, instructions: str, assignee: str | None = None
+    ) -> WorkOrder:
+        """Open an investigation work order for an alert."""
+
+    async def update_work_order(
+        self,
+        work_order_id: int,
+        by: str,
+        *,
+        status: WorkOrderStatus | None = None,
+        assignee: str | None = None,
+        outcome: Outcome | None = None,
+        note: str = "",
+    ) -> WorkOrder:
+        """Dispatch, reassign or close a work order (an outcome closes it)."""
+
+    async def work_orders(
+        self,
+        *,
+        alert_id: str | None = None,
+        status: WorkOrderStatus | None = None,
+        assignee: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[WorkOrder]:
+        """Return work orders, newest first."""
+
+    async def outcomes_by_kind(self) -> dict[str, dict[str, int]]:
+        """Count recorded outcomes per alert kind (false-alarm feedback)."""
+
+    async def audit(
+        self, *, alert_id: str | None = None, limit: int = 100
+    ) -> builtins.list[AuditEntry]:
+        """Return audit entries, newest first."""
+
+    async def create_user(self, name: str, role: str = "operator") -> tuple[User, str]:
+        """Create a user and return it with a new API token."""
+
+    async def user_for_token(self, token: str) -> User | None:
+        """Return the user of an active token."""
 
     async def close(self) -> None:
         """Release the store."""

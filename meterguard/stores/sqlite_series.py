@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from meterguard.model import QUANTITIES, MeterRegistry, ReadingBatch
 from meterguard.stores import Series
+from meterguard.stores.sqlite_worker import SqliteWorker
 
 _COLUMNS = ", ".join(f'"{q}" REAL' for q in QUANTITIES)
 SCHEMA = f"""
@@ -27,52 +30,111 @@ _INSERT = (
     + ", ".join(f'"{q}"' for q in QUANTITIES)
     + f", events) VALUES ({_PLACEHOLDERS})"
 )
+_DAY_S = 86_400.0
+#: How often (wall-clock seconds) writes check for readings past the retention period.
+PRUNE_EVERY_S = 3_600.0
+
+
+def bucket_width_s(start: float, end: float, points: int) -> float:
+    """Return the bucket width (whole milliseconds) that splits a window into <= points.
+
+    Both ends of the window are inclusive, so the width is a little over span / points.
+    """
+    return (math.floor((end - start) * 1000 / points) + 1) / 1000.0
 
 
 class SqliteSeriesStore:
-    """Series store in a local SQLite file; a rewritten (meter, ts) replaces, never doubles."""
+    """Series store in a local SQLite file; a rewritten (meter, ts) replaces, never doubles.
 
-    def __init__(self, path: Path, registry: MeterRegistry) -> None:
-        from meterguard.stores.sqlite_worker import SqliteWorker
+    With `retention_days` > 0, readings older than that (in data time, against the wall
+    clock) are deleted by `prune()`, which writes run at most once per PRUNE_EVERY_S.
+    """
 
+    def __init__(self, path: Path, registry: MeterRegistry, retention_days: float = 0) -> None:
         self._registry = registry
         self._worker = SqliteWorker(path, SCHEMA)
-
-    def _rows(self, batch: ReadingBatch) -> list[list[object]]:
-        values = batch.values.T.astype(object)
-        values[np.isnan(batch.values.T)] = None
-        ids = [self._registry.by_slot(int(s)).id for s in batch.slot]
-        rows = values.tolist()
-        ts = batch.ts.tolist()
-        events = batch.events.tolist()
-        return [[ids[i], ts[i], *rows[i], events[i]] for i in range(len(batch))]
+        self.retention_days = retention_days
+        self._ids = [m.id for m in registry]
+        self._last_prune = 0.0
+        #: Readings deleted by retention since the store opened.
+        self.pruned = 0
 
     async def write(self, batch: ReadingBatch) -> None:
         """Store every row of a batch in one transaction."""
         if len(batch) == 0:
             return
-        rows = self._rows(batch)
+        ids = self._ids
+        meters = [ids[s] for s in batch.slot.tolist()]
+        # SQLite stores a NaN parameter as NULL: "not measured" needs no conversion.
+        columns = [meters, batch.ts.tolist(), *batch.values.tolist(), batch.events.tolist()]
 
         def insert(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute("BEGIN")
-                conn.executemany(_INSERT, rows)
+                conn.executemany(_INSERT, zip(*columns, strict=True))
 
         await self._worker.run(insert)
+        if self.retention_days > 0 and time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
+            await self.prune()
 
-    async def query(self, meter: str, start: float, end: float, fields: Sequence[str]) -> Series:
-        """Return a meter's fields between start and end, in time order."""
+    async def prune(self, now: float | None = None) -> int:
+        """Delete readings older than the retention period; return how many went."""
+        self._last_prune = time.monotonic()
+        if self.retention_days <= 0:
+            return 0
+        cutoff = (time.time() if now is None else now) - self.retention_days * _DAY_S
+
+        def delete(conn: sqlite3.Connection) -> int:
+            meters = [r[0] for r in conn.execute("SELECT DISTINCT meter FROM readings")]
+            gone = 0
+            with conn:
+                conn.execute("BEGIN")
+                # Per meter, so each delete walks the (meter, ts) primary key.
+                for meter in meters:
+                    cur = conn.execute(
+                        "DELETE FROM readings WHERE meter = ? AND ts < ?", (meter, cutoff)
+                    )
+                    gone += cur.rowcount
+            return gone
+
+        gone = await self._worker.run(delete)
+        self.pruned += gone
+        return gone
+
+    async def query(
+        self,
+        meter: str,
+        start: float,
+        end: float,
+        fields: Sequence[str],
+        points: int | None = None,
+    ) -> Series:
+        """Return a meter's fields between start and end, in time order, bucketed if asked."""
         unknown = [f for f in fields if f not in QUANTITIES]
         if unknown:
             raise ValueError(f"unknown quantities: {', '.join(unknown)}")
-        columns = ", ".join(f'"{f}"' for f in fields)
-        sql = (
-            f"SELECT ts{', ' + columns if columns else ''} FROM readings "
-            "WHERE meter = ? AND ts BETWEEN ? AND ? ORDER BY ts"
-        )
+        if points is not None and points < 1:
+            raise ValueError("points must be at least 1")
+        args: tuple[float | str, ...]
+        if points is None:
+            columns = "".join(f', "{f}"' for f in fields)
+            sql = (
+                f"SELECT ts{columns} FROM readings "
+                "WHERE meter = ? AND ts BETWEEN ? AND ? ORDER BY ts"
+            )
+            args = (meter, start, end)
+        else:
+            width = bucket_width_s(start, end, points)
+            columns = "".join(f', AVG("{f}")' for f in fields)
+            sql = (
+                f"SELECT ? + CAST((ts - ?) / ? AS INTEGER) * ? AS bucket{columns} "
+                "FROM readings WHERE meter = ? AND ts BETWEEN ? AND ? "
+                "GROUP BY bucket ORDER BY bucket"
+            )
+            args = (start, start, width, width, meter, start, end)
 
         def select(conn: sqlite3.Connection) -> list[tuple[float, ...]]:
-            return conn.execute(sql, (meter, start, end)).fetchall()
+            return conn.execute(sql, args).fetchall()
 
         rows = await self._worker.run(select)
         table = np.array(rows, dtype=np.float64).reshape(len(rows), len(fields) + 1)

@@ -46,6 +46,55 @@ async def test_series_round_trip_keeps_gaps_and_rewrites_do_not_double(
         await store.close()
 
 
+async def test_series_downsampled_query_averages_buckets_aligned_to_the_start(
+    tmp_path: Path, registry: MeterRegistry
+) -> None:
+    store = SqliteSeriesStore(tmp_path / "s.sqlite", registry)
+    try:
+        rows = [(1000.0 + k, 0, {"p1": float(k)}) for k in range(100)]
+        rows += [(1000.0 + k, 1, {"p1": -1.0}) for k in range(100)]  # another meter
+        rows[10] = (1010.0, 0, {"v1": 230.0})  # p1 not measured at 1010
+        await store.write(make_batch(rows))
+        series = await store.query("HONEST", 1000.0, 1099.999, ["p1", "v1"], points=10)
+        assert series.ts.tolist() == [1000.0 + 10 * k for k in range(10)]
+        expected = [np.mean([p for p in range(10 * k, 10 * k + 10) if p != 10]) for k in range(10)]
+        assert np.allclose(series.values["p1"], expected)
+        assert series.values["v1"][1] == 230.0
+        assert np.isnan(series.values["v1"][0])
+        # A window that does not divide evenly still gives at most `points` buckets.
+        assert len((await store.query("HONEST", 1000.0, 1099.0, ["p1"], points=7)).ts) <= 7
+        with pytest.raises(ValueError, match="points"):
+            await store.query("HONEST", 0, 1, ["p1"], points=0)
+    finally:
+        await store.close()
+
+
+async def test_series_retention_drops_only_readings_older_than_the_period(
+    tmp_path: Path, registry: MeterRegistry
+) -> None:
+    store = SqliteSeriesStore(tmp_path / "s.sqlite", registry, retention_days=7)
+    now = 1_700_000_000.0
+    day = 86_400.0
+    try:
+        await store.write(
+            make_batch(
+                [
+                    (now - 8 * day, 0, {"v1": 1.0}),
+                    (now - 7 * day - 1, 1, {"v1": 2.0}),
+                    (now - 7 * day + 1, 0, {"v1": 3.0}),
+                    (now - 1, 2, {"v1": 4.0}),
+                ]
+            )
+        )
+        assert await store.prune(now=now) == 2
+        assert store.pruned == 2
+        assert await store.count() == 2
+        kept = await store.query("HONEST", 0, now, ["v1"])
+        assert kept.values["v1"].tolist() == [3.0]
+    finally:
+        await store.close()
+
+
 def _alert(**changes: object) -> Alert:
     base = dict(
         id="A1",

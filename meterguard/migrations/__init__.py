@@ -1,0 +1,1 @@
+"""Alembic migrations of the alert database (`meterguard db upgrade`)."""

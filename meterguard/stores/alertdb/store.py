@@ -1,0 +1,590 @@
+"""SqlAlertStore: alerts, their history and the case work, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from meterguard.errors import AlertNotFoundError
+from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
+from meterguard.stores.alertdb import tables as t
+from meterguard.stores.alertdb.migrate import upgrade
+from meterguard.stores.records import (
+    Acknowledgement,
+    Assignment,
+    AuditEntry,
+    Comment,
+    Outcome,
+    User,
+    WorkOrder,
+    WorkOrderStatus,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The actor recorded in the audit log for what the detector engine does.
+ENGINE_ACTOR = "engine"
+
+#: Names of driver errors that mean "the server went away", whatever the driver wraps them in.
+_CONNECTION_ERRORS = {
+    "AdminShutdownError",
+    "CannotConnectNowError",
+    "ConnectionDoesNotExistError",
+    "ConnectionFailureError",
+    "InterfaceError",
+    "ConnectionResetError",
+    "ConnectionRefusedError",
+    "TooManyConnectionsError",
+}
+
+AlertOrder = Literal["start", "kwh"]
+
+
+def sqlite_url(path: Path) -> str:
+    """Return the SQLAlchemy URL of a SQLite alert database file."""
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, IntegrityError):
+        return False
+    if isinstance(exc, OperationalError | InterfaceError | OSError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig: BaseException | None = exc.orig
+        while orig is not None:
+            if type(orig).__name__ in _CONNECTION_ERRORS or isinstance(orig, OSError):
+                return True
+            orig = orig.__cause__
+    return type(exc).__name__ in _CONNECTION_ERRORS
+
+
+def _row_to_alert(row: sa.RowMapping) -> Alert:
+    return Alert(
+        id=row["id"],
+        meter=row["meter"],
+        kind=AlertKind(row["kind"]),
+        severity=Severity(row["severity"]),
+        phase=row["phase"],
+        start=row["start"],
+        end=row["end_ts"],
+        confidence=row["confidence"],
+        estimated_kwh_lost=row["estimated_kwh_lost"],
+        summary=row["summary"],
+        evidence=row["evidence"],
+    )
+
+
+def _work_order(row: sa.RowMapping) -> WorkOrder:
+    data = dict(row)
+    data["status"] = WorkOrderStatus(data["status"])
+    data["outcome"] = Outcome(data["outcome"]) if data["outcome"] else None
+    return WorkOrder.model_validate(data)
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class SqlAlertStore:
+    """The alert and case database through SQLAlchemy's async engine.
+
+    Migrations run on first use. Every write is one transaction; a lost connection (server
+    restart, failover) is retried with backoff for up to `retry_for_s`, and every write is
+    idempotent, so a retry after a lost answer neither loses nor doubles anything.
+    """
+
+    def __init__(self, url: str, *, retry_for_s: float = 120.0, echo: bool = False) -> None:
+        self.url = url
+        self._engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True, echo=echo)
+        self._dialect = self._engine.dialect.name
+        if self._dialect == "sqlite":
+            sa_event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+        self._retry_for_s = retry_for_s
+        self._ready = False
+        self._closed = False
+        self._ready_lock = asyncio.Lock()
+        #: Opens refused because the meter already had an active alert of that kind.
+        self.duplicates_refused = 0
+        #: Updates or clears of an alert the database does not hold.
+        self.orphan_events = 0
+        #: Transactions retried after a lost connection.
+        self.retries = 0
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine (for migrations and tests)."""
+        return self._engine
+
+    async def open(self) -> None:
+        """Bring the schema up to date; called by the first use if not before."""
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if not self._ready:
+                await self._retrying(None)
+                self._ready = True
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
+
+    async def _retrying(self, fn: Callable[[AsyncConnection], Awaitable[T]] | None) -> T:
+        """Run fn in one transaction, retrying it while the server is unreachable."""
+        delay = 0.1
+        deadline = time.monotonic() + self._retry_for_s
+        failing_since: float | None = None
+        while True:
+            try:
+                if fn is None:
+                    await upgrade(self._engine)
+                    return None  # type: ignore[return-value]
+                async with self._engine.begin() as conn:
+                    result = await fn(conn)
+            except Exception as exc:
+                if not _is_transient(exc) or time.monotonic() > deadline:
+                    raise
+                self.retries += 1
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("alert database unreachable, retrying: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if failing_since is not None:
+                log.info(
+                    "alert database reachable again after %.1f s",
+                    time.monotonic() - failing_since,
+                )
+            return result
+
+    async def _run(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        if self._closed:
+            raise RuntimeError("the alert store is closed")
+        await self.open()
+        return await self._retrying(fn)
+
+    # --- alerts -----------------------------------------------------------------------
+
+    async def apply(self, event: AlertEvent) -> None:
+        """Record an event; an open that would duplicate an active alert is refused."""
+        alert = event.alert
+        now = time.time()
+        values = {
+            "severity": alert.severity.value,
+            "phase": alert.phase,
+            "end_ts": alert.end,
+            "confidence": alert.confidence,
+            "estimated_kwh_lost": alert.estimated_kwh_lost,
+            "summary": alert.summary,
+            "evidence": alert.evidence,
+            "active": alert.end is None,
+            "updated_at": now,
+        }
+
+        async def write(conn: AsyncConnection) -> bool:
+            if event.type is AlertEventType.OPEN:
+                stmt = self._insert(t.alerts).values(
+                    id=alert.id,
+                    meter=alert.meter,
+                    kind=alert.kind.value,
+                    start=alert.start,
+                    created_at=now,
+                    **values,
+                )
+                await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=values))
+            else:
+                done = await conn.execute(
+                    sa.update(t.alerts).where(t.alerts.c.id == alert.id).values(**values)
+                )
+                if done.rowcount == 0:
+                    return False
+            recorded = await conn.execute(
+                self._insert(t.alert_history)
+                .values(
+                    alert_id=alert.id,
+                    type=event.type.value,
+                    data_ts=event.ts,
+                    recorded_at=now,
+                    alert=alert.model_dump(mode="json"),
+                )
+                .on_conflict_do_nothing(index_elements=["alert_id", "type", "data_ts"])
+            )
+            if recorded.rowcount and event.type is not AlertEventType.UPDATE:
+                await self._audit(conn, ENGINE_ACTOR, f"alert_{event.type.value}", alert.id, {})
+            return True
+
+        try:
+            applied = await self._run(write)
+        except IntegrityError:
+            self.duplicates_refused += 1
+            log.warning("refused a second active %s alert for meter %s", alert.kind, alert.meter)
+            return
+        if not applied:
+            self.orphan_events += 1
+            log.warning("%s for unknown alert %s ignored", event.type.value, alert.id)
+
+    async def get(self, alert_id: str) -> Alert:
+        """Return one alert by id."""
+
+        async def read(conn: AsyncConnection) -> sa.RowMapping | None:
+            result = await conn.execute(sa.select(t.alerts).where(t.alerts.c.id == alert_id))
+            return result.mappings().first()
+
+        row = await self._run(read)
+        if row is None:
+            raise AlertNotFoundError(alert_id)
+        return _row_to_alert(row)
+
+    async def history(self, alert_id: str) -> builtins.list[dict[str, Any]]:
+        """Return the open/update/clear events recorded for an alert, oldest first."""
+        h = t.alert_history
+        query = (
+            sa.select(h.c.type, h.c.data_ts, h.c.recorded_at)
+            .where(h.c.alert_id == alert_id)
+            .order_by(h.c.seq)
+        )
+        rows = await self._fetch(query)
+        return [
+            {"type": r["type"], "ts": r["data_ts"], "recorded_at": r["recorded_at"]} for r in rows
+        ]
+
+    async def list(
+        self,
+        *,
+        active: bool | None = None,
+        meter: str | None = None,
+        kind: AlertKind | None = None,
+        limit: int = 100,
+        severity: Severity | None = None,
+        acknowledged: bool | None = None,
+        assignee: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        order: AlertOrder = "start",
+        offset: int = 0,
+    ) -> builtins.list[Alert]:
+        """Return alerts filtered as asked: newest start first, or by estimated loss."""
+        a = t.alerts
+        query = sa.select(a)
+        if active is not None:
+            query = query.where(a.c.active == active)
+        if meter is not None:
+            query = query.where(a.c.meter == meter)
+        if kind is not None:
+            query = query.where(a.c.kind == kind.value)
+        if severity is not None:
+            query = query.where(a.c.severity == severity.value)
+        if acknowledged is not None:
+            query = query.where(
+                a.c.acknowledged_by.is_not(None) if acknowledged else a.c.acknowledged_by.is_(None)
+            )
+        if assignee is not None:
+            query = query.where(a.c.assignee == assignee)
+        if since is not None:
+            query = query.where(a.c.start >= since)
+        if until is not None:
+            query = query.where(a.c.start <= until)
+        first = a.c.estimated_kwh_lost.desc() if order == "kwh" else a.c.start.desc()
+        query = query.order_by(first, a.c.id).limit(limit).offset(offset)
+        return [_row_to_alert(r) for r in await self._fetch(query)]
+
+    async def _fetch(self, query: sa.Select[Any]) -> builtins.list[sa.RowMapping]:
+        async def read(conn: AsyncConnection) -> builtins.list[sa.RowMapping]:
+            return list((await conn.execute(query)).mappings().all())
+
+        return await self._run(read)
+
+    # --- case work --------------------------------------------------------------------
+
+    async def _audit(
+        self,
+        conn: AsyncConnection,
+        actor: str,
+        action: str,
+        alert_id: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        await conn.execute(
+            sa.insert(t.audit_log).values(
+                at=time.time(), actor=actor, action=action, alert_id=alert_id, detail=detail
+            )
+        )
+
+    @staticmethod
+    async def _require_alert(conn: AsyncConnection, alert_id: str) -> None:
+        found = await conn.execute(sa.select(t.alerts.c.id).where(t.alerts.c.id == alert_id))
+        if found.first() is None:
+            raise AlertNotFoundError(alert_id)
+
+    async def acknowledge(self, alert_id: str, user: str, note: str = "") -> Acknowledgement:
+        """Record that a user acknowledged an alert."""
+        now = time.time()
+
+        async def write(conn: AsyncConnection) -> int:
+            await self._require_alert(conn, alert_id)
+            result = await conn.execute(
+                sa.insert(t.acknowledgements)
+                .values(alert_id=alert_id, user=user, note=note, at=now)
+                .returning(t.acknowledgements.c.id)
+            )
+            await conn.execute(
+                sa.update(t.alerts)
+                .where(t.alerts.c.id == alert_id)
+                .values(acknowledged_by=user, acknowledged_at=now)
+            )
+            await self._audit(conn, user, "acknowledge", alert_id, {"note": note})
+            return int(result.scalar_one())
+
+        ack_id = await self._run(write)
+        return Acknowledgement(id=ack_id, alert_id=alert_id, user=user, note=note, at=now)
+
+    async def assign(self, alert_id: str, assignee: str, assigned_by: str) -> Assignment:
+        """Hand an alert to someone."""
+        now = time.time()
+
+        async def write(conn: AsyncConnection) -> int:
+            await self._require_alert(conn, alert_id)
+            result = await conn.execute(
+                sa.insert(t.assignments)
+                .values(alert_id=alert_id, assignee=assignee, assigned_by=assigned_by, at=now)
+                .returning(t.assignments.c.id)
+            )
+            await conn.execute(
+                sa.update(t.alerts).where(t.alerts.c.id == alert_id).values(assignee=assignee)
+            )
+            await self._audit(conn, assigned_by, "assign", alert_id, {"assignee": assignee})
+            return int(result.scalar_one())
+
+        row_id = await self._run(write)
+        return Assignment(
+            id=row_id, alert_id=alert_id, assignee=assignee, assigned_by=assigned_by, at=now
+        )
+
+    async def comment(self, alert_id: str, author: str, text: str) -> Comment:
+        """Add a comment to an alert."""
+        now = time.time()
+
+        async def write(conn: AsyncConnection) -> int:
+            await self._require_alert(conn, alert_id)
+            result = await conn.execute(
+                sa.insert(t.comments)
+                .values(alert_id=alert_id, author=author, text=text, at=now)
+                .returning(t.comments.c.id)
+            )
+            await self._audit(conn, author, "comment", alert_id, {"text": text})
+            return int(result.scalar_one())
+
+        row_id = await self._run(write)
+        return Comment(id=row_id, alert_id=alert_id, author=author, text=text, at=now)
+
+    async def comments(self, alert_id: str) -> builtins.list[Comment]:
+        """Return an alert's comments, oldest first."""
+        c = t.comments
+        rows = await self._fetch(sa.select(c).where(c.c.alert_id == alert_id).order_by(c.c.id))
+        return [Comment.model_validate(dict(r)) for r in rows]
+
+    async def acknowledgements(self, alert_id: str) -> builtins.list[Acknowledgement]:
+        """Return an alert's acknowledgements, oldest first."""
+        k = t.acknowledgements
+        rows = await self._fetch(sa.select(k).where(k.c.alert_id == alert_id).order_by(k.c.id))
+        return [Acknowledgement.model_validate(dict(r)) for r in rows]
+
+    async def assignments(self, alert_id: str) -> builtins.list[Assignment]:
+        """Return an alert's assignments, oldest first."""
+        s = t.assignments
+        rows = await self._fetch(sa.select(s).where(s.c.alert_id == alert_id).order_by(s.c.id))
+        return [Assignment.model_validate(dict(r)) for r in rows]
+
+    async def create_work_order(
+        self, alert_id: str, created_by: str, instructions: str, assignee: str | None = None
+    ) -> WorkOrder:
+        """Open an investigation work order for an alert."""
+        now = time.time()
+        w = t.work_orders
+
+        async def write(conn: AsyncConnection) -> sa.RowMapping:
+            await self._require_alert(conn, alert_id)
+            result = await conn.execute(
+                sa.insert(w)
+                .values(
+                    alert_id=alert_id,
+                    created_by=created_by,
+                    assignee=assignee,
+                    instructions=instructions,
+                    status=WorkOrderStatus.OPEN.value,
+                    created_at=now,
+                    updated_at=now,
+                    outcome_note="",
+                )
+                .returning(*w.c)
+            )
+            row = result.mappings().one()
+            await self._audit(
+                conn, created_by, "work_order_create", alert_id, {"work_order": row["id"]}
+            )
+            return row
+
+        return _work_order(await self._run(write))
+
+    async def update_work_order(
+        self,
+        work_order_id: int,
+        by: str,
+        *,
+        status: WorkOrderStatus | None = None,
+        assignee: str | None = None,
+        outcome: Outcome | None = None,
+        note: str = "",
+    ) -> WorkOrder:
+        """Change a work order: dispatch, reassign, or close it with its outcome."""
+        w = t.work_orders
+        changes: dict[str, Any] = {"updated_at": time.time()}
+        if assignee is not None:
+            changes["assignee"] = assignee
+        if outcome is not None:
+            changes.update(outcome=outcome.value, outcome_note=note, closed_by=by)
+            status = status or WorkOrderStatus.DONE
+        if status is not None:
+            changes["status"] = status.value
+
+        async def write(conn: AsyncConnection) -> sa.RowMapping:
+            result = await conn.execute(
+                sa.update(w).where(w.c.id == work_order_id).values(**changes).returning(*w.c)
+            )
+            row = result.mappings().first()
+            if row is None:
+                raise KeyError(f"no work order {work_order_id}")
+            detail = {k: v for k, v in changes.items() if k != "updated_at"}
+            detail["work_order"] = work_order_id
+            await self._audit(conn, by, "work_order_update", row["alert_id"], detail)
+            return row
+
+        return _work_order(await self._run(write))
+
+    async def work_orders(
+        self,
+        *,
+        alert_id: str | None = None,
+        status: WorkOrderStatus | None = None,
+        assignee: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[WorkOrder]:
+        """Return work orders, newest first, filtered as asked."""
+        w = t.work_orders
+        query = sa.select(w)
+        if alert_id is not None:
+            query = query.where(w.c.alert_id == alert_id)
+        if status is not None:
+            query = query.where(w.c.status == status.value)
+        if assignee is not None:
+            query = query.where(w.c.assignee == assignee)
+        rows = await self._fetch(query.order_by(w.c.id.desc()).limit(limit))
+        return [_work_order(r) for r in rows]
+
+    async def outcomes_by_kind(self) -> dict[str, dict[str, int]]:
+        """Count recorded outcomes per alert kind: the detectors' false-alarm feedback."""
+        w, a = t.work_orders, t.alerts
+        query = (
+            sa.select(a.c.kind, w.c.outcome, sa.func.count().label("n"))
+            .select_from(w.join(a, w.c.alert_id == a.c.id))
+            .where(w.c.outcome.is_not(None))
+            .group_by(a.c.kind, w.c.outcome)
+        )
+        stats: dict[str, dict[str, int]] = {}
+        for r in await self._fetch(query):
+            stats.setdefault(r["kind"], {})[r["outcome"]] = int(r["n"])
+        return stats
+
+    async def audit(
+        self, *, alert_id: str | None = None, limit: int = 100
+    ) -> builtins.list[AuditEntry]:
+        """Return audit entries, newest first."""
+        log_ = t.audit_log
+        query = sa.select(log_)
+        if alert_id is not None:
+            query = query.where(log_.c.alert_id == alert_id)
+        rows = await self._fetch(query.order_by(log_.c.id.desc()).limit(limit))
+        return [AuditEntry.model_validate(dict(r)) for r in rows]
+
+    # --- users ------------------------------------------------------------------------
+
+    async def create_user(self, name: str, role: str = "operator") -> tuple[User, str]:
+        """Create a user and return it with a new API token (shown only this once)."""
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+
+        async def write(conn: AsyncConnection) -> int:
+            result = await conn.execute(
+                sa.insert(t.users)
+                .values(name=name, role=role, created_at=now)
+                .returning(t.users.c.id)
+            )
+            user_id = int(result.scalar_one())
+            await conn.execute(
+                sa.insert(t.tokens).values(
+                    user_id=user_id, token_sha256=_hash_token(token), created_at=now
+                )
+            )
+            await self._audit(conn, name, "user_create", None, {"role": role})
+            return user_id
+
+        user_id = await self._run(write)
+        return User(id=user_id, name=name, role=role, created_at=now), token
+
+    async def user_for_token(self, token: str) -> User | None:
+        """Return the user a token belongs to, or None if unknown or revoked."""
+        u, k = t.users, t.tokens
+        query = (
+            sa.select(u)
+            .select_from(u.join(k, k.c.user_id == u.c.id))
+            .where(k.c.token_sha256 == _hash_token(token), k.c.revoked_at.is_(None))
+        )
+        rows = await self._fetch(query)
+        return User.model_validate(dict(rows[0])) if rows else None
+
+    async def revoke_token(self, token: str) -> bool:
+        """Revoke a token; True if it was active."""
+        k = t.tokens
+
+        async def write(conn: AsyncConnection) -> bool:
+            result = await conn.execute(
+                sa.update(k)
+                .where(k.c.token_sha256 == _hash_token(token), k.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            )
+            return bool(result.rowcount)
+
+        return await self._run(write)
+
+    async def close(self) -> None:
+        """Release the connections; later calls raise RuntimeError."""
+        self._closed = True
+        await self._engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL is durable across process crashes in WAL mode; only power loss can lose
+    # the last transactions.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,139 @@
+"""Table definitions of the alert database; the Alembic migrations create the same schema."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+#: The partial index condition: only active alerts take part in the uniqueness.
+ACTIVE_ONLY = sa.text("active")
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("meter", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("severity", sa.String(20), nullable=False),
+    sa.Column("phase", sa.Integer),
+    sa.Column("start", sa.Float, nullable=False),
+    sa.Column("end_ts", sa.Float),
+    sa.Column("confidence", sa.Float, nullable=False),
+    sa.Column("estimated_kwh_lost", sa.Float, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("acknowledged_by", sa.String(100)),
+    sa.Column("acknowledged_at", sa.Float),
+    sa.Column("assignee", sa.String(100)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    # The database itself refuses a second active alert for one meter and kind, so two
+    # processes (or a restart mid-incident) can never open a duplicate.
+    sa.Index(
+        "alerts_one_active",
+        "meter",
+        "kind",
+        unique=True,
+        sqlite_where=ACTIVE_ONLY,
+        postgresql_where=ACTIVE_ONLY,
+    ),
+    sa.Index("alerts_start", "start"),
+)
+
+alert_history = sa.Table(
+    "alert_history",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.String(200), sa.ForeignKey("alerts.id"), nullable=False),
+    sa.Column("type", sa.String(10), nullable=False),
+    sa.Column("data_ts", sa.Float, nullable=False),
+    sa.Column("recorded_at", sa.Float, nullable=False),
+    sa.Column("alert", sa.JSON, nullable=False),
+    # A replayed event (retry after a lost answer, restart) is recorded once.
+    sa.UniqueConstraint("alert_id", "type", "data_ts", name="alert_history_once"),
+)
+
+comments = sa.Table(
+    "comments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.String(200), sa.ForeignKey("alerts.id"), nullable=False),
+    sa.Column("author", sa.String(100), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("comments_alert", "alert_id"),
+)
+
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.String(200), sa.ForeignKey("alerts.id"), nullable=False),
+    sa.Column("assignee", sa.String(100), nullable=False),
+    sa.Column("assigned_by", sa.String(100), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("assignments_alert", "alert_id"),
+)
+
+acknowledgements = sa.Table(
+    "acknowledgements",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.String(200), sa.ForeignKey("alerts.id"), nullable=False),
+    sa.Column("user", sa.String(100), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("acknowledgements_alert", "alert_id"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("alert_id", sa.String(200)),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("audit_log_alert", "alert_id"),
+)
+
+work_orders = sa.Table(
+    "work_orders",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.String(200), sa.ForeignKey("alerts.id"), nullable=False),
+    sa.Column("created_by", sa.String(100), nullable=False),
+    sa.Column("assignee", sa.String(100)),
+    sa.Column("instructions", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("outcome", sa.String(30)),
+    sa.Column("outcome_note", sa.Text, nullable=False),
+    sa.Column("closed_by", sa.String(100)),
+    sa.Index("work_orders_alert", "alert_id"),
+    sa.Index("work_orders_status", "status"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    # Only a hash is kept: a leaked database does not leak usable tokens.
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+)

@@ -1,0 +1,309 @@
+import asyncio
+import json
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from meterguard.model import QUANTITY_INDEX, Meter, MeterRegistry, ReadingBatch
+from meterguard.stores.config import InfluxSettings
+from meterguard.stores.influx import InfluxSeriesStore
+from meterguard.stores.influx.lineproto import LineEncoder
+from meterguard.stores.influx.spool import Spool
+from meterguard.stores.sqlite_series import bucket_width_s
+from tests.conftest import make_batch
+from tests.stores.servers import InfluxServer, VictoriaMetrics
+
+
+def _registry(n: int = 10) -> MeterRegistry:
+    return MeterRegistry(
+        [
+            Meter(
+                id=f"M{i}",
+                service="3p4w",
+                nominal_v=230,
+                transformer=f"T{i % 3}",
+                customer_class="residential",
+            )
+            for i in range(n)
+        ]
+    )
+
+
+def _stream(registry: MeterRegistry, start: float, seconds: int, step: float = 1.0) -> ReadingBatch:
+    """One reading per meter per step: v1 = 230 + slot, p1 = the time offset."""
+    times = start + np.arange(0, seconds, step)
+    n_meters = len(registry)
+    batch = ReadingBatch.empty(len(times) * n_meters)
+    batch.ts[:] = np.repeat(times, n_meters)
+    batch.slot[:] = np.tile(np.arange(n_meters, dtype=np.int32), len(times))
+    batch.values[QUANTITY_INDEX["v1"]] = 230.0 + batch.slot
+    batch.values[QUANTITY_INDEX["p1"]] = batch.ts - start
+    return batch
+
+
+def _settings(url: str, **changes: object) -> InfluxSettings:
+    base: dict[str, object] = {
+        "url": url,
+        "database": f"mg_{uuid.uuid4().hex[:8]}",
+        "create_database": True,
+        "batch_rows": 500,
+        "flush_interval_s": 0.1,
+        "timeout_s": 2.0,
+        "retry_initial_s": 0.05,
+        "retry_max_s": 0.5,
+    }
+    base.update(changes)
+    return InfluxSettings.model_validate(base)
+
+
+async def _count(store: InfluxSeriesStore, field: str = "v1") -> int:
+    result = await store.influxql(f'SELECT count("{field}") FROM "meter"')
+    series = result.get("series")
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def test_line_protocol_escapes_tags_and_leaves_out_what_was_not_measured() -> None:
+    registry = MeterRegistry(
+        [
+            Meter(id="A,1 x", service="1p2w", nominal_v=230, transformer="T=1"),
+            Meter(id="B", service="3p4w", nominal_v=230, customer_class="small shop"),
+        ]
+    )
+    batch = make_batch(
+        [
+            (100.5, 0, {"v1": 230.25}),
+            (100.5, 1, {"v1": 231.0, "p2": -5.5, "e_imp": 12345.678}),
+            (101.0, 1, {}),
+            (102.0, 1, {"v2": float("inf")}),
+        ]
+    )
+    batch.events[3] = 16
+    lines, empty = LineEncoder(registry, "my meter", "ms").encode(batch)
+    assert empty == 1
+    assert sorted(lines) == sorted(
+        [
+            r"my\ meter,meter=A\,1\ x,transformer=T\=1 v1=230.25 100500",
+            r"my\ meter,meter=B,class=small\ shop v1=231.0,p2=-5.5,e_imp=12345.678 100500",
+            r"my\ meter,meter=B,class=small\ shop events=16i 102000",
+        ]
+    )
+    lines_s, _ = LineEncoder(registry, "m", "s").encode(batch.take(np.array([0])))
+    assert lines_s == [r"m,meter=A\,1\ x,transformer=T\=1 v1=230.25 100"]
+
+
+def test_spool_keeps_order_across_memory_and_files_and_drops_only_past_its_bound(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, memory_rows=20, max_rows=50)
+    for i in range(5):
+        spool.push(f"chunk{i}", 10)
+    assert spool.rows == 50
+    assert spool.disk_rows == 30  # the three oldest went to files
+    assert spool.dropped_rows == 0
+    spool.push("chunk5", 10)  # past the bound: the oldest goes, counted
+    assert spool.dropped_rows == 10
+    sent = []
+    while (chunk := spool.head()) is not None:
+        sent.append(chunk.load())
+        spool.remove(chunk)
+    assert sent == [f"chunk{i}" for i in range(1, 6)]
+    assert list(tmp_path.iterdir()) == []
+
+    # Persisted chunks come back, in order, in a new spool over the same folder.
+    spool = Spool(tmp_path, memory_rows=100, max_rows=1000)
+    spool.push("a", 3)
+    spool.push("b", 4)
+    assert spool.persist() == 7
+    again = Spool(tmp_path, memory_rows=100, max_rows=1000)
+    assert again.recovered_rows == 7
+    again.push("c", 1)
+    out = []
+    while (chunk := again.head()) is not None:
+        out.append(chunk.load())
+        again.remove(chunk)
+    assert out == ["a", "b", "c"]
+
+
+async def test_v1_round_trip_with_raw_and_downsampled_queries(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    registry = _registry(5)
+    store = InfluxSeriesStore(
+        _settings(influxdb.url), registry, api="v1", spool_dir=tmp_path / "spool"
+    )
+    try:
+        await store.create_database()
+        batch = _stream(registry, 1_700_000_000.0, 600)
+        await store.write(batch)
+        await store.write(batch)  # written twice: InfluxDB keeps one point per series and time
+        assert await store.flush(10)
+        assert await _count(store) == len(batch)
+        assert store.stats()["rows_written"] == 2 * len(batch)
+
+        raw = await store.query("M3", 1_700_000_100.0, 1_700_000_109.0, ["v1", "p1", "i2"])
+        assert raw.ts.tolist() == [1_700_000_100.0 + k for k in range(10)]
+        assert raw.values["v1"].tolist() == [233.0] * 10
+        assert raw.values["p1"].tolist() == [100.0 + k for k in range(10)]
+        assert np.isnan(raw.values["i2"]).all()
+
+        start, end = 1_700_000_000.0, 1_700_000_599.0
+        down = await store.query("M3", start, end, ["p1"], points=60)
+        assert len(down.ts) == 60
+        width = bucket_width_s(start, end, 60)
+        offsets = np.arange(600.0)
+        expected = [np.mean(offsets[(offsets // width) == k]) for k in range(60)]
+        assert down.ts[0] == start
+        assert np.allclose(down.values["p1"], expected)
+        with pytest.raises(ValueError, match="unknown quantities"):
+            await store.query("M3", start, end, ['v1") FROM x; DROP'])
+    finally:
+        await store.close()
+
+
+async def test_v1_rejected_chunk_is_counted_and_does_not_block_the_rest(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    registry = _registry(2)
+    settings = _settings(influxdb.url, batch_rows=10)
+    store = InfluxSeriesStore(settings, registry, api="v1", spool_dir=tmp_path / "spool")
+    try:
+        await store.create_database()
+        # A string field "v2" in the same shard makes every float v2 a type conflict (400).
+        request = urllib.request.Request(
+            f"{influxdb.url}/write?db={settings.database}&precision=s",
+            data=b'meter,meter=M0 v2="text" 1700000000',
+            method="POST",
+        )
+        await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=5).read())
+        bad = make_batch([(1_700_000_001.0 + k, 0, {"v2": 1.0}) for k in range(10)])
+        good = make_batch([(1_700_000_001.0 + k, 1, {"v1": 2.0}) for k in range(20)])
+        await store.write(bad)
+        await store.write(good)
+        assert await store.flush(10)
+        stats = store.stats()
+        assert stats["rows_rejected"] == 10
+        assert stats["rows_written"] == 20
+        assert await _count(store, "v1") == 20
+    finally:
+        await store.close()
+
+
+async def test_v1_buffers_while_down_spills_persists_at_stop_and_replays_at_start(
+    tmp_path: Path,
+) -> None:
+    server = InfluxServer(tmp_path / "influx")
+    registry = _registry(10)
+    settings = _settings(server.url, memory_rows=1000, timeout_s=1.0)
+    spool_dir = tmp_path / "spool"
+    batch = _stream(registry, 1_700_000_000.0, 500)  # 5000 readings
+    store = InfluxSeriesStore(settings, registry, api="v1", spool_dir=spool_dir)
+    await store.write(batch)
+    await asyncio.sleep(0.3)
+    stats = store.stats()
+    assert stats["server_down"]
+    assert stats["rows_buffered"] == 5000
+    assert stats["rows_spilled"] >= 4000  # memory holds at most 1000
+    await store.close()  # cannot flush: the rest goes to files
+    assert store.stats()["rows_written"] == 0
+    assert sum(int(p.stem.split("-")[1]) for p in spool_dir.glob("*.lp")) == 5000
+
+    server.start()
+    try:
+        again = InfluxSeriesStore(settings, registry, api="v1", spool_dir=spool_dir)
+        try:
+            await again.create_database()
+            await again.write(_stream(registry, 1_700_001_000.0, 10))
+            assert await again.flush(20)
+            assert await _count(again) == 5100
+            assert list(spool_dir.glob("*.lp")) == []
+        finally:
+            await again.close()
+    finally:
+        server.stop()
+
+
+async def test_v1_missing_database_is_retried_not_lost(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    registry = _registry(3)
+    store = InfluxSeriesStore(
+        _settings(influxdb.url), registry, api="v1", spool_dir=tmp_path / "spool"
+    )
+    try:
+        await store.write(_stream(registry, 1_700_000_000.0, 100))
+        await asyncio.sleep(0.5)
+        assert store.stats()["failed_requests"] >= 1  # 404: database not found
+        assert store.stats()["rows_written"] == 0
+        await store.create_database()
+        assert await store.flush(10)
+        assert await _count(store) == 300
+    finally:
+        await store.close()
+
+
+async def test_v1_bound_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    server = InfluxServer(tmp_path)
+    registry = _registry(10)
+    settings = _settings(server.url, memory_rows=500, max_buffered_rows=2000)
+    store = InfluxSeriesStore(settings, registry, api="v1", spool_dir=tmp_path / "spool")
+    await store.write(_stream(registry, 1_700_000_000.0, 100))  # 1000 readings, oldest
+    await store.write(_stream(registry, 1_700_000_100.0, 200))  # 2000 newer ones
+    assert store.stats()["rows_dropped"] == 1000
+    server.start()
+    try:
+        await store.create_database()
+        assert await store.flush(20)
+        assert await _count(store) == 2000
+        first = await store.influxql('SELECT first("p1") FROM "meter"')
+        # The oldest 100 s are the ones gone.
+        assert first["series"][0]["values"][0][0] == 1_700_000_100_000
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_v2_write_api_through_influxdb_client_reaches_victoria_metrics(
+    victoria: VictoriaMetrics, tmp_path: Path
+) -> None:
+    registry = _registry(4)
+    tag = uuid.uuid4().hex[:8]
+    settings = _settings(
+        victoria.url, measurement=f"mg{tag}", token="t", org="o", bucket="b", precision="ms"
+    )
+    store = InfluxSeriesStore(settings, registry, api="v2", spool_dir=tmp_path / "spool")
+    try:
+        batch = _stream(registry, 1_700_000_000.0, 250)
+        await store.write(batch)
+        await store.write(batch)
+        assert await store.flush(10)
+        assert store.stats()["failed_requests"] == 0
+    finally:
+        await store.close()
+    exported = [json.loads(line) for line in victoria.export(f'mg{tag}_v1{{meter="M2"}}')]
+    assert len(exported) == 1
+    assert exported[0]["metric"]["transformer"] == "T2"
+    assert exported[0]["values"] == [232.0] * 250
+    assert exported[0]["timestamps"][:2] == [1_700_000_000_000, 1_700_000_001_000]
+    p1 = [json.loads(line) for line in victoria.export(f'{{__name__="mg{tag}_p1"}}')]
+    assert sum(len(s["values"]) for s in p1) == len(batch)
+
+
+async def test_v2_write_buffers_while_the_server_is_down(tmp_path: Path) -> None:
+    server = VictoriaMetrics(tmp_path)
+    registry = _registry(4)
+    settings = _settings(server.url, measurement="down", token="t", org="o", bucket="b")
+    store = InfluxSeriesStore(settings, registry, api="v2", spool_dir=tmp_path / "spool")
+    try:
+        await store.write(_stream(registry, 1_700_000_000.0, 100))
+        await asyncio.sleep(0.5)
+        assert store.stats()["server_down"]
+        server.start()
+        assert await store.flush(20)
+        exported = [json.loads(line) for line in server.export('{__name__="down_v1"}')]
+        assert sum(len(s["values"]) for s in exported) == 400
+    finally:
+        await store.close()
+        server.stop()
