@@ -24,14 +24,16 @@ function draw() {
     (a, b) => (b.active - a.active) || (b.estimated_kwh_lost - a.estimated_kwh_lost));
   body.replaceChildren(...rows.map((a) => MG.el("tr",
     {class: a.active ? a.severity : "cleared", dataset: {alertId: a.id}},
-    MG.el("td", {}, a.severity),
-    MG.el("td", {}, MG.el("a", {href: `/meters/${encodeURIComponent(a.meter)}`}, a.meter)),
-    MG.el("td", {}, MG.el("a", {href: `/alerts/${encodeURIComponent(a.id)}`}, a.kind)),
-    MG.el("td", {}, a.phase ?? ""),
-    MG.el("td", {}, MG.time(a.start)),
-    MG.el("td", {}, a.active ? "active" : "cleared"),
-    MG.el("td", {class: "num"}, MG.kwh(a.estimated_kwh_lost)),
-    MG.el("td", {}, a.summary))));
+    MG.el("td", {"data-label": "Severity"}, a.severity),
+    MG.el("td", {"data-label": "Meter"},
+      MG.el("a", {href: `/meters/${encodeURIComponent(a.meter)}`}, a.meter)),
+    MG.el("td", {"data-label": "Kind"},
+      MG.el("a", {href: `/alerts/${encodeURIComponent(a.id)}`}, a.kind)),
+    MG.el("td", {"data-label": "Phase"}, a.phase ?? ""),
+    MG.el("td", {"data-label": "Since"}, MG.time(a.start)),
+    MG.el("td", {"data-label": "State"}, a.active ? "active" : "cleared"),
+    MG.el("td", {class: "num", "data-label": "kWh lost"}, MG.kwh(a.estimated_kwh_lost)),
+    MG.el("td", {"data-label": "Summary", class: "summary"}, a.summary))));
   if (!rows.length) body.append(MG.el("tr", {}, MG.el("td", {colspan: 8}, "no alerts")));
   document.querySelector("#updated").textContent =
     `${rows.length} shown · updated ${new Date().toLocaleTimeString()}`;
