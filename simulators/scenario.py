@@ -353,13 +353,17 @@ def random_mix(pop: Population, seed: int, start_s: float, days: float) -> Scena
                    days=days)  # fmt: skip
     rounds = max(1, round(pop.n / SUITE_ROUND_METERS))
 
+    # Each pool in a random order, consumed from the end (skipping meters already used).
+    queues = {name: [int(i) for i in rng.permutation(members)] for name, members in pools.items()}
+
     def pick(pool: str) -> int | None:
-        free = [int(i) for i in pools[pool] if int(i) not in used]
-        if not free:
-            return None
-        chosen = free[int(rng.integers(len(free)))]
-        used.add(chosen)
-        return chosen
+        queue = queues[pool]
+        while queue:
+            chosen = queue.pop()
+            if chosen not in used:
+                used.add(chosen)
+                return chosen
+        return None
 
     tx_free = list(rng.permutation(pop.n_tx))
     for _ in range(rounds):
