@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from meterguard.model import AlertKind, FloatArray, MeterRegistry, ReadingBatch, Severity
+from meterguard.model import AlertKind, FloatArray, IntArray, MeterRegistry, ReadingBatch, Severity
+
+if TYPE_CHECKING:
+    from detectors.context import BatchContext
 
 #: Values of `Conditions.holds`.
 HOLDS: np.int8 = np.int8(1)
 CLEAR: np.int8 = np.int8(0)
 UNKNOWN: np.int8 = np.int8(-1)
+
+
+class ClassTiming(BaseModel):
+    """Persistence and hysteresis for one customer class, overriding the detector's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    raise_after_s: float | None = Field(default=None, ge=0, description="Overrides raise_after_s.")
+    clear_after_s: float | None = Field(default=None, ge=0, description="Overrides clear_after_s.")
 
 
 class DetectorConfig(BaseModel):
@@ -34,6 +46,13 @@ class DetectorConfig(BaseModel):
         default=60.0, gt=0, description="Data time between update events of an active alert."
     )
     severity: Severity = Field(default=Severity.MAJOR, description="Severity of its alerts.")
+    critical_kwh: float = Field(
+        default=200.0, gt=0, description="An alert whose estimated loss passes this is critical."
+    )
+    classes: dict[str, ClassTiming] = Field(
+        default_factory=dict,
+        description="Per customer class (meters.csv customer_class) timing overrides.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +69,8 @@ class Conditions:
     score: FloatArray
     #: The figure that triggered, in the detector's own unit (for the summary).
     magnitude: FloatArray
+    #: Data time the condition began when a window showed it, NaN: the row's own time.
+    onset: FloatArray | None = None
 
     @classmethod
     def none(cls, n: int) -> Conditions:
@@ -61,6 +82,23 @@ class Conditions:
             score=np.zeros(n),
             magnitude=np.zeros(n),
         )
+
+    @classmethod
+    def unknown(cls, n: int) -> Conditions:
+        """Return conditions that cannot be told on any row of a batch of n rows."""
+        base = cls.none(n)
+        base.holds[:] = UNKNOWN
+        return base
+
+
+@dataclass(frozen=True, slots=True)
+class SlotConditions:
+    """Verdicts a detector reaches without a reading (silence, windows, days), per meter slot."""
+
+    slot: IntArray
+    conditions: Conditions
+    #: Data time each verdict covers, s (the kWh-lost credit of a window verdict).
+    dt: FloatArray
 
 
 @dataclass(slots=True)
@@ -79,7 +117,7 @@ class Detector(ABC):
     name: ClassVar[str]
     kind: ClassVar[AlertKind]
     config_model: ClassVar[type[DetectorConfig]] = DetectorConfig
-    #: Quantities the detector reads; a batch lacking all of them yields UNKNOWN.
+    #: Quantities the detector reads (documentation and checks).
     needs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
@@ -87,8 +125,16 @@ class Detector(ABC):
         self.registry = registry
 
     @abstractmethod
-    def step(self, batch: ReadingBatch) -> Conditions:
+    def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Return, for every row of the batch, whether the condition holds."""
+
+    def poll(self, ctx: BatchContext) -> SlotConditions | None:
+        """Return verdicts reached at the batch's data time without a reading (default none)."""
+        return None
+
+    def evidence(self, slot: int) -> dict[str, Any]:
+        """Return the detector's own figures about a meter, added to an alert when it opens."""
+        return {}
 
     @abstractmethod
     def summarise(self, facts: IncidentFacts) -> str:
@@ -115,6 +161,17 @@ def format_duration(seconds: float) -> str:
     if seconds < 48 * 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
+
+
+def phase_label(phase: int) -> str:
+    """Name the phase an incident concerns, or the meter when none."""
+    return f"phase {phase}" if phase else "meter"
+
+
+def ewma_weight(seconds: FloatArray, tau_s: float) -> FloatArray:
+    """Return the weight a new observation spanning `seconds` gets in a time-constant EWMA."""
+    weight: FloatArray = 1.0 - np.exp(-np.maximum(seconds, 0.0) / tau_s)
+    return weight
 
 
 def config_schema(cls: type[Detector]) -> dict[str, Any]:

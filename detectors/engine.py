@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 import math
 import pkgutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import ValidationError
 
 import detectors
-from detectors.base import DETECTORS, HOLDS, Conditions, Detector, IncidentFacts
+from detectors.base import CLEAR, DETECTORS, HOLDS, Conditions, Detector, IncidentFacts
+from detectors.context import BatchContext, FleetArrays
 from meterguard.errors import ConfigError
 from meterguard.model import (
     QUANTITIES,
@@ -22,8 +25,10 @@ from meterguard.model import (
     AlertEvent,
     AlertEventType,
     FloatArray,
+    IntArray,
     MeterRegistry,
     ReadingBatch,
+    Severity,
     decode_events,
 )
 
@@ -32,7 +37,9 @@ log = logging.getLogger(__name__)
 #: A gap between two readings of a meter longer than this earns no kWh-lost credit: the
 #: meter was silent and nothing says the condition held meanwhile.
 MAX_CREDITED_GAP_S = 900.0
-_NOT_DETECTOR_MODULES = {"base", "engine"}
+_NOT_DETECTOR_MODULES = {"base", "engine", "context"}
+
+Snapshot = Callable[[int], dict[str, Any]]
 
 
 def load_detector_modules() -> None:
@@ -101,13 +108,42 @@ class _Incident:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """The rows one lifecycle step looks at: times, slots, verdicts, credit and evidence."""
+
+    ts: FloatArray
+    slot: IntArray
+    cond: Conditions
+    dt: FloatArray
+    snapshot: Snapshot
+
+
+def _describer(detector: Detector, slots: IntArray, now: float) -> Snapshot:
+    """Return the evidence maker of verdicts reached without a reading."""
+
+    def describe(i: int) -> dict[str, Any]:
+        return {"ts": now, **detector.evidence(int(slots[i]))}
+
+    return describe
+
+
 class _Lifecycle:
     """Per-detector incident state: persistence before raising, hysteresis before clearing."""
 
-    def __init__(self, detector: Detector, n_meters: int) -> None:
+    def __init__(self, detector: Detector, registry: MeterRegistry) -> None:
         self.detector = detector
         self.incidents: dict[int, _Incident] = {}
-        self.tracked = np.zeros(n_meters, dtype=np.bool_)
+        self.tracked = np.zeros(len(registry), dtype=np.bool_)
+        cfg = detector.config
+        self.raise_after = np.full(len(registry), cfg.raise_after_s)
+        self.clear_after = np.full(len(registry), cfg.clear_after_s)
+        for slot, meter in enumerate(registry):
+            timing = cfg.classes.get(meter.customer_class or "")
+            if timing is not None and timing.raise_after_s is not None:
+                self.raise_after[slot] = timing.raise_after_s
+            if timing is not None and timing.clear_after_s is not None:
+                self.clear_after[slot] = timing.clear_after_s
 
     def _alert(self, slot: int, inc: _Incident, end: float | None, latest_ts: float) -> Alert:
         det = self.detector
@@ -117,79 +153,110 @@ class _Lifecycle:
             peak_magnitude=inc.peak_magnitude,
             kwh_lost=inc.kwh_lost,
         )
+        severity = det.config.severity
+        if inc.kwh_lost >= det.config.critical_kwh:
+            severity = Severity.CRITICAL
         return Alert(
             id=inc.alert_id,
             meter=det.registry.by_slot(slot).id,
             kind=det.kind,
-            severity=det.config.severity,
+            severity=severity,
             start=inc.start,
             end=end,
             phase=inc.phase or None,
-            confidence=round(inc.confidence, 3),
+            confidence=round(min(max(inc.confidence, 0.0), 1.0), 3),
             estimated_kwh_lost=round(inc.kwh_lost, 4),
             summary=det.summarise(facts),
             evidence={**inc.evidence, "onset": inc.onset, "last_hold_ts": inc.last_hold},
         )
 
-    def advance(
-        self, batch: ReadingBatch, cond: Conditions, dt: FloatArray, out: list[AlertEvent]
+    def _event(self, kind: AlertEventType, ts: float, slot: int, inc: _Incident) -> AlertEvent:
+        end = inc.last_hold if kind is AlertEventType.CLEAR else None
+        return AlertEvent(type=kind, ts=ts, alert=self._alert(slot, inc, end, ts))
+
+    def advance(self, rows: _Rows, out: list[AlertEvent]) -> None:
+        """Apply one set of verdicts, appending the events they cause to `out`."""
+        holds = rows.cond.holds
+        look = np.flatnonzero((holds == HOLDS) | ((holds == CLEAR) & self.tracked[rows.slot]))
+        if look.size == 0:
+            return
+        order = look[np.lexsort((rows.ts[look], rows.slot[look]))]
+        slots = rows.slot[order]
+        cuts = np.flatnonzero(slots[1:] != slots[:-1]) + 1
+        for chunk in np.split(order, cuts):
+            self._advance_slot(int(rows.slot[chunk[0]]), chunk.astype(np.int64), rows, out)
+
+    def _advance_slot(
+        self, slot: int, index: npt.NDArray[np.int64], rows: _Rows, out: list[AlertEvent]
     ) -> None:
-        """Apply one batch of conditions, appending the events it causes to `out`."""
+        """Walk one meter's rows run by run (a run: consecutive rows with one verdict)."""
+        cond = rows.cond
+        ts = rows.ts[index]
+        held = cond.holds[index] == HOLDS
+        cuts = np.flatnonzero(held[1:] != held[:-1]) + 1
+        bounds = [0, *cuts.tolist(), len(index)]
+        raise_after = float(self.raise_after[slot])
+        clear_after = float(self.clear_after[slot])
         cfg = self.detector.config
-        interesting = np.flatnonzero((cond.holds == HOLDS) | self.tracked[batch.slot])
-        for row in interesting.tolist():
-            slot = int(batch.slot[row])
-            ts = float(batch.ts[row])
-            holds = int(cond.holds[row])
+        for a, b in itertools.pairwise(bounds):
+            run = index[a:b]
             inc = self.incidents.get(slot)
-            if holds == HOLDS:
+            if not held[a]:
                 if inc is None:
-                    inc = _Incident(start=ts, last_hold=ts, onset=_snapshot(batch, row))
-                    self.incidents[slot] = inc
-                    self.tracked[slot] = True
-                else:
-                    inc.kwh_lost += float(cond.loss_w[row]) * float(dt[row]) / 3.6e6
-                inc.last_hold = ts
-                inc.phase = inc.phase or int(cond.phase[row])
-                inc.peak_magnitude = max(inc.peak_magnitude, float(cond.magnitude[row]))
-                inc.confidence = max(inc.confidence, float(cond.score[row]))
-                if not inc.raised and ts - inc.start >= cfg.raise_after_s:
-                    inc.raised = True
-                    meter = self.detector.registry.by_slot(slot).id
-                    inc.alert_id = f"{meter}-{self.detector.name}-{int(inc.start)}"
-                    inc.evidence["at_raise"] = _snapshot(batch, row)
-                    inc.last_event_ts = ts
-                    out.append(
-                        AlertEvent(
-                            type=AlertEventType.OPEN, ts=ts, alert=self._alert(slot, inc, None, ts)
-                        )
-                    )
-                elif inc.raised and ts - inc.last_event_ts >= cfg.update_every_s:
-                    inc.last_event_ts = ts
-                    inc.evidence["latest"] = _snapshot(batch, row)
-                    out.append(
-                        AlertEvent(
-                            type=AlertEventType.UPDATE,
-                            ts=ts,
-                            alert=self._alert(slot, inc, None, ts),
-                        )
-                    )
-            elif holds == 0 and inc is not None:
+                    continue
                 if not inc.raised:
                     # Not held long enough: a blip, forgotten without a trace.
                     del self.incidents[slot]
                     self.tracked[slot] = False
-                elif ts - inc.last_hold >= cfg.clear_after_s:
-                    inc.evidence["cleared_by"] = _snapshot(batch, row)
-                    out.append(
-                        AlertEvent(
-                            type=AlertEventType.CLEAR,
-                            ts=ts,
-                            alert=self._alert(slot, inc, inc.last_hold, ts),
-                        )
-                    )
+                    continue
+                waited = ts[a:b] - inc.last_hold
+                past = np.flatnonzero(waited >= clear_after)
+                if past.size:
+                    row = int(run[past[0]])
+                    inc.evidence["cleared_by"] = rows.snapshot(row)
+                    out.append(self._event(AlertEventType.CLEAR, float(ts[a + past[0]]), slot, inc))
                     del self.incidents[slot]
                     self.tracked[slot] = False
+                continue
+            credit = cond.loss_w[run] * rows.dt[run] / 3.6e6
+            if inc is None:
+                first = int(run[0])
+                onset_ts = float(ts[a])
+                if cond.onset is not None and not math.isnan(cond.onset[first]):
+                    onset_ts = min(onset_ts, float(cond.onset[first]))
+                inc = _Incident(start=onset_ts, last_hold=onset_ts, onset=rows.snapshot(first))
+                self.incidents[slot] = inc
+                self.tracked[slot] = True
+                credit[0] = 0.0  # the onset reading starts the clock; it earns nothing yet
+            cumulative = np.cumsum(credit)
+            base_kwh = inc.kwh_lost
+            inc.last_hold = float(ts[b - 1])
+            if not inc.phase:
+                phases = cond.phase[run]
+                nonzero = phases[phases != 0]
+                inc.phase = int(nonzero[0]) if nonzero.size else 0
+            inc.peak_magnitude = max(inc.peak_magnitude, float(cond.magnitude[run].max()))
+            inc.confidence = max(inc.confidence, float(cond.score[run].max()))
+            if not inc.raised:
+                due = np.flatnonzero(ts[a:b] - inc.start >= raise_after)
+                if due.size:
+                    k = int(due[0])
+                    inc.raised = True
+                    meter = self.detector.registry.by_slot(slot).id
+                    inc.alert_id = f"{meter}-{self.detector.name}-{int(inc.start)}"
+                    inc.evidence["at_raise"] = rows.snapshot(int(run[k]))
+                    inc.evidence.update(self.detector.evidence(slot))
+                    inc.kwh_lost = base_kwh + float(cumulative[k])
+                    inc.last_event_ts = float(ts[a + k])
+                    hold_then, inc.last_hold = inc.last_hold, float(ts[a + k])
+                    out.append(self._event(AlertEventType.OPEN, float(ts[a + k]), slot, inc))
+                    inc.last_hold = hold_then
+            inc.kwh_lost = base_kwh + float(cumulative[-1])
+            last_ts = float(ts[b - 1])
+            if inc.raised and last_ts - inc.last_event_ts >= cfg.update_every_s:
+                inc.last_event_ts = last_ts
+                inc.evidence["latest"] = rows.snapshot(int(run[-1]))
+                out.append(self._event(AlertEventType.UPDATE, last_ts, slot, inc))
 
     def restore(self, slot: int, alert: Alert) -> None:
         """Take back an alert that was open when the service last stopped."""
@@ -212,15 +279,25 @@ class _Lifecycle:
         self.incidents[slot] = inc
         self.tracked[slot] = True
 
+    def open_alerts(self, latest_ts: float) -> list[Alert]:
+        """Return the alerts open now, as they stand."""
+        return [
+            self._alert(slot, inc, None, latest_ts)
+            for slot, inc in sorted(self.incidents.items())
+            if inc.raised
+        ]
+
 
 class Engine:
     """Runs the detectors over batches, live and in replay alike, and emits alert events."""
 
     def __init__(self, registry: MeterRegistry, detector_list: Iterable[Detector]) -> None:
         self.registry = registry
+        self.fleet = FleetArrays.from_registry(registry)
         self.detectors = list(detector_list)
-        self._lifecycles = [_Lifecycle(d, len(registry)) for d in self.detectors]
+        self._lifecycles = [_Lifecycle(d, registry) for d in self.detectors]
         self._last_ts = np.full(len(registry), -np.inf)
+        self.now = -math.inf
         self.readings_seen = 0
 
     def _intervals(self, batch: ReadingBatch) -> FloatArray:
@@ -237,7 +314,10 @@ class Engine:
         gaps[~np.isfinite(gaps) | (gaps < 0) | (gaps > MAX_CREDITED_GAP_S)] = 0.0
         dt = np.empty_like(gaps)
         dt[order] = gaps
-        np.maximum.at(self._last_ts, slots, times)
+        starts = np.flatnonzero(first)
+        latest = np.maximum.reduceat(times, starts)
+        group_slots = slots[starts]
+        self._last_ts[group_slots] = np.maximum(self._last_ts[group_slots], latest)
         return dt
 
     def process(self, batch: ReadingBatch) -> list[AlertEvent]:
@@ -246,8 +326,23 @@ class Engine:
         if len(batch) == 0:
             return events
         dt = self._intervals(batch)
+        self.now = max(self.now, float(batch.ts.max()))
+        ctx = BatchContext(
+            batch=batch, fleet=self.fleet, dt=dt, now=self.now, last_seen=self._last_ts
+        )
+
+        def snapshot(row: int) -> dict[str, Any]:
+            return _snapshot(batch, row)
+
         for life in self._lifecycles:
-            life.advance(batch, life.detector.step(batch), dt, events)
+            cond = life.detector.step(batch, ctx)
+            life.advance(_Rows(batch.ts, batch.slot, cond, dt, snapshot), events)
+            polled = life.detector.poll(ctx)
+            if polled is not None and len(polled.slot):
+                times = np.full(len(polled.slot), self.now)
+                described = _describer(life.detector, polled.slot, self.now)
+                rows = _Rows(times, polled.slot, polled.conditions, polled.dt, described)
+                life.advance(rows, events)
         self.readings_seen += len(batch)
         return events
 
@@ -266,3 +361,7 @@ class Engine:
     def active_count(self) -> int:
         """Return how many alerts are open now."""
         return sum(1 for life in self._lifecycles for inc in life.incidents.values() if inc.raised)
+
+    def open_alerts(self) -> list[Alert]:
+        """Return every alert open now (replay writes these with end null at the end)."""
+        return [a for life in self._lifecycles for a in life.open_alerts(self.now)]

@@ -16,6 +16,7 @@ from detectors.base import (
     format_duration,
     register,
 )
+from detectors.context import BatchContext
 from meterguard.model import QUANTITY_INDEX, AlertKind, MeterRegistry, ReadingBatch
 
 
@@ -45,7 +46,7 @@ class ReversalDetector(Detector):
         # Customers with solar or storage export legitimately; feeder meters are not billed.
         self._eligible = registry.flag_array(lambda m: not m.generation and m.role == "customer")
 
-    def step(self, batch: ReadingBatch) -> Conditions:
+    def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Mark rows where some phase's active power is below -min_power_w."""
         n = len(batch)
         if n == 0:

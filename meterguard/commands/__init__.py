@@ -24,6 +24,8 @@ Runner = Callable[[argparse.Namespace], int]
 COMMAND_MODULES = (
     "meterguard.commands.run",
     "meterguard.commands.demo",
+    "meterguard.commands.replay",
+    "meterguard.commands.evaluate",
     "meterguard.commands.simulate",
     "meterguard.commands.version",
 )

@@ -1,0 +1,147 @@
+"""Comms loss: a meter falls silent while its transformer still carries load."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from detectors.base import (
+    CLEAR,
+    HOLDS,
+    Conditions,
+    Detector,
+    DetectorConfig,
+    IncidentFacts,
+    SlotConditions,
+    ewma_weight,
+    format_duration,
+    register,
+)
+from detectors.context import BatchContext, phase_block
+from meterguard.model import AlertKind, MeterEvent, MeterRegistry, ReadingBatch, Severity
+
+_POWER_DOWN = int(MeterEvent.POWER_DOWN)
+
+
+class CommsLossConfig(DetectorConfig):
+    """Options of the comms-loss detector."""
+
+    raise_after_s: float = Field(
+        default=0.0, ge=0, description="Extra wait after silence_s before raising."
+    )
+    clear_after_s: float = Field(default=0.0, ge=0, description="Clears on the next reading.")
+    severity: Severity = Field(default=Severity.MINOR, description="Severity of its alerts.")
+    silence_s: float = Field(
+        default=900.0, gt=0, description="Silence this long (data time) counts as lost."
+    )
+    missed_readings: float = Field(
+        default=5.0, gt=1, description="Or this many of the meter's own intervals, if longer."
+    )
+
+
+@register
+class CommsLossDetector(Detector):
+    """Flags a meter silent while its transformer still carries load.
+
+    Data time is the latest reading of any meter: a meter whose own readings stopped
+    while another meter on its transformer still reports live voltage has gone silent on
+    its own. A dead transformer, or a meter that said power_down, raises nothing.
+    """
+
+    name = "comms_loss"
+    kind = AlertKind.COMMS_LOSS
+    config_model = CommsLossConfig
+
+    def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
+        super().__init__(config, registry)
+        assert isinstance(config, CommsLossConfig)
+        self.cfg = config
+        n = len(registry)
+        self.interval_s = np.full(n, np.nan)
+        self.last_live = np.full(n, -np.inf)
+        self.last_was_live = np.zeros(n, dtype=np.bool_)
+        self.usual_w = np.zeros(n)
+
+    def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
+        """Every reading says its meter is not silent; remember who was live, and when."""
+        n = len(batch)
+        slot = batch.slot
+        volts = phase_block(batch, "v1")
+        ref = ctx.fleet.ref_v[slot]
+        live = (np.nan_to_num(volts) >= 0.5 * ref).any(axis=0) & (
+            (batch.events.astype(np.int64) & _POWER_DOWN) == 0
+        )
+        size = len(self.last_live)
+        order = np.lexsort((batch.ts, slot))
+        s = slot[order]
+        last_rows = order[np.r_[s[1:] != s[:-1], True]]
+        self.last_was_live[slot[last_rows]] = live[last_rows]
+        live_ts = np.where(live, batch.ts, -np.inf)
+        latest_live = np.full(size, -np.inf)
+        np.maximum.at(latest_live, slot, live_ts)
+        self.last_live = np.maximum(self.last_live, latest_live)
+        gaps = ctx.dt
+        has_gap = gaps > 0
+        if has_gap.any():
+            g_slot = slot[has_gap]
+            old = self.interval_s[g_slot]
+            fresh = np.where(np.isfinite(old), old + 0.2 * (gaps[has_gap] - old), gaps[has_gap])
+            self.interval_s[g_slot] = fresh
+        power = np.nansum(phase_block(batch, "p1"), axis=0)
+        w = ewma_weight(np.where(has_gap, gaps, 0.0), 3600.0)
+        self.usual_w[slot] += w * (power - self.usual_w[slot])
+        return Conditions(
+            holds=np.full(n, CLEAR, dtype=np.int8),
+            phase=np.zeros(n, dtype=np.int8),
+            loss_w=np.zeros(n),
+            score=np.zeros(n),
+            magnitude=np.zeros(n),
+        )
+
+    def poll(self, ctx: BatchContext) -> SlotConditions | None:
+        """Judge silence at the batch's data time, against the meter's transformer."""
+        fleet = ctx.fleet
+        now = ctx.now
+        interval = np.where(np.isfinite(self.interval_s), self.interval_s, 60.0)
+        limit = np.maximum(self.cfg.silence_s, self.cfg.missed_readings * interval)
+        silent = np.isfinite(ctx.last_seen) & (now - ctx.last_seen >= limit)
+        silent &= self.last_was_live & (fleet.transformer >= 0)
+        if not silent.any() or fleet.n_transformers == 0:
+            return None
+        trafo = fleet.transformer
+        alive_at = np.full(fleet.n_transformers, -np.inf)
+        has = trafo >= 0
+        np.maximum.at(alive_at, trafo[has], self.last_live[has])
+        # The silent meter's own last live reading is older than the limit, so any recent
+        # live reading on the transformer comes from another meter.
+        supplied = now - alive_at[np.maximum(trafo, 0)] < limit
+        slots = np.flatnonzero(silent & supplied).astype(np.int32)
+        if slots.size == 0:
+            return None
+        k = slots.size
+        silence = now - ctx.last_seen[slots]
+        cond = Conditions(
+            holds=np.full(k, HOLDS, dtype=np.int8),
+            phase=np.zeros(k, dtype=np.int8),
+            loss_w=np.zeros(k),
+            score=np.clip(0.5 + 0.5 * silence / (4 * limit[slots]), 0.0, 0.95),
+            magnitude=silence,
+            onset=ctx.last_seen[slots] + interval[slots],
+        )
+        return SlotConditions(slot=slots, conditions=cond, dt=np.zeros(k))
+
+    def evidence(self, slot: int) -> dict[str, Any]:
+        """Give the last reading time, the usual interval and the usual power."""
+        return {
+            "usual_interval_s": round(float(np.nan_to_num(self.interval_s[slot], nan=60.0)), 1),
+            "usual_power_w": round(float(self.usual_w[slot]), 1),
+        }
+
+    def summarise(self, facts: IncidentFacts) -> str:
+        """Describe the silence."""
+        return (
+            f"meter silent for {format_duration(facts.duration_s)} while its transformer "
+            f"still carries load"
+        )

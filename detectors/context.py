@@ -1,0 +1,117 @@
+"""What detectors share about a batch: the fleet as arrays, intervals, neighbours, data time."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from meterguard.model import QUANTITY_INDEX, FloatArray, IntArray, MeterRegistry, ReadingBatch
+
+BoolArray = npt.NDArray[np.bool_]
+
+#: Readings are grouped by this many seconds when a meter is compared with its neighbours.
+NEIGHBOUR_BUCKET_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class FleetArrays:
+    """The registry as per-slot arrays, built once so detectors stay vectorised."""
+
+    transformer: IntArray  # index of the supplying transformer, -1 when unknown
+    n_transformers: int
+    feeder: BoolArray
+    customer: BoolArray
+    generation: BoolArray
+    three_phase: BoolArray
+    has_neutral_wire: BoolArray
+    #: Expected RMS value of the voltage the meter reports (line-to-line for 3p3w), V.
+    ref_v: FloatArray
+    nominal_v: FloatArray
+    ct_primary_a: FloatArray
+    customer_class: list[str | None]
+
+    @classmethod
+    def from_registry(cls, registry: MeterRegistry) -> FleetArrays:
+        """Build the arrays of a registry."""
+        names: dict[str, int] = {}
+        transformer = np.full(len(registry), -1, dtype=np.int32)
+        for slot, meter in enumerate(registry):
+            if meter.transformer:
+                transformer[slot] = names.setdefault(meter.transformer, len(names))
+        nominal = registry.float_array(lambda m: m.nominal_v)
+        line_to_line = registry.flag_array(lambda m: m.service == "3p3w")
+        return cls(
+            transformer=transformer,
+            n_transformers=len(names),
+            feeder=registry.flag_array(lambda m: m.role == "feeder"),
+            customer=registry.flag_array(lambda m: m.role == "customer"),
+            generation=registry.flag_array(lambda m: m.generation),
+            three_phase=registry.flag_array(lambda m: m.phases == 3),
+            has_neutral_wire=registry.flag_array(lambda m: m.service != "3p3w"),
+            ref_v=np.where(line_to_line, nominal * math.sqrt(3.0), nominal),
+            nominal_v=nominal,
+            ct_primary_a=registry.float_array(lambda m: m.ct_primary_a),
+            customer_class=[m.customer_class for m in registry],
+        )
+
+
+@dataclass(slots=True)
+class BatchContext:
+    """One batch as the engine hands it to every detector, with figures computed once."""
+
+    batch: ReadingBatch
+    fleet: FleetArrays
+    #: Seconds since the same meter's previous reading (0 for the first or after long gaps).
+    dt: FloatArray
+    #: Data time now: the latest reading seen so far, s.
+    now: float
+    #: Per slot: data time of the meter's latest reading (-inf before the first).
+    last_seen: FloatArray
+    _neighbour_v: FloatArray | None = field(default=None, repr=False)
+
+    def neighbour_voltage(self) -> FloatArray:
+        """Return the neighbours' mean relative voltage per phase and row, shape (3, rows).
+
+        The mean of voltage / reference over the OTHER meters on the row's transformer in
+        the same minute; NaN when none reported.
+        """
+        if self._neighbour_v is not None:
+            return self._neighbour_v
+        batch = self.batch
+        n = len(batch)
+        out = np.full((3, n), np.nan)
+        trafo = self.fleet.transformer[batch.slot]
+        bucket = np.floor(batch.ts / NEIGHBOUR_BUCKET_S)
+        has_trafo = trafo >= 0
+        if n and has_trafo.any():
+            span = int(bucket.max() - bucket.min()) + 1
+            key_full = trafo.astype(np.int64) * span + (bucket - bucket.min()).astype(np.int64)
+            key_full = np.where(has_trafo, key_full, -1)
+            if self.fleet.n_transformers * span > 4 * n:
+                _, key = np.unique(key_full, return_inverse=True)
+            else:
+                key = key_full - key_full.min()
+            size = int(key.max()) + 1
+            ref = self.fleet.ref_v[batch.slot]
+            first = QUANTITY_INDEX["v1"]
+            for k in range(3):
+                rel = batch.values[first + k] / ref
+                valid = np.isfinite(rel) & has_trafo
+                sums = np.bincount(key, weights=np.where(valid, rel, 0.0), minlength=size)
+                counts = np.bincount(key, weights=valid.astype(np.float64), minlength=size)
+                other_sum = sums[key] - np.where(valid, rel, 0.0)
+                other_n = counts[key] - valid
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out[k] = np.where(other_n > 0, other_sum / other_n, np.nan)
+        self._neighbour_v = out
+        return out
+
+
+def phase_block(batch: ReadingBatch, first: str) -> FloatArray:
+    """Return the three adjacent per-phase columns starting at `first` (v1, i1, p1, q1)."""
+    start = QUANTITY_INDEX[first]
+    block: FloatArray = batch.values[start : start + 3]
+    return block

@@ -1,0 +1,31 @@
+"""`meterguard evaluate`: score an alerts.jsonl against DATA_DIR/labels.csv."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+NAME = "evaluate"
+HELP = "score ALERTS.jsonl against DATA_DIR/labels.csv (TELEMETRY.md scoring)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the data folder, the alerts file and --json."""
+    parser.add_argument(
+        "data_dir", type=Path, metavar="DATA_DIR", help="has meters.csv, labels.csv, readings.csv"
+    )
+    parser.add_argument("alerts", type=Path, metavar="ALERTS.jsonl", help="alerts to score")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print per-kind and overall figures, ending with a one-line summary."""
+    from detectors.evaluate import evaluate, report, summary_line
+
+    result = evaluate(args.data_dir, args.alerts)
+    if args.json:
+        print(json.dumps({**result, "summary": summary_line(result)}, indent=2))
+    else:
+        print(report(result))
+    return 0
