@@ -9,8 +9,8 @@ import pytest
 from api.app import create_app
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
 from meterguard.runtime import Runtime
-from meterguard.stores.sqlite_alerts import SqliteAlertStore
 from meterguard.settings import Settings, StorageSettings
+from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ async def test_readiness_reports_a_dead_store(
     assert ready.status_code == 200
     assert ready.json()["ready"] is True
     # A real store whose connection is gone stands in for a database that went away.
-    dead = SqliteAlertStore(tmp_path / "dead.sqlite")
+    dead = SqlAlertStore(sqlite_url(tmp_path / "dead.sqlite"))
     await dead.close()
     live, runtime.alerts = runtime.alerts, dead
     try:

@@ -5,6 +5,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -18,14 +19,25 @@ from tests.conftest import make_batch
 
 
 def _seeded_runtime(data_dir: Path) -> Runtime:
-    config = Settings(storage=StorageSettings(data_dir=data_dir),
-                      meters=[Meter(id="M1", service="3p4w", nominal_v=230)])
+    config = Settings(
+        storage=StorageSettings(data_dir=data_dir),
+        meters=[Meter(id="M1", service="3p4w", nominal_v=230)],
+    )
     runtime = Runtime.open(config)
-    alert = Alert(id="M1-reversal-1767225600", meter="M1", kind=AlertKind.REVERSAL,
-                  severity=Severity.MAJOR, start=1_767_225_600, phase=2, confidence=0.9,
-                  summary="phase 2 reversed", evidence={"onset": {"ts": 1_767_225_600.0}})
-    batch = make_batch([(1_767_225_600.0 + 60 * k, 0, {"v1": 230.0, "p2": -500.0})
-                        for k in range(30)])
+    alert = Alert(
+        id="M1-reversal-1767225600",
+        meter="M1",
+        kind=AlertKind.REVERSAL,
+        severity=Severity.MAJOR,
+        start=1_767_225_600,
+        phase=2,
+        confidence=0.9,
+        summary="phase 2 reversed",
+        evidence={"onset": {"ts": 1_767_225_600.0}},
+    )
+    batch = make_batch(
+        [(1_767_225_600.0 + 60 * k, 0, {"v1": 230.0, "p2": -500.0}) for k in range(30)]
+    )
 
     async def seed() -> None:
         await runtime.alerts.apply(AlertEvent(type=AlertEventType.OPEN, ts=1, alert=alert))
@@ -54,5 +66,5 @@ def _close_runtime() -> Iterator[None]:
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
+def test_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate()
