@@ -23,7 +23,14 @@ from simulators.population import (
     Population,
     build_population,
 )
-from simulators.scenario import HOUR_S, Confounder, Incident, Scenario, ScenarioError
+from simulators.scenario import (
+    DEFAULT_START,
+    HOUR_S,
+    Confounder,
+    Incident,
+    Scenario,
+    ScenarioError,
+)
 
 # Noise streams of the physics (load.py uses 1..19).
 _S_SRC_SLOW, _S_SRC_FAST, _S_PF, _S_FREQ, _S_FREQ_FAST = 30, 31, 32, 33, 34
@@ -36,6 +43,11 @@ DEAD_V = 1.0
 
 #: Feeder meters: CT-connected, neutral current not measured (blank `in`).
 FEEDER_MEASURES_NEUTRAL = False
+#: Standard CT primary ratings for feeder meters, A.
+FEEDER_CT_STEPS = np.array(
+    [100, 150, 200, 250, 300, 400, 500, 600, 800, 1000, 1250, 1500, 2000, 2500, 3000, 4000],
+    dtype=np.float64,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +165,37 @@ class FleetModel:
         self._slot_ids = np.arange(n * 3).reshape(n, 3)
         self._is_ct = np.isfinite(pop.ct_primary)
         self._tan_phi = np.tan(np.arccos(pop.pf))
+        self._size_network()
+
+    def _size_network(self) -> None:
+        """Fit each transformer's feeder CT and LV backbone to the load it really carries.
+
+        Two reference weekdays at 15-minute steps: the feeder CT is chosen so that the 95th
+        percentile current sits at 60-75 % of its rating (the 30-100 % rule), and the
+        backbone resistance so that its losses are 1.5-3 % of the peak phase load.
+        """
+        pop = self.pop
+        times = DEFAULT_START + np.arange(0.0, 2 * DAY_S, 900.0)
+        apparent = []
+        for start in range(0, times.size, 24):
+            t = times[start : start + 24, None]
+            p = phase_loads_kw(pop, t, None) * 1000.0
+            q = p * self._tan_phi[None, :, None]
+            apparent.append(np.hypot(self._agg(p), self._agg(q)))
+        s = np.concatenate(apparent)
+        peak = np.percentile(s, 95, axis=0)
+        v = pop.tx_nominal_v[:, None]
+        rng = np.random.default_rng([pop.seed, 0xB0B])
+        wanted = peak.max(axis=1) / v[:, 0] / rng.uniform(0.6, 0.75, pop.n_tx)
+        steps = FEEDER_CT_STEPS
+        rating = steps[np.minimum(np.searchsorted(steps, wanted), steps.size - 1)]
+        loss_share = rng.uniform(0.015, 0.03, pop.n_tx)
+        pop.tx_backbone_r = loss_share * v[:, 0] ** 2 / np.maximum(peak.max(axis=1), 1000.0)
+        pop.tx_backbone_x = 0.5 * pop.tx_backbone_r
+        pop.feeders = [
+            m.model_copy(update={"ct_primary_a": float(rating[t])})
+            for t, m in enumerate(pop.feeders)
+        ]
 
     # ------------------------------------------------------------ set-up
 
