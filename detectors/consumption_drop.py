@@ -20,9 +20,14 @@ from detectors.base import (
     register,
 )
 from detectors.context import BatchContext, phase_block
-from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity
+from meterguard.model import AlertKind, FloatArray, IntArray, MeterRegistry, ReadingBatch, Severity
 
 HOUR_S = 3600.0
+#: Rows of the hourly sums: power, rows, rows with a voltage drop, x, y, x*x, x*y.
+_POWER, _ROWS, _PAIRED, _X, _Y, _XX, _XY = range(7)
+_SUMS = 7
+#: Weight an older hour keeps in the cable fit each time a new clean hour is added.
+_FIT_DECAY = 0.98
 
 
 class ConsumptionDropConfig(DetectorConfig):
@@ -43,6 +48,19 @@ class ConsumptionDropConfig(DetectorConfig):
     window_hours: int = Field(default=3, ge=1, le=24, description="Hours judged together.")
     min_baseline_w: float = Field(
         default=100.0, ge=0, description="Hours whose baseline is below this, W, are not judged."
+    )
+    max_current_ratio: float = Field(
+        default=0.8,
+        gt=0,
+        lt=1,
+        description="Metered current below this share of the current the service voltage "
+        "drop implies counts as unmetered load (needs a feeder meter on the transformer).",
+    )
+    min_implied_drop_v: float = Field(
+        default=0.05,
+        gt=0,
+        description="Hours whose implied service-cable voltage drop is below this, V, give no "
+        "voltage evidence (too little current to tell).",
     )
     learn_rate: float = Field(
         default=0.3, gt=0, le=1, description="Weight of a new day in the hour-of-day baseline."
@@ -72,17 +90,65 @@ class ConsumptionDropDetector(Detector):
         n = len(registry)
         w = config.window_hours
         self._eligible = registry.flag_array(lambda m: m.role == "customer" and not m.generation)
+        self._three = registry.flag_array(lambda m: m.phases == 3)
+        feeders = {m.transformer for m in registry if m.role == "feeder" and m.transformer}
+        self._has_feeder = registry.flag_array(lambda m: m.transformer in feeders)
         self.base = np.zeros((n, 24))
         self.days_seen = np.zeros((n, 24), dtype=np.int32)
         self.hour = np.full(n, -1, dtype=np.int64)
-        self.sum_w = np.zeros(n)
-        self.count = np.zeros(n)
+        # This hour's sums: power, and the (current, voltage drop) pairs.
+        self.hour_sums = np.zeros((_SUMS, n))
+        # Learned service-cable relation, voltage drop = a + b * current, from clean hours.
+        self.fit_sums = np.zeros((_SUMS, n))
+        # Single-phase meters: which phase of the transformer feeds them (smallest spread).
+        self.phase_d = np.zeros((3, n))
+        self.phase_d2 = np.zeros((3, n))
+        self.phase_n = np.zeros(n)
         self.recent_metered = np.full((n, w), np.nan)
         self.recent_base = np.full((n, w), np.nan)
+        self.recent_current = np.full((n, w), np.nan)
+        self.recent_implied = np.full((n, w), np.nan)
         self.low_since = np.full(n, np.nan)
         self.verdict = np.full(n, UNKNOWN, dtype=np.int8)
         self.pending = np.zeros(n, dtype=np.bool_)
         self.last_ratio = np.full(n, np.nan)
+
+    def _voltage_drop(
+        self, batch: ReadingBatch, ctx: BatchContext
+    ) -> tuple[FloatArray, FloatArray]:
+        """Return per row the metered current and the service-cable voltage drop (NaN: none).
+
+        The drop is the check meter's voltage minus the customer's: it grows with the TRUE
+        current through the service cable, whatever the meter registers.
+        """
+        slot = batch.slot
+        current = phase_block(batch, "i1")
+        volts = phase_block(batch, "v1")
+        feeder = ctx.feeder_voltage()
+        drops = feeder - volts
+        three = self._three[slot]
+        both = np.isfinite(drops) & np.isfinite(current)
+        drop3 = np.where(both.all(axis=0), np.where(both, drops, 0.0).sum(axis=0), np.nan)
+        current3 = np.nansum(current, axis=0)
+        # Single-phase: the drop against each feeder phase; learn which phase is theirs.
+        single = ~three & np.isfinite(volts[0])
+        one_drop = feeder - volts[0][None, :]
+        rows = single & np.isfinite(one_drop).all(axis=0)
+        size = len(self.phase_n)
+        if rows.any():
+            for k in range(3):
+                d = np.where(rows, one_drop[k], 0.0)
+                self.phase_d[k] += np.bincount(slot, weights=d, minlength=size)
+                self.phase_d2[k] += np.bincount(slot, weights=d * d, minlength=size)
+            self.phase_n += np.bincount(slot, weights=rows.astype(np.float64), minlength=size)
+        count = np.maximum(self.phase_n, 1.0)
+        spread = self.phase_d2 / count - (self.phase_d / count) ** 2
+        own = spread.argmin(axis=0)[slot]
+        known = self.phase_n[slot] >= 60
+        drop1 = np.where(known, one_drop[own, np.arange(len(slot))], np.nan)
+        drop = np.where(three, drop3, drop1)
+        metered = np.where(three, current3, current[0])
+        return metered, drop
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Accumulate each meter's hourly consumption; close hours as data time passes them."""
@@ -94,7 +160,21 @@ class ConsumptionDropDetector(Detector):
         # Readings during an outage say nothing about the customer's consumption.
         supplied = (np.nan_to_num(volts) >= 0.5 * ref).any(axis=0)
         ok = self._eligible[slot] & measured & supplied
+        current, drop = self._voltage_drop(batch, ctx)
+        paired = ok & np.isfinite(current) & np.isfinite(drop)
+        x = np.where(paired, current, 0.0)
+        y = np.where(paired, drop, 0.0)
+        terms = (
+            np.where(ok, power, 0.0),
+            ok.astype(np.float64),
+            paired.astype(np.float64),
+            x,
+            y,
+            x * x,
+            x * y,
+        )
         hours = np.floor(batch.ts / HOUR_S).astype(np.int64)
+        size = len(self.hour)
         for hour in np.unique(hours[ok]).tolist():
             rows = ok & (hours == hour)
             meters = np.unique(slot[rows])
@@ -103,22 +183,46 @@ class ConsumptionDropDetector(Detector):
                 self._close(closing)
             fresh = meters[self.hour[meters] < hour]
             self.hour[fresh] = hour
-            size = len(self.hour)
-            self.sum_w += np.bincount(slot[rows], weights=power[rows], minlength=size)
-            self.count += np.bincount(slot[rows], minlength=size)
+            for t, term in enumerate(terms):
+                self.hour_sums[t] += np.bincount(slot[rows], weights=term[rows], minlength=size)
         return Conditions.unknown(len(batch))
 
-    def _close(self, meters: np.ndarray[Any, np.dtype[np.int64]]) -> None:
+    def _implied_current(self, meters: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Return this hour's mean metered current and the current the voltage drop implies."""
+        cfg = self.cfg
+        h = self.hour_sums[:, meters]
+        f = self.fit_sums[:, meters]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x_mean = h[_X] / h[_PAIRED]
+            y_mean = h[_Y] / h[_PAIRED]
+            n = f[_PAIRED]
+            fx = f[_X] / n
+            fy = f[_Y] / n
+            var_x = f[_XX] / n - fx * fx
+            slope = (f[_XY] / n - fx * fy) / var_x
+            intercept = fy - slope * fx
+            implied = (y_mean - intercept) / slope
+        usable = (n >= 120) & (var_x > 1e-3 * np.maximum(fx * fx, 1e-6)) & (slope > 0)
+        usable &= h[_PAIRED] >= 10
+        usable &= (y_mean - intercept) >= cfg.min_implied_drop_v
+        return x_mean, np.where(usable, implied, np.nan)
+
+    def _close(self, meters: IntArray) -> None:
         """Finish the current hour of these meters: judge the recent window, then learn."""
         cfg = self.cfg
         hod = (self.hour[meters] % 24).astype(np.int64)
-        mean = self.sum_w[meters] / np.maximum(self.count[meters], 1)
+        mean = self.hour_sums[_POWER, meters] / np.maximum(self.hour_sums[_ROWS, meters], 1)
         base = self.base[meters, hod]
         warm = (self.days_seen[meters, hod] >= cfg.warmup_days) & (base >= cfg.min_baseline_w)
-        self.recent_metered[meters] = np.roll(self.recent_metered[meters], 1, axis=1)
-        self.recent_base[meters] = np.roll(self.recent_base[meters], 1, axis=1)
-        self.recent_metered[meters, 0] = np.where(warm, mean, np.nan)
-        self.recent_base[meters, 0] = np.where(warm, base, np.nan)
+        current, implied = self._implied_current(meters)
+        for ring, value in (
+            (self.recent_metered, np.where(warm, mean, np.nan)),
+            (self.recent_base, np.where(warm, base, np.nan)),
+            (self.recent_current, current),
+            (self.recent_implied, implied),
+        ):
+            ring[meters] = np.roll(ring[meters], 1, axis=1)
+            ring[meters, 0] = value
         metered = self.recent_metered[meters]
         expected = self.recent_base[meters]
         filled = np.isfinite(metered).sum(axis=1)
@@ -130,12 +234,27 @@ class ConsumptionDropDetector(Detector):
             shape_base = np.nanstd(expected, axis=1) / np.nanmean(expected, axis=1)
             shape_metered = np.nanstd(metered, axis=1) / np.nanmean(metered, axis=1)
         shape_lost = (shape_base > 0.1) & (shape_metered < 0.3 * shape_base)
-        judged = warm & (filled >= min(2, cfg.window_hours))
+        # The voltage evidence: every hour of the window must show less metered current
+        # than the service cable's voltage drop says flows.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hour_current_ratio = self.recent_current[meters] / self.recent_implied[meters]
+        need = min(2, cfg.window_hours)
+        told = np.isfinite(hour_current_ratio)
+        with np.errstate(invalid="ignore"):
+            worst_hour = np.nanmax(np.where(told, hour_current_ratio, -np.inf), axis=1)
+        unmetered = (told.sum(axis=1) >= need) & (worst_hour < cfg.max_current_ratio)
+        # With a check meter on the transformer the voltage must confirm the fall; without
+        # one, consumption against its own history is all there is.
+        has_feeder = self._has_feeder[meters]
+        judged = warm & (filled >= need)
         low = judged & (ratio < cfg.drop_ratio) & (hour_ratio < cfg.drop_ratio)
+        low &= np.where(has_feeder, unmetered, True)
         idle = judged & ((ratio < cfg.idle_ratio) | shape_lost)
         fires = low & ~idle
         hour_end = (self.hour[meters] + 1).astype(np.float64) * HOUR_S
+        this_current = current / implied
         hour_low = warm & (hour_ratio < cfg.drop_ratio)
+        hour_low &= np.where(np.isfinite(this_current), this_current < cfg.max_current_ratio, True)
         start_low = hour_low & ~np.isfinite(self.low_since[meters])
         self.low_since[meters[start_low]] = hour_end[start_low]
         self.low_since[meters[~hour_low]] = np.nan
@@ -144,8 +263,8 @@ class ConsumptionDropDetector(Detector):
         self.pending[meters] = verdict != UNKNOWN
         self.last_ratio[meters] = ratio
         # Learn the hour unless it looked like the theft (a baseline must not adopt it).
-        learn = ~hour_low | (self.days_seen[meters, hod] < cfg.warmup_days)
-        learn &= self.count[meters] > 0
+        clean = ~hour_low | (self.days_seen[meters, hod] < cfg.warmup_days)
+        learn = clean & (self.hour_sums[_ROWS, meters] > 0)
         lm, lh = meters[learn], hod[learn]
         first = self.days_seen[lm, lh] == 0
         rate = np.maximum(cfg.learn_rate, 1.0 / (self.days_seen[lm, lh] + 1))
@@ -153,8 +272,9 @@ class ConsumptionDropDetector(Detector):
             first, mean[learn], self.base[lm, lh] + rate * (mean[learn] - self.base[lm, lh])
         )
         self.days_seen[lm, lh] += 1
-        self.sum_w[meters] = 0.0
-        self.count[meters] = 0.0
+        fit = meters[clean]
+        self.fit_sums[:, fit] = self.fit_sums[:, fit] * _FIT_DECAY + self.hour_sums[:, fit]
+        self.hour_sums[:, meters] = 0.0
 
     def poll(self, ctx: BatchContext) -> SlotConditions | None:
         """Hand over the verdicts of the hours closed in this batch."""
@@ -180,6 +300,12 @@ class ConsumptionDropDetector(Detector):
     def evidence(self, slot: int) -> dict[str, Any]:
         """Give the recent hourly consumption against the baseline."""
         return {
+            "recent_current_a": [
+                round(float(v), 2) for v in np.nan_to_num(self.recent_current[slot])
+            ],
+            "current_implied_by_voltage_drop_a": [
+                round(float(v), 2) for v in np.nan_to_num(self.recent_implied[slot])
+            ],
             "recent_hourly_w": [
                 round(float(v), 1) for v in np.nan_to_num(self.recent_metered[slot])
             ],

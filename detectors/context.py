@@ -71,6 +71,41 @@ class BatchContext:
     #: Per slot: data time of the meter's latest reading (-inf before the first).
     last_seen: FloatArray
     _neighbour_v: FloatArray | None = field(default=None, repr=False)
+    _feeder_v: FloatArray | None = field(default=None, repr=False)
+
+    def _transformer_minute_keys(self) -> tuple[npt.NDArray[np.int64], int]:
+        """Return a dense key per row for (transformer, minute); -1 without a transformer."""
+        batch = self.batch
+        trafo = self.fleet.transformer[batch.slot].astype(np.int64)
+        bucket = np.floor(batch.ts / NEIGHBOUR_BUCKET_S)
+        low = bucket.min()
+        span = int(bucket.max() - low) + 1
+        full = np.where(trafo >= 0, trafo * span + (bucket - low).astype(np.int64), -1)
+        _, key = np.unique(full, return_inverse=True)
+        key = np.where(trafo >= 0, key, -1).astype(np.int64)
+        return key, int(key.max()) + 1
+
+    def feeder_voltage(self) -> FloatArray:
+        """Return the check meter's voltage per phase and row, shape (3, rows).
+
+        The voltage the row's transformer's feeder meter read in the same minute; NaN when
+        there is no such reading.
+        """
+        if self._feeder_v is not None:
+            return self._feeder_v
+        batch = self.batch
+        n = len(batch)
+        out = np.full((3, n), np.nan)
+        if n and self.fleet.feeder[batch.slot].any():
+            key, size = self._transformer_minute_keys()
+            feeder_rows = np.flatnonzero(self.fleet.feeder[batch.slot] & (key >= 0))
+            table = np.full((3, max(size, 1)), np.nan)
+            volts = phase_block(batch, "v1")
+            table[:, key[feeder_rows]] = volts[:, feeder_rows]
+            has = key >= 0
+            out[:, has] = table[:, key[has]]
+        self._feeder_v = out
+        return out
 
     def neighbour_voltage(self) -> FloatArray:
         """Return the neighbours' mean relative voltage per phase and row, shape (3, rows).

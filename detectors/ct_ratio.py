@@ -35,7 +35,9 @@ class CtRatioConfig(DetectorConfig):
     update_every_s: float = Field(default=3600.0, gt=0, description="Between update events, s.")
     severity: Severity = Field(default=Severity.WARNING, description="Severity of its alerts.")
     low_ratio: float = Field(default=0.30, gt=0, description="Typical load below this fires.")
-    high_ratio: float = Field(default=1.00, gt=0, description="Typical load above this fires.")
+    high_ratio: float = Field(
+        default=1.2, gt=0, description="Typical load above this fires (the core saturates)."
+    )
     percentile: float = Field(
         default=95.0, gt=0, le=100, description="The 'typical load' percentile of current."
     )
@@ -66,7 +68,10 @@ class CtRatioDetector(Detector):
         assert isinstance(config, CtRatioConfig)
         self.cfg = config
         n = len(registry)
-        self.rating = registry.float_array(lambda m: m.ct_primary_a)
+        # Billing meters only: a feeder check meter's CT error costs no bill.
+        self.rating = registry.float_array(
+            lambda m: m.ct_primary_a if m.role == "customer" else None
+        )
         self.hist = np.zeros((n, _BINS))
         self.observed_s = np.zeros(n)
         self.sum_w = np.zeros(n)
@@ -134,7 +139,7 @@ class CtRatioDetector(Detector):
 
     def summarise(self, facts: IncidentFacts) -> str:
         """Describe the misfit."""
-        side = "below 30 %" if facts.peak_magnitude < 0.3 else "above 100 %"
+        side = "below the 30 % floor" if facts.peak_magnitude < 0.3 else "above the rating"
         return (
             f"typical load {facts.peak_magnitude:.0%} of the CT rating ({side}: metering "
             f"accuracy lost), judged over {format_duration(facts.duration_s + 86_400.0)}"

@@ -15,7 +15,6 @@ from detectors.base import (
     Detector,
     DetectorConfig,
     IncidentFacts,
-    ewma_weight,
     format_duration,
     phase_label,
     register,
@@ -29,7 +28,11 @@ _DEFAULT_PF = 0.95
 class ImbalanceConfig(DetectorConfig):
     """Options of the imbalance detector."""
 
-    raise_after_s: float = Field(default=300.0, ge=0, description="Persistence before raising.")
+    raise_after_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Persistence before raising (longer than an appliance cycle).",
+    )
     clear_after_s: float = Field(default=1800.0, ge=0, description="Absence before clearing.")
     severity: Severity = Field(default=Severity.MAJOR, description="Severity of its alerts.")
     min_total_a: float = Field(
@@ -44,8 +47,10 @@ class ImbalanceConfig(DetectorConfig):
         lt=1,
         description="A phase whose share falls below this fraction of its usual share fires.",
     )
-    baseline_tau_s: float = Field(
-        default=86_400.0, gt=0, description="Time constant of the per-phase share baseline, s."
+    median_step: float = Field(
+        default=0.001,
+        gt=0,
+        description="Step of the per-phase median share tracker per minute of data.",
     )
     warmup_s: float = Field(
         default=3 * 3600.0, ge=0, description="Data time of learning before it may fire, s."
@@ -69,14 +74,16 @@ class ImbalanceDetector(Detector):
         super().__init__(config, registry)
         assert isinstance(config, ImbalanceConfig)
         self.cfg = config
-        self._eligible = registry.flag_array(lambda m: m.role == "customer" and m.phases == 3)
+        # Solar or storage behind the meter moves each phase's net current at will.
+        self._eligible = registry.flag_array(
+            lambda m: m.role == "customer" and m.phases == 3 and not m.generation
+        )
         n = len(registry)
         self.base_share = np.full((3, n), np.nan)
         self.learned_s = np.zeros(n)
-        self.suspect = np.zeros(n, dtype=np.bool_)
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
-        """Judge each row's phase shares against the baseline, then learn from clean rows."""
+        """Judge each phase against what the other phases predict for it, then learn."""
         n = len(batch)
         cfg = self.cfg
         slot = batch.slot
@@ -92,70 +99,77 @@ class ImbalanceDetector(Detector):
             share = current / total
         base = self.base_share[:, slot]
         warm = self.learned_s[slot] >= cfg.warmup_s
-        with np.errstate(invalid="ignore", divide="ignore"):
-            relative = share / base
-        judgeable = (base >= cfg.min_base_share) & np.isfinite(relative)
-        collapsed = judgeable & (relative < cfg.collapse_ratio)
-        worst = np.where(judgeable, relative, np.inf).argmin(axis=0)
+        carried = base >= cfg.min_base_share
+        # Each other phase predicts this phase's current from the usual shares. An appliance
+        # switching on another phase inflates one prediction only, so a phase counts as
+        # collapsed when it is low against EVERY other phase that normally carries load.
+        best = np.full((3, n), -np.inf)
+        lowest_prediction = np.full((3, n), np.inf)
+        for k in range(3):
+            for j in range(3):
+                if j == k:
+                    continue
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    predicted = current[j] * base[k] / base[j]
+                    ratio = current[k] / predicted
+                ok = carried[j] & np.isfinite(ratio)
+                best[k] = np.where(ok, np.fmax(best[k], ratio), best[k])
+                lowest_prediction[k] = np.where(
+                    ok, np.fmin(lowest_prediction[k], predicted), lowest_prediction[k]
+                )
+        judgeable = carried & np.isfinite(best)
+        collapsed = judgeable & (best < cfg.collapse_ratio)
+        worst = np.where(judgeable, best, np.inf).argmin(axis=0)
         rows = np.arange(n)
         firing = usable & warm & collapsed.any(axis=0)
         holds = np.full(n, UNKNOWN, dtype=np.int8)
-        holds[usable & warm] = CLEAR
+        holds[usable & warm & judgeable.any(axis=0)] = CLEAR
         holds[firing] = HOLDS
-        worst_rel = relative[worst, rows] if n else np.zeros(0)
-        # The unmetered current is what the phase would carry at its usual share.
-        expected_share = base[worst, rows] if n else np.zeros(0)
-        metered_share = share[worst, rows] if n else np.zeros(0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            true_total = total * (1 - metered_share) / np.maximum(1 - expected_share, 1e-6)
-        missing_a = (
-            np.maximum(true_total * expected_share - current[worst, rows], 0.0)
-            if n
-            else (np.zeros(0))
-        )
-        v_phase = volts[worst, rows] if n else np.zeros(0)
-        loss = np.nan_to_num(missing_a * v_phase * _DEFAULT_PF)
-        self._learn(batch, ctx, share, usable & ~firing, slot)
-        self.suspect[slot[firing]] = True
-        score = np.clip(1.0 - np.nan_to_num(worst_rel), 0.0, 1.0)
+        worst_ratio = np.nan_to_num(best[worst, rows], posinf=1.0, neginf=1.0)
+        metered = np.nan_to_num(current[worst, rows])
+        expected = np.nan_to_num(lowest_prediction[worst, rows], posinf=0.0)
+        missing_a = expected - metered
+        v_phase = np.nan_to_num(volts[worst, rows])
+        loss = np.nan_to_num(np.maximum(missing_a, 0.0) * v_phase * _DEFAULT_PF)
+        self._learn(ctx, share, usable & ~firing, slot)
+        deficit = np.clip(1.0 - worst_ratio, 0.0, 1.0)
         return Conditions(
             holds=holds,
             phase=np.where(firing, worst + 1, 0).astype(np.int8),
             loss_w=np.where(firing, loss, 0.0),
-            score=np.where(firing, 0.5 + 0.5 * score, 0.0),
-            magnitude=np.where(firing, 1.0 - np.nan_to_num(worst_rel), 0.0),
+            score=np.where(firing, 0.5 + 0.5 * deficit, 0.0),
+            magnitude=np.where(firing, deficit, 0.0),
         )
 
     def _learn(
         self,
-        batch: ReadingBatch,
         ctx: BatchContext,
         share: np.ndarray[Any, np.dtype[np.float64]],
         clean: np.ndarray[Any, np.dtype[np.bool_]],
         slot: np.ndarray[Any, np.dtype[np.int32]],
     ) -> None:
-        """Move each meter's share baseline towards the batch's clean rows (time-weighted)."""
+        """Track each phase's median share: a step up or down per minute of clean data.
+
+        A median, unlike a mean, is not pulled by the minutes an appliance runs on a phase.
+        """
         size = len(self.learned_s)
-        seconds = np.where(clean, np.where(ctx.dt > 0, ctx.dt, 60.0), 0.0)
-        covered = np.bincount(slot, weights=seconds, minlength=size).astype(np.float64)
+        minutes = np.where(clean, np.where(ctx.dt > 0, ctx.dt, 60.0) / 60.0, 0.0)
+        covered = np.bincount(slot, weights=minutes, minlength=size).astype(np.float64)
         touched = np.flatnonzero(covered > 0)
         if touched.size == 0:
             return
-        weight = ewma_weight(covered[touched], self.cfg.baseline_tau_s)
-        # The first hours learn fast (plain average), later the time constant takes over.
-        learned = self.learned_s[touched]
-        weight = np.maximum(weight, covered[touched] / (learned + covered[touched]))
         for k in range(3):
-            sums = np.bincount(
-                slot, weights=np.where(clean, share[k] * seconds, 0.0), minlength=size
-            )
-            mean = sums[touched] / covered[touched]
-            old = self.base_share[k, touched]
-            self.base_share[k, touched] = np.where(
-                np.isfinite(old), old + weight * (mean - old), mean
-            )
-        self.learned_s[touched] += covered[touched]
-        self.suspect[touched] = False
+            base_rows = self.base_share[k, slot]
+            fresh = ~np.isfinite(base_rows)
+            value = np.where(clean, share[k], 0.0)
+            # A meter seen for the first time starts from its first batch's mean share.
+            sums = np.bincount(slot, weights=value * minutes, minlength=size)
+            first = touched[~np.isfinite(self.base_share[k, touched])]
+            self.base_share[k, first] = sums[first] / covered[first]
+            direction = np.where(clean & ~fresh, np.sign(share[k] - base_rows), 0.0)
+            pull = np.bincount(slot, weights=direction * minutes, minlength=size)
+            self.base_share[k, touched] += self.cfg.median_step * pull[touched]
+        self.learned_s[touched] += covered[touched] * 60.0
 
     def evidence(self, slot: int) -> dict[str, Any]:
         """Give the usual phase shares the collapse was judged against."""
