@@ -1,12 +1,18 @@
-"""`meterguard simulate`: generate a fleet's telemetry and ground truth as replayable files."""
+"""`meterguard simulate`: generate a fleet's telemetry and ground truth, or serve it live."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from simulators.scenario import Scenario
 
 NAME = "simulate"
-HELP = "generate meters.csv, readings.csv and labels.csv from a scenario or a seeded mix"
+HELP = "generate meters.csv, readings.csv and labels.csv (or serve the fleet live)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,12 +31,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--step-s", type=float, default=None, help="seconds between readings (default 60)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="folder to write the files to")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder to write the files to (required unless --live; with --live: "
+        "meters.csv and labels.csv only)",
+    )
+    live = parser.add_argument_group("live serving")
+    live.add_argument("--live", action="store_true", help="serve the fleet live until Ctrl-C")
+    live.add_argument("--protocol", choices=["modbus", "mqtt"], default="modbus")
+    live.add_argument(
+        "--speed", type=float, default=1.0, help="simulated seconds per wall second (e.g. 60)"
+    )
+    live.add_argument(
+        "--start-h",
+        type=float,
+        default=24.0,
+        help="hours into the scenario where live time starts (default 24: incidents ahead)",
+    )
+    live.add_argument("--host", default="127.0.0.1", help="address to serve on / broker")
+    live.add_argument(
+        "--port", type=int, default=None, help="first gateway port (5020) or broker port (1883)"
+    )
+    live.add_argument("--per-gateway", type=int, default=12, help="Modbus units per gateway")
+    live.add_argument(
+        "--config-out",
+        type=Path,
+        default=None,
+        help="modbus: write the [[sources]] that poll the gateways to this TOML file",
+    )
+    live.add_argument(
+        "--format",
+        default="meterguard",
+        choices=["meterguard", "shelly", "shelly-rpc", "tasmota"],
+        help="mqtt payload format",
+    )
+    live.add_argument(
+        "--interval", type=float, default=1.0, help="mqtt: wall seconds between rounds"
+    )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Generate the run and print a summary."""
-    from simulators.output import write_run
+def _scenario(args: argparse.Namespace) -> Scenario:
     from simulators.scenario import ScenarioError, load_scenario, mix_scenario
 
     for name in ("meters", "days", "step_s"):
@@ -38,19 +80,70 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value <= 0:
             raise ScenarioError(f"--{name.replace('_', '-')} must be positive")
     if args.scenario is not None:
-        scenario = load_scenario(
-            args.scenario, meters=args.meters, days=args.days, step_s=args.step_s
-        )
-    else:
-        scenario = mix_scenario(
-            args.mix,
-            args.meters if args.meters is not None else 150,
-            args.days if args.days is not None else 3.0,
-            args.step_s if args.step_s is not None else 60.0,
-        )
+        return load_scenario(args.scenario, meters=args.meters, days=args.days, step_s=args.step_s)
+    return mix_scenario(
+        args.mix,
+        args.meters if args.meters is not None else 150,
+        args.days if args.days is not None else 3.0,
+        args.step_s if args.step_s is not None else 60.0,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate the run and print a summary, or serve the fleet live."""
+    from simulators.output import write_run
+    from simulators.scenario import ScenarioError
+
+    scenario = _scenario(args)
+    if args.live:
+        return _serve(args, scenario)
+    if args.out is None:
+        raise ScenarioError("--out is required (the folder to write the files to)")
     summary = write_run(scenario, args.out)
     print(
         f"wrote {summary.meters} meters, {summary.readings} readings and "
         f"{summary.incidents} labelled incidents to {args.out} in {summary.seconds:.1f} s"
     )
+    return 0
+
+
+def _serve(args: argparse.Namespace, scenario: Scenario) -> int:
+    from meterguard.meters_csv import write_meters_csv
+    from simulators.live import LiveFleet
+    from simulators.output import write_labels
+    from simulators.scenario import HOUR_S, ScenarioError
+    from simulators.serve import SimClock, plan_gateways, serve_modbus, serve_mqtt, sources_toml
+
+    if args.speed <= 0:
+        raise ScenarioError("--speed must be positive")
+    fleet = LiveFleet.from_scenario(scenario)
+    if args.out is not None:
+        import numpy as np
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_meters_csv(args.out / "meters.csv", fleet.model.pop.all_meters())
+        grid = scenario.start_s + np.arange(0.0, scenario.days * 86400.0, scenario.step_s)
+        write_labels(fleet.model, args.out / "labels.csv", grid)
+    clock = SimClock(scenario.start_s + args.start_h * HOUR_S, args.speed)
+    n = len(fleet.meters)
+    if args.protocol == "mqtt":
+        port = args.port or 1883
+        print(f"publishing {n} meters to {args.host}:{port} ({args.format}), x{args.speed:g}")
+        with contextlib.suppress(KeyboardInterrupt):
+            serve_mqtt(fleet, clock, host=args.host, port=port, format_=args.format,
+                       interval_s=args.interval)  # fmt: skip
+        return 0
+    plans = plan_gateways(fleet, args.port or 5020, args.per_gateway)
+    if args.config_out is not None:
+        args.config_out.write_text(sources_toml(plans, args.host, 5.0), encoding="utf-8")
+
+    def ready() -> None:
+        print(
+            f"serving {n} meters on {len(plans)} Modbus gateways at {args.host}:"
+            f"{plans[0].port}-{plans[-1].port}, simulated time x{args.speed:g}",
+            flush=True,
+        )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_modbus(plans, clock, host=args.host, ready=ready))
     return 0
