@@ -16,7 +16,14 @@ def build_source(settings: SourceSettings, registry: MeterRegistry, status: Stat
 
         return ModbusSource(settings, registry, status)
     if isinstance(settings, DlmsSourceSettings):
-        raise ConfigError(settings.name, [("type", "DLMS sources are not available yet")])
+        try:
+            # gurux-dlms (GPLv2) comes with the optional `dlms` extra: see README, Licences.
+            from collector.dlms import DlmsSource
+        except ImportError as exc:
+            raise ConfigError(
+                settings.name, [("type", f"DLMS needs `pip install meterguard[dlms]` ({exc})")]
+            ) from exc
+        return DlmsSource(settings, registry, status)
     from collector.mqtt import MqttSource
 
     return MqttSource(settings, registry, status)

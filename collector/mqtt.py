@@ -174,6 +174,7 @@ class MqttSource:
         self._woken = False
         self._client: _LeanClient | None = None
         self._ever_connected = False
+        self._closing = False
         self._down_since: float | None = None
         #: received, readings, malformed, unknown_meter, unrouted, connects.
         self.counters: Counter[str] = Counter()
@@ -227,7 +228,8 @@ class MqttSource:
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         self.connected.clear()
-        self._note_down(f"disconnected: {reason}")
+        if not self._closing:
+            self._note_down(f"disconnected: {reason}")
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._note_down("cannot connect")
@@ -296,6 +298,7 @@ class MqttSource:
             return
         # Readings still queued here are unacknowledged: the broker keeps them for the
         # next session.
+        self._closing = True
         client.disconnect()
         await asyncio.to_thread(client.loop_stop)
         self._client = None

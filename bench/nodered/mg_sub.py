@@ -1,0 +1,118 @@
+"""meterguard as a consumer of the Node-RED peer benchmark stream: MQTT source plus detectors.
+
+Subscribes to bench/meters/{meter}/reading at QoS 1 through meterguard's MqttSource (the
+readings are meterguard's own JSON), runs every enabled detector of the engine on each
+batch, publishes opened alerts as {"meter","kind","ts"} on bench/alerts, and on the end
+marker (a payload without ts: a dead letter to meterguard) publishes {"messages": N} on
+bench/done. The fleet is the harness's (gen.py make_meters with the same seed), as an
+operator's meters.csv would give it.
+
+usage: mg_sub.py --harness DIR --port PORT [-m 1000] [--share GROUP --client-id ID]
+       [--profile FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import random
+import sys
+import time
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.mqtt import MqttSource
+from detectors.engine import Engine, build_detectors
+from meterguard.model import AlertEventType, Meter, MeterRegistry
+from meterguard.settings import MqttSourceSettings
+from meterguard.status import StatusBoard
+
+END_TOPIC = "bench/meters/end/reading"
+
+
+def fleet(harness: str, meters: int, seed: int) -> MeterRegistry:
+    sys.path.insert(0, harness)
+    import gen  # the harness's generator: same seed, same fleet
+
+    made = gen.make_meters(meters, random.Random(seed))
+    return MeterRegistry(
+        Meter(
+            id=mid,
+            service="3p4w" if mt["three"] else "1p2w",
+            nominal_v=230,
+            generation=bool(mt["gen"]),
+        )
+        for mid, mt in made.items()
+    )
+
+
+async def consume(args: argparse.Namespace) -> None:
+    registry = fleet(args.harness, args.m, args.seed)
+    settings = MqttSourceSettings(
+        name="bench",
+        port=args.port,
+        client_id=args.client_id,
+        share_group=args.share,
+        subscriptions=[{"topic": "bench/meters/{meter}/reading", "format": "meterguard"}],  # type: ignore[list-item]
+        dead_letters=100,
+    )
+    source = MqttSource(settings, registry, StatusBoard())
+    engine = Engine(registry, build_detectors({}, registry))
+    out = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{args.client_id}-out")
+    out.connect("127.0.0.1", args.port)
+    out.loop_start()
+    alerts = 0
+    decode_s = detect_s = 0.0
+    async with source:
+        batches = source.batches()
+        while True:
+            t0 = time.perf_counter()
+            batch = await anext(batches)
+            t1 = time.perf_counter()
+            for event in engine.process(batch):
+                if event.type is AlertEventType.OPEN:
+                    alerts += 1
+                    a = event.alert
+                    body = {"meter": a.meter, "kind": str(a.kind), "ts": a.start}
+                    out.publish("bench/alerts", json.dumps(body), qos=1)
+            detect_s += time.perf_counter() - t1
+            decode_s += t1 - t0
+            ended = bool(source.malformed[END_TOPIC])
+            if args.share:
+                # A worker sees only its share: the runner sums the workers' counts.
+                report = {"readings": source.counters["readings"], "end": ended}
+                out.publish(f"bench/workers/{args.client_id}", json.dumps(report), qos=1)
+            elif ended:
+                done = {"messages": source.counters["readings"]}
+                out.publish("bench/done", json.dumps(done), qos=1).wait_for_publish(10)
+                print(
+                    f"readings {source.counters['readings']} alerts {alerts} "
+                    f"detectors {detect_s:.2f}s waiting+decoding {decode_s:.2f}s",
+                    flush=True,
+                )
+                break
+    out.disconnect()
+    out.loop_stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--harness", required=True, help="the Node-RED peer harness folder")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("-m", type=int, default=1000, help="meters in the stream")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--share", default=None, help="MQTT 5 shared subscription group")
+    ap.add_argument("--client-id", default="meterguard-bench")
+    ap.add_argument("--profile", default=None, help="write a cProfile of the run here")
+    args = ap.parse_args()
+    if args.profile:
+        cProfile.runctx("asyncio.run(consume(args))", globals(), locals(), args.profile)
+    else:
+        asyncio.run(consume(args))
+
+
+if __name__ == "__main__":
+    main()
