@@ -109,4 +109,8 @@ class LiveMeter:
             self._event_cursor = t
             return []
         start, self._event_cursor = self._event_cursor, max(self._event_cursor, t)
-        return [ev.name for ev in self.fleet.model.events_between(start, t) if ev.key == self.key]
+        return [name for _, name in self.event_log(start, t)]
+
+    def event_log(self, t0: float, t1: float) -> list[tuple[float, str]]:
+        """Return the meter's events with t0 < time <= t1 as (simulated time, name)."""
+        return [(ev.time_s, ev.name) for ev in self.fleet.model.events_between(t0, t1, self.key)]

@@ -135,6 +135,9 @@ class FleetModel:
         self._tx_ids = {m.transformer: t for t, m in enumerate(pop.feeders)}
         self._apply_installation(scenario)
         self.bound = [self._bind(inc) for inc in scenario.incidents]
+        self._event_incidents = [
+            b for b in self.bound if b.incident.kind in ("magnet", "cover_open")
+        ]
         self.supply = [c for c in scenario.confounders if c.kind in ("sag", "brownout", "outage")]
         for c in self.supply:
             if c.transformer not in self._tx_ids:
@@ -249,39 +252,43 @@ class FleetModel:
 
     # ------------------------------------------------------------ events
 
-    def events_between(self, t0: float, t1: float) -> list[TimedEvent]:
-        """Return the meter events with t0 < time <= t1, in time order."""
+    def events_between(self, t0: float, t1: float, key: MeterKey | None = None) -> list[TimedEvent]:
+        """Return the meter events with t0 < time <= t1 (of one meter if `key`), in order."""
         out: list[TimedEvent] = []
-        for b in self.bound:
+        tx = None if key is None else (key.index if key.feeder else int(self.pop.tx[key.index]))
+        for b in self._event_incidents:
             inc = b.incident
-            key = MeterKey(False, b.meter)
+            own = MeterKey(False, b.meter)
+            if key is not None and own != key:
+                continue
             if inc.kind == "magnet":
                 # Anti-tamper meters log the field when it appears and every hour it stays.
-                k0 = max(0, math.floor((t0 - inc.start_s) / HOUR_S))
-                k = k0
-                while True:
-                    at = inc.start_s + k * HOUR_S
-                    if at > min(t1, inc.end_s):
-                        break
+                k = max(0, math.floor((t0 - inc.start_s) / HOUR_S))
+                while (at := inc.start_s + k * HOUR_S) <= min(t1, inc.end_s):
                     if at > t0:
-                        out.append(TimedEvent(at, key, "magnetic_field"))
+                        out.append(TimedEvent(at, own, "magnetic_field"))
                     k += 1
-            elif inc.kind == "cover_open":
+            else:
                 what = "terminal_cover" if inc.terminal else "cover"
                 for at, name in ((inc.start_s, f"{what}_open"),
                                  (inc.start_s + 600.0, f"{what}_closed")):  # fmt: skip
                     if t0 < at <= t1:
-                        out.append(TimedEvent(at, key, name))
+                        out.append(TimedEvent(at, own, name))
         for c in self.supply:
-            if c.kind != "outage":
-                continue
             t = self._tx_ids[c.transformer]
-            keys = [MeterKey(True, t)] + [
-                MeterKey(False, int(i)) for i in np.flatnonzero(self.pop.tx == t)
-            ]
+            if c.kind != "outage" or (tx is not None and t != tx):
+                continue
             for at, name in ((c.start_s, "power_down"), (c.end_s + 1e-3, "power_up")):
-                if t0 < at <= t1:
-                    out.extend(TimedEvent(at, key, name) for key in keys)
+                if not t0 < at <= t1:
+                    continue
+                if key is not None:
+                    out.append(TimedEvent(at, key, name))
+                    continue
+                out.append(TimedEvent(at, MeterKey(True, t), name))
+                out.extend(
+                    TimedEvent(at, MeterKey(False, int(i)), name)
+                    for i in np.flatnonzero(self.pop.tx == t)
+                )
         out.sort(key=lambda e: e.time_s)
         return out
 

@@ -12,6 +12,7 @@ from simulators.live import LiveFleet
 from simulators.modbus_gateway import ModbusGateway
 from simulators.physics import FleetModel
 from simulators.population import PHASE_ANGLES
+from simulators.scenario import Confounder
 from tests.conftest import free_port
 from tests.simulators.helpers import INCIDENT_START, TIMES, incident, pick, scenario
 
@@ -99,3 +100,21 @@ async def test_fleet_served_over_modbus_reads_back_with_an_independent_client() 
                 assert abs(np.hypot(p, q) - v * i) < 1e-3 * v * i + 0.5
         finally:
             client.close()
+
+
+def test_outage_events_reach_every_meter_of_the_transformer_with_their_times() -> None:
+    c = Confounder(kind="outage", start_s=INCIDENT_START, end_s=INCIDENT_START + 1800.0,
+                   transformer="T002")  # fmt: skip
+    fleet = LiveFleet(FleetModel(scenario(confounders=[c])))
+    on = [lm for lm in fleet.meters if lm.meter.transformer == "T002"]
+    off = [lm for lm in fleet.meters if lm.meter.transformer != "T002"]
+    for lm in on:
+        log = lm.event_log(INCIDENT_START - 60.0, INCIDENT_START + 3600.0)
+        assert [name for _, name in log] == ["power_down", "power_up"]
+        assert log[0][0] == INCIDENT_START
+    # Live time only moves forward: ask every meter at one time, then at a later one.
+    assert not any(lm.online(INCIDENT_START + 600.0) for lm in on)
+    assert all(lm.online(INCIDENT_START + 600.0) for lm in off)
+    assert all(lm.online(INCIDENT_START + 2400.0) for lm in on)
+    assert all(not lm.event_log(INCIDENT_START - 60.0, INCIDENT_START + 3600.0) for lm in off)
+    assert any(lm.meter.role == "feeder" for lm in on)
