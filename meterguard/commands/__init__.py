@@ -27,5 +27,6 @@ COMMAND_MODULES = (
     "meterguard.commands.replay",
     "meterguard.commands.evaluate",
     "meterguard.commands.simulate",
+    "meterguard.commands.db",
     "meterguard.commands.version",
 )

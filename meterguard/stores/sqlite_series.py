@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import math
 import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,42 +49,83 @@ def bucket_width_s(start: float, end: float, points: int) -> float:
 class SqliteSeriesStore:
     """Series store in a local SQLite file; a rewritten (meter, ts) replaces, never doubles.
 
+    Writes are grouped: batches collect in memory until `commit_rows` readings or
+    `commit_interval_s` seconds, then go in one transaction. One poll cycle touches the
+    newest page of every meter's key range, so committing many cycles at once (with a page
+    cache that holds those pages) is what makes the file fast; a crash can lose at most the
+    last `commit_interval_s` of readings. Queries and count() commit what is pending first.
+
     With `retention_days` > 0, readings older than that (in data time, against the wall
     clock) are deleted by `prune()`, which writes run at most once per PRUNE_EVERY_S.
     """
 
-    def __init__(self, path: Path, registry: MeterRegistry, retention_days: float = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        registry: MeterRegistry,
+        retention_days: float = 0,
+        *,
+        commit_rows: int = 50_000,
+        commit_interval_s: float = 1.0,
+    ) -> None:
         self._registry = registry
         self._worker = SqliteWorker(path, SCHEMA)
+        # 64 MB of page cache holds the newest page of ~16,000 meters' key ranges.
+        self._worker.run_sync(lambda c: c.execute("PRAGMA cache_size=-65536"))
         self.retention_days = retention_days
+        self.commit_rows = commit_rows
+        self.commit_interval_s = commit_interval_s
         self._ids = [m.id for m in registry]
+        self._pending: list[list[list[Any]]] = []
+        self._pending_rows = 0
+        self._timer: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         #: Readings deleted by retention since the store opened.
         self.pruned = 0
 
     async def write(self, batch: ReadingBatch) -> None:
-        """Store every row of a batch in one transaction."""
+        """Accept every row of a batch; it is committed with others within commit_interval_s."""
         if len(batch) == 0:
             return
         ids = self._ids
         meters = [ids[s] for s in batch.slot.tolist()]
         # SQLite stores a NaN parameter as NULL: "not measured" needs no conversion.
-        columns = [meters, batch.ts.tolist(), *batch.values.tolist(), batch.events.tolist()]
+        self._pending.append(
+            [meters, batch.ts.tolist(), *batch.values.tolist(), batch.events.tolist()]
+        )
+        self._pending_rows += len(batch)
+        if self._pending_rows >= self.commit_rows:
+            await self.commit()
+        elif self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(self._commit_later())
+        if self.retention_days > 0 and time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
+            await self.prune()
+
+    async def _commit_later(self) -> None:
+        await asyncio.sleep(self.commit_interval_s)
+        await self.commit()
+
+    async def commit(self) -> None:
+        """Write every pending reading in one transaction."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_rows = self._pending, [], 0
 
         def insert(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute("BEGIN")
-                conn.executemany(_INSERT, zip(*columns, strict=True))
+                conn.executemany(
+                    _INSERT, itertools.chain.from_iterable(zip(*c, strict=True) for c in pending)
+                )
 
         await self._worker.run(insert)
-        if self.retention_days > 0 and time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
-            await self.prune()
 
     async def prune(self, now: float | None = None) -> int:
         """Delete readings older than the retention period; return how many went."""
         self._last_prune = time.monotonic()
         if self.retention_days <= 0:
             return 0
+        await self.commit()
         cutoff = (time.time() if now is None else now) - self.retention_days * _DAY_S
 
         def delete(conn: sqlite3.Connection) -> int:
@@ -136,6 +180,7 @@ class SqliteSeriesStore:
         def select(conn: sqlite3.Connection) -> list[tuple[float, ...]]:
             return conn.execute(sql, args).fetchall()
 
+        await self.commit()
         rows = await self._worker.run(select)
         table = np.array(rows, dtype=np.float64).reshape(len(rows), len(fields) + 1)
         return Series(
@@ -146,11 +191,15 @@ class SqliteSeriesStore:
 
     async def count(self) -> int:
         """Return how many readings the store holds."""
+        await self.commit()
         row = await self._worker.run(
             lambda c: c.execute("SELECT COUNT(*) FROM readings").fetchone()
         )
         return int(row[0])
 
     async def close(self) -> None:
-        """Close the database file."""
+        """Commit what is pending and close the database file."""
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.commit()
         await self._worker.close()

@@ -1,0 +1,70 @@
+"""`meterguard db`: migrate the alert database, show its revision, create users."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+NAME = "db"
+HELP = "alert database: upgrade the schema, show its revision, add users"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the actions and where the database is."""
+    parser.add_argument(
+        "action",
+        choices=["upgrade", "current", "add-user"],
+        help="upgrade: run the migrations; current: print the revision; add-user: print a token",
+    )
+    parser.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=None,
+        help="TOML config file naming the database (default: ./meterguard.toml if present)",
+    )
+    parser.add_argument("--url", default=None, help="SQLAlchemy URL, overriding the config")
+    parser.add_argument("--revision", default="head", help="upgrade: target (default: head)")
+    parser.add_argument("--name", default=None, help="add-user: user name")
+    parser.add_argument("--role", default="operator", help="add-user: role (default operator)")
+
+
+def _url(args: argparse.Namespace) -> str:
+    from meterguard.settings import load_settings
+    from meterguard.stores.factory import alert_db_url
+
+    if args.url:
+        return str(args.url)
+    config = args.config
+    if config is None and Path("meterguard.toml").exists():
+        config = Path("meterguard.toml")
+    return alert_db_url(load_settings(config).storage)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from meterguard.stores.alertdb import SqlAlertStore
+    from meterguard.stores.alertdb.migrate import current_revision, head_revision, upgrade
+
+    store = SqlAlertStore(_url(args))
+    try:
+        if args.action == "upgrade":
+            await upgrade(store.engine, args.revision)
+            print(f"alert database at revision {await current_revision(store.engine)}")
+        elif args.action == "current":
+            current = await current_revision(store.engine)
+            print(f"{current or 'empty'} (code: {head_revision()})")
+        else:
+            if not args.name:
+                print("add-user needs --name")
+                return 2
+            user, token = await store.create_user(args.name, args.role)
+            print(f"user {user.name} ({user.role}) token: {token}")
+    finally:
+        await store.close()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out the action."""
+    return asyncio.run(_main(args))
