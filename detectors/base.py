@@ -71,6 +71,9 @@ class Conditions:
     magnitude: FloatArray
     #: Data time the condition began when a window showed it, NaN: the row's own time.
     onset: FloatArray | None = None
+    #: True where the row starts a NEW incident although one is open (a distinct step in
+    #: what the detector sees): the open alert clears and a new one begins.
+    restart: npt.NDArray[np.bool_] | None = None
 
     @classmethod
     def none(cls, n: int) -> Conditions:

@@ -29,7 +29,7 @@ class BypassConfig(DetectorConfig):
     """Options of the bypass detector."""
 
     min_current_a: float = Field(
-        default=0.5, gt=0, description="Below this current, A, a mismatch cannot be told."
+        default=0.3, gt=0, description="Below this current, A, a mismatch cannot be told."
     )
     min_mismatch_ratio: float = Field(
         default=0.15,
@@ -38,7 +38,7 @@ class BypassConfig(DetectorConfig):
         description="Neutral/phase mismatch, as a share of the load current, that counts.",
     )
     min_mismatch_a: float = Field(
-        default=0.3, gt=0, description="And at least this many amperes (measurement noise)."
+        default=0.1, gt=0, description="And at least this many amperes (measurement noise)."
     )
 
 

@@ -54,7 +54,7 @@ class CtRatioConfig(DetectorConfig):
 class CtRatioDetector(Detector):
     """Flags CT-connected meters whose typical load does not fit the CT rating.
 
-    Keeps a histogram of each CT meter's load (highest phase current / CT rating) and
+    Keeps a histogram of each CT meter's load (mean phase current / CT rating) and
     judges its percentile once enough days are seen.
     """
 
@@ -82,9 +82,12 @@ class CtRatioDetector(Detector):
         """Add the batch's CT meters' load to their histograms."""
         slot = batch.slot
         rating = self.rating[slot]
-        load = np.nanmax(
-            np.where(np.isnan(phase_block(batch, "i1")), -np.inf, phase_block(batch, "i1")), axis=0
-        )
+        # The service's load current: the mean of its phase currents (a lopsided customer's
+        # one heavy phase is its wiring, not the CT's fit).
+        currents = phase_block(batch, "i1")
+        measured = np.isfinite(currents).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            load = np.where(measured > 0, np.nansum(currents, axis=0) / measured, np.nan)
         ok = np.isfinite(rating) & np.isfinite(load)
         if ok.any():
             ratio = load[ok] / rating[ok]

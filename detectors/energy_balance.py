@@ -39,6 +39,15 @@ class EnergyBalanceConfig(DetectorConfig):
     min_excess_w: float = Field(
         default=300.0, ge=0, description="And the unexplained power must pass this, W."
     )
+    step_w: float = Field(
+        default=1000.0,
+        gt=0,
+        description="A rise of the unexplained power by this much, W, within two windows "
+        "while an alert is open is a new incident (and a new alert).",
+    )
+    step_share: float = Field(
+        default=0.25, gt=0, description="... and by at least this share of the level before."
+    )
     min_coverage: float = Field(
         default=0.9,
         gt=0,
@@ -72,6 +81,9 @@ class EnergyBalanceDetector(Detector):
         self.verdicts: SlotConditions | None = None
         self.figures: dict[int, dict[str, float]] = {}
         self._ready = False
+        self.previous = np.full((2, n), np.nan)
+        self.windows_since_start = np.zeros(n, dtype=np.int64)
+        self.firing = np.zeros(n, dtype=np.bool_)
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Accumulate every meter's power into the current window; close windows passed."""
@@ -121,6 +133,25 @@ class EnergyBalanceDetector(Detector):
             firing = judged & (excess > cfg.min_excess_w)
             holds = np.where(firing, HOLDS, np.where(judged, CLEAR, UNKNOWN)).astype(np.int8)
             share = excess / np.maximum(np.abs(feeder_w[ft]), 1.0)
+            # A new source of unmetered power on a transformer that already had one is a
+            # new incident: a step above the lower of the two windows before (a step that
+            # starts inside a window shows in full only in the next one).
+            before = np.fmin(self.previous[0, feeders], self.previous[1, feeders])
+            step = excess - before
+            settled = self.windows_since_start[feeders] >= 2
+            restart = (
+                firing
+                & self.firing[feeders]
+                & settled
+                & (step >= np.maximum(cfg.step_w, cfg.step_share * np.maximum(before, 0.0)))
+            )
+            starting = firing & (~self.firing[feeders] | restart)
+            self.windows_since_start[feeders] = np.where(
+                starting, 0, self.windows_since_start[feeders] + 1
+            )
+            self.previous[1, feeders] = self.previous[0, feeders]
+            self.previous[0, feeders] = np.where(judged, excess, np.nan)
+            self.firing[feeders] = firing
             k = feeders.size
             cond = Conditions(
                 holds=holds,
@@ -128,6 +159,7 @@ class EnergyBalanceDetector(Detector):
                 loss_w=np.where(firing, excess, 0.0),
                 score=np.where(firing, np.clip(0.5 + share, 0.0, 0.95), 0.0),
                 magnitude=np.where(firing, share, 0.0),
+                restart=restart,
             )
             self.verdicts = SlotConditions(
                 slot=feeders, conditions=cond, dt=np.full(k, cfg.window_s)

@@ -218,6 +218,12 @@ class _Lifecycle:
                     del self.incidents[slot]
                     self.tracked[slot] = False
                 continue
+            if cond.restart is not None and inc is not None and cond.restart[run[0]]:
+                if inc.raised:
+                    inc.evidence["cleared_by"] = {"restart": rows.snapshot(int(run[0]))}
+                    out.append(self._event(AlertEventType.CLEAR, float(ts[a]), slot, inc))
+                del self.incidents[slot]
+                inc = None
             credit = cond.loss_w[run] * rows.dt[run] / 3.6e6
             if inc is None:
                 first = int(run[0])

@@ -53,7 +53,7 @@ class ImbalanceConfig(DetectorConfig):
         description="Step of the per-phase median share tracker per minute of data.",
     )
     warmup_s: float = Field(
-        default=3 * 3600.0, ge=0, description="Data time of learning before it may fire, s."
+        default=6 * 3600.0, ge=0, description="Data time of learning before it may fire, s."
     )
 
 
@@ -117,7 +117,9 @@ class ImbalanceDetector(Detector):
                 lowest_prediction[k] = np.where(
                     ok, np.fmin(lowest_prediction[k], predicted), lowest_prediction[k]
                 )
-        judgeable = carried & np.isfinite(best)
+        # Two other phases must carry load: with one, an appliance on it fakes a collapse.
+        others = carried.sum(axis=0)[None, :] - carried
+        judgeable = carried & np.isfinite(best) & (others >= 2)
         collapsed = judgeable & (best < cfg.collapse_ratio)
         worst = np.where(judgeable, best, np.inf).argmin(axis=0)
         rows = np.arange(n)
@@ -131,7 +133,9 @@ class ImbalanceDetector(Detector):
         missing_a = expected - metered
         v_phase = np.nan_to_num(volts[worst, rows])
         loss = np.nan_to_num(np.maximum(missing_a, 0.0) * v_phase * _DEFAULT_PF)
-        self._learn(ctx, share, usable & ~firing, slot)
+        # Learn from every row while warming up (a baseline that refused to learn from what
+        # it flags could never correct a bad start), afterwards only from clean rows.
+        self._learn(ctx, share, usable & (~firing | ~warm), slot)
         deficit = np.clip(1.0 - worst_ratio, 0.0, 1.0)
         return Conditions(
             holds=holds,
