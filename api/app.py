@@ -5,17 +5,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 import meterguard
-from api.routers import alerts, health, meters, metrics, stream
+from api.routers import alerts, cases, health, meters, metrics, stream, users, work_orders
 from meterguard.runtime import Runtime
 from meterguard.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not valid JSON"},
+    401: {"description": "Missing, wrong or revoked token"},
+    403: {"description": "The caller's role may not do this"},
+}
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -42,11 +51,28 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     if runtime is not None:
         app.state.runtime = runtime
     app.include_router(health.router)
-    app.include_router(alerts.router)
-    app.include_router(meters.router)
-    app.include_router(stream.router)
+    app.include_router(alerts.router, responses=AUTH_RESPONSES)
+    app.include_router(meters.router, responses=AUTH_RESPONSES)
+    app.include_router(stream.router, responses=AUTH_RESPONSES)
     app.include_router(metrics.router)
+    app.include_router(cases.router, responses=AUTH_RESPONSES)
+    app.include_router(work_orders.router, responses=AUTH_RESPONSES)
+    app.include_router(users.router, responses=AUTH_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            # Starlette names only the first route's methods when several routes share a
+            # path; a client deserves the whole list.
+            allowed: set[str] = set()
+            for route in app.routes:
+                methods = getattr(route, "methods", None)
+                if methods and route.matches(request.scope)[0] is not Match.NONE:
+                    allowed |= methods
+            headers = {"Allow": ", ".join(sorted(allowed))}
+            return JSONResponse({"detail": exc.detail}, status_code=405, headers=headers)
+        return await http_exception_handler(request, exc)
 
     @app.get("/", include_in_schema=False)
     async def board() -> FileResponse:

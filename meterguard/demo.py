@@ -62,7 +62,8 @@ def demo_settings(
         )
     return Settings(
         storage=StorageSettings(data_dir=data_dir),
-        api=ApiSettings(host="127.0.0.1", port=api_port),
+        # Anyone on this machine may look; changing things takes one of the printed tokens.
+        api=ApiSettings(host="127.0.0.1", port=api_port, anonymous_role="viewer"),
         meters=[sim.meter for sim in fleet],
         sources=sources,
         # Short persistence so that a visitor sees alerts within the first minute.
@@ -119,9 +120,27 @@ async def run_demo(data_dir: Path, api_port: int = 8000, n_meters: int = 36, see
             for gateway in _gateways(fleet, ports):
                 await stack.enter_async_context(gateway)
             print(_banner(settings, truth, n_meters), flush=True)
+            print(await _demo_users(runtime), flush=True)
             await Service(runtime).run()
     finally:
         await runtime.close()
+
+
+DEMO_USERS = (("operator", "operator"), ("crew1", "crew"), ("admin", "admin"))
+
+
+async def _demo_users(runtime: Runtime) -> str:
+    """Create the demo's users on a fresh data folder and return their tokens to print."""
+    lines = ["Users (send as 'Authorization: Bearer <token>', or log in on the board):"]
+    for name, role in DEMO_USERS:
+        try:
+            _, token = await runtime.alerts.create_user(name, role)
+        except Exception as exc:  # a reused data folder already has them
+            log.info("demo user %s not created: %s", name, exc)
+            lines.append(f"  {name:<9} ({role}): created in an earlier run of this data folder")
+            continue
+        lines.append(f"  {name:<9} ({role}): {token}")
+    return "\n".join(lines)
 
 
 def main(data_dir: Path, api_port: int, n_meters: int, seed: int) -> None:

@@ -35,6 +35,11 @@ class ApiSettings(_Section):
     enabled: bool = Field(default=True, description="Serve the API from `meterguard run`.")
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port (0: any free one).")
+    anonymous_role: Literal["viewer"] | None = Field(
+        default=None,
+        description="Role of requests without a token (viewer: read-only access without login);"
+        " none: every request needs a token.",
+    )
 
 
 class EngineSettings(_Section):

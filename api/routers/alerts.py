@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
+from api.auth import Reader
 from api.deps import RuntimeDep
 from api.schemas import AlertDetail, AlertList, AlertOut
 from meterguard.errors import AlertNotFoundError
@@ -16,6 +17,7 @@ router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
 @router.get("", response_model=AlertList)
 async def list_alerts(
+    who: Reader,
     runtime: RuntimeDep,
     active: Annotated[bool | None, Query(description="true: open only; false: cleared")] = None,
     meter: Annotated[str | None, Query(max_length=200)] = None,
@@ -30,7 +32,7 @@ async def list_alerts(
 @router.get(
     "/{alert_id}", response_model=AlertDetail, responses={404: {"description": "No such alert"}}
 )
-async def get_alert(alert_id: str, runtime: RuntimeDep) -> AlertDetail:
+async def get_alert(who: Reader, alert_id: str, runtime: RuntimeDep) -> AlertDetail:
     """Return one alert with its evidence and history."""
     try:
         alert = await runtime.alerts.get(alert_id)

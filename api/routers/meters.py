@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
+from api.auth import Reader
 from api.deps import RuntimeDep
 from api.schemas import AlertOut, MeterDetail, MeterList, MeterOut, SeriesOut
 from meterguard.downsample import bucket_means
@@ -34,6 +35,7 @@ def _out(runtime: Runtime, meter: Meter) -> MeterOut:
 
 @router.get("", response_model=MeterList)
 async def list_meters(
+    who: Reader,
     runtime: RuntimeDep,
     q: Annotated[
         str | None, Query(max_length=200, description="Id or transformer contains")
@@ -57,7 +59,7 @@ async def list_meters(
 
 
 @router.get("/{meter_id}", response_model=MeterDetail, responses=NOT_FOUND)
-async def get_meter(meter_id: str, runtime: RuntimeDep) -> MeterDetail:
+async def get_meter(who: Reader, meter_id: str, runtime: RuntimeDep) -> MeterDetail:
     """Return a meter's profile, collector status, latest reading and recent alerts."""
     meter = _meter(runtime, meter_id)
     alerts = await runtime.alerts.list(meter=meter.id, limit=50)
@@ -81,6 +83,7 @@ def _time(text: str | None, default: float, name: str) -> float:
 
 @router.get("/{meter_id}/series", response_model=SeriesOut, responses=NOT_FOUND)
 async def get_series(
+    who: Reader,
     meter_id: str,
     runtime: RuntimeDep,
     fields: Annotated[

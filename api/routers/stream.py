@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from api.auth import Reader
 from api.deps import RuntimeDep
 from api.schemas import AlertOut
 from meterguard.broadcast import ResyncNeeded
@@ -17,6 +18,7 @@ router = APIRouter(tags=["stream"])
 
 @router.get("/api/stream", response_class=EventSourceResponse)
 async def stream(
+    who: Reader,
     runtime: RuntimeDep,
     last_event_id: Annotated[str | None, Header(max_length=100)] = None,
     after: Annotated[

@@ -9,7 +9,7 @@ import pytest
 from api.app import create_app
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
 from meterguard.runtime import Runtime
-from meterguard.settings import Settings, StorageSettings
+from meterguard.settings import ApiSettings, Settings, StorageSettings
 from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
 
 
@@ -17,6 +17,7 @@ from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     settings = Settings(
         storage=StorageSettings(data_dir=tmp_path),
+        api=ApiSettings(anonymous_role="viewer"),
         meters=[
             Meter(id="M1", service="3p4w", nominal_v=230),
             Meter(id="M2", service="1p2w", nominal_v=230, generation=True),

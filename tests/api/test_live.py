@@ -15,7 +15,7 @@ from meterguard.broadcast import AlertBroadcaster, NumberedEvent, ResyncNeeded
 from meterguard.downsample import bucket_means
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
 from meterguard.runtime import Runtime
-from meterguard.settings import Settings, StorageSettings
+from meterguard.settings import ApiSettings, Settings, StorageSettings
 from tests.conftest import free_port, make_batch
 
 
@@ -38,6 +38,7 @@ def _event(kind: AlertEventType, alert_id: str = "a1", end: float | None = None)
 async def served(tmp_path: Path) -> AsyncIterator[tuple[str, Runtime]]:
     settings = Settings(
         storage=StorageSettings(data_dir=tmp_path),
+        api=ApiSettings(anonymous_role="viewer"),
         meters=[Meter(id="M1", service="3p4w", nominal_v=230)],
     )
     runtime = Runtime.open(settings)

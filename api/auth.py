@@ -1,0 +1,90 @@
+"""Who is asking: bearer tokens (header or cookie), roles, and the 401/403 rules."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from api.deps import RuntimeDep
+
+#: The cookie the web pages carry the token in (EventSource cannot send headers).
+SESSION_COOKIE = "mg_token"
+
+
+class Role(enum.StrEnum):
+    """What a user may do."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    CREW = "crew"
+    ADMIN = "admin"
+
+
+READERS = frozenset(Role)
+OPERATORS = frozenset({Role.OPERATOR, Role.ADMIN})
+ADMINS = frozenset({Role.ADMIN})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The user behind a request (or the anonymous viewer where the config allows one)."""
+
+    name: str
+    role: Role
+    authenticated: bool
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
+    """Return the caller; 401 for a wrong token, or for none where anonymity is off."""
+    token = _token(request)
+    if token is not None:
+        user = await runtime.alerts.user_for_token(token)
+        if user is None:
+            raise _unauthorized("invalid or revoked token")
+        try:
+            role = Role(user.role)
+        except ValueError:
+            raise HTTPException(status_code=403, detail=f"unknown role {user.role!r}") from None
+        return Principal(name=user.name, role=role, authenticated=True)
+    anonymous = runtime.settings.api.anonymous_role
+    if anonymous is None:
+        raise _unauthorized("missing bearer token")
+    return Principal(name="anonymous", role=Role(anonymous), authenticated=False)
+
+
+def require(roles: frozenset[Role]) -> Callable[..., Awaitable[Principal]]:
+    """Return a dependency that admits only the given roles (403 for the others)."""
+
+    async def check(
+        principal: Annotated[Principal, Depends(current_principal)],
+    ) -> Principal:
+        if principal.role not in roles:
+            allowed = ", ".join(sorted(r.value for r in roles))
+            raise HTTPException(
+                status_code=403, detail=f"{principal.role.value} may not do this ({allowed} may)"
+            )
+        return principal
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(require(READERS))]
+Operator = Annotated[Principal, Depends(require(OPERATORS))]
+Admin = Annotated[Principal, Depends(require(ADMINS))]
+AnyUser = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,130 @@
+"""Case work on alerts: acknowledge, comment, assign, the audit trail, and the detector stats."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
+
+from api.auth import OPERATORS, Operator, Principal, Reader, Role, require
+from api.deps import RuntimeDep
+from meterguard.errors import AlertNotFoundError
+from meterguard.stores.records import (
+    Acknowledgement,
+    Assignment,
+    AuditEntry,
+    Comment,
+    WorkOrder,
+)
+
+router = APIRouter(prefix="/api", tags=["cases"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such alert"}}
+Commenter = Annotated[Principal, Depends(require(OPERATORS | {Role.CREW}))]
+
+
+class AckIn(BaseModel):
+    """An acknowledgement."""
+
+    note: str = Field(default="", max_length=2000)
+
+
+class CommentIn(BaseModel):
+    """A comment."""
+
+    text: str = Field(min_length=1, max_length=5000)
+
+
+class AssignIn(BaseModel):
+    """A hand-over."""
+
+    assignee: str = Field(min_length=1, max_length=100)
+
+
+class CaseOut(BaseModel):
+    """Everything the control room did about an alert."""
+
+    alert_id: str
+    acknowledgements: list[Acknowledgement]
+    assignments: list[Assignment]
+    comments: list[Comment]
+    work_orders: list[WorkOrder]
+    audit: list[AuditEntry]
+
+
+class DetectorStats(BaseModel):
+    """How field outcomes rate each detector."""
+
+    outcomes: dict[str, dict[str, int]] = Field(
+        description="Per alert kind, how many work orders closed with each outcome."
+    )
+    precision: dict[str, float | None] = Field(
+        description="Per kind: theft confirmed / outcomes with access (null: none yet)."
+    )
+
+
+def _missing(alert_id: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"no alert {alert_id!r}")
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=Acknowledgement, responses=NOT_FOUND)
+async def acknowledge(
+    alert_id: str, who: Operator, runtime: RuntimeDep, body: AckIn | None = None
+) -> Acknowledgement:
+    """Acknowledge an alert: seen, being handled."""
+    try:
+        return await runtime.alerts.acknowledge(alert_id, who.name, body.note if body else "")
+    except AlertNotFoundError:
+        raise _missing(alert_id) from None
+
+
+@router.post("/alerts/{alert_id}/comments", response_model=Comment, responses=NOT_FOUND)
+async def add_comment(
+    alert_id: str, body: CommentIn, who: Commenter, runtime: RuntimeDep
+) -> Comment:
+    """Add a comment to an alert."""
+    try:
+        return await runtime.alerts.comment(alert_id, who.name, body.text)
+    except AlertNotFoundError:
+        raise _missing(alert_id) from None
+
+
+@router.post("/alerts/{alert_id}/assign", response_model=Assignment, responses=NOT_FOUND)
+async def assign(alert_id: str, body: AssignIn, who: Operator, runtime: RuntimeDep) -> Assignment:
+    """Hand an alert to someone."""
+    try:
+        return await runtime.alerts.assign(alert_id, body.assignee, who.name)
+    except AlertNotFoundError:
+        raise _missing(alert_id) from None
+
+
+@router.get("/alerts/{alert_id}/case", response_model=CaseOut, responses=NOT_FOUND)
+async def case(alert_id: str, who: Reader, runtime: RuntimeDep) -> CaseOut:
+    """Return the acknowledgements, assignments, comments, work orders and audit trail."""
+    store = runtime.alerts
+    try:
+        await store.get(alert_id)
+    except AlertNotFoundError:
+        raise _missing(alert_id) from None
+    orders = await store.work_orders(alert_id=alert_id)
+    if who.role is Role.CREW:
+        orders = [o for o in orders if o.assignee == who.name]
+    return CaseOut(
+        alert_id=alert_id,
+        acknowledgements=await store.acknowledgements(alert_id),
+        assignments=await store.assignments(alert_id),
+        comments=await store.comments(alert_id),
+        work_orders=orders,
+        audit=await store.audit(alert_id=alert_id),
+    )
+
+
+@router.get("/stats/detectors", response_model=DetectorStats)
+async def detector_stats(who: Reader, runtime: RuntimeDep) -> DetectorStats:
+    """Return the outcomes crews recorded per alert kind and the precision they imply."""
+    outcomes = await runtime.alerts.outcomes_by_kind()
+    precision: dict[str, float | None] = {}
+    for kind, counts in outcomes.items():
+        judged = sum(n for outcome, n in counts.items() if outcome != "no_access")
+        precision[kind] = counts.get("theft_confirmed", 0) / judged if judged else None
+    return DetectorStats(outcomes=outcomes, precision=precision)

@@ -1,0 +1,56 @@
+"""Users: who am I, and (for admins) new users with their API tokens."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
+
+from api.auth import Admin, AnyUser, Role
+from api.deps import RuntimeDep
+
+router = APIRouter(prefix="/api", tags=["users"])
+
+
+class Me(BaseModel):
+    """The caller."""
+
+    name: str
+    role: Role
+    authenticated: bool
+
+
+class UserIn(BaseModel):
+    """A new user."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
+    role: Role
+
+
+class NewUser(BaseModel):
+    """A created user and its token, shown this once."""
+
+    name: str
+    role: Role
+    token: str
+
+
+@router.get("/me", response_model=Me)
+async def me(who: AnyUser) -> Me:
+    """Return who the caller is."""
+    return Me(name=who.name, role=who.role, authenticated=who.authenticated)
+
+
+@router.post(
+    "/users",
+    response_model=NewUser,
+    status_code=201,
+    responses={409: {"description": "Name taken"}},
+)
+async def create_user(body: UserIn, who: Admin, runtime: RuntimeDep) -> NewUser:
+    """Create a user and return its API token (stored hashed; shown only now)."""
+    try:
+        user, token = await runtime.alerts.create_user(body.name, body.role.value)
+    except IntegrityError:
+        raise HTTPException(status_code=409, detail=f"user {body.name!r} exists") from None
+    return NewUser(name=user.name, role=Role(user.role), token=token)

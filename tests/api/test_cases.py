@@ -1,0 +1,166 @@
+"""Roles, tokens and the case work of operators and crews, over the real app and database."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.app import create_app
+from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
+from meterguard.runtime import Runtime
+from meterguard.settings import ApiSettings, Settings, StorageSettings
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    settings = Settings(
+        storage=StorageSettings(data_dir=tmp_path),
+        api=ApiSettings(anonymous_role=None),
+        meters=[Meter(id="M1", service="3p4w", nominal_v=230)],
+    )
+    runtime = Runtime.open(settings)
+    tokens = {}
+    for name, role in [
+        ("olga", "operator"),
+        ("carl", "crew"),
+        ("cora", "crew"),
+        ("vic", "viewer"),
+        ("ada", "admin"),
+    ]:
+        _, tokens[name] = await runtime.alerts.create_user(name, role)
+    for n, kind in enumerate([AlertKind.BYPASS, AlertKind.REVERSAL]):
+        alert = Alert(
+            id=f"a{n}",
+            meter="M1",
+            kind=kind,
+            severity=Severity.MAJOR,
+            start=1_767_225_600 + n,
+            confidence=0.9,
+            summary="x",
+        )
+        await runtime.alerts.apply(AlertEvent(type=AlertEventType.OPEN, ts=1, alert=alert))
+    transport = httpx.ASGITransport(app=create_app(settings, runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client, tokens
+    await runtime.close()
+
+
+def _as(tokens: dict[str, str], name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens[name]}"}
+
+
+async def test_tokens_and_roles_decide_access(
+    setup: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    client, tokens = setup
+    missing = await client.get("/api/alerts")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = await client.get("/api/alerts", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert "invalid" in wrong.json()["detail"]
+    assert (await client.get("/api/alerts", headers=_as(tokens, "vic"))).status_code == 200
+    # The web pages carry the token in a cookie.
+    cookie = await client.get("/api/me", headers={"Cookie": f"mg_token={tokens['olga']}"})
+    assert cookie.json() == {"name": "olga", "role": "operator", "authenticated": True}
+    forbidden = await client.post("/api/alerts/a0/acknowledge", headers=_as(tokens, "vic"))
+    assert forbidden.status_code == 403
+    assert "viewer may not" in forbidden.json()["detail"]
+    assert (await client.get("/healthz")).status_code == 200  # probes stay open
+    made = await client.post(
+        "/api/users", json={"name": "newbie", "role": "crew"}, headers=_as(tokens, "ada")
+    )
+    assert made.status_code == 201
+    me = await client.get("/api/me", headers={"Authorization": f"Bearer {made.json()['token']}"})
+    assert me.json()["role"] == "crew"
+    again = await client.post(
+        "/api/users", json={"name": "newbie", "role": "crew"}, headers=_as(tokens, "ada")
+    )
+    assert again.status_code == 409
+    by_operator = await client.post(
+        "/api/users", json={"name": "x", "role": "admin"}, headers=_as(tokens, "olga")
+    )
+    assert by_operator.status_code == 403
+
+
+async def test_operator_and_crew_work_a_case_to_its_outcome(
+    setup: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    client, tokens = setup
+    olga, carl, cora = _as(tokens, "olga"), _as(tokens, "carl"), _as(tokens, "cora")
+    ack = await client.post("/api/alerts/a0/acknowledge", json={"note": "looking"}, headers=olga)
+    assert ack.status_code == 200
+    assert ack.json()["user"] == "olga"
+    assert (
+        await client.post("/api/alerts/a0/assign", json={"assignee": "carl"}, headers=olga)
+    ).status_code == 200
+    assert (await client.post("/api/alerts/nope/acknowledge", headers=olga)).status_code == 404
+    bad = await client.post("/api/alerts/a0/comments", json={"text": ""}, headers=olga)
+    assert bad.status_code == 422
+
+    order = await client.post(
+        "/api/work-orders",
+        json={"alert_id": "a0", "instructions": "check the CT on phase 2", "assignee": "carl"},
+        headers=olga,
+    )
+    assert order.status_code == 201
+    wo = order.json()
+    other = await client.post(
+        "/api/work-orders", json={"alert_id": "a1", "assignee": "cora"}, headers=olga
+    )
+    assert other.status_code == 201
+    assert (
+        await client.post("/api/work-orders", json={"alert_id": "zz"}, headers=olga)
+    ).status_code == 404
+    assert (
+        await client.post("/api/work-orders", json={"alert_id": "a0"}, headers=carl)
+    ).status_code == 403
+
+    # A crew member sees only their own orders, and may not touch another's.
+    mine = (await client.get("/api/work-orders", headers=carl)).json()
+    assert [o["id"] for o in mine["items"]] == [wo["id"]]
+    assert (await client.get("/api/work-orders", headers=olga)).json()["count"] == 2
+    theirs = await client.patch(
+        f"/api/work-orders/{other.json()['id']}", json={"status": "done"}, headers=carl
+    )
+    assert theirs.status_code == 403
+    reassign = await client.patch(
+        f"/api/work-orders/{wo['id']}", json={"assignee": "cora"}, headers=carl
+    )
+    assert reassign.status_code == 403
+    comment = await client.post(
+        "/api/alerts/a0/comments", json={"text": "bypass jumper found on L2"}, headers=carl
+    )
+    assert comment.status_code == 200
+    closed = await client.patch(
+        f"/api/work-orders/{wo['id']}",
+        json={"outcome": "theft_confirmed", "note": "jumper removed, photos taken"},
+        headers=carl,
+    )
+    assert closed.status_code == 200
+    assert closed.json()["status"] == "done"
+    assert closed.json()["closed_by"] == "carl"
+    nff = await client.patch(
+        f"/api/work-orders/{other.json()['id']}", json={"outcome": "no_fault_found"}, headers=cora
+    )
+    assert nff.status_code == 200
+    assert (
+        await client.patch("/api/work-orders/999", json={"status": "done"}, headers=olga)
+    ).status_code == 404
+
+    stats = (await client.get("/api/stats/detectors", headers=olga)).json()
+    assert stats["outcomes"] == {
+        "bypass": {"theft_confirmed": 1},
+        "reversal": {"no_fault_found": 1},
+    }
+    assert stats["precision"] == {"bypass": 1.0, "reversal": 0.0}
+
+    case = (await client.get("/api/alerts/a0/case", headers=olga)).json()
+    assert [a["user"] for a in case["acknowledgements"]] == ["olga"]
+    assert [a["assignee"] for a in case["assignments"]] == ["carl"]
+    assert [c["author"] for c in case["comments"]] == ["carl"]
+    actions = [e["action"] for e in case["audit"]]
+    for expected in ("acknowledge", "assign", "work_order_create", "comment", "work_order_update"):
+        assert expected in actions
+    assert {e["actor"] for e in case["audit"]} >= {"olga", "carl"}
