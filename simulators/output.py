@@ -86,8 +86,14 @@ def write_readings(
     ids = [(pop.feeders[k - pop.n] if k >= pop.n else pop.customers[k]).id for k in order]
     where = np.empty(n_all, dtype=np.int64)
     where[order_arr] = np.arange(n_all)
+    # Meters read less often than every step report on their own grid from the run's start.
+    step = float(grid[1] - grid[0]) if grid.size > 1 else 1.0
+    every = np.r_[pop.report_every_s, np.zeros(pop.n_tx)][order_arr]
+    every_steps = np.maximum(1, np.round(every / step)).astype(np.int64)
     steps = max(1, CHUNK_READINGS // n_all)
     rows = 0
+    # Events of a meter that did not report when they happened go out with its next reading.
+    pending: dict[int, list[str]] = {}
     with path.open("w", newline="", encoding="utf-8") as handle:
         handle.write(",".join(READING_COLUMNS) + "\n")
         for start in range(0, grid.size, steps):
@@ -95,6 +101,8 @@ def write_readings(
             frame = model.compute(ts)
             values = _values(frame)[:, order_arr, :]
             present = np.concatenate([frame.present, frame.f_present], axis=1)[:, order_arr]
+            index = np.arange(start, start + ts.size)[:, None]
+            present &= index % every_steps[None, :] == 0
             events: dict[tuple[int, int], list[str]] = {}
             for row, key, name in frame.events:
                 col = pop.n + key.index if key.feeder else key.index
@@ -105,9 +113,13 @@ def write_readings(
                 vals = values[r].tolist()
                 keep = present[r]
                 for pos in range(n_all):
-                    if not keep[pos]:
-                        continue
                     ev = events.get((r, pos))
+                    if not keep[pos]:
+                        if ev:
+                            pending.setdefault(pos, []).extend(ev)
+                        continue
+                    if pending and pos in pending:
+                        ev = pending.pop(pos) + (ev or [])
                     parts.append(
                         _ROW_FORMAT % (stamp, ids[pos], *vals[pos], ";".join(ev) if ev else "")
                     )

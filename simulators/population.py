@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,9 @@ class FleetOptions:
     neutral_measured_share_3p: float = 0.5
     #: Share of single-phase meters with a neutral current element (anti-tamper meters).
     neutral_measured_share_1p: float = 0.8
+    #: Share of customer meters read less often than every step (e.g. every 15 minutes).
+    slow_share: float = 0.0
+    slow_interval_s: float = 900.0
 
 
 @dataclass
@@ -75,7 +78,8 @@ class Population:
     tx_backbone_r: FloatArray
     tx_backbone_x: FloatArray
     feeder_e_imp0: FloatArray
-    overrides: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: Seconds between two readings the meter reports (0: every step of the run).
+    report_every_s: FloatArray
 
     @property
     def n(self) -> int:
@@ -233,4 +237,10 @@ def build_population(options: FleetOptions) -> Population:
         tx_backbone_r=rng.uniform(0.004, 0.012, n_tx),
         tx_backbone_x=rng.uniform(0.002, 0.005, n_tx),
         feeder_e_imp0=rng.uniform(1e5, 1e6, n_tx),
+        # Own generator: the share of slow meters must not change anything else of the fleet.
+        report_every_s=np.where(
+            np.random.default_rng([options.seed, 0x510]).random(n) < options.slow_share,
+            options.slow_interval_s,
+            0.0,
+        ),
     )

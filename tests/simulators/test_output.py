@@ -151,3 +151,27 @@ def test_bad_scenario_file_is_reported_with_its_entry(
     bad.write_text('[[incident]]\nkind = "teleport"\nmeter = "M0001"\n')
     assert main(["simulate", "--scenario", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert "incident[0].kind" in capsys.readouterr().err
+
+
+def test_slow_meters_report_on_their_own_interval_and_keep_their_events(tmp_path: Path) -> None:
+    spec = tmp_path / "slow.toml"
+    spec.write_text(
+        "[fleet]\nmeters = 40\nseed = 4\ndays = 1.5\nstep_s = 300\nmix = 4\n"
+        "slow_share = 0.5\nslow_interval_s = 900\n"
+    )
+    write_run(load_scenario(spec), tmp_path, show_progress=False)
+    counts: dict[str, int] = {}
+    events: dict[str, set[str]] = {}
+    for row in _rows(tmp_path / "readings.csv"):
+        counts[row["meter"]] = counts.get(row["meter"], 0) + 1
+        if row["events"]:
+            events.setdefault(row["meter"], set()).update(row["events"].split(";"))
+    steps = int(1.5 * 86400 / 300)
+    feeders = {m: c for m, c in counts.items() if m.endswith("FDR")}
+    assert max(feeders.values()) == steps  # (one transformer has an outage)
+    customers = sorted(c for m, c in counts.items() if not m.endswith("FDR"))
+    slow = [c for c in customers if c <= steps // 3 + 1]
+    assert 10 <= len(slow) <= 30  # about half of 40
+    for label in _rows(tmp_path / "labels.csv"):
+        if label["kind"] == "tamper":
+            assert events.get(label["meter"]), label
