@@ -43,7 +43,7 @@ class DetectorConfig(BaseModel):
         default=300.0, ge=0, description="It must be absent this long before the alert clears."
     )
     update_every_s: float = Field(
-        default=60.0, gt=0, description="Data time between update events of an active alert."
+        default=900.0, gt=0, description="Data time between update events of an active alert."
     )
     severity: Severity = Field(default=Severity.MAJOR, description="Severity of its alerts.")
     critical_kwh: float = Field(

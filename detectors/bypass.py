@@ -8,7 +8,6 @@ from pydantic import Field
 from detectors.base import (
     CLEAR,
     HOLDS,
-    UNKNOWN,
     Conditions,
     Detector,
     DetectorConfig,
@@ -23,6 +22,9 @@ from meterguard.model import AlertKind, MeterRegistry, ReadingBatch
 #: Supply voltage phasor angles of L1, L2, L3 (radians).
 _ANGLES = np.array([0.0, -2.0 * np.pi / 3.0, 2.0 * np.pi / 3.0])
 _DEFAULT_PF = 0.95
+_UNITS = np.exp(1j * _ANGLES)
+#: Export on a phase beyond this, W, at a customer without generation: a reversal.
+_REVERSED_W = 30.0
 
 
 class BypassConfig(DetectorConfig):
@@ -63,18 +65,27 @@ class BypassDetector(Detector):
         self.cfg = config
         self._eligible = registry.flag_array(lambda m: m.role == "customer" and m.service != "3p3w")
         self._three = registry.flag_array(lambda m: m.phases == 3)
+        self._generation = registry.flag_array(lambda m: m.generation)
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Mark rows whose neutral current disagrees with the metered phase currents."""
         n = len(batch)
         cfg = self.cfg
-        current = phase_block(batch, "i1")
-        volts = phase_block(batch, "v1")
-        power = phase_block(batch, "p1")
-        reactive = phase_block(batch, "q1")
-        neutral = batch.col("in")
-        three = self._three[batch.slot]
-        eligible = self._eligible[batch.slot] & np.isfinite(neutral)
+        out = Conditions.unknown(n)
+        neutral_all = batch.col("in")
+        slot_all = batch.slot
+        candidates = np.flatnonzero(self._eligible[slot_all] & np.isfinite(neutral_all))
+        if candidates.size == 0:
+            return out
+        # Only rows that can be judged are computed on: no work per unjudgeable row.
+        current = phase_block(batch, "i1")[:, candidates]
+        volts = phase_block(batch, "v1")[:, candidates]
+        power = phase_block(batch, "p1")[:, candidates]
+        reactive = np.nan_to_num(phase_block(batch, "q1")[:, candidates])
+        neutral = neutral_all[candidates]
+        slot = slot_all[candidates]
+        three = self._three[slot]
+        m = candidates.size
 
         with np.errstate(invalid="ignore", divide="ignore"):
             pf = np.abs(power) / (volts * current)
@@ -85,55 +96,56 @@ class BypassDetector(Detector):
         single_mismatch = np.abs(neutral - i1)
         single_load = np.fmax(neutral, i1)
 
-        # Three-phase: phasor sum of the metered phase currents, then per phase the extra
-        # current along that phase's angle that would explain the measured neutral.
-        angle = _ANGLES[:, None] - np.arctan2(np.nan_to_num(reactive), np.nan_to_num(power))
-        filled = np.nan_to_num(current)
-        computed = (filled * np.exp(1j * angle)).sum(axis=0)
-        unit = np.exp(1j * angle)
+        # Three-phase: phasor sum of the metered phase currents. A phase's current lags its
+        # voltage by the angle of (P, Q): its direction is (P - jQ)/|S| turned by the
+        # phase's supply angle; no trigonometry per row.
+        p_filled = np.nan_to_num(power)
+        apparent = np.hypot(p_filled, reactive)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            direction = np.where(apparent > 0, (p_filled - 1j * reactive) / apparent, 1.0 + 0j)
+        unit = direction * _UNITS[:, None]
+        computed = (np.nan_to_num(current) * unit).sum(axis=0)
+        # Per phase, the extra current along its direction that would explain the neutral.
         along = computed[None, :] * np.conj(unit)
         disc = neutral[None, :] ** 2 - along.imag**2
         with np.errstate(invalid="ignore"):
             delta = -along.real + np.sqrt(disc)
         delta = np.where((disc >= 0) & (delta >= 0), delta, np.inf)
         best = delta.argmin(axis=0)
-        explained = delta[best, np.arange(n)]
+        rows = np.arange(m)
+        explained = delta[best, rows]
         three_mismatch = np.abs(neutral - np.abs(computed))
-        three_load = (
-            np.nanmean(np.where(np.isfinite(current), current, np.nan), axis=0)
-            if n
-            else (np.zeros(0))
-        )
+        counted = np.isfinite(current).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            three_load = np.nansum(current, axis=0) / counted
         three_load = np.fmax(np.nan_to_num(three_load), neutral / 3.0)
 
         mismatch = np.where(three, three_mismatch, single_mismatch)
         load = np.where(three, three_load, single_load)
-        measured = eligible & np.isfinite(load) & np.isfinite(mismatch)
+        measured = np.isfinite(load) & np.isfinite(mismatch)
         measured &= np.where(three, np.isfinite(power).all(axis=0), np.isfinite(i1))
-        judged = measured & (load >= cfg.min_current_a)
+        # A phase running backwards is the reversal detector's (its phasor is turned, so the
+        # neutral disagrees too).
+        reversed_phase = (p_filled < -_REVERSED_W).any(axis=0) & ~self._generation[slot]
+        judged = measured & (load >= cfg.min_current_a) & ~reversed_phase
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = mismatch / load
         firing = judged & (ratio >= cfg.min_mismatch_ratio) & (mismatch >= cfg.min_mismatch_a)
 
-        holds = np.full(n, UNKNOWN, dtype=np.int8)
-        holds[judged] = CLEAR
-        holds[firing] = HOLDS
         phase = np.where(three, best + 1, 1)
-        unmetered_a = np.where(
-            three, np.where(np.isfinite(explained), explained, mismatch), mismatch
-        )
-        rows = np.arange(n)
+        unmetered_a = np.where(three & np.isfinite(explained), explained, mismatch)
         v_phase = np.nan_to_num(volts[phase - 1, rows], nan=0.0)
-        v_phase = np.where(v_phase > 0, v_phase, ctx.fleet.ref_v[batch.slot])
+        v_phase = np.where(v_phase > 0, v_phase, ctx.fleet.ref_v[slot])
         loss = unmetered_a * v_phase * pf[phase - 1, rows]
         score = np.clip(0.5 + 0.5 * (np.nan_to_num(ratio) - cfg.min_mismatch_ratio) / 0.5, 0, 1)
-        return Conditions(
-            holds=holds,
-            phase=np.where(firing, phase, 0).astype(np.int8),
-            loss_w=np.where(firing, loss, 0.0),
-            score=np.where(firing, score, 0.0),
-            magnitude=np.where(firing, np.nan_to_num(ratio), 0.0),
-        )
+        out.holds[candidates[judged]] = CLEAR
+        fired = candidates[firing]
+        out.holds[fired] = HOLDS
+        out.phase[fired] = phase[firing]
+        out.loss_w[fired] = loss[firing]
+        out.score[fired] = score[firing]
+        out.magnitude[fired] = ratio[firing]
+        return out
 
     def summarise(self, facts: IncidentFacts) -> str:
         """Describe the unmetered share and how long it has gone on."""

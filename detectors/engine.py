@@ -40,6 +40,9 @@ MAX_CREDITED_GAP_S = 900.0
 _NOT_DETECTOR_MODULES = {"base", "engine", "context"}
 
 Snapshot = Callable[[int], dict[str, Any]]
+#: What an incident keeps of its onset until it raises: a dict, or (batch, row) not yet
+#: turned into one (most pending incidents are blips that never need it).
+Onset = dict[str, Any] | tuple[ReadingBatch, int]
 
 
 def load_detector_modules() -> None:
@@ -77,18 +80,20 @@ def build_detectors(
 
 def _snapshot(batch: ReadingBatch, row: int) -> dict[str, Any]:
     """Return one reading as a dict of its measured quantities, for evidence."""
-    column = batch.values[:, row]
+    column = np.round(batch.values[:, row], 4).tolist()
     out: dict[str, Any] = {"ts": float(batch.ts[row])}
-    out.update(
-        {
-            q: round(float(v), 4)
-            for q, v in zip(QUANTITIES, column, strict=True)
-            if not math.isnan(v)
-        }
-    )
+    out.update({q: v for q, v in zip(QUANTITIES, column, strict=True) if v == v})  # NaN != NaN
     if batch.events[row]:
         out["events"] = decode_events(int(batch.events[row]))
     return out
+
+
+def _onset_dict(inc: _Incident) -> dict[str, Any]:
+    """Return an incident's onset reading as evidence, building it on first use."""
+    if isinstance(inc.onset, tuple):
+        batch, row = inc.onset
+        inc.onset = _snapshot(batch, row)
+    return inc.onset
 
 
 @dataclass(slots=True)
@@ -97,7 +102,7 @@ class _Incident:
 
     start: float
     last_hold: float
-    onset: dict[str, Any]
+    onset: Onset
     phase: int = 0
     raised: bool = False
     alert_id: str = ""
@@ -117,6 +122,8 @@ class _Rows:
     cond: Conditions
     dt: FloatArray
     snapshot: Snapshot
+    #: The batch the rows come from (None for verdicts reached without a reading).
+    batch: ReadingBatch | None = None
 
 
 def _describer(detector: Detector, slots: IntArray, now: float) -> Snapshot:
@@ -167,7 +174,7 @@ class _Lifecycle:
             confidence=round(min(max(inc.confidence, 0.0), 1.0), 3),
             estimated_kwh_lost=round(inc.kwh_lost, 4),
             summary=det.summarise(facts),
-            evidence={**inc.evidence, "onset": inc.onset, "last_hold_ts": inc.last_hold},
+            evidence={**inc.evidence, "onset": _onset_dict(inc), "last_hold_ts": inc.last_hold},
         )
 
     def _event(self, kind: AlertEventType, ts: float, slot: int, inc: _Incident) -> AlertEvent:
@@ -193,6 +200,11 @@ class _Lifecycle:
         cond = rows.cond
         ts = rows.ts[index]
         held = cond.holds[index] == HOLDS
+        inc = self.incidents.get(slot)
+        if inc is not None and inc.raised and held.all() and cond.restart is None:
+            # The common case of an open alert that still holds: figures only, no runs.
+            self._carry_on(slot, inc, index, ts, rows, out)
+            return
         cuts = np.flatnonzero(held[1:] != held[:-1]) + 1
         bounds = [0, *cuts.tolist(), len(index)]
         raise_after = float(self.raise_after[slot])
@@ -230,7 +242,10 @@ class _Lifecycle:
                 onset_ts = float(ts[a])
                 if cond.onset is not None and not math.isnan(cond.onset[first]):
                     onset_ts = min(onset_ts, float(cond.onset[first]))
-                inc = _Incident(start=onset_ts, last_hold=onset_ts, onset=rows.snapshot(first))
+                onset: Onset = (
+                    (rows.batch, first) if rows.batch is not None else rows.snapshot(first)
+                )
+                inc = _Incident(start=onset_ts, last_hold=onset_ts, onset=onset)
                 self.incidents[slot] = inc
                 self.tracked[slot] = True
                 credit[0] = 0.0  # the onset reading starts the clock; it earns nothing yet
@@ -248,6 +263,7 @@ class _Lifecycle:
                 if due.size:
                     k = int(due[0])
                     inc.raised = True
+                    inc.onset = _onset_dict(inc)
                     meter = self.detector.registry.by_slot(slot).id
                     inc.alert_id = f"{meter}-{self.detector.name}-{int(inc.start)}"
                     inc.evidence["at_raise"] = rows.snapshot(int(run[k]))
@@ -263,6 +279,27 @@ class _Lifecycle:
                 inc.last_event_ts = last_ts
                 inc.evidence["latest"] = rows.snapshot(int(run[-1]))
                 out.append(self._event(AlertEventType.UPDATE, last_ts, slot, inc))
+
+    def _carry_on(
+        self,
+        slot: int,
+        inc: _Incident,
+        index: npt.NDArray[np.int64],
+        ts: FloatArray,
+        rows: _Rows,
+        out: list[AlertEvent],
+    ) -> None:
+        """Update an open alert whose condition held on every row of the batch."""
+        cond = rows.cond
+        inc.kwh_lost += float(np.dot(cond.loss_w[index], rows.dt[index])) / 3.6e6
+        last_ts = float(ts[-1])
+        inc.last_hold = last_ts
+        inc.peak_magnitude = max(inc.peak_magnitude, float(cond.magnitude[index].max()))
+        inc.confidence = max(inc.confidence, float(cond.score[index].max()))
+        if last_ts - inc.last_event_ts >= self.detector.config.update_every_s:
+            inc.last_event_ts = last_ts
+            inc.evidence["latest"] = rows.snapshot(int(index[-1]))
+            out.append(self._event(AlertEventType.UPDATE, last_ts, slot, inc))
 
     def restore(self, slot: int, alert: Alert) -> None:
         """Take back an alert that was open when the service last stopped."""
@@ -342,7 +379,7 @@ class Engine:
 
         for life in self._lifecycles:
             cond = life.detector.step(batch, ctx)
-            life.advance(_Rows(batch.ts, batch.slot, cond, dt, snapshot), events)
+            life.advance(_Rows(batch.ts, batch.slot, cond, dt, snapshot, batch), events)
             polled = life.detector.poll(ctx)
             if polled is not None and len(polled.slot):
                 times = np.full(len(polled.slot), self.now)

@@ -10,7 +10,6 @@ from pydantic import Field
 from detectors.base import (
     CLEAR,
     HOLDS,
-    UNKNOWN,
     Conditions,
     Detector,
     DetectorConfig,
@@ -21,7 +20,7 @@ from detectors.base import (
     register,
 )
 from detectors.context import BatchContext, phase_block
-from meterguard.model import AlertKind, MeterRegistry, ReadingBatch
+from meterguard.model import AlertKind, FloatArray, MeterRegistry, ReadingBatch
 
 
 class PhaseShiftConfig(DetectorConfig):
@@ -70,89 +69,94 @@ class PhaseShiftDetector(Detector):
         self.base_cos = np.full((3, n), np.nan)
         self.base_sin = np.full((3, n), np.nan)
         self.learned_s = np.zeros((3, n))
+        self._cos_min_shift = float(np.cos(np.radians(config.min_shift_deg)))
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Judge each phase's angle against its baseline, then learn from clean rows."""
         n = len(batch)
         cfg = self.cfg
-        slot = batch.slot
-        volts = phase_block(batch, "v1")
-        current = phase_block(batch, "i1")
-        power = phase_block(batch, "p1")
-        reactive = phase_block(batch, "q1")
+        out = Conditions.unknown(n)
+        candidates = np.flatnonzero(self._eligible[batch.slot])
+        if candidates.size == 0:
+            return out
+        slot = batch.slot[candidates]
+        volts = phase_block(batch, "v1")[:, candidates]
+        current = phase_block(batch, "i1")[:, candidates]
+        power = phase_block(batch, "p1")[:, candidates]
+        reactive = phase_block(batch, "q1")[:, candidates]
         ref = ctx.fleet.ref_v[slot]
         apparent = volts * current
         with np.errstate(invalid="ignore", divide="ignore"):
             pf = power / apparent
-        has_q = np.isfinite(reactive)
-        angle = np.where(
-            has_q, np.arctan2(reactive, power), np.arccos(np.clip(np.nan_to_num(pf), -1.0, 1.0))
-        )
+            # The angle as a unit vector (cos, sin): from P and Q, or from P / V*I alone
+            # (lagging assumed) when Q is not measured.
+            norm = np.hypot(power, reactive)
+            has_q = np.isfinite(reactive) & (norm > 0)
+            pf_clipped = np.clip(np.nan_to_num(pf), -1.0, 1.0)
+            cos_a = np.where(has_q, power / norm, pf_clipped)
+            sin_a = np.where(has_q, reactive / norm, np.sqrt(1.0 - pf_clipped**2))
         usable = (
-            self._eligible[slot]
-            & np.isfinite(power)
+            np.isfinite(power)
             & (current >= cfg.min_current_a)
             & (volts >= 0.85 * ref)
             & (power >= 0.0)  # negative power is the reversal detector's
         )
         base_c = self.base_cos[:, slot]
         base_s = self.base_sin[:, slot]
-        warm = self.learned_s[:, slot] >= cfg.warmup_s
-        base_angle = np.arctan2(base_s, base_c)
-        # Without Q only the magnitude of the angle is known: compare magnitudes.
-        base_cmp = np.where(has_q, base_angle, np.abs(base_angle))
-        shift = np.abs(np.angle(np.exp(1j * (angle - base_cmp))))
-        shift_deg = np.degrees(shift)
-        cold_fire = (~warm) & (np.nan_to_num(pf, nan=1.0) < cfg.min_pf)
-        warm_fire = warm & np.isfinite(base_angle) & (shift_deg >= cfg.min_shift_deg)
+        warm = (self.learned_s[:, slot] >= cfg.warmup_s) & np.isfinite(base_c)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            base_norm = np.hypot(base_c, base_s)
+            bc = base_c / base_norm
+            bs = base_s / base_norm
+        # cos of the angle between now and usual; without Q only magnitudes compare.
+        cos_shift = np.where(has_q, cos_a * bc + sin_a * bs, cos_a * bc + sin_a * np.abs(bs))
+        cold_fire = ~warm & (np.nan_to_num(pf, nan=1.0) < cfg.min_pf)
+        warm_fire = warm & (np.nan_to_num(cos_shift, nan=1.0) <= self._cos_min_shift)
         phase_fires = usable & (cold_fire | warm_fire)
         firing = phase_fires.any(axis=0)
-        holds = np.full(n, UNKNOWN, dtype=np.int8)
-        holds[usable.any(axis=0)] = CLEAR
-        holds[firing] = HOLDS
-        worst = np.where(phase_fires, shift_deg, -1.0).argmax(axis=0)
-        rows = np.arange(n)
-        expected_pf = np.where(warm & np.isfinite(base_angle), np.cos(base_angle), 0.95)
+        # The shift in degrees, only where it fires (the summary's figure).
+        shift_cos = np.where(warm, cos_shift, pf)
+        shift_cos = np.where(phase_fires, np.nan_to_num(shift_cos, nan=1.0), 2.0)
+        worst = shift_cos.argmin(axis=0)
+        rows = np.arange(candidates.size)
+        worst_deg = np.degrees(np.arccos(np.clip(shift_cos[worst, rows], -1.0, 1.0)))
+        expected_pf = np.where(warm, bc, 0.95)
         lost = apparent * expected_pf - power
         lost_w = np.where(phase_fires, np.maximum(np.nan_to_num(lost), 0.0), 0.0).sum(axis=0)
-        worst_shift = shift_deg[worst, rows] if n else np.zeros(0)
-        worst_shift = np.where(
-            warm[worst, rows] if n else np.zeros(0, dtype=np.bool_),
-            worst_shift,
-            np.degrees(
-                np.arccos(np.clip(np.nan_to_num(pf[worst, rows] if n else np.zeros(0)), -1, 1))
-            ),
-        )
-        self._learn(
-            ctx, angle, usable & ~phase_fires & (np.nan_to_num(pf, nan=0.0) >= cfg.min_pf), slot
-        )
-        return Conditions(
-            holds=holds,
-            phase=np.where(firing, worst + 1, 0).astype(np.int8),
-            loss_w=np.where(firing, lost_w, 0.0),
-            score=np.where(firing, np.clip(0.4 + np.nan_to_num(worst_shift) / 60.0, 0.0, 1.0), 0.0),
-            magnitude=np.where(firing, np.nan_to_num(worst_shift), 0.0),
-        )
+        clean = usable & ~phase_fires & (np.nan_to_num(pf, nan=0.0) >= cfg.min_pf)
+        self._learn(ctx.dt[candidates], cos_a, sin_a, clean, slot)
+        out.holds[candidates[usable.any(axis=0)]] = CLEAR
+        fired = candidates[firing]
+        out.holds[fired] = HOLDS
+        out.phase[fired] = worst[firing] + 1
+        out.loss_w[fired] = lost_w[firing]
+        out.score[fired] = np.clip(0.4 + worst_deg[firing] / 60.0, 0.0, 1.0)
+        out.magnitude[fired] = worst_deg[firing]
+        return out
 
     def _learn(
         self,
-        ctx: BatchContext,
-        angle: np.ndarray[Any, np.dtype[np.float64]],
+        dt: FloatArray,
+        cos_a: FloatArray,
+        sin_a: FloatArray,
         clean: np.ndarray[Any, np.dtype[np.bool_]],
         slot: np.ndarray[Any, np.dtype[np.int32]],
     ) -> None:
         """Move each phase's angle baseline towards the batch's clean rows (circular mean)."""
         size = self.base_cos.shape[1]
-        step_s = np.where(ctx.dt > 0, ctx.dt, 60.0)
+        step_s = np.where(dt > 0, dt, 60.0)
         for k in range(3):
             seconds = np.where(clean[k], step_s, 0.0)
             covered = np.bincount(slot, weights=seconds, minlength=size).astype(np.float64)
             touched = np.flatnonzero(covered > 0)
             if touched.size == 0:
                 continue
-            a = np.where(clean[k], angle[k], 0.0)
-            cos_sum = np.bincount(slot, weights=np.cos(a) * seconds, minlength=size)
-            sin_sum = np.bincount(slot, weights=np.sin(a) * seconds, minlength=size)
+            cos_sum = np.bincount(
+                slot, weights=np.where(clean[k], cos_a[k], 0.0) * seconds, minlength=size
+            )
+            sin_sum = np.bincount(
+                slot, weights=np.where(clean[k], sin_a[k], 0.0) * seconds, minlength=size
+            )
             mean_c = cos_sum[touched] / covered[touched]
             mean_s = sin_sum[touched] / covered[touched]
             learned = self.learned_s[k, touched]
