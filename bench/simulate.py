@@ -7,7 +7,7 @@ Measures, in one run:
 and, as the bare-library floor, numpy filling the same number of values with normal
 random numbers. Real time for this fleet is (meters) readings/s; the target is >= 10x.
 
-    .venv/bin/python bench/simulate.py [--meters 10000] [--seconds 60]
+    .venv/bin/python bench/simulate.py [--meters 10000] [--seconds 60] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import argparse
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--meters", type=int, default=10_000, help="customer meters")
     parser.add_argument("--seconds", type=int, default=60, help="simulated seconds per part")
     parser.add_argument("--chunk", type=int, default=10, help="seconds per physics frame")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per part (best is kept)")
     args = parser.parse_args()
 
     t_build = time.perf_counter()
@@ -89,12 +91,21 @@ def main() -> None:
           f"Python {platform.python_version()}, numpy {np.__version__}")  # fmt: skip
     real_time = float(n_all)  # readings/s at one reading per meter per second
 
+    # Best of --repeat runs of each part: the machine is shared, the minimum is the signal.
+    def best(run: Callable[[], tuple[int, float]]) -> tuple[int, float]:
+        runs = [run() for _ in range(args.repeat)]
+        return min(runs, key=lambda r: r[1])
+
     results = {
-        "numpy normal fill (floor)": bench_baseline(n_all, args.seconds, args.chunk),
-        "physics frames": bench_physics(model, t0, args.seconds, args.chunk),
-        "physics + readings.csv": bench_csv(FleetModel(scenario), t0, max(5, args.seconds // 4)),
-        "live read() per meter": bench_live(
-            LiveFleet(FleetModel(scenario)), t0, max(2, args.seconds // 20)
+        "numpy normal fill (floor)": best(lambda: bench_baseline(n_all, args.seconds, args.chunk)),
+        "physics frames": best(
+            lambda: bench_physics(FleetModel(scenario), t0, args.seconds, args.chunk)
+        ),
+        "physics + readings.csv": best(
+            lambda: bench_csv(FleetModel(scenario), t0, max(5, args.seconds // 4))
+        ),
+        "live read() per meter": best(
+            lambda: bench_live(LiveFleet(FleetModel(scenario)), t0, max(2, args.seconds // 20))
         ),
     }
     floor = _rate(*results["numpy normal fill (floor)"])
