@@ -14,19 +14,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulators import noise
-from simulators.load import DAY_S, phase_loads_kw
+from simulators.load import DAY_S, phase_loads_kw, solar_kw
 from simulators.population import (
     PHASE_ANGLES,
     BoolArray,
     FloatArray,
-    IntArray,
     Population,
     build_population,
 )
 from simulators.scenario import (
     DEFAULT_START,
     HOUR_S,
-    Confounder,
     Incident,
     Scenario,
     ScenarioError,
@@ -34,15 +32,13 @@ from simulators.scenario import (
 
 # Noise streams of the physics (load.py uses 1..19).
 _S_SRC_SLOW, _S_SRC_FAST, _S_PF, _S_FREQ, _S_FREQ_FAST = 30, 31, 32, 33, 34
-_S_NV, _S_NI, _S_NA, _S_NN, _S_NF, _S_TAP = 40, 41, 42, 43, 44, 45
+_S_NV, _S_NI, _S_NA, _S_NN, _S_NF = 40, 41, 42, 43, 44
 
 #: Measurement noise of a class-1 meter: relative sd of voltage and current, angle sd (rad).
 NOISE_V, NOISE_I, NOISE_ANGLE = 2e-4, 1e-3, 1e-3
 #: Voltages below this are an outage: nothing flows and nothing is measured.
 DEAD_V = 1.0
 
-#: Feeder meters: CT-connected, neutral current not measured (blank `in`).
-FEEDER_MEASURES_NEUTRAL = False
 #: Standard CT primary ratings for feeder meters, A.
 FEEDER_CT_STEPS = np.array(
     [100, 150, 200, 250, 300, 400, 500, 600, 800, 1000, 1250, 1500, 2000, 2500, 3000, 4000],
@@ -339,8 +335,6 @@ class FleetModel:
         tan_phi = self._tan_phi * (1.0 + 0.1 * noise.smooth(seed, _S_PF, np.arange(pop.n), t,
                                                             1800.0))  # fmt: skip
         q = p_load * tan_phi[:, :, None]
-        from simulators.load import solar_kw  # local: keeps the module graph flat
-
         sun = solar_kw(pop, t) * 1000.0
         per_slot = np.where(pop.three_phase, 1.0 / 3.0, 1.0)
         p = p_load - (sun * per_slot)[:, :, None] * pop.active[None, :, :]
@@ -523,6 +517,3 @@ def bound_incidents(model: FleetModel) -> list[tuple[Incident, str, int | None]]
             phase = None
         out.append((inc, model.pop.customers[b.meter].id, phase))
     return out
-
-
-__all__ = ["Confounder", "FleetModel", "Frame", "IntArray", "MeterKey", "TimedEvent"]
