@@ -32,14 +32,20 @@ class Source(Protocol):
 
 def batch_from_rows(rows: Sequence[tuple[float, int, dict[str, float], int]]) -> ReadingBatch:
     """Build a batch from (ts, slot, quantities, event mask) rows, for low-rate sources."""
-    batch = ReadingBatch.empty(len(rows))
-    for r, (ts, slot, values, events) in enumerate(rows):
-        batch.ts[r] = ts
-        batch.slot[r] = slot
-        batch.events[r] = events
+    n = len(rows)
+    nan = float("nan")
+    # Python lists take single items faster than numpy arrays; convert once at the end.
+    columns = [[nan] * n for _ in QUANTITY_INDEX]
+    index = QUANTITY_INDEX
+    for r, (_ts, _slot, values, _events) in enumerate(rows):
         for quantity, value in values.items():
-            batch.values[QUANTITY_INDEX[quantity], r] = value
-    return batch
+            columns[index[quantity]][r] = value
+    return ReadingBatch(
+        ts=np.array([row[0] for row in rows], dtype=np.float64),
+        slot=np.array([row[1] for row in rows], dtype=np.int32),
+        values=np.array(columns, dtype=np.float64).reshape(len(index), n),
+        events=np.array([row[3] for row in rows], dtype=np.uint32),
+    )
 
 
 def jittered_backoff(attempt: int, base: float, cap: float, rng: np.random.Generator) -> float:

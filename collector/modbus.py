@@ -80,7 +80,7 @@ class ModbusSource:
             settings.host,
             port=settings.port,
             framer=FramerType.RTU if settings.framer == "rtu" else FramerType.SOCKET,
-            # Timeouts and retries are per meter and ours (asyncio.wait_for); the
+            # Timeouts and retries are per meter and ours (asyncio.timeout); the
             # client's own only guard against a wait that never ends.
             timeout=longest + 1.0,
             retries=0,
@@ -154,10 +154,8 @@ class ModbusSource:
             call = self._client.read_holding_registers
         self.counters["requests"] += 1
         try:
-            response = await asyncio.wait_for(
-                call(request.address, count=request.count, device_id=device.unit),
-                device.timeout_s,
-            )
+            async with asyncio.timeout(device.timeout_s):  # no extra task, unlike wait_for
+                response = await call(request.address, count=request.count, device_id=device.unit)
         except TimeoutError as exc:
             raise ReadFailedError("timeout", f"no answer within {device.timeout_s:g} s") from exc
         except ModbusException as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -20,6 +20,8 @@ MAX_REGISTERS_PER_REQUEST = 125  # the Modbus limit for function 03/04
 RegisterType = Literal["float32", "int16", "uint16", "int32", "uint32"]
 WordOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
 _WIDTH = {"float32": 2, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2}
+#: A compiled answer layout: struct, quantities in order, scales (None: all 1).
+_Layout = tuple[struct.Struct, tuple[str, ...], tuple[float, ...] | None]
 _STRUCT = {"float32": ">f", "int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I"}
 
 
@@ -78,6 +80,11 @@ class ReadRequest:
     address: int
     count: int
     entries: tuple[RegisterEntry, ...]
+    #: One struct for the whole answer when no entry needs reordering (decode's fast path).
+    layout: _Layout | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layout", _compile(self))
 
 
 def plan_requests(
@@ -123,13 +130,47 @@ def decode(request: ReadRequest, registers: list[int]) -> dict[str, float]:
             f"read {request.address:#06x}+{request.count}",
             f"expected {request.count} registers, got {len(registers)}",
         )
+    compiled = request.layout
+    if compiled is not None:  # every entry big-endian: one unpack for the whole answer
+        layout, names, scales = compiled
+        wire = struct.pack(f">{len(registers)}H", *registers)
+        raw_values = layout.unpack(wire)
+        if scales is None:
+            return dict(zip(names, map(float, raw_values), strict=True))
+        return {n: float(v) * k for n, v, k in zip(names, raw_values, scales, strict=True)}
     out: dict[str, float] = {}
+    wire = b""
     for entry in request.entries:
         offset = entry.address - request.address
-        raw = _to_bytes(registers[offset : offset + entry.width], entry.word_order)
-        value = float(struct.unpack(_STRUCT[entry.type], raw)[0])
-        out[entry.quantity] = value * entry.scale
+        if entry.word_order == "ABCD":  # big-endian as on the wire: unpack in place
+            if not wire:
+                wire = struct.pack(f">{len(registers)}H", *registers)
+            value = float(struct.unpack_from(_STRUCT[entry.type], wire, 2 * offset)[0])
+        else:
+            raw = _to_bytes(registers[offset : offset + entry.width], entry.word_order)
+            value = float(struct.unpack(_STRUCT[entry.type], raw)[0])
+        out[entry.quantity] = value * entry.scale if entry.scale != 1.0 else value
     return out
+
+
+_CODE = {"float32": "f", "int16": "h", "uint16": "H", "int32": "i", "uint32": "I"}
+
+
+def _compile(request: ReadRequest) -> _Layout | None:
+    """Return one struct covering a request's entries, or None when they need reordering."""
+    entries = sorted(request.entries, key=lambda e: e.address)
+    if any(e.word_order != "ABCD" for e in entries):
+        return None
+    fmt, position = ">", request.address
+    for entry in entries:
+        if entry.address < position:
+            return None  # overlapping entries: decode one by one
+        fmt += f"{2 * (entry.address - position)}x{_CODE[entry.type]}"
+        position = entry.address + entry.width
+    fmt += f"{2 * (request.address + request.count - position)}x"
+    scales = tuple(e.scale for e in entries)
+    plain = all(k == 1.0 for k in scales)
+    return struct.Struct(fmt), tuple(e.quantity for e in entries), None if plain else scales
 
 
 def encode(value: float, type_: RegisterType = "float32", order: WordOrder = "ABCD") -> list[int]:

@@ -127,6 +127,9 @@ async def test_all_units_silent_backs_off_the_gateway() -> None:
         for unit in range(1, 5):
             gateway.set_fault(unit, Fault.NONE)
         batch = await asyncio.wait_for(poll, timeout=15)
+        # A pass that straddled the switch may miss some meters; the next one has them all.
+        if len(batch) < 4:
+            batch = await asyncio.wait_for(anext(batches), timeout=5)
         await batches.aclose()
     assert len(batch) == 4
 
