@@ -77,29 +77,45 @@ def _float(regs: Sequence[int], offset: int) -> float:
 
 async def test_fleet_served_over_modbus_reads_back_with_an_independent_client() -> None:
     fleet = LiveFleet(FleetModel(scenario()), resolution_s=60.0)
-    t0 = float(TIMES[10])
-    three = [lm for lm in fleet.meters if lm.meter.phases == 3][:3]
+    now = [float(TIMES[10])]
+    three = [lm for lm in fleet.meters if lm.meter.phases == 3 and lm.measures_neutral][:3]
     single = [lm for lm in fleet.meters if lm.meter.phases == 1][:2]
     units = list(enumerate(three + single, start=1))
     port = free_port()
-    async with ModbusGateway(units, port=port, clock=lambda: t0):
+    last_e: dict[int, float] = {}
+    async with ModbusGateway(units, port=port, clock=lambda: now[0]):
         client = AsyncModbusTcpClient("127.0.0.1", port=port)
         assert await client.connect()
         try:
-            for unit, lm in units:
-                expected = lm.read(t0)
-                # Eastron SDM630/SDM120: input registers, float32 high word first.
-                reply = await client.read_input_registers(0, count=0x4C, device_id=unit)
-                regs = reply.registers
-                assert abs(_float(regs, 0x00) - expected["v1"]) < 1e-3 * expected["v1"]
-                assert abs(_float(regs, 0x06) - expected["i1"]) < 1e-3 * expected["i1"] + 1e-3
-                assert abs(_float(regs, 0x0C) - expected["p1"]) < 1e-3 * abs(expected["p1"]) + 0.1
-                assert abs(_float(regs, 0x48) - expected["e_imp"]) < 1e-3 * expected["e_imp"]
-                v, i, p = _float(regs, 0x00), _float(regs, 0x06), _float(regs, 0x0C)
-                q = _float(regs, 0x18)
-                assert abs(np.hypot(p, q) - v * i) < 1e-3 * v * i + 0.5
+            for _ in range(3):
+                for unit, lm in units:
+                    expected = lm.read(now[0])
+                    # Eastron SDM630/SDM120: input registers, float32 high word first.
+                    reply = await client.read_input_registers(0, count=0x4C, device_id=unit)
+                    regs = reply.registers
+                    phases = lm.meter.phases
+                    v = np.array([_float(regs, 0x00 + 2 * k) for k in range(phases)])
+                    i = np.array([_float(regs, 0x06 + 2 * k) for k in range(phases)])
+                    p = np.array([_float(regs, 0x0C + 2 * k) for k in range(phases)])
+                    q = np.array([_float(regs, 0x18 + 2 * k) for k in range(phases)])
+                    assert abs(v[0] - expected["v1"]) < 1e-3 * expected["v1"]
+                    assert abs(p[0] - expected["p1"]) < 1e-3 * abs(expected["p1"]) + 0.1
+                    np.testing.assert_allclose(np.hypot(p, q), v * i, rtol=1e-3, atol=0.5)
+                    e_imp = _float(regs, 0x48)
+                    assert abs(e_imp - expected["e_imp"]) < 1e-4 * expected["e_imp"]
+                    assert e_imp >= last_e.get(unit, 0.0)
+                    last_e[unit] = e_imp
+                    if phases == 3:
+                        # Neutral current (0xE0) = phasor sum of the phase currents.
+                        reply = await client.read_input_registers(0xE0, count=2, device_id=unit)
+                        neutral = _float(reply.registers, 0)
+                        angles = PHASE_ANGLES - np.arctan2(q, p)
+                        phasor = float(abs((i * np.exp(1j * angles)).sum()))
+                        assert abs(neutral - phasor) < 0.15 + 0.01 * neutral
+                now[0] += 900.0
         finally:
             client.close()
+    assert all(e > 0 for e in last_e.values())
 
 
 def test_outage_events_reach_every_meter_of_the_transformer_with_their_times() -> None:
