@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import (
@@ -12,12 +13,13 @@ from detectors.base import (
     Detector,
     DetectorConfig,
     IncidentFacts,
+    ewma_weight,
     format_duration,
     phase_label,
     register,
 )
 from detectors.context import BatchContext, phase_block
-from meterguard.model import AlertKind, MeterRegistry, ReadingBatch
+from meterguard.model import AlertKind, FloatArray, MeterRegistry, ReadingBatch
 
 #: Supply voltage phasor angles of L1, L2, L3 (radians).
 _ANGLES = np.array([0.0, -2.0 * np.pi / 3.0, 2.0 * np.pi / 3.0])
@@ -25,6 +27,7 @@ _DEFAULT_PF = 0.95
 _UNITS = np.exp(1j * _ANGLES)
 #: Export on a phase beyond this, W, at a customer without generation: a reversal.
 _REVERSED_W = 30.0
+_USUAL_TAU_S = 3600.0
 
 
 class BypassConfig(DetectorConfig):
@@ -34,7 +37,7 @@ class BypassConfig(DetectorConfig):
         default=0.3, gt=0, description="Below this current, A, a mismatch cannot be told."
     )
     min_mismatch_ratio: float = Field(
-        default=0.15,
+        default=0.08,
         gt=0,
         lt=1,
         description="Neutral/phase mismatch, as a share of the load current, that counts.",
@@ -66,6 +69,7 @@ class BypassDetector(Detector):
         self._eligible = registry.flag_array(lambda m: m.role == "customer" and m.service != "3p3w")
         self._three = registry.flag_array(lambda m: m.phases == 3)
         self._generation = registry.flag_array(lambda m: m.generation)
+        self.usual_a = np.zeros((3, len(registry)))
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Mark rows whose neutral current disagrees with the metered phase currents."""
@@ -109,9 +113,18 @@ class BypassDetector(Detector):
         along = computed[None, :] * np.conj(unit)
         disc = neutral[None, :] ** 2 - along.imag**2
         with np.errstate(invalid="ignore"):
-            delta = -along.real + np.sqrt(disc)
+            root = np.sqrt(disc)
+            # The smaller non-negative root: the least unmetered current that explains it.
+            low_root = -along.real - root
+            delta = np.where(low_root >= 0, low_root, -along.real + root)
         delta = np.where((disc >= 0) & (delta >= 0), delta, np.inf)
-        best = delta.argmin(axis=0)
+        # Which phase: the one whose current fell most against its own recent level (the
+        # neutral's magnitude alone cannot say); before that is known, the least current
+        # that explains the neutral.
+        usual = self.usual_a[:, slot]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fall = np.where(np.isfinite(delta) & (usual > 0), current / usual, np.inf)
+        best = np.where(np.isfinite(fall).any(axis=0), fall.argmin(axis=0), delta.argmin(axis=0))
         rows = np.arange(m)
         explained = delta[best, rows]
         three_mismatch = np.abs(neutral - np.abs(computed))
@@ -138,6 +151,7 @@ class BypassDetector(Detector):
         v_phase = np.where(v_phase > 0, v_phase, ctx.fleet.ref_v[slot])
         loss = unmetered_a * v_phase * pf[phase - 1, rows]
         score = np.clip(0.5 + 0.5 * (np.nan_to_num(ratio) - cfg.min_mismatch_ratio) / 0.5, 0, 1)
+        self._learn(ctx.dt[candidates], current, judged & ~firing, slot)
         out.holds[candidates[judged]] = CLEAR
         fired = candidates[firing]
         out.holds[fired] = HOLDS
@@ -146,6 +160,27 @@ class BypassDetector(Detector):
         out.score[fired] = score[firing]
         out.magnitude[fired] = ratio[firing]
         return out
+
+    def _learn(
+        self,
+        dt: FloatArray,
+        current: FloatArray,
+        clean: npt.NDArray[np.bool_],
+        slot: npt.NDArray[np.int32],
+    ) -> None:
+        """Follow each phase's usual current (an hour's time constant) on clean rows."""
+        size = self.usual_a.shape[1]
+        seconds = np.where(clean, np.where(dt > 0, dt, 60.0), 0.0)
+        covered = np.bincount(slot, weights=seconds, minlength=size).astype(np.float64)
+        touched = np.flatnonzero(covered > 0)
+        if touched.size == 0:
+            return
+        weight = ewma_weight(covered[touched], _USUAL_TAU_S)
+        for k in range(3):
+            sums = np.bincount(slot, weights=np.nan_to_num(current[k]) * seconds, minlength=size)
+            mean = sums[touched] / covered[touched]
+            old = self.usual_a[k, touched]
+            self.usual_a[k, touched] = np.where(old > 0, old + weight * (mean - old), mean)
 
     def summarise(self, facts: IncidentFacts) -> str:
         """Describe the unmetered share and how long it has gone on."""

@@ -202,8 +202,8 @@ class ConsumptionDropDetector(Detector):
             slope = (f[_XY] / n - fx * fy) / var_x
             intercept = fy - slope * fx
             implied = (y_mean - intercept) / slope
-        usable = (n >= 120) & (var_x > 1e-3 * np.maximum(fx * fx, 1e-6)) & (slope > 0)
-        usable &= h[_PAIRED] >= 10
+        usable = (n >= 30) & (var_x > 1e-3 * np.maximum(fx * fx, 1e-6)) & (slope > 0)
+        usable &= h[_PAIRED] >= 3
         usable &= (y_mean - intercept) >= cfg.min_implied_drop_v
         return x_mean, np.where(usable, implied, np.nan)
 

@@ -172,7 +172,16 @@ class ImbalanceDetector(Detector):
             self.base_share[k, first] = sums[first] / covered[first]
             direction = np.where(clean & ~fresh, np.sign(share[k] - base_rows), 0.0)
             pull = np.bincount(slot, weights=direction * minutes, minlength=size)
-            self.base_share[k, touched] += self.cfg.median_step * pull[touched]
+            # Never step past the batch's own mean: many rows of one meter in one batch
+            # would otherwise overshoot.
+            old = self.base_share[k, touched]
+            mean = sums[touched] / covered[touched]
+            moved = old + self.cfg.median_step * pull[touched]
+            self.base_share[k, touched] = np.where(
+                moved > old,
+                np.minimum(moved, np.maximum(old, mean)),
+                np.maximum(moved, np.minimum(old, mean)),
+            )
         self.learned_s[touched] += covered[touched] * 60.0
 
     def evidence(self, slot: int) -> dict[str, Any]:

@@ -1,0 +1,348 @@
+"""Each detector: a positive case, the confounders it must not fire on (DOMAIN.md §4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from meterguard.model import Meter, MeterEvent, MeterRegistry
+from tests.conftest import make_batch
+from tests.detectors.physics import feed, only, opened, reading
+
+MINUTE = 60.0
+HOUR = 3600.0
+
+
+@pytest.fixture
+def fleet() -> MeterRegistry:
+    return MeterRegistry(
+        [
+            Meter(id="A", service="3p4w", nominal_v=230, transformer="T1"),
+            Meter(id="B", service="3p4w", nominal_v=230, transformer="T1"),
+            Meter(id="C", service="1p2w", nominal_v=230, transformer="T1"),
+            Meter(id="SUN", service="3p4w", nominal_v=230, transformer="T1", generation=True),
+            Meter(id="FDR", service="3p4w", nominal_v=230, transformer="T1", role="feeder"),
+            Meter(id="CT", service="3p4w", nominal_v=230, transformer="T2", ct_primary_a=200),
+            Meter(id="CT2", service="3p4w", nominal_v=230, transformer="T2", ct_primary_a=200),
+            Meter(
+                id="SHOP",
+                service="3p4w",
+                nominal_v=230,
+                transformer="T2",
+                customer_class="commercial",
+            ),
+        ]
+    )
+
+
+A, B, C, SUN, FDR, CT, CT2, SHOP = range(8)
+
+
+# ---------------------------------------------------------------- bypass
+
+
+def test_bypass_three_phase_neutral_shows_the_unmetered_phase(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "bypass", raise_after_s=120)
+    honest = [(t, A, reading([9.0, 2.0, 5.0])) for t in np.arange(0, 600, MINUTE)]
+    assert feed(engine, honest) == []  # unbalanced but honest: the neutral agrees
+    shunted = reading([9.0, 2.0, 5.0], metered=[1.0, 1.0, 0.5])
+    events = feed(engine, [(t, A, shunted) for t in np.arange(600, 1200, MINUTE)])
+    alert = opened(events)[0].alert
+    assert alert.kind == "bypass"
+    assert alert.phase == 3
+    assert alert.start == 600
+    # Half of 5 A at 230 V and PF 0.95 for 120 s until it raised.
+    assert alert.estimated_kwh_lost == pytest.approx(2.5 * 230 * 0.95 * 120 / 3.6e6, rel=0.05)
+
+
+def test_bypass_single_phase_and_no_neutral_measurement(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "bypass", raise_after_s=0)
+    earth_return = reading([6.0], phases=1)
+    earth_return["in"] = 0.4  # load returns through earth: neutral current ~0
+    assert opened(feed(engine, [(0.0, C, earth_return)]))[0].alert.phase == 1
+    # Without a measured neutral the row cannot be told: nothing fires.
+    blind = reading([9.0, 2.0, 0.0], neutral=False)
+    assert feed(engine, [(t, B, blind) for t in np.arange(0, 600, MINUTE)]) == []
+
+
+def test_bypass_leaves_a_reversed_phase_to_the_reversal_detector(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "bypass", raise_after_s=0)
+    reversed_ct = reading([4.0, 4.0, 4.0], shift_deg=[0.0, 180.0, 0.0])
+    assert feed(engine, [(t, A, reversed_ct) for t in np.arange(0, 300, MINUTE)]) == []
+
+
+# ---------------------------------------------------------------- imbalance
+
+
+def _warm(
+    slot: int, shares: tuple[float, float, float], hours: float, start: float = 0.0
+) -> list[tuple[float, int, dict[str, float]]]:
+    rows = []
+    for t in np.arange(start, start + hours * HOUR, MINUTE):
+        load = 10.0 * (1.0 + 0.5 * np.sin(t / 7200.0))
+        rows.append((t, slot, reading([load * s for s in shares], neutral=False)))
+    return rows
+
+
+def test_imbalance_fires_on_a_collapsing_phase_after_warm_up(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "imbalance")
+    shares = (0.5, 0.3, 0.2)
+    assert feed(engine, _warm(B, shares, 7.0), per_batch=60) == []
+    theft = [
+        (t, B, reading([5.0, 3.0, 2.0], metered=[0.5, 1.0, 1.0], neutral=False))
+        for t in np.arange(7 * HOUR, 8 * HOUR, MINUTE)
+    ]
+    alert = opened(feed(engine, theft, per_batch=5))[0].alert
+    assert alert.kind == "imbalance"
+    assert alert.phase == 1
+    assert alert.start == 7 * HOUR
+    assert alert.estimated_kwh_lost > 0
+
+
+def test_imbalance_ignores_lopsided_loads_appliances_and_proportional_falls(
+    fleet: MeterRegistry,
+) -> None:
+    engine = only(fleet, "imbalance")
+    # Lopsided from the first day: judged against its own history, so never a theft.
+    assert feed(engine, _warm(B, (0.68, 0.25, 0.07), 8.0), per_batch=60) == []
+    engine = only(fleet, "imbalance")
+    shares = (0.34, 0.33, 0.33)
+    assert feed(engine, _warm(B, shares, 7.0), per_batch=60) == []
+    kettle = [  # 8 minutes of a 3 kW appliance on phase 2, then a plant halving its load
+        (t, B, reading([3.4, 3.3 + 13.0, 3.3], neutral=False))
+        for t in np.arange(7 * HOUR, 7 * HOUR + 480, MINUTE)
+    ] + [
+        (t, B, reading([1.7, 1.65, 1.65], neutral=False))
+        for t in np.arange(7 * HOUR + 480, 9 * HOUR, MINUTE)
+    ]
+    assert feed(engine, kettle, per_batch=5) == []
+
+
+# ---------------------------------------------------------------- voltage loss
+
+
+def _transformer_rows(
+    t: float, volts: float, low: dict[int, list[float]] | None = None
+) -> list[tuple[float, int, dict[str, float]]]:
+    low = low or {}
+    rows = [
+        (t, A, reading([5.0, 5.0, 5.0], volts=low.get(A, [volts] * 3))),
+        (t, B, reading([4.0, 3.0, 5.0], volts=low.get(B, [volts] * 3))),
+        (t, C, reading([3.0], volts=low.get(C, [volts]), phases=1)),
+    ]
+    return rows
+
+
+def test_voltage_loss_on_one_meter_that_the_neighbours_do_not_share(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "voltage_loss", raise_after_s=120)
+    rows = []
+    for t in np.arange(0, 600, MINUTE):
+        rows += _transformer_rows(t, 231.0, {A: [231.0, 231.0, 0.6 * 231.0]})
+    alert = opened(feed(engine, rows))[0].alert
+    assert (alert.meter, alert.kind, alert.phase) == ("A", "voltage_loss", 3)
+    assert alert.estimated_kwh_lost > 0
+
+
+def test_voltage_loss_ignores_brownouts_and_outages(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "voltage_loss", raise_after_s=0)
+    rows = []
+    for t in np.arange(0, 1800, MINUTE):
+        rows += _transformer_rows(t, 0.8 * 230.0)  # every meter of T1 sags together
+    for t in np.arange(1800, 3600, MINUTE):
+        rows += [(t, s, {"v1": 0.0, "v2": 0.0, "v3": 0.0, "i1": 0.0, "i2": 0.0, "i3": 0.0})
+                 for s in (A, B)]  # fmt: skip
+    assert feed(engine, rows) == []
+
+
+# ---------------------------------------------------------------- phase shift
+
+
+def test_phase_shift_of_25_degrees_against_the_phase_history(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "phase_shift", raise_after_s=120)
+    honest = [(t, A, reading([6.0, 5.0, 4.0], pf=0.97)) for t in np.arange(0, 3 * HOUR, MINUTE)]
+    assert feed(engine, honest, per_batch=30) == []
+    shifted = reading([6.0, 5.0, 4.0], pf=0.97, shift_deg=[25.0, 0.0, 0.0])
+    rows = [(t, A, shifted) for t in np.arange(3 * HOUR, 3 * HOUR + 900, MINUTE)]
+    alert = opened(feed(engine, rows))[0].alert
+    assert (alert.kind, alert.phase) == ("phase_shift", 1)
+    assert alert.evidence["usual_angle_deg"][0] == pytest.approx(14.1, abs=0.5)
+    assert alert.summary.count(" ") + 25 > 20  # the summary names the shift
+    assert "25 deg" in alert.summary
+
+
+def test_phase_shift_ignores_a_low_power_factor_load_and_solar(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "phase_shift", raise_after_s=0)
+    motor = [(t, B, reading([8.0, 8.0, 8.0], pf=0.7)) for t in np.arange(0, 4 * HOUR, MINUTE)]
+    assert feed(engine, motor, per_batch=30) == []
+    solar = [(t, SUN, reading([3.0, 3.0, 3.0], pf=0.2)) for t in np.arange(0, HOUR, MINUTE)]
+    assert feed(engine, solar, per_batch=30) == []
+
+
+# ---------------------------------------------------------------- tamper
+
+
+def test_tamper_opens_at_the_event_and_clears_after_the_cover_closes(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "tamper", clear_after_s=600)
+    events = []
+    for t in np.arange(0, 3600, MINUTE):
+        batch = make_batch([(t, A, reading([5.0, 5.0, 5.0]))])
+        if t == 1200:
+            batch.events[0] = MeterEvent.COVER_OPEN
+        if t == 1800:
+            batch.events[0] = MeterEvent.COVER_CLOSED
+        events += engine.process(batch)
+    types = [(e.type.value, e.ts) for e in events if e.type.value != "update"]
+    # Closed at 1800: the last reading under an open cover was at 1740, +600 s of quiet.
+    assert types == [("open", 1200.0), ("clear", 2340.0)]
+    assert events[-1].alert.end == 1740.0  # the last reading under an open cover
+    assert events[0].alert.evidence["onset"]["events"] == ["cover_open"]
+
+
+def test_tamper_ignores_power_events(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "tamper")
+    batch = make_batch([(0.0, A, reading([1.0, 1.0, 1.0])), (60.0, A, reading([1.0, 1.0, 1.0]))])
+    batch.events[0] = MeterEvent.POWER_DOWN
+    batch.events[1] = MeterEvent.POWER_UP
+    assert engine.process(batch) == []
+
+
+# ---------------------------------------------------------------- comms loss
+
+
+def test_comms_loss_when_a_meter_falls_silent_on_a_live_transformer(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "comms_loss", silence_s=900)
+    rows = []
+    for t in np.arange(0, 7200, MINUTE):
+        rows.append((t, B, reading([3.0, 3.0, 3.0])))
+        rows.append((t, FDR, reading([30.0, 30.0, 30.0], neutral=False)))
+        if t < 1800 or t >= 5400:
+            rows.append((t, A, reading([3.0, 3.0, 3.0])))
+    events = feed(engine, rows, per_batch=15)
+    kinds = [(e.type.value, e.alert.meter) for e in events if e.type.value != "update"]
+    assert kinds == [("open", "A"), ("clear", "A")]
+    alert = events[-1].alert
+    assert alert.start == 1800  # the first reading that did not come
+    assert 5000 < (alert.end or 0) < 5400
+
+
+def test_comms_loss_not_raised_for_a_dead_transformer(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "comms_loss", silence_s=900)
+    rows = []
+    for t in np.arange(0, 1800, MINUTE):
+        rows += [(t, s, reading([3.0, 3.0, 3.0])) for s in (A, B, FDR)]
+    # T1 goes dark (every meter after a power_down); T2 keeps the data clock running.
+    rows += [(t, SHOP, reading([3.0, 3.0, 3.0])) for t in np.arange(1800, 9000, MINUTE)]
+    batch_rows = feed(engine, rows[: 3 * 30], per_batch=30)
+    last = make_batch([(1800.0, s, {"v1": 0.0, "v2": 0.0, "v3": 0.0}) for s in (A, B, FDR)])
+    last.events[:] = MeterEvent.POWER_DOWN
+    assert batch_rows + engine.process(last) + feed(engine, rows[3 * 30 :], per_batch=30) == []
+
+
+# ---------------------------------------------------------------- energy balance
+
+
+def test_energy_balance_on_the_feeder_beyond_the_loss_allowance(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "energy_balance", loss_allowance=0.05, min_excess_w=300)
+    rows = []
+    for t in np.arange(0, 6 * HOUR, MINUTE):
+        customers = [
+            (A, reading([5.0, 5.0, 5.0])),
+            (B, reading([4.0, 4.0, 4.0])),
+            (C, reading([6.0], phases=1)),
+            (SUN, reading([2.0, 2.0, 2.0])),
+        ]
+        metered_w = sum(v[f"p{k}"] for _, v in customers for k in (1, 2, 3) if f"p{k}" in v)
+        tap_w = 5000.0 if t >= 3 * HOUR else 0.0  # a load tapped past every meter
+        per_phase_a = (metered_w * 1.03 + tap_w) / (3 * 230 * 0.95)
+        rows += [(t, s, v) for s, v in customers]
+        rows.append((t, FDR, reading([per_phase_a] * 3, neutral=False)))
+    events = feed(engine, rows, per_batch=30)
+    alerts = opened(events)
+    assert [a.alert.meter for a in alerts] == ["FDR"]
+    alert = alerts[0].alert
+    assert 3 * HOUR < alert.start <= 4 * HOUR + 300  # judged at the end of the first hour
+    assert alert.evidence["feeder_w"] > alert.evidence["customers_w"]
+
+
+# ---------------------------------------------------------------- ct ratio
+
+
+def test_ct_ratio_raised_once_for_an_oversized_ct(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "ct_ratio")
+    rows = []
+    for t in np.arange(0, 50 * HOUR, 10 * MINUTE):
+        rows.append((t, CT, reading([16.0, 18.0, 14.0])))  # 8 % of a 200 A CT
+        rows.append((t, CT2, reading([120.0, 130.0, 110.0])))  # 60 %: a good fit
+    events = feed(engine, rows, per_batch=12)
+    alerts = opened(events)
+    assert [(a.alert.meter, a.alert.kind) for a in alerts] == [("CT", "ct_ratio")]
+    assert alerts[0].ts >= 24 * HOUR
+    assert alerts[0].alert.evidence["typical_load_share"] < 0.3
+    assert engine.active_count() == 1
+
+
+# ---------------------------------------------------------------- consumption drop
+
+
+def _day_rows(
+    day: int, true_scale: float, metered: float, idle: bool = False
+) -> list[tuple[float, int, dict[str, float]]]:
+    """A day of SHOP readings every 10 minutes, and its transformer's check meter.
+
+    The service cable (0.05 ohm) drops the voltage with the TRUE current; the meter sees
+    `metered` of it. `idle`: the shop is closed and draws a flat 0.3 A.
+    """
+    rows = []
+    for t in np.arange(day * 86400.0, (day + 1) * 86400.0, 10 * MINUTE):
+        hour = (t % 86400.0) / HOUR
+        shape = 4.0 + 10.0 * max(0.0, np.sin(np.pi * (hour - 6.0) / 14.0))
+        amps = 0.3 if idle else shape * true_scale
+        bus = 232.0 + 1.5 * np.sin(t / 5000.0)
+        volts = bus - 0.05 * amps
+        rows.append((t, CT2, reading([50.0, 50.0, 50.0], volts=[bus - 0.5] * 3)))
+        rows.append((t, SHOP, reading([amps] * 3, volts=[volts] * 3, metered=[metered] * 3)))
+        rows.append((t, FDR + 0, reading([80.0] * 3, volts=[bus] * 3, neutral=False)))
+    return rows
+
+
+@pytest.fixture
+def shop_fleet() -> MeterRegistry:
+    return MeterRegistry(
+        [
+            Meter(id="SHOP", service="3p4w", nominal_v=230, transformer="T2"),
+            Meter(id="OTHER", service="3p4w", nominal_v=230, transformer="T2"),
+            Meter(id="FDR2", service="3p4w", nominal_v=230, transformer="T2", role="feeder"),
+        ]
+    )
+
+
+def _shop(
+    rows: list[tuple[float, int, dict[str, float]]],
+) -> list[tuple[float, int, dict[str, float]]]:
+    # Map the fixture slots above onto shop_fleet: CT2 -> OTHER, SHOP -> SHOP, FDR -> FDR2.
+    remap = {CT2: 1, SHOP: 0, FDR: 2}
+    return [(t, remap[s], v) for t, s, v in rows]
+
+
+def test_consumption_drop_when_the_voltage_says_the_load_is_still_there(
+    shop_fleet: MeterRegistry,
+) -> None:
+    engine = only(shop_fleet, "consumption_drop")
+    rows = _shop(_day_rows(0, 1.0, 1.0) + _day_rows(1, 1.0, 0.5))
+    events = feed(engine, rows, per_batch=18)
+    alert = opened(events)[0].alert
+    assert (alert.meter, alert.kind) == ("SHOP", "consumption_drop")
+    assert alert.start > 86400.0
+    assert alert.start - 86400.0 < 6 * HOUR
+    # Each further hour adds what the baseline says went unmetered.
+    assert events[-1].alert.estimated_kwh_lost > 10
+    implied = alert.evidence["current_implied_by_voltage_drop_a"]
+    metered = alert.evidence["recent_current_a"]
+    assert implied[0] == pytest.approx(2 * metered[0], rel=0.15)
+
+
+def test_consumption_drop_ignores_honest_falls_and_shutdowns(shop_fleet: MeterRegistry) -> None:
+    # Less load (the voltage drop falls with it) and a closed shop (flat idle).
+    engine = only(shop_fleet, "consumption_drop")
+    rows = _shop(_day_rows(0, 1.0, 1.0) + _day_rows(1, 0.5, 1.0) + _day_rows(2, 1.0, 1.0, True))
+    assert feed(engine, rows, per_batch=18) == []
