@@ -34,7 +34,7 @@ from collector.mqtt_decoders import Decoder, make_decoder
 from meterguard.errors import DecodeError
 from meterguard.model import QUANTITY_INDEX, MeterRegistry, ReadingBatch
 from meterguard.settings import MqttSourceSettings
-from meterguard.status import StatusBoard
+from meterguard.status import MeterStatus, StatusBoard
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,7 @@ class MqttSource:
         ]
         self._routes: dict[bytes, _Route | None] = {}
         self._slots: dict[str, int | None] = {}
+        self._seen: dict[int, MeterStatus] = {}
         self._inbox: list[RawMessage] = []
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -401,11 +402,31 @@ class MqttSource:
 
     def _update_status(self, seen: dict[int, int], now: float) -> None:
         for s, count in seen.items():
-            meter_id = self._registry.by_slot(s).id
-            status = self._status.meter(meter_id, self.name)
+            status = self._seen.get(s)
+            if status is None:
+                status = self._seen[s] = self._status.meter(self._registry.by_slot(s).id, self.name)
             status.last_ok = now
             status.readings += count
-            status.consecutive_failures = 0
+            if status.consecutive_failures:
+                log.info("meter %s publishes again", self._registry.by_slot(s).id)
+                status.consecutive_failures = 0
+
+    def check_silence(self, now: float) -> int:
+        """Mark meters silent for 3 publishing intervals as failing; return how many are."""
+        limit = 3.0 * self.settings.interval_s
+        silent = 0
+        for s, status in self._seen.items():
+            if status.last_ok is not None and now - status.last_ok > limit:
+                silent += 1
+                if not status.consecutive_failures:
+                    status.consecutive_failures = 1
+                    status.errors += 1
+                    status.last_error = f"silent for more than {limit:g} s"
+                    status.last_error_at = now
+                    log.warning(
+                        "meter %s (mqtt %s) went silent", self._registry.by_slot(s).id, self.name
+                    )
+        return silent
 
     def ack(self, items: list[RawMessage]) -> None:
         """Acknowledge handed-on messages of the current connection (older ones come again)."""
@@ -419,7 +440,11 @@ class MqttSource:
         """Yield a batch every flush_s (sooner when batch_max messages wait)."""
         assert self._wake is not None, "use the source as an async context manager"
         flush = self.settings.flush_s
+        next_check = time.monotonic()
         while True:
+            if time.monotonic() >= next_check:
+                self.check_silence(time.time())
+                next_check = time.monotonic() + min(10.0, self.settings.interval_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), flush)
             self._wake.clear()

@@ -208,3 +208,20 @@ async def test_user_profile_reads_from_the_simulator(tmp_path: Path) -> None:
     assert 200 < batch.col("v1")[0] < 250
     assert batch.col("f")[0] == pytest.approx(50.0, abs=0.1)
     assert src.counters["requests"] == 2  # max_gap 0: two separate reads
+
+
+def test_the_documented_profile_example_loads_and_plans(tmp_path: Path) -> None:
+    from collector.profiles import load_profile_file, plan_requests
+
+    doc = (Path(__file__).parents[2] / "docs" / "COLLECTORS.md").read_text()
+    block = doc.split("# profiles/acme-em3.toml")[1].split("\n", 1)[1].split("```")[0]
+    path = tmp_path / "acme-em3.toml"
+    path.write_text(block)
+    profile = load_profile_file(path)
+    requests = plan_requests(profile)
+    # 03: 0..2 and 3..4 merge (gap 0), 10 within max_gap 10 of 5; 100 and 200 apart; f on 04.
+    assert [(r.function, r.address, r.count) for r in requests] == [
+        (3, 0, 12),
+        (3, 100, 2),
+        (4, 200, 2),
+    ]

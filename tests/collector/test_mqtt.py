@@ -202,3 +202,27 @@ async def test_shared_subscription_splits_the_stream_between_workers(broker: Bro
     assert got["a"] + got["b"] == 60
     assert got["a"] > 0
     assert got["b"] > 0
+
+
+async def test_a_meter_silent_for_three_intervals_is_reported_offline(broker: Broker) -> None:
+    registry = MeterRegistry(FLEET)
+    status = StatusBoard()
+    source = MqttSource(_settings(broker, "meterguard", interval_s=0.1), registry, status)
+    async with source:
+        await source.wait_connected(10)
+        publisher = MqttPublisher(_sims(), port=broker.port, format_="meterguard")
+        publisher.publish_round(1_767_225_600.0)
+        await _collect(source, 3)
+        assert source.check_silence(time.time()) == 0
+        await asyncio.sleep(0.4)
+        assert source.check_silence(time.time()) == 3
+        t1 = status.get("T1")
+        assert t1 is not None
+        assert not t1.online
+        assert t1.last_error is not None
+        assert "silent" in t1.last_error
+        publisher.publish_round(1_767_225_660.0)
+        publisher.close()
+        await _collect(source, 3)
+    assert t1.online
+    assert status.summary() == {"polled": 3, "online": 3, "failing": 0}
