@@ -250,6 +250,8 @@ class FleetModel:
 
     def events_between(self, t0: float, t1: float, key: MeterKey | None = None) -> list[TimedEvent]:
         """Return the meter events with t0 < time <= t1 (of one meter if `key`), in order."""
+        if not math.isfinite(t1):
+            raise ValueError("events are listed over a finite time window")
         out: list[TimedEvent] = []
         tx = None if key is None else (key.index if key.feeder else int(self.pop.tx[key.index]))
         for b in self._event_incidents:

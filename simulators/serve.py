@@ -15,11 +15,14 @@ from simulators.mqtt_publisher import MqttPublisher
 
 
 class SimClock:
-    """Simulated time: `start_s` at construction, then `speed` simulated seconds per second."""
+    """Simulated time: `start_s` at construction, then `speed` simulated seconds per second.
+
+    Speed 0 freezes the time (tests compare a front-end's answer with the physics at it).
+    """
 
     def __init__(self, start_s: float, speed: float = 1.0) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be positive")
+        if speed < 0:
+            raise ValueError("speed must not be negative")
         self.start_s = start_s
         self.speed = speed
         self._wall0 = time.monotonic()

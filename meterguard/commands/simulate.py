@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     live = parser.add_argument_group("live serving")
     live.add_argument("--live", action="store_true", help="serve the fleet live until Ctrl-C")
-    live.add_argument("--protocol", choices=["modbus", "mqtt"], default="modbus")
+    live.add_argument("--protocol", choices=["modbus", "mqtt", "dlms"], default="modbus")
     live.add_argument(
         "--speed", type=float, default=1.0, help="simulated seconds per wall second (e.g. 60)"
     )
@@ -55,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=None, help="first gateway port (5020) or broker port (1883)"
     )
     live.add_argument("--per-gateway", type=int, default=12, help="Modbus units per gateway")
+    live.add_argument(
+        "--limit", type=int, default=None, help="dlms: serve the first N meters (one port each)"
+    )
+    live.add_argument("--hdlc", action="store_true", help="dlms: HDLC over TCP, not the wrapper")
     live.add_argument(
         "--config-out",
         type=Path,
@@ -124,6 +128,8 @@ def _serve(args: argparse.Namespace, scenario: Scenario) -> int:
         write_meters_csv(args.out / "meters.csv", fleet.model.pop.all_meters())
         grid = scenario.start_s + np.arange(0.0, scenario.days * 86400.0, scenario.step_s)
         write_labels(fleet.model, args.out / "labels.csv", grid)
+    if args.protocol == "dlms":
+        return _serve_dlms(args)
     clock = SimClock(scenario.start_s + args.start_h * HOUR_S, args.speed)
     n = len(fleet.meters)
     if args.protocol == "mqtt":
@@ -147,3 +153,24 @@ def _serve(args: argparse.Namespace, scenario: Scenario) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_modbus(plans, clock, host=args.host, ready=ready))
     return 0
+
+
+def _serve_dlms(args: argparse.Namespace) -> int:
+    """Run the DLMS front-end as a child process (its library's licence keeps it apart)."""
+    import subprocess
+    import sys
+
+    child = [sys.executable, "-m", "simulators.dlms_fleet"]
+    child += ["--scenario", str(args.scenario)] if args.scenario else ["--mix", str(args.mix)]
+    child += ["--meters", str(args.meters)] if args.meters else []
+    child += ["--limit", str(args.limit)] if args.limit else []
+    child += ["--hdlc"] if args.hdlc else []
+    child += ["--port", str(args.port or 4060), "--host", args.host]
+    child += ["--speed", f"{args.speed:g}", "--start-h", f"{args.start_h:g}"]
+    with subprocess.Popen(child) as process:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait(10)
+            return 0
