@@ -1,0 +1,136 @@
+"""`meterguard replay` and `meterguard evaluate` through the CLI, as acceptance runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+METERS = """meter,service,nominal_v,transformer,role,generation
+M1,3p4w,230,T1,customer,false
+M2,3p4w,230,T1,customer,false
+M3,1p2w,230,T1,customer,false
+M4,1p2w,230,T1,customer,false
+FDR,3p4w,230,T1,feeder,false
+M5,3p4w,230,T2,customer,false
+FDR2,3p4w,230,T2,feeder,false
+"""
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meterguard.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _alert(meter: str, kind: str, start: str) -> str:
+    return json.dumps({"id": f"{meter}-{kind}", "meter": meter, "kind": kind, "start": start})
+
+
+def test_evaluate_scores_hand_written_alerts(tmp_path: Path) -> None:
+    (tmp_path / "meters.csv").write_text(METERS)
+    # Two readings give the data span: two days, 7 meters -> 14 meter-days.
+    (tmp_path / "readings.csv").write_text(
+        "ts,meter,v1\n2026-01-05T00:00:00Z,M1,230\n2026-01-07T00:00:00Z,M1,230\n"
+    )
+    (tmp_path / "labels.csv").write_text(
+        "meter,kind,start,end,phase,magnitude\n"
+        "M1,bypass,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,1,0.3\n"
+        "M2,reversal,2026-01-05T10:00:00Z,2026-01-05T11:00:00Z,2,1\n"
+        "M3,voltage_loss,2026-01-05T08:00:00Z,2026-01-05T09:00:00Z,1,0.5\n"
+        "M4,comms_loss,2026-01-05T13:00:00Z,2026-01-05T14:00:00Z,,\n"
+    )
+    alerts = [
+        _alert("M1", "imbalance", "2026-01-05T10:10:00Z"),  # detected, equivalent kind
+        _alert("M2", "phase_shift", "2026-01-05T09:56:00Z"),  # 4 min early: still counts
+        _alert("M3", "tamper", "2026-01-05T08:30:00Z"),  # detected, wrong diagnosis
+        _alert("FDR", "energy_balance", "2026-01-05T10:30:00Z"),  # M1 on T1 at the time
+        _alert("FDR2", "energy_balance", "2026-01-05T10:30:00Z"),  # nothing on T2: false
+        _alert("M5", "bypass", "2026-01-05T20:00:00Z"),  # no label: false
+        _alert("M2", "reversal", "2026-01-05T11:40:00Z"),  # 40 min after the end: false
+    ]
+    (tmp_path / "alerts.jsonl").write_text("\n".join(alerts) + "\n")
+    done = _cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["incidents"], result["detected"], result["diagnosed"]) == (4, 3, 2)
+    assert result["detection_recall"] == 0.75
+    assert result["diagnosis_recall"] == 0.5
+    assert result["alerts"] == 7
+    assert result["false_alarms"] == 3
+    assert result["precision"] == pytest.approx(4 / 7)
+    assert result["meter_days"] == pytest.approx(14.0)
+    assert result["false_alarms_per_1000_meter_days"] == pytest.approx(3000 / 14)
+    kinds = result["per_kind"]
+    assert kinds["bypass"]["median_latency_s"] == 600
+    assert kinds["reversal"]["median_latency_s"] == -240
+    assert kinds["voltage_loss"]["diagnosed"] == 0
+    assert kinds["comms_loss"]["detected"] == 0
+    assert kinds["energy_balance"]["false_alarms"] == 1
+    text = _cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"))
+    last = text.stdout.strip().splitlines()[-1]
+    assert last.startswith("detection recall 0.750, diagnosis recall 0.500, precision 0.571")
+
+
+def test_replay_counts_bad_rows_with_their_lines_and_keeps_the_rest(tmp_path: Path) -> None:
+    (tmp_path / "meters.csv").write_text(METERS)
+    lines = ["meter,ts,p3,p1,p2,v1,events"]  # columns in any order, q and i absent
+    for minute in range(12):
+        ts = 1767571200 + 60 * minute
+        stamp = str(ts) if minute % 2 else f"2026-01-05T00:{minute:02d}:00Z"
+        lines.append(f"M2,{stamp},700,800,-600,231,")  # phase 2 runs backwards
+        lines.append(f"M1,{stamp},700,800,600,,")  # blank v1: not measured, not bad
+    lines.insert(3, "M1,1767571260,12,13")  # too few columns: line 4
+    lines.insert(6, "M1,1767571320,abc,1,1,230,")  # not a number: line 7
+    lines.insert(9, "")  # an empty line is skipped, not counted
+    lines.insert(10, "NOPE,1767571380,1,1,1,230,")  # unknown meter: line 11
+    lines.insert(12, "M1,yesterday,1,1,1,230,")  # not a time: line 13
+    lines.append("M1,1767572000,1,1,1,230,cover_open;zap")  # unknown event code kept
+    (tmp_path / "readings.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "alerts.jsonl"
+    done = _cli("replay", str(tmp_path), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    reported = [line for line in done.stderr.splitlines() if "readings.csv:" in line]
+    assert [int(line.split(":")[1]) for line in reported] == [4, 7, 11, 13]
+    assert "expected 7 columns" in reported[0]
+    assert "'abc' is not a number" in reported[1]
+    assert "unknown meter 'NOPE'" in reported[2]
+    assert "'yesterday'" in reported[3]
+    assert "unknown event code 'zap'" in done.stderr
+    assert "(25 used, 4 bad)" in done.stdout
+    alerts = [json.loads(line) for line in out.read_text().splitlines()]
+    reversal = next(a for a in alerts if a["kind"] == "reversal")
+    assert reversal["meter"] == "M2"
+    assert reversal["phase"] == 2
+    assert reversal["start"] == "2026-01-05T00:00:00Z"
+    assert reversal["end"] is None
+    assert {"id", "severity", "confidence", "estimated_kwh_lost", "summary", "evidence"} <= set(
+        reversal
+    )
+
+
+def test_replay_then_evaluate_a_simulated_fleet(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    made = _cli("simulate", "--mix", "3", "--meters", "40", "--days", "2", "--out", str(data))
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "alerts.jsonl"
+    done = _cli("replay", str(data), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    alerts = [json.loads(line) for line in out.read_text().splitlines()]
+    assert alerts
+    for alert in alerts:
+        assert alert["start"].endswith("Z")
+        assert alert["end"] is None or alert["end"] >= alert["start"]
+    scored = _cli("evaluate", str(data), str(out), "--json")
+    assert scored.returncode == 0, scored.stderr
+    result = json.loads(scored.stdout)
+    assert result["incidents"] > 10
+    assert result["detection_recall"] >= 0.8
+    assert result["precision"] >= 0.8
+    assert result["summary"].startswith("detection recall")
