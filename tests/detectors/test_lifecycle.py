@@ -1,0 +1,75 @@
+"""The alert lifecycle beyond one detector: per-class timing, config errors, restarts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors.base import HOLDS, Conditions
+from detectors.engine import Engine, _Lifecycle, _Rows, build_detectors
+from meterguard.errors import ConfigError
+from meterguard.model import AlertEvent, Meter, MeterRegistry
+from tests.detectors.physics import feed, only, opened, reading
+
+REVERSED = reading([4.0, 4.0, 4.0], shift_deg=[0.0, 180.0, 0.0])
+
+
+@pytest.fixture
+def classes() -> MeterRegistry:
+    return MeterRegistry(
+        [
+            Meter(id="HOME", service="3p4w", nominal_v=230, customer_class="residential"),
+            Meter(id="PLANT", service="3p4w", nominal_v=230, customer_class="industrial"),
+        ]
+    )
+
+
+def test_persistence_and_hysteresis_per_customer_class(classes: MeterRegistry) -> None:
+    engine = only(
+        classes,
+        "reversal",
+        raise_after_s=120,
+        classes={"industrial": {"raise_after_s": 600, "clear_after_s": 60}},
+    )
+    rows = [(t, s, REVERSED) for t in np.arange(0, 900, 60.0) for s in (0, 1)]
+    rows += [(t, s, reading([4.0, 4.0, 4.0])) for t in np.arange(900, 1200, 60.0) for s in (0, 1)]
+    events = feed(engine, rows)
+    raised = {e.alert.meter: e.ts for e in opened(events)}
+    assert raised == {"HOME": 120.0, "PLANT": 600.0}
+    cleared = {e.alert.meter: e.ts for e in events if e.type.value == "clear"}
+    # Last reversed reading at 840: PLANT clears 60 s later, HOME after its default 300 s.
+    assert cleared == {"PLANT": 900.0, "HOME": 1140.0}
+
+
+def test_unknown_class_option_is_a_config_error(classes: MeterRegistry) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_detectors({"reversal": {"classes": {"industrial": {"raise_after": 1}}}}, classes)
+    assert "detectors.reversal.classes.industrial.raise_after" in str(caught.value)
+
+
+def test_a_restart_verdict_closes_the_open_alert_and_opens_a_new_one(
+    classes: MeterRegistry,
+) -> None:
+    engine = Engine(classes, build_detectors({"reversal": {"raise_after_s": 0}}, classes))
+    life = next(lf for lf in engine._lifecycles if lf.detector.name == "reversal")
+    assert isinstance(life, _Lifecycle)
+    events: list[AlertEvent] = []
+
+    def verdict(ts: float, restart: bool) -> None:
+        cond = Conditions.none(1)
+        cond.holds[0] = HOLDS
+        step = Conditions(
+            cond.holds, cond.phase, cond.loss_w, cond.score, cond.magnitude,
+            restart=np.array([restart]),
+        )  # fmt: skip
+        rows = _Rows(np.array([ts]), np.array([1], np.int32), step, np.zeros(1), lambda i: {})
+        life.advance(rows, events)
+
+    verdict(0.0, False)
+    verdict(3600.0, False)
+    verdict(7200.0, True)
+    kinds = [(e.type.value, e.alert.start) for e in events if e.type.value != "update"]
+    assert kinds == [("open", 0.0), ("clear", 0.0), ("open", 7200.0)]
+    clear = next(e for e in events if e.type.value == "clear")
+    assert clear.alert.end == 3600.0
+    assert len(engine.open_alerts()) == 1
