@@ -25,6 +25,7 @@ _S_MINUTE = 8
 _S_LEVEL_DRIFT = 9
 _S_CLOUD = 10
 _S_FRIDGE = 11
+_S_ACTIVITY = 12
 
 
 def _bump(h: FloatArray, centre: FloatArray | float, width: float) -> FloatArray:
@@ -59,28 +60,34 @@ def class_load_kw(pop: Population, t: FloatArray) -> tuple[FloatArray, FloatArra
     size = pop.size_kw
     shift = (noise.uniform(seed, _S_PEAK_SHIFT, idx, 0) - 0.5) * 1.5
     drift = 1.0 + 0.2 * noise.smooth(seed, _S_BASE_DRIFT, idx, t, 4 * 3600.0)
+    # How busy the day is (guests, laundry day, an evening out): drifts over days.
+    activity = 1.0 + 0.25 * noise.smooth(seed, _S_ACTIVITY, idx, t, DAY_S)
 
     # Residential: base, morning and evening peaks (later at weekends), fridge cycling.
     late = np.where(weekend, 1.5, 0.0)
     res = size * (
         0.07 * drift
-        + 0.22 * _bump(h, 7.2 + shift + late, 0.8)
-        + 0.40 * _bump(h, 19.3 + shift, 1.5)
-        + 0.08 * _bump(h, 13.0 + shift, 2.0) * np.where(weekend, 2.0, 1.0)
+        + activity
+        * (
+            0.22 * _bump(h, 7.2 + shift + late, 0.8)
+            + 0.40 * _bump(h, 19.3 + shift, 1.5)
+            + 0.08 * _bump(h, 13.0 + shift, 2.0) * np.where(weekend, 2.0, 1.0)
+        )
     )
     fridge = (noise.smooth(seed, _S_FRIDGE, idx, t, 900.0) > 0.0) * 0.08
 
     # Commercial: opening hours on weekdays, shorter on Saturday, closed on Sunday.
     close = np.where(wd == 5.0, pop.open_h + 5.0, pop.close_h)
     open_now = _ramp(h, pop.open_h, close, 0.5) * (wd != 6.0)
-    com = size * (0.10 + (0.55 + 0.1 * drift) * open_now)
+    trade = 1.0 + 0.2 * (activity - 1.0)  # a busier or quieter day at the shop or plant
+    com = size * (0.10 + (0.55 + 0.1 * drift) * trade * open_now)
 
     # Industrial: two shifts 06-22 or three shifts round the clock, weekdays; dips at changes.
     two = _ramp(h, 6.0, 22.0, 0.3)
     shift_pattern = np.where(pop.shifts >= 3, 1.0, two)
     weekday_factor = np.where(wd < 5.0, 1.0, np.where(wd == 5.0, 0.4, 0.0))
     change_dip = 1.0 - 0.3 * (_bump(h, 6.0, 0.15) + _bump(h, 14.0, 0.15) + _bump(h, 22.0, 0.15))
-    ind = size * (0.12 + 0.65 * shift_pattern * weekday_factor * change_dip * drift)
+    ind = size * (0.12 + 0.65 * shift_pattern * weekday_factor * change_dip * drift * trade)
 
     spread = np.select(
         [pop.cls == RESIDENTIAL, pop.cls == COMMERCIAL, pop.cls == INDUSTRIAL],
@@ -89,7 +96,7 @@ def class_load_kw(pop: Population, t: FloatArray) -> tuple[FloatArray, FloatArra
     # Appliance bursts (kettle, oven, washing machine, compressors): in 10-minute slots,
     # more likely at the peaks; each lasts 2-8 minutes on one phase.
     slot = np.floor(t / 600.0).astype(np.int64)
-    busy = 0.08 + 0.35 * (_bump(h, 7.2 + shift, 1.0) + _bump(h, 19.3 + shift, 1.8))
+    busy = 0.08 + 0.35 * activity * (_bump(h, 7.2 + shift, 1.0) + _bump(h, 19.3 + shift, 1.8))
     busy = np.where(pop.cls == RESIDENTIAL, busy, 0.25 * open_now * (pop.cls == COMMERCIAL))
     on = noise.uniform(seed, _S_BURST_ON, idx, slot) < busy
     offset = noise.uniform(seed, _S_BURST_OFFSET, idx, slot) * 360.0
