@@ -31,7 +31,10 @@ class TamperConfig(DetectorConfig):
 
     raise_after_s: float = Field(default=0.0, ge=0, description="Events raise at once.")
     clear_after_s: float = Field(
-        default=1800.0, ge=0, description="Quiet time after the cover closes or the magnet goes."
+        default=3900.0,
+        ge=0,
+        description="Quiet time after the cover closes or the magnet goes (longer than the "
+        "hourly repeat of a magnetic-field log entry).",
     )
     severity: Severity = Field(default=Severity.MAJOR, description="Severity of its alerts.")
     usual_tau_s: float = Field(
