@@ -9,7 +9,9 @@ free 127.0.0.1 ports in a temp folder, then, in the same run and on the same ser
 - v2: InfluxSeriesStore(api="v2") against a bare influxdb-client async loop writing the
   prebuilt line protocol to VictoriaMetrics' /api/v2/write.
 
-Usage: .venv/bin/python bench/influx.py [--meters 1000] [--steps 200] [--rounds 3]
+Usage: .venv/bin/python bench/influx.py [--meters 1000] [--steps 100] [--rounds 5]
+
+The ratio reported is the median over rounds of (store / bare) measured back to back.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ def make_batches(meters: int, steps: int, start: float) -> list[ReadingBatch]:
     return batches
 
 
-def prebuilt_chunks(registry: MeterRegistry, batches: list[ReadingBatch]) -> list[str]:
+def prebuilt_chunks(
+    registry: MeterRegistry, batches: list[ReadingBatch], measurement: str
+) -> list[str]:
     """Build the same line protocol the store sends, before the clock starts."""
-    encoder = LineEncoder(registry, "meter", "ms")
+    encoder = LineEncoder(registry, measurement, "ms")
     lines = [line for b in batches for line in encoder.encode(b)[0]]
     return ["\n".join(lines[i : i + BATCH_ROWS]) for i in range(0, len(lines), BATCH_ROWS)]
 
@@ -123,11 +127,63 @@ async def bare_v2(url: str, chunks: list[str]) -> float:
         return await timed(go)
 
 
+async def one_pair(
+    api: str,
+    url: str,
+    registry: MeterRegistry,
+    batches: list[ReadingBatch],
+    tag: str,
+    store_first: bool,
+    spool: Path,
+    in_flight: int,
+) -> tuple[float, float]:
+    """Time the bare loop and the store on the same data, each into a fresh target."""
+    # v1: a database per run; v2 (one bucket): a measurement per run. Either way both
+    # sides create the same number of new series.
+    chunks = prebuilt_chunks(registry, batches, "meter" if api == "v1" else f"bare{tag}")
+    n = sum(len(b) for b in batches)
+
+    async def bare() -> float:
+        if api == "v1":
+            await create_db(url, f"bare_{tag}")
+            return n / await bare_v1(url, f"bare_{tag}", chunks)
+        return n / await bare_v2(url, chunks)
+
+    async def store() -> float:
+        if api == "v1":
+            await create_db(url, f"store_{tag}")
+            settings = InfluxSettings(
+                url=url, database=f"store_{tag}", batch_rows=BATCH_ROWS, max_in_flight=in_flight
+            )
+        else:
+            settings = InfluxSettings(
+                url=url,
+                token="t",
+                org="o",
+                bucket="b",
+                measurement=f"store{tag}",
+                batch_rows=BATCH_ROWS,
+                max_in_flight=in_flight,
+            )
+        return n / await run_store(settings, registry, api, batches, spool)
+
+    if store_first:
+        s_rate = await store()
+        b_rate = await bare()
+    else:
+        b_rate = await bare()
+        s_rate = await store()
+    return b_rate, s_rate
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--in-flight", type=int, default=2, help="the store's max_in_flight (default 2)"
+    )
     args = parser.parse_args()
     registry = MeterRegistry(
         [
@@ -142,67 +198,59 @@ async def main() -> None:
         ]
     )
     n = args.meters * args.steps
+    rates: dict[str, list[tuple[float, float]]] = {"v1": [], "v2": []}
     with tempfile.TemporaryDirectory(prefix="mg-bench-") as tmp:
         folder = Path(tmp)
         influx, vm = InfluxServer(folder / "influx"), VictoriaMetrics(folder)
         influx.start()
         vm.start()
         try:
-            results: dict[str, list[float]] = {
-                k: [] for k in ("bare_v1", "store_v1", "bare_v2", "store_v2")
-            }
             for r in range(args.rounds):
-                # Fresh timestamps per run so every run creates and fills the same shape of data.
+                # Fresh timestamps per round; the order of the pair alternates, so neither
+                # side always runs on a warmer (or busier) machine.
                 base = 1_700_000_000.0 + r * 10_000_000
                 batches = make_batches(args.meters, args.steps, base)
-                chunks = prebuilt_chunks(registry, batches)
-                for key in ("bare_v1", "store_v1"):
-                    db = f"{key}_{r}"
-                    await create_db(influx.url, db)
-                    if key == "bare_v1":
-                        elapsed = await bare_v1(influx.url, db, chunks)
-                    else:
-                        settings = InfluxSettings(
-                            url=influx.url, database=db, batch_rows=BATCH_ROWS
-                        )
-                        elapsed = await run_store(
-                            settings, registry, "v1", batches, folder / f"s{r}"
-                        )
-                    results[key].append(n / elapsed)
-                batches = make_batches(args.meters, args.steps, base + 5_000_000)
-                chunks = prebuilt_chunks(registry, batches)
-                results["bare_v2"].append(n / await bare_v2(vm.url, chunks))
-                settings = InfluxSettings(
-                    url=vm.url, token="t", org="o", bucket="b", batch_rows=BATCH_ROWS
-                )
-                batches = make_batches(args.meters, args.steps, base + 7_000_000)
-                results["store_v2"].append(
-                    n / await run_store(settings, registry, "v2", batches, folder / f"v{r}")
-                )
+                for api, url in (("v1", influx.url), ("v2", vm.url)):
+                    pair = await one_pair(
+                        api,
+                        url,
+                        registry,
+                        batches,
+                        f"{r}",
+                        r % 2 == 1,
+                        folder / f"{api}{r}",
+                        args.in_flight,
+                    )
+                    rates[api].append(pair)
                 print(
                     f"round {r + 1}: "
-                    + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in results.items()),
+                    + ", ".join(
+                        f"{api} bare {b:,.0f}/s store {s:,.0f}/s ({s / b:.2f})"
+                        for api, ((b, s), *_) in ((k, v[::-1]) for k, v in rates.items())
+                    ),
                     flush=True,
                 )
         finally:
             influx.stop()
             vm.stop()
-    med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"\n{n:,} readings x {len(QUANTITIES)} fields per run, median of {args.rounds} rounds")
-    rows = [
-        ("v1 bare aiohttp loop, prebuilt lines (InfluxDB 1.6)", "bare_v1", "bare_v1"),
-        ("v1 InfluxSeriesStore (InfluxDB 1.6)", "store_v1", "bare_v1"),
-        (
-            "v2 bare influxdb-client async loop, prebuilt lines (VictoriaMetrics)",
-            "bare_v2",
-            "bare_v2",
-        ),
-        ("v2 InfluxSeriesStore (VictoriaMetrics)", "store_v2", "bare_v2"),
-    ]
-    print("| path | readings/s | ratio to bare loop |")
-    print("|---|---:|---:|")
-    for label, key, ref in rows:
-        print(f"| {label} | {med[key]:,.0f} | {med[key] / med[ref]:.2f} |")
+    print(
+        f"\n{n:,} readings x {len(QUANTITIES)} fields per run; medians of {args.rounds} rounds;"
+        f" store max_in_flight={args.in_flight}; bare loops send one request at a time"
+    )
+    labels = {
+        "v1": ("bare aiohttp loop to /write (InfluxDB 1.6)", "InfluxSeriesStore v1"),
+        "v2": ("bare influxdb-client async loop (VictoriaMetrics)", "InfluxSeriesStore v2"),
+    }
+    print("| API | bare loop, prebuilt lines | readings/s | store | readings/s | ratio |")
+    print("|---|---|---:|---|---:|---:|")
+    for api, pairs in rates.items():
+        bare_label, store_label = labels[api]
+        ratio = statistics.median(s / b for b, s in pairs)
+        bare = statistics.median(b for b, _ in pairs)
+        store = statistics.median(s for _, s in pairs)
+        print(
+            f"| {api} | {bare_label} | {bare:,.0f} | {store_label} | {store:,.0f} | {ratio:.2f} |"
+        )
 
 
 if __name__ == "__main__":

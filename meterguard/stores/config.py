@@ -41,6 +41,9 @@ class InfluxSettings(_Section):
         default=1.0, gt=0, description="Longest a reading waits before its batch is sent."
     )
     timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one request.")
+    max_in_flight: int = Field(
+        default=2, ge=1, le=16, description="Write requests out at once (oldest chunks first)."
+    )
     memory_rows: int = Field(
         default=200_000,
         ge=1,

@@ -214,7 +214,7 @@ async def test_v1_buffers_while_down_spills_persists_at_stop_and_replays_at_star
     try:
         again = InfluxSeriesStore(settings, registry, api="v1", spool_dir=spool_dir)
         try:
-            await again.create_database()
+            # create_database: the store makes the database before its first write.
             await again.write(_stream(registry, 1_700_001_000.0, 10))
             assert await again.flush(20)
             assert await _count(again) == 5100
@@ -230,7 +230,10 @@ async def test_v1_missing_database_is_retried_not_lost(
 ) -> None:
     registry = _registry(3)
     store = InfluxSeriesStore(
-        _settings(influxdb.url), registry, api="v1", spool_dir=tmp_path / "spool"
+        _settings(influxdb.url, create_database=False),
+        registry,
+        api="v1",
+        spool_dir=tmp_path / "spool",
     )
     try:
         await store.write(_stream(registry, 1_700_000_000.0, 100))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 
-from meterguard.model import QUANTITIES, MeterRegistry, ReadingBatch
+from meterguard.model import QUANTITIES, FloatArray, MeterRegistry, ReadingBatch
 
 #: Multiplier from epoch seconds to the integer timestamp of each precision.
 PRECISION_FACTOR = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -24,13 +25,20 @@ def escape_measurement(value: str) -> str:
     return value.translate(_MEASUREMENT_ESCAPES)
 
 
+def _float_texts(values: FloatArray) -> list[object]:
+    """Return the shortest exact text of each float; orjson's is ~3x faster than repr."""
+    text = orjson.dumps(np.ascontiguousarray(values), option=orjson.OPT_SERIALIZE_NUMPY)
+    return list(text[1:-1].decode().split(","))  # "[1.5,2.0]" -> ["1.5", "2.0"]
+
+
 class LineEncoder:
     """Turns batches into line protocol: measurement, tags meter/transformer/class, fields.
 
-    Rows are grouped by which quantities they carry (usually one or two shapes per batch),
-    and each group is formatted with one %-template over the columns, so no Python object
-    is built per reading. NaN and infinities are "not measured" and left out; a row with no
-    value and no event gives no line.
+    Rows are grouped by which quantities they carry (usually one or two shapes per batch);
+    each column's floats are turned to text at once (shortest exact form, like repr) and
+    each group is joined with one %-template, so no Python object is built per reading.
+    NaN and infinities are "not measured" and left out; a row with no value and no event
+    gives no line.
     """
 
     def __init__(self, registry: MeterRegistry, measurement: str, precision: str) -> None:
@@ -52,7 +60,7 @@ class LineEncoder:
         if found is None:
             present = [q for q in range(len(QUANTITIES)) if shape >> q & 1]
             events = bool(shape >> _EVENTS_BIT & 1)
-            fields = [f"{QUANTITIES[q]}=%r" for q in present]
+            fields = [f"{QUANTITIES[q]}=%s" for q in present]
             if events:
                 fields.append("events=%di")
             found = (present, events, "%s" + ",".join(fields) + " %d")
@@ -79,7 +87,7 @@ class LineEncoder:
                 continue
             present, events, template = self._template(shape)
             columns: list[list[object]] = [prefixes[rows].tolist()]
-            columns.extend(batch.values[q, rows].tolist() for q in present)
+            columns.extend(_float_texts(batch.values[q, rows]) for q in present)
             if events:
                 columns.append(batch.events[rows].tolist())
             columns.append(stamps[rows].tolist())

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Chunk:
     """Lines to send in one request, with the number of readings they carry."""
 
@@ -121,15 +122,24 @@ class Spool:
             return self._disk[0]
         return self._memory[0] if self._memory else None
 
+    def oldest_except(self, busy: Collection[Chunk]) -> Chunk | None:
+        """Return the oldest chunk not in `busy` (the ones being sent), or None."""
+        for queue in (self._disk, self._memory):
+            for chunk in queue:
+                if chunk not in busy:
+                    return chunk
+        return None
+
     def remove(self, chunk: Chunk) -> None:
         """Remove a chunk once sent (no-op if it was dropped meanwhile)."""
-        if self._disk and self._disk[0] is chunk:
-            self._disk.popleft()
+        # Sent chunks are at or near the head, so these scans stop early.
+        if chunk in self._disk:
+            self._disk.remove(chunk)
             self._disk_rows -= chunk.rows
             if chunk.path is not None:
                 chunk.path.unlink(missing_ok=True)
-        elif self._memory and self._memory[0] is chunk:
-            self._memory.popleft()
+        elif chunk in self._memory:
+            self._memory.remove(chunk)
             self._memory_rows -= chunk.rows
 
     def persist(self) -> int:

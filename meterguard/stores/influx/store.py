@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 
 from meterguard.model import QUANTITIES, MeterRegistry, ReadingBatch
@@ -90,6 +92,8 @@ class InfluxSeriesStore:
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._closing = False
+        # v1 with create_database: CREATE DATABASE before the first write (idempotent).
+        self._database_ready = not (api == "v1" and settings.create_database)
         self._down_since: float | None = None
         self._last_outage_log = 0.0
         if self.spool.rows:
@@ -155,37 +159,67 @@ class InfluxSeriesStore:
 
     async def _send_loop(self) -> None:
         delay = self.settings.retry_initial_s
-        while True:
-            chunk = self.spool.head()
-            if chunk is None:
-                if self._pending:
-                    wait = self._pending_since + self.settings.flush_interval_s - time.monotonic()
-                    if wait <= 0:
-                        self._seal()
-                        continue
-                else:
-                    wait = self.settings.flush_interval_s
+        sending: dict[asyncio.Task[bool], Chunk] = {}
+        try:
+            while True:
+                while len(sending) < self.settings.max_in_flight:
+                    chunk = self.spool.oldest_except(sending.values())
+                    if chunk is None:
+                        break
+                    sending[asyncio.create_task(self._send(chunk))] = chunk
+                if not sending:
+                    await self._wait_for_data()
+                    continue
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
-                continue
-            if await self._send(chunk):
-                delay = self.settings.retry_initial_s
-                continue
-            if self._closing:
+                waker = asyncio.create_task(self._wake.wait())
+                try:
+                    done, _ = await asyncio.wait(
+                        [*sending, waker], return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    waker.cancel()
+                failed = False
+                for task in done:
+                    if task is not waker:
+                        del sending[task]
+                        failed |= not task.result()
+                if not failed:
+                    delay = self.settings.retry_initial_s
+                    continue
+                # Let the requests still out finish, then back off before trying again.
+                if sending:
+                    await asyncio.wait(sending)
+                    sending.clear()
+                if self._closing:
+                    return
+                await self._sleep_unless_woken(delay * (0.75 + 0.5 * random.random()))
+                delay = min(delay * 2, self.settings.retry_max_s)
+        finally:
+            for task in sending:
+                task.cancel()
+
+    async def _wait_for_data(self) -> None:
+        """Wait for a sealed chunk; seal the pending lines once they are old enough."""
+        if self._pending:
+            wait = self._pending_since + self.settings.flush_interval_s - time.monotonic()
+            if wait <= 0:
+                self._seal()
                 return
-            # Jitter keeps several meterguard processes from hammering a recovering server.
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), timeout=delay * (0.75 + 0.5 * np.random.random())
-                )
-            delay = min(delay * 2, self.settings.retry_max_s)
+        else:
+            wait = self.settings.flush_interval_s
+        await self._sleep_unless_woken(wait)
+
+    async def _sleep_unless_woken(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
     async def _send(self, chunk: Chunk) -> bool:
         """Send one chunk; True when it is done with (written or rejected)."""
         self.counters.requests += 1
         try:
+            if not self._database_ready:
+                await self._ensure_database()
             await self._writer.send(chunk.load())
         except TransientWriteError as exc:
             self.counters.failed_requests += 1
@@ -235,10 +269,10 @@ class InfluxSeriesStore:
             return True
         self._ensure_sender()
         deadline = None if within_s is None else time.monotonic() + within_s
+        self._wake.set()  # cut a retry wait short: try now
         while len(self.spool):
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            self._wake.set()
             await asyncio.sleep(0.02)
         return True
 
@@ -287,6 +321,13 @@ class InfluxSeriesStore:
     async def create_database(self) -> None:
         """CREATE DATABASE (v1; a no-op if it exists)."""
         await self.influxql(f"CREATE DATABASE {_quote_ident(self.settings.database)}")
+        self._database_ready = True
+
+    async def _ensure_database(self) -> None:
+        try:
+            await self.create_database()
+        except (InfluxQueryError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise TransientWriteError(f"CREATE DATABASE failed: {exc}") from exc
 
     async def query(
         self,
