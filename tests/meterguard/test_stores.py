@@ -1,18 +1,13 @@
+"""The embedded series store; the alert database is tested in tests/stores/."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from meterguard.errors import AlertNotFoundError
 from meterguard.model import (
-    Alert,
-    AlertEvent,
-    AlertEventType,
-    AlertKind,
     MeterRegistry,
-    Severity,
 )
-from meterguard.stores.sqlite_alerts import SqliteAlertStore
 from meterguard.stores.sqlite_series import SqliteSeriesStore
 from tests.conftest import make_batch
 
@@ -93,67 +88,3 @@ async def test_series_retention_drops_only_readings_older_than_the_period(
         assert kept.values["v1"].tolist() == [3.0]
     finally:
         await store.close()
-
-
-def _alert(**changes: object) -> Alert:
-    base = dict(
-        id="A1",
-        meter="M1",
-        kind=AlertKind.REVERSAL,
-        severity=Severity.MAJOR,
-        start=10.0,
-        confidence=0.9,
-        summary="s",
-        evidence={"onset": {"p1": -100.0}},
-    )
-    base.update(changes)
-    return Alert.model_validate(base)
-
-
-async def test_alert_lifecycle_is_kept_with_history(tmp_path: Path) -> None:
-    store = SqliteAlertStore(tmp_path / "a.sqlite")
-    try:
-        await store.apply(AlertEvent(type=AlertEventType.OPEN, ts=10, alert=_alert()))
-        await store.apply(
-            AlertEvent(
-                type=AlertEventType.UPDATE,
-                ts=70,
-                alert=_alert(estimated_kwh_lost=1.5, summary="s2"),
-            )
-        )
-        assert [a.id for a in await store.list(active=True)] == ["A1"]
-        await store.apply(AlertEvent(type=AlertEventType.CLEAR, ts=400, alert=_alert(end=100.0)))
-        got = await store.get("A1")
-        assert got.end == 100.0
-        assert got.estimated_kwh_lost == 0.0
-        assert not got.active
-        assert got.evidence == {"onset": {"p1": -100.0}}
-        assert await store.list(active=True) == []
-        assert [h["type"] for h in await store.history("A1")] == ["open", "update", "clear"]
-        with pytest.raises(AlertNotFoundError):
-            await store.get("nope")
-    finally:
-        await store.close()
-
-
-async def test_database_refuses_a_second_active_alert_per_meter_and_kind(tmp_path: Path) -> None:
-    path = tmp_path / "a.sqlite"
-    first, second = SqliteAlertStore(path), SqliteAlertStore(path)
-    try:
-        await first.apply(AlertEvent(type=AlertEventType.OPEN, ts=10, alert=_alert()))
-        await second.apply(AlertEvent(type=AlertEventType.OPEN, ts=20, alert=_alert(id="A2")))
-        assert second.duplicates_refused == 1
-        assert [a.id for a in await first.list()] == ["A1"]
-        # Another kind on the same meter, and the same kind once cleared, are fine.
-        await second.apply(
-            AlertEvent(
-                type=AlertEventType.OPEN, ts=20, alert=_alert(id="B1", kind=AlertKind.TAMPER)
-            )
-        )
-        await first.apply(AlertEvent(type=AlertEventType.CLEAR, ts=30, alert=_alert(end=15.0)))
-        await second.apply(AlertEvent(type=AlertEventType.OPEN, ts=40, alert=_alert(id="A3")))
-        assert sorted(a.id for a in await first.list(active=True)) == ["A3", "B1"]
-        assert [a.id for a in await first.list(kind=AlertKind.REVERSAL, active=False)] == ["A1"]
-    finally:
-        await first.close()
-        await second.close()
