@@ -5,9 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from meterguard.model import (
-    MeterRegistry,
-)
+from meterguard.model import MeterRegistry
 from meterguard.stores.sqlite_series import SqliteSeriesStore
 from tests.conftest import make_batch
 
