@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import Any, cast
+
+import numba
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import (
-    CLEAR,
-    HOLDS,
     Conditions,
     Detector,
     DetectorConfig,
     IncidentFacts,
-    ewma_weight,
     format_duration,
     phase_label,
     register,
 )
-from detectors.context import BatchContext, phase_block
-from meterguard.model import AlertKind, FloatArray, MeterRegistry, ReadingBatch
+from detectors.context import BatchContext
+from meterguard.model import QUANTITY_INDEX, AlertKind, MeterRegistry, ReadingBatch
 
-#: Supply voltage phasor angles of L1, L2, L3 (radians).
-_ANGLES = np.array([0.0, -2.0 * np.pi / 3.0, 2.0 * np.pi / 3.0])
 _DEFAULT_PF = 0.95
-_UNITS = np.exp(1j * _ANGLES)
 #: Export on a phase beyond this, W, at a customer without generation: a reversal.
 _REVERSED_W = 30.0
+#: Time constant of each phase's usual current (which phase fell), s.
 _USUAL_TAU_S = 3600.0
 
 
@@ -47,14 +47,162 @@ class BypassConfig(DetectorConfig):
     )
 
 
+#: Rows of a batch's values the compiled pass reads (phase columns are adjacent).
+_V1, _I1, _IN, _P1, _Q1 = (QUANTITY_INDEX[q] for q in ("v1", "i1", "in", "p1", "q1"))
+
+
+def _judge(  # one pass over the rows, every figure at once
+    values: npt.NDArray[np.float64],
+    slot: npt.NDArray[np.int32],
+    dt: npt.NDArray[np.float64],
+    eligible: npt.NDArray[np.bool_],
+    three: npt.NDArray[np.bool_],
+    generation: npt.NDArray[np.bool_],
+    ref_v: npt.NDArray[np.float64],
+    usual: npt.NDArray[np.float64],
+    limits: npt.NDArray[np.float64],
+    holds: npt.NDArray[np.int8],
+    phase: npt.NDArray[np.int8],
+    loss: npt.NDArray[np.float64],
+    score: npt.NDArray[np.float64],
+    magnitude: npt.NDArray[np.float64],
+) -> None:
+    """Judge every row and follow each phase's usual current; compiled, one pass.
+
+    Single-phase: the neutral carries the phase current. Three-phase four-wire: the
+    neutral carries the phasor sum of the phase currents; a phase's current lags its
+    voltage by the angle of (P, Q), so its direction is (P - jQ)/|S| turned by the phase's
+    supply angle (0, -120, +120 degrees).
+    """
+    min_current, min_ratio, min_amps, reversed_w, tau = (
+        limits[0], limits[1], limits[2], limits[3], limits[4],
+    )  # fmt: skip
+    v0, i0, n_col, p0, q0 = _V1, _I1, _IN, _P1, _Q1
+    cos_t = (1.0, -0.5, -0.5)
+    sin_t = (0.0, -0.8660254037844386, 0.8660254037844386)
+    ur = np.empty(3)
+    ui = np.empty(3)
+    for r in range(slot.shape[0]):
+        s = slot[r]
+        neutral = values[n_col, r]
+        if not eligible[s] or math.isnan(neutral):
+            continue
+        if three[s]:
+            cr = 0.0
+            ci = 0.0
+            total = 0.0
+            counted = 0
+            measured = True
+            reversed_phase = False
+            for k in range(3):
+                p = values[p0 + k, r]
+                q = values[q0 + k, r]
+                amps = values[i0 + k, r]
+                if math.isnan(p):
+                    measured = False
+                    p = 0.0
+                if math.isnan(q):
+                    q = 0.0
+                if p < -reversed_w and not generation[s]:
+                    reversed_phase = True
+                ap = math.hypot(p, q)
+                dr = p / ap if ap > 0 else 1.0
+                di = -q / ap if ap > 0 else 0.0
+                ur[k] = dr * cos_t[k] - di * sin_t[k]
+                ui[k] = dr * sin_t[k] + di * cos_t[k]
+                if not math.isnan(amps):
+                    cr += amps * ur[k]
+                    ci += amps * ui[k]
+                    total += amps
+                    counted += 1
+            if counted == 0 or not measured or reversed_phase:
+                continue
+            load = max(total / counted, neutral / 3.0)
+            if load < min_current:
+                continue
+            mismatch = abs(neutral - math.hypot(cr, ci))
+            ratio = mismatch / load
+            if ratio < min_ratio or mismatch < min_amps:
+                holds[r] = 0
+                # A clean row: follow the usual current of each phase.
+                w = 1.0 - math.exp(-(dt[r] if dt[r] > 0 else 60.0) / tau)
+                for k in range(3):
+                    amps = values[i0 + k, r]
+                    if not math.isnan(amps):
+                        old = usual[k, s]
+                        usual[k, s] = amps if old <= 0 else old + w * (amps - old)
+                continue
+            # Per phase, the least extra current along its direction that explains the
+            # measured neutral; the phase whose current fell most against its usual level
+            # is the one (the neutral's magnitude alone cannot say).
+            best_k = -1
+            best_fall = np.inf
+            best_delta = np.inf
+            least_k = 0
+            least_delta = np.inf
+            for k in range(3):
+                along_r = cr * ur[k] + ci * ui[k]
+                along_i = ci * ur[k] - cr * ui[k]
+                disc = neutral * neutral - along_i * along_i
+                if disc < 0:
+                    continue
+                root = math.sqrt(disc)
+                delta = -along_r - root
+                if delta < 0:
+                    delta = -along_r + root
+                if delta < 0:
+                    continue
+                if delta < least_delta:
+                    least_delta = delta
+                    least_k = k
+                amps = values[i0 + k, r]
+                if usual[k, s] > 0 and not math.isnan(amps):
+                    fall = amps / usual[k, s]
+                    if fall < best_fall:
+                        best_fall = fall
+                        best_k = k
+                        best_delta = delta
+            if best_k < 0:
+                best_k = least_k
+                best_delta = least_delta
+            unmetered = best_delta if best_delta < np.inf else mismatch
+        else:
+            amps = values[i0, r]
+            if math.isnan(amps):
+                continue
+            load = max(neutral, amps)
+            if load < min_current:
+                continue
+            mismatch = abs(neutral - amps)
+            ratio = mismatch / load
+            if ratio < min_ratio or mismatch < min_amps:
+                holds[r] = 0
+                continue
+            best_k = 0
+            unmetered = mismatch
+        volts = values[v0 + best_k, r]
+        if math.isnan(volts) or volts <= 0:
+            volts = ref_v[s]
+        amps = values[i0 + best_k, r]
+        pf = abs(values[p0 + best_k, r]) / (volts * amps) if amps > 0 else _DEFAULT_PF
+        if math.isnan(pf) or pf <= 0.05 or pf > 1.05:
+            pf = _DEFAULT_PF
+        holds[r] = 1
+        phase[r] = best_k + 1
+        loss[r] = unmetered * volts * pf
+        score[r] = min(max(0.5 + 0.5 * (ratio - min_ratio) / 0.5, 0.0), 1.0)
+        magnitude[r] = ratio
+
+
+_judge_compiled = cast(Callable[..., None], numba.njit(cache=True)(_judge))
+
+
 @register
 class BypassDetector(Detector):
     """Compares the measured neutral current with the phase current(s) the meter registers.
 
-    Single-phase: the neutral carries the phase current. Three-phase four-wire: the neutral
-    carries the phasor sum of the phase currents, angles from each phase's P and Q. A meter
-    that does not measure its neutral (blank `in`) cannot be judged here: the imbalance
-    detector judges it against its own history.
+    A meter that does not measure its neutral (blank `in`) cannot be judged here: the
+    imbalance detector judges it against its own history.
     """
 
     name = "bypass"
@@ -70,117 +218,40 @@ class BypassDetector(Detector):
         self._three = registry.flag_array(lambda m: m.phases == 3)
         self._generation = registry.flag_array(lambda m: m.generation)
         self.usual_a = np.zeros((3, len(registry)))
+        self._limits = np.array(
+            [
+                config.min_current_a,
+                config.min_mismatch_ratio,
+                config.min_mismatch_a,
+                _REVERSED_W,
+                _USUAL_TAU_S,
+            ]
+        )
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Mark rows whose neutral current disagrees with the metered phase currents."""
-        n = len(batch)
-        cfg = self.cfg
-        out = Conditions.unknown(n)
-        neutral_all = batch.col("in")
-        slot_all = batch.slot
-        candidates = np.flatnonzero(self._eligible[slot_all] & np.isfinite(neutral_all))
-        if candidates.size == 0:
-            return out
-        # Only rows that can be judged are computed on: no work per unjudgeable row.
-        current = phase_block(batch, "i1")[:, candidates]
-        volts = phase_block(batch, "v1")[:, candidates]
-        power = phase_block(batch, "p1")[:, candidates]
-        reactive = np.nan_to_num(phase_block(batch, "q1")[:, candidates])
-        neutral = neutral_all[candidates]
-        slot = slot_all[candidates]
-        three = self._three[slot]
-        m = candidates.size
-
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pf = np.abs(power) / (volts * current)
-        pf = np.where(np.isfinite(pf) & (pf > 0.05) & (pf <= 1.05), pf, _DEFAULT_PF)
-
-        # Single-phase: the unmetered current is the neutral/phase difference.
-        i1 = current[0]
-        single_mismatch = np.abs(neutral - i1)
-        single_load = np.fmax(neutral, i1)
-
-        # Three-phase: phasor sum of the metered phase currents. A phase's current lags its
-        # voltage by the angle of (P, Q): its direction is (P - jQ)/|S| turned by the
-        # phase's supply angle; no trigonometry per row.
-        p_filled = np.nan_to_num(power)
-        apparent = np.hypot(p_filled, reactive)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            direction = np.where(apparent > 0, (p_filled - 1j * reactive) / apparent, 1.0 + 0j)
-        unit = direction * _UNITS[:, None]
-        computed = (np.nan_to_num(current) * unit).sum(axis=0)
-        # Per phase, the extra current along its direction that would explain the neutral.
-        along = computed[None, :] * np.conj(unit)
-        disc = neutral[None, :] ** 2 - along.imag**2
-        with np.errstate(invalid="ignore"):
-            root = np.sqrt(disc)
-            # The smaller non-negative root: the least unmetered current that explains it.
-            low_root = -along.real - root
-            delta = np.where(low_root >= 0, low_root, -along.real + root)
-        delta = np.where((disc >= 0) & (delta >= 0), delta, np.inf)
-        # Which phase: the one whose current fell most against its own recent level (the
-        # neutral's magnitude alone cannot say); before that is known, the least current
-        # that explains the neutral.
-        usual = self.usual_a[:, slot]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            fall = np.where(np.isfinite(delta) & (usual > 0), current / usual, np.inf)
-        best = np.where(np.isfinite(fall).any(axis=0), fall.argmin(axis=0), delta.argmin(axis=0))
-        rows = np.arange(m)
-        explained = delta[best, rows]
-        three_mismatch = np.abs(neutral - np.abs(computed))
-        counted = np.isfinite(current).sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            three_load = np.nansum(current, axis=0) / counted
-        three_load = np.fmax(np.nan_to_num(three_load), neutral / 3.0)
-
-        mismatch = np.where(three, three_mismatch, single_mismatch)
-        load = np.where(three, three_load, single_load)
-        measured = np.isfinite(load) & np.isfinite(mismatch)
-        measured &= np.where(three, np.isfinite(power).all(axis=0), np.isfinite(i1))
-        # A phase running backwards is the reversal detector's (its phasor is turned, so the
-        # neutral disagrees too).
-        reversed_phase = (p_filled < -_REVERSED_W).any(axis=0) & ~self._generation[slot]
-        judged = measured & (load >= cfg.min_current_a) & ~reversed_phase
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = mismatch / load
-        firing = judged & (ratio >= cfg.min_mismatch_ratio) & (mismatch >= cfg.min_mismatch_a)
-
-        phase = np.where(three, best + 1, 1)
-        unmetered_a = np.where(three & np.isfinite(explained), explained, mismatch)
-        v_phase = np.nan_to_num(volts[phase - 1, rows], nan=0.0)
-        v_phase = np.where(v_phase > 0, v_phase, ctx.fleet.ref_v[slot])
-        loss = unmetered_a * v_phase * pf[phase - 1, rows]
-        score = np.clip(0.5 + 0.5 * (np.nan_to_num(ratio) - cfg.min_mismatch_ratio) / 0.5, 0, 1)
-        self._learn(ctx.dt[candidates], current, judged & ~firing, slot)
-        out.holds[candidates[judged]] = CLEAR
-        fired = candidates[firing]
-        out.holds[fired] = HOLDS
-        out.phase[fired] = phase[firing]
-        out.loss_w[fired] = loss[firing]
-        out.score[fired] = score[firing]
-        out.magnitude[fired] = ratio[firing]
+        out = Conditions.unknown(len(batch))
+        _judge_compiled(
+            np.ascontiguousarray(batch.values),
+            batch.slot,
+            ctx.dt,
+            self._eligible,
+            self._three,
+            self._generation,
+            ctx.fleet.ref_v,
+            self.usual_a,
+            self._limits,
+            out.holds,
+            out.phase,
+            out.loss_w,
+            out.score,
+            out.magnitude,
+        )
         return out
 
-    def _learn(
-        self,
-        dt: FloatArray,
-        current: FloatArray,
-        clean: npt.NDArray[np.bool_],
-        slot: npt.NDArray[np.int32],
-    ) -> None:
-        """Follow each phase's usual current (an hour's time constant) on clean rows."""
-        size = self.usual_a.shape[1]
-        seconds = np.where(clean, np.where(dt > 0, dt, 60.0), 0.0)
-        covered = np.bincount(slot, weights=seconds, minlength=size).astype(np.float64)
-        touched = np.flatnonzero(covered > 0)
-        if touched.size == 0:
-            return
-        weight = ewma_weight(covered[touched], _USUAL_TAU_S)
-        for k in range(3):
-            sums = np.bincount(slot, weights=np.nan_to_num(current[k]) * seconds, minlength=size)
-            mean = sums[touched] / covered[touched]
-            old = self.usual_a[k, touched]
-            self.usual_a[k, touched] = np.where(old > 0, old + weight * (mean - old), mean)
+    def evidence(self, slot: int) -> dict[str, Any]:
+        """Give each phase's usual current before the mismatch."""
+        return {"usual_phase_current_a": [round(float(a), 2) for a in self.usual_a[:, slot]]}
 
     def summarise(self, facts: IncidentFacts) -> str:
         """Describe the unmetered share and how long it has gone on."""

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable
+from typing import Any, cast
 
+import numba
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import (
-    CLEAR,
-    HOLDS,
-    UNKNOWN,
     Conditions,
     Detector,
     DetectorConfig,
@@ -19,8 +20,8 @@ from detectors.base import (
     phase_label,
     register,
 )
-from detectors.context import BatchContext, phase_block
-from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity
+from detectors.context import BatchContext
+from meterguard.model import QUANTITY_INDEX, AlertKind, MeterRegistry, ReadingBatch, Severity
 
 _DEFAULT_PF = 0.95
 
@@ -57,6 +58,114 @@ class ImbalanceConfig(DetectorConfig):
     )
 
 
+#: Rows of a batch's values the compiled pass reads (phase columns are adjacent).
+_V1, _I1, _IN, _P1, _Q1 = (QUANTITY_INDEX[q] for q in ("v1", "i1", "in", "p1", "q1"))
+
+
+def _judge(
+    values: npt.NDArray[np.float64],
+    slot: npt.NDArray[np.int32],
+    dt: npt.NDArray[np.float64],
+    eligible: npt.NDArray[np.bool_],
+    ref_v: npt.NDArray[np.float64],
+    base: npt.NDArray[np.float64],
+    learned: npt.NDArray[np.float64],
+    limits: npt.NDArray[np.float64],
+    holds: npt.NDArray[np.int8],
+    phase: npt.NDArray[np.int8],
+    loss: npt.NDArray[np.float64],
+    score: npt.NDArray[np.float64],
+    magnitude: npt.NDArray[np.float64],
+) -> None:
+    """Judge each phase against what the other phases predict for it, then learn; compiled.
+
+    Each other phase predicts this phase's current from the usual shares. An appliance
+    switching on another phase inflates one prediction only, so a phase counts as
+    collapsed when it is low against EVERY other phase that normally carries load (and
+    two others must). The usual shares are running medians: a step up or down per minute
+    of clean data, which the minutes an appliance runs on one phase do not pull.
+    """
+    min_total, min_base, collapse, median_step, warmup = (
+        limits[0], limits[1], limits[2], limits[3], limits[4],
+    )  # fmt: skip
+    v0, i0, n_col = _V1, _I1, _IN
+    share = np.empty(3)
+    for r in range(slot.shape[0]):
+        s = slot[r]
+        # A measured neutral lets the bypass detector judge the row from physics instead.
+        if not eligible[s] or not math.isnan(values[n_col, r]):
+            continue
+        total = 0.0
+        usable = True
+        for k in range(3):
+            amps = values[i0 + k, r]
+            volts = values[v0 + k, r]
+            if math.isnan(amps) or math.isnan(volts) or volts < 0.85 * ref_v[s]:
+                usable = False
+                break
+            total += amps
+        if not usable or total < min_total:
+            continue
+        for k in range(3):
+            share[k] = values[i0 + k, r] / total
+        warm = learned[s] >= warmup
+        carried = 0
+        for k in range(3):
+            if base[k, s] >= min_base:
+                carried += 1
+        worst_k = -1
+        worst_ratio = np.inf
+        worst_expected = 0.0
+        judgeable = False
+        for k in range(3):
+            if not base[k, s] >= min_base or carried - 1 < 2:
+                continue
+            best = -np.inf
+            lowest = np.inf
+            for j in range(3):
+                if j == k or not base[j, s] >= min_base:
+                    continue
+                predicted = values[i0 + j, r] * base[k, s] / base[j, s]
+                if predicted > 0:
+                    best = max(best, values[i0 + k, r] / predicted)
+                    lowest = min(lowest, predicted)
+            if best == -np.inf:
+                continue
+            judgeable = True
+            if best < worst_ratio:
+                worst_ratio = best
+                worst_k = k
+                worst_expected = lowest
+        firing = warm and judgeable and worst_ratio < collapse
+        if warm and judgeable:
+            holds[r] = 0
+        if firing:
+            metered = values[i0 + worst_k, r]
+            deficit = min(max(1.0 - worst_ratio, 0.0), 1.0)
+            holds[r] = 1
+            phase[r] = worst_k + 1
+            loss[r] = max(worst_expected - metered, 0.0) * values[v0 + worst_k, r] * _DEFAULT_PF
+            score[r] = 0.5 + 0.5 * deficit
+            magnitude[r] = deficit
+        if firing and warm:
+            continue
+        # Learn from every row while warming up (a baseline that refused to learn from what
+        # it flags could never correct a bad start), afterwards only from clean rows.
+        step_s = dt[r] if dt[r] > 0 else 60.0
+        for k in range(3):
+            old = base[k, s]
+            if math.isnan(old):
+                base[k, s] = share[k]
+            elif share[k] > old:
+                base[k, s] = min(old + median_step * step_s / 60.0, share[k])
+            elif share[k] < old:
+                base[k, s] = max(old - median_step * step_s / 60.0, share[k])
+        learned[s] += step_s
+
+
+_judge_compiled = cast(Callable[..., None], numba.njit(cache=True)(_judge))
+
+
 @register
 class ImbalanceDetector(Detector):
     """Flags one phase under-registering on a three-phase meter without neutral measurement.
@@ -81,108 +190,35 @@ class ImbalanceDetector(Detector):
         n = len(registry)
         self.base_share = np.full((3, n), np.nan)
         self.learned_s = np.zeros(n)
+        self._limits = np.array(
+            [
+                config.min_total_a,
+                config.min_base_share,
+                config.collapse_ratio,
+                config.median_step,
+                config.warmup_s,
+            ]
+        )
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Judge each phase against what the other phases predict for it, then learn."""
-        n = len(batch)
-        cfg = self.cfg
-        slot = batch.slot
-        current = phase_block(batch, "i1")
-        volts = phase_block(batch, "v1")
-        total = current.sum(axis=0)
-        ref = ctx.fleet.ref_v[slot]
-        # A measured neutral lets the bypass detector judge the row from physics instead.
-        eligible = self._eligible[slot] & ~np.isfinite(batch.col("in"))
-        voltage_ok = (volts >= 0.85 * ref).all(axis=0)
-        usable = eligible & np.isfinite(total) & (total >= cfg.min_total_a) & voltage_ok
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = current / total
-        base = self.base_share[:, slot]
-        warm = self.learned_s[slot] >= cfg.warmup_s
-        carried = base >= cfg.min_base_share
-        # Each other phase predicts this phase's current from the usual shares. An appliance
-        # switching on another phase inflates one prediction only, so a phase counts as
-        # collapsed when it is low against EVERY other phase that normally carries load.
-        best = np.full((3, n), -np.inf)
-        lowest_prediction = np.full((3, n), np.inf)
-        for k in range(3):
-            for j in range(3):
-                if j == k:
-                    continue
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    predicted = current[j] * base[k] / base[j]
-                    ratio = current[k] / predicted
-                ok = carried[j] & np.isfinite(ratio)
-                best[k] = np.where(ok, np.fmax(best[k], ratio), best[k])
-                lowest_prediction[k] = np.where(
-                    ok, np.fmin(lowest_prediction[k], predicted), lowest_prediction[k]
-                )
-        # Two other phases must carry load: with one, an appliance on it fakes a collapse.
-        others = carried.sum(axis=0)[None, :] - carried
-        judgeable = carried & np.isfinite(best) & (others >= 2)
-        collapsed = judgeable & (best < cfg.collapse_ratio)
-        worst = np.where(judgeable, best, np.inf).argmin(axis=0)
-        rows = np.arange(n)
-        firing = usable & warm & collapsed.any(axis=0)
-        holds = np.full(n, UNKNOWN, dtype=np.int8)
-        holds[usable & warm & judgeable.any(axis=0)] = CLEAR
-        holds[firing] = HOLDS
-        worst_ratio = np.nan_to_num(best[worst, rows], posinf=1.0, neginf=1.0)
-        metered = np.nan_to_num(current[worst, rows])
-        expected = np.nan_to_num(lowest_prediction[worst, rows], posinf=0.0)
-        missing_a = expected - metered
-        v_phase = np.nan_to_num(volts[worst, rows])
-        loss = np.nan_to_num(np.maximum(missing_a, 0.0) * v_phase * _DEFAULT_PF)
-        # Learn from every row while warming up (a baseline that refused to learn from what
-        # it flags could never correct a bad start), afterwards only from clean rows.
-        self._learn(ctx, share, usable & (~firing | ~warm), slot)
-        deficit = np.clip(1.0 - worst_ratio, 0.0, 1.0)
-        return Conditions(
-            holds=holds,
-            phase=np.where(firing, worst + 1, 0).astype(np.int8),
-            loss_w=np.where(firing, loss, 0.0),
-            score=np.where(firing, 0.5 + 0.5 * deficit, 0.0),
-            magnitude=np.where(firing, deficit, 0.0),
+        out = Conditions.unknown(len(batch))
+        _judge_compiled(
+            np.ascontiguousarray(batch.values),
+            batch.slot,
+            ctx.dt,
+            self._eligible,
+            ctx.fleet.ref_v,
+            self.base_share,
+            self.learned_s,
+            self._limits,
+            out.holds,
+            out.phase,
+            out.loss_w,
+            out.score,
+            out.magnitude,
         )
-
-    def _learn(
-        self,
-        ctx: BatchContext,
-        share: np.ndarray[Any, np.dtype[np.float64]],
-        clean: np.ndarray[Any, np.dtype[np.bool_]],
-        slot: np.ndarray[Any, np.dtype[np.int32]],
-    ) -> None:
-        """Track each phase's median share: a step up or down per minute of clean data.
-
-        A median, unlike a mean, is not pulled by the minutes an appliance runs on a phase.
-        """
-        size = len(self.learned_s)
-        minutes = np.where(clean, np.where(ctx.dt > 0, ctx.dt, 60.0) / 60.0, 0.0)
-        covered = np.bincount(slot, weights=minutes, minlength=size).astype(np.float64)
-        touched = np.flatnonzero(covered > 0)
-        if touched.size == 0:
-            return
-        for k in range(3):
-            base_rows = self.base_share[k, slot]
-            fresh = ~np.isfinite(base_rows)
-            value = np.where(clean, share[k], 0.0)
-            # A meter seen for the first time starts from its first batch's mean share.
-            sums = np.bincount(slot, weights=value * minutes, minlength=size)
-            first = touched[~np.isfinite(self.base_share[k, touched])]
-            self.base_share[k, first] = sums[first] / covered[first]
-            direction = np.where(clean & ~fresh, np.sign(share[k] - base_rows), 0.0)
-            pull = np.bincount(slot, weights=direction * minutes, minlength=size)
-            # Never step past the batch's own mean: many rows of one meter in one batch
-            # would otherwise overshoot.
-            old = self.base_share[k, touched]
-            mean = sums[touched] / covered[touched]
-            moved = old + self.cfg.median_step * pull[touched]
-            self.base_share[k, touched] = np.where(
-                moved > old,
-                np.minimum(moved, np.maximum(old, mean)),
-                np.maximum(moved, np.minimum(old, mean)),
-            )
-        self.learned_s[touched] += covered[touched] * 60.0
+        return out
 
     def evidence(self, slot: int) -> dict[str, Any]:
         """Give the usual phase shares the collapse was judged against."""

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable
+from typing import Any, cast
 
+import numba
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import (
-    CLEAR,
-    HOLDS,
     Conditions,
     Detector,
     DetectorConfig,
     IncidentFacts,
-    ewma_weight,
     format_duration,
     phase_label,
     register,
 )
-from detectors.context import BatchContext, phase_block
-from meterguard.model import AlertKind, FloatArray, MeterRegistry, ReadingBatch
+from detectors.context import BatchContext
+from meterguard.model import QUANTITY_INDEX, AlertKind, MeterRegistry, ReadingBatch
 
 
 class PhaseShiftConfig(DetectorConfig):
@@ -46,12 +47,122 @@ class PhaseShiftConfig(DetectorConfig):
     )
 
 
+#: Rows of a batch's values the compiled pass reads (phase columns are adjacent).
+_V1, _I1, _IN, _P1, _Q1 = (QUANTITY_INDEX[q] for q in ("v1", "i1", "in", "p1", "q1"))
+
+
+def _judge(
+    values: npt.NDArray[np.float64],
+    slot: npt.NDArray[np.int32],
+    dt: npt.NDArray[np.float64],
+    eligible: npt.NDArray[np.bool_],
+    ref_v: npt.NDArray[np.float64],
+    base_cos: npt.NDArray[np.float64],
+    base_sin: npt.NDArray[np.float64],
+    learned: npt.NDArray[np.float64],
+    limits: npt.NDArray[np.float64],
+    holds: npt.NDArray[np.int8],
+    phase: npt.NDArray[np.int8],
+    loss: npt.NDArray[np.float64],
+    score: npt.NDArray[np.float64],
+    magnitude: npt.NDArray[np.float64],
+) -> None:
+    """Judge each phase's power angle against its learned angle, then learn; compiled.
+
+    The angle is a unit vector (P, Q)/|S|; without Q, (PF, sqrt(1 - PF^2)) and only
+    magnitudes compare. Rows are learned from one by one, in order (a circular mean with
+    the time constant, plain averaging while young).
+    """
+    min_current, cos_min_shift, min_pf, tau, warmup = (
+        limits[0], limits[1], limits[2], limits[3], limits[4],
+    )  # fmt: skip
+    v0, i0, p0, q0 = _V1, _I1, _P1, _Q1
+    for r in range(slot.shape[0]):
+        s = slot[r]
+        if not eligible[s]:
+            continue
+        step_s = dt[r] if dt[r] > 0 else 60.0
+        any_usable = False
+        fired = False
+        worst_cos = 2.0
+        worst_k = 0
+        lost = 0.0
+        for k in range(3):
+            volts = values[v0 + k, r]
+            amps = values[i0 + k, r]
+            p = values[p0 + k, r]
+            q = values[q0 + k, r]
+            if math.isnan(p) or math.isnan(amps) or math.isnan(volts):
+                continue
+            if amps < min_current or volts < 0.85 * ref_v[s] or p < 0.0:
+                continue
+            any_usable = True
+            apparent = volts * amps
+            pf = p / apparent if apparent > 0 else 1.0
+            norm = math.hypot(p, q) if not math.isnan(q) else 0.0
+            has_q = norm > 0
+            if has_q:
+                cos_a = p / norm
+                sin_a = q / norm
+            else:
+                cos_a = min(max(pf, -1.0), 1.0)
+                sin_a = math.sqrt(1.0 - cos_a * cos_a)
+            bc = base_cos[k, s]
+            bs = base_sin[k, s]
+            warm = learned[k, s] >= warmup and not math.isnan(bc)
+            fires = False
+            if warm:
+                bn = math.hypot(bc, bs)
+                ubc = bc / bn if bn > 0 else 1.0
+                ubs = bs / bn if bn > 0 else 0.0
+                cos_shift = cos_a * ubc + sin_a * (ubs if has_q else abs(ubs))
+                if cos_shift <= cos_min_shift:
+                    fires = True
+                    if cos_shift < worst_cos:
+                        worst_cos = cos_shift
+                        worst_k = k
+                    lost += max(apparent * ubc - p, 0.0)
+            elif pf < min_pf:
+                fires = True
+                if pf < worst_cos:
+                    worst_cos = pf
+                    worst_k = k
+                lost += max(apparent * 0.95 - p, 0.0)
+            if fires:
+                fired = True
+            elif pf >= min_pf:
+                # A clean phase: move its learned angle towards this reading.
+                seen = learned[k, s]
+                if math.isnan(bc):
+                    base_cos[k, s] = cos_a
+                    base_sin[k, s] = sin_a
+                else:
+                    w = max(1.0 - math.exp(-step_s / tau), step_s / (seen + step_s))
+                    base_cos[k, s] = bc + w * (cos_a - bc)
+                    base_sin[k, s] = bs + w * (sin_a - bs)
+                learned[k, s] = seen + step_s
+        if not any_usable:
+            continue
+        if not fired:
+            holds[r] = 0
+            continue
+        degrees = math.degrees(math.acos(min(max(worst_cos, -1.0), 1.0)))
+        holds[r] = 1
+        phase[r] = worst_k + 1
+        loss[r] = lost
+        score[r] = min(max(0.4 + degrees / 60.0, 0.0), 1.0)
+        magnitude[r] = degrees
+
+
+_judge_compiled = cast(Callable[..., None], numba.njit(cache=True)(_judge))
+
+
 @register
 class PhaseShiftDetector(Detector):
     """Flags the phase-shifting method: a power angle far from the phase's usual one.
 
     The angle between a phase's voltage and current comes from P and Q (or P / V*I when
-    Q is not measured).
+    Q is not measured). Negative power is the reversal detector's.
     """
 
     name = "phase_shift"
@@ -69,105 +180,36 @@ class PhaseShiftDetector(Detector):
         self.base_cos = np.full((3, n), np.nan)
         self.base_sin = np.full((3, n), np.nan)
         self.learned_s = np.zeros((3, n))
-        self._cos_min_shift = float(np.cos(np.radians(config.min_shift_deg)))
+        self._limits = np.array(
+            [
+                config.min_current_a,
+                math.cos(math.radians(config.min_shift_deg)),
+                config.min_pf,
+                config.baseline_tau_s,
+                config.warmup_s,
+            ]
+        )
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Judge each phase's angle against its baseline, then learn from clean rows."""
-        n = len(batch)
-        cfg = self.cfg
-        out = Conditions.unknown(n)
-        candidates = np.flatnonzero(self._eligible[batch.slot])
-        if candidates.size == 0:
-            return out
-        slot = batch.slot[candidates]
-        volts = phase_block(batch, "v1")[:, candidates]
-        current = phase_block(batch, "i1")[:, candidates]
-        power = phase_block(batch, "p1")[:, candidates]
-        reactive = phase_block(batch, "q1")[:, candidates]
-        ref = ctx.fleet.ref_v[slot]
-        apparent = volts * current
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pf = power / apparent
-            # The angle as a unit vector (cos, sin): from P and Q, or from P / V*I alone
-            # (lagging assumed) when Q is not measured.
-            norm = np.hypot(power, reactive)
-            has_q = np.isfinite(reactive) & (norm > 0)
-            pf_clipped = np.clip(np.nan_to_num(pf), -1.0, 1.0)
-            cos_a = np.where(has_q, power / norm, pf_clipped)
-            sin_a = np.where(has_q, reactive / norm, np.sqrt(1.0 - pf_clipped**2))
-        usable = (
-            np.isfinite(power)
-            & (current >= cfg.min_current_a)
-            & (volts >= 0.85 * ref)
-            & (power >= 0.0)  # negative power is the reversal detector's
+        out = Conditions.unknown(len(batch))
+        _judge_compiled(
+            np.ascontiguousarray(batch.values),
+            batch.slot,
+            ctx.dt,
+            self._eligible,
+            ctx.fleet.ref_v,
+            self.base_cos,
+            self.base_sin,
+            self.learned_s,
+            self._limits,
+            out.holds,
+            out.phase,
+            out.loss_w,
+            out.score,
+            out.magnitude,
         )
-        base_c = self.base_cos[:, slot]
-        base_s = self.base_sin[:, slot]
-        warm = (self.learned_s[:, slot] >= cfg.warmup_s) & np.isfinite(base_c)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            base_norm = np.hypot(base_c, base_s)
-            bc = base_c / base_norm
-            bs = base_s / base_norm
-        # cos of the angle between now and usual; without Q only magnitudes compare.
-        cos_shift = np.where(has_q, cos_a * bc + sin_a * bs, cos_a * bc + sin_a * np.abs(bs))
-        cold_fire = ~warm & (np.nan_to_num(pf, nan=1.0) < cfg.min_pf)
-        warm_fire = warm & (np.nan_to_num(cos_shift, nan=1.0) <= self._cos_min_shift)
-        phase_fires = usable & (cold_fire | warm_fire)
-        firing = phase_fires.any(axis=0)
-        # The shift in degrees, only where it fires (the summary's figure).
-        shift_cos = np.where(warm, cos_shift, pf)
-        shift_cos = np.where(phase_fires, np.nan_to_num(shift_cos, nan=1.0), 2.0)
-        worst = shift_cos.argmin(axis=0)
-        rows = np.arange(candidates.size)
-        worst_deg = np.degrees(np.arccos(np.clip(shift_cos[worst, rows], -1.0, 1.0)))
-        expected_pf = np.where(warm, bc, 0.95)
-        lost = apparent * expected_pf - power
-        lost_w = np.where(phase_fires, np.maximum(np.nan_to_num(lost), 0.0), 0.0).sum(axis=0)
-        clean = usable & ~phase_fires & (np.nan_to_num(pf, nan=0.0) >= cfg.min_pf)
-        self._learn(ctx.dt[candidates], cos_a, sin_a, clean, slot)
-        out.holds[candidates[usable.any(axis=0)]] = CLEAR
-        fired = candidates[firing]
-        out.holds[fired] = HOLDS
-        out.phase[fired] = worst[firing] + 1
-        out.loss_w[fired] = lost_w[firing]
-        out.score[fired] = np.clip(0.4 + worst_deg[firing] / 60.0, 0.0, 1.0)
-        out.magnitude[fired] = worst_deg[firing]
         return out
-
-    def _learn(
-        self,
-        dt: FloatArray,
-        cos_a: FloatArray,
-        sin_a: FloatArray,
-        clean: np.ndarray[Any, np.dtype[np.bool_]],
-        slot: np.ndarray[Any, np.dtype[np.int32]],
-    ) -> None:
-        """Move each phase's angle baseline towards the batch's clean rows (circular mean)."""
-        size = self.base_cos.shape[1]
-        step_s = np.where(dt > 0, dt, 60.0)
-        for k in range(3):
-            seconds = np.where(clean[k], step_s, 0.0)
-            covered = np.bincount(slot, weights=seconds, minlength=size).astype(np.float64)
-            touched = np.flatnonzero(covered > 0)
-            if touched.size == 0:
-                continue
-            cos_sum = np.bincount(
-                slot, weights=np.where(clean[k], cos_a[k], 0.0) * seconds, minlength=size
-            )
-            sin_sum = np.bincount(
-                slot, weights=np.where(clean[k], sin_a[k], 0.0) * seconds, minlength=size
-            )
-            mean_c = cos_sum[touched] / covered[touched]
-            mean_s = sin_sum[touched] / covered[touched]
-            learned = self.learned_s[k, touched]
-            weight = ewma_weight(covered[touched], self.cfg.baseline_tau_s)
-            weight = np.maximum(weight, covered[touched] / (learned + covered[touched]))
-            old_c = self.base_cos[k, touched]
-            old_s = self.base_sin[k, touched]
-            fresh = ~np.isfinite(old_c)
-            self.base_cos[k, touched] = np.where(fresh, mean_c, old_c + weight * (mean_c - old_c))
-            self.base_sin[k, touched] = np.where(fresh, mean_s, old_s + weight * (mean_s - old_s))
-            self.learned_s[k, touched] += covered[touched]
 
     def evidence(self, slot: int) -> dict[str, Any]:
         """Give the usual power angle of each phase."""
