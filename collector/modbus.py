@@ -12,11 +12,10 @@ from types import TracebackType
 from typing import Self
 
 import numpy as np
-from pymodbus import FramerType, ModbusException
-from pymodbus.client import AsyncModbusTcpClient
 
 from collector.base import batch_from_rows, jittered_backoff
-from collector.profiles import ReadRequest, decode, plan_requests, resolve_profile
+from collector.modbus_link import LinkError, ModbusLink
+from collector.profiles import ReadRequest, decode_wire, plan_requests, resolve_profile
 from meterguard.errors import DecodeError
 from meterguard.model import MeterRegistry, ReadingBatch
 from meterguard.settings import ModbusSourceSettings
@@ -75,18 +74,7 @@ class ModbusSource:
             )
             for d in settings.devices
         ]
-        longest = max((d.timeout_s for d in self._devices), default=settings.timeout_s)
-        self._client = AsyncModbusTcpClient(
-            settings.host,
-            port=settings.port,
-            framer=FramerType.RTU if settings.framer == "rtu" else FramerType.SOCKET,
-            # Timeouts and retries are per meter and ours (asyncio.timeout); the
-            # client's own only guard against a wait that never ends.
-            timeout=longest + 1.0,
-            retries=0,
-            reconnect_delay=0,  # reconnects are ours, with backoff and one log line
-            name=f"modbus-{settings.name}",
-        )
+        self._link = ModbusLink(settings.host, settings.port, settings.framer)
         self._rng = np.random.default_rng()
         self._down_since: float | None = None
         self._attempt = 0
@@ -107,7 +95,7 @@ class ModbusSource:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._client.close()
+        self._link.close()
 
     def _gateway_down(self, reason: str) -> None:
         if self._down_since is None:
@@ -132,9 +120,9 @@ class ModbusSource:
 
     async def _ensure_connected(self) -> bool:
         """Connect if needed; an outage is logged once, by _gateway_down."""
-        if self._client.connected:
+        if self._link.connected:
             return True
-        if await self._client.connect():
+        if await self._link.connect(self.settings.timeout_s):
             return True
         self.counters["connection"] += 1
         self._gateway_down("unreachable")
@@ -148,27 +136,18 @@ class ModbusSource:
         await asyncio.sleep(delay)
 
     async def _read(self, device: _Device, request: ReadRequest) -> dict[str, float]:
-        if request.function == 4:
-            call = self._client.read_input_registers
-        else:
-            call = self._client.read_holding_registers
         self.counters["requests"] += 1
         try:
-            async with asyncio.timeout(device.timeout_s):  # no extra task, unlike wait_for
-                response = await call(request.address, count=request.count, device_id=device.unit)
-        except TimeoutError as exc:
-            raise ReadFailedError("timeout", f"no answer within {device.timeout_s:g} s") from exc
-        except ModbusException as exc:
-            kind = "connection" if not self._client.connected else "protocol"
-            raise ReadFailedError(kind, str(exc)) from exc
+            wire = await self._link.read(
+                request.function, request.address, request.count, device.unit, device.timeout_s
+            )
+        except LinkError as exc:
+            raise ReadFailedError(exc.kind, str(exc).split(": ", 1)[1]) from exc
         finally:
             if self.settings.pause_s:
                 await asyncio.sleep(self.settings.pause_s)
-        if response.isError():
-            code = getattr(response, "exception_code", "?")
-            raise ReadFailedError("exception", f"exception code {code}")
         try:
-            return decode(request, list(response.registers))
+            return decode_wire(request, wire)
         except DecodeError as exc:
             raise ReadFailedError("bad_length", exc.reason) from exc
 
@@ -176,7 +155,7 @@ class ModbusSource:
         """Read every request of one meter, retrying the whole poll as configured."""
         failure = ReadFailedError("connection", "gateway not connected")
         for _attempt in range(device.retries + 1):
-            if not self._client.connected and not await self._ensure_connected():
+            if not self._link.connected and not await self._ensure_connected():
                 break
             try:
                 values: dict[str, float] = {}
@@ -255,5 +234,5 @@ class ModbusSource:
                 yield batch
             elif self._gateway_silent():
                 self._gateway_down("does not answer")
-                self._client.close()
+                self._link.close()
                 await self._backoff()

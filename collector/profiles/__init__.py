@@ -123,6 +123,23 @@ def _to_bytes(words: list[int], order: WordOrder) -> bytes:
     return raw
 
 
+def decode_wire(request: ReadRequest, wire: bytes) -> dict[str, float]:
+    """Decode an answer's register bytes as they came off the wire (big-endian words)."""
+    if len(wire) != 2 * request.count:
+        raise DecodeError(
+            f"read {request.address:#06x}+{request.count}",
+            f"expected {request.count} registers, got {len(wire) / 2:g}",
+        )
+    compiled = request.layout
+    if compiled is None:
+        return decode(request, list(struct.unpack(f">{request.count}H", wire)))
+    layout, names, scales = compiled  # every entry big-endian: one unpack for the answer
+    raw_values = layout.unpack(wire)
+    if scales is None:
+        return dict(zip(names, map(float, raw_values), strict=True))
+    return {n: float(v) * k for n, v, k in zip(names, raw_values, scales, strict=True)}
+
+
 def decode(request: ReadRequest, registers: list[int]) -> dict[str, float]:
     """Turn the registers of one answer into quantities; a short answer is a DecodeError."""
     if len(registers) != request.count:
@@ -130,14 +147,8 @@ def decode(request: ReadRequest, registers: list[int]) -> dict[str, float]:
             f"read {request.address:#06x}+{request.count}",
             f"expected {request.count} registers, got {len(registers)}",
         )
-    compiled = request.layout
-    if compiled is not None:  # every entry big-endian: one unpack for the whole answer
-        layout, names, scales = compiled
-        wire = struct.pack(f">{len(registers)}H", *registers)
-        raw_values = layout.unpack(wire)
-        if scales is None:
-            return dict(zip(names, map(float, raw_values), strict=True))
-        return {n: float(v) * k for n, v, k in zip(names, raw_values, scales, strict=True)}
+    if request.layout is not None:
+        return decode_wire(request, struct.pack(f">{len(registers)}H", *registers))
     out: dict[str, float] = {}
     wire = b""
     for entry in request.entries:
