@@ -8,6 +8,7 @@ the meters of one poll round share one computation); each `LiveMeter` offers wha
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -25,6 +26,8 @@ class LiveFleet:
         self.resolution_s = resolution_s
         self._frame: Frame | None = None
         self._frame_t = -math.inf
+        # Front-ends may read from several threads (the DLMS server does): one frame at once.
+        self._lock = threading.Lock()
         keys = [MeterKey(True, t) for t in range(model.pop.n_tx)]
         keys += [MeterKey(False, i) for i in range(model.pop.n)]
         by_id = {model.meter_id(k): k for k in keys}
@@ -48,10 +51,11 @@ class LiveFleet:
     def frame_at(self, t: float) -> tuple[Frame, int]:
         """Return the frame covering simulated time t and its row (always 0)."""
         tq = math.floor(t / self.resolution_s) * self.resolution_s
-        if self._frame is None or tq > self._frame_t:
-            self._frame = self.model.compute(np.array([tq]))
-            self._frame_t = tq
-        return self._frame, 0
+        with self._lock:
+            if self._frame is None or tq > self._frame_t:
+                self._frame = self.model.compute(np.array([tq]))
+                self._frame_t = tq
+            return self._frame, 0
 
 
 class LiveMeter:
