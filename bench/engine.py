@@ -5,6 +5,7 @@ read into memory, cut into batches of SPAN seconds of data time (one batch per p
 of the live service), and timed through a fresh `Engine` with every detector at its
 defaults. The bare-library floor is one vectorised numpy pass over the same batches
 (NaN-aware sum per quantity and a per-meter bincount): the least any columnar engine does.
+Times are this process's CPU time (one core; the machine is shared), best of --repeat.
 
     .venv/bin/python bench/engine.py [--meters 1000] [--days 1] [--span 60 300 3600]
 """
@@ -36,20 +37,20 @@ def load_batches(data: Path) -> tuple[MeterRegistry, list[ReadingBatch]]:
 
 def bench_engine(registry: MeterRegistry, batches: list[ReadingBatch]) -> tuple[float, int]:
     engine = Engine(registry, build_detectors({}, registry))
-    began = time.perf_counter()
+    began = time.process_time()
     events = 0
     for batch in batches:
         events += len(engine.process(batch))
-    return time.perf_counter() - began, events
+    return time.process_time() - began, events
 
 
 def bench_floor(registry: MeterRegistry, batches: list[ReadingBatch]) -> float:
     size = len(registry)
-    began = time.perf_counter()
+    began = time.process_time()
     for batch in batches:
         np.nansum(batch.values, axis=1)
         np.bincount(batch.slot, weights=np.nan_to_num(batch.values[0]), minlength=size)
-    return time.perf_counter() - began
+    return time.process_time() - began
 
 
 def main() -> None:
