@@ -16,7 +16,7 @@ from meterguard.meters_csv import write_meters_csv
 from meterguard.timefmt import rfc3339
 from simulators.physics import FleetModel, Frame, bound_incidents
 from simulators.population import FloatArray
-from simulators.scenario import Scenario
+from simulators.scenario import Scenario, ScenarioError
 
 READING_COLUMNS = (
     "ts", "meter", "v1", "v2", "v3", "i1", "i2", "i3", "in",
@@ -90,6 +90,11 @@ def write_readings(
     step = float(grid[1] - grid[0]) if grid.size > 1 else 1.0
     every = np.r_[pop.report_every_s, np.zeros(pop.n_tx)][order_arr]
     every_steps = np.maximum(1, np.round(every / step)).astype(np.int64)
+    # Each meter stamps its readings with its own (slightly wrong) clock.
+    offsets = np.r_[pop.clock_offset_s, pop.feeder_clock_offset_s][order_arr]
+    skewed = bool(np.any(offsets != 0.0))
+    if skewed and 2.0 * float(np.abs(offsets).max()) >= step:
+        raise ScenarioError("clock_skew_s must be less than half the step between readings")
     steps = max(1, CHUNK_READINGS // n_all)
     rows = 0
     # Events of a meter that did not report when they happened go out with its next reading.
@@ -108,6 +113,7 @@ def write_readings(
                 col = pop.n + key.index if key.feeder else key.index
                 events.setdefault((row, int(where[col])), []).append(name)
             parts: list[str] = []
+            stamped: list[tuple[float, str]] = []
             for r in range(ts.size):
                 stamp = rfc3339(float(ts[r]))
                 vals = values[r].tolist()
@@ -120,10 +126,19 @@ def write_readings(
                         continue
                     if pending and pos in pending:
                         ev = pending.pop(pos) + (ev or [])
-                    parts.append(
-                        _ROW_FORMAT % (stamp, ids[pos], *vals[pos], ";".join(ev) if ev else "")
-                    )
+                    text = ";".join(ev) if ev else ""
+                    if skewed:
+                        at = float(ts[r] + offsets[pos])
+                        stamped.append(
+                            (at, _ROW_FORMAT % (rfc3339(at), ids[pos], *vals[pos], text))
+                        )
+                    else:
+                        parts.append(_ROW_FORMAT % (stamp, ids[pos], *vals[pos], text))
                 rows += int(keep.sum())
+            if skewed:
+                # Offsets are under half a step, so sorting a chunk keeps the file in order.
+                stamped.sort(key=lambda item: item[0])
+                parts = [line for _, line in stamped]
             handle.write("".join(parts).replace("nan", ""))
             if progress is not None:
                 progress(min(1.0, (start + ts.size) / grid.size))
@@ -145,10 +160,17 @@ def write_labels(model: FleetModel, path: Path, grid: FloatArray) -> int:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(LABEL_COLUMNS)
+        pop = model.pop
+        offset = {m.id: float(o) for m, o in zip(pop.customers, pop.clock_offset_s, strict=True)}
+        offset.update(
+            {m.id: float(o) for m, o in zip(pop.feeders, pop.feeder_clock_offset_s, strict=True)}
+        )
         for inc, meter_id, phase in bound_incidents(model):
             span = _snap(grid, inc.start_s, inc.end_s)
             if span is None:
                 continue
+            # The label names the readings as the meter stamped them.
+            span = (span[0] + offset[meter_id], span[1] + offset[meter_id])
             magnitude = "" if math.isnan(inc.magnitude) else f"{inc.magnitude:g}"
             writer.writerow(
                 [meter_id, inc.label_kind, rfc3339(span[0]), rfc3339(span[1]),

@@ -42,6 +42,8 @@ class FleetOptions:
     #: Share of customer meters read less often than every step (e.g. every 15 minutes).
     slow_share: float = 0.0
     slow_interval_s: float = 900.0
+    #: Meter clocks are off by up to this many seconds either way (each meter its own).
+    clock_skew_s: float = 0.0
 
 
 @dataclass
@@ -80,6 +82,9 @@ class Population:
     feeder_e_imp0: FloatArray
     #: Seconds between two readings the meter reports (0: every step of the run).
     report_every_s: FloatArray
+    #: How far each meter's clock is off, s: customers, then feeder meters.
+    clock_offset_s: FloatArray
+    feeder_clock_offset_s: FloatArray
 
     @property
     def n(self) -> int:
@@ -242,5 +247,18 @@ def build_population(options: FleetOptions) -> Population:
             np.random.default_rng([options.seed, 0x510]).random(n) < options.slow_share,
             options.slow_interval_s,
             0.0,
+        ),
+        # Whole milliseconds, as timestamps are written.
+        clock_offset_s=np.round(
+            np.random.default_rng([options.seed, 0xC10C]).uniform(
+                -options.clock_skew_s, options.clock_skew_s, n
+            ),
+            3,
+        ),
+        feeder_clock_offset_s=np.round(
+            np.random.default_rng([options.seed, 0xC10D]).uniform(
+                -options.clock_skew_s, options.clock_skew_s, n_tx
+            ),
+            3,
         ),
     )

@@ -157,7 +157,7 @@ _FLEET_KEYS = {
     "meters", "seed", "days", "step_s", "start", "nominal_v", "customers_per_transformer",
     "commercial_share", "industrial_share", "residential_three_phase_share", "solar_share",
     "neutral_measured_share_3p", "neutral_measured_share_1p", "slow_share", "slow_interval_s",
-    "mix",
+    "clock_skew_s", "mix",
 }  # fmt: skip
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=float, default=None, help="simulated days (default 3)")
     parser.add_argument(
         "--step-s", type=float, default=None, help="seconds between readings (default 60)"
+    )
+    parser.add_argument(
+        "--clock-skew-s",
+        type=float,
+        default=None,
+        help="meter clocks off by up to this many seconds either way (under half a step)",
+    )
+    parser.add_argument(
+        "--slow-share",
+        type=float,
+        default=None,
+        help="share of customer meters that report only every 15 minutes",
     )
     parser.add_argument(
         "--out",
@@ -77,6 +90,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _scenario(args: argparse.Namespace) -> Scenario:
+    scenario = _base_scenario(args)
+    # Meter clocks and reporting intervals are drawn apart from the rest of the fleet, so
+    # changing them keeps the same customers and incidents.
+    changes = {
+        name: getattr(args, name)
+        for name in ("clock_skew_s", "slow_share")
+        if getattr(args, name) is not None
+    }
+    if changes:
+        scenario.options = dataclasses.replace(scenario.options, **changes)
+    return scenario
+
+
+def _base_scenario(args: argparse.Namespace) -> Scenario:
     from simulators.scenario import ScenarioError, load_scenario, mix_scenario
 
     for name in ("meters", "days", "step_s"):

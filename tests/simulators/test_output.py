@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from datetime import datetime
 from pathlib import Path
 
@@ -175,3 +176,27 @@ def test_slow_meters_report_on_their_own_interval_and_keep_their_events(tmp_path
     for label in _rows(tmp_path / "labels.csv"):
         if label["kind"] == "tamper":
             assert events.get(label["meter"]), label
+
+
+def test_meter_clocks_can_be_off_and_the_file_stays_in_time_order(tmp_path: Path) -> None:
+    assert main(["simulate", "--mix", "6", "--meters", "30", "--days", "0.5", "--out",
+                 str(tmp_path), "--clock-skew-s", "8"]) == 0  # fmt: skip
+    last = 0.0
+    offsets: dict[str, set[float]] = {}
+    for row in _rows(tmp_path / "readings.csv"):
+        ts = _ts(row["ts"])
+        assert ts >= last
+        last = ts
+        offsets.setdefault(row["meter"], set()).add(round(ts - round(ts / 60.0) * 60.0, 3))
+    # Each meter keeps its own constant offset, within the skew, and they differ.
+    assert all(len(o) == 1 for o in offsets.values())
+    values = [next(iter(o)) for o in offsets.values()]
+    assert all(abs(v) <= 8.0 for v in values)
+    assert len(set(values)) > len(values) // 2
+    for label in _rows(tmp_path / "labels.csv"):
+        start = _ts(label["start"])
+        assert round(start - round(start / 60.0) * 60.0, 3) == next(iter(offsets[label["meter"]]))
+    fast = mix_scenario(6, 30, 0.1, step_s=10.0)
+    fast.options = dataclasses.replace(fast.options, clock_skew_s=8.0)
+    with pytest.raises(ScenarioError, match="half the step"):
+        write_run(fast, tmp_path / "x", show_progress=False)
