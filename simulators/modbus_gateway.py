@@ -61,12 +61,15 @@ class ModbusGateway:
         request_delay_s: float = 0.0,
         clock: Callable[[], float] = time.time,
         unknown_unit: Fault = Fault.EXCEPTION,
+        baud: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.framer = framer
         #: Bus time per request (RS-485 transfer plus the meter's turnaround).
         self.request_delay_s = request_delay_s
+        #: With a baud rate, each request also takes the time its frames need on the line.
+        self.baud = baud
         self.units = dict(units)
         self.faults: dict[int, Fault] = {}
         #: What the gateway does for a unit id nobody answers to: an exception 0x0B
@@ -160,8 +163,14 @@ class ModbusGateway:
         """Return the response PDU, None for silence, or Fault.RESET to hang up."""
         function = pdu[0]
         async with self._bus:
-            if self.request_delay_s:
-                await asyncio.sleep(self.request_delay_s)
+            delay = self.request_delay_s
+            if self.baud and function in (3, 4) and len(pdu) == 5:
+                count = struct.unpack(">H", pdu[3:5])[0]
+                # 8-byte request and 5 + 2n-byte answer, 11 bits per byte (8N1 + start/stop
+                # and parity or a second stop bit), plus 3.5 characters of silence each.
+                delay += (8 + 5 + 2 * count + 7) * 11 / self.baud
+            if delay:
+                await asyncio.sleep(delay)
             sim = self.units.get(unit)
             fault = self.faults.get(unit, Fault.NONE) if sim else self.unknown_unit
             if fault is Fault.SILENT:
@@ -210,6 +219,7 @@ async def _serve_main(args: argparse.Namespace) -> None:
                 port=args.port + g,
                 framer=args.framer,
                 request_delay_s=args.delay,
+                baud=args.baud,
             )
         )
     for gateway in gateways:
@@ -226,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--units", type=int, default=20, help="meters per gateway")
     parser.add_argument("--framer", choices=["socket", "rtu"], default="socket")
     parser.add_argument("--delay", type=float, default=0.0, help="bus seconds per request")
+    parser.add_argument("--baud", type=int, default=None, help="RS-485 line speed, e.g. 9600")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_main(args))
