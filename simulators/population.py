@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -85,6 +85,8 @@ class Population:
     #: How far each meter's clock is off, s: customers, then feeder meters.
     clock_offset_s: FloatArray
     feeder_clock_offset_s: FloatArray
+    #: Customer index by meter id, filled on first use.
+    by_id: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:
@@ -98,9 +100,9 @@ class Population:
 
     def index(self, meter_id: str) -> int:
         """Return the customer index of a meter id (KeyError when unknown)."""
-        if not hasattr(self, "_by_id"):
-            self._by_id = {m.id: i for i, m in enumerate(self.customers)}
-        return self._by_id[meter_id]
+        if not self.by_id:
+            self.by_id.update({m.id: i for i, m in enumerate(self.customers)})
+        return self.by_id[meter_id]
 
     def all_meters(self) -> list[Meter]:
         """Return every meter in meters.csv order: each feeder, then its customers."""
