@@ -18,7 +18,7 @@ from tests.conftest import free_port
 class Broker:
     """A mosquitto process on 127.0.0.1 with persistence on and unbounded queues."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, head: str = "", tail: str = "") -> None:
         self.workdir = workdir
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -27,7 +27,7 @@ class Broker:
         # max_queued_messages 0: a subscriber that falls behind (or is away) loses nothing;
         # persistence: queued QoS 1 messages survive a broker restart.
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+            head + f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             f"user {getpass.getuser()}\n"
             "persistence true\n"
@@ -36,7 +36,7 @@ class Broker:
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
             f"log_dest file {self.log}\n"
-            "log_type error\nlog_type warning\nlog_type notice\nlog_type subscribe\n"
+            "log_type error\nlog_type warning\nlog_type notice\nlog_type subscribe\n" + tail
         )
 
     def start(self) -> None:
