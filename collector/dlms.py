@@ -139,6 +139,8 @@ class DlmsSource:
 
     async def _transfer(self, meter: _Meter, data: Any, reply: Any) -> None:
         """Send a request (one frame or several) and follow block transfers to the end."""
+        if not data:
+            return  # gurux has nothing to send (e.g. a release when no association stands)
         if isinstance(data, list):
             for frame in data:
                 reply.clear()
@@ -225,7 +227,7 @@ class DlmsSource:
                 await asyncio.wait_for(
                     self._transfer(meter, meter.client.releaseRequest(), reply), 1.0
                 )
-        except (OSError, TimeoutError, GXDLMSException, DlmsReadError, ValueError):
+        except Exception:
             pass  # not every meter answers a release; the socket goes anyway
         finally:
             meter.writer = meter.reader = None
@@ -292,7 +294,7 @@ class DlmsSource:
                 await self._associate(meter)
             await self._read_list(meter, [(r, 2) for r in meter.registers])
             mask, unknown = await self._events(meter, now)
-        except (OSError, TimeoutError, GXDLMSException, DlmsReadError, ValueError) as exc:
+        except Exception as exc:  # gurux raises many kinds: one meter never stops the others
             await self._fail(meter, exc)
             return None
         self._succeed(meter)

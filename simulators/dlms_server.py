@@ -20,7 +20,8 @@ from pydlms.cosem.data import DlmsData
 from pydlms.cosem.interface_classes import ClassId
 from pydlms.cosem.time import CosemDateTime
 from pydlms.obis import ObisCode
-from pydlms.simulator import MeterSimulator, serve
+from pydlms.security.hls import Mechanism
+from pydlms.simulator import ClientProfile, MeterSimulator, serve
 
 from meterguard.model import Meter
 from simulators.meter import SimulatedMeter
@@ -221,6 +222,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="a fraud-log event of meter METER (0-based) OFFSET_S after start, e.g. 0:0:40",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--lls-password",
+        default=None,
+        help="also accept client SAP 17 with low-level security (LLS) and this password",
+    )
     args = parser.parse_args(argv)
     start = time.time()
     events: dict[int, list[tuple[float, int]]] = {}
@@ -240,6 +246,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         for k in range(args.meters)
     ]
+    if args.lls_password:
+        for dlms_meter in meters:
+            dlms_meter.server.clients[17] = ClientProfile(
+                Mechanism.LLS, secret=args.lls_password.encode()
+            )
     servers = serve_meters(meters, args.port, args.hdlc)
     print(f"listening on {args.port}..{args.port + len(servers) - 1}", flush=True)
     try:

@@ -47,9 +47,12 @@ def _free_ports(n: int) -> int:
 
 
 @contextmanager
-def simulator(port: int, hdlc: bool, events: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+def simulator(
+    port: int, hdlc: bool, events: list[str], extra: tuple[str, ...] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run simulators.dlms_server (GPL pydlms) as its own process until the block ends."""
     args = [sys.executable, "-m", "simulators.dlms_server", "--port", str(port), "--meters", "3"]
+    args += list(extra)
     args += ["--hdlc"] if hdlc else []
     for event in events:
         args += ["--event", event]
@@ -64,9 +67,10 @@ def simulator(port: int, hdlc: bool, events: list[str]) -> Iterator[subprocess.P
         process.wait(10)
 
 
-def _source(port: int, transport: str) -> DlmsSource:
+def _source(port: int, transport: str, **extra: object) -> DlmsSource:
     settings = DlmsSourceSettings.model_validate(
         {
+            **extra,
             "name": "dlms",
             "transport": transport,
             "interval_s": 0.2,
@@ -128,3 +132,14 @@ async def test_association_is_made_again_after_the_meter_restarts() -> None:
     assert len(recovered) == 3
     assert source.counters["associations"] == 6
     assert source.counters["failures"] >= 3
+
+
+@pytest.mark.parametrize(("password", "answers"), [("12345678", 3), ("wrong", 0)])
+async def test_low_level_security_password(password: str, answers: int) -> None:
+    port = _free_ports(3)
+    with simulator(port, True, [], ("--lls-password", "12345678")):
+        source = _source(port, "hdlc", client_address=17, password=password)
+        async with source:
+            batch = await source.poll_once()
+    assert len(batch) == answers
+    assert source.counters["failures"] == 3 - answers
