@@ -70,6 +70,18 @@ class ConsumptionDropConfig(DetectorConfig):
     )
 
 
+def _variation(rows: FloatArray) -> FloatArray:
+    """Return each row's coefficient of variation over its known values (NaN: too few)."""
+    known = np.isfinite(rows)
+    count = known.sum(axis=1)
+    filled = np.where(known, rows, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = filled.sum(axis=1) / count
+        spread = np.sqrt(np.where(known, (filled - mean[:, None]) ** 2, 0.0).sum(axis=1) / count)
+        variation: FloatArray = np.where(count >= 2, spread / mean, np.nan)
+    return variation
+
+
 @register
 class ConsumptionDropDetector(Detector):
     """Flags a sustained proportional fall of consumption against its own history.
@@ -231,8 +243,8 @@ class ConsumptionDropDetector(Detector):
         # The daily shape: a proportional fall keeps the hour-to-hour variation of the
         # baseline; an idle load is flat.
         with np.errstate(invalid="ignore", divide="ignore"):
-            shape_base = np.nanstd(expected, axis=1) / np.nanmean(expected, axis=1)
-            shape_metered = np.nanstd(metered, axis=1) / np.nanmean(metered, axis=1)
+            shape_base = _variation(expected)
+            shape_metered = _variation(metered)
         shape_lost = (shape_base > 0.1) & (shape_metered < 0.3 * shape_base)
         # The voltage evidence: every hour of the window must show less metered current
         # than the service cable's voltage drop says flows.
@@ -285,7 +297,10 @@ class ConsumptionDropDetector(Detector):
         holds = self.verdict[slots]
         firing = holds == HOLDS
         ratio = np.nan_to_num(self.last_ratio[slots], nan=1.0)
-        base_w = np.nanmean(self.recent_base[slots], axis=1)
+        known = np.isfinite(self.recent_base[slots])
+        base_w = np.where(known, self.recent_base[slots], 0.0).sum(axis=1) / np.maximum(
+            known.sum(axis=1), 1
+        )
         k = slots.size
         cond = Conditions(
             holds=holds,
