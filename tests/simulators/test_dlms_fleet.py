@@ -93,10 +93,10 @@ async def test_dlms_fraud_log_carries_the_scenarios_tamper_events(tmp_path: Path
         if m.meter.role == "customer" and m.meter.phases == 3
     )
     spec = tmp_path / "magnet.toml"
-    # The magnet goes on 90 simulated seconds after live time starts (1.5 s at x60).
+    # The magnet goes on 240 simulated seconds after live time starts (4 s at x60).
     spec.write_text(
         FLEET + f'\n[[incident]]\nkind = "magnet"\nmeter = "{meter.meter.id}"\n'
-        "start_h = 30.025\nduration_h = 3\n"
+        "start_h = 30.0667\nduration_h = 3\n"
     )
     fleet = LiveFleet(FleetModel(load_scenario(spec)))
     port = _free_ports(1)
@@ -104,7 +104,7 @@ async def test_dlms_fraud_log_carries_the_scenarios_tamper_events(tmp_path: Path
     batches: list[ReadingBatch] = []
     with served([*args, "--only", meter.meter.id]) as ids:
         async with _source(port, fleet, ids) as source:
-            deadline = time.monotonic() + 4.0
+            deadline = time.monotonic() + 7.0
             while time.monotonic() < deadline:
                 batches.append(await source.poll_once())
                 await asyncio.sleep(0.2)
