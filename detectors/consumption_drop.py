@@ -195,8 +195,12 @@ class ConsumptionDropDetector(Detector):
                 self._close(closing)
             fresh = meters[self.hour[meters] < hour]
             self.hour[fresh] = hour
-            for t, term in enumerate(terms):
-                self.hour_sums[t] += np.bincount(slot[rows], weights=term[rows], minlength=size)
+            # Every sum in one bincount: term t of meter m lands in bin t * size + m.
+            picked = np.flatnonzero(rows)
+            keys = (np.arange(_SUMS)[:, None] * size + slot[picked][None, :]).ravel()
+            weights = np.stack([term[picked] for term in terms]).ravel()
+            sums = np.bincount(keys, weights=weights, minlength=_SUMS * size)
+            self.hour_sums += sums.reshape(_SUMS, size)
         return Conditions.unknown(len(batch))
 
     def _implied_current(self, meters: IntArray) -> tuple[FloatArray, FloatArray]:
