@@ -24,7 +24,7 @@ def test_check_accepts_the_example(tmp_path: Path) -> None:
     config.write_text(EXAMPLE.read_text())
     done = _cli("run", "--check", "--config", str(config))
     assert done.returncode == 0, done.stderr
-    assert "2 meters, 1 sources" in done.stdout
+    assert "2 meters, 2 sources" in done.stdout  # a Modbus gateway and an MQTT broker
 
 
 def test_bad_config_names_the_key_and_exits_2(tmp_path: Path) -> None:
