@@ -270,6 +270,10 @@ class MqttSource:
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        # QoS 2 keeps paho's own exactly-once flow (acknowledged by paho on PUBREL).
+        client.on_message = lambda _c, _u, msg: self._sink(
+            msg.topic.encode(), bytes(msg.payload), 0
+        )
         client.on_connect_fail = self._on_connect_fail
         return client
 

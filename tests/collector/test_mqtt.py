@@ -226,3 +226,19 @@ async def test_a_meter_silent_for_three_intervals_is_reported_offline(broker: Br
         await _collect(source, 3)
     assert t1.online
     assert status.summary() == {"polled": 3, "online": 3, "failing": 0}
+
+
+async def test_qos_2_subscription_goes_through_paho_exactly_once(broker: Broker) -> None:
+    registry = MeterRegistry(FLEET)
+    source = MqttSource(_settings(broker, "meterguard", qos=2), registry, StatusBoard())
+    async with source:
+        await source.wait_connected(10)
+        publisher = MqttPublisher(_sims(), port=broker.port, format_="meterguard", qos=2)
+        for k in range(5):
+            publisher.publish_round(1_767_225_600.0 + 60 * k)
+        publisher.close()
+        batch = await _collect(source, 15)
+        await asyncio.sleep(0.3)
+        assert not source._take()
+    assert len(batch) == 15
+    assert len(set(zip(batch.slot.tolist(), batch.ts.tolist(), strict=True))) == 15
