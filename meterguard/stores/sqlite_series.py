@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import sqlite3
 import time
@@ -33,6 +34,8 @@ _INSERT = (
     + ", ".join(f'"{q}"' for q in QUANTITIES)
     + f", events) VALUES ({_PLACEHOLDERS})"
 )
+log = logging.getLogger(__name__)
+
 _DAY_S = 86_400.0
 #: How often (wall-clock seconds) writes check for readings past the retention period.
 PRUNE_EVERY_S = 3_600.0
@@ -103,13 +106,18 @@ class SqliteSeriesStore:
 
     async def _commit_later(self) -> None:
         await asyncio.sleep(self.commit_interval_s)
-        await self.commit()
+        try:
+            await self.commit()
+        except sqlite3.Error:
+            log.exception("series commit failed")
+            raise
 
     async def commit(self) -> None:
         """Write every pending reading in one transaction."""
         if not self._pending:
             return
-        pending, self._pending, self._pending_rows = self._pending, [], 0
+        pending, rows = self._pending, self._pending_rows
+        self._pending, self._pending_rows = [], 0
 
         def insert(conn: sqlite3.Connection) -> None:
             with conn:
@@ -118,7 +126,13 @@ class SqliteSeriesStore:
                     _INSERT, itertools.chain.from_iterable(zip(*c, strict=True) for c in pending)
                 )
 
-        await self._worker.run(insert)
+        try:
+            await self._worker.run(insert)
+        except sqlite3.Error:
+            # Rolled back: keep the readings, ahead of newer ones, for the next commit.
+            self._pending = pending + self._pending
+            self._pending_rows += rows
+            raise
 
     async def prune(self, now: float | None = None) -> int:
         """Delete readings older than the retention period; return how many went."""

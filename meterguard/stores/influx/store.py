@@ -52,6 +52,12 @@ class InfluxCounters:
     rows_persisted: int = 0
 
 
+def _log_crash(task: asyncio.Task[None]) -> None:
+    # The next write starts a new sender; the buffer is untouched, so nothing is lost.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("InfluxDB sender stopped", exc_info=task.exception())
+
+
 def _quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -156,6 +162,7 @@ class InfluxSeriesStore:
             self._sender = asyncio.get_running_loop().create_task(
                 self._send_loop(), name="influx-sender"
             )
+            self._sender.add_done_callback(_log_crash)
 
     async def _send_loop(self) -> None:
         delay = self.settings.retry_initial_s
