@@ -312,13 +312,17 @@ class ConsumptionDropDetector(Detector):
             loss_w=np.where(firing, np.nan_to_num(base_w) * (1.0 - ratio), 0.0),
             score=np.where(firing, np.clip(1.2 - ratio, 0.0, 0.95), 0.0),
             magnitude=np.where(firing, 1.0 - ratio, 0.0),
-            onset=self.low_since[slots],
+            # The reading that showed it: the end of the second low hour in a row (a first
+            # low hour alone may be the meter's own noise just before a theft began).
+            onset=self.low_since[slots] + HOUR_S,
         )
         return SlotConditions(slot=slots, conditions=cond, dt=np.full(k, HOUR_S))
 
     def evidence(self, slot: int) -> dict[str, Any]:
         """Give the recent hourly consumption against the baseline."""
+        since = self.low_since[slot]
         return {
+            "low_since_ts": None if not np.isfinite(since) else float(since) - HOUR_S,
             "recent_current_a": [
                 round(float(v), 2) for v in np.nan_to_num(self.recent_current[slot])
             ],

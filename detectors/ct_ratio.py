@@ -36,7 +36,7 @@ class CtRatioConfig(DetectorConfig):
     severity: Severity = Field(default=Severity.WARNING, description="Severity of its alerts.")
     low_ratio: float = Field(default=0.30, gt=0, description="Typical load below this fires.")
     high_ratio: float = Field(
-        default=1.2, gt=0, description="Typical load above this fires (the core saturates)."
+        default=1.0, gt=0, description="Typical load above this fires (towards saturation)."
     )
     percentile: float = Field(
         default=95.0, gt=0, le=100, description="The 'typical load' percentile of current."
