@@ -46,7 +46,7 @@ class EnergyBalanceConfig(DetectorConfig):
         "while an alert is open is a new incident (and a new alert).",
     )
     step_share: float = Field(
-        default=0.25, gt=0, description="... and by at least this share of the level before."
+        default=0.1, gt=0, description="... and by at least this share of the level before."
     )
     min_coverage: float = Field(
         default=0.9,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from detectors.base import HOLDS, Conditions
-from detectors.engine import Engine, _Lifecycle, _Rows, build_detectors
+from detectors.base import DETECTORS, HOLDS, Conditions
+from detectors.engine import Engine, _Lifecycle, _Rows, build_detectors, load_detector_modules
 from meterguard.errors import ConfigError
 from meterguard.model import AlertEvent, Meter, MeterRegistry
 from tests.detectors.physics import feed, only, opened, reading
@@ -73,3 +76,12 @@ def test_a_restart_verdict_closes_the_open_alert_and_opens_a_new_one(
     clear = next(e for e in events if e.type.value == "clear")
     assert clear.alert.end == 3600.0
     assert len(engine.open_alerts()) == 1
+
+
+def test_example_config_lists_every_detector_at_its_defaults() -> None:
+    example = Path(__file__).parents[2] / "deploy" / "meterguard.example.toml"
+    sections = tomllib.loads(example.read_text())["detectors"]
+    load_detector_modules()
+    assert set(sections) == set(DETECTORS)
+    for name, cls in DETECTORS.items():
+        assert cls.config_model.model_validate(sections[name]) == cls.config_model(), name
