@@ -7,6 +7,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from meterguard.runtime import Runtime
@@ -18,9 +19,8 @@ from meterguard.settings import (
     Settings,
     StorageSettings,
 )
-from simulators.fleet import GroundTruth, demo_fleet
-from simulators.meter import SimulatedMeter
-from simulators.modbus_gateway import ModbusGateway
+from simulators.fleet import GroundTruth, live_demo_fleet
+from simulators.modbus_gateway import MeterModel, ModbusGateway
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 def demo_settings(
-    fleet: list[SimulatedMeter], ports: list[int], data_dir: Path, api_port: int
+    fleet: Sequence[MeterModel], ports: list[int], data_dir: Path, api_port: int
 ) -> Settings:
     """Return settings that poll the demo gateways and raise alerts within seconds."""
     sources = []
@@ -71,7 +71,7 @@ def demo_settings(
     )
 
 
-def _gateways(fleet: list[SimulatedMeter], ports: list[int]) -> list[ModbusGateway]:
+def _gateways(fleet: Sequence[MeterModel], ports: list[int]) -> list[ModbusGateway]:
     start = time.time()
 
     def clock() -> float:
@@ -110,8 +110,9 @@ def _banner(settings: Settings, truth: list[GroundTruth], n: int) -> str:
 
 async def run_demo(data_dir: Path, api_port: int = 8000, n_meters: int = 36, seed: int = 7) -> None:
     """Run the simulated fleet and the whole service until cancelled."""
-    fleet, truth = demo_fleet(n_meters, seed=seed)
-    n_gateways = -(-n_meters // METERS_PER_GATEWAY)
+    fleet, truth = live_demo_fleet(n_meters, seed=seed)
+    # The transformers' feeder (check) meters come on top of the customers.
+    n_gateways = -(-len(fleet) // METERS_PER_GATEWAY)
     ports = [free_port() for _ in range(n_gateways)]
     settings = demo_settings(fleet, ports, data_dir, api_port)
     runtime = Runtime.open(settings)
@@ -119,7 +120,7 @@ async def run_demo(data_dir: Path, api_port: int = 8000, n_meters: int = 36, see
         async with contextlib.AsyncExitStack() as stack:
             for gateway in _gateways(fleet, ports):
                 await stack.enter_async_context(gateway)
-            print(_banner(settings, truth, n_meters), flush=True)
+            print(_banner(settings, truth, len(fleet)), flush=True)
             print(await _demo_users(runtime), flush=True)
             await Service(runtime).run()
     finally:
