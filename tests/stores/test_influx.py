@@ -310,3 +310,59 @@ async def test_v2_write_buffers_while_the_server_is_down(tmp_path: Path) -> None
     finally:
         await store.close()
         server.stop()
+
+
+class _StallingProxy:
+    """A TCP proxy to the server that, while `stalled`, takes requests and never answers."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.stalled = True
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> "_StallingProxy":
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.stalled:
+            await reader.read(1 << 20)  # swallow the request, like a server that hangs
+            await asyncio.sleep(5)
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(1 << 16):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_v1_slow_server_timeouts_are_retried_and_nothing_doubles(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    registry = _registry(10)
+    async with _StallingProxy(influxdb.port) as proxy:
+        settings = _settings(f"http://127.0.0.1:{proxy.port}", timeout_s=0.5)
+        store = InfluxSeriesStore(settings, registry, api="v1", spool_dir=tmp_path / "spool")
+        try:
+            await store.write(_stream(registry, 1_700_000_000.0, 300))
+            await asyncio.sleep(1.5)
+            stalled = store.stats()
+            assert stalled["failed_requests"] >= 1  # timed out
+            assert stalled["rows_written"] == 0
+            proxy.stalled = False
+            assert await store.flush(20)
+            assert await _count(store) == 3000
+            assert await _count(store, "p1") == 3000
+        finally:
+            await store.close()
