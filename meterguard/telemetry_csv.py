@@ -220,7 +220,8 @@ class ReadingsReader:
                     continue
                 chunk, rest = data[: cut + 1], data[cut + 1 :]
                 batch_lines = chunk.count(b"\n")
-                yield from self._chunk(chunk, names, next_line)
+                if chunk.strip():  # a chunk of empty lines has no rows for the parser
+                    yield from self._chunk(chunk, names, next_line)
                 next_line += batch_lines
 
     def _chunk(self, chunk: bytes, names: list[str], first_line: int) -> Iterator[ReadingBatch]:
