@@ -43,14 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     options = load_settings(args.config).detectors if args.config else {}
     bar = None
-    if not args.quiet and sys.stderr.isatty():
-        bar = tqdm(total=0, unit="B", unit_scale=True, desc="replay", file=sys.stderr)
+    readings = args.data_dir / "readings.csv"
+    if not args.quiet and sys.stderr.isatty() and readings.exists():
+        size = readings.stat().st_size
+        bar = tqdm(total=size, unit="B", unit_scale=True, desc="replay", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+            bar.update(done - bar.n)
 
     with args.out.open("w", encoding="utf-8") as out:
         result = replay(args.data_dir, out, options, span_s=args.span, progress=progress)
