@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from meterguard.runtime import Runtime
-from meterguard.service import Service
+from meterguard.service import Service, stop_on_signals
 from meterguard.settings import (
     ApiSettings,
     ModbusDeviceSettings,
@@ -122,7 +122,9 @@ async def run_demo(data_dir: Path, api_port: int = 8000, n_meters: int = 36, see
                 await stack.enter_async_context(gateway)
             print(_banner(settings, truth, len(fleet)), flush=True)
             print(await _demo_users(runtime), flush=True)
-            await Service(runtime).run()
+            service = Service(runtime)
+            stop_on_signals(service)
+            await service.run()
     finally:
         await runtime.close()
 

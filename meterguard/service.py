@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Sequence
 
 import uvicorn
@@ -39,6 +40,7 @@ class Service:
             settings.engine.queue_batches
         )
         self.api_server: uvicorn.Server | None = None
+        self._stop = asyncio.Event()
         runtime.gauges["engine_queue_batches"] = self._queue.qsize
         runtime.gauges["series_queue_batches"] = self._series_queue.qsize
         self.notifiers = build_notifiers(settings.notify)
@@ -75,11 +77,13 @@ class Service:
                     counters.alerts_cleared += 1
             # A slow series store makes this wait, never loses a batch.
             await self._series_queue.put(batch)
+            self._queue.task_done()
 
     async def _write_series(self) -> None:
         while True:
             batch = await self._series_queue.get()
             await self.runtime.series.write(batch)
+            self._series_queue.task_done()
 
     async def restore(self) -> int:
         """Take back the alerts still open from the last run."""
@@ -88,22 +92,61 @@ class Service:
             log.info("resumed %d open alert(s) from the last run", taken)
         return taken
 
+    def request_stop(self) -> None:
+        """Ask a running service to stop cleanly: API first, then sources, then drain."""
+        self._stop.set()
+
+    async def _stopper(
+        self, sources: list[asyncio.Task[None]], api_task: asyncio.Task[None] | None
+    ) -> None:
+        await self._stop.wait()
+        log.info("stopping: closing the API, then the sources; draining the queues")
+        if self.api_server is not None and api_task is not None:
+            self.api_server.should_exit = True
+            await asyncio.wait([api_task])
+        for task in sources:
+            task.cancel()
+        if sources:
+            await asyncio.wait(sources)
+        # Whatever was read is still detected and stored before the stores close.
+        await self._queue.join()
+        await self._series_queue.join()
+        raise _CleanStopError
+
     async def run(self, serve_api: bool | None = None) -> None:
-        """Run everything until cancelled."""
+        """Run everything until request_stop() (clean) or cancellation."""
         await self.restore()
         api = self.runtime.settings.api
         serve = api.enabled if serve_api is None else serve_api
-        async with asyncio.TaskGroup() as tasks:
-            for source in self.sources:
-                tasks.create_task(self._feed(source), name=f"source-{source.name}")
-            tasks.create_task(self._detect(), name="engine")
-            tasks.create_task(self._write_series(), name="series-writer")
-            for notifier in self.notifiers:
-                tasks.create_task(notifier.run(), name=f"notify-{notifier.sender.name}")
-            if serve:
-                app = create_app(self.runtime.settings, self.runtime)
-                config = uvicorn.Config(
-                    app, host=api.host, port=api.port, log_level="warning", lifespan="on"
-                )
-                self.api_server = uvicorn.Server(config)
-                tasks.create_task(self.api_server.serve(), name="api")
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                sources = [
+                    tasks.create_task(self._feed(source), name=f"source-{source.name}")
+                    for source in self.sources
+                ]
+                tasks.create_task(self._detect(), name="engine")
+                tasks.create_task(self._write_series(), name="series-writer")
+                for notifier in self.notifiers:
+                    tasks.create_task(notifier.run(), name=f"notify-{notifier.sender.name}")
+                api_task = None
+                if serve:
+                    app = create_app(self.runtime.settings, self.runtime)
+                    config = uvicorn.Config(
+                        app, host=api.host, port=api.port, log_level="warning", lifespan="on"
+                    )
+                    self.api_server = uvicorn.Server(config)
+                    api_task = tasks.create_task(self.api_server.serve(), name="api")
+                tasks.create_task(self._stopper(sources, api_task), name="stopper")
+        except* _CleanStopError:
+            log.info("stopped cleanly")
+
+
+class _CleanStopError(Exception):
+    """Raised inside the task group to end it after a clean stop."""
+
+
+def stop_on_signals(service: Service) -> None:
+    """Make SIGINT and SIGTERM stop the service cleanly (call from its event loop)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, service.request_stop)

@@ -1,8 +1,14 @@
+import contextlib
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
+
 import meterguard
+from tests.conftest import free_port
 
 EXAMPLE = Path(__file__).parents[1] / "deploy" / "meterguard.example.toml"
 
@@ -38,3 +44,33 @@ def test_bad_config_names_the_key_and_exits_2(tmp_path: Path) -> None:
     done = _cli("run", "--check", "--config", str(config))
     assert done.returncode == 2
     assert "detectors.reversal.min_power_w" in done.stderr
+
+
+def test_sigterm_stops_the_service_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "meterguard.toml"
+    config.write_text(
+        f'[api]\nport = {port}\n[[meters]]\nid = "M1"\nservice = "1p2w"\nnominal_v = 230\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meterguard.cli", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the service did not come up")
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, output
+    assert "stores flushed and closed" in output
+    assert "Traceback" not in output

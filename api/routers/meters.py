@@ -11,7 +11,6 @@ from fastapi import APIRouter, HTTPException, Query
 from api.auth import Reader
 from api.deps import RuntimeDep
 from api.schemas import AlertOut, MeterDetail, MeterList, MeterOut, SeriesOut
-from meterguard.downsample import bucket_means
 from meterguard.model import QUANTITIES, Meter
 from meterguard.runtime import Runtime
 from meterguard.timefmt import rfc3339
@@ -106,10 +105,12 @@ async def get_series(
     t_start = _time(start, t_end - 6 * 3600, "start")
     if not (math.isfinite(t_start) and math.isfinite(t_end)) or t_start > t_end:
         raise HTTPException(status_code=422, detail="start must be a time before end")
-    series = await runtime.series.query(meter.id, t_start, t_end, wanted)
-    ts, values = bucket_means(series.ts, series.values, points)
+    # The store averages into buckets itself (SQL GROUP BY, InfluxQL GROUP BY time).
+    series = await runtime.series.query(meter.id, t_start, t_end, wanted, points)
     return SeriesOut(
         meter=meter.id,
-        ts=ts.tolist(),
-        values={k: [None if math.isnan(x) else x for x in v.tolist()] for k, v in values.items()},
+        ts=series.ts.tolist(),
+        values={
+            k: [None if math.isnan(x) else x for x in v.tolist()] for k, v in series.values.items()
+        },
     )

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from meterguard.settings import load_settings
 
+log = logging.getLogger(__name__)
+
 NAME = "run"
 HELP = "run the service from a config file"
 
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the config, build every part, and run until Ctrl-C (or only check with --check)."""
     from meterguard.runtime import Runtime
-    from meterguard.service import Service
+    from meterguard.service import Service, stop_on_signals
 
     settings = load_settings(args.config)
     logging.basicConfig(
@@ -49,9 +51,12 @@ def run(args: argparse.Namespace) -> int:
                     f"{len(service.engine.detectors)} detectors)"
                 )
                 return
+            stop_on_signals(service)
             await service.run()
         finally:
+            # Flushes buffered readings and alert writes: what makes a stop lose nothing.
             await runtime.close()
+            log.info("meterguard stopped; stores flushed and closed")
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

@@ -6,13 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import uvicorn
 
 from api.app import create_app
 from meterguard.broadcast import AlertBroadcaster, NumberedEvent, ResyncNeeded
-from meterguard.downsample import bucket_means
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings
@@ -154,15 +152,3 @@ async def test_meter_detail_and_downsampled_series(served: tuple[str, Runtime]) 
         page = await client.get(f"{base}/alerts/anything")
         assert page.status_code == 200
         assert "alert.js" in page.text
-
-
-def test_bucket_means_ignores_unmeasured_values() -> None:
-    ts = np.arange(8, dtype=float)
-    values = {"a": np.array([1, 3, np.nan, np.nan, 5, 7, 9, np.nan])}
-    out_ts, out = bucket_means(ts, values, 4)
-    assert out_ts.tolist() == [0.5, 2.5, 4.5, 6.5]
-    assert out["a"][0] == 2
-    assert np.isnan(out["a"][1])
-    assert out["a"][3] == 9
-    with pytest.raises(ValueError, match="at least 1"):
-        bucket_means(ts, values, 0)
