@@ -12,10 +12,11 @@ from types import TracebackType
 from typing import Self
 
 import numpy as np
+from pymodbus import FramerType, ModbusException
+from pymodbus.client import AsyncModbusTcpClient
 
 from collector.base import batch_from_rows, jittered_backoff
-from collector.modbus_link import LinkError, ModbusLink
-from collector.profiles import ReadRequest, decode_wire, plan_requests, resolve_profile
+from collector.profiles import ReadRequest, decode, plan_requests, resolve_profile
 from meterguard.errors import DecodeError
 from meterguard.model import MeterRegistry, ReadingBatch
 from meterguard.settings import ModbusSourceSettings
@@ -24,6 +25,19 @@ from meterguard.status import MeterStatus, StatusBoard
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 1.0
+#: Failed requests in a row after which pymodbus would drop the connection on its own;
+#: the source decides that itself (a whole silent bus, not one dead meter, means reconnect).
+_NO_AUTO_DISCONNECT = 1 << 30
+
+
+class _QuietTimeouts(logging.Filter):
+    """Drops pymodbus's per-request "No response received" errors: the source logs outages."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No response received" not in record.getMessage()
+
+
+logging.getLogger("pymodbus.logging").addFilter(_QuietTimeouts())
 
 
 class ReadFailedError(Exception):
@@ -74,11 +88,24 @@ class ModbusSource:
             )
             for d in settings.devices
         ]
-        self._link = ModbusLink(settings.host, settings.port, settings.framer)
+        self._client = AsyncModbusTcpClient(
+            settings.host,
+            port=settings.port,
+            framer=FramerType.RTU if settings.framer == "rtu" else FramerType.SOCKET,
+            timeout=settings.timeout_s,
+            retries=settings.retries,
+            reconnect_delay=0,  # reconnects are the source's, with backoff and one log line
+            name=f"modbus-{settings.name}",
+        )
+        self._client.set_max_no_responses(_NO_AUTO_DISCONNECT)
+        #: pymodbus keeps its timeout and retries in the transaction manager; requests go one
+        #: at a time, so each is sent with its meter's values set just before.
+        self._comm = self._client.ctx
         self._rng = np.random.default_rng()
         self._down_since: float | None = None
         self._attempt = 0
-        #: Failed reads by kind (timeout, exception, bad_length, connection) and requests sent.
+        #: Failed reads by kind (timeout, exception, bad_length, connection), requests sent
+        #: and backoffs taken.
         self.counters: Counter[str] = Counter()
 
     @property
@@ -95,7 +122,7 @@ class ModbusSource:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._link.close()
+        self._client.close()
 
     def _gateway_down(self, reason: str) -> None:
         if self._down_since is None:
@@ -120,9 +147,10 @@ class ModbusSource:
 
     async def _ensure_connected(self) -> bool:
         """Connect if needed; an outage is logged once, by _gateway_down."""
-        if self._link.connected:
+        if self._client.connected:
             return True
-        if await self._link.connect(self.settings.timeout_s):
+        self._comm.comm_params.timeout_connect = self.settings.timeout_s
+        if await self._client.connect():
             return True
         self.counters["connection"] += 1
         self._gateway_down("unreachable")
@@ -133,41 +161,56 @@ class ModbusSource:
             self._attempt, BACKOFF_BASE_S, self.settings.backoff_max_s, self._rng
         )
         self._attempt += 1
+        self.counters["backoffs"] += 1
         await asyncio.sleep(delay)
 
     async def _read(self, device: _Device, request: ReadRequest) -> dict[str, float]:
+        """Send one read with the meter's timeout and retries; pause the bus afterwards."""
+        if request.function == 4:
+            call = self._client.read_input_registers
+        else:
+            call = self._client.read_holding_registers
         self.counters["requests"] += 1
+        self._comm.comm_params.timeout_connect = device.timeout_s
+        self._comm.retries = device.retries
+        failure: ReadFailedError | None = None
         try:
-            wire = await self._link.read(
-                request.function, request.address, request.count, device.unit, device.timeout_s
-            )
-        except LinkError as exc:
-            raise ReadFailedError(exc.kind, str(exc).split(": ", 1)[1]) from exc
-        finally:
-            if self.settings.pause_s:
-                await asyncio.sleep(self.settings.pause_s)
+            response = await call(request.address, count=request.count, device_id=device.unit)
+        except ModbusException:
+            if not self._client.connected:
+                failure = ReadFailedError("connection", "connection lost")
+            else:
+                failure = ReadFailedError(
+                    "timeout",
+                    f"no answer within {device.timeout_s:g} s ({device.retries + 1} tries)",
+                )
+        # Not in a finally: a cancelled poll must stop at once, not after the pause.
+        if self.settings.pause_s:
+            await asyncio.sleep(self.settings.pause_s)
+        if failure is not None:
+            raise failure
+        if response.isError():
+            code = getattr(response, "exception_code", "?")
+            raise ReadFailedError("exception", f"exception code {code}")
         try:
-            return decode_wire(request, wire)
+            return decode(request, response.registers)
         except DecodeError as exc:
             raise ReadFailedError("bad_length", exc.reason) from exc
 
     async def _poll_device(self, device: _Device) -> dict[str, float] | None:
-        """Read every request of one meter, retrying the whole poll as configured."""
-        failure = ReadFailedError("connection", "gateway not connected")
-        for _attempt in range(device.retries + 1):
-            if not self._link.connected and not await self._ensure_connected():
-                break
-            try:
-                values: dict[str, float] = {}
-                for request in device.requests:
-                    values.update(await self._read(device, request))
-            except ReadFailedError as exc:
-                failure = exc
-                continue
-            self._record_success(device)
-            return values
-        self._record_failure(device, failure)
-        return None
+        """Read every request of one meter; pymodbus re-sends a request that times out."""
+        if not self._client.connected and not await self._ensure_connected():
+            self._record_failure(device, ReadFailedError("connection", "gateway not connected"))
+            return None
+        values: dict[str, float] = {}
+        try:
+            for request in device.requests:
+                values.update(await self._read(device, request))
+        except ReadFailedError as exc:
+            self._record_failure(device, exc)
+            return None
+        self._record_success(device)
+        return values
 
     def _record_success(self, device: _Device) -> None:
         status = device.status
@@ -234,5 +277,5 @@ class ModbusSource:
                 yield batch
             elif self._gateway_silent():
                 self._gateway_down("does not answer")
-                self._link.close()
+                self._client.close()
                 await self._backoff()

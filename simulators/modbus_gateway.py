@@ -13,6 +13,7 @@ import contextlib
 import enum
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
@@ -76,6 +77,9 @@ class ModbusGateway:
         #: (gateway target failed to respond) or silence.
         self.unknown_unit = unknown_unit
         self.requests_served = 0
+        #: Every request that reached the bus: (unit, start, end) on the monotonic clock;
+        #: tests read it to check that the bus serves one request at a time.
+        self.bus_log: deque[tuple[int, float, float]] = deque(maxlen=100_000)
         self._clock = clock
         self._bus = asyncio.Lock()
         self._server: asyncio.Server | None = None
@@ -163,34 +167,42 @@ class ModbusGateway:
         """Return the response PDU, None for silence, or Fault.RESET to hang up."""
         function = pdu[0]
         async with self._bus:
-            delay = self.request_delay_s
-            if self.baud and function in (3, 4) and len(pdu) == 5:
-                count = struct.unpack(">H", pdu[3:5])[0]
-                # 8-byte request and 5 + 2n-byte answer, 11 bits per byte (8N1 + start/stop
-                # and parity or a second stop bit), plus 3.5 characters of silence each.
-                delay += (8 + 5 + 2 * count + 7) * 11 / self.baud
-            if delay:
-                await asyncio.sleep(delay)
-            sim = self.units.get(unit)
-            fault = self.faults.get(unit, Fault.NONE) if sim else self.unknown_unit
-            if fault is Fault.SILENT:
-                return None
-            if fault is Fault.RESET:
-                return Fault.RESET
-            if sim is None:
-                return bytes([function | 0x80, TARGET_NO_RESPONSE])
-            if fault is Fault.EXCEPTION:
-                return bytes([function | 0x80, DEVICE_FAILURE])
-            if function not in (3, 4) or len(pdu) != 5:
-                return bytes([function | 0x80, ILLEGAL_FUNCTION])
-            address, count = struct.unpack(">HH", pdu[1:5])
-            if not 1 <= count <= 125 or address + count > REGISTER_SPAN:
-                return bytes([function | 0x80, ILLEGAL_ADDRESS])
-            values = sim.read(self._clock())
-            words = read_registers(register_image(values, sim.meter.phases), address, count)
-            if fault is Fault.SHORT:
-                words = words[:-2]
-            self.requests_served += 1
+            started = time.monotonic()
+            try:
+                return await self._answer_on_bus(unit, function, pdu)
+            finally:
+                self.bus_log.append((unit, started, time.monotonic()))
+
+    async def _answer_on_bus(self, unit: int, function: int, pdu: bytes) -> bytes | Fault | None:
+        """Answer one request while holding the bus."""
+        delay = self.request_delay_s
+        if self.baud and function in (3, 4) and len(pdu) == 5:
+            count = struct.unpack(">H", pdu[3:5])[0]
+            # 8-byte request and 5 + 2n-byte answer, 11 bits per byte (8N1 + start/stop
+            # and parity or a second stop bit), plus 3.5 characters of silence each.
+            delay += (8 + 5 + 2 * count + 7) * 11 / self.baud
+        if delay:
+            await asyncio.sleep(delay)
+        sim = self.units.get(unit)
+        fault = self.faults.get(unit, Fault.NONE) if sim else self.unknown_unit
+        if fault is Fault.SILENT:
+            return None
+        if fault is Fault.RESET:
+            return Fault.RESET
+        if sim is None:
+            return bytes([function | 0x80, TARGET_NO_RESPONSE])
+        if fault is Fault.EXCEPTION:
+            return bytes([function | 0x80, DEVICE_FAILURE])
+        if function not in (3, 4) or len(pdu) != 5:
+            return bytes([function | 0x80, ILLEGAL_FUNCTION])
+        address, count = struct.unpack(">HH", pdu[1:5])
+        if not 1 <= count <= 125 or address + count > REGISTER_SPAN:
+            return bytes([function | 0x80, ILLEGAL_ADDRESS])
+        values = sim.read(self._clock())
+        words = read_registers(register_image(values, sim.meter.phases), address, count)
+        if fault is Fault.SHORT:
+            words = words[:-2]
+        self.requests_served += 1
         return struct.pack(f">BB{len(words)}H", function, 2 * len(words), *words)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -114,7 +115,7 @@ def plan_requests(
     return requests
 
 
-def _to_bytes(words: list[int], order: WordOrder) -> bytes:
+def _to_bytes(words: Sequence[int], order: WordOrder) -> bytes:
     if order in ("CDAB", "DCBA"):
         words = words[::-1]
     raw = b"".join(w.to_bytes(2, "big") for w in words)
@@ -140,7 +141,7 @@ def decode_wire(request: ReadRequest, wire: bytes) -> dict[str, float]:
     return {n: float(v) * k for n, v, k in zip(names, raw_values, scales, strict=True)}
 
 
-def decode(request: ReadRequest, registers: list[int]) -> dict[str, float]:
+def decode(request: ReadRequest, registers: Sequence[int]) -> dict[str, float]:
     """Turn the registers of one answer into quantities; a short answer is a DecodeError."""
     if len(registers) != request.count:
         raise DecodeError(

@@ -100,7 +100,9 @@ async def test_missing_unit_fails_alone_and_is_counted() -> None:
     assert not ghost_status.online
     assert ghost_status.errors == 2
     assert ghost_status.consecutive_failures == 2
-    assert ghost_status.last_error
+    # The gateway answers for a unit nobody has: exception 0x0B, target failed to respond.
+    assert ghost_status.last_error == "exception: exception code 11"
+    assert source.counters["exception"] == 2
     assert status.summary()["online"] == 3
 
 
@@ -116,7 +118,11 @@ async def test_source_waits_for_a_late_gateway_then_streams() -> None:
         return 0
 
     reader = asyncio.create_task(first_batch())
-    await asyncio.sleep(0.5)  # the gateway is not up yet: the source keeps retrying
+    # The gateway is not up yet: the source keeps retrying, with backoff.
+    async with asyncio.timeout(10):
+        while source.counters["backoffs"] < 2:
+            await asyncio.sleep(0.02)
     assert not reader.done()
+    assert source.counters["connection"] >= 2
     async with ModbusGateway(list(enumerate(_sims(), start=1)), port=port):
         assert await asyncio.wait_for(reader, timeout=10) == 3
