@@ -36,6 +36,15 @@ class EnergyBalanceConfig(DetectorConfig):
         lt=1,
         description="Technical losses allowed, as a share of the feeder's energy.",
     )
+    gap_margin: float = Field(
+        default=0.025,
+        ge=0,
+        description="Once the usual gap of an hour of the day is learned (from windows that "
+        "showed nothing), a gap this share of the feeder's power above it fires too.",
+    )
+    gap_learn_rate: float = Field(
+        default=0.3, gt=0, le=1, description="Weight of a clean window in the usual gap."
+    )
     min_excess_w: float = Field(
         default=300.0, ge=0, description="And the unexplained power must pass this, W."
     )
@@ -61,7 +70,9 @@ class EnergyBalanceDetector(Detector):
     """Flags a transformer whose check meter sees more than its customers plus losses.
 
     Per transformer and window: feeder mean power against the sum of its customers' mean
-    power plus a loss allowance. Raised on the feeder meter.
+    power plus a loss allowance, or plus the gap usual at that hour of the day (losses,
+    customer CTs that read low at light load) and a margin, whichever is lower. Raised on
+    the feeder meter.
     """
 
     name = "energy_balance"
@@ -84,6 +95,7 @@ class EnergyBalanceDetector(Detector):
         self.previous = np.full((2, n), np.nan)
         self.windows_since_start = np.zeros(n, dtype=np.int64)
         self.firing = np.zeros(n, dtype=np.bool_)
+        self.usual_gap = np.full((n, 24), np.nan)
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Accumulate every meter's power into the current window; close windows passed."""
@@ -129,8 +141,26 @@ class EnergyBalanceDetector(Detector):
         if self._ready and feeders.size:
             ft = trafo[feeders]
             judged = (missing[ft] == 0) & (feeder_bad[ft] == 0)
-            excess = feeder_w[ft] - customers_w[ft] - cfg.loss_allowance * np.abs(feeder_w[ft])
+            feeder_now = np.abs(feeder_w[ft])
+            gap = feeder_w[ft] - customers_w[ft]
+            # The usual gap at this hour of the day (losses, and customer CTs that read low
+            # at light load), learned from windows that showed nothing; before it is known,
+            # and never above it, the allowance.
+            hour = int(self.window % 24) if cfg.window_s == 3600.0 else 0
+            usual = self.usual_gap[feeders, hour]
+            known = np.isfinite(usual)
+            limit = np.where(
+                known, np.minimum(usual + cfg.gap_margin, cfg.loss_allowance), cfg.loss_allowance
+            )
+            excess = gap - limit * feeder_now
             firing = judged & (excess > cfg.min_excess_w)
+            clean = judged & ~firing & (feeder_now > 0)
+            share_now = gap / np.maximum(feeder_now, 1.0)
+            self.usual_gap[feeders, hour] = np.where(
+                clean,
+                np.where(known, usual + cfg.gap_learn_rate * (share_now - usual), share_now),
+                usual,
+            )
             holds = np.where(firing, HOLDS, np.where(judged, CLEAR, UNKNOWN)).astype(np.int8)
             share = excess / np.maximum(np.abs(feeder_w[ft]), 1.0)
             # A new source of unmetered power on a transformer that already had one is a
