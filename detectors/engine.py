@@ -187,11 +187,34 @@ class _Lifecycle:
         look = np.flatnonzero((holds == HOLDS) | ((holds == CLEAR) & self.tracked[rows.slot]))
         if look.size == 0:
             return
-        order = look[np.lexsort((rows.ts[look], rows.slot[look]))]
+        order = look[np.lexsort((rows.ts[look], rows.slot[look]))].astype(np.int64)
         slots = rows.slot[order]
-        cuts = np.flatnonzero(slots[1:] != slots[:-1]) + 1
-        for chunk in np.split(order, cuts):
-            self._advance_slot(int(rows.slot[chunk[0]]), chunk.astype(np.int64), rows, out)
+        starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
+        ends = np.r_[starts[1:], order.size]
+        cond = rows.cond
+        # Per meter, the figures of an open alert that held on every row, all at once: the
+        # common case costs a few attribute updates per meter, not a walk over its rows.
+        all_held = np.minimum.reduceat(cond.holds[order], starts) == HOLDS
+        credit = np.add.reduceat(cond.loss_w[order] * rows.dt[order], starts) / 3.6e6
+        peak = np.maximum.reduceat(cond.magnitude[order], starts)
+        score = np.maximum.reduceat(cond.score[order], starts)
+        last_row = order[ends - 1]
+        last_ts = rows.ts[last_row]
+        update_every = self.detector.config.update_every_s
+        may_restart = cond.restart is not None
+        for g, slot in enumerate(slots[starts].tolist()):
+            inc = self.incidents.get(slot)
+            if inc is None or not inc.raised or not all_held[g] or may_restart:
+                self._advance_slot(slot, order[starts[g] : ends[g]], rows, out)
+                continue
+            inc.kwh_lost += float(credit[g])
+            inc.last_hold = float(last_ts[g])
+            inc.peak_magnitude = max(inc.peak_magnitude, float(peak[g]))
+            inc.confidence = max(inc.confidence, float(score[g]))
+            if inc.last_hold - inc.last_event_ts >= update_every:
+                inc.last_event_ts = inc.last_hold
+                inc.evidence["latest"] = rows.snapshot(int(last_row[g]))
+                out.append(self._event(AlertEventType.UPDATE, inc.last_hold, slot, inc))
 
     def _advance_slot(
         self, slot: int, index: npt.NDArray[np.int64], rows: _Rows, out: list[AlertEvent]
@@ -200,11 +223,6 @@ class _Lifecycle:
         cond = rows.cond
         ts = rows.ts[index]
         held = cond.holds[index] == HOLDS
-        inc = self.incidents.get(slot)
-        if inc is not None and inc.raised and held.all() and cond.restart is None:
-            # The common case of an open alert that still holds: figures only, no runs.
-            self._carry_on(slot, inc, index, ts, rows, out)
-            return
         cuts = np.flatnonzero(held[1:] != held[:-1]) + 1
         bounds = [0, *cuts.tolist(), len(index)]
         raise_after = float(self.raise_after[slot])
@@ -279,27 +297,6 @@ class _Lifecycle:
                 inc.last_event_ts = last_ts
                 inc.evidence["latest"] = rows.snapshot(int(run[-1]))
                 out.append(self._event(AlertEventType.UPDATE, last_ts, slot, inc))
-
-    def _carry_on(
-        self,
-        slot: int,
-        inc: _Incident,
-        index: npt.NDArray[np.int64],
-        ts: FloatArray,
-        rows: _Rows,
-        out: list[AlertEvent],
-    ) -> None:
-        """Update an open alert whose condition held on every row of the batch."""
-        cond = rows.cond
-        inc.kwh_lost += float(np.dot(cond.loss_w[index], rows.dt[index])) / 3.6e6
-        last_ts = float(ts[-1])
-        inc.last_hold = last_ts
-        inc.peak_magnitude = max(inc.peak_magnitude, float(cond.magnitude[index].max()))
-        inc.confidence = max(inc.confidence, float(cond.score[index].max()))
-        if last_ts - inc.last_event_ts >= self.detector.config.update_every_s:
-            inc.last_event_ts = last_ts
-            inc.evidence["latest"] = rows.snapshot(int(index[-1]))
-            out.append(self._event(AlertEventType.UPDATE, last_ts, slot, inc))
 
     def restore(self, slot: int, alert: Alert) -> None:
         """Take back an alert that was open when the service last stopped."""
