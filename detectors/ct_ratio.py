@@ -94,9 +94,8 @@ class CtRatioDetector(Detector):
             bins = np.minimum((ratio / _BIN).astype(np.int64), _BINS - 1)
             seconds = np.where(ctx.dt[ok] > 0, ctx.dt[ok], 0.0)
             flat = slot[ok].astype(np.int64) * _BINS + bins
-            self.hist += np.bincount(flat, weights=seconds, minlength=self.hist.size).reshape(
-                self.hist.shape
-            )
+            # Only the CT meters' rows: a scattered add, not a pass over every histogram.
+            np.add.at(self.hist.reshape(-1), flat, seconds)
             size = len(self.observed_s)
             self.observed_s += np.bincount(slot[ok], weights=seconds, minlength=size)
             power = np.nansum(phase_block(batch, "p1"), axis=0)[ok]
