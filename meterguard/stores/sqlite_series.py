@@ -29,10 +29,15 @@ CREATE TABLE IF NOT EXISTS readings (
 ) WITHOUT ROWID;
 """
 _PLACEHOLDERS = ", ".join("?" for _ in range(len(QUANTITIES) + 3))
+# A later row for a (meter, ts) already stored fills in what it carries and keeps the rest,
+# as InfluxDB merges the fields of one point: a reading split over two messages (or a
+# resend with fewer quantities) never erases values. Event bits accumulate.
 _INSERT = (
-    "INSERT OR REPLACE INTO readings (meter, ts, "
+    "INSERT INTO readings (meter, ts, "
     + ", ".join(f'"{q}"' for q in QUANTITIES)
-    + f", events) VALUES ({_PLACEHOLDERS})"
+    + f", events) VALUES ({_PLACEHOLDERS}) ON CONFLICT (meter, ts) DO UPDATE SET "
+    + ", ".join(f'"{q}" = COALESCE(excluded."{q}", "{q}")' for q in QUANTITIES)
+    + ", events = events | excluded.events"
 )
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,7 @@ def bucket_width_s(start: float, end: float, points: int) -> float:
 
 
 class SqliteSeriesStore:
-    """Series store in a local SQLite file; a rewritten (meter, ts) replaces, never doubles.
+    """Series store in a local SQLite file; a rewritten (meter, ts) merges, never doubles.
 
     Writes are grouped: batches collect in memory until `commit_rows` readings or
     `commit_interval_s` seconds, then go in one transaction. One poll cycle touches the
@@ -82,7 +87,8 @@ class SqliteSeriesStore:
         self._pending: list[list[list[Any]]] = []
         self._pending_rows = 0
         self._timer: asyncio.Task[None] | None = None
-        self._last_prune = 0.0
+        # The first write prunes (whatever the machine's uptime), later ones hourly.
+        self._last_prune = -math.inf
         #: Readings deleted by retention since the store opened.
         self.pruned = 0
 

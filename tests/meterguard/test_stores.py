@@ -1,5 +1,6 @@
 """The embedded series store; the alert database is tested in tests/stores/."""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,32 @@ async def test_series_round_trip_keeps_gaps_and_rewrites_do_not_double(
         await store.close()
 
 
+async def test_series_later_row_with_fewer_quantities_merges_instead_of_erasing(
+    tmp_path: Path, registry: MeterRegistry
+) -> None:
+    store = SqliteSeriesStore(tmp_path / "s.sqlite", registry)
+    try:
+        first = make_batch([(100.0, 0, {"v1": 230.5, "p1": 1000.0})])
+        first.events[0] = 0b01
+        await store.write(first)
+        await store.commit()
+        # The same (meter, ts) again, carrying only i1 and another event bit.
+        second = make_batch([(100.0, 0, {"i1": 4.5, "v1": 231.0})])
+        second.events[0] = 0b10
+        await store.write(second)
+        assert await store.count() == 1
+        series = await store.query("HONEST", 0, 1000, ["v1", "p1", "i1"])
+        assert series.values["v1"].tolist() == [231.0]  # a value sent again wins
+        assert series.values["p1"].tolist() == [1000.0]  # not sent again: kept
+        assert series.values["i1"].tolist() == [4.5]
+        events = await store._worker.run(
+            lambda c: c.execute("SELECT events FROM readings").fetchone()[0]
+        )
+        assert events == 0b11
+    finally:
+        await store.close()
+
+
 async def test_series_downsampled_query_averages_buckets_aligned_to_the_start(
     tmp_path: Path, registry: MeterRegistry
 ) -> None:
@@ -66,23 +93,27 @@ async def test_series_retention_drops_only_readings_older_than_the_period(
     tmp_path: Path, registry: MeterRegistry
 ) -> None:
     store = SqliteSeriesStore(tmp_path / "s.sqlite", registry, retention_days=7)
-    now = 1_700_000_000.0
+    now = time.time()
     day = 86_400.0
     try:
         await store.write(
             make_batch(
                 [
                     (now - 8 * day, 0, {"v1": 1.0}),
-                    (now - 7 * day - 1, 1, {"v1": 2.0}),
-                    (now - 7 * day + 1, 0, {"v1": 3.0}),
+                    (now - 7 * day - 60, 1, {"v1": 2.0}),
+                    (now - 7 * day + 60, 0, {"v1": 3.0}),
                     (now - 1, 2, {"v1": 4.0}),
                 ]
             )
         )
-        assert await store.prune(now=now) == 2
+        # The first write prunes against the wall clock.
         assert store.pruned == 2
         assert await store.count() == 2
-        kept = await store.query("HONEST", 0, now, ["v1"])
-        assert kept.values["v1"].tolist() == [3.0]
+        # Later runs (asked for here with a clock one hour on) drop what has aged since.
+        assert await store.prune(now=now + 3600) == 1
+        assert store.pruned == 3
+        assert await store.count() == 1
+        kept = await store.query("SINGLE", 0, now, ["v1"])
+        assert kept.values["v1"].tolist() == [4.0]
     finally:
         await store.close()
