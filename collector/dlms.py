@@ -2,8 +2,14 @@
 
 One TCP connection (association) per meter, kept open between polls; scaler/unit of
 every register is read once per association; any error drops the association and the
-next poll associates again (with backoff while the meter stays unreachable). The fraud
-event log is read every `event_interval_s`, and new entries become event bits.
+next poll associates again (with backoff while the meter stays unreachable). Each meter
+polls in its own task: a round waits at most `timeout_s` for them, and a meter that is
+slower hands its reading in with a later round instead of holding the others back.
+
+The fraud event log is read every `event_interval_s`; entries newer than the newest one
+already reported become event bits. An IDIS log is a ring buffer: once full, its entry
+count stays put while old entries make room for new ones, so new entries are told apart
+by their capture time, not by the count.
 
 gurux-dlms is GPLv2: this module is imported only when a DLMS source is configured and
 the package comes with the optional `dlms` extra (see README, "Licences").
@@ -12,6 +18,7 @@ the package comes with the optional `dlms` extra (see README, "Licences").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -69,6 +76,10 @@ EVENT_LOOKBACK_S = 86400.0  # on the first read of a log, older entries count as
 BACKOFF_BASE_S = 1.0
 
 
+#: One meter's answer to a poll: read time, quantities, event mask, unknown event codes.
+_PollResult = tuple[float, dict[str, float], int, list[str]]
+
+
 class DlmsReadError(Exception):
     """A poll failed; the association is dropped and made again."""
 
@@ -83,8 +94,15 @@ class _Meter:
     client: Any = None
     registers: list[Any] = field(default_factory=list)
     event_log: Any = None
-    events_seen: int = -1
+    #: The log's capacity (profile_entries); 0 when the meter does not say.
+    log_capacity: int = 0
+    #: Entries in use at the last read; -1 before the first read.
+    entries_seen: int = -1
+    #: Capture time (epoch s) of the newest entry handled, and how many entries carry it.
+    newest_stamp: float | None = None
+    newest_count: int = 0
     next_events: float = 0.0
+    task: asyncio.Task[_PollResult | None] | None = None
     next_try: float = 0.0
     attempt: int = 0
 
@@ -115,6 +133,11 @@ class DlmsSource:
         tb: TracebackType | None,
     ) -> None:
         for meter in self._meters:
+            if meter.task is not None:
+                meter.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await meter.task
+                meter.task = None
             await self._release(meter)
 
     # -- transport ---------------------------------------------------------------------
@@ -215,6 +238,11 @@ class DlmsSource:
             await self._read(meter, meter.event_log, 3)
         except GXDLMSException:
             meter.event_log = None
+        else:
+            try:
+                meter.log_capacity = int(await self._read(meter, meter.event_log, 8) or 0)
+            except GXDLMSException:
+                meter.log_capacity = 0  # unknown: treat the log as possibly full
         self.counters["associations"] += 1
 
     async def _release(self, meter: _Meter) -> None:
@@ -254,28 +282,56 @@ class DlmsSource:
             values["p1"] = sum(totals.values())
         return values
 
+    async def _log_rows(self, meter: _Meter, first: int, count: int) -> list[Any]:
+        """Read `count` entries of the event log from entry `first` (1-based) on."""
+        reply = GXReplyData()
+        await self._transfer(
+            meter, meter.client.readRowsByEntry(meter.event_log, first, count), reply
+        )
+        return list(meter.client.updateValue(meter.event_log, 2, reply.value) or [])
+
     async def _events(self, meter: _Meter, now: float) -> tuple[int, list[str]]:
+        """Read the event log if due; return the bits and unknown codes of new entries."""
         log_ = meter.event_log
         if log_ is None or now < meter.next_events:
             return 0, []
         meter.next_events = now + self.settings.event_interval_s
         entries = int(await self._read(meter, log_, 7) or 0)
-        first_read = meter.events_seen < 0
-        start = 0 if first_read else meter.events_seen
-        meter.events_seen = entries
-        if entries <= start:
+        seen = meter.entries_seen
+        meter.entries_seen = entries
+        full = meter.log_capacity == 0 or entries >= meter.log_capacity
+        if entries == 0 or (0 <= seen == entries and not full):
             return 0, []
-        reply = GXReplyData()
-        await self._transfer(
-            meter, meter.client.readRowsByEntry(log_, start + 1, entries - start), reply
-        )
-        rows = meter.client.updateValue(log_, 2, reply.value) or []
+        if 0 <= seen < entries and not full:
+            rows = await self._log_rows(meter, seen + 1, entries - seen)
+        else:  # first read, a full ring buffer or a cleared log: read it all, keep what is new
+            rows = await self._log_rows(meter, 1, entries)
+        return self._new_events(meter, rows, first_read=seen < 0)
+
+    def _new_events(
+        self, meter: _Meter, rows: list[Any], first_read: bool
+    ) -> tuple[int, list[str]]:
+        """Report the rows captured after the newest one already handled (oldest first)."""
+        wall = time.time()
+        newest, at_newest = meter.newest_stamp, meter.newest_count
+        skip_at_newest = at_newest
         mask = 0
         unknown: list[str] = []
         for row in rows:
             stamp, code = row[0], int(row[1])
-            when = stamp.value.timestamp() if isinstance(stamp, GXDateTime) else now
-            if first_read and when < now - EVENT_LOOKBACK_S:
+            when = stamp.value.timestamp() if isinstance(stamp, GXDateTime) else wall
+            if meter.newest_stamp is not None:
+                if when < meter.newest_stamp:
+                    continue
+                if when == meter.newest_stamp and skip_at_newest > 0:
+                    skip_at_newest -= 1  # handled in an earlier read (same capture second)
+                    continue
+            if newest is None or when > newest:
+                newest, at_newest = when, 1
+            elif when == newest:
+                at_newest += 1
+            # On the first read of a log, older entries are history, not news.
+            if first_read and when < wall - EVENT_LOOKBACK_S:
                 continue
             self.counters["events"] += 1
             flag = IDIS_EVENTS.get(code)
@@ -283,9 +339,10 @@ class DlmsSource:
                 unknown.append(f"dlms_event_{code}")
             else:
                 mask |= flag
+        meter.newest_stamp, meter.newest_count = newest, at_newest
         return mask, unknown
 
-    async def _poll(self, meter: _Meter) -> tuple[dict[str, float], int, list[str]] | None:
+    async def _poll(self, meter: _Meter) -> _PollResult | None:
         now = time.monotonic()
         if now < meter.next_try:
             return None
@@ -293,12 +350,13 @@ class DlmsSource:
             if meter.writer is None:
                 await self._associate(meter)
             await self._read_list(meter, [(r, 2) for r in meter.registers])
+            read_at = time.time()
             mask, unknown = await self._events(meter, now)
         except Exception as exc:  # gurux raises many kinds: one meter never stops the others
             await self._fail(meter, exc)
             return None
         self._succeed(meter)
-        return self._values(meter), mask, unknown
+        return read_at, self._values(meter), mask, unknown
 
     async def _fail(self, meter: _Meter, exc: BaseException) -> None:
         self.counters["failures"] += 1
@@ -332,17 +390,30 @@ class DlmsSource:
         meter.next_try = 0.0
 
     async def poll_once(self) -> ReadingBatch:
-        """Poll every meter once, in parallel (one connection each); return what answered."""
-        results = await asyncio.gather(*(self._poll(m) for m in self._meters))
+        """Poll every meter in its own task; return what answered within `timeout_s`.
+
+        A meter still busy when the round ends keeps its task and hands its reading in
+        with a later round, so one slow meter never holds back the others' readings.
+        """
+        for meter in self._meters:
+            if meter.task is None:
+                meter.task = asyncio.create_task(self._poll(meter))
+        pending = [m.task for m in self._meters if m.task is not None]
+        await asyncio.wait(pending, timeout=self.settings.timeout_s)
         rows: list[tuple[float, int, dict[str, float], int]] = []
         unknown: dict[int, list[str]] = {}
-        for meter, result in zip(self._meters, results, strict=True):
+        for meter in self._meters:
+            task = meter.task
+            if task is None or not task.done():
+                continue
+            meter.task = None
+            result = task.result()
             if result is None:
                 continue
-            values, mask, codes = result
+            read_at, values, mask, codes = result
             if codes:
                 unknown[len(rows)] = codes
-            rows.append((time.time(), meter.slot, values, mask))
+            rows.append((read_at, meter.slot, values, mask))
         batch = batch_from_rows(rows)
         return dataclasses.replace(batch, unknown_events=unknown) if unknown else batch
 

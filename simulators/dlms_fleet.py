@@ -70,7 +70,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     begin = scenario.start_s - 1.0
     meters = [
         # DlmsMeter reads its model through `.meter` and `.read(t)`, which LiveMeter offers.
-        DlmsMeter(cast("SimulatedMeter", lm), fraud_log(lm, begin, scenario.end_s), clock=clock)
+        DlmsMeter(
+            cast("SimulatedMeter", lm),
+            fraud_log(lm, begin, scenario.end_s),
+            clock=clock,
+            neutral=lm.measures_neutral,
+        )
         for lm in chosen
     ]
     serve_meters(meters, args.port, hdlc=args.hdlc, host=args.host)

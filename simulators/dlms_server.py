@@ -91,18 +91,33 @@ def _datetime(ts: float) -> DlmsData:
     return DlmsData.octet_string(stamp.to_bytes())
 
 
+#: Entries an IDIS fraud log keeps before the oldest make room (a ring buffer).
+LOG_CAPACITY = 100
+NEUTRAL = "1.0.91.7.0.255"
+
+
 class DlmsMeter:
-    """One simulated meter served by a MeterSimulator: values follow a SimulatedMeter."""
+    """One simulated meter served by a MeterSimulator: values follow a SimulatedMeter.
+
+    The fraud log is a ring buffer of `log_capacity` entries, as in a real meter: once
+    full, each new event pushes the oldest out and the entry count stays put. A meter
+    without a neutral current element (`neutral=False`) does not have the neutral current
+    register at all.
+    """
 
     def __init__(
         self,
         sim: SimulatedMeter,
         events: Sequence[tuple[float, int]] = (),
         clock: Callable[[], float] = time.time,
+        log_capacity: int = LOG_CAPACITY,
+        neutral: bool = True,
     ) -> None:
         self.sim = sim
         self.events = sorted(events)
+        self.log_capacity = log_capacity
         self._clock = clock
+        self.neutral = neutral
         self._lock = threading.Lock()
         self._values: dict[str, float] = {}
         self._values_at = -1.0
@@ -130,6 +145,8 @@ class DlmsMeter:
         for reg in REGISTERS:
             if single and reg.obis in SINGLE_PHASE_SKIP:
                 continue
+            if reg.obis == NEUTRAL and not self.neutral:
+                continue
             self.server.add_object(
                 ClassId.REGISTER,
                 reg.obis,
@@ -156,7 +173,12 @@ class DlmsMeter:
         self.server.add_object(
             ClassId.PROFILE_GENERIC,
             FRAUD_LOG,
-            {2: self._log_buffer(), 3: capture, 7: self._entries_in_use()},
+            {
+                2: self._log_buffer(),
+                3: capture,
+                7: self._entries_in_use(),
+                8: DlmsData.uint32(self.log_capacity),
+            },
         )
 
     def refresh_event_log(self) -> None:
@@ -173,8 +195,10 @@ class DlmsMeter:
         return _datetime(self._clock())
 
     def _happened(self) -> list[tuple[float, int]]:
+        """Return the entries the ring buffer holds now: the newest `log_capacity` events."""
         now = self._clock()
-        return [(t, code) for t, code in self.events if t <= now]
+        happened = [(t, code) for t, code in self.events if t <= now]
+        return happened[-self.log_capacity :] if self.log_capacity else []
 
     def _log_buffer(self) -> DlmsData:
         return DlmsData.array(
@@ -223,6 +247,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--log-capacity", type=int, default=LOG_CAPACITY, help="fraud-log ring buffer size"
+    )
+    parser.add_argument(
+        "--no-neutral",
+        type=int,
+        action="append",
+        default=[],
+        metavar="METER",
+        help="meter METER (0-based) has no neutral current element",
+    )
+    parser.add_argument(
         "--lls-password",
         default=None,
         help="also accept client SAP 17 with low-level security (LLS) and this password",
@@ -243,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 base_kw=3.0,
             ),
             events.get(k, ()),
+            log_capacity=args.log_capacity,
+            neutral=k not in args.no_neutral,
         )
         for k in range(args.meters)
     ]
