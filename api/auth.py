@@ -38,12 +38,20 @@ class Principal:
     authenticated: bool
 
 
+#: Methods that change nothing: the only ones a cookie alone may authorise.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def _token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.cookies.get(SESSION_COOKIE) or None
+    # A browser sends the cookie with any site's forged form post (CSRF); writes must
+    # name the token in the Authorization header, which another site cannot set.
+    if request.method in SAFE_METHODS:
+        return request.cookies.get(SESSION_COOKIE) or None
+    return None
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -68,6 +68,11 @@ class AlertBroadcaster:
                 yield ResyncNeeded()
                 after = self._seq
             while True:
+                if self._ring and self._ring[0].seq > after + 1:
+                    # This listener fell so far behind that the ring dropped events it
+                    # never saw: it must reload rather than miss them silently.
+                    yield ResyncNeeded()
+                    after = self._ring[0].seq - 1
                 pending = [e for e in self._ring if e.seq > after]
                 for numbered in pending:
                     yield numbered

@@ -96,9 +96,13 @@ class Sender(Protocol):
 
     name: str
 
-    async def send(self, event: AlertEvent) -> None: ...
+    async def send(self, event: AlertEvent) -> None:
+        """Deliver one event; raise on any failure."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release connections."""
+        ...
 
 
 class WebhookSender:
@@ -111,6 +115,7 @@ class WebhookSender:
         self._client = httpx.AsyncClient(timeout=settings.timeout_s)
 
     async def send(self, event: AlertEvent) -> None:
+        """POST the event; a non-2xx answer raises."""
         body = json.dumps(event_payload(event)).encode()
         headers = {"Content-Type": "application/json"}
         if self.settings.secret:
@@ -119,6 +124,7 @@ class WebhookSender:
         response.raise_for_status()
 
     async def close(self) -> None:
+        """Close the HTTP connection pool."""
         await self._client.aclose()
 
 
@@ -145,6 +151,7 @@ class MqttSender:
         return client
 
     async def send(self, event: AlertEvent) -> None:
+        """Publish the event at QoS 1, connecting first if needed."""
         if self._client is None:
             self._client = await self._connect()
         alert = event.alert
@@ -156,6 +163,7 @@ class MqttSender:
             raise
 
     async def close(self) -> None:
+        """Disconnect from the broker, if connected."""
         client, self._client = self._client, None
         if client is not None:
             try:

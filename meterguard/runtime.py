@@ -23,6 +23,8 @@ class Counters:
     alert_events: int = 0
     alerts_opened: int = 0
     alerts_cleared: int = 0
+    #: Writes a store refused (each retried until taken).
+    store_errors: int = 0
 
 
 @dataclass(slots=True)

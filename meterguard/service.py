@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import uvicorn
 
@@ -18,6 +19,10 @@ from meterguard.notifiers import build_notifiers
 from meterguard.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+STORE_RETRY_FIRST_S = 0.5
+STORE_RETRY_MAX_S = 30.0
 
 
 def build_sources(runtime: Runtime) -> list[Source]:
@@ -60,7 +65,7 @@ class Service:
             counters.readings_in += len(batch)
             self.runtime.latest.update(batch)
             for event in self.engine.process(batch):
-                await self.runtime.alerts.apply(event)
+                await self._persist(f"alert {event.alert.id}", self.runtime.alerts.apply, event)
                 self.runtime.broadcaster.publish(event)
                 for notifier in self.notifiers:
                     notifier.offer(event)
@@ -82,8 +87,31 @@ class Service:
     async def _write_series(self) -> None:
         while True:
             batch = await self._series_queue.get()
-            await self.runtime.series.write(batch)
+            await self._persist(f"{len(batch)} readings", self.runtime.series.write, batch)
             self._series_queue.task_done()
+
+    async def _persist(self, what: str, write: Callable[[T], Awaitable[None]], item: T) -> None:
+        """Write until the store takes it; an error waits and retries.
+
+        A store failure never stops the service nor drops the item: the queues behind it
+        fill and slow the sources down instead.
+        """
+        delay = STORE_RETRY_FIRST_S
+        failing = False
+        while True:
+            try:
+                await write(item)
+            except Exception as exc:  # any store failure is retried the same way
+                self.runtime.counters.store_errors += 1
+                if not failing:
+                    log.error("store refused %s (%s); retrying until it is taken", what, exc)
+                    failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_S)
+                continue
+            if failing:
+                log.info("store took %s after failures", what)
+            return
 
     async def restore(self) -> int:
         """Take back the alerts still open from the last run."""

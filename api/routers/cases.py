@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from api.auth import OPERATORS, Operator, Principal, Reader, Role, require
 from api.deps import RuntimeDep
 from meterguard.errors import AlertNotFoundError
+from meterguard.stores.alertdb.store import ENGINE_ACTOR
 from meterguard.stores.records import (
     Acknowledgement,
     Assignment,
@@ -82,7 +83,11 @@ async def acknowledge(
 async def add_comment(
     alert_id: str, body: CommentIn, who: Commenter, runtime: RuntimeDep
 ) -> Comment:
-    """Add a comment to an alert."""
+    """Add a comment to an alert (a crew member: only on alerts of their work orders)."""
+    if who.role is Role.CREW and not await runtime.alerts.work_orders(
+        alert_id=alert_id, assignee=who.name, limit=1
+    ):
+        raise HTTPException(status_code=403, detail="not an alert of your work orders")
     try:
         return await runtime.alerts.comment(alert_id, who.name, body.text)
     except AlertNotFoundError:
@@ -107,15 +112,25 @@ async def case(alert_id: str, who: Reader, runtime: RuntimeDep) -> CaseOut:
     except AlertNotFoundError:
         raise _missing(alert_id) from None
     orders = await store.work_orders(alert_id=alert_id)
+    audit = await store.audit(alert_id=alert_id)
     if who.role is Role.CREW:
+        # A crew member sees the case through their own work orders, not other crews'.
         orders = [o for o in orders if o.assignee == who.name]
+        if not orders:
+            raise HTTPException(status_code=403, detail="not an alert of your work orders")
+        own = {o.id for o in orders}
+        audit = [
+            e
+            for e in audit
+            if e.actor in (who.name, ENGINE_ACTOR) or e.detail.get("work_order") in own
+        ]
     return CaseOut(
         alert_id=alert_id,
         acknowledgements=await store.acknowledgements(alert_id),
         assignments=await store.assignments(alert_id),
         comments=await store.comments(alert_id),
         work_orders=orders,
-        audit=await store.audit(alert_id=alert_id),
+        audit=audit,
     )
 
 

@@ -24,12 +24,18 @@ class RuntimeCollector(Collector):
         self.runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
+        """Yield every metric as it stands now."""
         c = self.runtime.counters
         yield CounterMetricFamily(
             "meterguard_readings", "Readings taken in by the engine.", value=c.readings_in
         )
         yield CounterMetricFamily(
             "meterguard_batches", "Batches taken in by the engine.", value=c.batches_in
+        )
+        yield CounterMetricFamily(
+            "meterguard_store_errors",
+            "Store writes refused (each retried until taken).",
+            value=c.store_errors,
         )
         events = CounterMetricFamily(
             "meterguard_alert_events", "Alert events by type.", labels=["type"]

@@ -14,6 +14,11 @@ from meterguard.stores.records import Outcome, WorkOrder, WorkOrderStatus
 
 router = APIRouter(prefix="/api/work-orders", tags=["work orders"])
 
+#: A closed order is history: its outcome is what rates the detectors.
+CLOSED = frozenset({WorkOrderStatus.DONE, WorkOrderStatus.CANCELLED})
+#: What a crew may set on its own open order (cancelling or reopening is the office's).
+CREW_STATUSES = frozenset({WorkOrderStatus.DISPATCHED, WorkOrderStatus.DONE})
+
 
 class WorkOrderIn(BaseModel):
     """A new investigation."""
@@ -73,7 +78,10 @@ async def list_orders(
 @router.patch(
     "/{work_order_id}",
     response_model=WorkOrder,
-    responses={404: {"description": "No such work order"}},
+    responses={
+        404: {"description": "No such work order"},
+        409: {"description": "The work order is closed"},
+    },
 )
 async def change(
     work_order_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
@@ -86,10 +94,17 @@ async def change(
         raise HTTPException(status_code=403, detail="viewers may not change work orders")
     if who.role is Role.CREW:
         own = await runtime.alerts.work_orders(assignee=who.name, limit=10_000)
-        if all(o.id != work_order_id for o in own):
+        order = next((o for o in own if o.id == work_order_id), None)
+        if order is None:
             raise HTTPException(status_code=403, detail="not your work order")
         if body.assignee is not None:
             raise HTTPException(status_code=403, detail="crews may not reassign work orders")
+        if order.status in CLOSED:
+            raise HTTPException(status_code=409, detail=f"work order is {order.status.value}")
+        if body.status is not None and body.status not in CREW_STATUSES:
+            raise HTTPException(
+                status_code=403, detail=f"crews may not set status {body.status.value}"
+            )
     try:
         return await runtime.alerts.update_work_order(
             work_order_id,

@@ -164,3 +164,59 @@ async def test_operator_and_crew_work_a_case_to_its_outcome(
     for expected in ("acknowledge", "assign", "work_order_create", "comment", "work_order_update"):
         assert expected in actions
     assert {e["actor"] for e in case["audit"]} >= {"olga", "carl"}
+
+
+async def test_cookie_alone_cannot_change_anything(
+    setup: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    client, tokens = setup
+    cookie = {"Cookie": f"mg_token={tokens['olga']}"}
+    # What a forged form post from another site would carry: the cookie, no header.
+    forged = await client.post("/api/alerts/a0/acknowledge", headers=cookie)
+    assert forged.status_code == 401
+    case = await client.get("/api/alerts/a0/case", headers=cookie)
+    assert case.status_code == 200
+    assert case.json()["acknowledgements"] == []
+
+
+async def test_crews_work_only_their_own_open_orders(
+    setup: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    client, tokens = setup
+    olga, carl, cora = _as(tokens, "olga"), _as(tokens, "carl"), _as(tokens, "cora")
+    wo = (
+        await client.post(
+            "/api/work-orders", json={"alert_id": "a0", "assignee": "carl"}, headers=olga
+        )
+    ).json()
+    await client.post("/api/work-orders", json={"alert_id": "a1", "assignee": "cora"}, headers=olga)
+    # Another crew's alert: no comments, no case view.
+    assert (
+        await client.post("/api/alerts/a1/comments", json={"text": "x"}, headers=carl)
+    ).status_code == 403
+    assert (await client.get("/api/alerts/a1/case", headers=carl)).status_code == 403
+    own_case = (await client.get("/api/alerts/a0/case", headers=carl)).json()
+    assert [o["assignee"] for o in own_case["work_orders"]] == ["carl"]
+    assert all(
+        e["actor"] in ("carl", "engine") or e["detail"].get("work_order") == wo["id"]
+        for e in own_case["audit"]
+    )
+    cancel = await client.patch(
+        f"/api/work-orders/{wo['id']}", json={"status": "cancelled"}, headers=carl
+    )
+    assert cancel.status_code == 403
+    onsite = await client.patch(
+        f"/api/work-orders/{wo['id']}", json={"status": "dispatched"}, headers=carl
+    )
+    assert onsite.status_code == 200
+    done = await client.patch(
+        f"/api/work-orders/{wo['id']}", json={"outcome": "no_fault_found"}, headers=carl
+    )
+    assert done.status_code == 200
+    rewrite = await client.patch(
+        f"/api/work-orders/{wo['id']}", json={"outcome": "theft_confirmed"}, headers=carl
+    )
+    assert rewrite.status_code == 409
+    assert cora  # the other crew's token exists; its own order is untouched
+    orders = (await client.get("/api/work-orders", headers=olga)).json()["items"]
+    assert {o["assignee"]: o["status"] for o in orders} == {"carl": "done", "cora": "open"}

@@ -110,6 +110,16 @@ async def test_broadcaster_ring_forgets_old_events() -> None:
     got = await fresh.__anext__()
     assert isinstance(got, NumberedEvent)
     assert got.id == ids[4]
+    # A listener that falls behind further than the ring is told to reload.
+    slow = hub.listen(ids[-1]).__aiter__()
+    waiting = asyncio.ensure_future(slow.__anext__())
+    await asyncio.sleep(0)
+    for _ in range(5):
+        hub.publish(_event(AlertEventType.UPDATE))
+    # It slept through 5 events of which the ring kept 3: reload first, then the 3 kept.
+    assert isinstance(await asyncio.wait_for(waiting, 5), ResyncNeeded)
+    kept = [await slow.__anext__() for _ in range(3)]
+    assert all(isinstance(e, NumberedEvent) for e in kept)
 
 
 async def test_meter_detail_and_downsampled_series(served: tuple[str, Runtime]) -> None:
