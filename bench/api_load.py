@@ -53,7 +53,7 @@ def _config_file(data_dir: Path, port: int) -> Path:
     return path
 
 
-async def _seed(settings: Settings, end: float) -> None:
+async def _seed(settings: Settings, end: float) -> str:
     runtime = Runtime.open(settings)
     rng = np.random.default_rng(1)
     try:
@@ -84,14 +84,22 @@ async def _seed(settings: Settings, end: float) -> None:
             events=np.zeros(len(ts), dtype=np.uint32),
         )
         await runtime.series.write(batch)
+        _, token = await runtime.alerts.create_user("bench", "viewer")
+        return token
     finally:
         await runtime.close()
 
 
 async def _client(
-    base: str, path: str, params: dict[str, str], n: int, latencies: list[float], errors: list[int]
+    base: str,
+    headers: dict[str, str],
+    path: str,
+    params: dict[str, str],
+    n: int,
+    latencies: list[float],
+    errors: list[int],
 ) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as client:
         for _ in range(n):
             t0 = time.perf_counter()
             resp = await client.get(path, params=params)
@@ -100,14 +108,34 @@ async def _client(
                 errors.append(resp.status_code)
 
 
+async def _wait_up(base: str) -> None:
+    """Wait until the service answers /healthz; fail after 30 s."""
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as probe:
+        while time.monotonic() < deadline:
+            try:
+                if (await probe.get(base + "/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit("the service did not come up within 30 s")
+
+
 async def _load(
-    base: str, name: str, path: str, params: dict[str, str], clients: int, requests: int
+    base: str,
+    headers: dict[str, str],
+    name: str,
+    path: str,
+    params: dict[str, str],
+    clients: int,
+    requests: int,
 ) -> None:
     latencies: list[float] = []
     errors: list[int] = []
     t0 = time.perf_counter()
     await asyncio.gather(
-        *(_client(base, path, params, requests, latencies, errors) for _ in range(clients))
+        *(_client(base, headers, path, params, requests, latencies, errors) for _ in range(clients))
     )
     wall = time.perf_counter() - t0
     q = np.percentile(np.array(latencies) * 1000, [50, 95, 99])
@@ -116,9 +144,13 @@ async def _load(
         f"p50 {q[0]:6.1f} ms  p95 {q[1]:6.1f} ms  p99 {q[2]:6.1f} ms  "
         f"max {max(latencies) * 1000:6.1f} ms  errors {len(errors)}"
     )
+    if errors:
+        # A fast 401 or 500 is not a latency figure.
+        raise SystemExit(f"{name}: {len(errors)} requests failed, e.g. HTTP {errors[0]}")
 
 
 async def main() -> None:
+    """Seed, serve, load each endpoint in turn, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=40, help="per client and endpoint")
@@ -128,7 +160,8 @@ async def main() -> None:
         port = _free_port()
         config = _config_file(data_dir, port)
         end = time.time()
-        await _seed(load_settings(config), end)
+        token = await _seed(load_settings(config), end)
+        headers = {"Authorization": f"Bearer {token}"}
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -140,19 +173,23 @@ async def main() -> None:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            async with httpx.AsyncClient() as probe:
-                for _ in range(200):
-                    try:
-                        if (await probe.get(base + "/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.05)
+            await _wait_up(base)
             print(
                 f"{args.clients} concurrent clients x {args.requests} requests each; "
                 f"{N_ALERTS} alerts, one week of 1-min readings ({WEEK_S // 60} rows)"
             )
             await _load(
                 base,
+                headers,
+                "GET /healthz (floor: no store)",
+                "/healthz",
+                {},
+                args.clients,
+                args.requests,
+            )
+            await _load(
+                base,
+                headers,
                 "GET /api/alerts?active=true",
                 "/api/alerts",
                 {"active": "true", "limit": "100"},
@@ -161,6 +198,7 @@ async def main() -> None:
             )
             await _load(
                 base,
+                headers,
                 "GET /api/alerts (kind filter)",
                 "/api/alerts",
                 {"kind": "bypass", "limit": "100"},
@@ -169,6 +207,7 @@ async def main() -> None:
             )
             await _load(
                 base,
+                headers,
                 "GET series 6 h, 500 points",
                 "/api/meters/M0000/series",
                 {"start": str(end - 6 * 3600), "end": str(end), "points": "500"},
@@ -177,6 +216,7 @@ async def main() -> None:
             )
             await _load(
                 base,
+                headers,
                 "GET series 7 d, 500 points",
                 "/api/meters/M0000/series",
                 {"start": str(end - WEEK_S), "end": str(end), "points": "500"},
