@@ -6,6 +6,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from meterguard.roles import ROLE_NAMES
+
 NAME = "db"
 HELP = "alert database: upgrade the schema, show its revision, add users"
 
@@ -27,7 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=None, help="SQLAlchemy URL, overriding the config")
     parser.add_argument("--revision", default="head", help="upgrade: target (default: head)")
     parser.add_argument("--name", default=None, help="add-user: user name")
-    parser.add_argument("--role", default="operator", help="add-user: role (default operator)")
+    parser.add_argument(
+        "--role",
+        default="operator",
+        choices=ROLE_NAMES,
+        help="add-user: role (default operator)",
+    )
+    parser.add_argument(
+        "--by", default="cli", help="add-user: who creates the user, for the audit log"
+    )
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -58,7 +68,7 @@ async def _main(args: argparse.Namespace) -> int:
             if not args.name:
                 print("add-user needs --name")
                 return 2
-            user, token = await store.create_user(args.name, args.role)
+            user, token = await store.create_user(args.name, args.role, created_by=args.by)
             print(f"user {user.name} ({user.role}) token: {token}")
     finally:
         await store.close()

@@ -1,12 +1,23 @@
+"""The alert database on SQLite and PostgreSQL: lifecycle, uniqueness, replays, migrations."""
+
 import asyncio
+import contextlib
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from meterguard.errors import AlertNotFoundError
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
-from meterguard.stores.alertdb import SqlAlertStore
+from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
 from meterguard.stores.alertdb.migrate import current_revision, head_revision
 from meterguard.stores.records import Outcome, WorkOrderStatus
 
@@ -103,19 +114,136 @@ async def test_database_refuses_a_second_active_alert_per_meter_and_kind(
         await second.close()
 
 
-async def test_two_processes_racing_to_open_leave_one_alert(alert_db_url: str) -> None:
-    stores = [SqlAlertStore(alert_db_url) for _ in range(4)]
-    try:
-        await stores[0].open()
-        await asyncio.gather(
-            *(s.apply(_open(id=f"R{i}", start=float(i))) for i, s in enumerate(stores))
+def test_processes_racing_on_a_fresh_database_leave_one_alert(alert_db_url: str) -> None:
+    # Four processes start together on a database nobody migrated yet, with no retries
+    # allowed: the upgrade itself must take turns, and the index must refuse three opens.
+    start_at = time.time() + 3.0
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.stores.alert_race_proc",
+                alert_db_url,
+                f"R{i}",
+                str(start_at),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        active = await stores[0].list(active=True)
-        assert len(active) == 1
-        assert sum(s.duplicates_refused for s in stores) == 3
+        for i in range(4)
+    ]
+    reports = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            reports.append(json.loads(out.strip().splitlines()[-1]))
     finally:
-        for s in stores:
-            await s.close()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert sum(r["refused"] for r in reports) == 3
+    assert [r["retries"] for r in reports] == [0, 0, 0, 0]
+
+    async def check() -> None:
+        store = SqlAlertStore(alert_db_url)
+        try:
+            assert len(await store.list(active=True)) == 1
+            assert await current_revision(store.engine) == head_revision()
+        finally:
+            await store.close()
+
+    asyncio.run(check())
+
+
+def test_sqlite_migration_killed_midway_leaves_no_half_schema(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite"
+    url = sqlite_url(path)
+    crashed = subprocess.run(
+        [sys.executable, "-m", "tests.stores.migration_crash_proc", url],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert crashed.returncode == 9, crashed.stderr
+    with sqlite3.connect(path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "alerts" not in tables  # the tables created before the crash were rolled back
+
+    async def check() -> None:
+        store = SqlAlertStore(url, retry_for_s=0.0)
+        try:
+            await store.apply(_open())
+            assert [a.id for a in await store.list()] == ["A1"]
+            assert await current_revision(store.engine) == head_revision()
+        finally:
+            await store.close()
+
+    asyncio.run(check())
+
+
+async def test_sqlite_errors_other_than_locks_raise_at_once(tmp_path: Path) -> None:
+    store = SqlAlertStore(sqlite_url(tmp_path / "alerts.sqlite"), retry_for_s=30.0)
+    try:
+        await store.open()
+        started = time.monotonic()
+        with pytest.raises(sa.exc.OperationalError, match="no such column"):
+            await store._retrying(lambda c: c.execute(sa.text("SELECT nonexistent FROM alerts")))
+        with pytest.raises(sa.exc.OperationalError, match="syntax error"):
+            await store._retrying(lambda c: c.execute(sa.text("SELEC 1")))
+        assert store.retries == 0
+        assert time.monotonic() - started < 5.0
+    finally:
+        await store.close()
+
+
+async def test_late_open_or_update_never_revives_a_cleared_alert(alert_db_url: str) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        await store.apply(_open())
+        await store.apply(AlertEvent(type=AlertEventType.CLEAR, ts=400, alert=_alert(end=100.0)))
+        # A replayed OPEN and a late UPDATE arrive after the clear.
+        await store.apply(_open(summary="replayed"))
+        late = _alert(estimated_kwh_lost=7.0, summary="late")
+        await store.apply(AlertEvent(type=AlertEventType.UPDATE, ts=90, alert=late))
+        await store.apply(AlertEvent(type=AlertEventType.CLEAR, ts=500, alert=_alert(end=200.0)))
+        got = await store.get("A1")
+        assert got.end == 100.0
+        assert not got.active
+        assert got.summary == "s"
+        assert got.estimated_kwh_lost == 0.0
+        assert await store.list(active=True) == []
+        assert store.stale_events == 3
+        assert store.orphan_events == 0
+        assert [h["type"] for h in await store.history("A1")] == ["open", "clear"]
+        # The meter can still get a new alert of that kind.
+        await store.apply(_open(id="A2", start=300.0))
+        assert [a.id for a in await store.list(active=True)] == ["A2"]
+        assert store.duplicates_refused == 0
+    finally:
+        await store.close()
+
+
+async def test_only_the_one_active_index_counts_as_a_refused_duplicate(
+    alert_db_url: str,
+) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        await store.open()
+        # Another unique rule (not the one-active index) that an open can break.
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.text("CREATE UNIQUE INDEX test_one_summary ON alerts (summary)"))
+        await store.apply(_open())
+        with pytest.raises(sa.exc.IntegrityError):
+            await store.apply(_open(id="B1", meter="M2"))
+        assert store.duplicates_refused == 0
+        await store.apply(_open(id="A2", summary="other"))
+        assert store.duplicates_refused == 1
+    finally:
+        await store.close()
 
 
 async def test_case_work_is_recorded_and_audited(alert_db_url: str) -> None:
@@ -174,10 +302,10 @@ async def test_case_work_is_recorded_and_audited(alert_db_url: str) -> None:
 async def test_tokens_are_kept_as_hashes_and_can_be_revoked(alert_db_url: str) -> None:
     store = SqlAlertStore(alert_db_url)
     try:
-        user, token = await store.create_user("olga", "supervisor")
+        user, token = await store.create_user("olga", "admin")
         found = await store.user_for_token(token)
         assert found is not None
-        assert (found.name, found.role, found.id) == ("olga", "supervisor", user.id)
+        assert (found.name, found.role, found.id) == ("olga", "admin", user.id)
         assert await store.user_for_token(token + "x") is None
         async with store.engine.connect() as conn:
             stored = (await conn.execute(sa.text("SELECT token_sha256 FROM tokens"))).scalar_one()
@@ -205,3 +333,122 @@ async def test_sqlite_default_file_is_created_with_its_folder(tmp_path: Path) ->
         assert [a.id for a in await again.list(active=True)] == ["A1"]
     finally:
         await again.close()
+
+
+class _LosingCommitAnswers:
+    """An engine whose next `lose` transactions commit, then report a lost connection.
+
+    Stands in for a server that went away between committing and answering: the store
+    must retry (it cannot know the COMMIT took) without doubling anything.
+    """
+
+    def __init__(self, engine: AsyncEngine, lose: int) -> None:
+        self._engine = engine
+        self.lose = lose
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.begin() as conn:
+            yield conn
+        if self.lose > 0:
+            self.lose -= 1
+            raise sa.exc.OperationalError("COMMIT", {}, ConnectionResetError("answer lost"))
+
+
+async def _count(store: SqlAlertStore, table: str) -> int:
+    async with store.engine.connect() as conn:
+        return int((await conn.execute(sa.text(f"SELECT COUNT(*) FROM {table}"))).scalar_one())
+
+
+async def test_case_work_retried_after_a_lost_commit_answer_is_not_doubled(
+    alert_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        await store.apply(_open())
+        audited = await _count(store, "audit_log")
+        losing = _LosingCommitAnswers(store.engine, lose=0)
+        monkeypatch.setattr(store, "_engine", losing)
+        calls: list[Callable[[], Awaitable[object]]] = [
+            lambda: store.comment("A1", "olga", "CT reversed"),
+            lambda: store.acknowledge("A1", "olga", "seen"),
+            lambda: store.assign("A1", "crew-7", "olga"),
+            lambda: store.create_work_order("A1", "olga", "check CT", "crew-7"),
+            lambda: store.create_user("crew-7", "crew", created_by="olga"),
+        ]
+        for call in calls:
+            losing.lose = 1
+            await call()
+            assert losing.lose == 0
+        order = (await store.work_orders())[0]
+        losing.lose = 1
+        await store.update_work_order(order.id, "olga", status=WorkOrderStatus.DISPATCHED)
+        assert store.retries == len(calls) + 1
+        for table in ("comments", "acknowledgements", "assignments", "work_orders", "users"):
+            assert await _count(store, table) == 1, table
+        assert await _count(store, "tokens") == 1
+        assert await _count(store, "audit_log") == audited + len(calls) + 1
+    finally:
+        await store.close()
+
+
+async def test_a_write_resent_with_the_same_client_key_is_recorded_once(
+    alert_db_url: str,
+) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        await store.apply(_open())
+        first = await store.comment("A1", "olga", "on my way", client_key="c-1")
+        again = await store.comment("A1", "olga", "on my way", client_key="c-1")
+        assert again == first
+        other = await store.comment("A1", "olga", "on my way", client_key="c-2")
+        assert other.id != first.id
+        assert [c.id for c in await store.comments("A1")] == [first.id, other.id]
+
+        order = await store.create_work_order("A1", "olga", "check", client_key="w-1")
+        assert await store.create_work_order("A1", "olga", "check", client_key="w-1") == order
+        assert len(await store.work_orders()) == 1
+        done = await store.update_work_order(
+            order.id, "crew", outcome=Outcome.METER_FAULT, client_key="u-1"
+        )
+        # A resent "dispatched" under an already used key changes nothing.
+        replay = await store.update_work_order(
+            order.id, "crew", status=WorkOrderStatus.DISPATCHED, client_key="u-1"
+        )
+        assert replay.status is WorkOrderStatus.DONE
+        assert replay.updated_at == done.updated_at
+        ack = await store.acknowledge("A1", "olga", client_key="a-1")
+        assert await store.acknowledge("A1", "olga", client_key="a-1") == ack
+        assigned = await store.assign("A1", "crew", "olga", client_key="s-1")
+        assert await store.assign("A1", "crew", "olga", client_key="s-1") == assigned
+        actions = [e.action for e in await store.audit(alert_id="A1")]
+        assert actions == [
+            "assign",
+            "acknowledge",
+            "work_order_update",
+            "work_order_create",
+            "comment",
+            "comment",
+            "alert_open",
+        ]
+    finally:
+        await store.close()
+
+
+async def test_create_user_checks_the_role_and_audits_who_created_it(alert_db_url: str) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        with pytest.raises(ValueError, match="unknown role 'supervisor'"):
+            await store.create_user("olga", "supervisor")
+        await store.create_user("olga", "admin")
+        await store.create_user("ivan", "crew", created_by="olga")
+        entries = [(e.actor, e.detail) for e in await store.audit()]
+        assert entries == [
+            ("olga", {"name": "ivan", "role": "crew"}),
+            ("cli", {"name": "olga", "role": "admin"}),
+        ]
+    finally:
+        await store.close()

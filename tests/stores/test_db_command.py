@@ -27,3 +27,14 @@ def test_db_upgrade_uses_the_config_files_database(
     config.write_text('[storage]\ndata_dir = "state"\n', encoding="utf-8")
     assert main(["db", "upgrade", "--config", str(config)]) == 0
     assert (tmp_path / "state" / "alertdb.sqlite").exists()
+
+
+def test_db_add_user_accepts_only_known_roles(
+    alert_db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["db", "add-user", "--url", alert_db_url, "--name", "olga", "--role", "boss"])
+    assert refused.value.code == 2
+    assert "invalid choice: 'boss'" in capsys.readouterr().err
+    assert main(["db", "add-user", "--url", alert_db_url, "--name", "ivan", "--role", "crew"]) == 0
+    assert "user ivan (crew) token: " in capsys.readouterr().out

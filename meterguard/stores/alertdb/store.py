@@ -8,6 +8,7 @@ import hashlib
 import logging
 import secrets
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from meterguard.errors import AlertNotFoundError
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
+from meterguard.roles import ROLE_NAMES
 from meterguard.stores.alertdb import tables as t
 from meterguard.stores.alertdb.migrate import upgrade
 from meterguard.stores.records import (
@@ -60,20 +62,38 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-def _is_transient(exc: BaseException) -> bool:
+def _is_transient(exc: BaseException, dialect: str) -> bool:
+    """Tell whether exc means "try again later": the server went away, or SQLite was locked."""
     if isinstance(exc, IntegrityError):
         return False
-    if isinstance(exc, OperationalError | InterfaceError | OSError):
+    if isinstance(exc, OSError) or type(exc).__name__ in _CONNECTION_ERRORS:
         return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig: BaseException | None = exc.orig
+    while orig is not None:
+        if type(orig).__name__ in _CONNECTION_ERRORS or isinstance(orig, OSError):
             return True
-        orig: BaseException | None = exc.orig
-        while orig is not None:
-            if type(orig).__name__ in _CONNECTION_ERRORS or isinstance(orig, OSError):
-                return True
-            orig = orig.__cause__
-    return type(exc).__name__ in _CONNECTION_ERRORS
+        orig = orig.__cause__
+    if dialect == "sqlite":
+        # SQLite reports lock waits and every other failure (no such column, syntax error,
+        # a broken file) as OperationalError; only the lock waits pass by themselves.
+        message = str(exc.orig).lower()
+        return isinstance(exc, OperationalError) and ("locked" in message or "busy" in message)
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def _is_one_active_violation(exc: IntegrityError) -> bool:
+    """Tell whether exc is the alerts_one_active index refusing a second active alert."""
+    # PostgreSQL names the index; SQLite names the indexed columns.
+    message = str(exc.orig)
+    return "alerts_one_active" in message or "alerts.meter, alerts.kind" in message
+
+
+def _new_key(client_key: str | None) -> str:
+    return client_key if client_key is not None else uuid.uuid4().hex
 
 
 def _row_to_alert(row: sa.RowMapping) -> Alert:
@@ -107,8 +127,13 @@ class SqlAlertStore:
     """The alert and case database through SQLAlchemy's async engine.
 
     Migrations run on first use. Every write is one transaction; a lost connection (server
-    restart, failover) is retried with backoff for up to `retry_for_s`, and every write is
-    idempotent, so a retry after a lost answer neither loses nor doubles anything.
+    restart, failover) or a locked SQLite file is retried with backoff for up to
+    `retry_for_s`. A retry can follow a COMMIT whose answer was lost, so every write is
+    written to be replayed: alert events are keyed by alert id and (type, data time), and
+    an event for an alert already cleared changes nothing; every row a case-work call
+    inserts carries a client key (a fresh UUID per call, or the caller's `client_key`), and
+    a replay finds the row instead of inserting another. Passing the same `client_key`
+    again (a client resending a request) returns the first call's record.
     """
 
     def __init__(self, url: str, *, retry_for_s: float = 120.0, echo: bool = False) -> None:
@@ -125,6 +150,8 @@ class SqlAlertStore:
         self.duplicates_refused = 0
         #: Updates or clears of an alert the database does not hold.
         self.orphan_events = 0
+        #: Events for an alert already cleared (late or replayed): ignored, never revive it.
+        self.stale_events = 0
         #: Transactions retried after a lost connection.
         self.retries = 0
 
@@ -158,7 +185,7 @@ class SqlAlertStore:
                 async with self._engine.begin() as conn:
                     result = await fn(conn)
             except Exception as exc:
-                if not _is_transient(exc) or time.monotonic() > deadline:
+                if not _is_transient(exc, self._dialect) or time.monotonic() > deadline:
                     raise
                 self.retries += 1
                 if failing_since is None:
@@ -198,9 +225,14 @@ class SqlAlertStore:
             "updated_at": now,
         }
 
-        async def write(conn: AsyncConnection) -> bool:
+        a = t.alerts
+        # Once an alert has an end it is history: a late or replayed open/update/clear (a
+        # retry, a restart replaying its queue) must neither revive nor rewrite it.
+        still_active = a.c.end_ts.is_(None)
+
+        async def write(conn: AsyncConnection) -> Literal["applied", "stale", "orphan"]:
             if event.type is AlertEventType.OPEN:
-                stmt = self._insert(t.alerts).values(
+                stmt = self._insert(a).values(
                     id=alert.id,
                     meter=alert.meter,
                     kind=alert.kind.value,
@@ -208,13 +240,18 @@ class SqlAlertStore:
                     created_at=now,
                     **values,
                 )
-                await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=values))
+                done = await conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["id"], set_=values, where=still_active
+                    )
+                )
             else:
                 done = await conn.execute(
-                    sa.update(t.alerts).where(t.alerts.c.id == alert.id).values(**values)
+                    sa.update(a).where(a.c.id == alert.id, still_active).values(**values)
                 )
-                if done.rowcount == 0:
-                    return False
+            if done.rowcount == 0:
+                held = await conn.execute(sa.select(a.c.id).where(a.c.id == alert.id))
+                return "stale" if held.first() is not None else "orphan"
             recorded = await conn.execute(
                 self._insert(t.alert_history)
                 .values(
@@ -228,17 +265,22 @@ class SqlAlertStore:
             )
             if recorded.rowcount and event.type is not AlertEventType.UPDATE:
                 await self._audit(conn, ENGINE_ACTOR, f"alert_{event.type.value}", alert.id, {})
-            return True
+            return "applied"
 
         try:
-            applied = await self._run(write)
-        except IntegrityError:
+            outcome = await self._run(write)
+        except IntegrityError as exc:
+            if not _is_one_active_violation(exc):
+                raise
             self.duplicates_refused += 1
             log.warning("refused a second active %s alert for meter %s", alert.kind, alert.meter)
             return
-        if not applied:
+        if outcome == "orphan":
             self.orphan_events += 1
             log.warning("%s for unknown alert %s ignored", event.type.value, alert.id)
+        elif outcome == "stale":
+            self.stale_events += 1
+            log.info("%s for alert %s, already cleared, ignored", event.type.value, alert.id)
 
     async def get(self, alert_id: str) -> Alert:
         """Return one alert by id."""
@@ -320,12 +362,33 @@ class SqlAlertStore:
         action: str,
         alert_id: str | None,
         detail: dict[str, Any],
+        client_key: str | None = None,
     ) -> None:
-        await conn.execute(
-            sa.insert(t.audit_log).values(
-                at=time.time(), actor=actor, action=action, alert_id=alert_id, detail=detail
-            )
+        stmt = self._insert(t.audit_log).values(
+            at=time.time(),
+            actor=actor,
+            action=action,
+            alert_id=alert_id,
+            detail=detail,
+            client_key=client_key,
         )
+        if client_key is not None:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["client_key"])
+        await conn.execute(stmt)
+
+    async def _insert_once(
+        self, conn: AsyncConnection, table: sa.Table, key: str, values: dict[str, Any]
+    ) -> tuple[sa.RowMapping, bool]:
+        """Insert a row under a client key unless it is there; return it and if it is new."""
+        done = await conn.execute(
+            self._insert(table)
+            .values(client_key=key, **values)
+            .on_conflict_do_nothing(index_elements=["client_key"])
+        )
+        row = (
+            (await conn.execute(sa.select(table).where(table.c.client_key == key))).mappings().one()
+        )
+        return row, bool(done.rowcount)
 
     @staticmethod
     async def _require_alert(conn: AsyncConnection, alert_id: str) -> None:
@@ -333,66 +396,75 @@ class SqlAlertStore:
         if found.first() is None:
             raise AlertNotFoundError(alert_id)
 
-    async def acknowledge(self, alert_id: str, user: str, note: str = "") -> Acknowledgement:
-        """Record that a user acknowledged an alert."""
+    async def acknowledge(
+        self, alert_id: str, user: str, note: str = "", *, client_key: str | None = None
+    ) -> Acknowledgement:
+        """Record that a user acknowledged an alert (once per client key)."""
         now = time.time()
+        key = _new_key(client_key)
 
-        async def write(conn: AsyncConnection) -> int:
+        async def write(conn: AsyncConnection) -> sa.RowMapping:
             await self._require_alert(conn, alert_id)
-            result = await conn.execute(
-                sa.insert(t.acknowledgements)
-                .values(alert_id=alert_id, user=user, note=note, at=now)
-                .returning(t.acknowledgements.c.id)
+            row, new = await self._insert_once(
+                conn,
+                t.acknowledgements,
+                key,
+                {"alert_id": alert_id, "user": user, "note": note, "at": now},
             )
-            await conn.execute(
-                sa.update(t.alerts)
-                .where(t.alerts.c.id == alert_id)
-                .values(acknowledged_by=user, acknowledged_at=now)
-            )
-            await self._audit(conn, user, "acknowledge", alert_id, {"note": note})
-            return int(result.scalar_one())
+            if new:
+                await conn.execute(
+                    sa.update(t.alerts)
+                    .where(t.alerts.c.id == alert_id)
+                    .values(acknowledged_by=user, acknowledged_at=now)
+                )
+                await self._audit(conn, user, "acknowledge", alert_id, {"note": note}, key)
+            return row
 
-        ack_id = await self._run(write)
-        return Acknowledgement(id=ack_id, alert_id=alert_id, user=user, note=note, at=now)
+        return Acknowledgement.model_validate(dict(await self._run(write)))
 
-    async def assign(self, alert_id: str, assignee: str, assigned_by: str) -> Assignment:
-        """Hand an alert to someone."""
+    async def assign(
+        self, alert_id: str, assignee: str, assigned_by: str, *, client_key: str | None = None
+    ) -> Assignment:
+        """Hand an alert to someone (once per client key)."""
         now = time.time()
+        key = _new_key(client_key)
 
-        async def write(conn: AsyncConnection) -> int:
+        async def write(conn: AsyncConnection) -> sa.RowMapping:
             await self._require_alert(conn, alert_id)
-            result = await conn.execute(
-                sa.insert(t.assignments)
-                .values(alert_id=alert_id, assignee=assignee, assigned_by=assigned_by, at=now)
-                .returning(t.assignments.c.id)
-            )
-            await conn.execute(
-                sa.update(t.alerts).where(t.alerts.c.id == alert_id).values(assignee=assignee)
-            )
-            await self._audit(conn, assigned_by, "assign", alert_id, {"assignee": assignee})
-            return int(result.scalar_one())
+            values = {
+                "alert_id": alert_id,
+                "assignee": assignee,
+                "assigned_by": assigned_by,
+                "at": now,
+            }
+            row, new = await self._insert_once(conn, t.assignments, key, values)
+            if new:
+                await conn.execute(
+                    sa.update(t.alerts).where(t.alerts.c.id == alert_id).values(assignee=assignee)
+                )
+                await self._audit(
+                    conn, assigned_by, "assign", alert_id, {"assignee": assignee}, key
+                )
+            return row
 
-        row_id = await self._run(write)
-        return Assignment(
-            id=row_id, alert_id=alert_id, assignee=assignee, assigned_by=assigned_by, at=now
-        )
+        return Assignment.model_validate(dict(await self._run(write)))
 
-    async def comment(self, alert_id: str, author: str, text: str) -> Comment:
-        """Add a comment to an alert."""
+    async def comment(
+        self, alert_id: str, author: str, text: str, *, client_key: str | None = None
+    ) -> Comment:
+        """Add a comment to an alert (once per client key)."""
         now = time.time()
+        key = _new_key(client_key)
 
-        async def write(conn: AsyncConnection) -> int:
+        async def write(conn: AsyncConnection) -> sa.RowMapping:
             await self._require_alert(conn, alert_id)
-            result = await conn.execute(
-                sa.insert(t.comments)
-                .values(alert_id=alert_id, author=author, text=text, at=now)
-                .returning(t.comments.c.id)
-            )
-            await self._audit(conn, author, "comment", alert_id, {"text": text})
-            return int(result.scalar_one())
+            values = {"alert_id": alert_id, "author": author, "text": text, "at": now}
+            row, new = await self._insert_once(conn, t.comments, key, values)
+            if new:
+                await self._audit(conn, author, "comment", alert_id, {"text": text}, key)
+            return row
 
-        row_id = await self._run(write)
-        return Comment(id=row_id, alert_id=alert_id, author=author, text=text, at=now)
+        return Comment.model_validate(dict(await self._run(write)))
 
     async def comments(self, alert_id: str) -> builtins.list[Comment]:
         """Return an alert's comments, oldest first."""
@@ -413,32 +485,34 @@ class SqlAlertStore:
         return [Assignment.model_validate(dict(r)) for r in rows]
 
     async def create_work_order(
-        self, alert_id: str, created_by: str, instructions: str, assignee: str | None = None
+        self,
+        alert_id: str,
+        created_by: str,
+        instructions: str,
+        assignee: str | None = None,
+        *,
+        client_key: str | None = None,
     ) -> WorkOrder:
-        """Open an investigation work order for an alert."""
+        """Open an investigation work order for an alert (once per client key)."""
         now = time.time()
-        w = t.work_orders
+        key = _new_key(client_key)
 
         async def write(conn: AsyncConnection) -> sa.RowMapping:
             await self._require_alert(conn, alert_id)
-            result = await conn.execute(
-                sa.insert(w)
-                .values(
-                    alert_id=alert_id,
-                    created_by=created_by,
-                    assignee=assignee,
-                    instructions=instructions,
-                    status=WorkOrderStatus.OPEN.value,
-                    created_at=now,
-                    updated_at=now,
-                    outcome_note="",
-                )
-                .returning(*w.c)
-            )
-            row = result.mappings().one()
-            await self._audit(
-                conn, created_by, "work_order_create", alert_id, {"work_order": row["id"]}
-            )
+            values = {
+                "alert_id": alert_id,
+                "created_by": created_by,
+                "assignee": assignee,
+                "instructions": instructions,
+                "status": WorkOrderStatus.OPEN.value,
+                "created_at": now,
+                "updated_at": now,
+                "outcome_note": "",
+            }
+            row, new = await self._insert_once(conn, t.work_orders, key, values)
+            if new:
+                detail = {"work_order": row["id"]}
+                await self._audit(conn, created_by, "work_order_create", alert_id, detail, key)
             return row
 
         return _work_order(await self._run(write))
@@ -452,9 +526,15 @@ class SqlAlertStore:
         assignee: str | None = None,
         outcome: Outcome | None = None,
         note: str = "",
+        client_key: str | None = None,
     ) -> WorkOrder:
-        """Change a work order: dispatch, reassign, or close it with its outcome."""
-        w = t.work_orders
+        """Change a work order: dispatch, reassign, or close it with its outcome.
+
+        A change already made under the same client key (a replay) returns the work order
+        as it stands, changing nothing.
+        """
+        w, log_ = t.work_orders, t.audit_log
+        key = _new_key(client_key)
         changes: dict[str, Any] = {"updated_at": time.time()}
         if assignee is not None:
             changes["assignee"] = assignee
@@ -465,15 +545,19 @@ class SqlAlertStore:
             changes["status"] = status.value
 
         async def write(conn: AsyncConnection) -> sa.RowMapping:
-            result = await conn.execute(
-                sa.update(w).where(w.c.id == work_order_id).values(**changes).returning(*w.c)
-            )
+            seen = await conn.execute(sa.select(log_.c.id).where(log_.c.client_key == key))
+            if seen.first() is None:
+                result = await conn.execute(
+                    sa.update(w).where(w.c.id == work_order_id).values(**changes).returning(*w.c)
+                )
+            else:
+                result = await conn.execute(sa.select(w).where(w.c.id == work_order_id))
             row = result.mappings().first()
             if row is None:
                 raise KeyError(f"no work order {work_order_id}")
             detail = {k: v for k, v in changes.items() if k != "updated_at"}
             detail["work_order"] = work_order_id
-            await self._audit(conn, by, "work_order_update", row["alert_id"], detail)
+            await self._audit(conn, by, "work_order_update", row["alert_id"], detail, key)
             return row
 
         return _work_order(await self._run(write))
@@ -525,28 +609,36 @@ class SqlAlertStore:
 
     # --- users ------------------------------------------------------------------------
 
-    async def create_user(self, name: str, role: str = "operator") -> tuple[User, str]:
-        """Create a user and return it with a new API token (shown only this once)."""
+    async def create_user(
+        self, name: str, role: str = "operator", *, created_by: str = "cli"
+    ) -> tuple[User, str]:
+        """Create a user and return it with a new API token (shown only this once).
+
+        `created_by` is the actor the audit log records (the admin behind an API call).
+        Raises ValueError for a role meterguard does not know, IntegrityError for a name
+        already taken.
+        """
+        if role not in ROLE_NAMES:
+            raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLE_NAMES)}")
         token = secrets.token_urlsafe(32)
+        token_hash = _hash_token(token)
         now = time.time()
+        key = _new_key(None)
 
-        async def write(conn: AsyncConnection) -> int:
-            result = await conn.execute(
-                sa.insert(t.users)
-                .values(name=name, role=role, created_at=now)
-                .returning(t.users.c.id)
-            )
-            user_id = int(result.scalar_one())
-            await conn.execute(
-                sa.insert(t.tokens).values(
-                    user_id=user_id, token_sha256=_hash_token(token), created_at=now
+        async def write(conn: AsyncConnection) -> sa.RowMapping:
+            values = {"name": name, "role": role, "created_at": now}
+            row, new = await self._insert_once(conn, t.users, key, values)
+            if new:
+                await conn.execute(
+                    sa.insert(t.tokens).values(
+                        user_id=row["id"], token_sha256=token_hash, created_at=now
+                    )
                 )
-            )
-            await self._audit(conn, name, "user_create", None, {"role": role})
-            return user_id
+                detail = {"name": name, "role": role}
+                await self._audit(conn, created_by, "user_create", None, detail, key)
+            return row
 
-        user_id = await self._run(write)
-        return User(id=user_id, name=name, role=role, created_at=now), token
+        return User.model_validate(dict(await self._run(write))), token
 
     async def user_for_token(self, token: str) -> User | None:
         """Return the user a token belongs to, or None if unknown or revoked."""
@@ -581,10 +673,11 @@ class SqlAlertStore:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # First: switching to WAL takes a lock that another process may hold for a moment.
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA journal_mode=WAL")
     # NORMAL is durable across process crashes in WAL mode; only power loss can lose
     # the last transactions.
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

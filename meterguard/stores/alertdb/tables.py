@@ -6,6 +6,15 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+
+def _client_key(table: str) -> tuple[sa.Column[str], sa.Index]:
+    """Return a unique key the writer picks, so a retried insert finds its row (0002)."""
+    return (
+        sa.Column("client_key", sa.String(64)),
+        sa.Index(f"{table}_client_key", "client_key", unique=True),
+    )
+
+
 #: The partial index condition: only active alerts take part in the uniqueness.
 ACTIVE_ONLY = sa.text("active")
 
@@ -64,6 +73,7 @@ comments = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("at", sa.Float, nullable=False),
     sa.Index("comments_alert", "alert_id"),
+    *_client_key("comments"),
 )
 
 assignments = sa.Table(
@@ -75,6 +85,7 @@ assignments = sa.Table(
     sa.Column("assigned_by", sa.String(100), nullable=False),
     sa.Column("at", sa.Float, nullable=False),
     sa.Index("assignments_alert", "alert_id"),
+    *_client_key("assignments"),
 )
 
 acknowledgements = sa.Table(
@@ -86,6 +97,7 @@ acknowledgements = sa.Table(
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("at", sa.Float, nullable=False),
     sa.Index("acknowledgements_alert", "alert_id"),
+    *_client_key("acknowledgements"),
 )
 
 audit_log = sa.Table(
@@ -98,6 +110,7 @@ audit_log = sa.Table(
     sa.Column("alert_id", sa.String(200)),
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Index("audit_log_alert", "alert_id"),
+    *_client_key("audit_log"),
 )
 
 work_orders = sa.Table(
@@ -116,6 +129,7 @@ work_orders = sa.Table(
     sa.Column("closed_by", sa.String(100)),
     sa.Index("work_orders_alert", "alert_id"),
     sa.Index("work_orders_status", "status"),
+    *_client_key("work_orders"),
 )
 
 users = sa.Table(
@@ -125,6 +139,7 @@ users = sa.Table(
     sa.Column("name", sa.String(100), nullable=False, unique=True),
     sa.Column("role", sa.String(20), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    *_client_key("users"),
 )
 
 tokens = sa.Table(
