@@ -28,6 +28,8 @@ _POWER, _ROWS, _PAIRED, _X, _Y, _XX, _XY = range(7)
 _SUMS = 7
 #: Weight an older hour keeps in the cable fit each time a new clean hour is added.
 _FIT_DECAY = 0.98
+#: Single-phase readings that settle which transformer phase feeds a meter.
+_PHASE_ROWS = 1440
 
 
 class ConsumptionDropConfig(DetectorConfig):
@@ -145,17 +147,19 @@ class ConsumptionDropDetector(Detector):
         # Single-phase: the drop against each feeder phase; learn which phase is theirs.
         single = ~three & np.isfinite(volts[0])
         one_drop = feeder - volts[0][None, :]
-        rows = single & np.isfinite(one_drop).all(axis=0)
-        size = len(self.phase_n)
-        if rows.any():
+        # A day of minutes settles it; after that the phase stays as learned.
+        rows = single & np.isfinite(one_drop).all(axis=0) & (self.phase_n[slot] < _PHASE_ROWS)
+        picked = np.flatnonzero(rows)
+        if picked.size:
+            at = slot[picked]
             for k in range(3):
-                d = np.where(rows, one_drop[k], 0.0)
-                self.phase_d[k] += np.bincount(slot, weights=d, minlength=size)
-                self.phase_d2[k] += np.bincount(slot, weights=d * d, minlength=size)
-            self.phase_n += np.bincount(slot, weights=rows.astype(np.float64), minlength=size)
-        count = np.maximum(self.phase_n, 1.0)
-        spread = self.phase_d2 / count - (self.phase_d / count) ** 2
-        own = spread.argmin(axis=0)[slot]
+                d = one_drop[k, picked]
+                np.add.at(self.phase_d[k], at, d)
+                np.add.at(self.phase_d2[k], at, d * d)
+            np.add.at(self.phase_n, at, 1.0)
+        count = np.maximum(self.phase_n[slot], 1.0)
+        spread = self.phase_d2[:, slot] / count - (self.phase_d[:, slot] / count) ** 2
+        own = spread.argmin(axis=0)
         known = self.phase_n[slot] >= 60
         drop1 = np.where(known, one_drop[own, np.arange(len(slot))], np.nan)
         drop = np.where(three, drop3, drop1)

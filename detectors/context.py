@@ -81,6 +81,9 @@ class BatchContext:
         low = bucket.min()
         span = int(bucket.max() - low) + 1
         full = np.where(trafo >= 0, trafo * span + (bucket - low).astype(np.int64), -1)
+        if self.fleet.n_transformers * span <= 4 * len(batch):
+            # Few (transformer, minute) pairs: the key itself is dense enough.
+            return full, self.fleet.n_transformers * span
         _, key = np.unique(full, return_inverse=True)
         key = np.where(trafo >= 0, key, -1).astype(np.int64)
         return key, int(key.max()) + 1
