@@ -7,6 +7,16 @@ topic and payload of each PUBLISH, and leaves the acknowledgement to the source:
 batch has been handed on, its PUBACKs go out in one write. A reading is therefore
 acknowledged only once meterguard holds it; if meterguard dies first the broker
 delivers it again (at least once).
+
+The inbox between the client thread and the event loop is bounded twice: the broker may
+have at most ReceiveMaximum (MQTT 5, sent as 2 x batch_max) unacknowledged QoS 1/2
+messages in flight to us (for MQTT 3.1.1 the broker's own `max_inflight_messages` sets
+that limit, see deploy/mosquitto.conf), and a hard cap of INBOX_FACTOR x batch_max drops
+what comes beyond it, counted as `inbox_dropped` and logged once per episode. QoS 0 floods
+hit that cap; so does a broker that overshoots Receive Maximum (Mosquitto 2.0 does after
+a burst of acknowledgements). A dropped QoS 1 message is not acknowledged, and the broker
+resends it only on a new connection: once the inbox has drained, the source drops the
+connection and the persistent session brings those messages again (at least once).
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import struct
 import threading
@@ -40,6 +51,10 @@ log = logging.getLogger(__name__)
 
 _PUBACK = struct.Struct("!BBH")
 _CHUNK = 65536
+#: The inbox holds at most this many batches' worth of raw messages.
+INBOX_FACTOR = 4
+#: Receive Maximum (MQTT 5): unacknowledged messages in flight, this many batches' worth.
+RECEIVE_FACTOR = 2
 #: Raw message as queued by the client thread: topic, payload, message id, connection number.
 RawMessage = tuple[bytes, bytes, int, int]
 
@@ -183,6 +198,12 @@ class MqttSource:
         self.malformed: Counter[str] = Counter()
         self.dead_letters: deque[DeadLetter] = deque(maxlen=settings.dead_letters)
         self.connected = threading.Event()
+        #: Set when the broker has acknowledged the subscriptions (SUBACK).
+        self.subscribed = threading.Event()
+        self._inbox_max = INBOX_FACTOR * settings.batch_max
+        self._overflowing = False
+        #: Unacknowledged messages were dropped: reconnect once drained to get them again.
+        self._resync = False
 
     # -- the client thread -------------------------------------------------------------
 
@@ -190,11 +211,41 @@ class MqttSource:
         client = self._client
         item = (topic, payload, mid, client.generation if client else 0)
         with self._lock:
+            if len(self._inbox) >= self._inbox_max:
+                self._overflow(resend=mid != 0)
+                return
             self._inbox.append(item)
             full = len(self._inbox) >= self.settings.batch_max
         if full and not self._woken and self._loop is not None and self._wake is not None:
             self._woken = True
             self._loop.call_soon_threadsafe(self._wake.set)
+
+    @property
+    def inbox_size(self) -> int:
+        """Raw messages received and not yet taken into a batch."""
+        with self._lock:
+            return len(self._inbox)
+
+    def _overflow(self, resend: bool) -> None:
+        """Drop one message: the inbox is at its cap (called with the lock held)."""
+        self.counters["inbox_dropped"] += 1
+        self._resync |= resend
+        if not self._overflowing:
+            self._overflowing = True
+            log.warning(
+                "mqtt %s: inbox full (%d messages); dropping until it drains",
+                self.name,
+                self._inbox_max,
+            )
+
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any
+    ) -> None:
+        failed = [r for r in reasons if getattr(r, "is_failure", False)]
+        if failed:
+            log.warning("mqtt %s: subscription refused: %s", self.name, failed)
+            return
+        self.subscribed.set()
 
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any
@@ -229,6 +280,7 @@ class MqttSource:
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         if not self._closing:
             self._note_down(f"disconnected: {reason}")
 
@@ -270,6 +322,7 @@ class MqttSource:
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         # QoS 2 keeps paho's own exactly-once flow (acknowledged by paho on PUBREL).
         client.on_message = lambda _c, _u, msg: self._sink(
             msg.topic.encode(), bytes(msg.payload), 0
@@ -285,6 +338,7 @@ class MqttSource:
         if self.settings.protocol == "5":
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = self.settings.session_expiry_s
+            props.ReceiveMaximum = min(65535, RECEIVE_FACTOR * self.settings.batch_max)
             kwargs = {"clean_start": False, "properties": props}
         client.connect_async(
             self.settings.host, self.settings.port, self.settings.keepalive_s, **kwargs
@@ -309,10 +363,10 @@ class MqttSource:
         self._client = None
 
     async def wait_connected(self, within_s: float) -> None:
-        """Wait until the first subscription went out (tests and benchmarks)."""
-        await asyncio.to_thread(self.connected.wait, within_s)
-        if not self.connected.is_set():
-            raise TimeoutError(f"mqtt {self.name}: not connected after {within_s} s")
+        """Wait until the broker acknowledged the subscriptions (tests and benchmarks)."""
+        await asyncio.to_thread(self.subscribed.wait, within_s)
+        if not self.subscribed.is_set():
+            raise TimeoutError(f"mqtt {self.name}: not subscribed after {within_s} s")
 
     # -- the event loop ----------------------------------------------------------------
 
@@ -320,6 +374,13 @@ class MqttSource:
         with self._lock:
             items, self._inbox = self._inbox, []
             self._woken = False
+            if self._overflowing:
+                self._overflowing = False
+                log.info(
+                    "mqtt %s: inbox drained; %d messages dropped so far",
+                    self.name,
+                    self.counters["inbox_dropped"],
+                )
         return items
 
     def _route(self, topic: bytes) -> _Route | None:
@@ -459,3 +520,19 @@ class MqttSource:
             if len(batch):
                 yield batch  # resumed once the consumer has taken the batch
             self.ack(items)
+            if self._resync and not self._overflowing:
+                self._reconnect_for_dropped()
+
+    def _reconnect_for_dropped(self) -> None:
+        """Drop the connection so that the broker resends what the full inbox dropped."""
+        self._resync = False
+        client = self._client
+        sock = client.socket() if client is not None else None
+        if not isinstance(sock, socket.socket):
+            return
+        self.counters["resyncs"] += 1
+        log.info("mqtt %s: reconnecting to get the dropped messages again", self.name)
+        # Shutting the socket down wakes paho's thread, which reconnects with the session;
+        # the PUBACKs queued just before may be lost, so some messages may come twice.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

@@ -7,7 +7,8 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -117,8 +118,15 @@ def payload_for(format_: str, sim: MeterModel, ts: float) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+class PublishTimeoutError(Exception):
+    """The broker did not acknowledge a publish in time."""
+
+
 class MqttPublisher:
-    """Publishes readings of simulated meters at QoS 1 and waits for the broker's PUBACKs."""
+    """Publishes readings of simulated meters at QoS 1 and waits for the broker's PUBACKs.
+
+    A context manager: the connection closes when the block ends, also on errors.
+    """
 
     def __init__(
         self,
@@ -145,11 +153,32 @@ class MqttPublisher:
         self._client.connect(host, port, keepalive=30)
         self._client.loop_start()
         self.published = 0
+        #: Seconds to wait for each acknowledgement before PublishTimeoutError.
+        self.ack_timeout_s = 10.0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _confirm(self, info: paho.MQTTMessageInfo) -> None:
+        """Wait for the broker's acknowledgement; paho's wait returns silently on timeout."""
+        info.wait_for_publish(self.ack_timeout_s)
+        if not info.is_published():
+            raise PublishTimeoutError(
+                f"message {info.mid} not acknowledged within {self.ack_timeout_s:g} s"
+            )
 
     def publish_raw(self, topic: str, payload: bytes) -> None:
         """Publish any payload (tests use it for garbage) and wait until the broker has it."""
         info = self._client.publish(topic, payload, qos=self.qos)
-        info.wait_for_publish(10)
+        self._confirm(info)
         self.published += 1
 
     def publish_round(self, ts: float | None = None) -> int:
@@ -160,8 +189,8 @@ class MqttPublisher:
             topic = self.topic.format(meter=sim.meter.id)
             infos.append(self._client.publish(topic, payload_for(self.format, sim, t), self.qos))
         for info in infos:
-            info.wait_for_publish(10)
-        self.published += len(infos)
+            self._confirm(info)
+            self.published += 1
         return len(infos)
 
     def close(self) -> None:

@@ -34,7 +34,8 @@ class Broker:
             f"persistence_location {workdir}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 0\n"
-            "max_inflight_messages 0\n"
+            # Finite (deploy/mosquitto.conf): 0 would make Mosquitto ignore Receive Maximum.
+            "max_inflight_messages 10000\n"
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type subscribe\n" + tail
         )

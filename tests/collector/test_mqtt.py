@@ -1,7 +1,10 @@
 """The MQTT source against a private Mosquitto, over real TCP."""
 
 import asyncio
+import logging
 import math
+import socket
+import threading
 import time
 
 import pytest
@@ -11,7 +14,7 @@ from meterguard.model import Meter, MeterRegistry, ReadingBatch
 from meterguard.settings import MqttSourceSettings
 from meterguard.status import StatusBoard
 from simulators.meter import SimulatedMeter
-from simulators.mqtt_publisher import TOPICS, MqttPublisher
+from simulators.mqtt_publisher import TOPICS, MqttPublisher, PublishTimeoutError
 from tests.collector.conftest import Broker
 
 FLEET = [
@@ -57,6 +60,17 @@ def _sims(seed: int = 0) -> list[SimulatedMeter]:
     return [SimulatedMeter(meter=m, seed=seed + k, base_kw=2.0) for k, m in enumerate(FLEET)]
 
 
+MARKER_TS = 1_800_000_000.0
+
+
+async def _publish_marker_round(source: MqttSource, broker: Broker, qos: int = 1) -> ReadingBatch:
+    """Publish one round stamped MARKER_TS and collect three readings: anything delivered
+    twice before it shows up here with another time stamp."""
+    with MqttPublisher(_sims(), port=broker.port, format_="meterguard", qos=qos) as publisher:
+        publisher.publish_round(MARKER_TS)
+    return await _collect(source, 3)
+
+
 @pytest.mark.parametrize("fmt", ["shelly", "shelly-rpc", "tasmota", "meterguard"])
 async def test_each_payload_format_arrives_as_readings(broker: Broker, fmt: str) -> None:
     registry = MeterRegistry(FLEET)
@@ -66,11 +80,10 @@ async def test_each_payload_format_arrives_as_readings(broker: Broker, fmt: str)
     twins = _sims()  # same seeds: what the publisher's meters read at the same times
     async with source:
         await source.wait_connected(10)
-        publisher = MqttPublisher(publisher_sims, port=broker.port, format_=fmt)
         ts = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-        publisher.publish_round(ts)
-        publisher.publish_round(ts + 60)
-        publisher.close()
+        with MqttPublisher(publisher_sims, port=broker.port, format_=fmt) as publisher:
+            publisher.publish_round(ts)
+            publisher.publish_round(ts + 60)
         batch = await _collect(source, 6)
     assert len(batch) == 6
     expected = [twin.read(t) for t in (ts, ts + 60) for twin in twins]
@@ -96,17 +109,16 @@ async def test_garbage_is_counted_per_topic_and_the_rest_flows(broker: Broker) -
     source = MqttSource(_settings(broker, "meterguard", dead_letters=3), registry, StatusBoard())
     async with source:
         await source.wait_connected(10)
-        publisher = MqttPublisher(_sims(), port=broker.port, format_="meterguard")
-        publisher.publish_round(1_767_225_600.0)
-        publisher.publish_raw("meterguard/T1/reading", b"\x00\xffnot json")
-        publisher.publish_raw("meterguard/T1/reading", b'{"ts": 1, "v1": "high"}')
-        publisher.publish_raw("meterguard/T2/reading", b'{"v1": 230}')
-        publisher.publish_raw("meterguard/NOPE/reading", b'{"ts": 1, "v1": 230}')
-        publisher.publish_raw("meterguard/S1/reading", b"[1, 2]")
-        publisher.publish_round(1_767_225_660.0)
-        publisher.close()
+        with MqttPublisher(_sims(), port=broker.port, format_="meterguard") as publisher:
+            publisher.publish_round(1_767_225_600.0)
+            publisher.publish_raw("meterguard/T1/reading", b"\x00\xffnot json")
+            publisher.publish_raw("meterguard/T1/reading", b'{"ts": 1, "v1": "high"}')
+            publisher.publish_raw("meterguard/T2/reading", b'{"v1": 230}')
+            publisher.publish_raw("meterguard/NOPE/reading", b'{"ts": 1, "v1": 230}')
+            publisher.publish_raw("meterguard/S1/reading", b"[1, 2]")
+            publisher.publish_round(1_767_225_660.0)
+        # The garbage came between the two rounds: it is counted by the time both are in.
         batch = await _collect(source, 6)
-        await asyncio.sleep(0.2)
     assert len(batch) == 6
     assert source.counters["malformed"] == 5
     assert source.malformed["meterguard/T1/reading"] == 2
@@ -130,23 +142,20 @@ async def test_readings_published_while_away_and_across_a_broker_restart_arrive(
     # First run: the persistent session is created, then meterguard goes away.
     async with MqttSource(settings, registry, StatusBoard()) as first:
         await first.wait_connected(10)
-    publisher = MqttPublisher(_sims(), port=broker.port, format_="meterguard")
     t0 = 1_767_225_600.0
-    for k in range(100):
-        publisher.publish_round(t0 + 60 * k)
-    publisher.close()
+    with MqttPublisher(_sims(), port=broker.port, format_="meterguard") as publisher:
+        for k in range(100):
+            publisher.publish_round(t0 + 60 * k)
     broker.restart()  # the queued QoS 1 readings must survive in the broker's persistence
-    publisher = MqttPublisher(_sims(1000), port=broker.port, format_="meterguard")
-    for k in range(100, 200):
-        publisher.publish_round(t0 + 60 * k)
-    publisher.close()
+    with MqttPublisher(_sims(1000), port=broker.port, format_="meterguard") as publisher:
+        for k in range(100, 200):
+            publisher.publish_round(t0 + 60 * k)
     source = MqttSource(settings, registry, StatusBoard())
     async with source:
         batch = await _collect(source, 600, within_s=20)
-        await asyncio.sleep(0.3)
-        extra = source._take()
+        marker = await _publish_marker_round(source, broker)
     assert len(batch) == 600
-    assert not extra
+    assert set(marker.ts.tolist()) == {MARKER_TS}  # nothing came twice before the marker
     pairs = sorted(zip(batch.slot.tolist(), batch.ts.tolist(), strict=True))
     assert len(set(pairs)) == 600  # every reading once
     assert pairs[0] == (0, t0)
@@ -159,13 +168,13 @@ async def test_source_reconnects_after_a_broker_restart(broker: Broker) -> None:
     async with source:
         await source.wait_connected(10)
         await asyncio.to_thread(broker.restart)
-        started = time.monotonic()
-        while source.counters["connects"] < 2 and time.monotonic() - started < 15:
-            await asyncio.sleep(0.1)
+        async with asyncio.timeout(15):
+            while source.counters["connects"] < 2:
+                await asyncio.sleep(0.05)
         assert source.counters["connects"] == 2
-        publisher = MqttPublisher(_sims(), port=broker.port, format_="meterguard")
-        publisher.publish_round(1_767_225_600.0)
-        publisher.close()
+        await source.wait_connected(10)
+        with MqttPublisher(_sims(), port=broker.port, format_="meterguard") as publisher:
+            publisher.publish_round(1_767_225_600.0)
         batch = await _collect(source, 3)
     assert len(batch) == 3
 
@@ -180,13 +189,10 @@ async def test_shared_subscription_splits_the_stream_between_workers(broker: Bro
     )
     async with a, b:
         await a.wait_connected(10)
-        await b.wait_connected(10)
-        await asyncio.sleep(0.2)
-        publisher = MqttPublisher(_sims(), port=broker.port, format_="meterguard")
-        for k in range(20):
-            publisher.publish_round(1_767_225_600.0 + 60 * k)
-        publisher.close()
-        deadline = time.monotonic() + 10
+        await b.wait_connected(10)  # both SUBACKs are in: the group has two members
+        with MqttPublisher(_sims(), port=broker.port, format_="meterguard") as publisher:
+            for k in range(20):
+                publisher.publish_round(1_767_225_600.0 + 60 * k)
         got = {"a": 0, "b": 0}
 
         async def drain(name: str, source: MqttSource) -> None:
@@ -194,12 +200,17 @@ async def test_shared_subscription_splits_the_stream_between_workers(broker: Bro
                 got[name] += len(batch)
 
         tasks = [asyncio.create_task(drain("a", a)), asyncio.create_task(drain("b", b))]
-        while got["a"] + got["b"] < 60 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)
+        async with asyncio.timeout(10):
+            while got["a"] + got["b"] < 60:
+                await asyncio.sleep(0.02)
+            # One more round as a marker: whatever came twice would arrive before it.
+            with MqttPublisher(_sims(), port=broker.port, format_="meterguard") as publisher:
+                publisher.publish_round(MARKER_TS)
+            while got["a"] + got["b"] < 63:
+                await asyncio.sleep(0.02)
         for task in tasks:
             task.cancel()
-    assert got["a"] + got["b"] == 60
+    assert got["a"] + got["b"] == 63
     assert got["a"] > 0
     assert got["b"] > 0
 
@@ -210,20 +221,20 @@ async def test_a_meter_silent_for_three_intervals_is_reported_offline(broker: Br
     source = MqttSource(_settings(broker, "meterguard", interval_s=0.1), registry, status)
     async with source:
         await source.wait_connected(10)
-        publisher = MqttPublisher(_sims(), port=broker.port, format_="meterguard")
-        publisher.publish_round(1_767_225_600.0)
-        await _collect(source, 3)
-        assert source.check_silence(time.time()) == 0
-        await asyncio.sleep(0.4)
-        assert source.check_silence(time.time()) == 3
-        t1 = status.get("T1")
-        assert t1 is not None
-        assert not t1.online
-        assert t1.last_error is not None
-        assert "silent" in t1.last_error
-        publisher.publish_round(1_767_225_660.0)
-        publisher.close()
-        await _collect(source, 3)
+        with MqttPublisher(_sims(), port=broker.port, format_="meterguard") as publisher:
+            publisher.publish_round(1_767_225_600.0)
+            await _collect(source, 3)
+            now = time.time()
+            assert source.check_silence(now) == 0
+            assert source.check_silence(now + 0.25) == 0  # within three intervals of 0.1 s
+            assert source.check_silence(now + 0.4) == 3
+            t1 = status.get("T1")
+            assert t1 is not None
+            assert not t1.online
+            assert t1.last_error is not None
+            assert "silent" in t1.last_error
+            publisher.publish_round(1_767_225_660.0)
+            await _collect(source, 3)
     assert t1.online
     assert status.summary() == {"polled": 3, "online": 3, "failing": 0}
 
@@ -233,12 +244,100 @@ async def test_qos_2_subscription_goes_through_paho_exactly_once(broker: Broker)
     source = MqttSource(_settings(broker, "meterguard", qos=2), registry, StatusBoard())
     async with source:
         await source.wait_connected(10)
-        publisher = MqttPublisher(_sims(), port=broker.port, format_="meterguard", qos=2)
-        for k in range(5):
-            publisher.publish_round(1_767_225_600.0 + 60 * k)
-        publisher.close()
+        with MqttPublisher(_sims(), port=broker.port, format_="meterguard", qos=2) as publisher:
+            for k in range(5):
+                publisher.publish_round(1_767_225_600.0 + 60 * k)
         batch = await _collect(source, 15)
-        await asyncio.sleep(0.3)
-        assert not source._take()
+        marker = await _publish_marker_round(source, broker, qos=2)
     assert len(batch) == 15
+    assert set(marker.ts.tolist()) == {MARKER_TS}
     assert len(set(zip(batch.slot.tolist(), batch.ts.tolist(), strict=True))) == 15
+
+
+async def test_receive_maximum_holds_the_broker_back_and_nothing_is_lost(broker: Broker) -> None:
+    registry = MeterRegistry(FLEET)
+    # MQTT 5, batch_max 10: Receive Maximum 20 unacknowledged messages in flight.
+    source = MqttSource(_settings(broker, "meterguard", batch_max=10), registry, StatusBoard())
+    t0 = 1_767_225_600.0
+    async with source:
+        await source.wait_connected(10)
+        with MqttPublisher(_sims(), port=broker.port, format_="meterguard") as publisher:
+            for k in range(34):
+                publisher.publish_round(t0 + 60 * k)
+        async with asyncio.timeout(10):
+            while source.inbox_size < 20:
+                await asyncio.sleep(0.02)
+        # The broker holds the other 82 until we acknowledge: a window in which none comes.
+        await asyncio.sleep(0.3)
+        assert source.inbox_size == 20
+        assert source.counters["inbox_dropped"] == 0
+        # Mosquitto 2.0 overshoots Receive Maximum once a batch of acknowledgements comes
+        # in; what the capped inbox (40) drops comes again after a reconnect.
+        pairs: set[tuple[int, float]] = set()
+
+        async def drain() -> None:
+            async for batch in source.batches():
+                pairs.update(zip(batch.slot.tolist(), batch.ts.tolist(), strict=True))
+                if len(pairs) == 102:
+                    return
+
+        await asyncio.wait_for(drain(), 30)
+    assert pairs == {(s, t0 + 60 * k) for k in range(34) for s in range(3)}
+    if source.counters["inbox_dropped"]:
+        assert source.counters["resyncs"] >= 1
+
+
+async def test_the_inbox_has_a_hard_cap_counted_and_logged(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="collector.mqtt")
+    registry = MeterRegistry(FLEET)
+    # QoS 0 has no flow control: the cap (4 x batch_max = 40 messages) is the only bound.
+    settings = _settings(broker, "meterguard", batch_max=10, qos=0)
+    source = MqttSource(settings, registry, StatusBoard())
+    async with source:
+        await source.wait_connected(10)
+        with MqttPublisher(_sims(), port=broker.port, format_="meterguard", qos=0) as publisher:
+            for k in range(34):
+                publisher.publish_round(1_767_225_600.0 + 60 * k)
+        async with asyncio.timeout(10):
+            while source.inbox_size + source.counters["inbox_dropped"] < 102:
+                await asyncio.sleep(0.02)
+        assert source.inbox_size == 40
+        assert source.counters["inbox_dropped"] == 62
+        kept = await _collect(source, 40)
+        # Drained: new messages are taken again.
+        with MqttPublisher(_sims(), port=broker.port, format_="meterguard", qos=0) as publisher:
+            publisher.publish_round(MARKER_TS)
+        after = await _collect(source, 3)
+    assert len(kept) == 40
+    assert set(after.ts.tolist()) == {MARKER_TS}
+    full = [r for r in caplog.records if "inbox full" in r.getMessage()]
+    drained = [r for r in caplog.records if "inbox drained" in r.getMessage()]
+    assert len(full) == 1
+    assert len(drained) == 1
+
+
+def test_the_publisher_raises_when_the_broker_never_acknowledges() -> None:
+    # A "broker" that accepts the connection (CONNACK) and then never sends a PUBACK.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = int(listener.getsockname()[1])
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(1024)  # CONNECT
+            conn.sendall(b"\x20\x02\x00\x00")  # CONNACK, accepted
+            while conn.recv(1024):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with MqttPublisher(_sims(), port=port, format_="meterguard") as publisher:
+            publisher.ack_timeout_s = 0.5
+            with pytest.raises(PublishTimeoutError):
+                publisher.publish_raw("meterguard/T1/reading", b"{}")
+            assert publisher.published == 0
+    finally:
+        listener.close()
