@@ -42,8 +42,9 @@ async def test_modbus_gateways_serve_the_fleet_and_a_silenced_meter_does_not_ans
     clock = SimClock(INCIDENT_START + 600.0, speed=60.0)
     ready = asyncio.Event()
     task = asyncio.create_task(serve_modbus([plan], clock, request_delay_s=0.0, ready=ready.set))
+    # serve_modbus calls ready() and goes straight into the first presence pass, which
+    # sets every unit's fault before it first yields: once ready is seen, it has run.
     await asyncio.wait_for(ready.wait(), 5)
-    await asyncio.sleep(0.6)  # the presence follower has run
     units = dict((lm.meter.id, u) for u, lm in plan.units)
     client = AsyncModbusTcpClient("127.0.0.1", port=plan.port, timeout=0.5, retries=0)
     assert await client.connect()
@@ -59,7 +60,9 @@ async def test_modbus_gateways_serve_the_fleet_and_a_silenced_meter_does_not_ans
             e = _float(reply.registers, 0x48)
             assert first_e is None or e >= first_e
             first_e = e
-            await asyncio.sleep(1.1)  # >= one simulated minute later
+            async with asyncio.timeout(10):  # one simulated minute later (1 s at x60)
+                while clock() < t + 60.0:
+                    await asyncio.sleep(0.05)
         try:
             await client.read_input_registers(0, count=0x4C, device_id=units[quiet])
             answered = True
@@ -83,21 +86,28 @@ def test_mqtt_publishes_every_answering_meter_at_qos1(tmp_path: Path) -> None:
         fleet, quiet = _fleet_with_a_silenced_meter()
         got: list[tuple[str, dict[str, Any]]] = []
         subscribed = threading.Event()
+        received = threading.Condition()
+
+        def on_message(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+            with received:
+                got.append((msg.topic, json.loads(msg.payload)))
+                received.notify_all()
+
         sub = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-sub")
         sub.on_connect = lambda c, *_: c.subscribe("meterguard/#", qos=1)
         sub.on_subscribe = lambda *_: subscribed.set()
-        sub.on_message = lambda _c, _u, msg: got.append((msg.topic, json.loads(msg.payload)))
+        sub.on_message = on_message
         sub.connect("127.0.0.1", broker.port)
         sub.loop_start()
-        assert subscribed.wait(5)
-        clock = SimClock(INCIDENT_START + 600.0, speed=60.0)
-        sent = serve_mqtt(fleet, clock, port=broker.port, interval_s=0.2, rounds=2)
-        for _ in range(50):
-            if len(got) >= sent:
-                break
-            threading.Event().wait(0.1)
-        sub.loop_stop()
-        sub.disconnect()
+        try:
+            assert subscribed.wait(5)
+            clock = SimClock(INCIDENT_START + 600.0, speed=60.0)
+            sent = serve_mqtt(fleet, clock, port=broker.port, interval_s=0.2, rounds=2)
+            with received:
+                received.wait_for(lambda: len(got) >= sent, timeout=10)
+        finally:
+            sub.disconnect()
+            sub.loop_stop()
     finally:
         broker.stop()
     assert sent == 2 * (len(fleet.meters) - 1)
