@@ -103,6 +103,7 @@ async def meterguard(base_port: int, gateways: int, units: int, seconds: float) 
 
 
 def wait_port(port: int) -> None:
+    """Wait until the simulator accepts connections on the port."""
     for _ in range(200):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -112,6 +113,7 @@ def wait_port(port: int) -> None:
 
 
 def main() -> None:
+    """Start the simulated gateways, run both pollers alternately and print the ratio."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gateways", type=int, default=50)
     ap.add_argument("--units", type=int, default=20)

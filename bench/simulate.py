@@ -35,6 +35,7 @@ def _rate(readings: int, seconds: float) -> float:
 
 
 def bench_physics(model: FleetModel, t0: float, seconds: int, chunk: int) -> tuple[int, float]:
+    """Time the vectorised fleet physics; return readings and seconds."""
     n_all = model.pop.n + model.pop.n_tx
     began = time.perf_counter()
     for start in range(0, seconds, chunk):
@@ -44,6 +45,7 @@ def bench_physics(model: FleetModel, t0: float, seconds: int, chunk: int) -> tup
 
 
 def bench_baseline(n_all: int, seconds: int, chunk: int) -> tuple[int, float]:
+    """Time numpy drawing as many random values (the baseline); return readings and seconds."""
     rng = np.random.default_rng(0)
     began = time.perf_counter()
     for start in range(0, seconds, chunk):
@@ -53,6 +55,7 @@ def bench_baseline(n_all: int, seconds: int, chunk: int) -> tuple[int, float]:
 
 
 def bench_csv(model: FleetModel, t0: float, seconds: int) -> tuple[int, float]:
+    """Time writing the fleet as readings.csv; return readings and seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         grid = t0 + np.arange(0, seconds, dtype=np.float64)
         began = time.perf_counter()
@@ -61,6 +64,7 @@ def bench_csv(model: FleetModel, t0: float, seconds: int) -> tuple[int, float]:
 
 
 def bench_live(fleet: LiveFleet, t0: float, seconds: int) -> tuple[int, float]:
+    """Time the live fleet answering reads one meter at a time; return readings and seconds."""
     began = time.perf_counter()
     for s in range(seconds):
         t = t0 + s

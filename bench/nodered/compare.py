@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def free_port(start: int = 18830) -> int:
+    """Return a port nobody listens on, from `start` upwards."""
     port = start
     while True:
         with socket.socket() as s:
@@ -41,6 +42,7 @@ def free_port(start: int = 18830) -> int:
 
 
 def wait_listening(port: int) -> None:
+    """Wait until something accepts connections on the port."""
     for _ in range(100):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -50,6 +52,7 @@ def wait_listening(port: int) -> None:
 
 
 def broker(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start a private mosquitto for the run; return its process."""
     conf = tmp / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
@@ -86,6 +89,7 @@ def aggregator(port: int, n: int, workers: int) -> threading.Event:
 def run_mode(
     mode: str, harness: Path, data: Path, n: int, m: int, results: Path
 ) -> dict[str, object]:
+    """Run one consumer (mode) on the harness's stream; return its summary line."""
     tmp = Path(tempfile.mkdtemp(prefix="mg-bench-"))
     port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
@@ -185,10 +189,12 @@ def run_mode(
         bproc.wait(10)
         print((tmp / "consumer.log").read_text(errors="replace")[-2000:])
         shutil.rmtree(tmp, ignore_errors=True)
-    return json.loads(results.read_text().splitlines()[-1])
+    summary: dict[str, object] = json.loads(results.read_text().splitlines()[-1])
+    return summary
 
 
 def main() -> None:
+    """Run every consumer on the same stream and print the figures side by side."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--harness", type=Path, required=True)
     ap.add_argument("-n", type=int, default=200_000)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import importlib
 import json
 import random
 import sys
@@ -27,15 +28,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collector.mqtt import MqttSource
 from detectors.engine import Engine, build_detectors
 from meterguard.model import AlertEventType, Meter, MeterRegistry
-from meterguard.settings import MqttSourceSettings
+from meterguard.settings import MqttSourceSettings, MqttSubscription
 from meterguard.status import StatusBoard
 
 END_TOPIC = "bench/meters/end/reading"
 
 
 def fleet(harness: str, meters: int, seed: int) -> MeterRegistry:
+    """Rebuild the harness's fleet (same generator, same seed) as a MeterRegistry."""
     sys.path.insert(0, harness)
-    import gen  # the harness's generator: same seed, same fleet
+    gen = importlib.import_module("gen")  # the harness's generator: same seed, same fleet
 
     made = gen.make_meters(meters, random.Random(seed))
     return MeterRegistry(
@@ -50,13 +52,14 @@ def fleet(harness: str, meters: int, seed: int) -> MeterRegistry:
 
 
 async def consume(args: argparse.Namespace) -> None:
+    """Consume the stream with the MQTT source and the engine until the end marker."""
     registry = fleet(args.harness, args.m, args.seed)
     settings = MqttSourceSettings(
         name="bench",
         port=args.port,
         client_id=args.client_id,
         share_group=args.share,
-        subscriptions=[{"topic": "bench/meters/{meter}/reading", "format": "meterguard"}],  # type: ignore[list-item]
+        subscriptions=[MqttSubscription(topic="bench/meters/{meter}/reading", format="meterguard")],
         dead_letters=100,
     )
     source = MqttSource(settings, registry, StatusBoard())
@@ -99,6 +102,7 @@ async def consume(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    """Parse the arguments and run the consumer (optionally under cProfile)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--harness", required=True, help="the Node-RED peer harness folder")
     ap.add_argument("--port", type=int, required=True)
