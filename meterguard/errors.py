@@ -42,3 +42,12 @@ class MeterCsvError(MeterguardError, ValueError):
 
 class AlertNotFoundError(MeterguardError, KeyError):
     """No alert has the id asked for."""
+
+
+class StoreUnavailableError(MeterguardError):
+    """A store's server failed or answered nonsense; try again later (HTTP 503)."""
+
+    def __init__(self, store: str, reason: str) -> None:
+        self.store = store
+        self.reason = reason
+        super().__init__(f"{store} unavailable: {reason}")

@@ -56,8 +56,8 @@ def alert_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
     """InfluxDB 1.x (Debian's influxdb package) for the whole run."""
     server = InfluxServer(tmp_path_factory.mktemp("influxdb"))
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()
@@ -67,8 +67,8 @@ def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]
 def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
     """VictoriaMetrics (Debian's victoria-metrics package) for the whole run."""
     server = VictoriaMetrics(tmp_path_factory.mktemp("victoria"))
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()

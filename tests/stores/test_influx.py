@@ -1,20 +1,26 @@
+"""The InfluxDB series store against real InfluxDB 1.6 and VictoriaMetrics servers."""
+
 import asyncio
 import json
+import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from meterguard.errors import StoreUnavailableError
 from meterguard.model import QUANTITY_INDEX, Meter, MeterRegistry, ReadingBatch
 from meterguard.stores.config import InfluxSettings
 from meterguard.stores.influx import InfluxSeriesStore
 from meterguard.stores.influx.lineproto import LineEncoder
 from meterguard.stores.influx.spool import Spool
+from meterguard.stores.influx.store import InfluxQueryError
 from meterguard.stores.sqlite_series import bucket_width_s
-from tests.conftest import make_batch
-from tests.stores.servers import InfluxServer, VictoriaMetrics
+from tests.conftest import free_port, make_batch
+from tests.stores.servers import CountingProxy, InfluxServer, VictoriaMetrics
 
 
 def _registry(n: int = 10) -> MeterRegistry:
@@ -57,6 +63,15 @@ def _settings(url: str, **changes: object) -> InfluxSettings:
     }
     base.update(changes)
     return InfluxSettings.model_validate(base)
+
+
+async def _until(condition: Callable[[], bool], within_s: float = 10.0) -> None:
+    """Wait until condition() holds; fail the test if it does not within the deadline."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {within_s} s")
+        await asyncio.sleep(0.02)
 
 
 async def _count(store: InfluxSeriesStore, field: str = "v1") -> int:
@@ -201,9 +216,8 @@ async def test_v1_buffers_while_down_spills_persists_at_stop_and_replays_at_star
     batch = _stream(registry, 1_700_000_000.0, 500)  # 5000 readings
     store = InfluxSeriesStore(settings, registry, api="v1", spool_dir=spool_dir)
     await store.write(batch)
-    await asyncio.sleep(0.3)
+    await _until(lambda: bool(store.stats()["server_down"]))
     stats = store.stats()
-    assert stats["server_down"]
     assert stats["rows_buffered"] == 5000
     assert stats["rows_spilled"] >= 4000  # memory holds at most 1000
     await store.close()  # cannot flush: the rest goes to files
@@ -237,8 +251,7 @@ async def test_v1_missing_database_is_retried_not_lost(
     )
     try:
         await store.write(_stream(registry, 1_700_000_000.0, 100))
-        await asyncio.sleep(0.5)
-        assert store.stats()["failed_requests"] >= 1  # 404: database not found
+        await _until(lambda: store.stats()["failed_requests"] >= 1)  # 404: no database
         assert store.stats()["rows_written"] == 0
         await store.create_database()
         assert await store.flush(10)
@@ -301,8 +314,7 @@ async def test_v2_write_buffers_while_the_server_is_down(tmp_path: Path) -> None
     store = InfluxSeriesStore(settings, registry, api="v2", spool_dir=tmp_path / "spool")
     try:
         await store.write(_stream(registry, 1_700_000_000.0, 100))
-        await asyncio.sleep(0.5)
-        assert store.stats()["server_down"]
+        await _until(lambda: bool(store.stats()["server_down"]))
         server.start()
         assert await store.flush(20)
         exported = [json.loads(line) for line in server.export('{__name__="down_v1"}')]
@@ -312,57 +324,98 @@ async def test_v2_write_buffers_while_the_server_is_down(tmp_path: Path) -> None
         server.stop()
 
 
-class _StallingProxy:
-    """A TCP proxy to the server that, while `stalled`, takes requests and never answers."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.stalled = True
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> "_StallingProxy":
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.stalled:
-            await reader.read(1 << 20)  # swallow the request, like a server that hangs
-            await asyncio.sleep(5)
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while data := await src.read(1 << 16):
-                dst.write(data)
-                await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
-async def test_v1_slow_server_timeouts_are_retried_and_nothing_doubles(
+async def test_v1_slow_server_timeouts_are_retried_and_nothing_is_sent_twice(
     influxdb: InfluxServer, tmp_path: Path
 ) -> None:
     registry = _registry(10)
-    async with _StallingProxy(influxdb.port) as proxy:
-        settings = _settings(f"http://127.0.0.1:{proxy.port}", timeout_s=0.5)
+    async with CountingProxy(influxdb.url) as proxy:
+        proxy.stalled = True
+        settings = _settings(proxy.url, timeout_s=0.5)
         store = InfluxSeriesStore(settings, registry, api="v1", spool_dir=tmp_path / "spool")
         try:
             await store.write(_stream(registry, 1_700_000_000.0, 300))
-            await asyncio.sleep(1.5)
-            stalled = store.stats()
-            assert stalled["failed_requests"] >= 1  # timed out
-            assert stalled["rows_written"] == 0
+            await _until(lambda: store.stats()["failed_requests"] >= 1)  # timed out
+            assert proxy.requests_stalled >= 1
+            assert store.stats()["rows_written"] == 0
             proxy.stalled = False
             assert await store.flush(20)
+            # Every reading reached the server exactly once: a resent chunk would count
+            # twice here (InfluxDB itself would hide it, one point per series and time).
+            assert proxy.lines_acknowledged == 3000
+            assert store.stats()["rows_written"] == 3000
             assert await _count(store) == 3000
             assert await _count(store, "p1") == 3000
         finally:
             await store.close()
+
+
+async def test_v1_credentials_go_in_a_basic_auth_header_not_the_url(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    registry = _registry(2)
+    async with CountingProxy(influxdb.url) as proxy:
+        settings = _settings(proxy.url, username="olga", password="s3cret")
+        store = InfluxSeriesStore(settings, registry, api="v1", spool_dir=tmp_path / "spool")
+        try:
+            await store.write(_stream(registry, 1_700_000_000.0, 10))
+            assert await store.flush(10)
+            assert await _count(store) == 20
+        finally:
+            await store.close()
+    paths = {path for path, _, _ in proxy.requests}
+    assert paths == {"/write", "/query"}
+    for _path, query, auth in proxy.requests:
+        assert "u" not in query
+        assert "p" not in query
+        assert auth == "Basic b2xnYTpzM2NyZXQ="  # base64 of olga:s3cret
+
+
+async def test_query_failures_raise_store_unavailable(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    registry = _registry(2)
+    # Nothing listens on the port: connection refused.
+    down = InfluxSeriesStore(
+        _settings(f"http://127.0.0.1:{free_port()}"),
+        registry,
+        api="v1",
+        spool_dir=tmp_path / "down",
+    )
+    try:
+        with pytest.raises(StoreUnavailableError, match="InfluxDB unavailable"):
+            await down.query("M0", 0, 10, ["v1"])
+    finally:
+        await down.close()
+    async with CountingProxy(influxdb.url) as proxy:
+        store = InfluxSeriesStore(
+            _settings(proxy.url), registry, api="v1", spool_dir=tmp_path / "spool"
+        )
+        try:
+            # InfluxDB's own error (no such database) is a typed error too.
+            with pytest.raises(InfluxQueryError, match="database not found"):
+                await store.query("M0", 0, 10, ["v1"])
+            proxy.garbage = True  # a gateway answering with an HTML page
+            with pytest.raises(StoreUnavailableError, match="not JSON"):
+                await store.query("M0", 0, 10, ["v1"])
+        finally:
+            await store.close()
+
+
+def test_spool_never_drops_a_chunk_being_sent(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, memory_rows=100, max_rows=30)
+    spool.push("a", 10)
+    spool.push("b", 10)
+    sending = spool.head()
+    assert sending is not None
+    spool.in_flight.add(sending)  # "a" is out to the server
+    spool.push("c", 10)
+    spool.push("d", 10)  # over the bound: "b" goes, not "a"
+    assert spool.dropped_rows == 10
+    assert spool.head() is sending
+    spool.in_flight.discard(sending)
+    spool.remove(sending)  # written: counted once, as written only
+    out = []
+    while (chunk := spool.head()) is not None:
+        out.append(chunk.load())
+        spool.remove(chunk)
+    assert out == ["c", "d"]

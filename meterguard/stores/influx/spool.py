@@ -53,6 +53,9 @@ class Spool:
         self.spilled_rows = 0
         #: Readings found in spill files of an earlier run.
         self.recovered_rows = 0
+        #: Chunks being sent now: never dropped, so no reading is counted both written
+        #: and dropped (the sender adds and discards them).
+        self.in_flight: set[Chunk] = set()
         folder.mkdir(parents=True, exist_ok=True)
         self._next_seq = 0
         for path in sorted(folder.glob("*.lp")):
@@ -91,7 +94,12 @@ class Spool:
         self._memory_rows -= chunk.rows
         path = self.folder / f"{chunk.seq:012d}-{chunk.rows}.lp"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(chunk.load(), encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as file:
+            file.write(chunk.load())
+            file.flush()
+            # On disk before the rename: a power cut must not leave an empty chunk file
+            # under the final name.
+            os.fsync(file.fileno())
         # Renamed only when complete, so a crash never leaves half a chunk to replay.
         os.replace(tmp, path)
         chunk.text, chunk.path = None, path
@@ -101,9 +109,12 @@ class Spool:
 
     def _drop_oldest(self) -> None:
         dropped = 0
-        while self.rows > self.max_rows and len(self) > 1:
-            chunk = self.head()
-            assert chunk is not None
+        newest = self._memory[-1] if self._memory else None
+        while self.rows > self.max_rows:
+            chunk = self.oldest_except(self.in_flight)
+            # The chunk just pushed stays; a chunk being sent may yet be written.
+            if chunk is None or chunk is newest:
+                break
             self.remove(chunk)
             dropped += chunk.rows
         if dropped:

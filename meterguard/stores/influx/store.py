@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import numpy as np
 
+from meterguard.errors import StoreUnavailableError
 from meterguard.model import QUANTITIES, MeterRegistry, ReadingBatch
 from meterguard.stores import Series
 from meterguard.stores.config import InfluxSettings
@@ -35,8 +35,11 @@ log = logging.getLogger(__name__)
 _OUTAGE_LOG_EVERY_S = 30.0
 
 
-class InfluxQueryError(Exception):
+class InfluxQueryError(StoreUnavailableError):
     """InfluxDB answered a query with an error."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("InfluxDB", reason)
 
 
 @dataclass(slots=True)
@@ -174,6 +177,7 @@ class InfluxSeriesStore:
                     if chunk is None:
                         break
                     sending[asyncio.create_task(self._send(chunk))] = chunk
+                    self.spool.in_flight.add(chunk)
                 if not sending:
                     await self._wait_for_data()
                     continue
@@ -188,7 +192,7 @@ class InfluxSeriesStore:
                 failed = False
                 for task in done:
                     if task is not waker:
-                        del sending[task]
+                        self.spool.in_flight.discard(sending.pop(task))
                         failed |= not task.result()
                 if not failed:
                     delay = self.settings.retry_initial_s
@@ -196,6 +200,7 @@ class InfluxSeriesStore:
                 # Let the requests still out finish, then back off before trying again.
                 if sending:
                     await asyncio.wait(sending)
+                    self.spool.in_flight.clear()
                     sending.clear()
                 if self._closing:
                     return
@@ -204,6 +209,7 @@ class InfluxSeriesStore:
         finally:
             for task in sending:
                 task.cancel()
+            self.spool.in_flight.clear()
 
     async def _wait_for_data(self) -> None:
         """Wait for a sealed chunk; seal the pending lines once they are old enough."""
@@ -315,7 +321,11 @@ class InfluxSeriesStore:
         return measurement
 
     async def influxql(self, statement: str) -> dict[str, Any]:
-        """Run one InfluxQL statement; return its result (InfluxQueryError on error)."""
+        """Run one InfluxQL statement; return its result.
+
+        Raises InfluxQueryError (a StoreUnavailableError) when InfluxDB answers with an
+        error, StoreUnavailableError when it cannot be reached or answers nonsense.
+        """
         data = await self._reader.query(statement, self._database)
         if "error" in data:
             raise InfluxQueryError(str(data["error"]))
@@ -333,7 +343,7 @@ class InfluxSeriesStore:
     async def _ensure_database(self) -> None:
         try:
             await self.create_database()
-        except (InfluxQueryError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        except StoreUnavailableError as exc:
             raise TransientWriteError(f"CREATE DATABASE failed: {exc}") from exc
 
     async def query(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any, Protocol
 
 import aiohttp
 
+from meterguard.errors import StoreUnavailableError
 from meterguard.stores.config import InfluxSettings
 
 
@@ -43,16 +46,17 @@ class V1Writer:
         params = {"db": settings.database, "precision": settings.precision}
         if settings.retention_policy:
             params["rp"] = settings.retention_policy
-        if settings.username:
-            params["u"] = settings.username
-            params["p"] = settings.password
         self.params = params
 
     def session(self) -> aiohttp.ClientSession:
         """Return the HTTP session, opened on first use inside the running loop."""
         if self._session is None or self._session.closed:
             headers = {}
-            if self._settings.token:
+            if self._settings.username:
+                # A Basic auth header, not u=/p= in the URL, where proxies and logs see it.
+                pair = f"{self._settings.username}:{self._settings.password}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+            elif self._settings.token:
                 # InfluxDB 2.x/3.x v1-compatibility endpoints take the v2 token this way.
                 headers["Authorization"] = f"Token {self._settings.token}"
             self._session = aiohttp.ClientSession(
@@ -76,15 +80,29 @@ class V1Writer:
         raise _classify(response.status, body)
 
     async def query(self, influxql: str, database: str) -> dict[str, Any]:
-        """Run InfluxQL through /query with epoch-millisecond times; return the JSON."""
+        """Run InfluxQL through /query with epoch-millisecond times; return the JSON.
+
+        Raises StoreUnavailableError when the server cannot be reached or its answer is
+        not a JSON object.
+        """
         params = {"db": database, "q": influxql, "epoch": "ms"}
-        if self._settings.username:
-            params.update(u=self._settings.username, p=self._settings.password)
-        async with self.session().post("query", data=params) as response:
-            data: dict[str, Any] = await response.json(content_type=None)
-            if response.status >= 400 and "error" not in data:
-                data["error"] = f"HTTP {response.status}"
-            return data
+        try:
+            async with self.session().post("query", data=params) as response:
+                body = await response.text()
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise StoreUnavailableError("InfluxDB", f"{type(exc).__name__}: {exc}") from exc
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise StoreUnavailableError(
+                "InfluxDB", f"HTTP {status}, not JSON: {body.strip()[:200]!r}"
+            ) from exc
+        if not isinstance(data, dict):
+            raise StoreUnavailableError("InfluxDB", f"HTTP {status}, unexpected answer")
+        if status >= 400 and "error" not in data:
+            data["error"] = f"HTTP {status}"
+        return data
 
     async def close(self) -> None:
         """Close the HTTP session."""
