@@ -184,6 +184,10 @@ class ModbusSource:
                     "timeout",
                     f"no answer within {device.timeout_s:g} s ({device.retries + 1} tries)",
                 )
+                if self.settings.framer == "rtu":
+                    # RTU frames carry no transaction id: a late answer could pass for the
+                    # next meter's, so that one starts on a fresh connection.
+                    self._client.close()
         # Not in a finally: a cancelled poll must stop at once, not after the pause.
         if self.settings.pause_s:
             await asyncio.sleep(self.settings.pause_s)
