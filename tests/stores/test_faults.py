@@ -29,6 +29,7 @@ from meterguard.model import (
 from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
 from meterguard.stores.config import InfluxSettings
 from meterguard.stores.influx import InfluxSeriesStore
+from meterguard.stores.records import WorkOrderStatus
 from simulators.fleet import demo_fleet
 from simulators.modbus_gateway import ModbusGateway
 from tests.conftest import free_port
@@ -192,6 +193,52 @@ async def test_postgresql_restarted_while_alerts_are_raised(
         async with store.engine.connect() as conn:
             history = (await conn.execute(sa.text("SELECT COUNT(*) FROM alert_history"))).scalar()
         assert history == len(events)
+    finally:
+        await store.close()
+
+
+async def test_postgresql_restarted_while_case_work_is_written(
+    private_postgres: PrivatePostgres,
+) -> None:
+    url = private_postgres.dsn.replace("postgresql://", "postgresql+asyncpg://")
+    store = SqlAlertStore(url, retry_for_s=60)
+    try:
+        for i in range(20):
+            await store.apply(_open(i))
+        restarted = asyncio.Event()
+
+        async def restart_midway() -> None:
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(private_postgres.stop, "fast")
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(private_postgres.start)
+            restarted.set()
+
+        restarter = asyncio.create_task(restart_midway())
+        rounds = 0
+        while not restarted.is_set() or rounds < 60:
+            alert_id = _open(rounds % 20).alert.id
+            await store.comment(alert_id, "olga", f"note {rounds}")
+            order = await store.create_work_order(alert_id, "olga", f"visit {rounds}")
+            await store.update_work_order(order.id, "olga", status=WorkOrderStatus.DISPATCHED)
+            rounds += 1
+            await asyncio.sleep(0.005)
+        await restarter
+        assert store.retries > 0  # the restart did hit the writes
+        async with store.engine.connect() as conn:
+
+            async def count(sql: str) -> int:
+                return int((await conn.execute(sa.text(sql))).scalar_one())
+
+            assert await count("SELECT COUNT(*) FROM comments") == rounds
+            assert await count("SELECT COUNT(DISTINCT text) FROM comments") == rounds
+            assert await count("SELECT COUNT(*) FROM work_orders") == rounds
+            assert await count("SELECT COUNT(*) FROM work_orders WHERE status = 'dispatched'") == (
+                rounds
+            )
+            for action in ("comment", "work_order_create", "work_order_update"):
+                audited = f"SELECT COUNT(*) FROM audit_log WHERE action = '{action}'"
+                assert await count(audited) == rounds, action
     finally:
         await store.close()
 
