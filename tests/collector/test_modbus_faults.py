@@ -56,8 +56,9 @@ def _source(
     ],
 )
 async def test_one_faulty_unit_fails_alone_and_recovers(
-    framer: str, fault: Fault, kind: str
+    framer: str, fault: Fault, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     status = StatusBoard()
     port = free_port()
     async with _gateway(port, framer) as gateway, _source(port, status, framer) as source:
@@ -85,6 +86,10 @@ async def test_one_faulty_unit_fails_alone_and_recovers(
         sum(source.counters[k] for k in ("timeout", "exception", "bad_length", "connection")) == 2
     )
     assert status.summary() == {"polled": 4, "online": 4, "failing": 0}
+    # Two failed polls, one warning (the first); pymodbus's own error lines are filtered.
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [f"meter M2 (unit 2 on gw) failed: {m2.last_error}"]
+    assert any("M2 (unit 2 on gw) answers again" in r.getMessage() for r in caplog.records)
 
 
 async def test_retries_resend_a_timed_out_request_to_that_meter_only() -> None:
