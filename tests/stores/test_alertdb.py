@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from meterguard.errors import AlertNotFoundError
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
 from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
-from meterguard.stores.alertdb.migrate import current_revision, head_revision
+from meterguard.stores.alertdb.migrate import current_revision, head_revision, upgrade
 from meterguard.stores.records import Outcome, WorkOrderStatus
 
 
@@ -450,5 +450,36 @@ async def test_create_user_checks_the_role_and_audits_who_created_it(alert_db_ur
             ("olga", {"name": "ivan", "role": "crew"}),
             ("cli", {"name": "olga", "role": "admin"}),
         ]
+    finally:
+        await store.close()
+
+
+async def test_upgrade_from_0001_keeps_the_rows_and_adds_client_keys(alert_db_url: str) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        await upgrade(store.engine, "0001")
+        assert await current_revision(store.engine) == "0001"
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO alerts (id, meter, kind, severity, start, confidence,"
+                    " estimated_kwh_lost, summary, evidence, active, created_at, updated_at)"
+                    " VALUES ('A1', 'M1', 'reversal', 'major', 10, 1, 0, 's', '{}', :t, 0, 0)"
+                ),
+                {"t": True},
+            )
+            for text in ("old one", "old two"):
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO comments (alert_id, author, text, at)"
+                        " VALUES ('A1', 'olga', :text, 1)"
+                    ),
+                    {"text": text},
+                )
+        await store.open()
+        assert await current_revision(store.engine) == head_revision()
+        await store.comment("A1", "olga", "new", client_key="k")
+        await store.comment("A1", "olga", "new", client_key="k")
+        assert [c.text for c in await store.comments("A1")] == ["old one", "old two", "new"]
     finally:
         await store.close()
