@@ -1,9 +1,12 @@
 """Read readings.csv (formats/TELEMETRY.md) in chunks into ReadingBatches, counting bad rows.
 
-Strict about meaning (a value that is not a number, an unknown meter, a time that is not
-RFC 3339 or epoch seconds makes the row bad), forgiving about layout (column order free,
-optional columns missing, blank = not measured). A bad row is counted and reported with
-its line number; the rest of the file flows on.
+Strict about meaning (a value that is not a finite number, an unknown meter, a time that
+is not a finite epoch or RFC 3339 time makes the row bad), forgiving about layout (column
+order free, optional columns missing, blank = not measured). Time order is checked too: a
+row more than MAX_AHEAD_S ahead of the stream's data time (a meter with a broken clock) and
+a row older than its meter's previous good row (a late row) are bad rows, so that neither
+can move the engine's data time or a detector's window the wrong way. A bad row is counted
+and reported with its line number; the rest of the file flows on.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import csv
 import io
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -38,6 +42,9 @@ REQUIRED_COLUMNS = ("ts", "meter")
 #: Bad rows kept with their reasons (all are counted).
 MAX_REPORTED_BAD_ROWS = 1000
 DEFAULT_CHUNK_BYTES = 16 << 20
+#: A row this far ahead of the stream's data time (the latest good row before it) is bad,
+#: unless the next row, from another meter, confirms the jump (a recording with a gap).
+MAX_AHEAD_S = 86_400.0
 
 
 class ReadingsCsvError(MeterguardError, ValueError):
@@ -65,6 +72,10 @@ class ReadStats:
     good: int = 0
     bad: int = 0
     bad_rows: list[BadRow] = field(default_factory=list)
+    #: Of the bad rows: those far ahead of the stream's data time, and those older than
+    #: their meter's previous good row.
+    ahead: int = 0
+    late: int = 0
     unknown_events: Counter[str] = field(default_factory=Counter)
     ignored_columns: list[str] = field(default_factory=list)
 
@@ -98,7 +109,12 @@ def _times(
     try:
         as_float = pc.cast(column, pa.float64())
         values = as_float.to_numpy(zero_copy_only=False).astype(np.float64)
-        bad = [(i, "ts is blank") for i in np.flatnonzero(np.isnan(values)).tolist()]
+        nulls = np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False), dtype=np.bool_)
+        bad = [
+            (i, "ts is blank" if nulls[i] else f"ts {float(values[i])!r} is not finite")
+            for i in np.flatnonzero(~np.isfinite(values)).tolist()
+        ]
+        values[~np.isfinite(values)] = np.nan
         return values, bad
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
@@ -119,20 +135,41 @@ def _times(
             continue
         try:
             values[i] = parse_time_text(text)
-        except ValueError:
-            slow_bad.append((i, f"ts {text!r} is neither RFC 3339 nor epoch seconds"))
+        except ValueError as exc:
+            reason = (
+                f"ts {text!r} is not finite"
+                if "not finite" in str(exc)
+                else f"ts {text!r} is neither RFC 3339 nor epoch seconds"
+            )
+            slow_bad.append((i, reason))
     return values, slow_bad
 
 
 def _numbers(
     name: str, column: pa.ChunkedArray | pa.Array
 ) -> tuple[npt.NDArray[np.float64], list[tuple[int, str]]]:
-    """Turn a numeric column into floats (null: NaN); returns the bad (row, reason) pairs."""
+    """Turn a numeric column into floats (blank: NaN); returns the bad (row, reason) pairs.
+
+    A value that is not finite (`inf`, `nan`, `1e400`) makes the row bad, whichever path
+    parsed it: only a blank cell means "not measured".
+    """
     try:
-        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        return np.asarray(values, dtype=np.float64), []
+        values = np.asarray(
+            pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
+    else:
+        odd = np.flatnonzero(~np.isfinite(values))
+        if odd.size == 0:
+            return values, []
+        texts = column.take(pa.array(odd)).to_pylist()
+        pairs = [
+            (int(i), f"{name} {t!r} is not finite")
+            for i, t in zip(odd.tolist(), texts, strict=True)
+            if t is not None
+        ]
+        return values, pairs
     out = np.full(len(column), np.nan)
     bad: list[tuple[int, str]] = []
     for i, text in enumerate(column.to_pylist()):
@@ -143,7 +180,7 @@ def _numbers(
         except ValueError:
             bad.append((i, f"{name} {text!r} is not a number"))
             continue
-        if math.isinf(value):
+        if not math.isfinite(value):
             bad.append((i, f"{name} {text!r} is not finite"))
             continue
         out[i] = value
@@ -170,13 +207,57 @@ def _line_numbers(chunk: bytes, first_line: int) -> npt.NDArray[np.int64]:
     return numbers
 
 
+def _order_check(
+    ts: npt.NDArray[np.float64],
+    slot: npt.NDArray[np.int64],
+    last_ts: npt.NDArray[np.float64],
+    state: npt.NDArray[np.float64],
+    max_ahead_s: float,
+    verdict: npt.NDArray[np.int8],
+) -> None:
+    """Mark rows far ahead of the data time (1) or older than their meter's last row (2).
+
+    Rows in file order; `state[0]` is the data time (latest good row so far, -inf at the
+    start), `last_ts` the latest good row per slot; both move on with the accepted rows.
+    """
+    n = ts.size
+    for i in range(n):
+        t = ts[i]
+        s = slot[i]
+        reference = state[0]
+        if reference == -np.inf and i + 1 < n:
+            reference = ts[i + 1]  # the first row of all: judged by the one after it
+        if reference != -np.inf and t > reference + max_ahead_s:
+            confirmed = i + 1 < n and slot[i + 1] != s and abs(ts[i + 1] - t) <= max_ahead_s
+            if not confirmed:
+                verdict[i] = 1
+                continue
+        if t < last_ts[s]:
+            verdict[i] = 2
+            continue
+        last_ts[s] = t
+        if t > state[0]:
+            state[0] = t
+
+
+_order_check_compiled = cast(Callable[..., None], numba.njit(cache=True)(_order_check))
+
+
 class ReadingsReader:
     """Iterate over readings.csv as ReadingBatches, one per chunk of the file."""
 
     def __init__(
-        self, path: Path, registry: MeterRegistry, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+        self,
+        path: Path,
+        registry: MeterRegistry,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        max_ahead_s: float = MAX_AHEAD_S,
     ) -> None:
         self.path = path
+        self.max_ahead_s = max_ahead_s
+        #: Data time of the stream (latest good row) and of each meter's latest good row.
+        self._data_time = np.array([-np.inf])
+        self._last_ts = np.full(len(registry), -np.inf)
         self.registry = registry
         self.chunk_bytes = chunk_bytes
         self.stats = ReadStats()
@@ -239,7 +320,9 @@ class ReadingsReader:
             ),
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in names}, strings_can_be_null=True
+                column_types={c: pa.string() for c in names},
+                strings_can_be_null=True,
+                null_values=[""],  # only a blank cell is "not measured"; `nan` is bad
             ),
         )
         skipped = np.zeros(lines.size, dtype=np.bool_)
@@ -305,6 +388,28 @@ class ReadingsReader:
                     if odd:
                         unknown_events[i] = odd
                         self.stats.unknown_events.update(odd)
+        candidates = np.flatnonzero(~bad)
+        verdict = np.zeros(candidates.size, dtype=np.int8)
+        _order_check_compiled(
+            np.ascontiguousarray(ts[candidates]),
+            slots[candidates].astype(np.int64),
+            self._last_ts,
+            self._data_time,
+            float(self.max_ahead_s),
+            verdict,
+        )
+        for k in np.flatnonzero(verdict).tolist():
+            i = int(candidates[k])
+            bad[i] = True
+            if verdict[k] == 1:
+                self.stats.ahead += 1
+                reasons[i] = (
+                    f"ts {float(ts[i])!r} is more than {self.max_ahead_s:.0f} s ahead "
+                    "of the stream's data time"
+                )
+            else:
+                self.stats.late += 1
+                reasons[i] = f"ts {float(ts[i])!r} is older than the meter's previous reading"
         for i in sorted(reasons):
             self.stats.add_bad(int(row_lines[i]), reasons[i])
         good = ~bad

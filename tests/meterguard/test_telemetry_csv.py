@@ -77,3 +77,76 @@ def test_a_chunk_of_empty_lines_is_skipped(tmp_path: Path, fleet: MeterRegistry)
     batch, reader = _read(path, fleet, 16)
     assert list(batch.ts) == [1.0, 2.0]
     assert [b.line for b in reader.stats.bad_rows] == [44]
+
+
+def _write(path: Path, rows: list[str], header: str = "ts,meter,v1,i1") -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "nan", "1e400"])
+@pytest.mark.parametrize("slow", [False, True])
+def test_non_finite_numbers_are_bad_rows_on_both_paths(
+    tmp_path: Path, fleet: MeterRegistry, text: str, slow: bool
+) -> None:
+    rows = ["1767571200,A,230,5", f"1767571260,A,{text},5", "1767571320,A,231,5"]
+    if slow:  # a word in the column sends it down the per-value path
+        rows.append("1767571380,A,oops,5")
+    batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 1 << 20)
+    reasons = {b.line: b.reason for b in reader.stats.bad_rows}
+    assert reasons[3] == f"v1 {text!r} is not finite"
+    assert batch.ts.tolist() == [1767571200.0, 1767571320.0]
+    assert np.isfinite(batch.values[QUANTITY_INDEX["v1"]]).all()
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "-inf"])
+def test_non_finite_timestamps_are_bad_rows(
+    tmp_path: Path, fleet: MeterRegistry, text: str
+) -> None:
+    rows = ["1767571200,A,230,5", f"{text},B,230,5", "1767571260,B,230,5"]
+    batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 1 << 20)
+    assert [(b.line, b.reason) for b in reader.stats.bad_rows] == [
+        (3, f"ts {float(text)!r} is not finite")
+    ]
+    assert np.isfinite(batch.ts).all() and len(batch) == 2
+
+
+def test_a_row_far_ahead_of_the_data_is_bad_and_does_not_move_time(
+    tmp_path: Path, fleet: MeterRegistry
+) -> None:
+    t0 = 1767571200
+    rows = [f"{t0 + 60 * k},{'AB'[k % 2]},230,5" for k in range(10)]
+    rows.insert(4, "2030-01-01T00:00:00Z,B,230,5")  # line 6: a broken clock
+    batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 120)
+    assert [b.line for b in reader.stats.bad_rows] == [6]
+    assert "ahead" in reader.stats.bad_rows[0].reason and reader.stats.ahead == 1
+    assert batch.ts.max() == t0 + 540 and len(batch) == 10
+
+
+def test_a_jump_that_the_next_rows_confirm_is_kept(tmp_path: Path, fleet: MeterRegistry) -> None:
+    t0 = 1767571200
+    later = t0 + 10 * 86_400  # a recording with a 10-day gap in it
+    rows = [f"{t0},A,230,5", f"{t0},B,230,5", f"{later},A,230,5", f"{later},B,230,5"]
+    batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 1 << 20)
+    assert reader.stats.bad == 0 and batch.ts.tolist() == [t0, t0, later, later]
+
+
+def test_the_first_row_far_ahead_is_bad_too(tmp_path: Path, fleet: MeterRegistry) -> None:
+    t0 = 1767571200
+    rows = [f"{t0 + 5 * 365 * 86_400},A,230,5", f"{t0},B,230,5", f"{t0 + 60},A,230,5"]
+    batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 1 << 20)
+    assert [b.line for b in reader.stats.bad_rows] == [2]
+    assert batch.ts.max() == t0 + 60
+
+
+@pytest.mark.parametrize("chunk", [40, 1 << 20])
+def test_late_rows_of_a_meter_are_counted_and_dropped(
+    tmp_path: Path, fleet: MeterRegistry, chunk: int
+) -> None:
+    t0 = 1767571200
+    rows = [f"{t0},A,230,5", f"{t0 + 60},A,230,5", f"{t0 + 30},B,230,5", f"{t0 + 30},A,230,5"]
+    batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, chunk)
+    assert [b.line for b in reader.stats.bad_rows] == [5]
+    assert reader.stats.late == 1 and "older" in reader.stats.bad_rows[0].reason
+    a_times = batch.ts[batch.slot == fleet.slot("A")]
+    assert (np.diff(a_times) >= 0).all()
