@@ -11,12 +11,12 @@ delivers it again (at least once).
 The inbox between the client thread and the event loop is bounded twice: the broker may
 have at most ReceiveMaximum (MQTT 5, sent as 2 x batch_max) unacknowledged QoS 1/2
 messages in flight to us (for MQTT 3.1.1 the broker's own `max_inflight_messages` sets
-that limit, see deploy/mosquitto.conf), and a hard cap of INBOX_FACTOR x batch_max drops
-what comes beyond it, counted as `inbox_dropped` and logged once per episode. QoS 0 floods
-hit that cap; so does a broker that overshoots Receive Maximum (Mosquitto 2.0 does after
-a burst of acknowledgements). A dropped QoS 1 message is not acknowledged, and the broker
-resends it only on a new connection: once the inbox has drained, the source drops the
-connection and the persistent session brings those messages again (at least once).
+that limit, see deploy/mosquitto.conf), and the inbox has a hard cap of INBOX_FACTOR x
+batch_max messages. The cap is what holds when the first bound does not: QoS 0 has no
+flow control, and Mosquitto 2.0 overshoots Receive Maximum after a burst of
+acknowledgements. At the cap the client thread stops reading the socket until the event
+loop has taken the inbox, so TCP holds the broker back and nothing is dropped; each such
+wait is counted (`inbox_full`) and the first of an episode is logged.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 import struct
 import threading
@@ -185,6 +184,8 @@ class MqttSource:
         self._seen: dict[int, MeterStatus] = {}
         self._inbox: list[RawMessage] = []
         self._lock = threading.Lock()
+        #: Signalled when the event loop has emptied the inbox (the client thread waits on it).
+        self._room = threading.Condition(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._woken = False
@@ -202,8 +203,6 @@ class MqttSource:
         self.subscribed = threading.Event()
         self._inbox_max = INBOX_FACTOR * settings.batch_max
         self._overflowing = False
-        #: Unacknowledged messages were dropped: reconnect once drained to get them again.
-        self._resync = False
 
     # -- the client thread -------------------------------------------------------------
 
@@ -212,8 +211,9 @@ class MqttSource:
         item = (topic, payload, mid, client.generation if client else 0)
         with self._lock:
             if len(self._inbox) >= self._inbox_max:
-                self._overflow(resend=mid != 0)
-                return
+                self._wait_for_room()
+                if self._closing:
+                    return  # not acknowledged: the broker keeps it for the next session
             self._inbox.append(item)
             full = len(self._inbox) >= self.settings.batch_max
         if full and not self._woken and self._loop is not None and self._wake is not None:
@@ -226,17 +226,19 @@ class MqttSource:
         with self._lock:
             return len(self._inbox)
 
-    def _overflow(self, resend: bool) -> None:
-        """Drop one message: the inbox is at its cap (called with the lock held)."""
-        self.counters["inbox_dropped"] += 1
-        self._resync |= resend
+    def _wait_for_room(self) -> None:
+        """Hold the client thread until the inbox is taken (called with the lock held)."""
+        self.counters["inbox_full"] += 1
         if not self._overflowing:
             self._overflowing = True
             log.warning(
-                "mqtt %s: inbox full (%d messages); dropping until it drains",
+                "mqtt %s: inbox full (%d messages); reading from the broker paused",
                 self.name,
                 self._inbox_max,
             )
+        # The wake-up for the event loop went out when batch_max messages were waiting.
+        while len(self._inbox) >= self._inbox_max and not self._closing:
+            self._room.wait(0.5)
 
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any
@@ -357,7 +359,9 @@ class MqttSource:
             return
         # Readings still queued here are unacknowledged: the broker keeps them for the
         # next session.
-        self._closing = True
+        with self._lock:
+            self._closing = True
+            self._room.notify_all()  # a client thread waiting for room gives up
         client.disconnect()
         await asyncio.to_thread(client.loop_stop)
         self._client = None
@@ -374,12 +378,13 @@ class MqttSource:
         with self._lock:
             items, self._inbox = self._inbox, []
             self._woken = False
+            self._room.notify_all()
             if self._overflowing:
                 self._overflowing = False
                 log.info(
-                    "mqtt %s: inbox drained; %d messages dropped so far",
+                    "mqtt %s: inbox taken; reading from the broker again (%d pauses so far)",
                     self.name,
-                    self.counters["inbox_dropped"],
+                    self.counters["inbox_full"],
                 )
         return items
 
@@ -520,19 +525,3 @@ class MqttSource:
             if len(batch):
                 yield batch  # resumed once the consumer has taken the batch
             self.ack(items)
-            if self._resync and not self._overflowing:
-                self._reconnect_for_dropped()
-
-    def _reconnect_for_dropped(self) -> None:
-        """Drop the connection so that the broker resends what the full inbox dropped."""
-        self._resync = False
-        client = self._client
-        sock = client.socket() if client is not None else None
-        if not isinstance(sock, socket.socket):
-            return
-        self.counters["resyncs"] += 1
-        log.info("mqtt %s: reconnecting to get the dropped messages again", self.name)
-        # Shutting the socket down wakes paho's thread, which reconnects with the session;
-        # the PUBACKs queued just before may be lost, so some messages may come twice.
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
