@@ -12,25 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from meterguard.errors import MeterguardError
 from meterguard.meters_csv import read_meters_csv
-from meterguard.model import AlertKind, Meter
-from meterguard.telemetry_csv import _times, parse_time_text
+from meterguard.model import QUANTITY_INDEX, AlertKind, Meter, MeterRegistry
+from meterguard.telemetry_csv import ReadingsReader, parse_time_text
 
 #: An alert detects an incident when it starts this long before the incident at most...
 EARLY_S = 5 * 60.0
 #: ... or at most this long after the incident's end.
 LATE_S = 30 * 60.0
-#: Kinds that name the same physical incident (TELEMETRY.md).
-EQUIVALENT: dict[str, frozenset[str]] = {
-    "bypass": frozenset({"bypass", "imbalance"}),
-    "imbalance": frozenset({"imbalance", "bypass"}),
-    "reversal": frozenset({"reversal", "phase_shift"}),
-    "phase_shift": frozenset({"phase_shift", "reversal"}),
-}
 DAY_S = 86_400.0
 
 
@@ -73,6 +64,8 @@ class KindScore:
     latencies_s: list[float] = field(default_factory=list)
     alerts: int = 0
     false_alarms: int = 0
+    #: Alerts (any kind) matching the detected incidents of this kind: duplicates show.
+    alerts_on_detected: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Return the figures with the recalls and the median latency worked out."""
@@ -85,11 +78,16 @@ class KindScore:
             "median_latency_s": (statistics.median(self.latencies_s) if self.latencies_s else None),
             "alerts": self.alerts,
             "false_alarms": self.false_alarms,
+            "alerts_per_detected_incident": _float_ratio(self.alerts_on_detected, self.detected),
         }
 
 
 def _ratio(part: int, whole: int) -> float | None:
     return None if whole == 0 else part / whole
+
+
+def _float_ratio(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(part / whole, 3)
 
 
 def read_labels(path: Path) -> list[Label]:
@@ -146,19 +144,55 @@ def read_alerts(path: Path) -> list[ScoredAlert]:
     return alerts
 
 
-def data_span_s(readings: Path) -> float:
-    """Return the data time readings.csv covers, s (its ts column only)."""
-    table = pacsv.read_csv(
-        readings,
-        convert_options=pacsv.ConvertOptions(
-            include_columns=["ts"], column_types={"ts": pa.string()}, strings_can_be_null=True
-        ),
-    )
-    if table.num_rows == 0:
-        return 0.0
-    times, _bad = _times(table.column("ts"))
-    finite = times[np.isfinite(times)]
-    return float(finite.max() - finite.min()) if finite.size else 0.0
+@dataclass(slots=True)
+class Coverage:
+    """What readings.csv holds per meter: its span of good rows, and neutral measurement."""
+
+    #: Per meter id: data time from its first to its last good reading, s.
+    span_s: dict[str, float] = field(default_factory=dict)
+    #: Meters with at least one finite `in` (neutral current) reading.
+    neutral_measured: set[str] = field(default_factory=set)
+    bad_rows: int = 0
+
+
+def read_coverage(readings: Path, meters: Sequence[Meter]) -> Coverage:
+    """Stream readings.csv (the reader replay uses) and return each meter's coverage.
+
+    Only good rows count: a row replay rejects (short, not a number, unknown meter, far
+    ahead or late) adds no meter-days here either.
+    """
+    registry = MeterRegistry(meters)
+    first = np.full(len(registry), np.inf)
+    last = np.full(len(registry), -np.inf)
+    neutral = np.zeros(len(registry), dtype=np.bool_)
+    reader = ReadingsReader(readings, registry)
+    row_in = QUANTITY_INDEX["in"]
+    for batch in reader:
+        np.minimum.at(first, batch.slot, batch.ts)
+        np.maximum.at(last, batch.slot, batch.ts)
+        neutral[batch.slot[np.isfinite(batch.values[row_in])]] = True
+    coverage = Coverage(bad_rows=reader.stats.bad)
+    for slot, meter in enumerate(registry):
+        if np.isfinite(first[slot]):
+            coverage.span_s[meter.id] = float(last[slot] - first[slot])
+        if neutral[slot]:
+            coverage.neutral_measured.add(meter.id)
+    return coverage
+
+
+def accepted_kinds(label: Label, neutral_measured: bool) -> frozenset[str]:
+    """Return the alert kinds that diagnose a label (TELEMETRY.md Scoring).
+
+    Its own kind; a reversal may show as `phase_shift`; a ONE-phase bypass (the label
+    names a phase) may show as `imbalance` on a meter without neutral measurement. No
+    other equivalence: an imbalance is not diagnosed by a bypass alert, nor a phase shift
+    by a reversal alert.
+    """
+    if label.kind == AlertKind.REVERSAL.value:
+        return frozenset({label.kind, AlertKind.PHASE_SHIFT.value})
+    if label.kind == AlertKind.BYPASS.value and label.phase and not neutral_measured:
+        return frozenset({label.kind, AlertKind.IMBALANCE.value})
+    return frozenset({label.kind})
 
 
 def _matches(alert: ScoredAlert, label: Label) -> bool:
@@ -169,9 +203,14 @@ def score(
     meters: Sequence[Meter],
     labels: Sequence[Label],
     alerts: Iterable[ScoredAlert],
-    span_s: float,
+    coverage: Coverage,
 ) -> dict[str, Any]:
-    """Score alerts against labels: recalls, precision, false alarms, latencies."""
+    """Score alerts against labels: recalls, precision, false alarms, latencies.
+
+    The false-alarm rate is every false alarm (feeder meters' included) per 1,000
+    customer meter-days: per customer meter, the data time from its first to its last
+    good reading.
+    """
     alert_list = list(alerts)
     by_meter: dict[str, list[ScoredAlert]] = {}
     for alert in alert_list:
@@ -190,8 +229,9 @@ def score(
         if not found:
             continue
         ks.detected += 1
+        ks.alerts_on_detected += len(found)
         ks.latencies_s.append(found[0].start - label.start)
-        accepted = EQUIVALENT.get(label.kind, frozenset({label.kind}))
+        accepted = accepted_kinds(label, label.meter in coverage.neutral_measured)
         if any(a.kind in accepted for a in found):
             ks.diagnosed += 1
     fleet = {m.id: m for m in meters}
@@ -225,7 +265,9 @@ def score(
     detected = sum(k.detected for k in kinds.values())
     diagnosed = sum(k.diagnosed for k in kinds.values())
     false_alarms = len(alert_list) - true_alerts
-    meter_days = len(meters) * span_s / DAY_S
+    customers = [m.id for m in meters if m.role == "customer"]
+    meter_days = sum(coverage.span_s.get(m, 0.0) for m in customers) / DAY_S
+    all_meter_days = sum(coverage.span_s.values()) / DAY_S
     return {
         "incidents": incidents,
         "alerts": len(alert_list),
@@ -236,6 +278,12 @@ def score(
         "precision": _ratio(true_alerts, len(alert_list)),
         "false_alarms": false_alarms,
         "meter_days": meter_days,
+        "meter_days_counted": (
+            f"{len(customers)} customer meters, each from its first to its last good reading "
+            "(feeder meters excluded; the false alarms include theirs)"
+        ),
+        "all_meter_days": all_meter_days,
+        "bad_rows": coverage.bad_rows,
         "false_alarms_per_1000_meter_days": (
             None if meter_days <= 0 else 1000.0 * false_alarms / meter_days
         ),
@@ -249,8 +297,8 @@ def evaluate(data_dir: Path, alerts_path: Path) -> dict[str, Any]:
     labels = read_labels(data_dir / "labels.csv")
     alerts = read_alerts(alerts_path)
     readings = data_dir / "readings.csv"
-    span = data_span_s(readings) if readings.exists() else 0.0
-    return score(meters, labels, alerts, span)
+    coverage = read_coverage(readings, meters) if readings.exists() else Coverage()
+    return score(meters, labels, alerts, coverage)
 
 
 def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
@@ -268,8 +316,8 @@ def summary_line(result: dict[str, Any]) -> str:
         f"diagnosis recall {_fmt(result['diagnosis_recall'])}, "
         f"precision {_fmt(result['precision'])}, "
         f"{_fmt(result['false_alarms_per_1000_meter_days'], '{:.2f}')} false alarms per "
-        f"1,000 meter-days ({result['incidents']} incidents, {result['alerts']} alerts, "
-        f"{result['meter_days']:.0f} meter-days)"
+        f"1,000 customer meter-days ({result['incidents']} incidents, {result['alerts']} "
+        f"alerts, {result['meter_days']:.0f} customer meter-days)"
     )
 
 
@@ -278,7 +326,7 @@ def report(result: dict[str, Any]) -> str:
     head = (
         f"{'kind':<17}{'incidents':>10}{'detected':>10}{'diagnosed':>10}"
         f"{'det.recall':>11}{'diag.recall':>12}{'median latency':>16}{'alerts':>8}"
-        f"{'false':>7}"
+        f"{'false':>7}{'alerts/det.':>12}"
     )
     lines = [head, "-" * len(head)]
     for kind, k in result["per_kind"].items():
@@ -286,7 +334,13 @@ def report(result: dict[str, Any]) -> str:
             f"{kind:<17}{k['incidents']:>10}{k['detected']:>10}{k['diagnosed']:>10}"
             f"{_fmt(k['detection_recall']):>11}{_fmt(k['diagnosis_recall']):>12}"
             f"{_minutes(k['median_latency_s']):>16}{k['alerts']:>8}{k['false_alarms']:>7}"
+            f"{_fmt(k['alerts_per_detected_incident'], '{:.2f}'):>12}"
         )
     lines.append("-" * len(head))
+    lines.append(
+        "alerts/det.: alerts of any kind matching each detected incident (1.00: no "
+        f"duplicates). Meter-days: {result['meter_days_counted']}; "
+        f"{result['bad_rows']} bad rows of readings.csv not counted."
+    )
     lines.append(summary_line(result))
     return "\n".join(lines)

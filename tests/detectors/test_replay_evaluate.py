@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,10 +36,17 @@ def _alert(meter: str, kind: str, start: str) -> str:
 
 def test_evaluate_scores_hand_written_alerts(tmp_path: Path) -> None:
     (tmp_path / "meters.csv").write_text(METERS)
-    # Two readings give the data span: two days, 7 meters -> 14 meter-days.
-    (tmp_path / "readings.csv").write_text(
-        "ts,meter,v1\n2026-01-05T00:00:00Z,M1,230\n2026-01-07T00:00:00Z,M1,230\n"
-    )
+    # Each meter's first and last good reading span two days: 5 customers -> 10
+    # customer meter-days (feeders not counted). A short row and a far-future row are bad
+    # rows, as replay has them: neither crashes evaluate nor adds meter-days.
+    rows = ["ts,meter,v1"]
+    for meter in ("M1", "M2", "M3", "M4", "M5", "FDR", "FDR2"):
+        rows.append(f"2026-01-05T00:00:00Z,{meter},230")
+    rows.append("2026-01-06T00:00:00Z,M1")
+    rows.append("2031-01-06T00:00:00Z,M2,230")
+    for meter in ("M1", "M2", "M3", "M4", "M5", "FDR", "FDR2"):
+        rows.append(f"2026-01-07T00:00:00Z,{meter},230")
+    (tmp_path / "readings.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "labels.csv").write_text(
         "meter,kind,start,end,phase,magnitude\n"
         "M1,bypass,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,1,0.3\n"
@@ -65,17 +73,68 @@ def test_evaluate_scores_hand_written_alerts(tmp_path: Path) -> None:
     assert result["alerts"] == 7
     assert result["false_alarms"] == 3
     assert result["precision"] == pytest.approx(4 / 7)
-    assert result["meter_days"] == pytest.approx(14.0)
-    assert result["false_alarms_per_1000_meter_days"] == pytest.approx(3000 / 14)
+    assert result["meter_days"] == pytest.approx(10.0)
+    assert result["all_meter_days"] == pytest.approx(14.0)
+    assert result["bad_rows"] == 2
+    assert result["false_alarms_per_1000_meter_days"] == pytest.approx(3000 / 10)
     kinds = result["per_kind"]
     assert kinds["bypass"]["median_latency_s"] == 600
     assert kinds["reversal"]["median_latency_s"] == -240
     assert kinds["voltage_loss"]["diagnosed"] == 0
     assert kinds["comms_loss"]["detected"] == 0
     assert kinds["energy_balance"]["false_alarms"] == 1
+    assert kinds["reversal"]["alerts_per_detected_incident"] == 1.0
     text = _cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"))
     last = text.stdout.strip().splitlines()[-1]
     assert last.startswith("detection recall 0.750, diagnosis recall 0.500, precision 0.571")
+
+
+def _score_one_label(
+    tmp_path: Path, label: str, alerts: list[str], in_column: str
+) -> dict[str, Any]:
+    (tmp_path / "meters.csv").write_text(METERS)
+    (tmp_path / "readings.csv").write_text(
+        "ts,meter,v1,in\n"
+        f"2026-01-05T00:00:00Z,M1,230,{in_column}\n2026-01-06T00:00:00Z,M1,230,{in_column}\n"
+    )
+    (tmp_path / "labels.csv").write_text("meter,kind,start,end,phase,magnitude\n" + label)
+    (tmp_path / "alerts.jsonl").write_text("\n".join(alerts) + "\n")
+    done = _cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"), "--json")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("label", "alert_kind", "in_column", "diagnosed"),
+    [
+        ("M1,bypass,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,1,0.3", "imbalance", "", 1),
+        # the meter measures its neutral current: an imbalance alert is no diagnosis
+        ("M1,bypass,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,1,0.3", "imbalance", "4.2", 0),
+        # a bypass of the whole meter (no phase) is not a one-phase bypass
+        ("M1,bypass,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,,0.3", "imbalance", "", 0),
+        ("M1,reversal,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,2,1", "phase_shift", "", 1),
+        # the spec gives no reverse equivalences
+        ("M1,imbalance,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,1,0.5", "bypass", "", 0),
+        ("M1,phase_shift,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,1,25", "reversal", "", 0),
+    ],
+)
+def test_diagnosis_accepts_only_the_equivalences_the_spec_gives(
+    tmp_path: Path, label: str, alert_kind: str, in_column: str, diagnosed: int
+) -> None:
+    result = _score_one_label(
+        tmp_path, label + "\n", [_alert("M1", alert_kind, "2026-01-05T10:05:00Z")], in_column
+    )
+    assert (result["detected"], result["diagnosed"]) == (1, diagnosed)
+
+
+def test_duplicate_alerts_on_one_incident_show_per_kind(tmp_path: Path) -> None:
+    label = "M1,bypass,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,1,0.3\n"
+    alerts = [_alert("M1", "bypass", f"2026-01-05T1{h}:00:00Z") for h in (0, 1, 2)]
+    result = _score_one_label(tmp_path, label, alerts, "")
+    assert result["per_kind"]["bypass"]["alerts_per_detected_incident"] == 3.0
+    assert result["false_alarms"] == 0
+    assert result["diagnosed"] == 1
 
 
 def test_replay_counts_bad_rows_with_their_lines_and_keeps_the_rest(tmp_path: Path) -> None:

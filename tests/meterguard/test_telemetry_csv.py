@@ -108,7 +108,8 @@ def test_non_finite_timestamps_are_bad_rows(
     assert [(b.line, b.reason) for b in reader.stats.bad_rows] == [
         (3, f"ts {float(text)!r} is not finite")
     ]
-    assert np.isfinite(batch.ts).all() and len(batch) == 2
+    assert np.isfinite(batch.ts).all()
+    assert len(batch) == 2
 
 
 def test_a_row_far_ahead_of_the_data_is_bad_and_does_not_move_time(
@@ -119,8 +120,10 @@ def test_a_row_far_ahead_of_the_data_is_bad_and_does_not_move_time(
     rows.insert(4, "2030-01-01T00:00:00Z,B,230,5")  # line 6: a broken clock
     batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 120)
     assert [b.line for b in reader.stats.bad_rows] == [6]
-    assert "ahead" in reader.stats.bad_rows[0].reason and reader.stats.ahead == 1
-    assert batch.ts.max() == t0 + 540 and len(batch) == 10
+    assert "ahead" in reader.stats.bad_rows[0].reason
+    assert reader.stats.ahead == 1
+    assert batch.ts.max() == t0 + 540
+    assert len(batch) == 10
 
 
 def test_a_jump_that_the_next_rows_confirm_is_kept(tmp_path: Path, fleet: MeterRegistry) -> None:
@@ -128,7 +131,8 @@ def test_a_jump_that_the_next_rows_confirm_is_kept(tmp_path: Path, fleet: MeterR
     later = t0 + 10 * 86_400  # a recording with a 10-day gap in it
     rows = [f"{t0},A,230,5", f"{t0},B,230,5", f"{later},A,230,5", f"{later},B,230,5"]
     batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 1 << 20)
-    assert reader.stats.bad == 0 and batch.ts.tolist() == [t0, t0, later, later]
+    assert reader.stats.bad == 0
+    assert batch.ts.tolist() == [t0, t0, later, later]
 
 
 def test_the_first_row_far_ahead_is_bad_too(tmp_path: Path, fleet: MeterRegistry) -> None:
@@ -147,6 +151,7 @@ def test_late_rows_of_a_meter_are_counted_and_dropped(
     rows = [f"{t0},A,230,5", f"{t0 + 60},A,230,5", f"{t0 + 30},B,230,5", f"{t0 + 30},A,230,5"]
     batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, chunk)
     assert [b.line for b in reader.stats.bad_rows] == [5]
-    assert reader.stats.late == 1 and "older" in reader.stats.bad_rows[0].reason
+    assert reader.stats.late == 1
+    assert "older" in reader.stats.bad_rows[0].reason
     a_times = batch.ts[batch.slot == fleet.slot("A")]
     assert (np.diff(a_times) >= 0).all()
