@@ -51,7 +51,8 @@ class DetectorConfig(BaseModel):
     )
     classes: dict[str, ClassTiming] = Field(
         default_factory=dict,
-        description="Per customer class (meters.csv customer_class) timing overrides.",
+        description="Per customer class (meters.csv customer_class, matched "
+        "case-insensitively) timing overrides; a class no meter has is logged at start.",
     )
 
 

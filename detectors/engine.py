@@ -75,7 +75,25 @@ def build_detectors(
             built.append(cls(config, registry))
     if problems:
         raise ConfigError(source, problems)
+    warn_unknown_classes(built, registry)
     return built
+
+
+def warn_unknown_classes(built: Iterable[Detector], registry: MeterRegistry) -> list[str]:
+    """Log (and return) per-class options naming a class no meter of the registry has.
+
+    Classes match case-insensitively; a misspelt class would otherwise be ignored silently.
+    """
+    known = {(m.customer_class or "").casefold() for m in registry}
+    unknown = [
+        f"detectors.{det.name}.classes.{name}"
+        for det in built
+        for name in det.config.classes
+        if name.casefold() not in known
+    ]
+    for option in unknown:
+        log.warning("%s: no meter of the registry has this customer class", option)
+    return unknown
 
 
 def _snapshot(batch: ReadingBatch, row: int) -> dict[str, Any]:
@@ -145,8 +163,9 @@ class _Lifecycle:
         cfg = detector.config
         self.raise_after = np.full(len(registry), cfg.raise_after_s)
         self.clear_after = np.full(len(registry), cfg.clear_after_s)
+        by_class = {name.casefold(): timing for name, timing in cfg.classes.items()}
         for slot, meter in enumerate(registry):
-            timing = cfg.classes.get(meter.customer_class or "")
+            timing = by_class.get((meter.customer_class or "").casefold())
             if timing is not None and timing.raise_after_s is not None:
                 self.raise_after[slot] = timing.raise_after_s
             if timing is not None and timing.clear_after_s is not None:
@@ -174,7 +193,12 @@ class _Lifecycle:
             confidence=round(min(max(inc.confidence, 0.0), 1.0), 3),
             estimated_kwh_lost=round(inc.kwh_lost, 4),
             summary=det.summarise(facts),
-            evidence={**inc.evidence, "onset": _onset_dict(inc), "last_hold_ts": inc.last_hold},
+            evidence={
+                **inc.evidence,
+                "onset": _onset_dict(inc),
+                "last_hold_ts": inc.last_hold,
+                "peak_magnitude": inc.peak_magnitude,
+            },
         )
 
     def _event(self, kind: AlertEventType, ts: float, slot: int, inc: _Incident) -> AlertEvent:
@@ -208,7 +232,7 @@ class _Lifecycle:
                 self._advance_slot(slot, order[starts[g] : ends[g]], rows, out)
                 continue
             inc.kwh_lost += float(credit[g])
-            inc.last_hold = float(last_ts[g])
+            inc.last_hold = max(inc.last_hold, float(last_ts[g]))
             inc.peak_magnitude = max(inc.peak_magnitude, float(peak[g]))
             inc.confidence = max(inc.confidence, float(score[g]))
             if inc.last_hold - inc.last_event_ts >= update_every:
@@ -223,10 +247,14 @@ class _Lifecycle:
         cond = rows.cond
         ts = rows.ts[index]
         held = cond.holds[index] == HOLDS
-        cuts = np.flatnonzero(held[1:] != held[:-1]) + 1
-        bounds = [0, *cuts.tolist(), len(index)]
         raise_after = float(self.raise_after[slot])
         clear_after = float(self.clear_after[slot])
+        # Persistence is continuous in data time: a pending incident whose holds are this
+        # far apart (silence or unknown verdicts between them) starts again.
+        max_gap = max(clear_after, MAX_CREDITED_GAP_S)
+        gapped = held[1:] & held[:-1] & (np.diff(ts) > max_gap)
+        cuts = np.flatnonzero((held[1:] != held[:-1]) | gapped) + 1
+        bounds = [0, *cuts.tolist(), len(index)]
         cfg = self.detector.config
         for a, b in itertools.pairwise(bounds):
             run = index[a:b]
@@ -254,6 +282,9 @@ class _Lifecycle:
                     out.append(self._event(AlertEventType.CLEAR, float(ts[a]), slot, inc))
                 del self.incidents[slot]
                 inc = None
+            if inc is not None and not inc.raised and ts[a] - inc.last_hold > max_gap:
+                del self.incidents[slot]  # the condition was not seen to hold meanwhile
+                inc = None
             credit = cond.loss_w[run] * rows.dt[run] / 3.6e6
             if inc is None:
                 first = int(run[0])
@@ -269,7 +300,7 @@ class _Lifecycle:
                 credit[0] = 0.0  # the onset reading starts the clock; it earns nothing yet
             cumulative = np.cumsum(credit)
             base_kwh = inc.kwh_lost
-            inc.last_hold = float(ts[b - 1])
+            inc.last_hold = max(inc.last_hold, float(ts[b - 1]))
             if not inc.phase:
                 phases = cond.phase[run]
                 nonzero = phases[phases != 0]
@@ -310,10 +341,13 @@ class _Lifecycle:
             raised=True,
             alert_id=alert.id,
             kwh_lost=alert.estimated_kwh_lost,
+            peak_magnitude=float(alert.evidence.get("peak_magnitude", 0.0)),
             confidence=alert.confidence,
             last_event_ts=last_hold,
             evidence={
-                k: v for k, v in alert.evidence.items() if k not in ("onset", "last_hold_ts")
+                k: v
+                for k, v in alert.evidence.items()
+                if k not in ("onset", "last_hold_ts", "peak_magnitude")
             },
         )
         self.incidents[slot] = inc
@@ -339,6 +373,9 @@ class Engine:
         self._last_ts = np.full(len(registry), -np.inf)
         self.now = -math.inf
         self.readings_seen = 0
+        #: Rows dropped: not a finite time, or older than their meter's latest reading (a
+        #: late row would move windows and incidents backwards).
+        self.rows_dropped = 0
 
     def _intervals(self, batch: ReadingBatch) -> FloatArray:
         """Return, per row, the seconds since the same meter's previous reading."""
@@ -363,6 +400,10 @@ class Engine:
     def process(self, batch: ReadingBatch) -> list[AlertEvent]:
         """Run every detector over a batch (rows in time order) and return the events."""
         events: list[AlertEvent] = []
+        usable = np.isfinite(batch.ts) & (batch.ts >= self._last_ts[batch.slot])
+        if not usable.all():
+            self.rows_dropped += int((~usable).sum())
+            batch = batch.take(np.flatnonzero(usable))
         if len(batch) == 0:
             return events
         dt = self._intervals(batch)

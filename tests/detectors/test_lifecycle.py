@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from pathlib import Path
 
@@ -85,3 +86,56 @@ def test_example_config_lists_every_detector_at_its_defaults() -> None:
     assert set(sections) == set(DETECTORS)
     for name, cls in DETECTORS.items():
         assert cls.config_model.model_validate(sections[name]) == cls.config_model(), name
+
+
+def test_persistence_is_continuous_in_data_time(classes: MeterRegistry) -> None:
+    engine = only(classes, "reversal", raise_after_s=120)
+    rows = [(0.0, 0, REVERSED)]  # one reversed reading, then a day of silence
+    rows += [(86_400.0 + t, 0, REVERSED) for t in (0.0, 60.0, 120.0, 180.0)]
+    events = opened(feed(engine, rows))
+    assert [(e.ts, e.alert.start) for e in events] == [(86_520.0, 86_400.0)]
+
+
+def test_a_pending_incident_survives_gaps_up_to_its_limit(classes: MeterRegistry) -> None:
+    engine = only(classes, "reversal", raise_after_s=120)
+    rows = [(t, 0, REVERSED) for t in (0.0, 300.0)]  # 5-min readings: one incident
+    events = opened(feed(engine, rows))
+    assert [(e.ts, e.alert.start) for e in events] == [(300.0, 0.0)]
+
+
+def test_restored_alert_keeps_its_peak(classes: MeterRegistry) -> None:
+    first = only(classes, "reversal", raise_after_s=60)
+    feed(first, [(t, 0, REVERSED) for t in np.arange(0, 600, 60.0)])
+    [alert] = first.open_alerts()
+    assert "up to 0.87 kW" in alert.summary
+    second = only(classes, "reversal", raise_after_s=60)
+    assert second.restore([alert]) == 1
+    [again] = second.open_alerts()
+    assert again.summary.split(", for")[0] == alert.summary.split(", for")[0]
+    assert again.evidence["peak_magnitude"] == alert.evidence["peak_magnitude"]
+
+
+def test_late_rows_never_move_an_incident_backwards(classes: MeterRegistry) -> None:
+    engine = only(classes, "reversal", raise_after_s=60)
+    feed(engine, [(t, 0, REVERSED) for t in np.arange(0, 600, 60.0)])
+    feed(engine, [(120.0, 0, REVERSED)])  # a late row of the same meter
+    assert engine.rows_dropped == 1
+    [alert] = engine.open_alerts()
+    assert alert.evidence["last_hold_ts"] == 540.0
+
+
+def test_class_options_match_case_insensitively_and_unknown_ones_are_logged(
+    classes: MeterRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="detectors.engine"):
+        engine = only(
+            classes,
+            "reversal",
+            raise_after_s=120,
+            classes={"Industrial": {"raise_after_s": 600}, "industral": {"raise_after_s": 1}},
+        )
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "detectors.reversal.classes.industral"
+    ]
+    life = next(lf for lf in engine._lifecycles if lf.detector.name == "reversal")
+    assert life.raise_after.tolist() == [120.0, 600.0]
