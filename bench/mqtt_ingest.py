@@ -106,7 +106,30 @@ def publish(port: int, msgs: list[tuple[bytes, bytes]]) -> None:
     sock.close()
 
 
-def bare(port: int, n: int, prepare: bool) -> float:
+def session(port: int, client_id: str, keep: bool) -> None:
+    """Start a fresh session for client_id (subscribed, kept after disconnect) or end it.
+
+    Run before each timed run so that the consumer's queue holds exactly the stream
+    published next, and after it so that the next stream is not queued for it as well.
+    """
+    subscribed = threading.Event()
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.on_subscribe = lambda *a: subscribed.set()
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600 if keep else 0
+    client.connect("127.0.0.1", port, clean_start=True, properties=props)
+    client.loop_start()
+    if keep:
+        client.subscribe("bench/meters/+/reading", qos=1)
+        if not subscribed.wait(10):
+            raise RuntimeError("no SUBACK")
+    client.disconnect()
+    client.loop_stop()
+
+
+def bare(port: int, n: int) -> float:
     """Return seconds for a bare paho client to receive and json-decode n queued messages."""
     got = 0
     finished = threading.Event()
@@ -118,29 +141,24 @@ def bare(port: int, n: int, prepare: bool) -> float:
         if got >= n:
             finished.set()
 
-    subscribed = threading.Event()
     client = paho.Client(
         CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=MQTTProtocolVersion.MQTTv5
     )
     client.on_message = on_message
-    client.on_subscribe = lambda *a: subscribed.set()
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe("bench/meters/+/reading", qos=1)
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
     started = time.perf_counter()
     client.connect("127.0.0.1", port, clean_start=False, properties=props)
     client.loop_start()
-    if prepare:
-        subscribed.wait(10)
-    else:
-        finished.wait(300)
+    if not finished.wait(300):
+        raise RuntimeError(f"bare client got {got} of {n}")
     seconds = time.perf_counter() - started
     client.disconnect()
     client.loop_stop()
     return seconds
 
 
-async def meterguard(port: int, n: int, m: int, prepare: bool) -> float:
+async def meterguard(port: int, n: int, m: int) -> float:
     """Return seconds for MqttSource to deliver n queued readings as batches."""
     registry = MeterRegistry(Meter(id=f"m{k:05d}", service="3p4w", nominal_v=230) for k in range(m))
     settings = MqttSourceSettings.model_validate(
@@ -154,10 +172,6 @@ async def meterguard(port: int, n: int, m: int, prepare: bool) -> float:
     source = MqttSource(settings, registry, StatusBoard())
     started = time.perf_counter()
     async with source:
-        await source.wait_connected(10)
-        if prepare:
-            await asyncio.sleep(0.3)
-            return 0.0
         rows = 0
         async for batch in source.batches():
             rows += len(batch)
@@ -166,6 +180,8 @@ async def meterguard(port: int, n: int, m: int, prepare: bool) -> float:
         seconds = time.perf_counter() - started
     if source.counters["malformed"]:
         raise RuntimeError("malformed readings in the benchmark stream")
+    if rows != n:
+        raise RuntimeError(f"meterguard delivered {rows} readings, expected {n}")
     return seconds
 
 
@@ -190,15 +206,14 @@ def main() -> None:
     try:
         for _ in range(2):
             for name in ("bare", "meterguard"):
-
-                def run(prepare: bool, name: str = name) -> float:
-                    if name == "bare":
-                        return bare(port, a.n, prepare)
-                    return asyncio.run(meterguard(port, a.n, a.m, prepare))
-
-                run(True)  # creates the persistent session, then goes away
+                client_id = f"bench-{name}"
+                session(port, client_id, keep=True)  # subscribed, then away
                 publish(port, msgs)  # queued for the session while the consumer is away
-                seconds = run(False)
+                if name == "bare":
+                    seconds = bare(port, a.n)
+                else:
+                    seconds = asyncio.run(meterguard(port, a.n, a.m))
+                session(port, client_id, keep=False)  # not queued the next stream
                 rate = a.n / seconds
                 results[name].append(rate)
                 print(f"{name:10s} {rate:8.0f} readings/s ({seconds:.2f} s)", flush=True)
