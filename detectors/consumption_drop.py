@@ -28,8 +28,11 @@ _POWER, _ROWS, _PAIRED, _X, _Y, _XX, _XY = range(7)
 _SUMS = 7
 #: Weight an older hour keeps in the cable fit each time a new clean hour is added.
 _FIT_DECAY = 0.98
-#: Single-phase readings that settle which transformer phase feeds a meter.
-_PHASE_ROWS = 1440
+#: Data time, from a single-phase meter's first usable reading, over which it is learned
+#: which transformer phase feeds it (in time, not rows: meters read at their own interval).
+_PHASE_LEARN_S = 86_400.0
+#: Readings needed before the learned phase is used (a sample-size floor).
+_PHASE_MIN_ROWS = 60
 
 
 class ConsumptionDropConfig(DetectorConfig):
@@ -118,6 +121,7 @@ class ConsumptionDropDetector(Detector):
         self.phase_d = np.zeros((3, n))
         self.phase_d2 = np.zeros((3, n))
         self.phase_n = np.zeros(n)
+        self.phase_first = np.full(n, np.nan)
         self.recent_metered = np.full((n, w), np.nan)
         self.recent_base = np.full((n, w), np.nan)
         self.recent_current = np.full((n, w), np.nan)
@@ -147,11 +151,13 @@ class ConsumptionDropDetector(Detector):
         # Single-phase: the drop against each feeder phase; learn which phase is theirs.
         single = ~three & np.isfinite(volts[0])
         one_drop = feeder - volts[0][None, :]
-        # A day of minutes settles it; after that the phase stays as learned.
-        rows = single & np.isfinite(one_drop).all(axis=0) & (self.phase_n[slot] < _PHASE_ROWS)
+        # A day of data settles it; after that the phase stays as learned.
+        learning = ~(batch.ts - self.phase_first[slot] >= _PHASE_LEARN_S)
+        rows = single & np.isfinite(one_drop).all(axis=0) & learning
         picked = np.flatnonzero(rows)
         if picked.size:
             at = slot[picked]
+            np.fmin.at(self.phase_first, at, batch.ts[picked])
             for k in range(3):
                 d = one_drop[k, picked]
                 np.add.at(self.phase_d[k], at, d)
@@ -160,7 +166,7 @@ class ConsumptionDropDetector(Detector):
         count = np.maximum(self.phase_n[slot], 1.0)
         spread = self.phase_d2[:, slot] / count - (self.phase_d[:, slot] / count) ** 2
         own = spread.argmin(axis=0)
-        known = self.phase_n[slot] >= 60
+        known = self.phase_n[slot] >= _PHASE_MIN_ROWS
         drop1 = np.where(known, one_drop[own, np.arange(len(slot))], np.nan)
         drop = np.where(three, drop3, drop1)
         metered = np.where(three, current3, current[0])

@@ -45,7 +45,11 @@ class VoltageLossDetector(Detector):
     """Flags the under-voltage method: a low phase voltage its neighbours do not see.
 
     The neighbours are the other meters on the same transformer and phase; current must
-    still flow on the low phase.
+    still flow on the low phase. Limitation: the registry does not say which transformer
+    phase feeds a single-phase meter, so its `v1` is compared with the neighbours' `v1`
+    column (phase 1 of three-phase meters, `v1` of the other single-phase meters). A
+    single-phase meter on phase 2 or 3 during a sag of that phase alone can therefore be
+    judged against healthy phase-1 neighbours and fire.
     """
 
     name = "voltage_loss"
