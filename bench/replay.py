@@ -19,17 +19,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import numba
+import numpy as np
 import pyarrow
 import pyarrow.csv as pacsv
 
 from simulators.output import write_run
+from simulators.population import CUSTOMERS_PER_TRANSFORMER
 from simulators.scenario import mix_scenario
-
-#: Feeder meters the simulator adds: one per this many customers.
-CUSTOMERS_PER_FEEDER = 25
 
 
 def main() -> None:
+    """Simulate about --rows readings, then time replay and the pyarrow floor on them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="readings wanted")
     parser.add_argument("--seed", type=int, default=1, help="mix seed")
@@ -37,7 +38,9 @@ def main() -> None:
     args = parser.parse_args()
     # A little over: outages and silenced meters leave some readings out.
     wanted = args.rows * 1.01
-    meters = math.ceil(wanted / 1440 * CUSTOMERS_PER_FEEDER / (CUSTOMERS_PER_FEEDER + 1))
+    # The simulator adds one feeder meter per transformer of CUSTOMERS_PER_TRANSFORMER.
+    per = CUSTOMERS_PER_TRANSFORMER
+    meters = math.ceil(wanted / 1440 * per / (per + 1))
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         summary = write_run(mix_scenario(args.seed, meters, 1.0), data)
@@ -59,7 +62,8 @@ def main() -> None:
     rows = summary.readings
     print(
         f"{platform.machine()}, Python {platform.python_version()}, pyarrow "
-        f"{pyarrow.__version__}; {summary.meters} meters, {rows:,} readings, {size_mb:.0f} MB"
+        f"{pyarrow.__version__}, numpy {np.__version__}, numba {numba.__version__}; "
+        f"{summary.meters} meters, {rows:,} readings, {size_mb:.0f} MB"
     )
     print(f"replay end to end : {replay_s:6.2f} s  {rows / replay_s:>11,.0f} readings/s")
     print(f"pyarrow read floor: {floor_s:6.2f} s  {rows / floor_s:>11,.0f} readings/s")
