@@ -34,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or report")
 
 
+def _order_note(ahead: int, late: int) -> str:
+    """Say how many of the bad rows were out of time order, when any were."""
+    if not ahead and not late:
+        return ""
+    return f": {ahead} far ahead of the data time, {late} older than their meter's last row"
+
+
 def run(args: argparse.Namespace) -> int:
     """Replay the folder and report what was read and raised."""
     from tqdm import tqdm
@@ -66,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(result.by_kind.items())) or "none"
         print(
-            f"read {stats.rows} rows ({stats.good} used, {stats.bad} bad) in "
+            f"read {stats.rows} rows ({stats.good} used, {stats.bad} bad"
+            f"{_order_note(stats.ahead, stats.late)}) in "
             f"{result.seconds:.1f} s; wrote {result.alerts} alerts "
             f"({result.still_open} still open) to {args.out}: {kinds}"
         )

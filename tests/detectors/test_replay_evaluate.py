@@ -193,3 +193,30 @@ def test_replay_then_evaluate_a_simulated_fleet(tmp_path: Path) -> None:
     assert result["detection_recall"] >= 0.8
     assert result["precision"] >= 0.8
     assert result["summary"].startswith("detection recall")
+
+
+def test_a_row_from_a_broken_clock_is_a_bad_row_not_the_data_time(tmp_path: Path) -> None:
+    (tmp_path / "meters.csv").write_text(METERS)
+    lines = ["ts,meter,v1,v2,v3,i1,i2,i3,p1,p2,p3"]
+    three = "230,230,230,5,5,5,1100,1100,1100"
+    one = "230,,,5,,,1100,,"
+    for minute in range(180):
+        ts = 1767571200 + 60 * minute
+        for meter in ("M1", "M2", "FDR", "M5", "FDR2"):
+            lines.append(f"{ts},{meter},{three}")
+        for meter in ("M3", "M4"):
+            lines.append(f"{ts},{meter},{one}")
+        if minute == 60:
+            lines.append(f"2030-01-01T00:00:00Z,M2,{three}")  # line 429
+            lines.append(f"{ts - 120},M1,{three}")  # a late row: line 430
+    (tmp_path / "readings.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "alerts.jsonl"
+    done = _cli("replay", str(tmp_path), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    reported = [line for line in done.stderr.splitlines() if "readings.csv:" in line]
+    assert [int(line.split(":")[1]) for line in reported] == [429, 430]
+    assert "ahead of the stream's data time" in reported[0]
+    assert "older than the meter's previous reading" in reported[1]
+    assert "1 far ahead of the data time, 1 older than their meter's last row" in done.stdout
+    kinds = [json.loads(line)["kind"] for line in out.read_text().splitlines()]
+    assert "comms_loss" not in kinds
