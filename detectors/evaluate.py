@@ -66,6 +66,8 @@ class KindScore:
     false_alarms: int = 0
     #: Alerts (any kind) matching the detected incidents of this kind: duplicates show.
     alerts_on_detected: int = 0
+    #: Of those, the alerts of a kind that diagnoses the incident.
+    diagnosing_alerts: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Return the figures with the recalls and the median latency worked out."""
@@ -79,6 +81,9 @@ class KindScore:
             "alerts": self.alerts,
             "false_alarms": self.false_alarms,
             "alerts_per_detected_incident": _float_ratio(self.alerts_on_detected, self.detected),
+            "diagnosing_alerts_per_diagnosed_incident": _float_ratio(
+                self.diagnosing_alerts, self.diagnosed
+            ),
         }
 
 
@@ -232,8 +237,10 @@ def score(
         ks.alerts_on_detected += len(found)
         ks.latencies_s.append(found[0].start - label.start)
         accepted = accepted_kinds(label, label.meter in coverage.neutral_measured)
-        if any(a.kind in accepted for a in found):
+        diagnosing = sum(1 for a in found if a.kind in accepted)
+        if diagnosing:
             ks.diagnosed += 1
+            ks.diagnosing_alerts += diagnosing
     fleet = {m.id: m for m in meters}
     customers_of: dict[str, list[str]] = {}
     for m in meters:
@@ -326,7 +333,7 @@ def report(result: dict[str, Any]) -> str:
     head = (
         f"{'kind':<17}{'incidents':>10}{'detected':>10}{'diagnosed':>10}"
         f"{'det.recall':>11}{'diag.recall':>12}{'median latency':>16}{'alerts':>8}"
-        f"{'false':>7}{'alerts/det.':>12}"
+        f"{'false':>7}{'alerts/det.':>12}{'same/diag.':>11}"
     )
     lines = [head, "-" * len(head)]
     for kind, k in result["per_kind"].items():
@@ -335,11 +342,13 @@ def report(result: dict[str, Any]) -> str:
             f"{_fmt(k['detection_recall']):>11}{_fmt(k['diagnosis_recall']):>12}"
             f"{_minutes(k['median_latency_s']):>16}{k['alerts']:>8}{k['false_alarms']:>7}"
             f"{_fmt(k['alerts_per_detected_incident'], '{:.2f}'):>12}"
+            f"{_fmt(k['diagnosing_alerts_per_diagnosed_incident'], '{:.2f}'):>11}"
         )
     lines.append("-" * len(head))
     lines.append(
-        "alerts/det.: alerts of any kind matching each detected incident (1.00: no "
-        f"duplicates). Meter-days: {result['meter_days_counted']}; "
+        "alerts/det.: alerts of any kind matching each detected incident; same/diag.: "
+        "alerts of a diagnosing kind per diagnosed incident (1.00: no duplicates). "
+        f"Meter-days: {result['meter_days_counted']}; "
         f"{result['bad_rows']} bad rows of readings.csv not counted."
     )
     lines.append(summary_line(result))

@@ -131,8 +131,10 @@ def test_diagnosis_accepts_only_the_equivalences_the_spec_gives(
 def test_duplicate_alerts_on_one_incident_show_per_kind(tmp_path: Path) -> None:
     label = "M1,bypass,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,1,0.3\n"
     alerts = [_alert("M1", "bypass", f"2026-01-05T1{h}:00:00Z") for h in (0, 1, 2)]
+    alerts.append(_alert("M1", "tamper", "2026-01-05T10:30:00Z"))
     result = _score_one_label(tmp_path, label, alerts, "")
-    assert result["per_kind"]["bypass"]["alerts_per_detected_incident"] == 3.0
+    assert result["per_kind"]["bypass"]["alerts_per_detected_incident"] == 4.0
+    assert result["per_kind"]["bypass"]["diagnosing_alerts_per_diagnosed_incident"] == 3.0
     assert result["false_alarms"] == 0
     assert result["diagnosed"] == 1
 
