@@ -112,11 +112,14 @@ async def test_retries_resend_a_timed_out_request_to_that_meter_only() -> None:
 
 async def test_a_cancelled_poll_does_not_sit_out_the_pause() -> None:
     port = free_port()
-    async with _gateway(port) as gateway, _source(port, StatusBoard(), pause_s=60.0) as source:
+    source = _source(port, StatusBoard(), timeout_s=30.0, pause_s=60.0)
+    async with _gateway(port) as gateway, source:
+        gateway.set_fault(1, Fault.SILENT)
         poll = asyncio.create_task(source.poll_once())
+        # The request reached the bus and will never be answered: cancel the waiting read.
         await _until(lambda: len(gateway.bus_log) >= 1)
         poll.cancel()
-        # Inside the 60 s pause after the first answer: cancelling ends the poll right away.
+        # A pause in a `finally` would hold the cancelled poll for 60 s.
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(poll, timeout=5.0)
     assert len(gateway.bus_log) == 1
