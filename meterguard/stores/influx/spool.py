@@ -102,6 +102,12 @@ class Spool:
             os.fsync(file.fileno())
         # Renamed only when complete, so a crash never leaves half a chunk to replay.
         os.replace(tmp, path)
+        # And the rename itself on disk, so the chunk outlives a power cut.
+        folder_fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(folder_fd)
+        finally:
+            os.close(folder_fd)
         chunk.text, chunk.path = None, path
         self._disk.append(chunk)
         self._disk_rows += chunk.rows
