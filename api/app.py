@@ -16,6 +16,7 @@ from starlette.routing import Match
 
 import meterguard
 from api.routers import alerts, cases, health, meters, metrics, stream, users, work_orders
+from meterguard.errors import StoreUnavailableError
 from meterguard.runtime import Runtime
 from meterguard.settings import Settings
 
@@ -59,6 +60,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(work_orders.router, responses=AUTH_RESPONSES)
     app.include_router(users.router, responses=AUTH_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(StoreUnavailableError)
+    async def store_down(request: Request, exc: StoreUnavailableError) -> Response:
+        # A store outage is the server's temporary state, not a bug: 503, try again.
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -1,8 +1,7 @@
-"""Who is asking: bearer tokens (header or cookie), roles, and the 401/403 rules."""
+"""Who is asking: bearer tokens (header or cookie), what each role may do, 401 and 403."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -10,18 +9,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from api.deps import RuntimeDep
+from meterguard.roles import Role
 
 #: The cookie the web pages carry the token in (EventSource cannot send headers).
 SESSION_COOKIE = "mg_token"
-
-
-class Role(enum.StrEnum):
-    """What a user may do."""
-
-    VIEWER = "viewer"
-    OPERATOR = "operator"
-    CREW = "crew"
-    ADMIN = "admin"
 
 
 READERS = frozenset(Role)

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
-from api.auth import OPERATORS, Operator, Principal, Reader, Role, require
+from api.auth import OPERATORS, Operator, Principal, Reader, require
 from api.deps import RuntimeDep
 from meterguard.errors import AlertNotFoundError
+from meterguard.roles import Role
 from meterguard.stores.alertdb.store import ENGINE_ACTOR
 from meterguard.stores.records import (
     Acknowledgement,

@@ -6,8 +6,9 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 
-from api.auth import Admin, AnyUser, Role
+from api.auth import Admin, AnyUser
 from api.deps import RuntimeDep
+from meterguard.roles import Role
 
 router = APIRouter(prefix="/api", tags=["users"])
 
@@ -50,7 +51,9 @@ async def me(who: AnyUser) -> Me:
 async def create_user(body: UserIn, who: Admin, runtime: RuntimeDep) -> NewUser:
     """Create a user and return its API token (stored hashed; shown only now)."""
     try:
-        user, token = await runtime.alerts.create_user(body.name, body.role.value)
+        user, token = await runtime.alerts.create_user(
+            body.name, body.role.value, created_by=who.name
+        )
     except IntegrityError:
         raise HTTPException(status_code=409, detail=f"user {body.name!r} exists") from None
     return NewUser(name=user.name, role=Role(user.role), token=token)

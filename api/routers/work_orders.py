@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from api.auth import Operator, Reader, Role
+from api.auth import Operator, Reader
 from api.deps import RuntimeDep
 from meterguard.errors import AlertNotFoundError
+from meterguard.roles import Role
 from meterguard.stores.records import Outcome, WorkOrder, WorkOrderStatus
 
 router = APIRouter(prefix="/api/work-orders", tags=["work orders"])

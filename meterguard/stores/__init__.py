@@ -135,8 +135,10 @@ class AlertStore(Protocol):
     ) -> builtins.list[AuditEntry]:
         """Return audit entries, newest first."""
 
-    async def create_user(self, name: str, role: str = "operator") -> tuple[User, str]:
-        """Create a user and return it with a new API token."""
+    async def create_user(
+        self, name: str, role: str = "operator", *, created_by: str = "cli"
+    ) -> tuple[User, str]:
+        """Create a user and return it with a new API token; `created_by` is audited."""
 
     async def user_for_token(self, token: str) -> User | None:
         """Return the user of an active token."""

@@ -11,6 +11,7 @@ from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings
 from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -154,3 +155,28 @@ async def test_readiness_reports_a_dead_store(
     assert broken.status_code == 503
     assert broken.json()["checks"]["alert_store"].startswith("error")
     assert broken.json()["checks"]["series_store"] == "ok"
+
+
+async def test_an_unreachable_series_server_is_a_503(tmp_path: Path) -> None:
+    # InfluxDB configured where nothing listens: the series query cannot be answered.
+    settings = Settings(
+        storage=StorageSettings.model_validate(
+            {
+                "data_dir": tmp_path,
+                "series_backend": "influxdb-v1",
+                "influxdb": {"url": f"http://127.0.0.1:{free_port()}", "timeout_s": 2},
+            }
+        ),
+        api=ApiSettings(anonymous_role="viewer"),
+        meters=[Meter(id="M1", service="3p4w", nominal_v=230)],
+    )
+    runtime = Runtime.open(settings)
+    try:
+        transport = httpx.ASGITransport(app=create_app(settings, runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            resp = await client.get("/api/meters/M1/series", params={"fields": "v1"})
+        assert resp.status_code == 503
+        assert resp.headers["retry-after"] == "5"
+        assert "unavailable" in resp.json()["detail"]
+    finally:
+        await runtime.close()
