@@ -398,7 +398,13 @@ class Engine:
         return dt
 
     def process(self, batch: ReadingBatch) -> list[AlertEvent]:
-        """Run every detector over a batch (rows in time order) and return the events."""
+        """Run every detector over a batch (rows in time order) and return the events.
+
+        Rows without a finite time, and rows older than their meter's latest reading (late
+        rows), are dropped and counted in `rows_dropped` before any detector sees them, so
+        no window (energy_balance, consumption_drop) or incident moves backwards. Rows far
+        ahead of the data time are not judged here: the readings reader rejects them.
+        """
         events: list[AlertEvent] = []
         usable = np.isfinite(batch.ts) & (batch.ts >= self._last_ts[batch.slot])
         if not usable.all():
