@@ -33,6 +33,13 @@ _USUAL_TAU_S = 3600.0
 class BypassConfig(DetectorConfig):
     """Options of the bypass detector."""
 
+    clear_after_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Absence before clearing: a bypass shows only while enough load flows, "
+        "so a quiet spell must not split one incident into several alerts.",
+    )
+
     min_current_a: float = Field(
         default=0.3, gt=0, description="Below this current, A, a mismatch cannot be told."
     )

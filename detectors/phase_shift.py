@@ -27,6 +27,13 @@ from meterguard.model import QUANTITY_INDEX, AlertKind, MeterRegistry, ReadingBa
 class PhaseShiftConfig(DetectorConfig):
     """Options of the phase-shift detector."""
 
+    clear_after_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Absence before clearing: the angle is judged only under load, so a "
+        "quiet spell must not split one incident into several alerts.",
+    )
+
     min_current_a: float = Field(
         default=0.5, gt=0, description="Below this phase current, A, the angle is not judged."
     )
