@@ -134,7 +134,7 @@ DEMO_USERS = (("operator", "operator"), ("crew1", "crew"), ("admin", "admin"))
 
 async def _demo_users(runtime: Runtime) -> str:
     """Create the demo's users on a fresh data folder and return their tokens to print."""
-    lines = ["Users (send as 'Authorization: Bearer <token>', or log in on the board):"]
+    lines = ["Users (send a token as 'Authorization: Bearer <token>' to act on alerts):"]
     for name, role in DEMO_USERS:
         try:
             _, token = await runtime.alerts.create_user(name, role)

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("pymodbus").setLevel(logging.WARNING)
+    for chatty in ("pymodbus", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="meterguard-demo-"))
     demo.main(data_dir, args.port, args.meters, args.seed)
     return 0
