@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from meterguard.model import Alert, AlertEvent, AlertKind, FloatArray, ReadingBatch, Severity
+from meterguard.model import (
+    QUANTITIES,
+    Alert,
+    AlertEvent,
+    AlertKind,
+    FloatArray,
+    ReadingBatch,
+    Severity,
+)
 from meterguard.stores.records import (
     Acknowledgement,
     Assignment,
@@ -27,6 +35,15 @@ class Series:
     meter: str
     ts: FloatArray
     values: dict[str, FloatArray]
+
+
+def check_query(fields: Sequence[str], points: int | None) -> None:
+    """Refuse a series query every store would refuse: unknown quantities, points < 1."""
+    unknown = [f for f in fields if f not in QUANTITIES]
+    if unknown:
+        raise ValueError(f"unknown quantities: {', '.join(unknown)}")
+    if points is not None and points < 1:
+        raise ValueError("points must be at least 1")
 
 
 class SeriesStore(Protocol):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from meterguard.model import QUANTITIES, MeterRegistry, ReadingBatch
-from meterguard.stores import Series
+from meterguard.stores import Series, check_query
 from meterguard.stores.sqlite_worker import SqliteWorker
 
 _COLUMNS = ", ".join(f'"{q}" REAL' for q in QUANTITIES)
@@ -174,11 +174,7 @@ class SqliteSeriesStore:
         points: int | None = None,
     ) -> Series:
         """Return a meter's fields between start and end, in time order, bucketed if asked."""
-        unknown = [f for f in fields if f not in QUANTITIES]
-        if unknown:
-            raise ValueError(f"unknown quantities: {', '.join(unknown)}")
-        if points is not None and points < 1:
-            raise ValueError("points must be at least 1")
+        check_query(fields, points)
         args: tuple[float | str, ...]
         if points is None:
             columns = "".join(f', "{f}"' for f in fields)

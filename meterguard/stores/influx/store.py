@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from meterguard.errors import StoreUnavailableError
-from meterguard.model import QUANTITIES, MeterRegistry, ReadingBatch
-from meterguard.stores import Series
+from meterguard.model import MeterRegistry, ReadingBatch
+from meterguard.stores import Series, check_query
 from meterguard.stores.config import InfluxSettings
 from meterguard.stores.influx.lineproto import LineEncoder
 from meterguard.stores.influx.spool import Chunk, Spool
@@ -355,11 +355,7 @@ class InfluxSeriesStore:
         points: int | None = None,
     ) -> Series:
         """Return a meter's fields over a window (InfluxQL), averaged into buckets if asked."""
-        unknown = [f for f in fields if f not in QUANTITIES]
-        if unknown:
-            raise ValueError(f"unknown quantities: {', '.join(unknown)}")
-        if points is not None and points < 1:
-            raise ValueError("points must be at least 1")
+        check_query(fields, points)
         if not fields:
             empty = np.zeros(0)
             return Series(meter=meter, ts=empty, values={})
