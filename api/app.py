@@ -93,4 +93,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     async def meter_page(meter_id: str) -> FileResponse:
         return FileResponse(STATIC_DIR / "meter.html")
 
+    @app.get("/crew", include_in_schema=False)
+    async def crew_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "crew.html")
+
     return app

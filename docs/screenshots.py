@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -16,7 +17,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from playwright.async_api import async_playwright
+from playwright.async_api import Page, async_playwright
 
 OUT = Path(__file__).parent / "screenshots"
 CHROMIUM_ARGS = [
@@ -35,6 +36,40 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: How the demo prints a user's token: "  crew1     (crew): <token>".
+TOKEN_LINE = re.compile(r"^\s+(\S+)\s+\((\w+)\): ([A-Za-z0-9_-]{20,})$")
+
+
+async def _read_tokens(stdout: asyncio.StreamReader, tokens: dict[str, str]) -> None:
+    """Collect the tokens the demo prints, then keep draining its output."""
+    async for raw in stdout:
+        match = TOKEN_LINE.match(raw.decode(errors="replace").rstrip())
+        if match:
+            tokens[match.group(1)] = match.group(3)
+
+
+def _call(
+    base: str, method: str, path: str, token: str, body: dict[str, object]
+) -> dict[str, object]:
+    """Send one authorised JSON request to the demo's API and return its answer."""
+    request = urllib.request.Request(
+        base + path,
+        method=method,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as resp:
+        answer: dict[str, object] = json.load(resp)
+    return answer
+
+
+async def _sign_in(page: Page, token: str) -> None:
+    await page.locator("#sign-in").click()
+    await page.locator("#sign-in-form input[name=token]").fill(token)
+    await page.locator("#sign-in-form button[type=submit]").click()
+    await page.locator("#whoami").wait_for()
 
 
 def _alerts(base: str) -> list[dict[str, object]]:
@@ -60,10 +95,13 @@ async def main() -> None:
             str(port),
             "--data-dir",
             data_dir,
-            stdout=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        assert demo.stdout is not None
+        tokens: dict[str, str] = {}
+        reader = asyncio.create_task(_read_tokens(demo.stdout, tokens))
         try:
             alerts: list[dict[str, object]] = []
             for _ in range(120):  # the demo's alerts need ~30 s of readings
@@ -73,11 +111,49 @@ async def main() -> None:
                         break
                 await asyncio.sleep(1)
             await asyncio.sleep(20)  # a little more history for the plots
-            first = max(alerts, key=lambda a: float(str(a["estimated_kwh_lost"])))
+            ranked = sorted(alerts, key=lambda a: -float(str(a["estimated_kwh_lost"])))
+            first = ranked[0]
+            # Give the crew something to do: two work orders, one of them already under way.
+            for n, alert in enumerate(ranked[:2]):
+                note = "Check the CT orientation and the terminal cover seals."
+                order = _call(
+                    base,
+                    "POST",
+                    "/api/work-orders",
+                    tokens["operator"],
+                    {"alert_id": alert["id"], "instructions": note, "assignee": "crew1"},
+                )
+                if n == 0:
+                    _call(
+                        base,
+                        "POST",
+                        f"/api/alerts/{alert['id']}/acknowledge",
+                        tokens["operator"],
+                        {"note": "crew sent"},
+                    )
+                    path = f"/api/work-orders/{order['id']}"
+                    _call(base, "PATCH", path, tokens["operator"], {"status": "dispatched"})
+            for alert in ranked[2:3]:
+                # One case closed, so the board's detector statistics have a row to show.
+                order = _call(
+                    base,
+                    "POST",
+                    "/api/work-orders",
+                    tokens["operator"],
+                    {"alert_id": alert["id"], "assignee": "crew1"},
+                )
+                path = f"/api/work-orders/{order['id']}"
+                change: dict[str, object] = {
+                    "outcome": "theft_confirmed",
+                    "note": "CT leads swapped at the meter",
+                }
+                _call(base, "PATCH", path, tokens["operator"], change)
             OUT.mkdir(exist_ok=True)
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
                 page = await browser.new_page(viewport={"width": 1280, "height": 720})
+                await page.goto(base + "/")
+                await _sign_in(page, tokens["operator"])
                 pages = [
                     ("board.png", "/", False),
                     ("alert.png", f"/alerts/{first['id']}", True),
@@ -94,10 +170,18 @@ async def main() -> None:
                 await asyncio.sleep(1.5)
                 await phone.screenshot(path=str(OUT / "board-phone.png"))
                 print("wrote", OUT / "board-phone.png")
+                crew = await browser.new_page(viewport={"width": 390, "height": 844})
+                await crew.goto(base + "/crew")
+                await _sign_in(crew, tokens["crew1"])
+                await crew.locator("#orders article.order").first.wait_for()
+                await asyncio.sleep(0.5)
+                await crew.screenshot(path=str(OUT / "crew-phone.png"))
+                print("wrote", OUT / "crew-phone.png")
                 await browser.close()
         finally:
             demo.terminate()
             await demo.wait()
+            reader.cancel()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,56 @@ function evidenceTable(evidence) {
   }
 }
 
+// The case: what people did about the alert, newest last, refreshed after each action.
+async function drawCase(id) {
+  const c = await MG.json(`/api/alerts/${encodeURIComponent(id)}/case`);
+  const when = (t) => MG.epochTime(t);
+  const list = (title, cls, items, line) => MG.el("section", {class: `case-part ${cls}`},
+    MG.el("h3", {}, `${title} (${items.length})`),
+    items.length ? MG.el("ul", {}, ...items.map((x) => MG.el("li", {}, line(x))))
+      : MG.el("p", {class: "muted"}, "none"));
+  document.querySelector("#case").replaceChildren(
+    list("Acknowledgements", "acks", c.acknowledgements,
+      (a) => `${when(a.at)} · ${a.user}${a.note ? `: ${a.note}` : ""}`),
+    list("Assignments", "assignments", c.assignments,
+      (a) => `${when(a.at)} · ${a.assigned_by} → ${a.assignee}`),
+    list("Comments", "comments", c.comments, (m) => `${when(m.at)} · ${m.author}: ${m.text}`),
+    list("Work orders", "work-orders", c.work_orders, (w) =>
+      `#${w.id} ${w.status} · crew ${w.assignee ?? "unassigned"}` +
+      `${w.instructions ? ` · ${w.instructions}` : ""}` +
+      `${w.outcome ? ` · outcome ${w.outcome}${w.outcome_note ? `: ${w.outcome_note}` : ""}` : ""}`),
+    list("Audit trail", "audit", c.audit, (e) =>
+      `${when(e.at)} · ${e.actor} ${e.action}` +
+      `${Object.keys(e.detail).length ? ` ${JSON.stringify(e.detail)}` : ""}`));
+}
+
+// Operators and admins act on the alert; each form posts, clears itself and redraws the case.
+function wireActions(id) {
+  const base = `/api/alerts/${encodeURIComponent(id)}`;
+  const actions = [
+    ["#ack-form", (f) => MG.api("POST", `${base}/acknowledge`, {note: f.note.value})],
+    ["#assign-form", (f) => MG.api("POST", `${base}/assign`, {assignee: f.assignee.value})],
+    ["#comment-form", (f) => MG.api("POST", `${base}/comments`, {text: f.text.value})],
+    ["#work-order-form", (f) => MG.api("POST", "/api/work-orders", {
+      alert_id: id, instructions: f.instructions.value,
+      assignee: f.assignee.value.trim() || null})],
+  ];
+  for (const [selector, send] of actions) {
+    const form = document.querySelector(selector);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        await send(form);
+        form.reset();
+      } catch (err) {
+        return;  // MG.api has shown the error; the form keeps what was typed
+      }
+      await drawCase(id);
+    });
+  }
+  document.querySelector("#actions").hidden = false;
+}
+
 async function main() {
   const id = MG.lastPathPart();
   const a = await MG.json(`/api/alerts/${encodeURIComponent(id)}`);
@@ -49,6 +99,11 @@ async function main() {
   document.querySelector("#history tbody").replaceChildren(...a.history.map((h) =>
     MG.el("tr", {}, MG.el("td", {}, h.type), MG.el("td", {}, MG.epochTime(h.ts)),
       MG.el("td", {}, MG.epochTime(h.recorded_at)))));
+  await MG.ready;
+  if (MG.can("operator", "admin")) wireActions(id);
+  drawCase(id).catch((err) => {
+    document.querySelector("#case").textContent = `Could not load the case: ${err.message}`;
+  });
   const start = Date.parse(a.start) / 1000;
   const end = a.end ? Date.parse(a.end) / 1000 : Date.now() / 1000;
   const pad = Math.max(600, (end - start) * 0.5);

@@ -57,6 +57,28 @@ async function health() {
   }
 }
 
+// Precision: theft confirmed out of the outcomes where the crew got access.
+const OUTCOMES = ["theft_confirmed", "meter_fault", "no_fault_found", "no_access"];
+
+async function stats() {
+  const body = document.querySelector("#stats tbody");
+  try {
+    const s = await MG.json("/api/stats/detectors");
+    const kinds = Object.keys(s.outcomes).sort();
+    body.replaceChildren(...kinds.map((kind) => MG.el("tr", {dataset: {kind}},
+      MG.el("td", {}, kind),
+      ...OUTCOMES.map((o) => MG.el("td", {class: "num", dataset: {outcome: o}},
+        s.outcomes[kind][o] ?? 0)),
+      MG.el("td", {class: "num", dataset: {outcome: "precision"}},
+        s.precision[kind] == null ? "—" : `${Math.round(s.precision[kind] * 100)} %`))));
+    if (!kinds.length) {
+      body.append(MG.el("tr", {}, MG.el("td", {colspan: 6}, "no closed work orders yet")));
+    }
+  } catch (err) {
+    body.replaceChildren(MG.el("tr", {}, MG.el("td", {colspan: 6}, err.message)));
+  }
+}
+
 function follow() {
   const live = document.querySelector("#live");
   const source = new EventSource("/api/stream");
@@ -75,3 +97,5 @@ form.addEventListener("input", draw);
 reload().then(follow);
 health();
 setInterval(health, 5000);
+stats();
+setInterval(stats, 3000);

@@ -1,11 +1,117 @@
-// Helpers shared by the pages: fetching, building elements, times, charts (uPlot, local).
+// Helpers shared by the pages: sign-in, fetching, building elements, times, charts (uPlot).
 "use strict";
 
+const TOKEN_KEY = "mg_token";
+
 const MG = {
+  // The signed-in user ({name, role, authenticated}); set by MG.ready before pages use it.
+  user: null,
+
+  token() {
+    return localStorage.getItem(TOKEN_KEY);
+  },
+  headers(extra = {}) {
+    const token = MG.token();
+    return token ? {...extra, Authorization: `Bearer ${token}`} : extra;
+  },
   async json(url) {
-    const resp = await fetch(url);
+    const resp = await fetch(url, {headers: MG.headers()});
     if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
     return resp.json();
+  },
+  // A call that may change something: the token goes in the header (the cookie alone only
+  // authorises reads), the body as JSON; an error's detail is shown to the user and thrown.
+  async api(method, url, body) {
+    const init = {method, headers: MG.headers()};
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const resp = await fetch(url, init);
+    const data = await resp.json().catch(() => null);
+    if (!resp.ok) {
+      let detail = data && data.detail;
+      if (Array.isArray(detail)) detail = detail.map((d) => d.msg).join("; ");
+      const hint = resp.status === 401 ? " (sign in)" : "";
+      const message = `${method} ${url}: ${resp.status} ${detail || resp.statusText}${hint}`;
+      MG.showError(message);
+      throw new Error(message);
+    }
+    MG.showError("");
+    return data;
+  },
+  showError(message) {
+    let box = document.querySelector("#mg-error");
+    if (!box) {
+      box = MG.el("p", {id: "mg-error", class: "error", role: "alert"});
+      document.querySelector("main").prepend(box);
+    }
+    box.textContent = message;
+    box.hidden = !message;
+  },
+  can(...roles) {
+    return Boolean(MG.user && MG.user.authenticated && roles.includes(MG.user.role));
+  },
+
+  // The header's sign-in control: paste a token, check it with /api/me, keep it in
+  // localStorage (for the Authorization header) and a cookie (for EventSource and GETs).
+  async signIn(token) {
+    const resp = await fetch("/api/me", {headers: {Authorization: `Bearer ${token}`}});
+    if (!resp.ok) throw new Error(resp.status === 401 ? "unknown or revoked token" :
+      `HTTP ${resp.status}`);
+    localStorage.setItem(TOKEN_KEY, token);
+    document.cookie = `${TOKEN_KEY}=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
+    location.reload();
+  },
+  signOut() {
+    localStorage.removeItem(TOKEN_KEY);
+    document.cookie = `${TOKEN_KEY}=; path=/; SameSite=Strict; max-age=0`;
+    location.reload();
+  },
+  async loadUser() {
+    let resp = await fetch("/api/me", {headers: MG.headers()});
+    if (resp.status === 401 && MG.token()) {
+      // A stored token that no longer works: forget it and carry on as anonymous.
+      localStorage.removeItem(TOKEN_KEY);
+      document.cookie = `${TOKEN_KEY}=; path=/; SameSite=Strict; max-age=0`;
+      resp = await fetch("/api/me");
+    }
+    MG.user = resp.ok ? await resp.json() : null;
+    MG.drawAuth();
+    return MG.user;
+  },
+  drawAuth() {
+    const header = document.querySelector("header");
+    let box = header.querySelector("#auth");
+    if (!box) {
+      box = MG.el("span", {id: "auth", class: "auth"});
+      header.append(box);
+    }
+    if (MG.user && MG.user.authenticated) {
+      const out = MG.el("button", {type: "button", id: "sign-out", class: "link"}, "Sign out");
+      out.addEventListener("click", MG.signOut);
+      box.replaceChildren(
+        MG.el("span", {id: "whoami"}, `${MG.user.name} (${MG.user.role})`), " · ", out);
+      return;
+    }
+    const open = MG.el("button", {type: "button", id: "sign-in", class: "link"}, "Sign in");
+    const form = MG.el("form", {id: "sign-in-form", class: "sign-in"},
+      MG.el("input", {name: "token", type: "password", placeholder: "paste your token",
+        autocomplete: "off", required: "", "aria-label": "token"}),
+      MG.el("button", {type: "submit"}, "Sign in"),
+      MG.el("span", {class: "auth-error"}));
+    form.hidden = true;
+    open.addEventListener("click", () => {
+      form.hidden = !form.hidden;
+      if (!form.hidden) form.token.focus();
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      MG.signIn(form.token.value.trim()).catch((err) => {
+        form.querySelector(".auth-error").textContent = err.message;
+      });
+    });
+    box.replaceChildren(open, form);
   },
   el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
@@ -89,3 +195,6 @@ const MG = {
     return drawn;
   },
 };
+
+// Every page waits on this before drawing what depends on the user's role.
+MG.ready = MG.loadUser().catch(() => null);

@@ -5,10 +5,11 @@ import contextlib
 import shutil
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from meterguard.demo import demo_settings
 from meterguard.runtime import Runtime
@@ -39,15 +40,30 @@ async def browser() -> AsyncIterator[Browser]:
         await b.close()
 
 
+@dataclass(frozen=True)
+class Live:
+    """The running service: its URL, the thief's meter and the users' tokens by name."""
+
+    base: str
+    thief: str
+    tokens: dict[str, str]
+
+
 @pytest.fixture
-async def live_service(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
-    """A 12-meter fleet, one reversed CT raised after 6 s, the service and API on 127.0.0.1."""
+async def live_service(tmp_path: Path) -> AsyncIterator[Live]:
+    """A 12-meter fleet, one reversed CT raised after 6 s, the service and API on 127.0.0.1.
+
+    Users "operator" (operator) and "crew1" (crew) exist; anonymous callers are viewers.
+    """
     fleet, truth = demo_fleet(12, seed=5, thieves=1, solar=1)
     port, api_port = free_port(), free_port()
     settings = demo_settings(fleet, [port], tmp_path, api_port)
     settings.detectors["reversal"]["raise_after_s"] = 6
     settings.sources[0].interval_s = 0.5
     runtime = Runtime.open(settings)
+    tokens: dict[str, str] = {}
+    for name, role in (("operator", "operator"), ("crew1", "crew")):
+        _, tokens[name] = await runtime.alerts.create_user(name, role)
     gateway = ModbusGateway(
         [(u + 1, s) for u, s in enumerate(fleet)],
         port=port,
@@ -56,7 +72,7 @@ async def live_service(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
     async with gateway:
         task = asyncio.create_task(Service(runtime).run())
         try:
-            yield f"http://127.0.0.1:{api_port}", truth[0].meter
+            yield Live(f"http://127.0.0.1:{api_port}", truth[0].meter, tokens)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -64,16 +80,30 @@ async def live_service(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
             await runtime.close()
 
 
-async def test_alert_appears_live_and_pages_draw_plots(
-    browser: Browser, live_service: tuple[str, str], tmp_path: Path
-) -> None:
-    base, thief = live_service
-    page = await browser.new_page()
-    for _ in range(50):  # the API comes up with the service
+async def open_when_up(page: Page, url: str) -> None:
+    """Open a page of the service, which comes up a moment after the fixture starts it."""
+    for _ in range(50):
         with contextlib.suppress(Exception):
-            await page.goto(base + "/")
-            break
+            await page.goto(url)
+            return
         await asyncio.sleep(0.2)
+    await page.goto(url)
+
+
+async def sign_in(page: Page, token: str, name: str) -> None:
+    """Use the header's sign-in control and wait for the page to show who is signed in."""
+    await page.locator("#sign-in").click()
+    await page.locator("#sign-in-form input[name=token]").fill(token)
+    await page.locator("#sign-in-form button[type=submit]").click()
+    await expect(page.locator("#whoami")).to_contain_text(name)
+
+
+async def test_alert_appears_live_and_pages_draw_plots(
+    browser: Browser, live_service: Live, tmp_path: Path
+) -> None:
+    base, thief = live_service.base, live_service.thief
+    page = await browser.new_page()
+    await open_when_up(page, base + "/")
     await expect(page.locator("#alerts tbody")).to_contain_text("no alerts")
     await expect(page.locator("#live")).to_have_class("live on")
     # The alert arrives through the stream: the page is never reloaded.
@@ -94,3 +124,62 @@ async def test_alert_appears_live_and_pages_draw_plots(
     await expect(page.locator("#latest tbody")).to_contain_text("v1")
     await expect(page.locator("#plots")).to_have_attribute("data-charts", "4", timeout=10_000)
     await expect(page.locator("#alerts tbody")).to_contain_text("reversal")
+
+
+async def test_operator_and_crew_close_a_case_and_the_statistics_count_it(
+    browser: Browser, live_service: Live
+) -> None:
+    base, thief = live_service.base, live_service.thief
+    page = await browser.new_page()
+    await open_when_up(page, base + "/")
+    await sign_in(page, live_service.tokens["operator"], "operator (operator)")
+    await expect(page.locator("#live")).to_have_class("live on")
+    await expect(page.locator("#alerts tbody")).to_contain_text("no alerts")
+    await expect(page.locator("#stats tbody")).to_contain_text("no closed work orders")
+    row = page.locator("#alerts tbody tr", has_text=thief)
+    await expect(row).to_be_visible(timeout=20_000)  # from the stream, without a reload
+
+    await row.get_by_role("link", name="reversal").click()
+    await expect(page.locator("#plots")).to_have_attribute("data-charts", "4", timeout=10_000)
+    await expect(page.locator("#whoami")).to_contain_text("operator")
+    await page.locator("#ack-form input[name=note]").fill("looking into it")
+    await page.locator("#ack-form button").click()
+    await expect(page.locator("#case .acks")).to_contain_text("operator: looking into it")
+    await page.locator("#work-order-form textarea[name=instructions]").fill("check the CT on L1")
+    await page.locator("#work-order-form input[name=assignee]").fill("crew1")
+    await page.locator("#work-order-form button").click()
+    orders = page.locator("#case .work-orders")
+    await expect(orders).to_contain_text("open · crew crew1 · check the CT on L1")
+    await expect(page.locator("#case .audit")).to_contain_text("operator")
+    await page.locator("#sign-out").click()
+    await expect(page.locator("#sign-in")).to_be_visible()
+    await expect(page.locator("#actions")).to_be_hidden()
+
+    await page.goto(base + "/crew")
+    await expect(page.locator("#orders")).to_contain_text("Sign in with your crew token")
+    await page.locator("#sign-in").click()
+    await page.locator("#sign-in-form input[name=token]").fill("not-a-token")
+    await page.locator("#sign-in-form button[type=submit]").click()
+    await expect(page.locator("#sign-in-form")).to_contain_text("unknown or revoked token")
+    await page.locator("#sign-in").click()  # closes the form; sign_in opens it again
+    await sign_in(page, live_service.tokens["crew1"], "crew1 (crew)")
+    order = page.locator("#orders article.order")
+    await expect(order).to_have_count(1)
+    await expect(order).to_contain_text(f"reversal at {thief}")
+    await expect(order).to_contain_text("check the CT on L1")
+    await order.get_by_role("button", name="On my way").click()
+    await expect(order).to_have_attribute("data-status", "dispatched")
+    await expect(order.get_by_role("button", name="On my way")).to_have_count(0)
+    await order.locator("select[name=outcome]").select_option("theft_confirmed")
+    await order.locator("textarea[name=note]").fill("CT on L1 turned round, seal broken")
+    await order.get_by_role("button", name="Record outcome").click()
+    await expect(order).to_have_attribute("data-status", "done")
+    await expect(order).to_contain_text("done: theft_confirmed · CT on L1 turned round")
+    await page.locator("#sign-out").click()
+
+    await page.goto(base + "/")
+    await sign_in(page, live_service.tokens["operator"], "operator")
+    reversal = page.locator("#stats tbody tr[data-kind=reversal]")
+    await expect(reversal.locator("[data-outcome=theft_confirmed]")).to_have_text("1")
+    await expect(reversal.locator("[data-outcome=no_fault_found]")).to_have_text("0")
+    await expect(reversal.locator("[data-outcome=precision]")).to_have_text("100 %")
