@@ -132,7 +132,7 @@ async def main() -> None:
                         {"note": "crew sent"},
                     )
                     path = f"/api/work-orders/{order['id']}"
-                    _call(base, "PATCH", path, tokens["operator"], {"status": "dispatched"})
+                    _call(base, "PATCH", path, tokens["operator"], {"status": "en_route"})
             for alert in ranked[2:3]:
                 # One case closed, so the board's detector statistics have a row to show.
                 order = _call(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from api.auth import OPERATORS, Operator, Principal, Reader, require
@@ -54,8 +54,34 @@ class CaseOut(BaseModel):
     audit: list[AuditEntry]
 
 
+class DetectorRow(BaseModel):
+    """One detector kind: what it raised and what the crews found."""
+
+    kind: str
+    raised: int = Field(description="Alerts of this kind in the alert database.")
+    confirmed: int = Field(description="Work orders closed with theft_confirmed.")
+    no_fault_found: int = Field(description="Work orders closed with no_fault_found.")
+    precision: float | None = Field(
+        description="Theft confirmed / outcomes with access (null: none yet)."
+    )
+
+
+class OpenCase(BaseModel):
+    """An active alert, ranked by what it is estimated to lose."""
+
+    alert_id: str
+    meter: str
+    kind: str
+    severity: str
+    start: float
+    estimated_kwh_lost: float
+
+
 class DetectorStats(BaseModel):
-    """How field outcomes rate each detector."""
+    """How field outcomes rate each detector, and the open cases by estimated loss."""
+
+    detectors: list[DetectorRow] = Field(description="Per kind, sorted by kind.")
+    open_cases: list[OpenCase] = Field(description="Active alerts, largest estimated loss first.")
 
     outcomes: dict[str, dict[str, int]] = Field(
         description="Per alert kind, how many work orders closed with each outcome."
@@ -136,11 +162,46 @@ async def case(alert_id: str, who: Reader, runtime: RuntimeDep) -> CaseOut:
 
 
 @router.get("/stats/detectors", response_model=DetectorStats)
-async def detector_stats(who: Reader, runtime: RuntimeDep) -> DetectorStats:
-    """Return the outcomes crews recorded per alert kind and the precision they imply."""
+async def detector_stats(
+    who: Reader,
+    runtime: RuntimeDep,
+    open_cases: Annotated[int, Query(ge=0, le=500, description="How many open cases.")] = 20,
+) -> DetectorStats:
+    """Return per detector kind the alerts raised, the crews' outcomes and the precision."""
     outcomes = await runtime.alerts.outcomes_by_kind()
+    raised = await runtime.alerts.alerts_by_kind()
     precision: dict[str, float | None] = {}
-    for kind, counts in outcomes.items():
+    rows = []
+    for kind in sorted(set(outcomes) | set(raised)):
+        counts = outcomes.get(kind, {})
+        # No access says nothing about the detector; every other outcome judged it.
         judged = sum(n for outcome, n in counts.items() if outcome != "no_access")
         precision[kind] = counts.get("theft_confirmed", 0) / judged if judged else None
-    return DetectorStats(outcomes=outcomes, precision=precision)
+        rows.append(
+            DetectorRow(
+                kind=kind,
+                raised=raised.get(kind, 0),
+                confirmed=counts.get("theft_confirmed", 0),
+                no_fault_found=counts.get("no_fault_found", 0),
+                precision=precision[kind],
+            )
+        )
+    top = (
+        await runtime.alerts.list(active=True, order="kwh", limit=open_cases) if open_cases else []
+    )
+    return DetectorStats(
+        detectors=rows,
+        open_cases=[
+            OpenCase(
+                alert_id=a.id,
+                meter=a.meter,
+                kind=a.kind.value,
+                severity=a.severity.value,
+                start=a.start,
+                estimated_kwh_lost=a.estimated_kwh_lost,
+            )
+            for a in top
+        ],
+        outcomes=outcomes,
+        precision={k: v for k, v in precision.items() if k in outcomes},
+    )

@@ -5,28 +5,54 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import Operator, Reader
 from api.deps import RuntimeDep
 from meterguard.errors import AlertNotFoundError
 from meterguard.roles import Role
-from meterguard.stores.records import Outcome, WorkOrder, WorkOrderStatus
+from meterguard.stores.records import Checklist, Outcome, WorkOrder, WorkOrderStatus
 
 router = APIRouter(prefix="/api/work-orders", tags=["work orders"])
 
 #: A closed order is history: its outcome is what rates the detectors.
 CLOSED = frozenset({WorkOrderStatus.DONE, WorkOrderStatus.CANCELLED})
 #: What a crew may set on its own open order (cancelling or reopening is the office's).
-CREW_STATUSES = frozenset({WorkOrderStatus.DISPATCHED, WorkOrderStatus.DONE})
+CREW_STATUSES = frozenset({WorkOrderStatus.EN_ROUTE, WorkOrderStatus.ON_SITE, WorkOrderStatus.DONE})
+
+AlertId = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class WorkOrderIn(BaseModel):
-    """A new investigation."""
+    """A new investigation of one or several alerts (alert_id: the older one-alert form)."""
 
-    alert_id: str = Field(min_length=1, max_length=200)
+    # The schema says what the validator below checks: one of the two must name an alert.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["alert_ids"], "properties": {"alert_ids": {"type": "array"}}},
+                {"required": ["alert_id"], "properties": {"alert_id": {"type": "string"}}},
+            ]
+        }
+    )
+
+    alert_ids: list[AlertId] | None = Field(default=None, min_length=1, max_length=100)
+    alert_id: AlertId | None = None
     instructions: str = Field(default="", max_length=5000)
     assignee: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _some_alert(self) -> WorkOrderIn:
+        if not self.alert_ids and self.alert_id is None:
+            raise ValueError("give alert_ids (at least one) or alert_id")
+        return self
+
+    def all_alert_ids(self) -> list[str]:
+        """Return the alerts to cover, alert_ids first."""
+        ids = list(self.alert_ids or [])
+        if self.alert_id is not None and self.alert_id not in ids:
+            ids.append(self.alert_id)
+        return ids
 
 
 class WorkOrderChange(BaseModel):
@@ -36,6 +62,34 @@ class WorkOrderChange(BaseModel):
     assignee: str | None = Field(default=None, min_length=1, max_length=100)
     outcome: Outcome | None = None
     note: str = Field(default="", max_length=5000)
+    outcome_method: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="With theft_confirmed: how it was done (an alert kind or free text).",
+    )
+    recovered_kwh: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    checklist: Checklist | None = None
+
+    # The schema says what the validator below checks: a method only with theft confirmed.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {
+                "required": ["outcome_method"],
+                "properties": {"outcome_method": {"type": "string"}},
+            },
+            "then": {
+                "required": ["outcome"],
+                "properties": {"outcome": {"const": Outcome.THEFT_CONFIRMED.value}},
+            },
+        }
+    )
+
+    @model_validator(mode="after")
+    def _method_needs_theft(self) -> WorkOrderChange:
+        if self.outcome_method is not None and self.outcome is not Outcome.THEFT_CONFIRMED:
+            raise ValueError("outcome_method goes with the outcome theft_confirmed")
+        return self
 
 
 class WorkOrderList(BaseModel):
@@ -49,13 +103,13 @@ class WorkOrderList(BaseModel):
     "", response_model=WorkOrder, status_code=201, responses={404: {"description": "No such alert"}}
 )
 async def create(body: WorkOrderIn, who: Operator, runtime: RuntimeDep) -> WorkOrder:
-    """Open a work order for an alert, optionally for a named crew."""
+    """Open a work order for one or several alerts, optionally for a named crew."""
     try:
         return await runtime.alerts.create_work_order(
-            body.alert_id, who.name, body.instructions, body.assignee
+            body.all_alert_ids(), who.name, body.instructions, body.assignee
         )
-    except AlertNotFoundError:
-        raise HTTPException(status_code=404, detail=f"no alert {body.alert_id!r}") from None
+    except AlertNotFoundError as exc:
+        raise HTTPException(status_code=404, detail=f"no alert {exc}") from None
 
 
 @router.get("", response_model=WorkOrderList)
@@ -90,7 +144,7 @@ async def change(
     who: Reader,
     runtime: RuntimeDep,
 ) -> WorkOrder:
-    """Change status, crew or outcome: operators any order, a crew member only their own."""
+    """Change status, crew, checklist or outcome: operators any order, crews their own open ones."""
     if who.role is Role.VIEWER:
         raise HTTPException(status_code=403, detail="viewers may not change work orders")
     if who.role is Role.CREW:
@@ -114,6 +168,9 @@ async def change(
             assignee=body.assignee,
             outcome=body.outcome,
             note=body.note,
+            outcome_method=body.outcome_method,
+            recovered_kwh=body.recovered_kwh,
+            checklist=body.checklist,
         )
     except KeyError:
         raise HTTPException(status_code=404, detail=f"no work order {work_order_id}") from None

@@ -46,7 +46,10 @@ async function drawCase(id) {
     list("Work orders", "work-orders", c.work_orders, (w) =>
       `#${w.id} ${w.status} · crew ${w.assignee ?? "unassigned"}` +
       `${w.instructions ? ` · ${w.instructions}` : ""}` +
-      `${w.outcome ? ` · outcome ${w.outcome}${w.outcome_note ? `: ${w.outcome_note}` : ""}` : ""}`),
+      `${w.outcome ? ` · outcome ${w.outcome}${w.outcome_method ? ` by ${w.outcome_method}` : ""}` +
+        `${w.outcome_note ? `: ${w.outcome_note}` : ""}` : ""}` +
+      `${w.recovered_kwh != null ? ` · ${w.recovered_kwh} kWh recovered` : ""}` +
+      `${w.alert_ids.length > 1 ? ` · with ${w.alert_ids.filter((a) => a !== id).join(", ")}` : ""}`),
     list("Audit trail", "audit", c.audit, (e) =>
       `${when(e.at)} · ${e.actor} ${e.action}` +
       `${Object.keys(e.detail).length ? ` ${JSON.stringify(e.detail)}` : ""}`));
@@ -60,7 +63,7 @@ function wireActions(id) {
     ["#assign-form", (f) => MG.api("POST", `${base}/assign`, {assignee: f.assignee.value})],
     ["#comment-form", (f) => MG.api("POST", `${base}/comments`, {text: f.text.value})],
     ["#work-order-form", (f) => MG.api("POST", "/api/work-orders", {
-      alert_id: id, instructions: f.instructions.value,
+      alert_ids: [id], instructions: f.instructions.value,
       assignee: f.assignee.value.trim() || null})],
   ];
   for (const [selector, send] of actions) {

@@ -58,24 +58,24 @@ async function health() {
 }
 
 // Precision: theft confirmed out of the outcomes where the crew got access.
-const OUTCOMES = ["theft_confirmed", "meter_fault", "no_fault_found", "no_access"];
+const OUTCOMES = ["theft_confirmed", "meter_fault", "wiring_error", "no_fault_found", "no_access"];
 
 async function stats() {
   const body = document.querySelector("#stats tbody");
   try {
-    const s = await MG.json("/api/stats/detectors");
-    const kinds = Object.keys(s.outcomes).sort();
-    body.replaceChildren(...kinds.map((kind) => MG.el("tr", {dataset: {kind}},
-      MG.el("td", {}, kind),
+    const s = await MG.json("/api/stats/detectors?open_cases=0");
+    body.replaceChildren(...s.detectors.map((d) => MG.el("tr", {dataset: {kind: d.kind}},
+      MG.el("td", {}, d.kind),
+      MG.el("td", {class: "num", dataset: {outcome: "raised"}}, d.raised),
       ...OUTCOMES.map((o) => MG.el("td", {class: "num", dataset: {outcome: o}},
-        s.outcomes[kind][o] ?? 0)),
+        (s.outcomes[d.kind] ?? {})[o] ?? 0)),
       MG.el("td", {class: "num", dataset: {outcome: "precision"}},
-        s.precision[kind] == null ? "—" : `${Math.round(s.precision[kind] * 100)} %`))));
-    if (!kinds.length) {
-      body.append(MG.el("tr", {}, MG.el("td", {colspan: 6}, "no closed work orders yet")));
+        d.precision == null ? "—" : `${Math.round(d.precision * 100)} %`))));
+    if (!s.detectors.length) {
+      body.append(MG.el("tr", {}, MG.el("td", {colspan: 8}, "no closed work orders yet")));
     }
   } catch (err) {
-    body.replaceChildren(MG.el("tr", {}, MG.el("td", {colspan: 6}, err.message)));
+    body.replaceChildren(MG.el("tr", {}, MG.el("td", {colspan: 8}, err.message)));
   }
 }
 

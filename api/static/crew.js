@@ -1,10 +1,22 @@
-// The crew page: my work orders, "on my way", and the outcome form that closes an order.
+// The crew page: my work orders, en route / on site, the checklist and the outcome form.
 "use strict";
 
 const OUTCOMES = [
   ["theft_confirmed", "Theft confirmed"], ["meter_fault", "Meter fault"],
-  ["no_fault_found", "No fault found"], ["no_access", "No access"],
+  ["wiring_error", "Wiring error"], ["no_fault_found", "No fault found"],
+  ["no_access", "No access"],
 ];
+// The on-site checklist of DOMAIN.md section 1; each point is yes, no or not checked.
+const CHECKS = [
+  ["seals_intact", "Seals intact"], ["wiring_correct", "Wiring correct"],
+  ["ct_ratio_fits_load", "CT ratio fits the load"],
+  ["overheating_or_loose_contacts", "Overheating or loose contacts found"],
+  ["neutral_and_earth_correct", "Neutral and earth correct"],
+];
+const ANSWERS = [["not_checked", "not checked"], ["yes", "yes"], ["no", "no"]];
+const METHODS = ["bypass", "reversal", "phase_shift", "ct_ratio", "tamper", "voltage_loss"];
+// Where a crew moves an open order next, and the button that does it.
+const NEXT = {open: ["en_route", "En route"], en_route: ["on_site", "On site"]};
 const CLOSED = new Set(["done", "cancelled"]);
 const summaries = new Map();
 
@@ -15,19 +27,69 @@ async function alertSummary(id) {
   return summaries.get(id);
 }
 
-function outcomeForm(order) {
+function checklistFields(checklist) {
+  const rows = CHECKS.map(([name, label]) => {
+    const select = MG.el("select", {name, "aria-label": label},
+      ...ANSWERS.map(([value, text]) => MG.el("option", {value}, text)));
+    select.value = checklist[name];
+    return MG.el("label", {class: "check"}, MG.el("span", {}, label), select);
+  });
+  const notes = MG.el("textarea", {name: "notes", rows: 2, "aria-label": "checklist notes",
+    placeholder: "notes"});
+  notes.value = checklist.notes;
+  const evidence = MG.el("textarea", {name: "evidence", rows: 2, "aria-label": "evidence",
+    placeholder: "evidence: photo numbers, readings"});
+  evidence.value = checklist.evidence;
+  return MG.el("fieldset", {class: "checklist"}, MG.el("legend", {}, "On-site checklist"),
+    ...rows, notes, evidence);
+}
+
+function readChecklist(form) {
+  const checklist = {notes: form.notes.value, evidence: form.evidence.value};
+  for (const [name] of CHECKS) checklist[name] = form[name].value;
+  return checklist;
+}
+
+function siteForm(order) {
   const select = MG.el("select", {name: "outcome", required: "", "aria-label": "outcome"},
     MG.el("option", {value: ""}, "choose the outcome…"),
     ...OUTCOMES.map(([value, label]) => MG.el("option", {value}, label)));
-  const form = MG.el("form", {class: "outcome"}, select,
-    MG.el("textarea", {name: "note", rows: 2, placeholder: "what you found (seals, wiring…)",
-      "aria-label": "note"}),
+  const method = MG.el("input", {name: "outcome_method", list: `methods-${order.id}`, maxlength: 100,
+    placeholder: "how: bypass, reversal… or own words", "aria-label": "theft method"});
+  const methods = MG.el("datalist", {id: `methods-${order.id}`},
+    ...METHODS.map((m) => MG.el("option", {value: m})));
+  const recovered = MG.el("input", {name: "recovered_kwh", type: "number", min: 0, step: "any",
+    inputmode: "decimal", placeholder: "recovered kWh", "aria-label": "recovered kWh"});
+  if (order.recovered_kwh != null) recovered.value = order.recovered_kwh;
+  const save = MG.el("button", {type: "button", class: "save"}, "Save checklist");
+  const showMethod = () => { method.hidden = select.value !== "theft_confirmed"; };
+  select.addEventListener("change", showMethod);
+  showMethod();
+  const form = MG.el("form", {class: "outcome"}, checklistFields(order.checklist), save,
+    select, method, methods, recovered,
+    MG.el("textarea", {name: "note", rows: 2, placeholder: "what you found", "aria-label": "note"}),
     MG.el("button", {type: "submit"}, "Record outcome"));
+  save.addEventListener("click", () => change(order, {checklist: readChecklist(form)}));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    change(order, {status: "done", outcome: form.outcome.value, note: form.note.value});
+    const body = {status: "done", outcome: select.value, note: form.note.value,
+      checklist: readChecklist(form)};
+    if (select.value === "theft_confirmed" && method.value.trim()) {
+      body.outcome_method = method.value.trim();
+    }
+    if (recovered.value !== "") body.recovered_kwh = Number(recovered.value);
+    change(order, body);
   });
   return form;
+}
+
+function findings(order) {
+  const c = order.checklist;
+  const checked = CHECKS.filter(([name]) => c[name] !== "not_checked")
+    .map(([name, label]) => `${label}: ${c[name]}`);
+  const extra = [c.notes, c.evidence && `evidence: ${c.evidence}`].filter(Boolean);
+  const all = [...checked, ...extra];
+  return all.length ? MG.el("p", {class: "findings"}, all.join(" · ")) : "";
 }
 
 async function change(order, body) {
@@ -51,18 +113,25 @@ async function card(order) {
     alert ? MG.el("p", {class: "summary"}, alert.summary) : "",
     order.instructions ? MG.el("p", {class: "instructions"}, order.instructions) : "",
     MG.el("p", {class: "muted"}, `from ${order.created_by} · ${MG.epochTime(order.created_at)}`));
+  if (order.alert_ids.length > 1) {
+    node.append(MG.el("p", {class: "muted"}, `also covers ${order.alert_ids.slice(1).join(", ")}`));
+  }
   if (closed) {
+    const method = order.outcome_method ? ` by ${order.outcome_method}` : "";
+    const kwh = order.recovered_kwh != null ? ` · ${order.recovered_kwh} kWh recovered` : "";
     const note = order.outcome_note ? ` · ${order.outcome_note}` : "";
     node.append(MG.el("p", {class: "outcome-done"},
-      `${order.status}: ${order.outcome ?? "no outcome"}${note}`));
+      `${order.status}: ${order.outcome ?? "no outcome"}${method}${kwh}${note}`), findings(order));
     return node;
   }
-  if (order.status === "open") {
-    const go = MG.el("button", {type: "button", class: "go"}, "On my way");
-    go.addEventListener("click", () => change(order, {status: "dispatched"}));
+  if (NEXT[order.status]) {
+    const [status, label] = NEXT[order.status];
+    const go = MG.el("button", {type: "button", class: "go"}, label);
+    go.addEventListener("click", () => change(order, {status}));
     node.append(go);
   }
-  node.append(outcomeForm(order));
+  // What was saved so far, so the crew sees the server has it.
+  node.append(findings(order), siteForm(order));
   return node;
 }
 

@@ -20,6 +20,7 @@ from meterguard.stores.records import (
     Acknowledgement,
     Assignment,
     AuditEntry,
+    Checklist,
     Comment,
     Outcome,
     User,
@@ -118,9 +119,13 @@ class AlertStore(Protocol):
         """Return an alert's assignments, oldest first."""
 
     async def create_work_order(
-        self, alert_id: str, created_by: str, instructions: str, assignee: str | None = None
+        self,
+        alert_ids: str | Sequence[str],
+        created_by: str,
+        instructions: str,
+        assignee: str | None = None,
     ) -> WorkOrder:
-        """Open an investigation work order for an alert."""
+        """Open an investigation work order for one or several alerts."""
 
     async def update_work_order(
         self,
@@ -131,8 +136,11 @@ class AlertStore(Protocol):
         assignee: str | None = None,
         outcome: Outcome | None = None,
         note: str = "",
+        outcome_method: str | None = None,
+        recovered_kwh: float | None = None,
+        checklist: Checklist | None = None,
     ) -> WorkOrder:
-        """Dispatch, reassign or close a work order (an outcome closes it)."""
+        """Move along, reassign, fill in or close a work order (an outcome closes it)."""
 
     async def work_orders(
         self,
@@ -146,6 +154,9 @@ class AlertStore(Protocol):
 
     async def outcomes_by_kind(self) -> dict[str, dict[str, int]]:
         """Count recorded outcomes per alert kind (false-alarm feedback)."""
+
+    async def alerts_by_kind(self) -> dict[str, int]:
+        """Count the alerts raised per kind."""
 
     async def audit(
         self, *, alert_id: str | None = None, limit: int = 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Outcome(enum.StrEnum):
@@ -13,6 +13,7 @@ class Outcome(enum.StrEnum):
 
     THEFT_CONFIRMED = "theft_confirmed"
     METER_FAULT = "meter_fault"
+    WIRING_ERROR = "wiring_error"
     NO_FAULT_FOUND = "no_fault_found"
     NO_ACCESS = "no_access"
 
@@ -21,9 +22,23 @@ class WorkOrderStatus(enum.StrEnum):
     """Where an investigation work order stands."""
 
     OPEN = "open"
-    DISPATCHED = "dispatched"
+    EN_ROUTE = "en_route"
+    ON_SITE = "on_site"
     DONE = "done"
     CANCELLED = "cancelled"
+
+    @classmethod
+    def _missing_(cls, value: object) -> WorkOrderStatus | None:
+        # "dispatched" is what clients said before 0003 split it into en route / on site.
+        return cls.EN_ROUTE if value == "dispatched" else None
+
+
+class CheckAnswer(enum.StrEnum):
+    """One point of the on-site checklist."""
+
+    YES = "yes"
+    NO = "no"
+    NOT_CHECKED = "not_checked"
 
 
 class _Record(BaseModel):
@@ -60,11 +75,28 @@ class Acknowledgement(_Record):
     at: float
 
 
+class Checklist(_Record):
+    """What a crew checks at the meter (DOMAIN.md section 1), with notes and evidence."""
+
+    seals_intact: CheckAnswer = CheckAnswer.NOT_CHECKED
+    wiring_correct: CheckAnswer = CheckAnswer.NOT_CHECKED
+    ct_ratio_fits_load: CheckAnswer = CheckAnswer.NOT_CHECKED
+    overheating_or_loose_contacts: CheckAnswer = Field(
+        default=CheckAnswer.NOT_CHECKED, description="yes: overheating or loose contacts found"
+    )
+    neutral_and_earth_correct: CheckAnswer = CheckAnswer.NOT_CHECKED
+    notes: str = Field(default="", max_length=5000)
+    evidence: str = Field(
+        default="", max_length=5000, description="What documents the finding: photos, readings."
+    )
+
+
 class WorkOrder(_Record):
     """An investigation for a field crew and, once done, its outcome."""
 
     id: int
-    alert_id: str
+    alert_id: str = Field(description="The first of the alerts the order covers.")
+    alert_ids: list[str]
     created_by: str
     assignee: str | None
     instructions: str
@@ -73,6 +105,11 @@ class WorkOrder(_Record):
     updated_at: float
     outcome: Outcome | None = None
     outcome_note: str = ""
+    outcome_method: str | None = Field(
+        default=None, description="For theft_confirmed: how (an alert kind or free text)."
+    )
+    recovered_kwh: float | None = None
+    checklist: Checklist = Checklist()
     closed_by: str | None = None
 
 

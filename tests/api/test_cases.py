@@ -37,6 +37,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict[s
             severity=Severity.MAJOR,
             start=1_767_225_600 + n,
             confidence=0.9,
+            estimated_kwh_lost=5.0 + 10 * n,
             summary="x",
         )
         await runtime.alerts.apply(AlertEvent(type=AlertEventType.OPEN, ts=1, alert=alert))
@@ -205,10 +206,12 @@ async def test_crews_work_only_their_own_open_orders(
         f"/api/work-orders/{wo['id']}", json={"status": "cancelled"}, headers=carl
     )
     assert cancel.status_code == 403
+    # "dispatched", the status before en route / on site existed, still means en route.
     onsite = await client.patch(
         f"/api/work-orders/{wo['id']}", json={"status": "dispatched"}, headers=carl
     )
     assert onsite.status_code == 200
+    assert onsite.json()["status"] == "en_route"
     done = await client.patch(
         f"/api/work-orders/{wo['id']}", json={"outcome": "no_fault_found"}, headers=carl
     )
@@ -220,3 +223,98 @@ async def test_crews_work_only_their_own_open_orders(
     assert cora  # the other crew's token exists; its own order is untouched
     orders = (await client.get("/api/work-orders", headers=olga)).json()["items"]
     assert {o["assignee"]: o["status"] for o in orders} == {"carl": "done", "cora": "open"}
+
+
+async def test_crew_records_checklist_outcome_and_recovered_energy_and_stats_follow(
+    setup: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    client, tokens = setup
+    olga, carl = _as(tokens, "olga"), _as(tokens, "carl")
+    bad_bodies: list[dict[str, object]] = [{}, {"alert_ids": []}, {"alert_ids": [""]}]
+    for bad in bad_bodies:
+        made = await client.post("/api/work-orders", json=bad, headers=olga)
+        assert made.status_code == 422, bad
+    missing = await client.post("/api/work-orders", json={"alert_ids": ["a0", "zz"]}, headers=olga)
+    assert missing.status_code == 404
+    assert (await client.get("/api/work-orders", headers=olga)).json()["count"] == 0
+    made = await client.post(
+        "/api/work-orders", json={"alert_ids": ["a1", "a0"], "assignee": "carl"}, headers=olga
+    )
+    assert made.status_code == 201
+    order = made.json()
+    assert (order["alert_id"], order["alert_ids"]) == ("a1", ["a1", "a0"])
+    assert order["checklist"]["seals_intact"] == "not_checked"
+    url = f"/api/work-orders/{order['id']}"
+    # The order shows on both alerts' cases.
+    for alert_id in ("a0", "a1"):
+        case = (await client.get(f"/api/alerts/{alert_id}/case", headers=carl)).json()
+        assert [o["id"] for o in case["work_orders"]] == [order["id"]]
+
+    before = (await client.get("/api/stats/detectors", headers=olga)).json()
+    assert before["detectors"] == [
+        {"kind": k, "raised": 1, "confirmed": 0, "no_fault_found": 0, "precision": None}
+        for k in ("bypass", "reversal")
+    ]
+    assert [c["alert_id"] for c in before["open_cases"]] == ["a1", "a0"]
+    top = (await client.get("/api/stats/detectors?open_cases=1", headers=olga)).json()
+    assert [(c["alert_id"], c["estimated_kwh_lost"]) for c in top["open_cases"]] == [("a1", 15.0)]
+
+    for status in ("en_route", "on_site"):
+        moved = await client.patch(url, json={"status": status}, headers=carl)
+        assert moved.json()["status"] == status
+    checklist = {
+        "seals_intact": "no",
+        "wiring_correct": "no",
+        "ct_ratio_fits_load": "yes",
+        "overheating_or_loose_contacts": "not_checked",
+        "neutral_and_earth_correct": "yes",
+        "notes": "meter bypassed with a cable",
+        "evidence": "photos 14-17",
+    }
+    ticked = await client.patch(url, json={"checklist": checklist}, headers=carl)
+    assert ticked.status_code == 200
+    assert ticked.json()["checklist"] == checklist
+    assert ticked.json()["status"] == "on_site"
+    for bad_change in (
+        {"recovered_kwh": -1},
+        {"checklist": {"seals_intact": "maybe"}},
+        {"outcome": "no_fault_found", "outcome_method": "bypass"},
+        {"outcome": "stolen"},
+    ):
+        refused = await client.patch(url, json=bad_change, headers=carl)
+        assert refused.status_code == 422, bad_change
+    closed = await client.patch(
+        url,
+        json={"outcome": "theft_confirmed", "outcome_method": "bypass", "recovered_kwh": 812.5},
+        headers=carl,
+    )
+    assert closed.status_code == 200
+    done = closed.json()
+    assert (done["status"], done["outcome"], done["outcome_method"], done["recovered_kwh"]) == (
+        "done",
+        "theft_confirmed",
+        "bypass",
+        812.5,
+    )
+    assert done["checklist"] == checklist
+    # Closed: the crew can no longer change it.
+    again = await client.patch(url, json={"recovered_kwh": 1}, headers=carl)
+    assert again.status_code == 409
+
+    other = await client.post("/api/work-orders", json={"alert_id": "a0"}, headers=olga)
+    nff = await client.patch(
+        f"/api/work-orders/{other.json()['id']}", json={"outcome": "wiring_error"}, headers=olga
+    )
+    assert nff.json()["outcome"] == "wiring_error"
+    after = (await client.get("/api/stats/detectors", headers=_as(tokens, "vic"))).json()
+    rows = {r["kind"]: r for r in after["detectors"]}
+    # bypass: one theft confirmed, one wiring error -> half; reversal: the one confirmed.
+    assert rows["bypass"] == {
+        "kind": "bypass",
+        "raised": 1,
+        "confirmed": 1,
+        "no_fault_found": 0,
+        "precision": 0.5,
+    }
+    assert rows["reversal"]["confirmed"] == 1
+    assert rows["reversal"]["precision"] == 1.0

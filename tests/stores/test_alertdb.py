@@ -19,7 +19,7 @@ from meterguard.errors import AlertNotFoundError
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
 from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
 from meterguard.stores.alertdb.migrate import current_revision, head_revision, upgrade
-from meterguard.stores.records import Outcome, WorkOrderStatus
+from meterguard.stores.records import CheckAnswer, Checklist, Outcome, WorkOrderStatus
 
 
 def _alert(**changes: object) -> Alert:
@@ -269,8 +269,8 @@ async def test_case_work_is_recorded_and_audited(alert_db_url: str) -> None:
 
         order = await store.create_work_order("A1", "olga", "check CT polarity", "crew-7")
         assert order.status is WorkOrderStatus.OPEN
-        order = await store.update_work_order(order.id, "olga", status=WorkOrderStatus.DISPATCHED)
-        assert order.status is WorkOrderStatus.DISPATCHED
+        order = await store.update_work_order(order.id, "olga", status=WorkOrderStatus.EN_ROUTE)
+        assert order.status is WorkOrderStatus.EN_ROUTE
         done = await store.update_work_order(
             order.id, "crew-7", outcome=Outcome.THEFT_CONFIRMED, note="bypass found"
         )
@@ -385,7 +385,7 @@ async def test_case_work_retried_after_a_lost_commit_answer_is_not_doubled(
             assert losing.lose == 0
         order = (await store.work_orders())[0]
         losing.lose = 1
-        await store.update_work_order(order.id, "olga", status=WorkOrderStatus.DISPATCHED)
+        await store.update_work_order(order.id, "olga", status=WorkOrderStatus.EN_ROUTE)
         assert store.retries == len(calls) + 1
         for table in ("comments", "acknowledgements", "assignments", "work_orders", "users"):
             assert await _count(store, table) == 1, table
@@ -414,9 +414,9 @@ async def test_a_write_resent_with_the_same_client_key_is_recorded_once(
         done = await store.update_work_order(
             order.id, "crew", outcome=Outcome.METER_FAULT, client_key="u-1"
         )
-        # A resent "dispatched" under an already used key changes nothing.
+        # A resent "en route" under an already used key changes nothing.
         replay = await store.update_work_order(
-            order.id, "crew", status=WorkOrderStatus.DISPATCHED, client_key="u-1"
+            order.id, "crew", status=WorkOrderStatus.EN_ROUTE, client_key="u-1"
         )
         assert replay.status is WorkOrderStatus.DONE
         assert replay.updated_at == done.updated_at
@@ -481,5 +481,104 @@ async def test_upgrade_from_0001_keeps_the_rows_and_adds_client_keys(alert_db_ur
         await store.comment("A1", "olga", "new", client_key="k")
         await store.comment("A1", "olga", "new", client_key="k")
         assert [c.text for c in await store.comments("A1")] == ["old one", "old two", "new"]
+    finally:
+        await store.close()
+
+
+async def test_work_order_covers_several_alerts_and_keeps_the_site_findings(
+    alert_db_url: str,
+) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        await store.apply(_open())
+        await store.apply(_open(id="B1", meter="M2", kind=AlertKind.BYPASS, start=20.0))
+        await store.apply(_open(id="C1", meter="M3", kind=AlertKind.BYPASS, start=30.0))
+        with pytest.raises(AlertNotFoundError):
+            await store.create_work_order(["A1", "nope"], "olga", "visit")
+        with pytest.raises(ValueError, match="at least one alert"):
+            await store.create_work_order([], "olga", "visit")
+        order = await store.create_work_order(["B1", "A1", "B1"], "olga", "visit", "crew-7")
+        assert order.alert_id == "B1"
+        assert order.alert_ids == ["B1", "A1"]
+        assert order.checklist == Checklist()
+        assert [w.id for w in await store.work_orders(alert_id="A1")] == [order.id]
+        assert await store.work_orders(alert_id="C1") == []
+
+        checklist = Checklist(
+            seals_intact=CheckAnswer.NO,
+            wiring_correct=CheckAnswer.NO,
+            overheating_or_loose_contacts=CheckAnswer.YES,
+            notes="shunt across the current terminals",
+            evidence="photos 1-3",
+        )
+        on_site = await store.update_work_order(
+            order.id, "crew-7", status=WorkOrderStatus.ON_SITE, checklist=checklist
+        )
+        assert on_site.status is WorkOrderStatus.ON_SITE
+        assert on_site.checklist == checklist
+        assert on_site.checklist.ct_ratio_fits_load is CheckAnswer.NOT_CHECKED
+        with pytest.raises(ValueError, match=">= 0"):
+            await store.update_work_order(order.id, "crew-7", recovered_kwh=-1.0)
+        done = await store.update_work_order(
+            order.id,
+            "crew-7",
+            outcome=Outcome.THEFT_CONFIRMED,
+            outcome_method="bypass",
+            recovered_kwh=412.5,
+        )
+        assert (done.status, done.outcome_method, done.recovered_kwh) == (
+            WorkOrderStatus.DONE,
+            "bypass",
+            412.5,
+        )
+        assert done.checklist == checklist  # closing does not wipe the findings
+        other = await store.create_work_order("C1", "olga", "visit")
+        await store.update_work_order(other.id, "olga", outcome=Outcome.WIRING_ERROR)
+        # The order over two kinds counts once for each of them.
+        assert await store.outcomes_by_kind() == {
+            "bypass": {"theft_confirmed": 1, "wiring_error": 1},
+            "reversal": {"theft_confirmed": 1},
+        }
+        assert await store.alerts_by_kind() == {"bypass": 2, "reversal": 1}
+    finally:
+        await store.close()
+
+
+async def test_upgrade_from_0002_keeps_work_orders_and_renames_dispatched(
+    alert_db_url: str,
+) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        await upgrade(store.engine, "0002")
+        assert await current_revision(store.engine) == "0002"
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO alerts (id, meter, kind, severity, start, confidence,"
+                    " estimated_kwh_lost, summary, evidence, active, created_at, updated_at)"
+                    " VALUES ('A1', 'M1', 'reversal', 'major', 10, 1, 0, 's', '{}', :t, 0, 0)"
+                ),
+                {"t": True},
+            )
+            for status, outcome in (("dispatched", None), ("done", "no_fault_found")):
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO work_orders (alert_id, created_by, assignee, instructions,"
+                        " status, created_at, updated_at, outcome, outcome_note)"
+                        " VALUES ('A1', 'olga', 'crew-7', 'look', :status, 1, 1, :outcome, '')"
+                    ),
+                    {"status": status, "outcome": outcome},
+                )
+        await store.open()
+        assert await current_revision(store.engine) == head_revision()
+        orders = await store.work_orders()
+        assert [(w.status, w.alert_ids, w.outcome) for w in orders] == [
+            (WorkOrderStatus.DONE, ["A1"], Outcome.NO_FAULT_FOUND),
+            (WorkOrderStatus.EN_ROUTE, ["A1"], None),
+        ]
+        assert orders[1].checklist == Checklist()
+        assert orders[1].recovered_kwh is None
+        assert await store.outcomes_by_kind() == {"reversal": {"no_fault_found": 1}}
+        assert [w.id for w in await store.work_orders(alert_id="A1")] == [w.id for w in orders]
     finally:
         await store.close()

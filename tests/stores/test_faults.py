@@ -220,7 +220,7 @@ async def test_postgresql_restarted_while_case_work_is_written(
             alert_id = _open(rounds % 20).alert.id
             await store.comment(alert_id, "olga", f"note {rounds}")
             order = await store.create_work_order(alert_id, "olga", f"visit {rounds}")
-            await store.update_work_order(order.id, "olga", status=WorkOrderStatus.DISPATCHED)
+            await store.update_work_order(order.id, "olga", status=WorkOrderStatus.EN_ROUTE)
             rounds += 1
             await asyncio.sleep(0.005)
         await restarter
@@ -233,7 +233,7 @@ async def test_postgresql_restarted_while_case_work_is_written(
             assert await count("SELECT COUNT(*) FROM comments") == rounds
             assert await count("SELECT COUNT(DISTINCT text) FROM comments") == rounds
             assert await count("SELECT COUNT(*) FROM work_orders") == rounds
-            assert await count("SELECT COUNT(*) FROM work_orders WHERE status = 'dispatched'") == (
+            assert await count("SELECT COUNT(*) FROM work_orders WHERE status = 'en_route'") == (
                 rounds
             )
             for action in ("comment", "work_order_create", "work_order_update"):

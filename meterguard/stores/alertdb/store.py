@@ -9,7 +9,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -28,6 +28,7 @@ from meterguard.stores.records import (
     Acknowledgement,
     Assignment,
     AuditEntry,
+    Checklist,
     Comment,
     Outcome,
     User,
@@ -112,11 +113,30 @@ def _row_to_alert(row: sa.RowMapping) -> Alert:
     )
 
 
-def _work_order(row: sa.RowMapping) -> WorkOrder:
+def _work_order(row: sa.RowMapping, alert_ids: list[str]) -> WorkOrder:
     data = dict(row)
+    data.pop("client_key", None)
     data["status"] = WorkOrderStatus(data["status"])
     data["outcome"] = Outcome(data["outcome"]) if data["outcome"] else None
+    data["checklist"] = Checklist.model_validate(data["checklist"] or {})
+    # The first alert leads; the others follow in a stable order.
+    data["alert_ids"] = [row["alert_id"], *sorted(set(alert_ids) - {row["alert_id"]})]
     return WorkOrder.model_validate(data)
+
+
+async def _with_alerts(
+    conn: AsyncConnection, rows: Sequence[sa.RowMapping]
+) -> builtins.list[WorkOrder]:
+    """Return the work orders of rows with the alerts each covers."""
+    wa = t.work_order_alerts
+    covered: dict[int, list[str]] = {}
+    if rows:
+        links = await conn.execute(
+            sa.select(wa).where(wa.c.work_order_id.in_([r["id"] for r in rows]))
+        )
+        for link in links.mappings():
+            covered.setdefault(link["work_order_id"], []).append(link["alert_id"])
+    return [_work_order(r, covered.get(r["id"], [])) for r in rows]
 
 
 def _hash_token(token: str) -> str:
@@ -486,21 +506,25 @@ class SqlAlertStore:
 
     async def create_work_order(
         self,
-        alert_id: str,
+        alert_ids: str | Sequence[str],
         created_by: str,
         instructions: str,
         assignee: str | None = None,
         *,
         client_key: str | None = None,
     ) -> WorkOrder:
-        """Open an investigation work order for an alert (once per client key)."""
+        """Open an investigation work order for one or several alerts (once per client key)."""
+        ids = [alert_ids] if isinstance(alert_ids, str) else list(dict.fromkeys(alert_ids))
+        if not ids:
+            raise ValueError("a work order needs at least one alert")
         now = time.time()
         key = _new_key(client_key)
 
-        async def write(conn: AsyncConnection) -> sa.RowMapping:
-            await self._require_alert(conn, alert_id)
+        async def write(conn: AsyncConnection) -> WorkOrder:
+            for alert_id in ids:
+                await self._require_alert(conn, alert_id)
             values = {
-                "alert_id": alert_id,
+                "alert_id": ids[0],
                 "created_by": created_by,
                 "assignee": assignee,
                 "instructions": instructions,
@@ -511,11 +535,15 @@ class SqlAlertStore:
             }
             row, new = await self._insert_once(conn, t.work_orders, key, values)
             if new:
-                detail = {"work_order": row["id"]}
-                await self._audit(conn, created_by, "work_order_create", alert_id, detail, key)
-            return row
+                await conn.execute(
+                    sa.insert(t.work_order_alerts),
+                    [{"work_order_id": row["id"], "alert_id": a} for a in ids],
+                )
+                detail = {"work_order": row["id"], "alerts": ids}
+                await self._audit(conn, created_by, "work_order_create", ids[0], detail, key)
+            return (await _with_alerts(conn, [row]))[0]
 
-        return _work_order(await self._run(write))
+        return await self._run(write)
 
     async def update_work_order(
         self,
@@ -526,25 +554,39 @@ class SqlAlertStore:
         assignee: str | None = None,
         outcome: Outcome | None = None,
         note: str = "",
+        outcome_method: str | None = None,
+        recovered_kwh: float | None = None,
+        checklist: Checklist | None = None,
         client_key: str | None = None,
     ) -> WorkOrder:
-        """Change a work order: dispatch, reassign, or close it with its outcome.
+        """Change a work order: move it along, reassign, record the checklist, or close it.
 
-        A change already made under the same client key (a replay) returns the work order
-        as it stands, changing nothing.
+        An outcome closes the order (status done unless told otherwise). A change already
+        made under the same client key (a replay) returns the work order as it stands.
         """
+        if recovered_kwh is not None and not recovered_kwh >= 0:
+            raise ValueError("recovered kWh must be a number >= 0")
         w, log_ = t.work_orders, t.audit_log
         key = _new_key(client_key)
         changes: dict[str, Any] = {"updated_at": time.time()}
         if assignee is not None:
             changes["assignee"] = assignee
         if outcome is not None:
-            changes.update(outcome=outcome.value, outcome_note=note, closed_by=by)
+            changes.update(
+                outcome=outcome.value,
+                outcome_note=note,
+                outcome_method=outcome_method,
+                closed_by=by,
+            )
             status = status or WorkOrderStatus.DONE
         if status is not None:
             changes["status"] = status.value
+        if recovered_kwh is not None:
+            changes["recovered_kwh"] = recovered_kwh
+        if checklist is not None:
+            changes["checklist"] = checklist.model_dump(mode="json")
 
-        async def write(conn: AsyncConnection) -> sa.RowMapping:
+        async def write(conn: AsyncConnection) -> WorkOrder:
             seen = await conn.execute(sa.select(log_.c.id).where(log_.c.client_key == key))
             if seen.first() is None:
                 result = await conn.execute(
@@ -558,9 +600,9 @@ class SqlAlertStore:
             detail = {k: v for k, v in changes.items() if k != "updated_at"}
             detail["work_order"] = work_order_id
             await self._audit(conn, by, "work_order_update", row["alert_id"], detail, key)
-            return row
+            return (await _with_alerts(conn, [row]))[0]
 
-        return _work_order(await self._run(write))
+        return await self._run(write)
 
     async def work_orders(
         self,
@@ -570,31 +612,50 @@ class SqlAlertStore:
         assignee: str | None = None,
         limit: int = 100,
     ) -> builtins.list[WorkOrder]:
-        """Return work orders, newest first, filtered as asked."""
-        w = t.work_orders
+        """Return work orders, newest first, filtered as asked (by any alert they cover)."""
+        w, wa = t.work_orders, t.work_order_alerts
         query = sa.select(w)
         if alert_id is not None:
-            query = query.where(w.c.alert_id == alert_id)
+            covering = sa.select(wa.c.work_order_id).where(wa.c.alert_id == alert_id)
+            query = query.where(w.c.id.in_(covering))
         if status is not None:
             query = query.where(w.c.status == status.value)
         if assignee is not None:
             query = query.where(w.c.assignee == assignee)
-        rows = await self._fetch(query.order_by(w.c.id.desc()).limit(limit))
-        return [_work_order(r) for r in rows]
+        query = query.order_by(w.c.id.desc()).limit(limit)
+
+        async def read(conn: AsyncConnection) -> builtins.list[WorkOrder]:
+            rows = list((await conn.execute(query)).mappings().all())
+            return await _with_alerts(conn, rows)
+
+        return await self._run(read)
 
     async def outcomes_by_kind(self) -> dict[str, dict[str, int]]:
-        """Count recorded outcomes per alert kind: the detectors' false-alarm feedback."""
-        w, a = t.work_orders, t.alerts
-        query = (
-            sa.select(a.c.kind, w.c.outcome, sa.func.count().label("n"))
-            .select_from(w.join(a, w.c.alert_id == a.c.id))
+        """Count recorded outcomes per alert kind: the detectors' false-alarm feedback.
+
+        An order covering alerts of two kinds counts once for each kind.
+        """
+        w, wa, a = t.work_orders, t.work_order_alerts, t.alerts
+        per_kind = (
+            sa.select(a.c.kind, w.c.id, w.c.outcome)
+            .distinct()
+            .select_from(w.join(wa, wa.c.work_order_id == w.c.id).join(a, wa.c.alert_id == a.c.id))
             .where(w.c.outcome.is_not(None))
-            .group_by(a.c.kind, w.c.outcome)
+            .subquery()
+        )
+        query = sa.select(per_kind.c.kind, per_kind.c.outcome, sa.func.count().label("n")).group_by(
+            per_kind.c.kind, per_kind.c.outcome
         )
         stats: dict[str, dict[str, int]] = {}
         for r in await self._fetch(query):
             stats.setdefault(r["kind"], {})[r["outcome"]] = int(r["n"])
         return stats
+
+    async def alerts_by_kind(self) -> dict[str, int]:
+        """Count the alerts each detector kind has raised (active or not)."""
+        a = t.alerts
+        query = sa.select(a.c.kind, sa.func.count().label("n")).group_by(a.c.kind)
+        return {r["kind"]: int(r["n"]) for r in await self._fetch(query)}
 
     async def audit(
         self, *, alert_id: str | None = None, limit: int = 100

@@ -127,9 +127,22 @@ work_orders = sa.Table(
     sa.Column("outcome", sa.String(30)),
     sa.Column("outcome_note", sa.Text, nullable=False),
     sa.Column("closed_by", sa.String(100)),
+    # 0003: the on-site checklist (a Checklist record), how theft was done, what was recovered.
+    sa.Column("checklist", sa.JSON),
+    sa.Column("outcome_method", sa.String(100)),
+    sa.Column("recovered_kwh", sa.Float),
     sa.Index("work_orders_alert", "alert_id"),
     sa.Index("work_orders_status", "status"),
     *_client_key("work_orders"),
+)
+
+#: The alerts a work order covers (0003); work_orders.alert_id stays the first of them.
+work_order_alerts = sa.Table(
+    "work_order_alerts",
+    metadata,
+    sa.Column("work_order_id", sa.Integer, sa.ForeignKey("work_orders.id"), primary_key=True),
+    sa.Column("alert_id", sa.String(200), sa.ForeignKey("alerts.id"), primary_key=True),
+    sa.Index("work_order_alerts_alert", "alert_id"),
 )
 
 users = sa.Table(
