@@ -15,7 +15,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 import meterguard
-from api.routers import alerts, cases, health, meters, metrics, stream, users, work_orders
+from api.routers import (
+    alerts,
+    cases,
+    health,
+    meters,
+    metrics,
+    session,
+    stream,
+    users,
+    work_orders,
+)
 from meterguard.errors import StoreUnavailableError
 from meterguard.runtime import Runtime
 from meterguard.settings import Settings
@@ -59,6 +69,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(cases.router, responses=AUTH_RESPONSES)
     app.include_router(work_orders.router, responses=AUTH_RESPONSES)
     app.include_router(users.router, responses=AUTH_RESPONSES)
+    app.include_router(session.router, responses=AUTH_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(StoreUnavailableError)

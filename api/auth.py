@@ -33,11 +33,19 @@ class Principal:
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _token(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
+    """Return the token of the Authorization header, if any."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
+    return None
+
+
+def _token(request: Request) -> str | None:
+    header_token = bearer_token(request)
+    if header_token is not None:
+        return header_token
     # A browser sends the cookie with any site's forged form post (CSRF); writes must
     # name the token in the Authorization header, which another site cannot set.
     if request.method in SAFE_METHODS:
@@ -45,7 +53,8 @@ def _token(request: Request) -> str | None:
     return None
 
 
-def _unauthorized(detail: str) -> HTTPException:
+def unauthorized(detail: str) -> HTTPException:
+    """Return the 401 that asks for a bearer token."""
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -55,7 +64,7 @@ async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
     if token is not None:
         user = await runtime.alerts.user_for_token(token)
         if user is None:
-            raise _unauthorized("invalid or revoked token")
+            raise unauthorized("invalid, revoked or expired token")
         try:
             role = Role(user.role)
         except ValueError:
@@ -63,7 +72,7 @@ async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
         return Principal(name=user.name, role=role, authenticated=True)
     anonymous = runtime.settings.api.anonymous_role
     if anonymous is None:
-        raise _unauthorized("missing bearer token")
+        raise unauthorized("missing bearer token")
     return Principal(name="anonymous", role=Role(anonymous), authenticated=False)
 
 

@@ -38,8 +38,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-#: How the demo prints a user's token: "  crew1     (crew): <token>".
-TOKEN_LINE = re.compile(r"^\s+(\S+)\s+\((\w+)\): ([A-Za-z0-9_-]{20,})$")
+#: How the demo prints a user: "  crew1     (crew): password <password>  token <token>".
+TOKEN_LINE = re.compile(r"^\s+(\S+)\s+\((\w+)\): password \S+\s+token ([A-Za-z0-9_-]{20,})$")
 
 
 async def _read_tokens(stdout: asyncio.StreamReader, tokens: dict[str, str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
 import time
 from collections.abc import Sequence
@@ -134,15 +135,19 @@ DEMO_USERS = (("operator", "operator"), ("crew1", "crew"), ("admin", "admin"))
 
 async def _demo_users(runtime: Runtime) -> str:
     """Create the demo's users on a fresh data folder and return their tokens to print."""
-    lines = ["Users (send a token as 'Authorization: Bearer <token>' to act on alerts):"]
+    lines = [
+        "Users (sign in on the pages with name and password, or send a token as"
+        " 'Authorization: Bearer <token>' to act on alerts):"
+    ]
     for name, role in DEMO_USERS:
+        password = secrets.token_urlsafe(9)
         try:
-            _, token = await runtime.alerts.create_user(name, role)
+            _, token = await runtime.alerts.create_user(name, role, password=password)
         except Exception as exc:  # a reused data folder already has them
             log.info("demo user %s not created: %s", name, exc)
             lines.append(f"  {name:<9} ({role}): created in an earlier run of this data folder")
             continue
-        lines.append(f"  {name:<9} ({role}): {token}")
+        lines.append(f"  {name:<9} ({role}): password {password}  token {token}")
     return "\n".join(lines)
 
 

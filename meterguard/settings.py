@@ -40,6 +40,12 @@ class ApiSettings(_Section):
         description="Role of requests without a token (viewer: read-only access without login);"
         " none: every request needs a token.",
     )
+    token_hours: float = Field(
+        default=12.0,
+        gt=0,
+        le=24 * 366,
+        description="Hours a token from POST /api/login works (API keys for machines: no expiry).",
+    )
 
 
 class EngineSettings(_Section):

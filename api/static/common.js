@@ -2,6 +2,9 @@
 "use strict";
 
 const TOKEN_KEY = "mg_token";
+// Set when the token came from a password login: signing out then revokes it on the server
+// (a pasted token may be a machine's API key, which signing out of a page must not revoke).
+const LOGIN_KEY = "mg_login";
 
 const MG = {
   // The signed-in user ({name, role, authenticated}); set by MG.ready before pages use it.
@@ -63,7 +66,21 @@ const MG = {
     document.cookie = `${TOKEN_KEY}=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
     location.reload();
   },
-  signOut() {
+  // Name and password for a token that expires (POST /api/login), then as a pasted token.
+  async logIn(name, password) {
+    const resp = await fetch("/api/login", {method: "POST",
+      headers: {"Content-Type": "application/json"}, body: JSON.stringify({name, password})});
+    if (!resp.ok) throw new Error(resp.status === 401 ? "wrong name or password" :
+      `HTTP ${resp.status}`);
+    const session = await resp.json();
+    localStorage.setItem(LOGIN_KEY, "1");
+    await MG.signIn(session.token);
+  },
+  async signOut() {
+    if (localStorage.getItem(LOGIN_KEY) && MG.token()) {
+      await fetch("/api/logout", {method: "POST", headers: MG.headers()}).catch(() => null);
+    }
+    localStorage.removeItem(LOGIN_KEY);
     localStorage.removeItem(TOKEN_KEY);
     document.cookie = `${TOKEN_KEY}=; path=/; SameSite=Strict; max-age=0`;
     location.reload();
@@ -71,8 +88,9 @@ const MG = {
   async loadUser() {
     let resp = await fetch("/api/me", {headers: MG.headers()});
     if (resp.status === 401 && MG.token()) {
-      // A stored token that no longer works: forget it and carry on as anonymous.
+      // A stored token that no longer works (expired, revoked): forget it, carry on anonymous.
       localStorage.removeItem(TOKEN_KEY);
+      localStorage.removeItem(LOGIN_KEY);
       document.cookie = `${TOKEN_KEY}=; path=/; SameSite=Strict; max-age=0`;
       resp = await fetch("/api/me");
     }
@@ -96,18 +114,26 @@ const MG = {
     }
     const open = MG.el("button", {type: "button", id: "sign-in", class: "link"}, "Sign in");
     const form = MG.el("form", {id: "sign-in-form", class: "sign-in"},
+      MG.el("input", {name: "username", placeholder: "name", autocomplete: "username",
+        "aria-label": "name"}),
+      MG.el("input", {name: "password", type: "password", placeholder: "password",
+        autocomplete: "current-password", "aria-label": "password"}),
+      MG.el("span", {class: "muted"}, "or"),
       MG.el("input", {name: "token", type: "password", placeholder: "paste your token",
-        autocomplete: "off", required: "", "aria-label": "token"}),
+        autocomplete: "off", "aria-label": "token"}),
       MG.el("button", {type: "submit"}, "Sign in"),
       MG.el("span", {class: "auth-error"}));
     form.hidden = true;
     open.addEventListener("click", () => {
       form.hidden = !form.hidden;
-      if (!form.hidden) form.token.focus();
+      if (!form.hidden) form.username.focus();
     });
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      MG.signIn(form.token.value.trim()).catch((err) => {
+      const token = form.token.value.trim();
+      const done = token ? MG.signIn(token) :
+        MG.logIn(form.username.value.trim(), form.password.value);
+      done.catch((err) => {
         form.querySelector(".auth-error").textContent = err.message;
       });
     });

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 
 from meterguard.roles import ROLE_NAMES
@@ -38,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--by", default="cli", help="add-user: who creates the user, for the audit log"
     )
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="add-user: read the user's login password from the first line of stdin",
+    )
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -68,8 +74,19 @@ async def _main(args: argparse.Namespace) -> int:
             if not args.name:
                 print("add-user needs --name")
                 return 2
-            user, token = await store.create_user(args.name, args.role, created_by=args.by)
-            print(f"user {user.name} ({user.role}) token: {token}")
+            password = None
+            if args.password_stdin:
+                # Not a command-line argument: those show up in the process list.
+                password = sys.stdin.readline().rstrip("\r\n")
+            try:
+                user, token = await store.create_user(
+                    args.name, args.role, created_by=args.by, password=password
+                )
+            except ValueError as exc:
+                print(f"add-user: {exc}", file=sys.stderr)
+                return 2
+            login = " (may log in with the password)" if user.has_password else ""
+            print(f"user {user.name} ({user.role}) token: {token}{login}")
     finally:
         await store.close()
     return 0

@@ -164,12 +164,26 @@ class AlertStore(Protocol):
         """Return audit entries, newest first."""
 
     async def create_user(
-        self, name: str, role: str = "operator", *, created_by: str = "cli"
+        self,
+        name: str,
+        role: str = "operator",
+        *,
+        created_by: str = "cli",
+        password: str | None = None,
     ) -> tuple[User, str]:
         """Create a user and return it with a new API token; `created_by` is audited."""
 
+    async def set_password(self, name: str, password: str, *, by: str = "cli") -> None:
+        """Give a user a (new) password."""
+
+    async def login(self, name: str, password: str, ttl_s: float) -> tuple[User, str, float] | None:
+        """Check a password; return the user, a new token and its expiry, or None."""
+
     async def user_for_token(self, token: str) -> User | None:
-        """Return the user of an active token."""
+        """Return the user of an active, unexpired token."""
+
+    async def revoke_token(self, token: str) -> bool:
+        """Revoke a token; True if it was active."""
 
     async def close(self) -> None:
         """Release the store."""

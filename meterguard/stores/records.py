@@ -131,6 +131,7 @@ class User(_Record):
     name: str
     role: str
     created_at: float
+    has_password: bool = False
 
 
 class CaseState(_Record):

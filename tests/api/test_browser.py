@@ -53,7 +53,8 @@ class Live:
 async def live_service(tmp_path: Path) -> AsyncIterator[Live]:
     """A 12-meter fleet, one reversed CT raised after 6 s, the service and API on 127.0.0.1.
 
-    Users "operator" (operator) and "crew1" (crew) exist; anonymous callers are viewers.
+    Users "operator" (operator) and "crew1" (crew) exist, each with the password
+    "<name>-password"; anonymous callers are viewers.
     """
     fleet, truth = demo_fleet(12, seed=5, thieves=1, solar=1)
     port, api_port = free_port(), free_port()
@@ -63,7 +64,7 @@ async def live_service(tmp_path: Path) -> AsyncIterator[Live]:
     runtime = Runtime.open(settings)
     tokens: dict[str, str] = {}
     for name, role in (("operator", "operator"), ("crew1", "crew")):
-        _, tokens[name] = await runtime.alerts.create_user(name, role)
+        _, tokens[name] = await runtime.alerts.create_user(name, role, password=f"{name}-password")
     gateway = ModbusGateway(
         [(u + 1, s) for u, s in enumerate(fleet)],
         port=port,
@@ -161,8 +162,15 @@ async def test_operator_and_crew_close_a_case_and_the_statistics_count_it(
     await page.locator("#sign-in-form input[name=token]").fill("not-a-token")
     await page.locator("#sign-in-form button[type=submit]").click()
     await expect(page.locator("#sign-in-form")).to_contain_text("unknown or revoked token")
-    await page.locator("#sign-in").click()  # closes the form; sign_in opens it again
-    await sign_in(page, live_service.tokens["crew1"], "crew1 (crew)")
+    await page.locator("#sign-in-form input[name=token]").fill("")
+    await page.locator("#sign-in-form input[name=username]").fill("crew1")
+    await page.locator("#sign-in-form input[name=password]").fill("not-the-password")
+    await page.locator("#sign-in-form button[type=submit]").click()
+    await expect(page.locator("#sign-in-form")).to_contain_text("wrong name or password")
+    # The crew member signs in with name and password: an expiring token from /api/login.
+    await page.locator("#sign-in-form input[name=password]").fill("crew1-password")
+    await page.locator("#sign-in-form button[type=submit]").click()
+    await expect(page.locator("#whoami")).to_contain_text("crew1 (crew)")
     order = page.locator("#orders article.order")
     await expect(order).to_have_count(1)
     await expect(order).to_contain_text(f"reversal at {thief}")
@@ -192,7 +200,9 @@ async def test_operator_and_crew_close_a_case_and_the_statistics_count_it(
     )
     await expect(order).to_contain_text("Seals intact: no · Wiring correct: no")
     await expect(order).to_contain_text("evidence: photos 3 and 4")
-    await page.locator("#sign-out").click()
+    await page.locator("#sign-out").click()  # revokes the login token, then reloads
+    await expect(page.locator("#sign-in")).to_be_visible()
+    await expect(page.locator("#orders")).to_contain_text("Sign in with your crew token")
 
     await page.goto(base + "/")
     await sign_in(page, live_service.tokens["operator"], "operator")

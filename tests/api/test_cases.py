@@ -1,5 +1,7 @@
 """Roles, tokens and the case work of operators and crews, over the real app and database."""
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -318,3 +320,46 @@ async def test_crew_records_checklist_outcome_and_recovered_energy_and_stats_fol
     }
     assert rows["reversal"]["confirmed"] == 1
     assert rows["reversal"]["precision"] == 1.0
+
+
+async def test_password_login_logout_and_expiry(tmp_path: Path) -> None:
+    settings = Settings(
+        storage=StorageSettings(data_dir=tmp_path),
+        api=ApiSettings(anonymous_role=None, token_hours=1.0 / 3600),  # one second
+    )
+    runtime = Runtime.open(settings)
+    try:
+        _, api_key = await runtime.alerts.create_user("olga", "operator", password="s3cret-pass")
+        transport = httpx.ASGITransport(app=create_app(settings, runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for name, password in (("olga", "wrong-pass"), ("nobody", "s3cret-pass")):
+                refused = await client.post("/api/login", json={"name": name, "password": password})
+                assert refused.status_code == 401
+                assert "token" not in refused.json()
+            made = await client.post("/api/login", json={"name": "olga", "password": "s3cret-pass"})
+            assert made.status_code == 200
+            session = made.json()
+            assert (session["name"], session["role"]) == ("olga", "operator")
+            assert session["expires_at"] == pytest.approx(time.time() + 1.0, abs=0.5)
+            bearer = {"Authorization": f"Bearer {session['token']}"}
+            assert (await client.get("/api/me", headers=bearer)).json()["name"] == "olga"
+
+            # Logout revokes exactly the token it is called with.
+            again = await client.post(
+                "/api/login", json={"name": "olga", "password": "s3cret-pass"}
+            )
+            other = {"Authorization": f"Bearer {again.json()['token']}"}
+            assert (await client.post("/api/logout", headers=other)).status_code == 204
+            assert (await client.get("/api/me", headers=other)).status_code == 401
+            assert (await client.post("/api/logout", headers=other)).status_code == 401
+            assert (await client.post("/api/logout")).status_code == 401
+            assert (await client.get("/api/me", headers=bearer)).status_code == 200
+
+            await asyncio.sleep(1.3)
+            expired = await client.get("/api/me", headers=bearer)
+            assert expired.status_code == 401
+            assert "expired" in expired.json()["detail"]
+            key = {"Authorization": f"Bearer {api_key}"}
+            assert (await client.get("/api/me", headers=key)).status_code == 200  # no expiry
+    finally:
+        await runtime.close()

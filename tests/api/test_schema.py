@@ -54,10 +54,13 @@ def _seeded_runtime(data_dir: Path) -> tuple[Runtime, str]:
 # Schemathesis reads the schema while pytest collects, so the app is built at import.
 _DATA_DIR = Path(tempfile.mkdtemp(prefix="meterguard-schema-"))
 _RUNTIME, _ADMIN_TOKEN = _seeded_runtime(_DATA_DIR)
-# The stream never ends by design; it has its own tests.
-schema = schemathesis.openapi.from_asgi(
-    "/openapi.json", create_app(_RUNTIME.settings, _RUNTIME)
-).exclude(path="/api/stream")
+# The stream never ends by design; logout would revoke the admin token every later case
+# needs. Both have their own tests.
+schema = (
+    schemathesis.openapi.from_asgi("/openapi.json", create_app(_RUNTIME.settings, _RUNTIME))
+    .exclude(path="/api/stream")
+    .exclude(path="/api/logout")
+)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -582,3 +582,41 @@ async def test_upgrade_from_0002_keeps_work_orders_and_renames_dispatched(
         assert [w.id for w in await store.work_orders(alert_id="A1")] == [w.id for w in orders]
     finally:
         await store.close()
+
+
+async def test_password_login_gives_expiring_tokens_and_keeps_only_a_hash(
+    alert_db_url: str,
+) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        olga, api_key = await store.create_user("olga", "operator", password="correct horse")
+        assert olga.has_password
+        machine, machine_key = await store.create_user("scada", "viewer")
+        assert not machine.has_password
+        async with store.engine.begin() as conn:
+            stored = (
+                await conn.execute(sa.text("SELECT password_hash FROM users WHERE name = 'olga'"))
+            ).scalar_one()
+        assert stored.startswith("scrypt$")
+        assert "correct horse" not in stored
+        assert await store.login("olga", "wrong horse!", 60) is None
+        assert await store.login("nobody", "correct horse", 60) is None
+        assert await store.login("scada", "", 60) is None  # no password: no login
+        found = await store.login("olga", "correct horse", 0.5)
+        assert found is not None
+        user, token, expires_at = found
+        assert user.name == "olga"
+        assert expires_at == pytest.approx(time.time() + 0.5, abs=0.3)
+        assert (await store.user_for_token(token)) == olga
+        await asyncio.sleep(0.7)
+        assert await store.user_for_token(token) is None  # expired
+        assert await store.user_for_token(api_key) == olga  # API keys do not expire
+        assert await store.user_for_token(machine_key) == machine
+        await store.set_password("scada", "now with a password")
+        assert await store.login("scada", "now with a password", 60) is not None
+        with pytest.raises(KeyError):
+            await store.set_password("nobody", "some password")
+        with pytest.raises(ValueError, match="at least 8"):
+            await store.set_password("olga", "short")
+    finally:
+        await store.close()

@@ -1,8 +1,11 @@
+import asyncio
+import io
 from pathlib import Path
 
 import pytest
 
 from meterguard.cli import main
+from meterguard.stores.alertdb import SqlAlertStore
 from meterguard.stores.alertdb.migrate import head_revision
 
 
@@ -38,3 +41,27 @@ def test_db_add_user_accepts_only_known_roles(
     assert "invalid choice: 'boss'" in capsys.readouterr().err
     assert main(["db", "add-user", "--url", alert_db_url, "--name", "ivan", "--role", "crew"]) == 0
     assert "user ivan (crew) token: " in capsys.readouterr().out
+
+
+def test_db_add_user_with_a_password_from_stdin(
+    alert_db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("long enough pass\n"))
+    args = ["db", "add-user", "--url", alert_db_url, "--name", "olga", "--password-stdin"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "may log in with the password" in out
+    assert "long enough pass" not in out
+
+    async def login() -> bool:
+        store = SqlAlertStore(alert_db_url)
+        try:
+            return await store.login("olga", "long enough pass", 60) is not None
+        finally:
+            await store.close()
+
+    assert asyncio.run(login())
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    args[5] = "ivan"
+    assert main(args) == 2
+    assert "at least 8" in capsys.readouterr().err

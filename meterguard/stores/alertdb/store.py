@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from meterguard.errors import AlertNotFoundError
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
+from meterguard.passwords import check_password, hash_password
 from meterguard.roles import ROLE_NAMES
 from meterguard.stores.alertdb import tables as t
 from meterguard.stores.alertdb.migrate import upgrade
@@ -137,6 +138,12 @@ async def _with_alerts(
         for link in links.mappings():
             covered.setdefault(link["work_order_id"], []).append(link["alert_id"])
     return [_work_order(r, covered.get(r["id"], [])) for r in rows]
+
+
+def _user(row: sa.RowMapping) -> User:
+    data = dict(row)
+    data["has_password"] = data.pop("password_hash", None) is not None
+    return User.model_validate(data)
 
 
 def _hash_token(token: str) -> str:
@@ -671,7 +678,12 @@ class SqlAlertStore:
     # --- users ------------------------------------------------------------------------
 
     async def create_user(
-        self, name: str, role: str = "operator", *, created_by: str = "cli"
+        self,
+        name: str,
+        role: str = "operator",
+        *,
+        created_by: str = "cli",
+        password: str | None = None,
     ) -> tuple[User, str]:
         """Create a user and return it with a new API token (shown only this once).
 
@@ -685,9 +697,12 @@ class SqlAlertStore:
         token_hash = _hash_token(token)
         now = time.time()
         key = _new_key(None)
+        password_hash = (
+            None if password is None else await asyncio.to_thread(hash_password, password)
+        )
 
         async def write(conn: AsyncConnection) -> sa.RowMapping:
-            values = {"name": name, "role": role, "created_at": now}
+            values = {"name": name, "role": role, "created_at": now, "password_hash": password_hash}
             row, new = await self._insert_once(conn, t.users, key, values)
             if new:
                 await conn.execute(
@@ -699,18 +714,62 @@ class SqlAlertStore:
                 await self._audit(conn, created_by, "user_create", None, detail, key)
             return row
 
-        return User.model_validate(dict(await self._run(write))), token
+        return _user(await self._run(write)), token
+
+    async def set_password(self, name: str, password: str, *, by: str = "cli") -> None:
+        """Give a user a (new) password; KeyError for an unknown user."""
+        u = t.users
+        password_hash = await asyncio.to_thread(hash_password, password)
+
+        async def write(conn: AsyncConnection) -> None:
+            result = await conn.execute(
+                sa.update(u).where(u.c.name == name).values(password_hash=password_hash)
+            )
+            if not result.rowcount:
+                raise KeyError(f"no user {name!r}")
+            await self._audit(conn, by, "password_set", None, {"name": name}, None)
+
+        await self._run(write)
+
+    async def login(self, name: str, password: str, ttl_s: float) -> tuple[User, str, float] | None:
+        """Check a password; on success return the user, a new token and its expiry time."""
+        u, k = t.users, t.tokens
+        rows = await self._fetch(sa.select(u).where(u.c.name == name))
+        stored = rows[0]["password_hash"] if rows else None
+        # Checked even for an unknown name, so timing does not tell which names exist.
+        if not await asyncio.to_thread(check_password, password, stored) or not rows:
+            return None
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        expires_at = now + ttl_s
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(
+                sa.insert(k).values(
+                    user_id=rows[0]["id"],
+                    token_sha256=_hash_token(token),
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+
+        await self._run(write)
+        return _user(rows[0]), token, expires_at
 
     async def user_for_token(self, token: str) -> User | None:
-        """Return the user a token belongs to, or None if unknown or revoked."""
+        """Return the user a token belongs to, or None if unknown, revoked or expired."""
         u, k = t.users, t.tokens
         query = (
             sa.select(u)
             .select_from(u.join(k, k.c.user_id == u.c.id))
-            .where(k.c.token_sha256 == _hash_token(token), k.c.revoked_at.is_(None))
+            .where(
+                k.c.token_sha256 == _hash_token(token),
+                k.c.revoked_at.is_(None),
+                sa.or_(k.c.expires_at.is_(None), k.c.expires_at > time.time()),
+            )
         )
         rows = await self._fetch(query)
-        return User.model_validate(dict(rows[0])) if rows else None
+        return _user(rows[0]) if rows else None
 
     async def revoke_token(self, token: str) -> bool:
         """Revoke a token; True if it was active."""

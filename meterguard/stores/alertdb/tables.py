@@ -152,6 +152,8 @@ users = sa.Table(
     sa.Column("name", sa.String(100), nullable=False, unique=True),
     sa.Column("role", sa.String(20), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # 0004: a salted scrypt hash (meterguard.passwords), never the password; null: no login.
+    sa.Column("password_hash", sa.String(200)),
     *_client_key("users"),
 )
 
@@ -164,4 +166,6 @@ tokens = sa.Table(
     sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float),
+    # 0004: login tokens stop working then; API keys for machines have none.
+    sa.Column("expires_at", sa.Float),
 )

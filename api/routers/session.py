@@ -1,0 +1,52 @@
+"""Sessions: password login to an expiring bearer token, and logout that revokes it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import BaseModel, Field
+
+from api.auth import AnyUser, bearer_token, unauthorized
+from api.deps import RuntimeDep
+from meterguard.roles import Role
+
+router = APIRouter(prefix="/api", tags=["users"])
+
+
+class LoginIn(BaseModel):
+    """A name and password."""
+
+    name: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class Session(BaseModel):
+    """A bearer token and when it stops working."""
+
+    token: str
+    expires_at: float = Field(description="Unix time after which the token is a 401.")
+    name: str
+    role: Role
+
+
+@router.post(
+    "/login", response_model=Session, responses={401: {"description": "Wrong name or password"}}
+)
+async def login(body: LoginIn, runtime: RuntimeDep) -> Session:
+    """Trade a name and password for a bearer token that expires ([api] token_hours)."""
+    ttl_s = runtime.settings.api.token_hours * 3600.0
+    found = await runtime.alerts.login(body.name, body.password, ttl_s)
+    if found is None:
+        raise unauthorized("wrong name or password")
+    user, token, expires_at = found
+    return Session(token=token, expires_at=expires_at, name=user.name, role=Role(user.role))
+
+
+@router.post("/logout", status_code=204, response_class=Response)
+async def logout(request: Request, who: AnyUser, runtime: RuntimeDep) -> Response:
+    """Revoke the token the request carries (in its Authorization header)."""
+    token = bearer_token(request)
+    if token is None or not who.authenticated:
+        raise unauthorized("logout needs the token in the Authorization header")
+    if not await runtime.alerts.revoke_token(token):
+        raise HTTPException(status_code=401, detail="token already revoked")
+    return Response(status_code=204)
