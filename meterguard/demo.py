@@ -134,7 +134,7 @@ DEMO_USERS = (("operator", "operator"), ("crew1", "crew"), ("admin", "admin"))
 
 
 async def _demo_users(runtime: Runtime) -> str:
-    """Create the demo's users on a fresh data folder and return their tokens to print."""
+    """Create the demo's users on a fresh data folder; return passwords and tokens to print."""
     lines = [
         "Users (sign in on the pages with name and password, or send a token as"
         " 'Authorization: Bearer <token>' to act on alerts):"

@@ -139,7 +139,7 @@ async function draw() {
   const box = document.querySelector("#orders");
   if (!MG.can("crew", "operator", "admin")) {
     box.replaceChildren(
-      MG.el("p", {class: "card"}, "Sign in with your crew token to see your work orders."));
+      MG.el("p", {class: "card"}, "Sign in with your name and password (or crew token) to see your work orders."));
     return;
   }
   const list = await MG.json("/api/work-orders?limit=200");

@@ -157,7 +157,7 @@ async def test_operator_and_crew_close_a_case_and_the_statistics_count_it(
     await expect(page.locator("#actions")).to_be_hidden()
 
     await page.goto(base + "/crew")
-    await expect(page.locator("#orders")).to_contain_text("Sign in with your crew token")
+    await expect(page.locator("#orders")).to_contain_text("Sign in with your name and password")
     await page.locator("#sign-in").click()
     await page.locator("#sign-in-form input[name=token]").fill("not-a-token")
     await page.locator("#sign-in-form button[type=submit]").click()
@@ -202,7 +202,7 @@ async def test_operator_and_crew_close_a_case_and_the_statistics_count_it(
     await expect(order).to_contain_text("evidence: photos 3 and 4")
     await page.locator("#sign-out").click()  # revokes the login token, then reloads
     await expect(page.locator("#sign-in")).to_be_visible()
-    await expect(page.locator("#orders")).to_contain_text("Sign in with your crew token")
+    await expect(page.locator("#orders")).to_contain_text("Sign in with your name and password")
 
     await page.goto(base + "/")
     await sign_in(page, live_service.tokens["operator"], "operator")
