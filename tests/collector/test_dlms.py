@@ -108,8 +108,10 @@ async def test_registers_with_scaler_and_unit_and_tamper_events(transport: str) 
         v1, i1, p1 = batch.col("v1")[row], batch.col("i1")[row], batch.col("p1")[row]
         assert 200 < v1 < 250  # scaler -1: read as tenths of a volt
         assert batch.col("f")[row] == pytest.approx(50.0, abs=0.1)  # scaler -2
-        # The simulated load has power factor 0.95: P = V I pf within register resolution.
-        assert p1 == pytest.approx(v1 * i1 * 0.95, rel=0.02)
+        # The simulated load has power factor 0.95: P = V I pf. V, I and P may come from
+        # different requests (at most 10 attributes per get-with-list) while the load
+        # moves a few per cent between them; a scaler error would be a factor of 10.
+        assert p1 == pytest.approx(v1 * i1 * 0.95, rel=0.1)
         assert math.isnan(batch.col("v3")[row]) == single
     cover = [r for r in range(len(batch)) if batch.events[r] & MeterEvent.COVER_OPEN]
     assert len(cover) == 1
