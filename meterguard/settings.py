@@ -46,6 +46,19 @@ class ApiSettings(_Section):
         le=24 * 366,
         description="Hours a token from POST /api/login works (API keys for machines: no expiry).",
     )
+    login_max_failures: int = Field(
+        default=5,
+        ge=0,
+        le=10_000,
+        description="Failed logins for one name within login_window_s before further attempts"
+        " are refused with 429 (an address may fail four times as often); 0: no limit.",
+    )
+    login_window_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="Seconds a failed login counts against its name and address.",
+    )
 
 
 class EngineSettings(_Section):

@@ -6,12 +6,13 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from api.deps import RuntimeDep
+from api.login_guard import LoginGuard, guard_of
 from meterguard.runtime import Runtime
 
 router = APIRouter(tags=["health"])
@@ -20,8 +21,9 @@ router = APIRouter(tags=["health"])
 class RuntimeCollector(Collector):
     """Reads the runtime's counters at scrape time, so nothing is counted twice."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, login_guard: LoginGuard) -> None:
         self.runtime = runtime
+        self.login_guard = login_guard
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric as it stands now."""
@@ -36,6 +38,16 @@ class RuntimeCollector(Collector):
             "meterguard_store_errors",
             "Store writes refused (each retried until taken).",
             value=c.store_errors,
+        )
+        yield CounterMetricFamily(
+            "meterguard_login_failures",
+            "Failed logins (wrong name or password).",
+            value=self.login_guard.failures_total,
+        )
+        yield CounterMetricFamily(
+            "meterguard_login_refused",
+            "Logins refused with 429, unchecked, after too many failures for the name or address.",
+            value=self.login_guard.refused_total,
         )
         events = CounterMetricFamily(
             "meterguard_alert_events", "Alert events by type.", labels=["type"]
@@ -93,10 +105,10 @@ class RuntimeCollector(Collector):
 @router.get(
     "/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}}
 )
-async def metrics(runtime: RuntimeDep) -> Response:
+async def metrics(request: Request, runtime: RuntimeDep) -> Response:
     """Prometheus text exposition of meterguard's counters and gauges."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RuntimeCollector(runtime))
+    registry.register(RuntimeCollector(runtime, guard_of(request.app, runtime.settings.api)))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

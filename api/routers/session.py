@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from api.auth import AnyUser, bearer_token, unauthorized
 from api.deps import RuntimeDep
+from api.login_guard import LoginRefusedError, guard_of
 from meterguard.roles import Role
 
 router = APIRouter(prefix="/api", tags=["users"])
@@ -28,13 +31,37 @@ class Session(BaseModel):
     role: Role
 
 
-@router.post(
-    "/login", response_model=Session, responses={401: {"description": "Wrong name or password"}}
-)
-async def login(body: LoginIn, runtime: RuntimeDep) -> Session:
+LOGIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Wrong name or password"},
+    429: {
+        "description": "Too many failed logins for this name or from this address; the"
+        " password was not checked",
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds until an attempt may be made again.",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
+}
+
+
+@router.post("/login", response_model=Session, responses=LOGIN_RESPONSES)
+async def login(body: LoginIn, request: Request, runtime: RuntimeDep) -> Session:
     """Trade a name and password for a bearer token that expires ([api] token_hours)."""
-    ttl_s = runtime.settings.api.token_hours * 3600.0
-    found = await runtime.alerts.login(body.name, body.password, ttl_s)
+    api = runtime.settings.api
+    guard = guard_of(request.app, api)
+    address = request.client.host if request.client is not None else None
+    try:
+        with guard.attempt(body.name, address) as attempt:
+            found = await runtime.alerts.login(body.name, body.password, api.token_hours * 3600.0)
+            attempt.succeeded = found is not None
+    except LoginRefusedError as exc:
+        raise HTTPException(
+            status_code=429,
+            detail="too many failed logins; try again later",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from None
     if found is None:
         raise unauthorized("wrong name or password")
     user, token, expires_at = found
