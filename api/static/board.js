@@ -1,49 +1,335 @@
-// The alert board: loads the alerts once, then follows the live stream (SSE).
+// The alert board: asks the API for one filtered, sorted page of alerts at a time, merges
+// the live stream (SSE) into the rows shown, and lets operators act on a row in place.
 "use strict";
 
 const KINDS = ["bypass", "reversal", "imbalance", "voltage_loss", "phase_shift",
   "consumption_drop", "tamper", "comms_loss", "energy_balance", "ct_ratio"];
-const alerts = new Map();
+const PAGE = 100;
+const COLUMNS = 11;
+const SEVERITY_RANK = {warning: 1, minor: 2, major: 3, critical: 4};
 const form = document.querySelector("#filters");
+const body = document.querySelector("#alerts tbody");
+const more = document.querySelector("#more");
+const assignees = document.querySelector("#assignees");
+
+// The query the rows were loaded for, the rows in their order and the next page's cursor.
+// While a load is in flight, stream events wait in `queued`: the page may predate them.
+const board = {
+  query: null, rows: [], byId: new Map(), cursor: null,
+  generation: 0, loading: true, queued: [], failed: "",
+};
+// Each alert's <tr> lives across redraws, so a name half typed into a row survives updates.
+const rowEls = new Map();
+let canAct = false;
 
 for (const k of KINDS) form.kind.append(MG.el("option", {}, k));
 
-function visible(a) {
+function readFilters() {
   const f = new FormData(form);
-  if (f.get("status") === "active" && !a.active) return false;
-  if (f.get("status") === "cleared" && a.active) return false;
-  if (f.get("kind") && a.kind !== f.get("kind")) return false;
-  if (f.get("severity") && a.severity !== f.get("severity")) return false;
-  const meter = (f.get("meter") || "").trim().toLowerCase();
-  return !meter || a.meter.toLowerCase().includes(meter);
+  const get = (name) => String(f.get(name) || "").trim();
+  return {
+    status: get("status"), kind: get("kind"), severity: get("severity"),
+    transformer: get("transformer"), class: get("class"), acknowledged: get("acknowledged"),
+    meter: get("meter"), sort: get("sort") || "kwh",
+  };
 }
 
-function draw() {
-  const body = document.querySelector("#alerts tbody");
-  const rows = [...alerts.values()].filter(visible).sort(
-    (a, b) => (b.active - a.active) || (b.estimated_kwh_lost - a.estimated_kwh_lost));
-  body.replaceChildren(...rows.map((a) => MG.el("tr",
-    {class: a.active ? a.severity : "cleared", dataset: {alertId: a.id}},
-    MG.el("td", {"data-label": "Severity"}, a.severity),
+function listUrl(q, cursor) {
+  const p = new URLSearchParams({sort: q.sort, limit: String(PAGE)});
+  if (q.status) p.set("active", q.status === "active" ? "true" : "false");
+  for (const name of ["kind", "severity", "transformer", "class", "acknowledged", "meter"]) {
+    if (q[name]) p.set(name, q[name]);
+  }
+  if (cursor) p.set("cursor", cursor);
+  return `/api/alerts?${p}`;
+}
+
+// The API's filters, applied again to alerts that change or arrive through the stream.
+function matches(a, q, withCase = true) {
+  if (q.status === "active" && !a.active) return false;
+  if (q.status === "cleared" && a.active) return false;
+  if (q.kind && a.kind !== q.kind) return false;
+  if (q.severity && a.severity !== q.severity) return false;
+  if (q.transformer && a.transformer !== q.transformer) return false;
+  if (q.class && (a.customer_class ?? "").toLowerCase() !== q.class.toLowerCase()) return false;
+  if (withCase && q.acknowledged && (q.acknowledged === "true") !== Boolean(a.acknowledged_by)) {
+    return false;
+  }
+  return !q.meter || a.meter === q.meter;
+}
+
+// The API's sort orders, largest first; the id breaks ties as it does there.
+function compare(a, b, sort) {
+  let d;
+  if (sort === "start") d = Date.parse(b.start) - Date.parse(a.start);
+  else if (sort === "severity") {
+    d = (SEVERITY_RANK[b.severity] ?? 0) - (SEVERITY_RANK[a.severity] ?? 0) ||
+      b.estimated_kwh_lost - a.estimated_kwh_lost;
+  } else d = b.estimated_kwh_lost - a.estimated_kwh_lost;
+  return d || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+}
+
+// Whether an alert sorts among the rows loaded: past the last one it belongs to a later page.
+function inLoadedRange(a) {
+  const last = board.rows[board.rows.length - 1];
+  return !board.cursor || !last || compare(a, last, board.query.sort) < 0;
+}
+
+const FIELDS = {
+  severity: (a) => a.severity,
+  phase: (a) => a.phase ?? "",
+  start: (a) => MG.time(a.start),
+  state: (a) => (a.active ? "active" : "cleared"),
+  kwh: (a) => MG.kwh(a.estimated_kwh_lost),
+  acknowledged: (a) => a.acknowledged_by ?? "",
+  assignee: (a) => a.assignee ?? "",
+  summary: (a) => a.summary,
+};
+
+function cell(label, field, cls = "") {
+  return MG.el("td", {"data-label": label, class: cls, dataset: {field}});
+}
+
+function buildRow(a) {
+  const tr = MG.el("tr", {dataset: {alertId: a.id}},
+    cell("Severity", "severity"),
     MG.el("td", {"data-label": "Meter"},
       MG.el("a", {href: `/meters/${encodeURIComponent(a.meter)}`}, a.meter)),
     MG.el("td", {"data-label": "Kind"},
       MG.el("a", {href: `/alerts/${encodeURIComponent(a.id)}`}, a.kind)),
-    MG.el("td", {"data-label": "Phase"}, a.phase ?? ""),
-    MG.el("td", {"data-label": "Since"}, MG.time(a.start)),
-    MG.el("td", {"data-label": "State"}, a.active ? "active" : "cleared"),
-    MG.el("td", {class: "num", "data-label": "kWh lost"}, MG.kwh(a.estimated_kwh_lost)),
-    MG.el("td", {"data-label": "Summary", class: "summary"}, a.summary))));
-  if (!rows.length) body.append(MG.el("tr", {}, MG.el("td", {colspan: 8}, "no alerts")));
+    cell("Phase", "phase"), cell("Since", "start"), cell("State", "state"),
+    cell("kWh lost", "kwh", "num"), cell("Acknowledged", "acknowledged"),
+    cell("Assignee", "assignee"), cell("Summary", "summary", "summary"));
+  if (canAct) tr.append(actionsCell(a.id));
+  return tr;
+}
+
+function fillRow(tr, a) {
+  tr.className = a.active ? a.severity : "cleared";
+  for (const td of tr.querySelectorAll("td[data-field]")) {
+    const text = String(FIELDS[td.dataset.field](a));
+    if (td.textContent !== text) td.textContent = text;
+  }
+  const acked = tr.querySelector("td[data-field=acknowledged]");
+  acked.title = a.acknowledged_at ? MG.time(a.acknowledged_at) : "";
+  const controls = tr.querySelector(".row-actions .controls");
+  if (controls) {
+    controls.hidden = !a.active;
+    controls.querySelector("button.ack").hidden = Boolean(a.acknowledged_by);
+  }
+}
+
+// Ack, assign and clear (with its reason) for one row; each answer updates the row at once.
+function actionsCell(id) {
+  const url = `/api/alerts/${encodeURIComponent(id)}`;
+  const ack = MG.el("button", {type: "button", class: "ack"}, "Ack");
+  const assign = MG.el("form", {class: "assign"},
+    MG.el("input", {name: "assignee", list: "assignees", placeholder: "assignee",
+      "aria-label": "assignee", autocomplete: "off", maxlength: "100"}),
+    MG.el("button", {type: "submit"}, "Assign"));
+  const clear = MG.el("button", {type: "button", class: "clear"}, "Clear");
+  const reason = MG.el("form", {class: "clear-reason"},
+    MG.el("input", {name: "reason", placeholder: "reason for clearing", required: "",
+      "aria-label": "reason for clearing", maxlength: "2000", autocomplete: "off"}),
+    MG.el("button", {type: "submit"}, "Clear alert"),
+    MG.el("button", {type: "button", class: "cancel"}, "Cancel"));
+  reason.hidden = true;
+  const onText = (f, field, label, missing, send) => f.addEventListener("submit", (event) => {
+    // Spaces alone are no name and no reason, though they would pass the API's length check.
+    event.preventDefault();
+    const text = f[field].value.trim();
+    if (text) act(id, label, f, () => send(text));
+    else MG.showError(`${label}: ${missing}`);
+  });
+  ack.addEventListener("click", () => act(id, "Acknowledge", ack, async () => {
+    const done = await MG.api("POST", `${url}/acknowledge`, {note: ""});
+    return {acknowledged_by: done.user, acknowledged_at: new Date(done.at * 1000).toISOString()};
+  }));
+  onText(assign, "assignee", "Assign", "type who takes the alert", async (name) => {
+    const done = await MG.api("POST", `${url}/assign`, {assignee: name});
+    assign.reset();
+    remember([done.assignee]);
+    return {assignee: done.assignee};
+  });
+  const showReason = (open) => {
+    reason.hidden = !open;
+    clear.hidden = open;
+    if (open) reason.reason.focus();
+  };
+  clear.addEventListener("click", () => showReason(true));
+  reason.querySelector(".cancel").addEventListener("click", () => showReason(false));
+  onText(reason, "reason", "Clear", "a reason is required",
+    (text) => MG.api("POST", `${url}/clear`, {reason: text}));
+  return MG.el("td", {class: "row-actions", "data-label": "Actions"},
+    MG.el("div", {class: "controls"}, ack, assign, clear, reason));
+}
+
+// One action: its buttons wait for the answer; a refusal or a network failure is shown.
+async function act(id, label, control, call) {
+  const buttons = control.tagName === "BUTTON" ? [control] : [...control.querySelectorAll("button")];
+  for (const b of buttons) b.disabled = true;
+  try {
+    const change = await call();
+    const a = board.byId.get(id);
+    if (a) {
+      Object.assign(a, change);
+      settle(a);
+      draw();
+    }
+  } catch (err) {
+    MG.showError(`${label} failed: ${err.message}`);
+  } finally {
+    for (const b of buttons) b.disabled = false;
+  }
+}
+
+// Drop an alert that no longer matches the filters (cleared while showing active ones...).
+function settle(a) {
+  if (matches(a, board.query)) return;
+  board.byId.delete(a.id);
+  board.rows = board.rows.filter((r) => r.id !== a.id);
+}
+
+function insert(a) {
+  if (board.byId.has(a.id)) return;
+  board.rows.push(a);
+  board.byId.set(a.id, a);
+}
+
+function draw() {
+  const q = board.query;
+  if (q) board.rows.sort((a, b) => compare(a, b, q.sort));
+  const trs = board.rows.map((a) => {
+    let tr = rowEls.get(a.id);
+    if (!tr) {
+      tr = buildRow(a);
+      rowEls.set(a.id, tr);
+    }
+    fillRow(tr, a);
+    return tr;
+  });
+  for (const [id, tr] of rowEls) {
+    if (!board.byId.has(id)) {
+      tr.remove();
+      rowEls.delete(id);
+    }
+  }
+  for (const tr of [...body.children]) if (!tr.dataset.alertId) tr.remove();
+  // Move only the rows out of place: moving a row would take the focus from its inputs.
+  trs.forEach((tr, i) => {
+    if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] ?? null);
+  });
+  if (!trs.length) {
+    body.append(MG.el("tr", {}, MG.el("td", {colspan: COLUMNS},
+      board.failed ? `could not load the alerts: ${board.failed}` : "no alerts")));
+  }
+  more.hidden = !board.cursor;
   document.querySelector("#updated").textContent =
-    `${rows.length} shown · updated ${new Date().toLocaleTimeString()}`;
+    `${trs.length} shown${board.cursor ? " (more to load)" : ""} · ` +
+    `updated ${new Date().toLocaleTimeString()}`;
+}
+
+function remember(names) {
+  const known = new Set([...assignees.options].map((o) => o.value));
+  for (const name of names) {
+    if (name && !known.has(name)) {
+      known.add(name);
+      assignees.append(MG.el("option", {value: name}));
+    }
+  }
 }
 
 async function reload() {
-  const list = await MG.json("/api/alerts?limit=1000");
-  alerts.clear();
-  for (const a of list.items) alerts.set(a.id, a);
+  const q = readFilters();
+  const generation = ++board.generation;
+  board.loading = true;
+  let page = null;
+  let failed = "";
+  try {
+    page = await MG.api("GET", listUrl(q));
+  } catch (err) {
+    failed = err.message;
+  }
+  if (generation !== board.generation) return;  // a newer load replaces this one
+  board.query = q;
+  board.failed = failed;
+  board.rows = page ? page.items : [];
+  board.byId = new Map(board.rows.map((a) => [a.id, a]));
+  board.cursor = page ? page.next_cursor ?? null : null;
+  if (failed) MG.showError(`Loading the alerts failed: ${failed}`);
+  board.loading = false;
+  const queued = board.queued;
+  board.queued = [];
+  for (const [type, data] of queued) absorb(type, data);
+  remember(board.rows.map((a) => a.assignee));
   draw();
+}
+
+async function loadMore() {
+  const {generation, query, cursor} = board;
+  if (!cursor || board.loading) return;
+  more.disabled = true;
+  try {
+    const page = await MG.api("GET", listUrl(query, cursor));
+    if (generation !== board.generation) return;
+    for (const a of page.items) insert(a);
+    board.cursor = page.next_cursor ?? null;
+    remember(page.items.map((a) => a.assignee));
+    draw();
+  } catch (err) {
+    MG.showError(`Loading more alerts failed: ${err.message}`);
+  } finally {
+    more.disabled = false;
+  }
+}
+
+// An alert the stream names but the rows lack: fetch it whole, show it if it belongs.
+async function fetchIn(id) {
+  const generation = board.generation;
+  try {
+    const {evidence, history, ...a} = await MG.json(`/api/alerts/${encodeURIComponent(id)}`);
+    if (generation !== board.generation || board.byId.has(id)) return;
+    if (matches(a, board.query) && inLoadedRange(a)) {
+      insert(a);
+      draw();
+    }
+  } catch (err) {
+    MG.showError(`Fetching alert ${id} failed: ${err.message}`);
+  }
+}
+
+// Merge one stream event. Engine events lack the case fields, so they are merged into the
+// alert shown rather than replacing it; "case" events carry only the case fields.
+function absorb(type, data) {
+  const q = board.query;
+  const known = board.byId.get(data.id);
+  if (known) {
+    Object.assign(known, data);
+    settle(known);
+    draw();
+    return;
+  }
+  if (type === "case") {
+    // Newly acknowledged: it may now belong to an "acknowledged" view.
+    if (q.acknowledged === "true") fetchIn(data.id);
+    return;
+  }
+  if (!matches(data, q, false) || !inLoadedRange(data)) return;
+  if (type === "open" || "acknowledged_by" in data) {
+    const a = {acknowledged_by: null, acknowledged_at: null, assignee: null, ...data};
+    if (matches(a, q)) {
+      insert(a);
+      draw();
+    }
+  } else {
+    fetchIn(data.id);  // an older alert: its case fields are not in the event
+  }
+}
+
+function take(type, data) {
+  if (board.loading) board.queued.push([type, data]);
+  else absorb(type, data);
+  statsSoon();
 }
 
 async function health() {
@@ -61,40 +347,101 @@ async function health() {
 const OUTCOMES = ["theft_confirmed", "meter_fault", "wiring_error", "no_fault_found", "no_access"];
 
 async function stats() {
-  const body = document.querySelector("#stats tbody");
+  const table = document.querySelector("#stats tbody");
+  const summary = document.querySelector("#open-summary");
   try {
     const s = await MG.json("/api/stats/detectors?open_cases=0");
-    body.replaceChildren(...s.detectors.map((d) => MG.el("tr", {dataset: {kind: d.kind}},
+    const num = (outcome, value) => MG.el("td", {class: "num", dataset: {outcome}}, value);
+    table.replaceChildren(...s.detectors.map((d) => MG.el("tr", {dataset: {kind: d.kind}},
       MG.el("td", {}, d.kind),
-      MG.el("td", {class: "num", dataset: {outcome: "raised"}}, d.raised),
-      ...OUTCOMES.map((o) => MG.el("td", {class: "num", dataset: {outcome: o}},
-        (s.outcomes[d.kind] ?? {})[o] ?? 0)),
-      MG.el("td", {class: "num", dataset: {outcome: "precision"}},
-        d.precision == null ? "—" : `${Math.round(d.precision * 100)} %`))));
+      num("raised", d.raised),
+      num("open", d.open ?? "—"),
+      num("open_kwh", d.open_kwh == null ? "—" : MG.kwh(d.open_kwh)),
+      ...OUTCOMES.map((o) => num(o, (s.outcomes[d.kind] ?? {})[o] ?? 0)),
+      num("precision", d.precision == null ? "—" : `${Math.round(d.precision * 100)} %`))));
     if (!s.detectors.length) {
-      body.append(MG.el("tr", {}, MG.el("td", {colspan: 8}, "no closed work orders yet")));
+      table.append(MG.el("tr", {}, MG.el("td", {colspan: 10}, "no closed work orders yet")));
     }
+    const open = s.detectors.reduce((n, d) => n + (d.open ?? 0), 0);
+    const kwh = s.detectors.reduce((n, d) => n + (d.open_kwh ?? 0), 0);
+    summary.textContent = `${open} open case${open === 1 ? "" : "s"} · ` +
+      `${kwh ? MG.kwh(kwh) : "0"} kWh estimated lost`;
   } catch (err) {
-    body.replaceChildren(MG.el("tr", {}, MG.el("td", {colspan: 8}, err.message)));
+    table.replaceChildren(MG.el("tr", {}, MG.el("td", {colspan: 10}, err.message)));
+    summary.textContent = `open cases unknown: ${err.message}`;
+  }
+}
+
+// Stream events change the open counts: refresh the statistics once a burst has passed.
+let statsTimer = null;
+function statsSoon() {
+  clearTimeout(statsTimer);
+  statsTimer = setTimeout(stats, 500);
+}
+
+async function pickers() {
+  try {
+    const fleet = await MG.json("/api/fleet");
+    const option = (v) => MG.el("option", {}, v);
+    form.elements.namedItem("transformer").append(...fleet.transformers.map(option));
+    form.elements.namedItem("class").append(...fleet.classes.map(option));
+  } catch (err) {
+    MG.showError(`Loading the transformers and classes failed: ${err.message}`);
+  }
+}
+
+// Crews named on work orders are the likely assignees (operators cannot list users).
+async function crewNames() {
+  try {
+    const orders = await MG.json("/api/work-orders?limit=1000");
+    remember(orders.items.map((o) => o.assignee));
+  } catch (err) {
+    MG.showError(`Loading the crews' work orders failed: ${err.message}`);
   }
 }
 
 function follow() {
   const live = document.querySelector("#live");
   const source = new EventSource("/api/stream");
-  const take = (msg) => {
-    const a = JSON.parse(msg.data);
-    alerts.set(a.id, a);
-    draw();
-  };
-  for (const type of ["open", "update", "clear"]) source.addEventListener(type, take);
+  let opened = false;
+  for (const type of ["open", "update", "clear", "case"]) {
+    source.addEventListener(type, (msg) => take(type, JSON.parse(msg.data)));
+  }
   source.addEventListener("resync", () => reload());
-  source.onopen = () => { live.className = "live on"; };
+  source.onopen = () => {
+    live.className = "live on";
+    // Load again once subscribed: what changed before the stream opened is in that page.
+    if (!opened) reload();
+    opened = true;
+  };
   source.onerror = () => { live.className = "live off"; };
 }
 
-form.addEventListener("input", draw);
-reload().then(follow);
+let typing = null;
+form.addEventListener("input", (event) => {
+  clearTimeout(typing);
+  // Typed text waits for a pause; a picked option asks at once.
+  if (event.target.name === "meter") typing = setTimeout(reload, 300);
+  else reload();
+});
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  clearTimeout(typing);
+  reload();
+});
+more.addEventListener("click", loadMore);
+
+async function main() {
+  await MG.ready;
+  canAct = MG.can("operator", "admin");
+  document.querySelector("#actions-head").hidden = !canAct;
+  pickers();
+  if (canAct) crewNames();
+  reload();
+  follow();
+}
+
+main();
 health();
 setInterval(health, 5000);
 stats();
