@@ -18,6 +18,7 @@ import meterguard
 from api.routers import (
     alerts,
     cases,
+    fleet,
     health,
     meters,
     metrics,
@@ -64,6 +65,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(alerts.router, responses=AUTH_RESPONSES)
     app.include_router(meters.router, responses=AUTH_RESPONSES)
+    app.include_router(fleet.router, responses=AUTH_RESPONSES)
     app.include_router(stream.router, responses=AUTH_RESPONSES)
     app.include_router(metrics.router)
     app.include_router(cases.router, responses=AUTH_RESPONSES)

@@ -7,11 +7,17 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from meterguard.model import Alert, AlertKind, Meter, Severity
+from meterguard.stores.records import AlertListing, CaseState
 from meterguard.timefmt import rfc3339
 
 
 class AlertOut(BaseModel):
-    """An alert as the API shows it."""
+    """An alert as the API shows it.
+
+    The stream leaves out the case fields (acknowledged_by, acknowledged_at, assignee) of
+    the engine's events, which do not know them: a client merges each event into what it
+    holds.
+    """
 
     id: str
     meter: str
@@ -24,10 +30,22 @@ class AlertOut(BaseModel):
     confidence: float
     estimated_kwh_lost: float
     summary: str
+    transformer: str | None = Field(default=None, description="The meter's transformer.")
+    customer_class: str | None = Field(default=None, description="The meter's customer class.")
+    acknowledged_by: str | None = None
+    acknowledged_at: str | None = Field(default=None, description="RFC 3339 UTC.")
+    assignee: str | None = None
 
     @classmethod
-    def of(cls, alert: Alert) -> AlertOut:
-        """Build the API view of an alert."""
+    def of(cls, alert: Alert | AlertListing, meter: Meter | None = None) -> AlertOut:
+        """Build the API view of an alert; a listing brings its case fields along."""
+        case: dict[str, Any] = {}
+        if isinstance(alert, AlertListing):
+            case = {
+                "acknowledged_by": alert.acknowledged_by,
+                "acknowledged_at": _when(alert.acknowledged_at),
+                "assignee": alert.assignee,
+            }
         return cls(
             id=alert.id,
             meter=alert.meter,
@@ -35,11 +53,37 @@ class AlertOut(BaseModel):
             severity=alert.severity,
             active=alert.active,
             start=rfc3339(alert.start),
-            end=None if alert.end is None else rfc3339(alert.end),
+            end=_when(alert.end),
             phase=alert.phase,
             confidence=alert.confidence,
             estimated_kwh_lost=alert.estimated_kwh_lost,
             summary=alert.summary,
+            transformer=meter.transformer if meter else None,
+            customer_class=meter.customer_class if meter else None,
+            **case,
+        )
+
+
+def _when(ts: float | None) -> str | None:
+    return None if ts is None else rfc3339(ts)
+
+
+class CaseOutline(BaseModel):
+    """The case fields of an alert, as the stream's `case` event carries them."""
+
+    id: str
+    acknowledged_by: str | None
+    acknowledged_at: str | None = Field(description="RFC 3339 UTC.")
+    assignee: str | None
+
+    @classmethod
+    def of(cls, state: CaseState) -> CaseOutline:
+        """Build the stream's view of a case change."""
+        return cls(
+            id=state.alert_id,
+            acknowledged_by=state.acknowledged_by,
+            acknowledged_at=_when(state.acknowledged_at),
+            assignee=state.assignee,
         )
 
 
@@ -54,7 +98,10 @@ class AlertList(BaseModel):
     """A page of alerts."""
 
     items: list[AlertOut]
-    count: int
+    count: int = Field(description="Alerts on this page.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 class MeterOut(Meter):

@@ -445,6 +445,23 @@ class Engine:
             taken += 1
         return taken
 
+    def forget(self, alert: Alert) -> bool:
+        """Drop the incident of an alert cleared by hand; return whether it was open here.
+
+        If the condition still holds, the next holding reading starts a new incident,
+        raised as a new alert once it has persisted again.
+        """
+        if alert.meter not in self.registry:
+            return False
+        slot = self.registry.slot(alert.meter)
+        for life in self._lifecycles:
+            inc = life.incidents.get(slot)
+            if life.detector.kind is alert.kind and inc is not None and inc.alert_id == alert.id:
+                del life.incidents[slot]
+                life.tracked[slot] = False
+                return True
+        return False
+
     def active_count(self) -> int:
         """Return how many alerts are open now."""
         return sum(1 for life in self._lifecycles for inc in life.incidents.values() if inc.raised)

@@ -1,4 +1,4 @@
-"""Alert events fanned out to live listeners (the SSE stream), with resumption by event id."""
+"""Alert and case events fanned out to live listeners (the SSE stream), resumable by id."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from meterguard.model import AlertEvent
+from meterguard.stores.records import CaseState
 
 
 @dataclass(frozen=True, slots=True)
 class NumberedEvent:
-    """An alert event with the id a client quotes to resume after it."""
+    """An alert event (or a case change) with the id a client quotes to resume after it."""
 
     id: str
     seq: int
-    event: AlertEvent
+    event: AlertEvent | CaseState
 
 
 class ResyncNeeded:
@@ -35,7 +36,7 @@ class AlertBroadcaster:
         self._changed = asyncio.Event()
         self.listeners = 0
 
-    def publish(self, event: AlertEvent) -> NumberedEvent:
+    def publish(self, event: AlertEvent | CaseState) -> NumberedEvent:
         """Give an event its id, keep it in the ring and wake the listeners."""
         self._seq += 1
         numbered = NumberedEvent(id=f"{self.epoch}-{self._seq}", seq=self._seq, event=event)

@@ -44,6 +44,10 @@ class AlertNotFoundError(MeterguardError, KeyError):
     """No alert has the id asked for."""
 
 
+class AlertAlreadyClearedError(MeterguardError):
+    """The alert has ended already; it cannot be cleared again."""
+
+
 class StoreUnavailableError(MeterguardError):
     """A store's server failed or answered nonsense; try again later (HTTP 503)."""
 

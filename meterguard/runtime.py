@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from meterguard.broadcast import AlertBroadcaster
 from meterguard.latest import LatestReadings
-from meterguard.model import MeterRegistry
+from meterguard.model import Alert, AlertEvent, AlertEventType, MeterRegistry
 from meterguard.settings import Settings
 from meterguard.status import StatusBoard
 from meterguard.stores import AlertStore, SeriesStore
@@ -25,6 +25,8 @@ class Counters:
     alerts_cleared: int = 0
     #: Writes a store refused (each retried until taken).
     store_errors: int = 0
+    #: Alerts operators cleared by hand.
+    alerts_cleared_manually: int = 0
 
 
 @dataclass(slots=True)
@@ -41,6 +43,9 @@ class Runtime:
     #: Live figures read at scrape time (queue depths, write buffers), by metric name.
     gauges: dict[str, Callable[[], float]] = field(default_factory=dict)
     latest: LatestReadings = field(init=False)
+    #: Called with the clear event of every alert an operator clears by hand: the engine
+    #: forgets the incident (a condition that still holds raises a new alert), notifiers tell.
+    manual_clear_hooks: list[Callable[[AlertEvent], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.latest = LatestReadings(len(self.registry))
@@ -53,6 +58,16 @@ class Runtime:
         return cls(
             settings=settings, registry=registry, series=series, alerts=alerts, gauges=gauges
         )
+
+    def announce_manual_clear(self, alert: Alert) -> None:
+        """Tell the live stream and the hooks that an operator cleared an alert."""
+        if alert.end is None:
+            raise ValueError(f"alert {alert.id} has not ended")
+        event = AlertEvent(type=AlertEventType.CLEAR, ts=alert.end, alert=alert)
+        self.counters.alerts_cleared_manually += 1
+        self.broadcaster.publish(event)
+        for hook in self.manual_clear_hooks:
+            hook(event)
 
     async def close(self) -> None:
         """Close both stores."""

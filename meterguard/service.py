@@ -14,13 +14,14 @@ from api.app import create_app
 from collector.base import Source
 from collector.factory import build_source
 from detectors.engine import Engine, build_detectors
-from meterguard.model import AlertEventType, ReadingBatch
+from meterguard.model import AlertEvent, AlertEventType, ReadingBatch
 from meterguard.notifiers import build_notifiers
 from meterguard.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 STORE_RETRY_FIRST_S = 0.5
 STORE_RETRY_MAX_S = 30.0
 
@@ -51,6 +52,13 @@ class Service:
         self.notifiers = build_notifiers(settings.notify)
         for notifier in self.notifiers:
             runtime.gauges[f"notify_{notifier.sender.name}_backlog"] = notifier.backlog
+        runtime.manual_clear_hooks.append(self._cleared_by_hand)
+
+    def _cleared_by_hand(self, event: AlertEvent) -> None:
+        """Forget an incident an operator cleared, and tell the notifiers."""
+        self.engine.forget(event.alert)
+        for notifier in self.notifiers:
+            notifier.offer(event)
 
     async def _feed(self, source: Source) -> None:
         async with source:
@@ -65,7 +73,13 @@ class Service:
             counters.readings_in += len(batch)
             self.runtime.latest.update(batch)
             for event in self.engine.process(batch):
-                await self._persist(f"alert {event.alert.id}", self.runtime.alerts.apply, event)
+                applied = await self._persist(
+                    f"alert {event.alert.id}", self.runtime.alerts.apply, event
+                )
+                if not applied:
+                    # Stale (the alert was cleared by hand meanwhile) or refused: the
+                    # store keeps what it had, and the listeners hear nothing of it.
+                    continue
                 self.runtime.broadcaster.publish(event)
                 for notifier in self.notifiers:
                     notifier.offer(event)
@@ -90,8 +104,8 @@ class Service:
             await self._persist(f"{len(batch)} readings", self.runtime.series.write, batch)
             self._series_queue.task_done()
 
-    async def _persist(self, what: str, write: Callable[[T], Awaitable[None]], item: T) -> None:
-        """Write until the store takes it; an error waits and retries.
+    async def _persist(self, what: str, write: Callable[[T], Awaitable[R]], item: T) -> R:
+        """Write until the store takes it and return its answer; an error waits and retries.
 
         A store failure never stops the service nor drops the item: the queues behind it
         fill and slow the sources down instead.
@@ -100,7 +114,7 @@ class Service:
         failing = False
         while True:
             try:
-                await write(item)
+                answer = await write(item)
             except Exception as exc:  # any store failure is retried the same way
                 self.runtime.counters.store_errors += 1
                 if not failing:
@@ -111,7 +125,7 @@ class Service:
                 continue
             if failing:
                 log.info("store took %s after failures", what)
-            return
+            return answer
 
     async def restore(self) -> int:
         """Take back the alerts still open from the last run."""

@@ -9,13 +9,16 @@ from pydantic import BaseModel, Field
 
 from api.auth import OPERATORS, Operator, Principal, Reader, require
 from api.deps import RuntimeDep
-from meterguard.errors import AlertNotFoundError
+from api.schemas import AlertOut
+from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError
 from meterguard.roles import Role
+from meterguard.runtime import Runtime
 from meterguard.stores.alertdb.store import ENGINE_ACTOR
 from meterguard.stores.records import (
     Acknowledgement,
     Assignment,
     AuditEntry,
+    CaseState,
     Comment,
     WorkOrder,
 )
@@ -43,6 +46,12 @@ class AssignIn(BaseModel):
     assignee: str = Field(min_length=1, max_length=100)
 
 
+class ClearIn(BaseModel):
+    """Why an operator clears an alert by hand."""
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class CaseOut(BaseModel):
     """Everything the control room did about an alert."""
 
@@ -64,6 +73,8 @@ class DetectorRow(BaseModel):
     precision: float | None = Field(
         description="Theft confirmed / outcomes with access (null: none yet)."
     )
+    open: int = Field(default=0, description="Active alerts of this kind.")
+    open_kwh: float = Field(default=0.0, description="Their summed estimated kWh lost.")
 
 
 class OpenCase(BaseModel):
@@ -95,15 +106,30 @@ def _missing(alert_id: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"no alert {alert_id!r}")
 
 
+async def _announce_case(runtime: Runtime, alert_id: str) -> None:
+    """Send the alert's case fields to the live stream, so every board shows the change."""
+    listing = await runtime.alerts.listing(alert_id)
+    runtime.broadcaster.publish(
+        CaseState(
+            alert_id=alert_id,
+            acknowledged_by=listing.acknowledged_by,
+            acknowledged_at=listing.acknowledged_at,
+            assignee=listing.assignee,
+        )
+    )
+
+
 @router.post("/alerts/{alert_id}/acknowledge", response_model=Acknowledgement, responses=NOT_FOUND)
 async def acknowledge(
     alert_id: str, who: Operator, runtime: RuntimeDep, body: AckIn | None = None
 ) -> Acknowledgement:
     """Acknowledge an alert: seen, being handled."""
     try:
-        return await runtime.alerts.acknowledge(alert_id, who.name, body.note if body else "")
+        done = await runtime.alerts.acknowledge(alert_id, who.name, body.note if body else "")
     except AlertNotFoundError:
         raise _missing(alert_id) from None
+    await _announce_case(runtime, alert_id)
+    return done
 
 
 @router.post("/alerts/{alert_id}/comments", response_model=Comment, responses=NOT_FOUND)
@@ -125,9 +151,34 @@ async def add_comment(
 async def assign(alert_id: str, body: AssignIn, who: Operator, runtime: RuntimeDep) -> Assignment:
     """Hand an alert to someone."""
     try:
-        return await runtime.alerts.assign(alert_id, body.assignee, who.name)
+        done = await runtime.alerts.assign(alert_id, body.assignee, who.name)
     except AlertNotFoundError:
         raise _missing(alert_id) from None
+    await _announce_case(runtime, alert_id)
+    return done
+
+
+@router.post(
+    "/alerts/{alert_id}/clear",
+    response_model=AlertOut,
+    responses={**NOT_FOUND, 409: {"description": "The alert has ended already"}},
+)
+async def clear(alert_id: str, body: ClearIn, who: Operator, runtime: RuntimeDep) -> AlertOut:
+    """Clear an active alert by hand, with a reason kept in its evidence and audit trail.
+
+    The detectors forget the incident: if the condition still holds, a new alert opens
+    once it has persisted again.
+    """
+    try:
+        alert = await runtime.alerts.clear(alert_id, who.name, body.reason)
+    except AlertNotFoundError:
+        raise _missing(alert_id) from None
+    except AlertAlreadyClearedError:
+        ended = f"alert {alert_id!r} has ended already"
+        raise HTTPException(status_code=409, detail=ended) from None
+    runtime.announce_manual_clear(alert)
+    listing = await runtime.alerts.listing(alert_id)
+    return AlertOut.of(listing, runtime.registry.get(alert.meter))
 
 
 @router.get("/alerts/{alert_id}/case", response_model=CaseOut, responses=NOT_FOUND)
@@ -170,9 +221,11 @@ async def detector_stats(
     """Return per detector kind the alerts raised, the crews' outcomes and the precision."""
     outcomes = await runtime.alerts.outcomes_by_kind()
     raised = await runtime.alerts.alerts_by_kind()
+    still_open = await runtime.alerts.open_by_kind()
     precision: dict[str, float | None] = {}
     rows = []
     for kind in sorted(set(outcomes) | set(raised)):
+        open_count, open_kwh = still_open.get(kind, (0, 0.0))
         counts = outcomes.get(kind, {})
         # No access says nothing about the detector; every other outcome judged it.
         judged = sum(n for outcome, n in counts.items() if outcome != "no_access")
@@ -184,6 +237,8 @@ async def detector_stats(
                 confirmed=counts.get("theft_confirmed", 0),
                 no_fault_found=counts.get("no_fault_found", 0),
                 precision=precision[kind],
+                open=open_count,
+                open_kwh=round(open_kwh, 3),
             )
         )
     top = (

@@ -10,11 +10,11 @@ from fastapi import APIRouter, HTTPException, Query
 
 from api.auth import Reader
 from api.deps import RuntimeDep
+from api.params import time_param
 from api.schemas import AlertOut, MeterDetail, MeterList, MeterOut, SeriesOut
 from meterguard.model import QUANTITIES, Meter
 from meterguard.runtime import Runtime
 from meterguard.timefmt import rfc3339
-from meterguard.timeparse import parse_time
 
 router = APIRouter(prefix="/api/meters", tags=["meters"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such meter"}}
@@ -67,17 +67,8 @@ async def get_meter(who: Reader, meter_id: str, runtime: RuntimeDep) -> MeterDet
         **_out(runtime, meter).model_dump(),
         latest=latest,
         latest_at=None if latest is None else rfc3339(latest["ts"]),
-        alerts=[AlertOut.of(a) for a in alerts],
+        alerts=[AlertOut.of(a, meter) for a in alerts],
     )
-
-
-def _time(text: str | None, default: float, name: str) -> float:
-    if text is None:
-        return default
-    try:
-        return parse_time(text)
-    except ValueError as exc:
-        raise HTTPException(status_code=422, detail=f"{name}: {exc}") from None
 
 
 @router.get("/{meter_id}/series", response_model=SeriesOut, responses=NOT_FOUND)
@@ -101,8 +92,8 @@ async def get_series(
             status_code=422,
             detail=f"unknown quantities {unknown}; known: {', '.join(QUANTITIES)}",
         )
-    t_end = _time(end, time.time(), "end")
-    t_start = _time(start, t_end - 6 * 3600, "start")
+    t_end = time_param(end, time.time(), "end")
+    t_start = time_param(start, t_end - 6 * 3600, "start")
     if not (math.isfinite(t_start) and math.isfinite(t_end)) or t_start > t_end:
         raise HTTPException(status_code=422, detail="start must be a time before end")
     # The store averages into buckets itself (SQL GROUP BY, InfluxQL GROUP BY time).

@@ -10,8 +10,9 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.auth import Reader
 from api.deps import RuntimeDep
-from api.schemas import AlertOut
+from api.schemas import AlertOut, CaseOutline
 from meterguard.broadcast import ResyncNeeded
+from meterguard.stores.records import CaseState
 
 router = APIRouter(tags=["stream"])
 
@@ -27,14 +28,20 @@ async def stream(
 ) -> AsyncIterator[ServerSentEvent]:
     """Stream alert events: `open`, `update` and `clear` carry the alert.
 
-    A `resync` event asks the client to reload the list: the events it missed are gone.
+    A `case` event carries an alert's new case fields (acknowledged, assigned). A `resync`
+    event asks the client to reload the list: the events it missed are gone.
     """
     async for item in runtime.broadcaster.listen(last_event_id or after):
         if isinstance(item, ResyncNeeded):
             yield ServerSentEvent(event="resync", data={"reason": "reload the alert list"})
             continue
-        yield ServerSentEvent(
-            id=item.id,
-            event=item.event.type.value,
-            data=AlertOut.of(item.event.alert).model_dump(mode="json"),
-        )
+        event = item.event
+        if isinstance(event, CaseState):
+            yield ServerSentEvent(
+                id=item.id, event="case", data=CaseOutline.of(event).model_dump(mode="json")
+            )
+            continue
+        alert = AlertOut.of(event.alert, runtime.registry.get(event.alert.meter))
+        # Engine events do not know the case fields: they are left out, not sent as null.
+        data = alert.model_dump(mode="json", exclude_unset=True)
+        yield ServerSentEvent(id=item.id, event=event.type.value, data=data)

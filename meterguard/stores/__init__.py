@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from meterguard.model import (
     QUANTITIES,
@@ -18,6 +18,9 @@ from meterguard.model import (
 )
 from meterguard.stores.records import (
     Acknowledgement,
+    AlertListing,
+    AlertQuery,
+    AlertSort,
     Assignment,
     AuditEntry,
     Checklist,
@@ -74,8 +77,8 @@ class SeriesStore(Protocol):
 class AlertStore(Protocol):
     """Keeps alerts, their history and the case work; SQLite embedded, PostgreSQL shared."""
 
-    async def apply(self, event: AlertEvent) -> None:
-        """Record an open, update or clear event."""
+    async def apply(self, event: AlertEvent) -> bool:
+        """Record an open, update or clear event; False when it changed nothing."""
 
     async def get(self, alert_id: str) -> Alert:
         """Return one alert; AlertNotFoundError when there is none."""
@@ -92,10 +95,21 @@ class AlertStore(Protocol):
         assignee: str | None = None,
         since: float | None = None,
         until: float | None = None,
-        order: Literal["start", "kwh"] = "start",
+        order: AlertSort = "start",
         offset: int = 0,
     ) -> list[Alert]:
-        """Return alerts filtered as asked: newest start first, or by estimated loss."""
+        """Return whole alerts filtered as asked: newest start first, or by estimated loss."""
+
+    async def page(
+        self, query: AlertQuery, limit: int
+    ) -> tuple[builtins.list[AlertListing], tuple[Any, ...] | None]:
+        """Return one page of a list and the sort key to continue after (None: last page)."""
+
+    async def listing(self, alert_id: str) -> AlertListing:
+        """Return one alert with its case fields (AlertNotFoundError if none)."""
+
+    async def clear(self, alert_id: str, user: str, reason: str) -> Alert:
+        """Clear an active alert by hand (AlertAlreadyClearedError if it has ended)."""
 
     async def history(self, alert_id: str) -> builtins.list[dict[str, Any]]:
         """Return the open/update/clear events of an alert, oldest first."""
@@ -157,6 +171,9 @@ class AlertStore(Protocol):
 
     async def alerts_by_kind(self) -> dict[str, int]:
         """Count the alerts raised per kind."""
+
+    async def open_by_kind(self) -> dict[str, tuple[int, float]]:
+        """Return per kind the active alerts and their summed estimated kWh lost."""
 
     async def audit(
         self, *, alert_id: str | None = None, limit: int = 100

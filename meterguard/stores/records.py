@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from meterguard.model import AlertKind, Severity
 
 
 class Outcome(enum.StrEnum):
@@ -135,9 +140,73 @@ class User(_Record):
 
 
 class CaseState(_Record):
-    """The control-room side of an alert: acknowledged and assigned, apart from active."""
+    """The control-room side of an alert: who acknowledged it and who holds it."""
 
     alert_id: str
-    acknowledged: bool
     acknowledged_by: str | None
+    acknowledged_at: float | None
     assignee: str | None
+
+
+AlertSort = Literal["start", "kwh", "severity"]
+SortDirection = Literal["desc", "asc"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertQuery:
+    """Which alerts a list asks for and in what order; every field None means "any"."""
+
+    active: bool | None = None
+    acknowledged: bool | None = None
+    assignee: str | None = None
+    kinds: tuple[AlertKind, ...] = ()
+    severities: tuple[Severity, ...] = ()
+    #: Only these meters (the API resolves a transformer or a customer class to these).
+    meters: tuple[str, ...] | None = None
+    #: Alerts that held at some time in [since, until] (data time, epoch s).
+    since: float | None = None
+    until: float | None = None
+    sort: AlertSort = "start"
+    direction: SortDirection = "desc"
+    #: The sort key of the last row of the previous page; the page starts after it.
+    after: tuple[Any, ...] | None = field(default=None, compare=False)
+
+    def fingerprint(self) -> str:
+        """Return a short digest of the filters and order, which a cursor must match."""
+        shape = {
+            "active": self.active,
+            "acknowledged": self.acknowledged,
+            "assignee": self.assignee,
+            "kinds": sorted(k.value for k in self.kinds),
+            "severities": sorted(s.value for s in self.severities),
+            "meters": None if self.meters is None else sorted(self.meters),
+            "since": self.since,
+            "until": self.until,
+            "sort": self.sort,
+            "direction": self.direction,
+        }
+        text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class AlertListing(_Record):
+    """An alert as a list shows it: no evidence, with who acknowledged and holds it."""
+
+    id: str
+    meter: str
+    kind: AlertKind
+    severity: Severity
+    start: float
+    end: float | None
+    phase: int | None
+    confidence: float
+    estimated_kwh_lost: float
+    summary: str
+    acknowledged_by: str | None
+    acknowledged_at: float | None
+    assignee: str | None
+
+    @property
+    def active(self) -> bool:
+        """True while the alert has not cleared."""
+        return self.end is None

@@ -254,8 +254,16 @@ async def test_crew_records_checklist_outcome_and_recovered_energy_and_stats_fol
 
     before = (await client.get("/api/stats/detectors", headers=olga)).json()
     assert before["detectors"] == [
-        {"kind": k, "raised": 1, "confirmed": 0, "no_fault_found": 0, "precision": None}
-        for k in ("bypass", "reversal")
+        {
+            "kind": k,
+            "raised": 1,
+            "confirmed": 0,
+            "no_fault_found": 0,
+            "precision": None,
+            "open": 1,
+            "open_kwh": kwh,
+        }
+        for k, kwh in (("bypass", 5.0), ("reversal", 15.0))
     ]
     assert [c["alert_id"] for c in before["open_cases"]] == ["a1", "a0"]
     top = (await client.get("/api/stats/detectors?open_cases=1", headers=olga)).json()
@@ -317,6 +325,8 @@ async def test_crew_records_checklist_outcome_and_recovered_energy_and_stats_fol
         "confirmed": 1,
         "no_fault_found": 0,
         "precision": 0.5,
+        "open": 1,  # closing a work order does not clear the alert
+        "open_kwh": 5.0,
     }
     assert rows["reversal"]["confirmed"] == 1
     assert rows["reversal"]["precision"] == 1.0

@@ -162,3 +162,38 @@ async def test_meter_detail_and_downsampled_series(served: tuple[str, Runtime]) 
         page = await client.get(f"{base}/alerts/anything")
         assert page.status_code == 200
         assert "alert.js" in page.text
+
+
+async def test_case_changes_and_manual_clears_reach_the_stream(
+    served: tuple[str, Runtime],
+) -> None:
+    base, runtime = served
+    await runtime.alerts.apply(_event(AlertEventType.OPEN))
+    _, token = await runtime.alerts.create_user("olga", "operator")
+    olga = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        reader = asyncio.create_task(_read_events(client, f"{base}/api/stream", 4))
+        while runtime.broadcaster.listeners == 0:
+            await asyncio.sleep(0.02)
+        runtime.broadcaster.publish(_event(AlertEventType.UPDATE))
+        acked = await client.post(f"{base}/api/alerts/a1/acknowledge", json={}, headers=olga)
+        assert acked.status_code == 200
+        assigned = await client.post(
+            f"{base}/api/alerts/a1/assign", json={"assignee": "carl"}, headers=olga
+        )
+        assert assigned.status_code == 200
+        cleared = await client.post(
+            f"{base}/api/alerts/a1/clear", json={"reason": "known fault"}, headers=olga
+        )
+        assert cleared.status_code == 200
+        events = await asyncio.wait_for(reader, 10)
+    assert [e["event"] for e in events] == ["update", "case", "case", "clear"]
+    update, ack, assign, clear = (json.loads(e["data"]) for e in events)
+    # An engine event knows nothing of the case: the fields are absent, not null.
+    assert "acknowledged_by" not in update
+    assert "assignee" not in update
+    assert (ack["id"], ack["acknowledged_by"], ack["assignee"]) == ("a1", "olga", None)
+    assert ack["acknowledged_at"].endswith("Z")
+    assert (assign["acknowledged_by"], assign["assignee"]) == ("olga", "carl")
+    assert (clear["id"], clear["active"]) == ("a1", False)
+    assert "acknowledged_by" not in clear  # a client keeps what the case events told it

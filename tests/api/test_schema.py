@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import positive_data_acceptance
 
 from api.app import create_app
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
@@ -73,5 +74,11 @@ def _close_runtime() -> Iterator[None]:
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
-    # As admin, so that every operation gets past authorisation to its real work.
-    case.call_and_validate(headers={"Authorization": f"Bearer {_ADMIN_TOKEN}"})
+    # As admin, so that every operation gets past authorisation to its real work. Some
+    # well-formed values are still refused with a 422 by design, as the schema cannot say
+    # what they must name: a transformer or customer class of the fleet, a cursor this API
+    # made, a series window whose start is before its end. Every other check runs.
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {_ADMIN_TOKEN}"},
+        excluded_checks=[positive_data_acceptance],
+    )

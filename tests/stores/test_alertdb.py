@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from meterguard.errors import AlertNotFoundError
+from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
 from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
 from meterguard.stores.alertdb.migrate import current_revision, head_revision, upgrade
@@ -264,7 +264,9 @@ async def test_case_work_is_recorded_and_audited(alert_db_url: str) -> None:
         assert [a.id for a in await store.list(assignee="crew-7")] == ["A1"]
         assert [a.id for a in await store.list(order="kwh")] == ["B", "A1"]
         assert [a.id for a in await store.list()] == ["B", "A1"]
-        assert [a.id for a in await store.list(since=20.0)] == ["B"]
+        # A time range selects the alerts that held within it: both are still open.
+        assert [a.id for a in await store.list(since=20.0)] == ["B", "A1"]
+        assert [a.id for a in await store.list(until=20.0)] == ["A1"]
         assert [a.id for a in await store.list(meter="M1", limit=1, offset=0)] == ["A1"]
 
         order = await store.create_work_order("A1", "olga", "check CT polarity", "crew-7")
@@ -618,5 +620,37 @@ async def test_password_login_gives_expiring_tokens_and_keeps_only_a_hash(
             await store.set_password("nobody", "some password")
         with pytest.raises(ValueError, match="at least 8"):
             await store.set_password("olga", "short")
+    finally:
+        await store.close()
+
+
+async def test_a_manual_clear_ends_the_alert_once_and_later_events_are_stale(
+    alert_db_url: str,
+) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        evidence = {"onset": {"p1": -100.0}, "last_hold_ts": 130.0}
+        assert await store.apply(_open(evidence=evidence))
+        cleared = await store.clear("A1", "olga", "meter replaced", client_key="k1")
+        assert cleared.end == 130.0
+        assert cleared.evidence["cleared_by"]["manual"]["reason"] == "meter replaced"
+        # A retry of the same call (its answer lost) gets the alert back, not an error...
+        again = await store.clear("A1", "olga", "meter replaced", client_key="k1")
+        assert again.end == 130.0
+        # ...while another clear is refused.
+        with pytest.raises(AlertAlreadyClearedError):
+            await store.clear("A1", "olga", "again", client_key="k2")
+        with pytest.raises(AlertNotFoundError):
+            await store.clear("nope", "olga", "x")
+        late = _alert(estimated_kwh_lost=9.0, evidence=evidence)
+        assert not await store.apply(AlertEvent(type=AlertEventType.UPDATE, ts=190, alert=late))
+        assert store.stale_events == 1
+        assert (await store.get("A1")).estimated_kwh_lost == 0.0
+        assert [h["type"] for h in await store.history("A1")] == ["open", "clear"]
+        clears = [e for e in await store.audit(alert_id="A1") if e.action == "clear"]
+        assert [(e.actor, e.detail) for e in clears] == [("olga", {"reason": "meter replaced"})]
+        # The meter may open a new alert of the kind at once.
+        assert await store.apply(_open(id="A2", start=200.0))
+        assert await store.open_by_kind() == {"reversal": (1, 0.0)}
     finally:
         await store.close()

@@ -19,14 +19,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from meterguard.errors import AlertNotFoundError
+from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
 from meterguard.passwords import check_password, hash_password
 from meterguard.roles import ROLE_NAMES
 from meterguard.stores.alertdb import tables as t
 from meterguard.stores.alertdb.migrate import upgrade
+from meterguard.stores.alertdb.paging import order_by, sort_values, where_clauses
 from meterguard.stores.records import (
     Acknowledgement,
+    AlertListing,
+    AlertQuery,
+    AlertSort,
     Assignment,
     AuditEntry,
     Checklist,
@@ -56,7 +60,7 @@ _CONNECTION_ERRORS = {
     "TooManyConnectionsError",
 }
 
-AlertOrder = Literal["start", "kwh"]
+AlertOrder = AlertSort
 
 
 def sqlite_url(path: Path) -> str:
@@ -98,19 +102,36 @@ def _new_key(client_key: str | None) -> str:
     return client_key if client_key is not None else uuid.uuid4().hex
 
 
+def _alert_fields(row: sa.RowMapping) -> dict[str, Any]:
+    """Return the fields an Alert and an AlertListing share, from an alerts row."""
+    return {
+        "id": row["id"],
+        "meter": row["meter"],
+        "kind": AlertKind(row["kind"]),
+        "severity": Severity(row["severity"]),
+        "phase": row["phase"],
+        "start": row["start"],
+        "end": row["end_ts"],
+        "confidence": row["confidence"],
+        "estimated_kwh_lost": row["estimated_kwh_lost"],
+        "summary": row["summary"],
+    }
+
+
 def _row_to_alert(row: sa.RowMapping) -> Alert:
-    return Alert(
-        id=row["id"],
-        meter=row["meter"],
-        kind=AlertKind(row["kind"]),
-        severity=Severity(row["severity"]),
-        phase=row["phase"],
-        start=row["start"],
-        end=row["end_ts"],
-        confidence=row["confidence"],
-        estimated_kwh_lost=row["estimated_kwh_lost"],
-        summary=row["summary"],
-        evidence=row["evidence"],
+    return Alert(**_alert_fields(row), evidence=row["evidence"])
+
+
+#: The columns a list shows: everything but the evidence, which can be large.
+_LISTING_COLUMNS = [c for c in t.alerts.c if c.name != "evidence"]
+
+
+def _listing(row: sa.RowMapping) -> AlertListing:
+    return AlertListing(
+        **_alert_fields(row),
+        acknowledged_by=row["acknowledged_by"],
+        acknowledged_at=row["acknowledged_at"],
+        assignee=row["assignee"],
     )
 
 
@@ -236,8 +257,12 @@ class SqlAlertStore:
 
     # --- alerts -----------------------------------------------------------------------
 
-    async def apply(self, event: AlertEvent) -> None:
-        """Record an event; an open that would duplicate an active alert is refused."""
+    async def apply(self, event: AlertEvent) -> bool:
+        """Record an event; return False when it changed nothing (stale, orphan, duplicate).
+
+        An open that would duplicate an active alert is refused, and an event for an alert
+        that has ended (cleared by the engine or by hand) is stale.
+        """
         alert = event.alert
         now = time.time()
         values = {
@@ -301,13 +326,14 @@ class SqlAlertStore:
                 raise
             self.duplicates_refused += 1
             log.warning("refused a second active %s alert for meter %s", alert.kind, alert.meter)
-            return
+            return False
         if outcome == "orphan":
             self.orphan_events += 1
             log.warning("%s for unknown alert %s ignored", event.type.value, alert.id)
         elif outcome == "stale":
             self.stale_events += 1
             log.info("%s for alert %s, already cleared, ignored", event.type.value, alert.id)
+        return outcome == "applied"
 
     async def get(self, alert_id: str) -> Alert:
         """Return one alert by id."""
@@ -349,30 +375,101 @@ class SqlAlertStore:
         order: AlertOrder = "start",
         offset: int = 0,
     ) -> builtins.list[Alert]:
-        """Return alerts filtered as asked: newest start first, or by estimated loss."""
+        """Return whole alerts (with evidence) filtered as asked, newest or largest loss first.
+
+        since/until select the alerts that held at some time between them.
+        """
+        query = AlertQuery(
+            active=active,
+            acknowledged=acknowledged,
+            assignee=assignee,
+            kinds=() if kind is None else (kind,),
+            severities=() if severity is None else (severity,),
+            meters=None if meter is None else (meter,),
+            since=since,
+            until=until,
+            sort=order,
+        )
+        select = (
+            sa.select(t.alerts)
+            .where(*where_clauses(query))
+            .order_by(*order_by(query))
+            .limit(limit)
+            .offset(offset)
+        )
+        return [_row_to_alert(r) for r in await self._fetch(select)]
+
+    async def page(
+        self, query: AlertQuery, limit: int
+    ) -> tuple[builtins.list[AlertListing], tuple[Any, ...] | None]:
+        """Return one page of a list and the sort key to continue after (None: last page)."""
+        select = (
+            sa.select(*_LISTING_COLUMNS)
+            .where(*where_clauses(query))
+            .order_by(*order_by(query))
+            .limit(limit + 1)  # one more tells whether another page follows
+        )
+        rows = await self._fetch(select)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        listings = [_listing(r) for r in rows]
+        return listings, sort_values(query.sort, rows[-1]) if more else None
+
+    async def listing(self, alert_id: str) -> AlertListing:
+        """Return one alert as a list shows it, with its case fields."""
+        rows = await self._fetch(sa.select(*_LISTING_COLUMNS).where(t.alerts.c.id == alert_id))
+        if not rows:
+            raise AlertNotFoundError(alert_id)
+        return _listing(rows[0])
+
+    async def clear(
+        self, alert_id: str, user: str, reason: str, *, client_key: str | None = None
+    ) -> Alert:
+        """Clear an active alert by hand, with the reason in its evidence and the audit trail.
+
+        The alert ends at the last data time it was seen to hold. AlertAlreadyClearedError
+        when it has ended already (unless this very call, by client key, ended it).
+        """
+        now = time.time()
+        key = _new_key(client_key)
         a = t.alerts
-        query = sa.select(a)
-        if active is not None:
-            query = query.where(a.c.active == active)
-        if meter is not None:
-            query = query.where(a.c.meter == meter)
-        if kind is not None:
-            query = query.where(a.c.kind == kind.value)
-        if severity is not None:
-            query = query.where(a.c.severity == severity.value)
-        if acknowledged is not None:
-            query = query.where(
-                a.c.acknowledged_by.is_not(None) if acknowledged else a.c.acknowledged_by.is_(None)
+
+        async def write(conn: AsyncConnection) -> sa.RowMapping:
+            row = (await conn.execute(sa.select(a).where(a.c.id == alert_id))).mappings().first()
+            if row is None:
+                raise AlertNotFoundError(alert_id)
+            if row["end_ts"] is not None:
+                # A retry after a lost COMMIT finds the audit row its first attempt wrote.
+                mine = await conn.execute(
+                    sa.select(t.audit_log.c.id).where(t.audit_log.c.client_key == key)
+                )
+                if mine.first() is not None:
+                    return row
+                raise AlertAlreadyClearedError(alert_id)
+            evidence = dict(row["evidence"])
+            end = max(float(evidence.get("last_hold_ts", row["start"])), row["start"])
+            evidence["cleared_by"] = {"manual": {"by": user, "reason": reason, "at": now}}
+            await conn.execute(
+                sa.update(a)
+                .where(a.c.id == alert_id, a.c.end_ts.is_(None))
+                .values(end_ts=end, active=False, evidence=evidence, updated_at=now)
             )
-        if assignee is not None:
-            query = query.where(a.c.assignee == assignee)
-        if since is not None:
-            query = query.where(a.c.start >= since)
-        if until is not None:
-            query = query.where(a.c.start <= until)
-        first = a.c.estimated_kwh_lost.desc() if order == "kwh" else a.c.start.desc()
-        query = query.order_by(first, a.c.id).limit(limit).offset(offset)
-        return [_row_to_alert(r) for r in await self._fetch(query)]
+            cleared = (await conn.execute(sa.select(a).where(a.c.id == alert_id))).mappings().one()
+            await conn.execute(
+                self._insert(t.alert_history)
+                .values(
+                    alert_id=alert_id,
+                    type=AlertEventType.CLEAR.value,
+                    data_ts=end,
+                    recorded_at=now,
+                    alert=_row_to_alert(cleared).model_dump(mode="json"),
+                )
+                .on_conflict_do_nothing(index_elements=["alert_id", "type", "data_ts"])
+            )
+            await self._audit(conn, user, "clear", alert_id, {"reason": reason}, key)
+            return cleared
+
+        return _row_to_alert(await self._run(write))
 
     async def _fetch(self, query: sa.Select[Any]) -> builtins.list[sa.RowMapping]:
         async def read(conn: AsyncConnection) -> builtins.list[sa.RowMapping]:
@@ -663,6 +760,20 @@ class SqlAlertStore:
         a = t.alerts
         query = sa.select(a.c.kind, sa.func.count().label("n")).group_by(a.c.kind)
         return {r["kind"]: int(r["n"]) for r in await self._fetch(query)}
+
+    async def open_by_kind(self) -> dict[str, tuple[int, float]]:
+        """Return per detector kind the active alerts and their summed estimated kWh lost."""
+        a = t.alerts
+        query = (
+            sa.select(
+                a.c.kind,
+                sa.func.count().label("n"),
+                sa.func.coalesce(sa.func.sum(a.c.estimated_kwh_lost), 0.0).label("kwh"),
+            )
+            .where(a.c.active.is_(True))
+            .group_by(a.c.kind)
+        )
+        return {r["kind"]: (int(r["n"]), float(r["kwh"])) for r in await self._fetch(query)}
 
     async def audit(
         self, *, alert_id: str | None = None, limit: int = 100
