@@ -1,0 +1,132 @@
+"""The alert board in headless Chromium: server-side filters, live rows and row actions."""
+
+from typing import Any
+
+from playwright.async_api import Browser, Page, Route, expect
+
+from tests.api import test_browser
+from tests.api.test_browser import Live, open_when_up, sign_in
+
+# The service and browser fixtures of the page tests, shared rather than copied.
+browser = test_browser.browser
+live_service = test_browser.live_service
+
+REASON = "CT turned back and sealed, checked on site"
+
+
+async def api_get(page: Page, live: Live, path: str) -> Any:
+    """GET an API path as the operator, apart from the page, and return its JSON."""
+    token = live.tokens["operator"]
+    resp = await page.request.get(live.base + path, headers={"Authorization": f"Bearer {token}"})
+    assert resp.ok, f"{path}: {resp.status}"
+    return await resp.json()
+
+
+async def pick(page: Page, name: str, value: str) -> None:
+    """Choose a value in one of the board's filter selects."""
+    await page.locator(f"#filters select[name={name}]").select_option(value)
+
+
+async def test_operator_filters_acknowledges_assigns_and_clears_from_the_board(
+    browser: Browser, live_service: Live
+) -> None:
+    base, thief = live_service.base, live_service.thief
+    page = await browser.new_page()
+    clears: list[str] = []
+    page.on("request", lambda r: clears.append(r.url) if r.url.endswith("/clear") else None)
+    await open_when_up(page, base + "/")
+    await expect(page.locator("#live")).to_have_class("live on")
+    rows = page.locator("#alerts tbody tr")
+    await expect(rows).to_have_text(["no alerts"])
+    await expect(page.locator("#open-summary")).to_have_text("0 open cases · 0 kWh estimated lost")
+
+    # The reversal arrives through the stream; a viewer gets no controls on it.
+    row = page.locator("#alerts tbody tr", has_text=thief)
+    await expect(row).to_be_visible(timeout=20_000)
+    await expect(rows).to_have_count(1)
+    await expect(row.get_by_role("link", name="reversal")).to_be_visible()
+    await expect(row.locator("button")).to_have_count(0)
+    await expect(page.locator("#actions-head")).to_be_hidden()
+    await expect(page.locator("#open-summary")).to_contain_text("1 open case · ")
+    reversal = page.locator("#stats tbody tr[data-kind=reversal]")
+    await expect(reversal.locator("[data-outcome=open]")).to_have_text("1")
+    alert_id = await row.get_attribute("data-alert-id")
+    assert alert_id
+
+    await sign_in(page, live_service.tokens["operator"], "operator (operator)")
+    await expect(row.get_by_role("button", name="Ack")).to_be_visible()
+    await expect(page.locator("#more")).to_be_hidden()
+
+    # Each filter asks the API again; the thief's row is there only when it fits.
+    await pick(page, "kind", "bypass")
+    await expect(rows).to_have_text(["no alerts"])
+    await pick(page, "kind", "reversal")
+    await expect(row).to_be_visible()
+    await pick(page, "class", "commercial")
+    await expect(rows).to_have_text(["no alerts"])
+    await pick(page, "class", "residential")
+    await expect(row).to_be_visible()
+    meter = await api_get(page, live_service, f"/api/meters/{thief}")
+    await pick(page, "transformer", meter["transformer"])
+    await expect(row).to_be_visible()
+    await page.locator("#filters input[name=meter]").fill("M-NOT-THERE")
+    await expect(rows).to_have_text(["no alerts"])
+    await page.locator("#filters input[name=meter]").fill(thief)
+    await expect(row).to_be_visible()
+    await pick(page, "sort", "severity")
+    await expect(row).to_be_visible()
+
+    # A failed request is reported, not swallowed; the button works once the network does.
+    async def refuse(route: Route) -> None:
+        await route.abort()
+
+    await page.route("**/acknowledge", refuse)
+    await row.get_by_role("button", name="Ack").click()
+    await expect(page.locator("#mg-error")).to_contain_text("Acknowledge failed")
+    await page.unroute("**/acknowledge", refuse)
+    await row.get_by_role("button", name="Ack").click()
+    await expect(row.locator("td[data-label=Acknowledged]")).to_have_text("operator")
+    await expect(row.get_by_role("button", name="Ack")).to_be_hidden()
+    await expect(page.locator("#mg-error")).to_be_hidden()
+    case = await api_get(page, live_service, f"/api/alerts/{alert_id}/case")
+    assert [a["user"] for a in case["acknowledgements"]] == ["operator"]
+    await pick(page, "acknowledged", "false")
+    await expect(rows).to_have_text(["no alerts"])
+    await pick(page, "acknowledged", "true")
+    await expect(row.locator("td[data-label=Acknowledged]")).to_have_text("operator")
+
+    await row.locator("input[name=assignee]").fill("crew1")
+    await row.get_by_role("button", name="Assign").click()
+    await expect(row.locator("td[data-label=Assignee]")).to_have_text("crew1")
+    case = await api_get(page, live_service, f"/api/alerts/{alert_id}/case")
+    assert [(a["assignee"], a["assigned_by"]) for a in case["assignments"]] == [
+        ("crew1", "operator")
+    ]
+
+    # Clearing on a phone: the card keeps its controls on the screen; a reason is required.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await row.get_by_role("button", name="Clear", exact=True).click()
+    reason = row.get_by_label("reason for clearing")
+    confirm = row.get_by_role("button", name="Clear alert")
+    box = await confirm.bounding_box()
+    assert box
+    assert 0 <= box["x"] <= box["x"] + box["width"] <= 390, box
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await confirm.click()  # empty: the browser keeps the form from being sent
+    assert await reason.evaluate("(input) => input.matches(':invalid')")
+    await reason.fill("   ")
+    await confirm.click()
+    await expect(page.locator("#mg-error")).to_contain_text("a reason is required")
+    await reason.fill(REASON)
+    await confirm.click()
+    await expect(rows).to_have_text(["no alerts"])
+    await expect(page.locator("#open-summary")).to_have_text("0 open cases · 0 kWh estimated lost")
+    assert len(clears) == 1, clears  # only the request with a reason went out
+    await pick(page, "status", "cleared")
+    await expect(row.locator("td[data-label=State]")).to_have_text("cleared")
+    await expect(row.get_by_role("button", name="Ack")).to_be_hidden()
+    case = await api_get(page, live_service, f"/api/alerts/{alert_id}/case")
+    audit = [e for e in case["audit"] if e["action"] == "clear"]
+    assert [(e["actor"], e["detail"].get("reason")) for e in audit] == [("operator", REASON)]
+    cleared = await api_get(page, live_service, f"/api/alerts?active=false&meter={thief}")
+    assert [a["id"] for a in cleared["items"]] == [alert_id]
