@@ -189,8 +189,12 @@ class AlertQuery:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class AlertListing(_Record):
-    """An alert as a list shows it: no evidence, with who acknowledged and holds it."""
+@dataclass(frozen=True, slots=True)
+class AlertListing:
+    """An alert as a list shows it: no evidence, with who acknowledged and holds it.
+
+    A plain dataclass: a page builds up to a thousand of these per request.
+    """
 
     id: str
     meter: str

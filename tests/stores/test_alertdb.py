@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
 from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
+from meterguard.stores.alertdb import store as store_module
 from meterguard.stores.alertdb.migrate import current_revision, head_revision, upgrade
 from meterguard.stores.records import CheckAnswer, Checklist, Outcome, WorkOrderStatus
 
@@ -654,3 +655,26 @@ async def test_a_manual_clear_ends_the_alert_once_and_later_events_are_stale(
         assert await store.open_by_kind() == {"reversal": (1, 0.0)}
     finally:
         await store.close()
+
+
+async def test_a_remembered_token_never_outlives_a_revocation_for_long(
+    alert_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "TOKEN_CACHE_S", 0.5)
+    here, other = SqlAlertStore(alert_db_url), SqlAlertStore(alert_db_url)
+    try:
+        _, key_a = await here.create_user("olga", "operator")
+        _, key_b = await here.create_user("otto", "operator")
+        assert (await here.user_for_token(key_a)).name == "olga"  # type: ignore[union-attr]
+        assert (await here.user_for_token(key_b)).name == "otto"  # type: ignore[union-attr]
+        # Revoked by this process: refused at once.
+        assert await here.revoke_token(key_a)
+        assert await here.user_for_token(key_a) is None
+        # Revoked by another process sharing the database: refused once the memory lapses.
+        assert await other.revoke_token(key_b)
+        await asyncio.sleep(0.6)
+        assert await here.user_for_token(key_b) is None
+        assert await here.user_for_token("never-issued") is None
+    finally:
+        await here.close()
+        await other.close()

@@ -62,6 +62,15 @@ _CONNECTION_ERRORS = {
 
 AlertOrder = AlertSort
 
+#: Connections to a SQLite file: each is a thread, and SQLite runs one writer at a time;
+#: more threads only contend with the event loop for the interpreter.
+SQLITE_POOL = 2
+
+#: How long a valid token's user is remembered before the database is asked again.
+TOKEN_CACHE_S = 5.0
+#: Past this many remembered tokens the memory starts afresh.
+TOKEN_CACHE_SIZE = 10_000
+
 
 def sqlite_url(path: Path) -> str:
     """Return the SQLAlchemy URL of a SQLite alert database file."""
@@ -161,7 +170,7 @@ async def _with_alerts(
     return [_work_order(r, covered.get(r["id"], [])) for r in rows]
 
 
-def _user(row: sa.RowMapping) -> User:
+def _user(row: sa.RowMapping | dict[str, Any]) -> User:
     data = dict(row)
     data["has_password"] = data.pop("password_hash", None) is not None
     return User.model_validate(data)
@@ -186,7 +195,15 @@ class SqlAlertStore:
 
     def __init__(self, url: str, *, retry_for_s: float = 120.0, echo: bool = False) -> None:
         self.url = url
-        self._engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True, echo=echo)
+        # A server can drop pooled connections (restart, failover): ping before use. A
+        # SQLite file cannot, and the ping would cost a thread hop per query.
+        parsed = sa.engine.make_url(url)
+        ping = parsed.get_backend_name() != "sqlite"
+        on_file = not ping and parsed.database not in (None, "", ":memory:")
+        pool: dict[str, Any] = {"pool_size": SQLITE_POOL, "max_overflow": 0} if on_file else {}
+        self._engine: AsyncEngine = create_async_engine(
+            url, pool_pre_ping=ping, echo=echo, **pool
+        )
         self._dialect = self._engine.dialect.name
         if self._dialect == "sqlite":
             sa_event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
@@ -202,6 +219,8 @@ class SqlAlertStore:
         self.stale_events = 0
         #: Transactions retried after a lost connection.
         self.retries = 0
+        #: Token digest -> its user and until when that answer holds (user_for_token).
+        self._token_cache: dict[str, tuple[User, float]] = {}
 
     @property
     def engine(self) -> AsyncEngine:
@@ -868,23 +887,44 @@ class SqlAlertStore:
         return _user(rows[0]), token, expires_at
 
     async def user_for_token(self, token: str) -> User | None:
-        """Return the user a token belongs to, or None if unknown, revoked or expired."""
+        """Return the user a token belongs to, or None if unknown, revoked or expired.
+
+        A valid token is remembered for TOKEN_CACHE_S (never past its expiry), as every
+        request asks: a revocation in this process takes effect at once, one in another
+        process sharing the database within that time.
+        """
+        digest = _hash_token(token)
+        now = time.time()
+        cached = self._token_cache.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         u, k = t.users, t.tokens
         query = (
-            sa.select(u)
+            sa.select(u, k.c.expires_at.label("token_expires_at"))
             .select_from(u.join(k, k.c.user_id == u.c.id))
             .where(
-                k.c.token_sha256 == _hash_token(token),
+                k.c.token_sha256 == digest,
                 k.c.revoked_at.is_(None),
-                sa.or_(k.c.expires_at.is_(None), k.c.expires_at > time.time()),
+                sa.or_(k.c.expires_at.is_(None), k.c.expires_at > now),
             )
         )
         rows = await self._fetch(query)
-        return _user(rows[0]) if rows else None
+        if not rows:
+            self._token_cache.pop(digest, None)
+            return None
+        data = dict(rows[0])
+        expires_at = data.pop("token_expires_at")
+        user = _user(data)
+        if len(self._token_cache) >= TOKEN_CACHE_SIZE:
+            self._token_cache.clear()
+        until = now + TOKEN_CACHE_S
+        self._token_cache[digest] = (user, until if expires_at is None else min(until, expires_at))
+        return user
 
     async def revoke_token(self, token: str) -> bool:
         """Revoke a token; True if it was active."""
         k = t.tokens
+        self._token_cache.pop(_hash_token(token), None)
 
         async def write(conn: AsyncConnection) -> bool:
             result = await conn.execute(
