@@ -131,6 +131,13 @@ async def main() -> None:
                         tokens["operator"],
                         {"note": "crew sent"},
                     )
+                    _call(
+                        base,
+                        "POST",
+                        f"/api/alerts/{alert['id']}/assign",
+                        tokens["operator"],
+                        {"assignee": "crew1"},
+                    )
                     path = f"/api/work-orders/{order['id']}"
                     _call(base, "PATCH", path, tokens["operator"], {"status": "en_route"})
             for alert in ranked[2:3]:
