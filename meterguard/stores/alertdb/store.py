@@ -201,9 +201,7 @@ class SqlAlertStore:
         ping = parsed.get_backend_name() != "sqlite"
         on_file = not ping and parsed.database not in (None, "", ":memory:")
         pool: dict[str, Any] = {"pool_size": SQLITE_POOL, "max_overflow": 0} if on_file else {}
-        self._engine: AsyncEngine = create_async_engine(
-            url, pool_pre_ping=ping, echo=echo, **pool
-        )
+        self._engine: AsyncEngine = create_async_engine(url, pool_pre_ping=ping, echo=echo, **pool)
         self._dialect = self._engine.dialect.name
         if self._dialect == "sqlite":
             sa_event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
