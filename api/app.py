@@ -23,6 +23,7 @@ from api.routers import (
     meters,
     metrics,
     session,
+    sources,
     stream,
     users,
     work_orders,
@@ -66,6 +67,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(alerts.router, responses=AUTH_RESPONSES)
     app.include_router(meters.router, responses=AUTH_RESPONSES)
     app.include_router(fleet.router, responses=AUTH_RESPONSES)
+    app.include_router(sources.router, responses=AUTH_RESPONSES)
     app.include_router(stream.router, responses=AUTH_RESPONSES)
     app.include_router(metrics.router)
     app.include_router(cases.router, responses=AUTH_RESPONSES)

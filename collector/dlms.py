@@ -122,6 +122,7 @@ class DlmsSource:
         self._rng = np.random.default_rng()
         #: requests, associations, failures, events.
         self.counters: Counter[str] = Counter()
+        status.register_source(self.name, self.counters, kind=settings.type)
 
     async def __aenter__(self) -> Self:
         return self

@@ -107,6 +107,7 @@ class ModbusSource:
         #: Failed reads by kind (timeout, exception, bad_length, connection), requests sent
         #: and backoffs taken.
         self.counters: Counter[str] = Counter()
+        status.register_source(self.name, self.counters, kind=settings.type)
 
     @property
     def decode_errors(self) -> int:

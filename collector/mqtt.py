@@ -203,6 +203,7 @@ class MqttSource:
         self.subscribed = threading.Event()
         self._inbox_max = INBOX_FACTOR * settings.batch_max
         self._overflowing = False
+        status.register_source(self.name, self.counters, self.dead_letters, kind=settings.type)
 
     # -- the client thread -------------------------------------------------------------
 

@@ -93,6 +93,7 @@ class RuntimeCollector(Collector):
             for source, value in sorted(values.items()):
                 family.add_metric([source], value)
             yield family
+        yield from self._source_events()
         for name, read in sorted(self.runtime.gauges.items()):
             yield GaugeMetricFamily(f"meterguard_{name}", f"Live figure {name}.", value=read())
         yield GaugeMetricFamily(
@@ -100,6 +101,27 @@ class RuntimeCollector(Collector):
             "Open live-stream connections.",
             value=self.runtime.broadcaster.listeners,
         )
+
+    def _source_events(self) -> Iterator[Metric]:
+        """Each source's own counters, and how many dead letters it keeps."""
+        sources = self.runtime.status.sources()
+        events = CounterMetricFamily(
+            "meterguard_source_events",
+            "A source's own counts by event (requests, timeouts, malformed payloads, ...).",
+            labels=["source", "event"],
+        )
+        kept = GaugeMetricFamily(
+            "meterguard_source_dead_letters",
+            "Unusable payloads a source keeps for inspection (GET /api/sources).",
+            labels=["source"],
+        )
+        for entry in sources:
+            for event, count in sorted(entry.counts().items()):
+                events.add_metric([entry.name, event], count)
+            if entry.dead_letters is not None:
+                kept.add_metric([entry.name], len(entry.dead_letters))
+        yield events
+        yield kept
 
 
 @router.get(
