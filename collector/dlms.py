@@ -120,7 +120,7 @@ class DlmsSource:
             for d in settings.devices
         ]
         self._rng = np.random.default_rng()
-        #: requests, associations, failures, events.
+        #: frames, associations, failures, events.
         self.counters: Counter[str] = Counter()
         status.register_source(self.name, self.counters, kind=settings.type)
 

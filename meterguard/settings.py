@@ -172,7 +172,7 @@ def load_settings(path: Path | None = None) -> Settings:
 
 
 def check_fleet(settings: Settings, source: str) -> None:
-    """Check that meter ids are unique and that every source names a known meter."""
+    """Check that meter ids and source names are unique and sources name known meters."""
     try:
         fleet = settings.all_meters()
     except (MeterCsvError, OSError) as exc:
@@ -183,7 +183,12 @@ def check_fleet(settings: Settings, source: str) -> None:
         if meter.id in ids:
             problems.append(("meters", f"meter {meter.id!r} is listed twice"))
         ids.add(meter.id)
+    names: set[str] = set()
     for s, src in enumerate(settings.sources):
+        # Counters and status are kept by source name: two of one name would mix them.
+        if src.name in names:
+            problems.append((f"sources[{s}].name", f"another source is named {src.name!r}"))
+        names.add(src.name)
         for d, meter_id in enumerate(src.meter_ids()):
             if meter_id not in ids:
                 where = "meter_map" if isinstance(src, MqttSourceSettings) else f"devices[{d}]"

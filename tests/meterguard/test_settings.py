@@ -63,6 +63,10 @@ def test_unknown_meter_in_a_source_and_bad_toml(tmp_path: Path) -> None:
     path.write_text('[[sources]]\nname = "gw"\n[[sources.devices]]\nmeter = "NOPE"\nunit = 1\n')
     with pytest.raises(ConfigError, match=r"sources\[0\]\.devices\[0\]\.meter: unknown meter"):
         load_settings(path)
+    twice = '[[sources]]\nname = "gw"\n[[sources]]\nname = "gw"\nport = 5021\n'
+    path.write_text(twice)
+    with pytest.raises(ConfigError, match=r"sources\[1\]\.name: another source is named 'gw'"):
+        load_settings(path)
     path.write_text("[api\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(path)
