@@ -56,7 +56,7 @@ async function drawCase(id) {
 }
 
 // Operators and admins act on the alert; each form posts, clears itself and redraws the case.
-function wireActions(id) {
+function wireActions(id, active) {
   const base = `/api/alerts/${encodeURIComponent(id)}`;
   const actions = [
     ["#ack-form", (f) => MG.api("POST", `${base}/acknowledge`, {note: f.note.value})],
@@ -65,7 +65,17 @@ function wireActions(id) {
     ["#work-order-form", (f) => MG.api("POST", "/api/work-orders", {
       alert_ids: [id], instructions: f.instructions.value,
       assignee: f.assignee.value.trim() || null})],
+    ["#clear-form", async (f) => {
+      const reason = f.reason.value.trim();
+      if (!reason) {
+        MG.showError("Clearing an alert needs a reason.");
+        throw new Error("no reason");
+      }
+      await MG.api("POST", `${base}/clear`, {reason});
+      location.reload();  // the state, the end and the history all change
+    }],
   ];
+  document.querySelector("#clear-form").hidden = !active;
   for (const [selector, send] of actions) {
     const form = document.querySelector(selector);
     form.addEventListener("submit", async (event) => {
@@ -94,8 +104,12 @@ async function main() {
     ["state", a.active ? "active" : "cleared"], ["phase", a.phase ?? "—"],
     ["start", MG.time(a.start)], ["end", a.end ? MG.time(a.end) : "still open"],
     ["confidence", `${Math.round(a.confidence * 100)} %`],
-    ["estimated kWh lost", MG.kwh(a.estimated_kwh_lost)], ["alert id", a.id],
+    ["estimated kWh lost", MG.kwh(a.estimated_kwh_lost)],
+    ["acknowledged by", a.acknowledged_by ?? "—"], ["assignee", a.assignee ?? "—"],
+    ["alert id", a.id],
   ];
+  const manual = a.evidence.cleared_by?.manual;
+  if (manual) facts.push(["cleared by hand", `${manual.by}: ${manual.reason}`]);
   document.querySelector("#facts").replaceChildren(
     ...facts.flatMap(([k, v]) => [MG.el("dt", {}, k), MG.el("dd", {}, v)]));
   evidenceTable(a.evidence);
@@ -103,7 +117,7 @@ async function main() {
     MG.el("tr", {}, MG.el("td", {}, h.type), MG.el("td", {}, MG.epochTime(h.ts)),
       MG.el("td", {}, MG.epochTime(h.recorded_at)))));
   await MG.ready;
-  if (MG.can("operator", "admin")) wireActions(id);
+  if (MG.can("operator", "admin")) wireActions(id, a.active);
   drawCase(id).catch((err) => {
     document.querySelector("#case").textContent = `Could not load the case: ${err.message}`;
   });

@@ -130,3 +130,31 @@ async def test_operator_filters_acknowledges_assigns_and_clears_from_the_board(
     assert [(e["actor"], e["detail"].get("reason")) for e in audit] == [("operator", REASON)]
     cleared = await api_get(page, live_service, f"/api/alerts?active=false&meter={thief}")
     assert [a["id"] for a in cleared["items"]] == [alert_id]
+
+
+async def test_operator_clears_an_alert_on_its_page_with_a_reason(
+    browser: Browser, live_service: Live
+) -> None:
+    base, thief = live_service.base, live_service.thief
+    page = await browser.new_page()
+    await open_when_up(page, base + "/")
+    row = page.locator("#alerts tbody tr", has_text=thief)
+    await expect(row).to_be_visible(timeout=20_000)
+    alert_id = await row.get_attribute("data-alert-id")
+    await sign_in(page, live_service.tokens["operator"], "operator (operator)")
+    await row.get_by_role("link", name="reversal").click()
+    form = page.locator("#clear-form")
+    await expect(form).to_be_visible()
+    await form.get_by_label("reason for clearing").fill("  ")
+    await form.get_by_role("button", name="Clear alert").click()
+    await expect(page.locator("#mg-error")).to_contain_text("needs a reason")
+    await form.get_by_label("reason for clearing").fill(REASON)
+    await form.get_by_role("button", name="Clear alert").click()
+    # The page reloads with the alert ended: its state, the reason and the history say so.
+    facts = page.locator("#facts")
+    await expect(facts).to_contain_text(f"operator: {REASON}")
+    await expect(facts.locator("dd").first).to_have_text("cleared")
+    await expect(page.locator("#history tbody tr").last).to_contain_text("clear")
+    await expect(page.locator("#clear-form")).to_be_hidden()
+    detail = await api_get(page, live_service, f"/api/alerts/{alert_id}")
+    assert detail["active"] is False
