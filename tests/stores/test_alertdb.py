@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -20,7 +21,14 @@ from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Sever
 from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
 from meterguard.stores.alertdb import store as store_module
 from meterguard.stores.alertdb.migrate import current_revision, head_revision, upgrade
-from meterguard.stores.records import CheckAnswer, Checklist, Outcome, WorkOrderStatus
+from meterguard.stores.records import (
+    AlertQuery,
+    AlertSort,
+    CheckAnswer,
+    Checklist,
+    Outcome,
+    WorkOrderStatus,
+)
 
 
 def _alert(**changes: object) -> Alert:
@@ -678,3 +686,41 @@ async def test_a_remembered_token_never_outlives_a_revocation_for_long(
     finally:
         await here.close()
         await other.close()
+
+
+@pytest.mark.parametrize("sort", ["start", "kwh", "severity"])
+async def test_keyset_pages_walk_every_sort_on_both_databases(
+    alert_db_url: str, sort: AlertSort
+) -> None:
+    store = SqlAlertStore(alert_db_url)
+    rank = {"warning": 1, "minor": 2, "major": 3, "critical": 4}
+    try:
+        made = []
+        for n in range(23):
+            alert = _alert(
+                id=f"A{n:02d}",
+                meter=f"M{n}",
+                severity=list(Severity)[n % 4],
+                start=100.0 + 10 * (n % 5),  # ties on every key but the id
+                estimated_kwh_lost=float(n % 3),
+            )
+            assert await store.apply(AlertEvent(type=AlertEventType.OPEN, ts=1, alert=alert))
+            made.append(alert)
+        keys = {
+            "start": lambda a: (a.start, a.id),
+            "kwh": lambda a: (a.estimated_kwh_lost, a.id),
+            "severity": lambda a: (rank[a.severity.value], a.estimated_kwh_lost, a.id),
+        }
+        for direction in ("desc", "asc"):
+            expected = sorted(made, key=keys[sort], reverse=direction == "desc")
+            query = AlertQuery(sort=sort, direction=direction)
+            seen: list[str] = []
+            while True:
+                page, after = await store.page(query, 5)
+                seen += [a.id for a in page]
+                if after is None:
+                    break
+                query = dataclasses.replace(query, after=after)
+            assert seen == [a.id for a in expected], direction
+    finally:
+        await store.close()
