@@ -1,11 +1,21 @@
 """The alert board in headless Chromium: server-side filters, live rows and row actions."""
 
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+import uvicorn
 from playwright.async_api import Browser, Page, Route, expect
 
+from api.app import create_app
+from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
+from meterguard.runtime import Runtime
+from meterguard.settings import ApiSettings, Settings, StorageSettings
 from tests.api import test_browser
 from tests.api.test_browser import Live, open_when_up, sign_in
+from tests.conftest import free_port
 
 # The service and browser fixtures of the page tests, shared rather than copied.
 browser = test_browser.browser
@@ -158,3 +168,75 @@ async def test_operator_clears_an_alert_on_its_page_with_a_reason(
     await expect(page.locator("#clear-form")).to_be_hidden()
     detail = await api_get(page, live_service, f"/api/alerts/{alert_id}")
     assert detail["active"] is False
+
+
+@pytest.fixture
+async def crowded(tmp_path: Path) -> AsyncIterator[tuple[str, Runtime]]:
+    """The API alone, serving 130 active alerts (one per meter) to anonymous viewers."""
+    meters = [Meter(id=f"M{n:03d}", service="3p4w", nominal_v=230) for n in range(131)]
+    settings = Settings(
+        storage=StorageSettings(data_dir=tmp_path),
+        api=ApiSettings(anonymous_role="viewer"),
+        meters=meters,
+    )
+    runtime = Runtime.open(settings)
+    for n in range(130):
+        await runtime.alerts.apply(_opened(n, kwh=float(n)))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, runtime),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            # The page's live stream never ends by itself: do not wait on it at shutdown.
+            timeout_graceful_shutdown=1,
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}", runtime
+    server.should_exit = True
+    await task
+    await runtime.close()
+
+
+def _opened(n: int, kwh: float) -> AlertEvent:
+    alert = Alert(
+        id=f"A{n:03d}",
+        meter=f"M{n:03d}",
+        kind=AlertKind.BYPASS,
+        severity=Severity.MAJOR,
+        start=1_767_225_600.0 + n,
+        confidence=0.9,
+        estimated_kwh_lost=kwh,
+        summary=f"alert {n}",
+    )
+    return AlertEvent(type=AlertEventType.OPEN, ts=alert.start, alert=alert)
+
+
+async def test_the_board_pages_by_loss_and_places_a_live_alert_in_order(
+    browser: Browser, crowded: tuple[str, Runtime]
+) -> None:
+    base, runtime = crowded
+    page = await browser.new_page()
+    await page.goto(base + "/")
+    await expect(page.locator("#live")).to_have_class("live on")
+    rows = page.locator("#alerts tbody tr")
+    await expect(rows).to_have_count(100)
+    # Largest estimated loss first: A129 down to A030 on the first page.
+    assert await rows.first.get_attribute("data-alert-id") == "A129"
+    assert await rows.last.get_attribute("data-alert-id") == "A030"
+    await page.locator("#more").click()
+    await expect(rows).to_have_count(130)
+    await expect(page.locator("#more")).to_be_hidden()
+    assert await rows.last.get_attribute("data-alert-id") == "A000"
+    # A new alert arrives through the stream and takes its place by loss, not at the end.
+    await runtime.alerts.apply(_opened(130, kwh=64.5))
+    runtime.broadcaster.publish(_opened(130, kwh=64.5))
+    await expect(rows).to_have_count(131)
+    ids = [await r.get_attribute("data-alert-id") for r in await rows.all()]
+    # Sorted by loss, largest first: 65 kWh (A065), then the new 64.5, then 64 (A064).
+    assert ids.index("A065") + 1 == ids.index("A130") == ids.index("A064") - 1
+    await page.close()
