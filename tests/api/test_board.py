@@ -1,12 +1,10 @@
 """The alert board in headless Chromium: server-side filters, live rows and row actions."""
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.async_api import Browser, Page, Route, expect
 
 from api.app import create_app
@@ -14,8 +12,8 @@ from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings
 from tests.api import test_browser
+from tests.api.serving import serving
 from tests.api.test_browser import Live, open_when_up, sign_in
-from tests.conftest import free_port
 
 # The service and browser fixtures of the page tests, shared rather than copied.
 browser = test_browser.browser
@@ -182,23 +180,8 @@ async def crowded(tmp_path: Path) -> AsyncIterator[tuple[str, Runtime]]:
     runtime = Runtime.open(settings)
     for n in range(130):
         await runtime.alerts.apply(_opened(n, kwh=float(n)))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, runtime),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            # The page's live stream never ends by itself: do not wait on it at shutdown.
-            timeout_graceful_shutdown=1,
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", runtime
-    server.should_exit = True
-    await task
+    async with serving(create_app(settings, runtime)) as base:
+        yield base, runtime
     await runtime.close()
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from api.app import create_app
 from meterguard.broadcast import AlertBroadcaster, NumberedEvent, ResyncNeeded
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings
-from tests.conftest import free_port, make_batch
+from tests.api.serving import serving
+from tests.conftest import make_batch
 
 
 def _event(kind: AlertEventType, alert_id: str = "a1", end: float | None = None) -> AlertEvent:
@@ -40,18 +40,8 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[str, Runtime]]:
         meters=[Meter(id="M1", service="3p4w", nominal_v=230)],
     )
     runtime = Runtime.open(settings)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, runtime), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", runtime
-    server.should_exit = True
-    await task
+    async with serving(create_app(settings, runtime)) as base:
+        yield base, runtime
     await runtime.close()
 
 
