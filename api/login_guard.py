@@ -16,8 +16,6 @@ from meterguard.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 
-ADDRESS_FACTOR = 4
-"""An address may fail this many times as often as a name (it tries several names)."""
 MAX_KEYS = 10_000
 """Names and addresses tracked at once; past this the least recently failed is forgotten."""
 
@@ -47,10 +45,15 @@ class LoginGuard:
         max_failures: int,
         window_s: float,
         *,
+        address_max_failures: int | None = None,
         max_keys: int = MAX_KEYS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_failures = max_failures
+        # An address may try several names: by default it may fail four times as often.
+        self.address_max_failures = (
+            4 * max_failures if address_max_failures is None else address_max_failures
+        )
         self.window_s = window_s
         self.max_keys = max_keys
         self.clock = clock
@@ -67,7 +70,12 @@ class LoginGuard:
         cls, api: ApiSettings, clock: Callable[[], float] = time.monotonic
     ) -> LoginGuard:
         """Build the guard that [api] login_max_failures and login_window_s describe."""
-        return cls(api.login_max_failures, api.login_window_s, clock=clock)
+        return cls(
+            api.login_max_failures,
+            api.login_window_s,
+            address_max_failures=api.login_address_max_failures,
+            clock=clock,
+        )
 
     @property
     def enabled(self) -> bool:
@@ -114,12 +122,13 @@ class LoginGuard:
         if not self.enabled:
             return []
         keys = [("name", name.casefold())]
-        if address is not None:
+        # Behind a proxy or NAT that hides the clients, one address is everybody: 0 there.
+        if address is not None and self.address_max_failures > 0:
             keys.append(("address", address))
         return keys
 
     def _limit(self, key: _Key) -> int:
-        return self.max_failures * (ADDRESS_FACTOR if key[0] == "address" else 1)
+        return self.address_max_failures if key[0] == "address" else self.max_failures
 
     def _recent(self, key: _Key, now: float) -> deque[float]:
         times = self._failures.get(key, deque())

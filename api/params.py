@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import overload
 
 from fastapi import HTTPException
@@ -22,6 +23,13 @@ def time_param(text: str | None, default: float | None, name: str) -> float | No
     if text is None:
         return default
     try:
-        return parse_time(text)
+        value = parse_time(text)
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=f"{name}: {exc}") from None
+    if not math.isfinite(value):
+        raise HTTPException(status_code=422, detail=f"{name}: not a finite time: {text!r}")
+    return value
+
+
+#: A text parameter without NUL characters, which no database column can hold.
+NO_NUL = r"^[^\x00]*$"

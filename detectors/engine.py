@@ -159,6 +159,10 @@ class _Lifecycle:
     def __init__(self, detector: Detector, registry: MeterRegistry) -> None:
         self.detector = detector
         self.incidents: dict[int, _Incident] = {}
+        #: Per slot, the data time before which a new incident may not start: an operator
+        #: cleared the last one by hand, and a detector whose onset lies in the past
+        #: (comms_loss, consumption_drop) would otherwise reopen the same alert id.
+        self.not_before: dict[int, float] = {}
         self.tracked = np.zeros(len(registry), dtype=np.bool_)
         cfg = detector.config
         self.raise_after = np.full(len(registry), cfg.raise_after_s)
@@ -291,6 +295,8 @@ class _Lifecycle:
                 onset_ts = float(ts[a])
                 if cond.onset is not None and not math.isnan(cond.onset[first]):
                     onset_ts = min(onset_ts, float(cond.onset[first]))
+                if slot in self.not_before:
+                    onset_ts = max(onset_ts, self.not_before.pop(slot))
                 onset: Onset = (
                     (rows.batch, first) if rows.batch is not None else rows.snapshot(first)
                 )
@@ -459,6 +465,9 @@ class Engine:
             if life.detector.kind is alert.kind and inc is not None and inc.alert_id == alert.id:
                 del life.incidents[slot]
                 life.tracked[slot] = False
+                # A new incident starts after the clear, in a later second than this one,
+                # so it gets an alert id of its own.
+                life.not_before[slot] = max(self.now, math.floor(alert.start) + 1.0)
                 return True
         return False
 

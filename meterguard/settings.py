@@ -51,7 +51,14 @@ class ApiSettings(_Section):
         ge=0,
         le=10_000,
         description="Failed logins for one name within login_window_s before further attempts"
-        " are refused with 429 (an address may fail four times as often); 0: no limit.",
+        " are refused with 429; 0: no limit.",
+    )
+    login_address_max_failures: int = Field(
+        default=20,
+        ge=0,
+        le=100_000,
+        description="Failed logins from one client address (any names) within login_window_s"
+        " before it is refused; 0 where one address stands for many users (a proxy, NAT).",
     )
     login_window_s: float = Field(
         default=300.0,

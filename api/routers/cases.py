@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from api.auth import OPERATORS, Operator, Principal, Reader, require
 from api.deps import RuntimeDep
@@ -49,7 +49,7 @@ class AssignIn(BaseModel):
 class ClearIn(BaseModel):
     """Why an operator clears an alert by hand."""
 
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
 
 class CaseOut(BaseModel):

@@ -304,6 +304,9 @@ function absorb(type, data) {
   const q = board.query;
   const known = board.byId.get(data.id);
   if (known) {
+    // An alert that has ended never reopens: an update published after its manual clear
+    // (the engine's commit came first, its event second) must not show it active again.
+    if (!known.active && data.active) return;
     Object.assign(known, data);
     settle(known);
     draw();

@@ -13,10 +13,13 @@ from api.app import create_app
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings
+from meterguard.stores.alertdb.paging import encode_cursor
+from meterguard.stores.records import AlertQuery
 from meterguard.timefmt import rfc3339
 
 T0 = 1_767_225_600.0
 KINDS = [AlertKind.BYPASS, AlertKind.REVERSAL, AlertKind.IMBALANCE, AlertKind.TAMPER]
+SEVERE = AlertQuery(sort="severity")
 RANK = {"warning": 1, "minor": 2, "major": 3, "critical": 4}
 
 
@@ -235,6 +238,15 @@ async def test_a_new_alert_does_not_shift_the_pages_already_read(listed: Fixture
         ({"since": "yesterday"}, "since: not an RFC 3339 time"),
         ({"cursor": "not-a-cursor"}, "cursor: the cursor is not one this API made"),
         ({"sort": "loss"}, "'start', 'kwh' or 'severity'"),
+        ({"since": "nan"}, "since: not a finite time"),
+        ({"meter": "M1\x00"}, "should match pattern"),
+        # A cursor of this very query whose key no sort column can hold.
+        ({"cursor": encode_cursor(AlertQuery(), (float("inf"), "A"))}, "not one this API made"),
+        ({"cursor": encode_cursor(AlertQuery(), ("x", "A"))}, "not one this API made"),
+        (
+            {"sort": "severity", "cursor": encode_cursor(SEVERE, (9, 1.0, "A"))},
+            "not one this API made",
+        ),
         ({"severity": "huge"}, "'critical', 'major', 'minor' or 'warning'"),
     ],
 )
@@ -274,8 +286,10 @@ async def test_an_operator_clears_an_alert_with_a_reason(listed: Fixture) -> Non
     for name in ("vic", "carl"):
         refused = await client.post(url, json={"reason": "x"}, headers=headers[name])
         assert refused.status_code == 403
-    assert (await client.post(url, json={"reason": ""}, headers=headers["olga"])).status_code == 422
-    done = await client.post(url, json={"reason": "meter replaced"}, headers=headers["olga"])
+    for blank in ("", "   "):
+        refused = await client.post(url, json={"reason": blank}, headers=headers["olga"])
+        assert refused.status_code == 422
+    done = await client.post(url, json={"reason": " meter replaced "}, headers=headers["olga"])
     assert done.status_code == 200
     body = done.json()
     assert body["active"] is False
@@ -302,3 +316,16 @@ async def test_an_operator_clears_an_alert_with_a_reason(listed: Fixture) -> Non
     open_now = sum(1 for a in listed.alerts if a["end"] is None) - 1
     assert sum(row["open"] for row in stats["detectors"]) == open_now
     assert listed.runtime.counters.alerts_cleared_manually == 1
+
+
+async def test_a_cursor_key_past_what_sqlite_holds_pages_instead_of_failing(
+    listed: Fixture,
+) -> None:
+    # 10**30 does not fit a SQLite integer; as the float start it stands for, it sorts
+    # after every alert, so the page after it (newest first) is the whole list.
+    cursor = encode_cursor(AlertQuery(), (10**30, "A"))
+    resp = await listed.client.get(
+        "/api/alerts", params={"cursor": cursor, "limit": 1000}, headers=listed.headers["vic"]
+    )
+    assert resp.status_code == 200
+    assert resp.json()["count"] == len(listed.alerts)

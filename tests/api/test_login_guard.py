@@ -220,3 +220,23 @@ def test_attempts_in_flight_count_against_the_limit() -> None:
 
 def test_the_example_file_states_the_defaults() -> None:
     assert load_settings(EXAMPLE).api == ApiSettings()
+
+
+async def test_the_address_limit_can_be_turned_off_for_a_shared_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = ApiSettings(anonymous_role=None, login_address_max_failures=0)
+    shared = await _setup(tmp_path, api, monkeypatch)
+    try:
+        async with shared.client("10.0.0.1") as proxy:
+            for n in range(8):
+                for _ in range(4):
+                    assert (await _login(proxy, f"user{n}", "wrong-password")).status_code == 401
+            # 32 failures from the proxy's address: the users behind it still get in.
+            assert (await _login(proxy, "carl", PASSWORDS["carl"])).status_code == 200
+            # The name limit still holds.
+            for _ in range(5):
+                assert (await _login(proxy, "olga", "wrong-password")).status_code == 401
+            assert (await _login(proxy, "olga", PASSWORDS["olga"])).status_code == 429
+    finally:
+        await shared.runtime.close()

@@ -139,3 +139,28 @@ def test_class_options_match_case_insensitively_and_unknown_ones_are_logged(
     ]
     life = next(lf for lf in engine._lifecycles if lf.detector.name == "reversal")
     assert life.raise_after.tolist() == [120.0, 600.0]
+
+
+def test_a_forgotten_silent_meter_raises_a_new_alert_with_an_id_of_its_own() -> None:
+    # HOME falls silent at 0 while PLANT, on the same transformer, keeps reporting:
+    # comms_loss raises as soon as the silence is long enough.
+    fleet = MeterRegistry(
+        [
+            Meter(id=name, service="3p4w", nominal_v=230, transformer="T1")
+            for name in ("HOME", "PLANT")
+        ]
+    )
+    engine = only(fleet, "comms_loss", silence_s=300)
+    home, plant = reading([4.0, 4.0, 4.0]), reading([9.0, 9.0, 9.0])
+    events = feed(engine, [(0.0, 0, home)] + [(t, 1, plant) for t in np.arange(60, 1200, 60.0)])
+    (first,) = [e.alert for e in opened(events)]
+    assert (first.meter, first.kind.value) == ("HOME", "comms_loss")
+    # An operator clears it by hand; HOME stays silent, so the engine raises again, later
+    # in data time and under a new id (the cleared one must never come back).
+    assert engine.forget(first)
+    assert not engine.forget(first)  # already forgotten
+    later = feed(engine, [(t, 1, plant) for t in np.arange(1200, 1500, 60.0)])
+    (second,) = [e.alert for e in opened(later)]
+    assert second.id != first.id
+    assert second.start >= 1140.0  # not before the data time of the clear
+    assert engine.active_count() == 1

@@ -724,3 +724,48 @@ async def test_keyset_pages_walk_every_sort_on_both_databases(
             assert seen == [a.id for a in expected], direction
     finally:
         await store.close()
+
+
+async def test_a_manual_clear_loses_to_a_clear_committed_meanwhile(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite"
+    store = SqlAlertStore(sqlite_url(path))
+    fired: list[str] = []
+
+    def engine_clears_first(*args: Any) -> None:
+        statement: str = args[2]
+        if statement.lstrip().upper().startswith("UPDATE ALERTS") and not fired:
+            # The engine's own clear, committed by another connection just before ours.
+            fired.append(statement)
+            other = sqlite3.connect(path)
+            other.execute("UPDATE alerts SET end_ts = 250.0, active = 0 WHERE id = 'A1'")
+            other.commit()
+            other.close()
+
+    try:
+        await store.apply(_open(evidence={"last_hold_ts": 200.0}))
+        sa.event.listen(store.engine.sync_engine, "before_cursor_execute", engine_clears_first)
+        with pytest.raises(AlertAlreadyClearedError):
+            await store.clear("A1", "olga", "rewired")
+        assert fired
+        assert (await store.get("A1")).end == 250.0
+        assert [e.action for e in await store.audit(alert_id="A1")] == ["alert_open"]
+        assert [h["type"] for h in await store.history("A1")] == ["open"]
+    finally:
+        await store.close()
+
+
+async def test_a_lookup_overlapping_a_logout_never_keeps_the_token_alive(
+    alert_db_url: str,
+) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        accepted_after_logout = 0
+        for n in range(15):
+            _, token = await store.create_user(f"u{n}", "operator")
+            logout, request = store.revoke_token(token), store.user_for_token(token)
+            revoked, _ = await asyncio.gather(logout, request)
+            assert revoked
+            accepted_after_logout += await store.user_for_token(token) is not None
+        assert accepted_after_logout == 0
+    finally:
+        await store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,10 @@ SEVERITY_RANK = {
     Severity.MAJOR.value: 3,
     Severity.CRITICAL.value: 4,
 }
+
+
+#: Meter filters longer than this are written into the SQL text rather than bound.
+INLINE_METERS_FROM = 1000
 
 
 class CursorError(ValueError):
@@ -73,9 +78,11 @@ def where_clauses(query: AlertQuery) -> list[sa.ColumnElement[bool]]:
         clauses.append(a.c.kind.in_([k.value for k in query.kinds]))
     if query.severities:
         clauses.append(a.c.severity.in_([s.value for s in query.severities]))
-    if query.meters is not None:
+    if query.meters is not None and len(query.meters) <= INLINE_METERS_FROM:
+        clauses.append(a.c.meter.in_(query.meters))
+    elif query.meters is not None:
         # Rendered inline: a customer class can hold more meters than a driver takes
-        # bound parameters (32,767 on PostgreSQL).
+        # bound parameters (32,767 on PostgreSQL). The ids come from the registry.
         meters: sa.BindParameter[list[str]] = sa.bindparam(
             "meters", list(query.meters), expanding=True, literal_execute=True
         )
@@ -114,17 +121,24 @@ def decode_cursor(query: AlertQuery, cursor: str) -> tuple[Any, ...]:
         raise CursorError("the cursor is not one this API made")
     if data.get("q") != query.fingerprint():
         raise CursorError("the cursor belongs to a list with other filters or another sort")
-    key = tuple(data["k"])
     types = _key_types(query.sort)
-    if len(key) != len(types) or not all(map(_fits, key, types)):
+    raw = data["k"]
+    if len(raw) != len(types):
         raise CursorError("the cursor is not one this API made")
-    return key
+    return tuple(_checked(value, want) for value, want in zip(raw, types, strict=True))
 
 
-def _fits(value: Any, want: type) -> bool:
-    """Tell whether a decoded cursor value has the type its sort column holds."""
-    if isinstance(value, bool):
-        return False
-    if want is float:
-        return isinstance(value, int | float)
-    return isinstance(value, want)
+def _checked(value: Any, want: type) -> Any:
+    """Return a decoded cursor value as its sort column holds it; CursorError if it cannot be."""
+    if want is str and isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CursorError("the cursor is not one this API made")
+    if want is int:
+        if isinstance(value, int) and 0 <= value <= max(SEVERITY_RANK.values()):
+            return value
+        raise CursorError("the cursor is not one this API made")
+    number = float(value) if abs(value) < 1e300 else math.inf
+    if not math.isfinite(number):
+        raise CursorError("the cursor is not one this API made")
+    return number

@@ -19,7 +19,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError
+from meterguard.errors import (
+    AlertAlreadyClearedError,
+    AlertNotFoundError,
+    StoreUnavailableError,
+)
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
 from meterguard.passwords import check_password, hash_password
 from meterguard.roles import ROLE_NAMES
@@ -62,8 +66,9 @@ _CONNECTION_ERRORS = {
 
 AlertOrder = AlertSort
 
-#: Connections to a SQLite file: each is a thread, and SQLite runs one writer at a time;
-#: more threads only contend with the event loop for the interpreter.
+#: Connections kept to a SQLite file (and as many more in a burst): each is a thread, and
+#: SQLite runs one writer at a time; more threads only contend with the event loop for
+#: the interpreter.
 SQLITE_POOL = 2
 
 #: How long a valid token's user is remembered before the database is asked again.
@@ -200,7 +205,9 @@ class SqlAlertStore:
         parsed = sa.engine.make_url(url)
         ping = parsed.get_backend_name() != "sqlite"
         on_file = not ping and parsed.database not in (None, "", ":memory:")
-        pool: dict[str, Any] = {"pool_size": SQLITE_POOL, "max_overflow": 0} if on_file else {}
+        pool: dict[str, Any] = (
+            {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL} if on_file else {}
+        )
         self._engine: AsyncEngine = create_async_engine(url, pool_pre_ping=ping, echo=echo, **pool)
         self._dialect = self._engine.dialect.name
         if self._dialect == "sqlite":
@@ -219,6 +226,8 @@ class SqlAlertStore:
         self.retries = 0
         #: Token digest -> its user and until when that answer holds (user_for_token).
         self._token_cache: dict[str, tuple[User, float]] = {}
+        #: Bumped around every revocation; a lookup overlapping one does not cache.
+        self._revocations = 0
 
     @property
     def engine(self) -> AsyncEngine:
@@ -249,6 +258,10 @@ class SqlAlertStore:
                     return None  # type: ignore[return-value]
                 async with self._engine.begin() as conn:
                     result = await fn(conn)
+            except sa.exc.TimeoutError as exc:
+                # Every connection stayed busy for the pool's timeout: say so (HTTP 503)
+                # rather than queue behind it for longer.
+                raise StoreUnavailableError("alert database", f"no free connection: {exc}") from exc
             except Exception as exc:
                 if not _is_transient(exc, self._dialect) or time.monotonic() > deadline:
                     raise
@@ -451,27 +464,35 @@ class SqlAlertStore:
         key = _new_key(client_key)
         a = t.alerts
 
+        def current(conn: AsyncConnection) -> Awaitable[sa.CursorResult[Any]]:
+            # FOR UPDATE holds the row on PostgreSQL; SQLite ignores it (see below).
+            return conn.execute(sa.select(a).where(a.c.id == alert_id).with_for_update())
+
         async def write(conn: AsyncConnection) -> sa.RowMapping:
-            row = (await conn.execute(sa.select(a).where(a.c.id == alert_id))).mappings().first()
+            row = (await current(conn)).mappings().first()
             if row is None:
                 raise AlertNotFoundError(alert_id)
-            if row["end_ts"] is not None:
+            end = max(float(row["evidence"].get("last_hold_ts", row["start"])), row["start"])
+            # The end first, only if the alert is still open: whoever ended it meanwhile
+            # (the engine, another operator) wins, and this write takes the lock on SQLite.
+            ended = await conn.execute(
+                sa.update(a)
+                .where(a.c.id == alert_id, a.c.end_ts.is_(None))
+                .values(end_ts=end, active=False, updated_at=now)
+            )
+            if ended.rowcount == 0:
                 # A retry after a lost COMMIT finds the audit row its first attempt wrote.
                 mine = await conn.execute(
                     sa.select(t.audit_log.c.id).where(t.audit_log.c.client_key == key)
                 )
                 if mine.first() is not None:
-                    return row
+                    return (await current(conn)).mappings().one()
                 raise AlertAlreadyClearedError(alert_id)
-            evidence = dict(row["evidence"])
-            end = max(float(evidence.get("last_hold_ts", row["start"])), row["start"])
+            # Read again under the lock, so an engine update committed meanwhile is kept.
+            evidence = dict((await current(conn)).mappings().one()["evidence"])
             evidence["cleared_by"] = {"manual": {"by": user, "reason": reason, "at": now}}
-            await conn.execute(
-                sa.update(a)
-                .where(a.c.id == alert_id, a.c.end_ts.is_(None))
-                .values(end_ts=end, active=False, evidence=evidence, updated_at=now)
-            )
-            cleared = (await conn.execute(sa.select(a).where(a.c.id == alert_id))).mappings().one()
+            await conn.execute(sa.update(a).where(a.c.id == alert_id).values(evidence=evidence))
+            cleared = (await current(conn)).mappings().one()
             await conn.execute(
                 self._insert(t.alert_history)
                 .values(
@@ -896,6 +917,8 @@ class SqlAlertStore:
         cached = self._token_cache.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
+        # A revocation that starts while this lookup reads must keep it from being cached.
+        revocations = self._revocations
         u, k = t.users, t.tokens
         query = (
             sa.select(u, k.c.expires_at.label("token_expires_at"))
@@ -913,6 +936,8 @@ class SqlAlertStore:
         data = dict(rows[0])
         expires_at = data.pop("token_expires_at")
         user = _user(data)
+        if self._revocations != revocations:
+            return user  # maybe revoked meanwhile: answer, but do not remember it
         if len(self._token_cache) >= TOKEN_CACHE_SIZE:
             self._token_cache.clear()
         until = now + TOKEN_CACHE_S
@@ -922,17 +947,24 @@ class SqlAlertStore:
     async def revoke_token(self, token: str) -> bool:
         """Revoke a token; True if it was active."""
         k = t.tokens
-        self._token_cache.pop(_hash_token(token), None)
+        digest = _hash_token(token)
+        self._revocations += 1
+        self._token_cache.pop(digest, None)
 
         async def write(conn: AsyncConnection) -> bool:
             result = await conn.execute(
                 sa.update(k)
-                .where(k.c.token_sha256 == _hash_token(token), k.c.revoked_at.is_(None))
+                .where(k.c.token_sha256 == digest, k.c.revoked_at.is_(None))
                 .values(revoked_at=time.time())
             )
             return bool(result.rowcount)
 
-        return await self._run(write)
+        try:
+            return await self._run(write)
+        finally:
+            # A lookup that read the row before the commit may have cached it meanwhile.
+            self._revocations += 1
+            self._token_cache.pop(digest, None)
 
     async def close(self) -> None:
         """Release the connections; later calls raise RuntimeError."""
