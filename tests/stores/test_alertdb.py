@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError
+from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError, StoreUnavailableError
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
 from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
 from meterguard.stores.alertdb import store as store_module
@@ -767,5 +767,21 @@ async def test_a_lookup_overlapping_a_logout_never_keeps_the_token_alive(
             assert revoked
             accepted_after_logout += await store.user_for_token(token) is not None
         assert accepted_after_logout == 0
+    finally:
+        await store.close()
+
+
+async def test_a_sqlite_store_with_every_connection_busy_says_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "SQLITE_POOL_WAIT_S", 0.3)
+    store = SqlAlertStore(sqlite_url(tmp_path / "alerts.sqlite"))
+    try:
+        await store.open()
+        # Another part of the process holds both pooled connections (a lock elsewhere).
+        async with store.engine.connect(), store.engine.connect():
+            with pytest.raises(StoreUnavailableError, match="no free connection"):
+                await store.list()
+        assert await store.list() == []
     finally:
         await store.close()

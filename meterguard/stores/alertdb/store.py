@@ -66,10 +66,12 @@ _CONNECTION_ERRORS = {
 
 AlertOrder = AlertSort
 
-#: Connections kept to a SQLite file (and as many more in a burst): each is a thread, and
-#: SQLite runs one writer at a time; more threads only contend with the event loop for
-#: the interpreter.
+#: Connections to a SQLite file: each is a thread, and SQLite runs one writer at a time;
+#: more threads only contend with the event loop for the interpreter (bench/RESULTS.md).
 SQLITE_POOL = 2
+#: How long a caller waits for one of them before the store answers "unavailable" (503):
+#: only another process holding the write lock keeps both busy that long.
+SQLITE_POOL_WAIT_S = 15.0
 
 #: How long a valid token's user is remembered before the database is asked again.
 TOKEN_CACHE_S = 5.0
@@ -206,7 +208,9 @@ class SqlAlertStore:
         ping = parsed.get_backend_name() != "sqlite"
         on_file = not ping and parsed.database not in (None, "", ":memory:")
         pool: dict[str, Any] = (
-            {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL} if on_file else {}
+            {"pool_size": SQLITE_POOL, "max_overflow": 0, "pool_timeout": SQLITE_POOL_WAIT_S}
+            if on_file
+            else {}
         )
         self._engine: AsyncEngine = create_async_engine(url, pool_pre_ping=ping, echo=echo, **pool)
         self._dialect = self._engine.dialect.name
