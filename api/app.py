@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 import meterguard
+from api.nul_guard import refuse_nul
 from api.routers import (
     alerts,
     cases,
@@ -60,6 +61,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         version=meterguard.__version__,
         description="Revenue-protection monitoring: alerts, meters and their readings.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul)],
     )
     if runtime is not None:
         app.state.runtime = runtime

@@ -29,7 +29,3 @@ def time_param(text: str | None, default: float | None, name: str) -> float | No
     if not math.isfinite(value):
         raise HTTPException(status_code=422, detail=f"{name}: not a finite time: {text!r}")
     return value
-
-
-#: A text parameter without NUL characters, which no database column can hold.
-NO_NUL = r"^[^\x00]*$"

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from api.auth import Reader
 from api.deps import RuntimeDep
-from api.params import NO_NUL, time_param
+from api.params import time_param
 from api.schemas import AlertDetail, AlertList, AlertOut
 from meterguard.errors import AlertNotFoundError
 from meterguard.model import AlertKind, MeterRegistry, Severity
@@ -57,20 +57,16 @@ async def list_alerts(
     runtime: RuntimeDep,
     active: Annotated[bool | None, Query(description="true: open only; false: cleared")] = None,
     acknowledged: Annotated[bool | None, Query(description="Acknowledged or not")] = None,
-    assignee: Annotated[
-        str | None, Query(max_length=100, pattern=NO_NUL, description="Held by")
-    ] = None,
+    assignee: Annotated[str | None, Query(max_length=100, description="Held by")] = None,
     kind: Annotated[list[AlertKind] | None, Query(description="Any of these kinds")] = None,
     severity: Annotated[list[Severity] | None, Query(description="Any of these severities")] = None,
-    meter: Annotated[
-        str | None, Query(max_length=200, pattern=NO_NUL, description="Meter id")
-    ] = None,
+    meter: Annotated[str | None, Query(max_length=200, description="Meter id")] = None,
     transformer: Annotated[
-        str | None, Query(max_length=200, pattern=NO_NUL, description="Meters on this transformer")
+        str | None, Query(max_length=200, description="Meters on this transformer")
     ] = None,
     customer_class: Annotated[
         str | None,
-        Query(alias="class", max_length=100, pattern=NO_NUL, description="Class, any case"),
+        Query(alias="class", max_length=100, description="Class, any case"),
     ] = None,
     since: Annotated[
         str | None, Query(max_length=40, description=f"Held at or after ({TIME_HELP})")

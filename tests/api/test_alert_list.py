@@ -239,7 +239,7 @@ async def test_a_new_alert_does_not_shift_the_pages_already_read(listed: Fixture
         ({"cursor": "not-a-cursor"}, "cursor: the cursor is not one this API made"),
         ({"sort": "loss"}, "'start', 'kwh' or 'severity'"),
         ({"since": "nan"}, "since: not a finite time"),
-        ({"meter": "M1\x00"}, "should match pattern"),
+        ({"meter": "M1\x00"}, "NUL character"),
         # A cursor of this very query whose key no sort column can hold.
         ({"cursor": encode_cursor(AlertQuery(), (float("inf"), "A"))}, "not one this API made"),
         ({"cursor": encode_cursor(AlertQuery(), ("x", "A"))}, "not one this API made"),
