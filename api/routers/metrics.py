@@ -56,6 +56,11 @@ class RuntimeCollector(Collector):
         events.add_metric(["clear"], c.alerts_cleared)
         events.add_metric(["update"], c.alert_events - c.alerts_opened - c.alerts_cleared)
         yield events
+        yield CounterMetricFamily(
+            "meterguard_alerts_cleared_by_hand",
+            "Alerts operators cleared by hand, with a reason.",
+            value=c.alerts_cleared_manually,
+        )
         polls: dict[str, int] = defaultdict(int)
         errors: dict[str, int] = defaultdict(int)
         online: dict[str, int] = defaultdict(int)

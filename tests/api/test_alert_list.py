@@ -316,6 +316,8 @@ async def test_an_operator_clears_an_alert_with_a_reason(listed: Fixture) -> Non
     open_now = sum(1 for a in listed.alerts if a["end"] is None) - 1
     assert sum(row["open"] for row in stats["detectors"]) == open_now
     assert listed.runtime.counters.alerts_cleared_manually == 1
+    metrics = (await client.get("/metrics")).text
+    assert "meterguard_alerts_cleared_by_hand_total 1.0" in metrics.splitlines()
 
 
 async def test_a_cursor_key_past_what_sqlite_holds_pages_instead_of_failing(
