@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,6 +47,9 @@ class Runtime:
     #: Called with the clear event of every alert an operator clears by hand: the engine
     #: forgets the incident (a condition that still holds raises a new alert), notifiers tell.
     manual_clear_hooks: list[Callable[[AlertEvent], None]] = field(default_factory=list)
+    #: Held from reading an alert's case fields to publishing them, so the last case event
+    #: of an alert always carries its latest state.
+    case_announce_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.latest = LatestReadings(len(self.registry))

@@ -108,15 +108,18 @@ def _missing(alert_id: str) -> HTTPException:
 
 async def _announce_case(runtime: Runtime, alert_id: str) -> None:
     """Send the alert's case fields to the live stream, so every board shows the change."""
-    listing = await runtime.alerts.listing(alert_id)
-    runtime.broadcaster.publish(
-        CaseState(
-            alert_id=alert_id,
-            acknowledged_by=listing.acknowledged_by,
-            acknowledged_at=listing.acknowledged_at,
-            assignee=listing.assignee,
+    # Read and publish under one lock: a snapshot read before another request's change
+    # is never published after that request's newer one.
+    async with runtime.case_announce_lock:
+        listing = await runtime.alerts.listing(alert_id)
+        runtime.broadcaster.publish(
+            CaseState(
+                alert_id=alert_id,
+                acknowledged_by=listing.acknowledged_by,
+                acknowledged_at=listing.acknowledged_at,
+                assignee=listing.assignee,
+            )
         )
-    )
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=Acknowledgement, responses=NOT_FOUND)

@@ -1,5 +1,6 @@
 """The alert list: every filter, every sort, cursor paging and manual clears, over the real app."""
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings
 from meterguard.stores.alertdb.paging import encode_cursor
-from meterguard.stores.records import AlertQuery
+from meterguard.stores.records import AlertQuery, CaseState
 from meterguard.timefmt import rfc3339
 
 T0 = 1_767_225_600.0
@@ -331,3 +332,40 @@ async def test_a_cursor_key_past_what_sqlite_holds_pages_instead_of_failing(
     )
     assert resp.status_code == 200
     assert resp.json()["count"] == len(listed.alerts)
+
+
+async def test_the_last_case_event_of_an_alert_carries_its_latest_state(
+    listed: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, olga = listed.client, listed.headers["olga"]
+    target = next(a for a in listed.alerts if not a["acknowledged"] and a["assignee"] is None)
+    store = listed.runtime.alerts
+    real_listing = store.listing
+    slow_first = asyncio.Event()
+
+    async def listing(alert_id: str) -> Any:
+        found = await real_listing(alert_id)
+        if not slow_first.is_set():
+            # The acknowledgement's snapshot is read, then its request is slow to publish.
+            slow_first.set()
+            await asyncio.sleep(0.3)
+        return found
+
+    monkeypatch.setattr(store, "listing", listing)
+    ring = listed.runtime.broadcaster._ring
+    before = len(ring)
+
+    async def assign_meanwhile() -> httpx.Response:
+        await slow_first.wait()
+        return await client.post(
+            f"/api/alerts/{target['id']}/assign", json={"assignee": "carl"}, headers=olga
+        )
+
+    acked, assigned = await asyncio.gather(
+        client.post(f"/api/alerts/{target['id']}/acknowledge", json={}, headers=olga),
+        assign_meanwhile(),
+    )
+    assert (acked.status_code, assigned.status_code) == (200, 200)
+    cases = [n.event for n in list(ring)[before:] if isinstance(n.event, CaseState)]
+    assert len(cases) == 2
+    assert (cases[-1].acknowledged_by, cases[-1].assignee) == ("olga", "carl")
