@@ -269,17 +269,26 @@ async function loadMore() {
   const {generation, query, cursor} = board;
   if (!cursor || board.loading) return;
   more.disabled = true;
+  // Stream events wait until the page is in: one that sorts into it would otherwise be
+  // judged against the old last row and left out.
+  board.loading = true;
   try {
     const page = await MG.api("GET", listUrl(query, cursor));
     if (generation !== board.generation) return;
     for (const a of page.items) insert(a);
     board.cursor = page.next_cursor ?? null;
     remember(page.items.map((a) => a.assignee));
-    draw();
   } catch (err) {
     MG.showError(`Loading more alerts failed: ${err.message}`);
   } finally {
     more.disabled = false;
+    if (generation === board.generation) {  // else a reload took over, queue and all
+      board.loading = false;
+      const queued = board.queued;
+      board.queued = [];
+      for (const [type, data] of queued) absorb(type, data);
+      draw();
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 """The alert board in headless Chromium: server-side filters, live rows and row actions."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,7 @@ async def test_operator_clears_an_alert_on_its_page_with_a_reason(
 @pytest.fixture
 async def crowded(tmp_path: Path) -> AsyncIterator[tuple[str, Runtime]]:
     """The API alone, serving 130 active alerts (one per meter) to anonymous viewers."""
-    meters = [Meter(id=f"M{n:03d}", service="3p4w", nominal_v=230) for n in range(131)]
+    meters = [Meter(id=f"M{n:03d}", service="3p4w", nominal_v=230) for n in range(132)]
     settings = Settings(
         storage=StorageSettings(data_dir=tmp_path),
         api=ApiSettings(anonymous_role="viewer"),
@@ -183,6 +184,12 @@ async def crowded(tmp_path: Path) -> AsyncIterator[tuple[str, Runtime]]:
     async with serving(create_app(settings, runtime)) as base:
         yield base, runtime
     await runtime.close()
+
+
+async def _announce(runtime: Runtime, event: AlertEvent) -> None:
+    """Store an engine event and publish it, as the service does."""
+    assert await runtime.alerts.apply(event)
+    runtime.broadcaster.publish(event)
 
 
 def _opened(n: int, kwh: float) -> AlertEvent:
@@ -211,15 +218,32 @@ async def test_the_board_pages_by_loss_and_places_a_live_alert_in_order(
     # Largest estimated loss first: A129 down to A030 on the first page.
     assert await rows.first.get_attribute("data-alert-id") == "A129"
     assert await rows.last.get_attribute("data-alert-id") == "A030"
+    # While page 2 is on its way, an alert that belongs on it, but that the page was read
+    # too early to hold, arrives through the stream: it is judged once the page is in, not
+    # against the first page's last row.
+    in_flight, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        answer = await route.fetch()  # the server reads page 2 now, before the alert exists
+        in_flight.set()
+        await release.wait()
+        await route.fulfill(response=answer)
+
+    await page.route("**/api/alerts?*cursor=*", hold)
     await page.locator("#more").click()
-    await expect(rows).to_have_count(130)
+    await asyncio.wait_for(in_flight.wait(), 10)
+    await _announce(runtime, _opened(130, kwh=20.5))
+    await asyncio.sleep(0.5)  # the event reaches the page while the page is held
+    release.set()
+    await expect(rows).to_have_count(131)
     await expect(page.locator("#more")).to_be_hidden()
     assert await rows.last.get_attribute("data-alert-id") == "A000"
-    # A new alert arrives through the stream and takes its place by loss, not at the end.
-    await runtime.alerts.apply(_opened(130, kwh=64.5))
-    runtime.broadcaster.publish(_opened(130, kwh=64.5))
-    await expect(rows).to_have_count(131)
+    # Another arrives with everything loaded, and takes its place by loss, not the end.
+    await _announce(runtime, _opened(131, kwh=64.5))
+    await expect(rows).to_have_count(132)
     ids = [await r.get_attribute("data-alert-id") for r in await rows.all()]
-    # Sorted by loss, largest first: 65 kWh (A065), then the new 64.5, then 64 (A064).
-    assert ids.index("A065") + 1 == ids.index("A130") == ids.index("A064") - 1
+    # Sorted by loss, largest first: 65 kWh (A065), the new 64.5, then 64 (A064); and
+    # 21 kWh (A021), the 20.5 that came while page 2 loaded, then 20 (A020).
+    assert ids.index("A065") + 1 == ids.index("A131") == ids.index("A064") - 1
+    assert ids.index("A021") + 1 == ids.index("A130") == ids.index("A020") - 1
     await page.close()
