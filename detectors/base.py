@@ -10,7 +10,15 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from meterguard.model import AlertKind, FloatArray, IntArray, MeterRegistry, ReadingBatch, Severity
+from meterguard.model import (
+    QUANTITY_INDEX,
+    AlertKind,
+    FloatArray,
+    IntArray,
+    MeterRegistry,
+    ReadingBatch,
+    Severity,
+)
 
 if TYPE_CHECKING:
     from detectors.context import BatchContext
@@ -19,6 +27,9 @@ if TYPE_CHECKING:
 HOLDS: np.int8 = np.int8(1)
 CLEAR: np.int8 = np.int8(0)
 UNKNOWN: np.int8 = np.int8(-1)
+
+#: Rows of a batch's values the compiled passes read (each phase's three rows are adjacent).
+V1_ROW, I1_ROW, IN_ROW, P1_ROW, Q1_ROW = (QUANTITY_INDEX[q] for q in ("v1", "i1", "in", "p1", "q1"))
 
 
 class ClassTiming(BaseModel):
@@ -93,6 +104,12 @@ class Conditions:
         base = cls.none(n)
         base.holds[:] = UNKNOWN
         return base
+
+    def outputs(
+        self,
+    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int8], FloatArray, FloatArray, FloatArray]:
+        """Return the arrays a compiled pass fills, in its argument order (holds to magnitude)."""
+        return (self.holds, self.phase, self.loss_w, self.score, self.magnitude)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,11 @@ import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import (
+    I1_ROW,
+    IN_ROW,
+    P1_ROW,
+    Q1_ROW,
+    V1_ROW,
     Conditions,
     Detector,
     DetectorConfig,
@@ -21,7 +26,7 @@ from detectors.base import (
     register,
 )
 from detectors.context import BatchContext
-from meterguard.model import QUANTITY_INDEX, AlertKind, MeterRegistry, ReadingBatch
+from meterguard.model import AlertKind, MeterRegistry, ReadingBatch
 
 _DEFAULT_PF = 0.95
 #: Export on a phase beyond this, W, at a customer without generation: a reversal.
@@ -54,10 +59,6 @@ class BypassConfig(DetectorConfig):
     )
 
 
-#: Rows of a batch's values the compiled pass reads (phase columns are adjacent).
-_V1, _I1, _IN, _P1, _Q1 = (QUANTITY_INDEX[q] for q in ("v1", "i1", "in", "p1", "q1"))
-
-
 def _judge(  # one pass over the rows, every figure at once
     values: npt.NDArray[np.float64],
     slot: npt.NDArray[np.int32],
@@ -84,7 +85,7 @@ def _judge(  # one pass over the rows, every figure at once
     min_current, min_ratio, min_amps, reversed_w, tau = (
         limits[0], limits[1], limits[2], limits[3], limits[4],
     )  # fmt: skip
-    v0, i0, n_col, p0, q0 = _V1, _I1, _IN, _P1, _Q1
+    v0, i0, n_col, p0, q0 = V1_ROW, I1_ROW, IN_ROW, P1_ROW, Q1_ROW
     cos_t = (1.0, -0.5, -0.5)
     sin_t = (0.0, -0.8660254037844386, 0.8660254037844386)
     ur = np.empty(3)
@@ -248,11 +249,7 @@ class BypassDetector(Detector):
             ctx.fleet.ref_v,
             self.usual_a,
             self._limits,
-            out.holds,
-            out.phase,
-            out.loss_w,
-            out.score,
-            out.magnitude,
+            *out.outputs(),
         )
         return out
 

@@ -12,6 +12,9 @@ import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import (
+    I1_ROW,
+    IN_ROW,
+    V1_ROW,
     Conditions,
     Detector,
     DetectorConfig,
@@ -21,7 +24,7 @@ from detectors.base import (
     register,
 )
 from detectors.context import BatchContext
-from meterguard.model import QUANTITY_INDEX, AlertKind, MeterRegistry, ReadingBatch, Severity
+from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity
 
 _DEFAULT_PF = 0.95
 
@@ -58,10 +61,6 @@ class ImbalanceConfig(DetectorConfig):
     )
 
 
-#: Rows of a batch's values the compiled pass reads (phase columns are adjacent).
-_V1, _I1, _IN, _P1, _Q1 = (QUANTITY_INDEX[q] for q in ("v1", "i1", "in", "p1", "q1"))
-
-
 def _judge(
     values: npt.NDArray[np.float64],
     slot: npt.NDArray[np.int32],
@@ -88,7 +87,7 @@ def _judge(
     min_total, min_base, collapse, median_step, warmup = (
         limits[0], limits[1], limits[2], limits[3], limits[4],
     )  # fmt: skip
-    v0, i0, n_col = _V1, _I1, _IN
+    v0, i0, n_col = V1_ROW, I1_ROW, IN_ROW
     share = np.empty(3)
     for r in range(slot.shape[0]):
         s = slot[r]
@@ -212,11 +211,7 @@ class ImbalanceDetector(Detector):
             self.base_share,
             self.learned_s,
             self._limits,
-            out.holds,
-            out.phase,
-            out.loss_w,
-            out.score,
-            out.magnitude,
+            *out.outputs(),
         )
         return out
 

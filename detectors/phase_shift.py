@@ -12,6 +12,10 @@ import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import (
+    I1_ROW,
+    P1_ROW,
+    Q1_ROW,
+    V1_ROW,
     Conditions,
     Detector,
     DetectorConfig,
@@ -21,7 +25,7 @@ from detectors.base import (
     register,
 )
 from detectors.context import BatchContext
-from meterguard.model import QUANTITY_INDEX, AlertKind, MeterRegistry, ReadingBatch
+from meterguard.model import AlertKind, MeterRegistry, ReadingBatch
 
 
 class PhaseShiftConfig(DetectorConfig):
@@ -54,10 +58,6 @@ class PhaseShiftConfig(DetectorConfig):
     )
 
 
-#: Rows of a batch's values the compiled pass reads (phase columns are adjacent).
-_V1, _I1, _IN, _P1, _Q1 = (QUANTITY_INDEX[q] for q in ("v1", "i1", "in", "p1", "q1"))
-
-
 def _judge(
     values: npt.NDArray[np.float64],
     slot: npt.NDArray[np.int32],
@@ -83,7 +83,7 @@ def _judge(
     min_current, cos_min_shift, min_pf, tau, warmup = (
         limits[0], limits[1], limits[2], limits[3], limits[4],
     )  # fmt: skip
-    v0, i0, p0, q0 = _V1, _I1, _P1, _Q1
+    v0, i0, p0, q0 = V1_ROW, I1_ROW, P1_ROW, Q1_ROW
     for r in range(slot.shape[0]):
         s = slot[r]
         if not eligible[s]:
@@ -210,11 +210,7 @@ class PhaseShiftDetector(Detector):
             self.base_sin,
             self.learned_s,
             self._limits,
-            out.holds,
-            out.phase,
-            out.loss_w,
-            out.score,
-            out.magnitude,
+            *out.outputs(),
         )
         return out
 

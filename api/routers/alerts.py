@@ -119,8 +119,7 @@ async def list_alerts(
 async def get_alert(who: Reader, alert_id: str, runtime: RuntimeDep) -> AlertDetail:
     """Return one alert with its evidence, history and case fields."""
     try:
-        alert = await runtime.alerts.get(alert_id)
-        listing = await runtime.alerts.listing(alert_id)
+        alert, listing = await runtime.alerts.detail(alert_id)
     except AlertNotFoundError:
         raise HTTPException(status_code=404, detail=f"no alert {alert_id!r}") from None
     history = await runtime.alerts.history(alert_id)

@@ -105,6 +105,9 @@ class AlertStore(Protocol):
     ) -> tuple[builtins.list[AlertListing], tuple[Any, ...] | None]:
         """Return one page of a list and the sort key to continue after (None: last page)."""
 
+    async def detail(self, alert_id: str) -> tuple[Alert, AlertListing]:
+        """Return one alert whole and with its case fields (AlertNotFoundError if none)."""
+
     async def listing(self, alert_id: str) -> AlertListing:
         """Return one alert with its case fields (AlertNotFoundError if none)."""
 

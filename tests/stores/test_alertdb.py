@@ -51,6 +51,18 @@ def _open(**changes: object) -> AlertEvent:
     return AlertEvent(type=AlertEventType.OPEN, ts=alert.start, alert=alert)
 
 
+async def _insert_active_alert(conn: AsyncConnection, alert_id: str, start: int) -> None:
+    """Insert an active reversal alert of M1 by hand, as any writer could, bypassing the store."""
+    await conn.execute(
+        sa.text(
+            "INSERT INTO alerts (id, meter, kind, severity, start, confidence,"
+            " estimated_kwh_lost, summary, evidence, active, created_at, updated_at)"
+            " VALUES (:id, 'M1', 'reversal', 'major', :start, 1, 0, 's', '{}', :t, 0, 0)"
+        ),
+        {"id": alert_id, "start": start, "t": True},
+    )
+
+
 async def test_first_use_migrates_to_the_newest_revision(alert_db_url: str) -> None:
     store = SqlAlertStore(alert_db_url)
     try:
@@ -110,14 +122,7 @@ async def test_database_refuses_a_second_active_alert_per_meter_and_kind(
         # The index itself refuses it, whoever writes: a raw insert fails too.
         with pytest.raises(sa.exc.IntegrityError):
             async with first.engine.begin() as conn:
-                await conn.execute(
-                    sa.text(
-                        "INSERT INTO alerts (id, meter, kind, severity, start, confidence,"
-                        " estimated_kwh_lost, summary, evidence, active, created_at, updated_at)"
-                        " VALUES ('A4', 'M1', 'reversal', 'major', 50, 1, 0, 's', '{}', :t, 0, 0)"
-                    ),
-                    {"t": True},
-                )
+                await _insert_active_alert(conn, "A4", 50)
     finally:
         await first.close()
         await second.close()
@@ -471,14 +476,7 @@ async def test_upgrade_from_0001_keeps_the_rows_and_adds_client_keys(alert_db_ur
         await upgrade(store.engine, "0001")
         assert await current_revision(store.engine) == "0001"
         async with store.engine.begin() as conn:
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO alerts (id, meter, kind, severity, start, confidence,"
-                    " estimated_kwh_lost, summary, evidence, active, created_at, updated_at)"
-                    " VALUES ('A1', 'M1', 'reversal', 'major', 10, 1, 0, 's', '{}', :t, 0, 0)"
-                ),
-                {"t": True},
-            )
+            await _insert_active_alert(conn, "A1", 10)
             for text in ("old one", "old two"):
                 await conn.execute(
                     sa.text(
@@ -563,14 +561,7 @@ async def test_upgrade_from_0002_keeps_work_orders_and_renames_dispatched(
         await upgrade(store.engine, "0002")
         assert await current_revision(store.engine) == "0002"
         async with store.engine.begin() as conn:
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO alerts (id, meter, kind, severity, start, confidence,"
-                    " estimated_kwh_lost, summary, evidence, active, created_at, updated_at)"
-                    " VALUES ('A1', 'M1', 'reversal', 'major', 10, 1, 0, 's', '{}', :t, 0, 0)"
-                ),
-                {"t": True},
-            )
+            await _insert_active_alert(conn, "A1", 10)
             for status, outcome in (("dispatched", None), ("done", "no_fault_found")):
                 await conn.execute(
                     sa.text(

@@ -64,8 +64,6 @@ _CONNECTION_ERRORS = {
     "TooManyConnectionsError",
 }
 
-AlertOrder = AlertSort
-
 #: Connections to a SQLite file: each is a thread, and SQLite runs one writer at a time;
 #: more threads only contend with the event loop for the interpreter (bench/RESULTS.md).
 SQLITE_POOL = 2
@@ -118,7 +116,11 @@ def _new_key(client_key: str | None) -> str:
     return client_key if client_key is not None else uuid.uuid4().hex
 
 
-def _alert_fields(row: sa.RowMapping) -> dict[str, Any]:
+#: A fetched row, or one the code completed itself.
+_Row = sa.RowMapping | dict[str, Any]
+
+
+def _alert_fields(row: _Row) -> dict[str, Any]:
     """Return the fields an Alert and an AlertListing share, from an alerts row."""
     return {
         "id": row["id"],
@@ -134,7 +136,7 @@ def _alert_fields(row: sa.RowMapping) -> dict[str, Any]:
     }
 
 
-def _row_to_alert(row: sa.RowMapping) -> Alert:
+def _row_to_alert(row: _Row) -> Alert:
     return Alert(**_alert_fields(row), evidence=row["evidence"])
 
 
@@ -142,7 +144,7 @@ def _row_to_alert(row: sa.RowMapping) -> Alert:
 _LISTING_COLUMNS = [c for c in t.alerts.c if c.name != "evidence"]
 
 
-def _listing(row: sa.RowMapping) -> AlertListing:
+def _listing(row: _Row) -> AlertListing:
     return AlertListing(
         **_alert_fields(row),
         acknowledged_by=row["acknowledged_by"],
@@ -177,7 +179,7 @@ async def _with_alerts(
     return [_work_order(r, covered.get(r["id"], [])) for r in rows]
 
 
-def _user(row: sa.RowMapping | dict[str, Any]) -> User:
+def _user(row: _Row) -> User:
     data = dict(row)
     data["has_password"] = data.pop("password_hash", None) is not None
     return User.model_validate(data)
@@ -369,17 +371,20 @@ class SqlAlertStore:
             log.info("%s for alert %s, already cleared, ignored", event.type.value, alert.id)
         return outcome == "applied"
 
+    async def _row(self, alert_id: str) -> sa.RowMapping:
+        rows = await self._fetch(sa.select(t.alerts).where(t.alerts.c.id == alert_id))
+        if not rows:
+            raise AlertNotFoundError(alert_id)
+        return rows[0]
+
     async def get(self, alert_id: str) -> Alert:
         """Return one alert by id."""
+        return _row_to_alert(await self._row(alert_id))
 
-        async def read(conn: AsyncConnection) -> sa.RowMapping | None:
-            result = await conn.execute(sa.select(t.alerts).where(t.alerts.c.id == alert_id))
-            return result.mappings().first()
-
-        row = await self._run(read)
-        if row is None:
-            raise AlertNotFoundError(alert_id)
-        return _row_to_alert(row)
+    async def detail(self, alert_id: str) -> tuple[Alert, AlertListing]:
+        """Return one alert whole and with its case fields, from one read."""
+        row = await self._row(alert_id)
+        return _row_to_alert(row), _listing(row)
 
     async def history(self, alert_id: str) -> builtins.list[dict[str, Any]]:
         """Return the open/update/clear events recorded for an alert, oldest first."""
@@ -406,7 +411,7 @@ class SqlAlertStore:
         assignee: str | None = None,
         since: float | None = None,
         until: float | None = None,
-        order: AlertOrder = "start",
+        order: AlertSort = "start",
         offset: int = 0,
     ) -> builtins.list[Alert]:
         """Return whole alerts (with evidence) filtered as asked, newest or largest loss first.
@@ -472,7 +477,7 @@ class SqlAlertStore:
             # FOR UPDATE holds the row on PostgreSQL; SQLite ignores it (see below).
             return conn.execute(sa.select(a).where(a.c.id == alert_id).with_for_update())
 
-        async def write(conn: AsyncConnection) -> sa.RowMapping:
+        async def write(conn: AsyncConnection) -> _Row:
             row = (await current(conn)).mappings().first()
             if row is None:
                 raise AlertNotFoundError(alert_id)
@@ -493,10 +498,11 @@ class SqlAlertStore:
                     return (await current(conn)).mappings().one()
                 raise AlertAlreadyClearedError(alert_id)
             # Read again under the lock, so an engine update committed meanwhile is kept.
-            evidence = dict((await current(conn)).mappings().one()["evidence"])
+            cleared = dict((await current(conn)).mappings().one())
+            evidence = {**cleared["evidence"]}
             evidence["cleared_by"] = {"manual": {"by": user, "reason": reason, "at": now}}
             await conn.execute(sa.update(a).where(a.c.id == alert_id).values(evidence=evidence))
-            cleared = (await current(conn)).mappings().one()
+            cleared["evidence"] = evidence
             await conn.execute(
                 self._insert(t.alert_history)
                 .values(
