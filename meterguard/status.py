@@ -93,8 +93,8 @@ class StatusBoard:
         """Make a source's counters (and dead letters) readable; a taken name is refused.
 
         The board keeps the objects themselves, so what it reports is always current.
-        Names are not unique by configuration, and a second source of the same name
-        would hide the first one's counters: DuplicateSourceError says so at start-up.
+        Loading a config already refuses two sources of one name; this guards sources
+        built in code, where a second one would hide the first one's counters.
         """
         if name in self._sources:
             raise DuplicateSourceError(name)
