@@ -6,6 +6,8 @@ return arrays shaped (T, N) or (T, N, 3) in kW; they are pure functions of the s
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from simulators import noise
@@ -129,13 +131,28 @@ def solar_kw(pop: Population, t: FloatArray) -> FloatArray:
     return out
 
 
-def phase_loads_kw(pop: Population, t: FloatArray, idle: FloatArray | None) -> FloatArray:
+class LoadModel(Protocol):
+    """Where customers' consumption comes from: (spread, bursts) in kW, each (T, N).
+
+    `spread` is shared over a customer's phases by its shares; `bursts` land on one phase
+    (see `burst_phase`). `class_load_kw` is the simulator's own; a load model from another
+    library can stand in for it (bench/foreign_fleet.py).
+    """
+
+    def __call__(self, pop: Population, t: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Return (spread, bursts), kW, shaped (T, N), for times `t` shaped (T, 1)."""
+        ...
+
+
+def phase_loads_kw(
+    pop: Population, t: FloatArray, idle: FloatArray | None, model: LoadModel = class_load_kw
+) -> FloatArray:
     """Return the true consumption per element slot, kW, shaped (T, N, 3).
 
     `idle` (T, N): where finite, the customer is closed (holiday, shutdown) and draws only
-    that fraction of its size, with the daily shape gone.
+    that fraction of its size, with the daily shape gone. `model` gives the consumption.
     """
-    spread, bursts = class_load_kw(pop, t)
+    spread, bursts = model(pop, t)
     if idle is not None:
         closed = np.isfinite(idle)
         spread = np.where(closed, pop.size_kw * np.nan_to_num(idle), spread)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulators import noise
-from simulators.load import DAY_S, phase_loads_kw, solar_kw
+from simulators.load import DAY_S, LoadModel, class_load_kw, phase_loads_kw, solar_kw
 from simulators.population import (
     PHASE_ANGLES,
     BoolArray,
@@ -122,8 +122,15 @@ def _ct_error(x: FloatArray) -> FloatArray:
 class FleetModel:
     """A population under a scenario, computed in vectorised frames."""
 
-    def __init__(self, scenario: Scenario, population: Population | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        population: Population | None = None,
+        load_model: LoadModel = class_load_kw,
+    ) -> None:
         self.scenario = scenario
+        #: Where the customers' true consumption comes from (the simulator's own by default).
+        self.load_model = load_model
         self.step_s = scenario.step_s
         pop = population or build_population(scenario.options)
         self.pop = pop
@@ -178,7 +185,7 @@ class FleetModel:
         apparent = []
         for start in range(0, times.size, 24):
             t = times[start : start + 24, None]
-            p = phase_loads_kw(pop, t, None) * 1000.0
+            p = phase_loads_kw(pop, t, None, self.load_model) * 1000.0
             q = p * self._tan_phi[None, :, None]
             apparent.append(np.hypot(self._agg(p), self._agg(q)))
         s = np.concatenate(apparent)
@@ -333,7 +340,7 @@ class FleetModel:
         slot_ids = self._slot_ids
 
         # True consumption and generation per element slot, W.
-        p_load = phase_loads_kw(pop, t, self._idle(ts)) * 1000.0
+        p_load = phase_loads_kw(pop, t, self._idle(ts), self.load_model) * 1000.0
         tan_phi = self._tan_phi * (1.0 + 0.1 * noise.smooth(seed, _S_PF, np.arange(pop.n), t,
                                                             1800.0))  # fmt: skip
         q = p_load * tan_phi[:, :, None]
