@@ -264,6 +264,13 @@ class Alert(BaseModel):
     kind: AlertKind
     severity: Severity
     start: float = Field(description="Data time (epoch s) of the first reading showing it.")
+    raised: float | None = Field(
+        default=None,
+        description=(
+            "Data time (epoch s) of the reading at which it was raised, after its persistence;"
+            " None only for alerts stored before it was kept."
+        ),
+    )
     end: float | None = Field(default=None, description="Data time it last held; None: open.")
     phase: int | None = None
     confidence: float = Field(ge=0, le=1)

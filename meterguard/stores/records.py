@@ -201,6 +201,7 @@ class AlertListing:
     kind: AlertKind
     severity: Severity
     start: float
+    raised: float | None
     end: float | None
     phase: int | None
     confidence: float

@@ -14,13 +14,19 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError, StoreUnavailableError
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
 from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
 from meterguard.stores.alertdb import store as store_module
-from meterguard.stores.alertdb.migrate import current_revision, head_revision, upgrade
+from meterguard.stores.alertdb.migrate import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from meterguard.stores.records import (
     AlertQuery,
     AlertSort,
@@ -61,6 +67,18 @@ async def _insert_active_alert(conn: AsyncConnection, alert_id: str, start: int)
         ),
         {"id": alert_id, "start": start, "t": True},
     )
+
+
+async def _downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Take the schema down to a revision, as Alembic's downgrade does."""
+
+    def run(conn: sa.Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)
 
 
 async def test_first_use_migrates_to_the_newest_revision(alert_db_url: str) -> None:
@@ -582,6 +600,87 @@ async def test_upgrade_from_0002_keeps_work_orders_and_renames_dispatched(
         assert orders[1].recovered_kwh is None
         assert await store.outcomes_by_kind() == {"reversal": {"no_fault_found": 1}}
         assert [w.id for w in await store.work_orders(alert_id="A1")] == [w.id for w in orders]
+    finally:
+        await store.close()
+
+
+async def test_raised_is_written_by_the_open_and_never_changed(alert_db_url: str) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        await store.apply(AlertEvent(type=AlertEventType.OPEN, ts=130, alert=_alert(raised=130.0)))
+        # An open that does not say when it was raised took place at the raising reading.
+        await store.apply(
+            AlertEvent(
+                type=AlertEventType.OPEN,
+                ts=95,
+                alert=_alert(id="B1", meter="M2", kind=AlertKind.BYPASS, start=20.0),
+            )
+        )
+        # Neither an update, a replayed open, nor the clear moves it.
+        for kind, ts, changes in (
+            (AlertEventType.UPDATE, 200, {"raised": 999.0}),
+            (AlertEventType.UPDATE, 260, {}),
+            (AlertEventType.OPEN, 130, {"raised": 5.0}),
+            (AlertEventType.CLEAR, 400, {"raised": 999.0, "end": 300.0}),
+        ):
+            await store.apply(AlertEvent(type=kind, ts=ts, alert=_alert(**changes)))
+        got = await store.get("A1")
+        assert (got.start, got.raised, got.end) == (10.0, 130.0, 300.0)
+        assert (await store.get("B1")).raised == 95.0
+        assert (await store.listing("A1")).raised == 130.0
+        whole, listed = await store.detail("B1")
+        assert (whole.raised, listed.raised) == (95.0, 95.0)
+        page, _ = await store.page(AlertQuery(sort="start", direction="asc"), 10)
+        assert [(a.id, a.raised) for a in page] == [("A1", 130.0), ("B1", 95.0)]
+        assert {a.id: a.raised for a in await store.list()} == {"A1": 130.0, "B1": 95.0}
+        cleared = await store.clear("B1", "olga", "checked on site")
+        assert cleared.raised == 95.0
+        async with store.engine.connect() as conn:
+            opened = await conn.execute(
+                sa.text("SELECT alert FROM alert_history WHERE alert_id = 'B1' AND type = 'open'")
+            )
+            recorded = opened.scalar_one()
+        as_json = recorded if isinstance(recorded, dict) else json.loads(recorded)
+        assert as_json["raised"] == 95.0
+    finally:
+        await store.close()
+
+
+async def test_upgrade_from_0004_fills_raised_from_the_recorded_open(alert_db_url: str) -> None:
+    store = SqlAlertStore(alert_db_url)
+    try:
+        await upgrade(store.engine, "0004")
+        async with store.engine.begin() as conn:
+            await _insert_active_alert(conn, "B1", 20)
+            await conn.execute(sa.text("UPDATE alerts SET meter = 'M2' WHERE id = 'B1'"))
+            await _insert_active_alert(conn, "A1", 10)
+            # A1 was opened at data time 70 (and updated at 130); B1 has no recorded open.
+            for kind, ts in (("open", 70), ("update", 130)):
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO alert_history (alert_id, type, data_ts, recorded_at, alert)"
+                        " VALUES ('A1', :type, :ts, 0, '{}')"
+                    ),
+                    {"type": kind, "ts": ts},
+                )
+        await store.open()
+        assert await current_revision(store.engine) == head_revision() == "0005"
+        assert (await store.get("A1")).raised == 70.0
+        assert (await store.get("B1")).raised == 20.0
+        # The engine's later events for an alert it had open before keep the filled value.
+        await store.apply(AlertEvent(type=AlertEventType.UPDATE, ts=190, alert=_alert()))
+        assert (await store.get("A1")).raised == 70.0
+        # Back down and up again: the column goes and comes back, the one-active index stays.
+        await _downgrade(store.engine, "0004")
+        async with store.engine.connect() as conn:
+            columns = await conn.run_sync(
+                lambda sync: [c["name"] for c in sa.inspect(sync).get_columns("alerts")]
+            )
+        assert "raised" not in columns
+        await upgrade(store.engine)
+        assert (await store.get("A1")).raised == 70.0
+        assert not await store.apply(_open(id="A2"))
+        assert store.duplicates_refused == 1
     finally:
         await store.close()
 

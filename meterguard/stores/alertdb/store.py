@@ -129,6 +129,7 @@ def _alert_fields(row: _Row) -> dict[str, Any]:
         "severity": Severity(row["severity"]),
         "phase": row["phase"],
         "start": row["start"],
+        "raised": row["raised"],
         "end": row["end_ts"],
         "confidence": row["confidence"],
         "estimated_kwh_lost": row["estimated_kwh_lost"],
@@ -300,7 +301,12 @@ class SqlAlertStore:
         that has ended (cleared by the engine or by hand) is stale.
         """
         alert = event.alert
+        if event.type is AlertEventType.OPEN and alert.raised is None:
+            # An open happens at the reading that raised the alert: its data time is `raised`.
+            alert = alert.model_copy(update={"raised": event.ts})
         now = time.time()
+        # `raised` is not among the values an update or a replayed open rewrites: the first
+        # open wrote it for good.
         values = {
             "severity": alert.severity.value,
             "phase": alert.phase,
@@ -325,6 +331,7 @@ class SqlAlertStore:
                     meter=alert.meter,
                     kind=alert.kind.value,
                     start=alert.start,
+                    raised=alert.raised,
                     created_at=now,
                     **values,
                 )

@@ -38,6 +38,8 @@ alerts = sa.Table(
     sa.Column("assignee", sa.String(100)),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # 0005: data time of the reading that raised it; written by the open, never changed.
+    sa.Column("raised", sa.Float),
     # The database itself refuses a second active alert for one meter and kind, so two
     # processes (or a restart mid-incident) can never open a duplicate.
     sa.Index(
