@@ -25,6 +25,12 @@ class AlertOut(BaseModel):
     severity: Severity
     active: bool
     start: str = Field(description="RFC 3339 UTC, data time of the first reading showing it.")
+    raised: str | None = Field(
+        description=(
+            "RFC 3339 UTC, data time of the reading at which it was raised (after its"
+            " persistence): when an operator could first have seen it. Null when not known."
+        )
+    )
     end: str | None = Field(description="RFC 3339 UTC when it last held; null while open.")
     phase: int | None
     confidence: float
@@ -53,6 +59,7 @@ class AlertOut(BaseModel):
             severity=alert.severity,
             active=alert.active,
             start=rfc3339(alert.start),
+            raised=_when(alert.raised),
             end=_when(alert.end),
             phase=alert.phase,
             confidence=alert.confidence,

@@ -77,6 +77,7 @@ def event_payload(event: AlertEvent) -> dict[str, Any]:
             "severity": alert.severity.value,
             "active": alert.active,
             "start": rfc3339(alert.start),
+            "raised": None if alert.raised is None else rfc3339(alert.raised),
             "end": None if alert.end is None else rfc3339(alert.end),
             "phase": alert.phase,
             "confidence": alert.confidence,

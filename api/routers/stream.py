@@ -44,4 +44,7 @@ async def stream(
         alert = AlertOut.of(event.alert, runtime.registry.get(event.alert.meter))
         # Engine events do not know the case fields: they are left out, not sent as null.
         data = alert.model_dump(mode="json", exclude_unset=True)
+        if data["raised"] is None:
+            # Nor is a `raised` the event does not know: the client keeps the one it holds.
+            del data["raised"]
         yield ServerSentEvent(id=item.id, event=event.type.value, data=data)

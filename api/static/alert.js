@@ -102,7 +102,8 @@ async function main() {
   document.querySelector("#summary").textContent = a.summary;
   const facts = [
     ["state", a.active ? "active" : "cleared"], ["phase", a.phase ?? "—"],
-    ["start", MG.time(a.start)], ["end", a.end ? MG.time(a.end) : "still open"],
+    ["start", MG.time(a.start)], ["raised", a.raised ? MG.time(a.raised) : "—"],
+    ["end", a.end ? MG.time(a.end) : "still open"],
     ["confidence", `${Math.round(a.confidence * 100)} %`],
     ["estimated kWh lost", MG.kwh(a.estimated_kwh_lost)],
     ["acknowledged by", a.acknowledged_by ?? "—"], ["assignee", a.assignee ?? "—"],

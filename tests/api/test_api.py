@@ -82,6 +82,29 @@ async def test_alerts_list_filter_and_detail(client: httpx.AsyncClient, runtime:
     assert [h["type"] for h in detail["history"]] == ["open", "clear"]
 
 
+async def test_alerts_say_when_they_were_raised(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    raised = _alert("a1", "M1", 1_767_225_600).model_copy(update={"raised": 1_767_225_900})
+    await runtime.alerts.apply(AlertEvent(type=AlertEventType.OPEN, ts=1_767_225_900, alert=raised))
+    # An open that does not say when it was raised was raised by the reading it names.
+    unsaid = _alert("a2", "M2", 1_767_225_660.5)
+    await runtime.alerts.apply(AlertEvent(type=AlertEventType.OPEN, ts=1_767_226_020, alert=unsaid))
+    rows = {a["id"]: a for a in (await client.get("/api/alerts")).json()["items"]}
+    assert rows["a1"]["start"] == "2026-01-01T00:00:00Z"
+    assert rows["a1"]["raised"] == "2026-01-01T00:05:00Z"
+    assert rows["a2"]["raised"] == "2026-01-01T00:07:00Z"
+    detail = (await client.get("/api/alerts/a1")).json()
+    assert detail["raised"] == "2026-01-01T00:05:00Z"
+    meter = (await client.get("/api/meters/M1")).json()
+    assert [a["raised"] for a in meter["alerts"]] == ["2026-01-01T00:05:00Z"]
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    for name in ("AlertOut", "AlertDetail"):
+        field = schemas[name]["properties"]["raised"]
+        assert {"type": "null"} in field["anyOf"]
+        assert "raised" in schemas[name]["required"]
+
+
 async def test_bad_requests_get_clear_errors(client: httpx.AsyncClient) -> None:
     missing = await client.get("/api/alerts/nope")
     assert missing.status_code == 404

@@ -17,13 +17,19 @@ from tests.api.serving import serving
 from tests.conftest import make_batch
 
 
-def _event(kind: AlertEventType, alert_id: str = "a1", end: float | None = None) -> AlertEvent:
+def _event(
+    kind: AlertEventType,
+    alert_id: str = "a1",
+    end: float | None = None,
+    raised: float | None = 1_767_225_900,
+) -> AlertEvent:
     alert = Alert(
         id=alert_id,
         meter="M1",
         kind=AlertKind.REVERSAL,
         severity=Severity.MAJOR,
         start=1_767_225_600,
+        raised=raised,
         end=end,
         phase=1,
         confidence=0.9,
@@ -74,10 +80,18 @@ async def test_stream_pushes_events_and_resumes_after_last_id(served: tuple[str,
         while runtime.broadcaster.listeners == 0:
             await asyncio.sleep(0.02)
         runtime.broadcaster.publish(_event(AlertEventType.OPEN))
-        runtime.broadcaster.publish(_event(AlertEventType.UPDATE))
+        runtime.broadcaster.publish(_event(AlertEventType.UPDATE, raised=None))
         first = await asyncio.wait_for(reader, 10)
         assert [e["event"] for e in first] == ["open", "update"]
-        assert json.loads(first[0]["data"])["meter"] == "M1"
+        opened = json.loads(first[0]["data"])
+        assert opened["meter"] == "M1"
+        assert (opened["start"], opened["raised"]) == (
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:05:00Z",
+        )
+        # An event that does not know when the alert was raised leaves the field out, so a
+        # client merging it keeps the one it holds.
+        assert "raised" not in json.loads(first[1]["data"])
         # A reconnecting client quoting the first id gets exactly what followed it.
         runtime.broadcaster.publish(_event(AlertEventType.CLEAR, end=1_767_226_000))
         resumed = await asyncio.wait_for(

@@ -31,6 +31,7 @@ def _event(n: int, kind: AlertEventType = AlertEventType.OPEN) -> AlertEvent:
         kind=AlertKind.REVERSAL,
         severity=Severity.MAJOR,
         start=1_767_225_600,
+        raised=1_767_225_660,
         phase=1,
         confidence=0.9,
         estimated_kwh_lost=1.5,
@@ -103,6 +104,7 @@ async def test_webhook_retries_until_delivered_in_order_and_signed() -> None:
     doc = json.loads(body)
     assert doc["type"] == "open"
     assert doc["alert"]["start"] == "2026-01-01T00:00:00Z"
+    assert doc["alert"]["raised"] == "2026-01-01T00:01:00Z"
 
 
 async def test_webhook_down_at_first_then_up_loses_nothing() -> None:
