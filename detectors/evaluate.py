@@ -52,6 +52,27 @@ class ScoredAlert:
     meter: str
     kind: str
     start: float
+    #: Data time it was raised; None when the file does not say.
+    raised: float | None = None
+
+
+#: The kinds whose detectors read the physics of each reading; their timing is summed up
+#: together, apart from consumption_drop's, which waits for hours of baseline by design.
+PHYSICS_KINDS: tuple[str, ...] = (
+    AlertKind.BYPASS.value,
+    AlertKind.REVERSAL.value,
+    AlertKind.VOLTAGE_LOSS.value,
+    AlertKind.PHASE_SHIFT.value,
+    AlertKind.TAMPER.value,
+)
+TIMING_GROUPS: dict[str, tuple[str, ...]] = {
+    "physics": PHYSICS_KINDS,
+    "consumption_drop": (AlertKind.CONSUMPTION_DROP.value,),
+}
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 @dataclass(slots=True)
@@ -61,7 +82,11 @@ class KindScore:
     incidents: int = 0
     detected: int = 0
     diagnosed: int = 0
+    #: Per detected incident: start of its first detecting alert - incident start.
     latencies_s: list[float] = field(default_factory=list)
+    #: Per detected incident whose first detecting alert says when it was raised:
+    #: raised - incident start.
+    raise_times_s: list[float] = field(default_factory=list)
     alerts: int = 0
     false_alarms: int = 0
     #: Alerts (any kind) matching the detected incidents of this kind: duplicates show.
@@ -70,14 +95,19 @@ class KindScore:
     diagnosing_alerts: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the figures with the recalls and the median latency worked out."""
+        """Return the figures with the recalls and the median timings worked out.
+
+        `median_latency_s` is the median onset error (alert start - incident start).
+        """
         return {
             "incidents": self.incidents,
             "detected": self.detected,
             "diagnosed": self.diagnosed,
             "detection_recall": _ratio(self.detected, self.incidents),
             "diagnosis_recall": _ratio(self.diagnosed, self.incidents),
-            "median_latency_s": (statistics.median(self.latencies_s) if self.latencies_s else None),
+            "median_latency_s": _median(self.latencies_s),
+            "median_time_to_raise_s": _median(self.raise_times_s),
+            "incidents_with_raise_time": len(self.raise_times_s),
             "alerts": self.alerts,
             "false_alarms": self.false_alarms,
             "alerts_per_detected_incident": _float_ratio(self.alerts_on_detected, self.detected),
@@ -137,11 +167,13 @@ def read_alerts(path: Path) -> list[ScoredAlert]:
                 continue
             try:
                 record = json.loads(line)
+                raised = record.get("raised")
                 alerts.append(
                     ScoredAlert(
                         meter=str(record["meter"]),
                         kind=AlertKind(record["kind"]).value,
                         start=_time_value(record["start"]),
+                        raised=None if raised is None else _time_value(raised),
                     )
                 )
             except (ValueError, KeyError, TypeError) as exc:
@@ -235,7 +267,10 @@ def score(
             continue
         ks.detected += 1
         ks.alerts_on_detected += len(found)
-        ks.latencies_s.append(found[0].start - label.start)
+        first = found[0]
+        ks.latencies_s.append(first.start - label.start)
+        if first.raised is not None:
+            ks.raise_times_s.append(first.raised - label.start)
         accepted = accepted_kinds(label, label.meter in coverage.neutral_measured)
         diagnosing = sum(1 for a in found if a.kind in accepted)
         if diagnosing:
@@ -295,6 +330,22 @@ def score(
             None if meter_days <= 0 else 1000.0 * false_alarms / meter_days
         ),
         "per_kind": {kind: kinds[kind].as_dict() for kind in sorted(kinds)},
+        "timing": {
+            group: _group_timing(kinds, members) for group, members in TIMING_GROUPS.items()
+        },
+    }
+
+
+def _group_timing(kinds: dict[str, KindScore], members: Sequence[str]) -> dict[str, Any]:
+    """Return the median onset error and time to raise over the incidents of some kinds."""
+    onset = [x for k in members if k in kinds for x in kinds[k].latencies_s]
+    raise_times = [x for k in members if k in kinds for x in kinds[k].raise_times_s]
+    return {
+        "kinds": list(members),
+        "detected": len(onset),
+        "median_onset_error_s": _median(onset),
+        "incidents_with_raise_time": len(raise_times),
+        "median_time_to_raise_s": _median(raise_times),
     }
 
 
@@ -332,20 +383,33 @@ def report(result: dict[str, Any]) -> str:
     """Render the per-kind table and the summary as text."""
     head = (
         f"{'kind':<17}{'incidents':>10}{'detected':>10}{'diagnosed':>10}"
-        f"{'det.recall':>11}{'diag.recall':>12}{'median latency':>16}{'alerts':>8}"
-        f"{'false':>7}{'alerts/det.':>12}{'same/diag.':>11}"
+        f"{'det.recall':>11}{'diag.recall':>12}{'onset error':>13}{'time to raise':>15}"
+        f"{'alerts':>8}{'false':>7}{'alerts/det.':>12}{'same/diag.':>11}"
     )
     lines = [head, "-" * len(head)]
     for kind, k in result["per_kind"].items():
         lines.append(
             f"{kind:<17}{k['incidents']:>10}{k['detected']:>10}{k['diagnosed']:>10}"
             f"{_fmt(k['detection_recall']):>11}{_fmt(k['diagnosis_recall']):>12}"
-            f"{_minutes(k['median_latency_s']):>16}{k['alerts']:>8}{k['false_alarms']:>7}"
+            f"{_minutes(k['median_latency_s']):>13}{_minutes(k['median_time_to_raise_s']):>15}"
+            f"{k['alerts']:>8}{k['false_alarms']:>7}"
             f"{_fmt(k['alerts_per_detected_incident'], '{:.2f}'):>12}"
             f"{_fmt(k['diagnosing_alerts_per_diagnosed_incident'], '{:.2f}'):>11}"
         )
     lines.append("-" * len(head))
+    for group, t in result["timing"].items():
+        kinds = t["kinds"]
+        name = kinds[0] if len(kinds) == 1 else f"{group} kinds ({', '.join(kinds)})"
+        lines.append(
+            f"{name}: median onset error "
+            f"{_minutes(t['median_onset_error_s'])} over {t['detected']} detected incidents, "
+            f"median time to raise {_minutes(t['median_time_to_raise_s'])} over "
+            f"{t['incidents_with_raise_time']}"
+        )
     lines.append(
+        "onset error: start of the first alert on each detected incident - incident start; "
+        "time to raise: when that alert was raised - incident start (medians; alerts that "
+        "do not say when they were raised are left out of it). "
         "alerts/det.: alerts of any kind matching each detected incident; same/diag.: "
         "alerts of a diagnosing kind per diagnosed incident (1.00: no duplicates). "
         f"Meter-days: {result['meter_days_counted']}; "

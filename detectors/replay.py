@@ -61,6 +61,7 @@ def alert_record(alert: Alert) -> dict[str, Any]:
     """Return an alert as replay writes it: the Alert fields, times in RFC 3339 UTC."""
     record = alert.model_dump(mode="json")
     record["start"] = rfc3339(alert.start)
+    record["raised"] = None if alert.raised is None else rfc3339(alert.raised)
     record["end"] = None if alert.end is None else rfc3339(alert.end)
     return record
 

@@ -89,6 +89,73 @@ def test_evaluate_scores_hand_written_alerts(tmp_path: Path) -> None:
     assert last.startswith("detection recall 0.750, diagnosis recall 0.500, precision 0.571")
 
 
+def test_evaluate_reports_the_time_to_raise_beside_the_onset_error(tmp_path: Path) -> None:
+    (tmp_path / "meters.csv").write_text(METERS)
+    (tmp_path / "labels.csv").write_text(
+        "meter,kind,start,end,phase,magnitude\n"
+        "M1,bypass,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,1,0.3\n"
+        "M2,reversal,2026-01-05T10:00:00Z,2026-01-05T11:00:00Z,2,1\n"
+        "M3,voltage_loss,2026-01-05T08:00:00Z,2026-01-05T09:00:00Z,1,0.5\n"
+        "M4,consumption_drop,2026-01-05T13:00:00Z,2026-01-05T20:00:00Z,,0.5\n"
+        "M5,tamper,2026-01-05T14:00:00Z,2026-01-05T15:00:00Z,,\n"
+    )
+
+    def alert(meter: str, kind: str, start: str, **raised: object) -> str:
+        return json.dumps({"meter": meter, "kind": kind, "start": start, **raised})
+
+    alerts = [
+        alert("M1", "bypass", "2026-01-05T10:02:00Z", raised="2026-01-05T10:07:00Z"),
+        # a second alert on the same incident: only the first detecting alert is timed
+        alert("M1", "bypass", "2026-01-05T10:30:00Z", raised="2026-01-05T10:35:00Z"),
+        alert("M2", "reversal", "2026-01-05T09:58:00Z", raised="2026-01-05T10:01:00Z"),
+        # epoch seconds do as well as RFC 3339: 08:25
+        alert("M3", "voltage_loss", "2026-01-05T08:10:00Z", raised=1767601500),
+        alert("M4", "consumption_drop", "2026-01-05T13:00:00Z", raised="2026-01-05T16:00:00Z"),
+        # an alert that does not say when it was raised counts for detection only
+        alert("M5", "tamper", "2026-01-05T14:00:00Z"),
+        alert("M5", "bypass", "2026-01-05T20:00:00Z", raised=None),
+    ]
+    (tmp_path / "alerts.jsonl").write_text("\n".join(alerts) + "\n")
+    done = _cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    kinds = result["per_kind"]
+    timing = {
+        kind: (k["median_latency_s"], k["median_time_to_raise_s"], k["incidents_with_raise_time"])
+        for kind, k in kinds.items()
+        if k["incidents"]
+    }
+    assert timing == {
+        "bypass": (120, 420, 1),
+        "reversal": (-120, 60, 1),
+        "voltage_loss": (600, 1500, 1),
+        "consumption_drop": (0, 10800, 1),
+        "tamper": (0, None, 0),
+    }
+    # The physics kinds together: onset errors -120, 0, 120, 600; raise times 60, 420, 1500.
+    assert result["timing"]["physics"] == {
+        "kinds": ["bypass", "reversal", "voltage_loss", "phase_shift", "tamper"],
+        "detected": 4,
+        "median_onset_error_s": 60,
+        "incidents_with_raise_time": 3,
+        "median_time_to_raise_s": 420,
+    }
+    assert result["timing"]["consumption_drop"]["median_time_to_raise_s"] == 10800
+    text = _cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl")).stdout
+    head = text.splitlines()[0]
+    assert "onset error" in head
+    assert "time to raise" in head
+    assert "latency" not in text
+    bypass_row = next(line for line in text.splitlines() if line.startswith("bypass "))
+    assert "2.0 min" in bypass_row
+    assert "7.0 min" in bypass_row
+    assert (
+        "physics kinds (bypass, reversal, voltage_loss, phase_shift, tamper): median onset "
+        "error 1.0 min over 4 detected incidents, median time to raise 7.0 min over 3"
+    ) in text
+    assert "consumption_drop: median onset error 0.0 min over 1 detected incidents" in text
+
+
 def _score_one_label(
     tmp_path: Path, label: str, alerts: list[str], in_column: str
 ) -> dict[str, Any]:
@@ -188,6 +255,7 @@ def test_replay_then_evaluate_a_simulated_fleet(tmp_path: Path) -> None:
     for alert in alerts:
         assert alert["start"].endswith("Z")
         assert alert["end"] is None or alert["end"] >= alert["start"]
+        assert alert["raised"] is None or alert["raised"] >= alert["start"]
     scored = _cli("evaluate", str(data), str(out), "--json")
     assert scored.returncode == 0, scored.stderr
     result = json.loads(scored.stdout)
@@ -222,3 +290,29 @@ def test_a_row_from_a_broken_clock_is_a_bad_row_not_the_data_time(tmp_path: Path
     assert "1 far ahead of the data time, 1 older than their meter's last row" in done.stdout
     kinds = [json.loads(line)["kind"] for line in out.read_text().splitlines()]
     assert "comms_loss" not in kinds
+
+
+def test_replay_writes_when_each_alert_was_raised() -> None:
+    from detectors.replay import alert_record
+    from meterguard.model import Alert, AlertKind, Severity
+
+    alert = Alert(
+        id="M2-reversal-1767571200",
+        meter="M2",
+        kind=AlertKind.REVERSAL,
+        severity=Severity.MAJOR,
+        start=1_767_571_200,
+        raised=1_767_571_500.5,
+        phase=2,
+        confidence=0.9,
+        summary="phase 2 reversed",
+    )
+    record = alert_record(alert)
+    assert (record["start"], record["raised"], record["end"]) == (
+        "2026-01-05T00:00:00Z",
+        "2026-01-05T00:05:00.500Z",
+        None,
+    )
+    assert list(record)[:6] == ["id", "meter", "kind", "severity", "start", "raised"]
+    assert alert_record(alert.model_copy(update={"raised": None}))["raised"] is None
+    assert json.loads(json.dumps(record))["raised"] == "2026-01-05T00:05:00.500Z"
