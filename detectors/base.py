@@ -48,10 +48,21 @@ class DetectorConfig(BaseModel):
 
     enabled: bool = Field(default=True, description="Run this detector.")
     raise_after_s: float = Field(
-        default=120.0, ge=0, description="The condition must hold this long (data time)."
+        default=120.0,
+        ge=0,
+        description="The condition must persist this long (data time, for persist_fraction of "
+        "it) before the alert is raised; never on the reading it began with.",
     )
     clear_after_s: float = Field(
         default=300.0, ge=0, description="It must be absent this long before the alert clears."
+    )
+    persist_fraction: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Share of the data time since a pending incident began (at least "
+        "raise_after_s of it) in which the condition must have held; readings that say "
+        "nothing (too little load to tell, not measured) count neither way.",
     )
     update_every_s: float = Field(
         default=900.0, gt=0, description="Data time between update events of an active alert."
@@ -120,6 +131,8 @@ class SlotConditions:
     conditions: Conditions
     #: Data time each verdict covers, s (the kWh-lost credit of a window verdict).
     dt: FloatArray
+    #: Data time of each verdict (a window's end), s; None: the time of the poll.
+    ts: FloatArray | None = None
 
 
 @dataclass(slots=True)

@@ -82,15 +82,8 @@ class CommsLossDetector(Detector):
         latest_live = np.full(size, -np.inf)
         np.maximum.at(latest_live, slot, live_ts)
         self.last_live = np.maximum(self.last_live, latest_live)
-        gaps = ctx.dt
-        has_gap = gaps > 0
-        if has_gap.any():
-            g_slot = slot[has_gap]
-            old = self.interval_s[g_slot]
-            fresh = np.where(np.isfinite(old), old + 0.2 * (gaps[has_gap] - old), gaps[has_gap])
-            self.interval_s[g_slot] = fresh
         power = np.nansum(phase_block(batch, "p1"), axis=0)
-        w = ewma_weight(np.where(has_gap, gaps, 0.0), 3600.0)
+        w = ewma_weight(ctx.dt, 3600.0)
         self.usual_w[slot] += w * (power - self.usual_w[slot])
         return Conditions(
             holds=np.full(n, CLEAR, dtype=np.int8),
@@ -104,7 +97,7 @@ class CommsLossDetector(Detector):
         """Judge silence at the batch's data time, against the meter's transformer."""
         fleet = ctx.fleet
         now = ctx.now
-        interval = np.where(np.isfinite(self.interval_s), self.interval_s, 60.0)
+        interval = np.where(np.isfinite(ctx.interval_s), ctx.interval_s, 60.0)
         limit = np.maximum(self.cfg.silence_s, self.cfg.missed_readings * interval)
         silent = np.isfinite(ctx.last_seen) & (now - ctx.last_seen >= limit)
         silent &= self.last_was_live & (fleet.transformer >= 0)
@@ -121,6 +114,7 @@ class CommsLossDetector(Detector):
         if slots.size == 0:
             return None
         k = slots.size
+        self.interval_s[slots] = interval[slots]
         silence = now - ctx.last_seen[slots]
         cond = Conditions(
             holds=np.full(k, HOLDS, dtype=np.int8),

@@ -64,12 +64,14 @@ class BatchContext:
 
     batch: ReadingBatch
     fleet: FleetArrays
-    #: Seconds since the same meter's previous reading (0 for the first or after long gaps).
+    #: Seconds since the same meter's previous reading (0 for the first or after a silence).
     dt: FloatArray
-    #: Data time now: the latest reading seen so far, s.
+    #: Data time now: the latest reading seen so far, s (in `poll`: the tick polled at).
     now: float
     #: Per slot: data time of the meter's latest reading (-inf before the first).
     last_seen: FloatArray
+    #: Per slot: the meter's usual interval between readings, s (NaN before two are seen).
+    interval_s: FloatArray
     _neighbour_v: FloatArray | None = field(default=None, repr=False)
     _feeder_v: FloatArray | None = field(default=None, repr=False)
 

@@ -34,9 +34,21 @@ from meterguard.model import (
 
 log = logging.getLogger(__name__)
 
-#: A gap between two readings of a meter longer than this earns no kWh-lost credit: the
-#: meter was silent and nothing says the condition held meanwhile.
-MAX_CREDITED_GAP_S = 900.0
+#: A meter silent this long (data time) at least, or `SILENCE_INTERVALS` of its own usual
+#: interval if longer, was silent: the reading after it earns no kWh-lost credit, and a
+#: pending incident is not taken to have held meanwhile.
+MIN_SILENCE_S = 900.0
+SILENCE_INTERVALS = 3.0
+#: A gap longer than this is always a silence, never a meter's interval (the longest
+#: interval the detectors are built for is an hour).
+MAX_INTERVAL_S = 7200.0
+#: Detectors poll for verdicts reached without a reading (silence, closed windows) each time
+#: data time passes a multiple of this; batches are cut there, so the same readings give
+#: the same verdicts at the same data times whatever the batches they came in.
+TICK_S = 60.0
+#: Weight of a new interval in a meter's usual interval (on a log scale, one step at most
+#: doubling or halving it, so one long silence does not pass for a new cadence).
+_INTERVAL_RATE = 0.2
 _NOT_DETECTOR_MODULES = {"base", "engine", "context"}
 
 Snapshot = Callable[[int], dict[str, Any]]
@@ -106,6 +118,17 @@ def _snapshot(batch: ReadingBatch, row: int) -> dict[str, Any]:
     return out
 
 
+def _slice(batch: ReadingBatch, a: int, b: int) -> ReadingBatch:
+    """Return rows a..b of a batch as contiguous arrays (the compiled passes want them)."""
+    return ReadingBatch(
+        ts=batch.ts[a:b],
+        slot=batch.slot[a:b],
+        values=np.ascontiguousarray(batch.values[:, a:b]),
+        events=batch.events[a:b],
+        unknown_events={r - a: c for r, c in batch.unknown_events.items() if a <= r < b},
+    )
+
+
 def _onset_dict(inc: _Incident) -> dict[str, Any]:
     """Return an incident's onset reading as evidence, building it on first use."""
     if isinstance(inc.onset, tuple):
@@ -123,6 +146,11 @@ class _Incident:
     onset: Onset
     phase: int = 0
     raised: bool = False
+    #: Data time of the verdict that raised it.
+    raised_at: float | None = None
+    #: Data time since `start` in which the condition held, and in which it was absent.
+    held_s: float = 0.0
+    absent_s: float = 0.0
     alert_id: str = ""
     kwh_lost: float = 0.0
     peak_magnitude: float = 0.0
@@ -138,25 +166,30 @@ class _Rows:
     ts: FloatArray
     slot: IntArray
     cond: Conditions
+    #: Data time each verdict covers, s: a reading's interval, a window's length.
     dt: FloatArray
     snapshot: Snapshot
     #: The batch the rows come from (None for verdicts reached without a reading).
     batch: ReadingBatch | None = None
 
 
-def _describer(detector: Detector, slots: IntArray, now: float) -> Snapshot:
+def _describer(detector: Detector, slots: IntArray, times: FloatArray) -> Snapshot:
     """Return the evidence maker of verdicts reached without a reading."""
 
     def describe(i: int) -> dict[str, Any]:
-        return {"ts": now, **detector.evidence(int(slots[i]))}
+        return {"ts": float(times[i]), **detector.evidence(int(slots[i]))}
 
     return describe
 
 
 class _Lifecycle:
-    """Per-detector incident state: persistence before raising, hysteresis before clearing."""
+    """Per-detector incident state: persistence before raising, hysteresis before clearing.
 
-    def __init__(self, detector: Detector, registry: MeterRegistry) -> None:
+    Everything is judged in data time, never in readings: a reading's verdict stands for
+    the interval since the meter's previous reading, a window's for the window.
+    """
+
+    def __init__(self, detector: Detector, registry: MeterRegistry, silence_s: FloatArray) -> None:
         self.detector = detector
         self.incidents: dict[int, _Incident] = {}
         #: Per slot, the data time before which a new incident may not start: an operator
@@ -164,6 +197,8 @@ class _Lifecycle:
         #: (comms_loss, consumption_drop) would otherwise reopen the same alert id.
         self.not_before: dict[int, float] = {}
         self.tracked = np.zeros(len(registry), dtype=np.bool_)
+        #: The engine's per-slot silence limit (shared, kept up to date by the engine).
+        self.silence_s = silence_s
         cfg = detector.config
         self.raise_after = np.full(len(registry), cfg.raise_after_s)
         self.clear_after = np.full(len(registry), cfg.clear_after_s)
@@ -192,6 +227,7 @@ class _Lifecycle:
             kind=det.kind,
             severity=severity,
             start=inc.start,
+            raised=inc.raised_at,
             end=end,
             phase=inc.phase or None,
             confidence=round(min(max(inc.confidence, 0.0), 1.0), 3),
@@ -209,6 +245,10 @@ class _Lifecycle:
         end = inc.last_hold if kind is AlertEventType.CLEAR else None
         return AlertEvent(type=kind, ts=ts, alert=self._alert(slot, inc, end, ts))
 
+    def _drop(self, slot: int) -> None:
+        del self.incidents[slot]
+        self.tracked[slot] = False
+
     def advance(self, rows: _Rows, out: list[AlertEvent]) -> None:
         """Apply one set of verdicts, appending the events they cause to `out`."""
         holds = rows.cond.holds
@@ -224,6 +264,7 @@ class _Lifecycle:
         # common case costs a few attribute updates per meter, not a walk over its rows.
         all_held = np.minimum.reduceat(cond.holds[order], starts) == HOLDS
         credit = np.add.reduceat(cond.loss_w[order] * rows.dt[order], starts) / 3.6e6
+        span = np.add.reduceat(rows.dt[order], starts)
         peak = np.maximum.reduceat(cond.magnitude[order], starts)
         score = np.maximum.reduceat(cond.score[order], starts)
         last_row = order[ends - 1]
@@ -236,6 +277,7 @@ class _Lifecycle:
                 self._advance_slot(slot, order[starts[g] : ends[g]], rows, out)
                 continue
             inc.kwh_lost += float(credit[g])
+            inc.held_s += float(span[g])
             inc.last_hold = max(inc.last_hold, float(last_ts[g]))
             inc.peak_magnitude = max(inc.peak_magnitude, float(peak[g]))
             inc.confidence = max(inc.confidence, float(score[g]))
@@ -244,22 +286,27 @@ class _Lifecycle:
                 inc.evidence["latest"] = rows.snapshot(int(last_row[g]))
                 out.append(self._event(AlertEventType.UPDATE, inc.last_hold, slot, inc))
 
+    def _tolerance(self, slot: int, dt: float) -> float:
+        """Return how long a condition may go unseen and still be the same incident."""
+        return max(float(self.clear_after[slot]), float(self.silence_s[slot]), 2.0 * dt)
+
     def _advance_slot(
         self, slot: int, index: npt.NDArray[np.int64], rows: _Rows, out: list[AlertEvent]
     ) -> None:
         """Walk one meter's rows run by run (a run: consecutive rows with one verdict)."""
         cond = rows.cond
         ts = rows.ts[index]
+        dt = rows.dt[index]
         held = cond.holds[index] == HOLDS
         raise_after = float(self.raise_after[slot])
         clear_after = float(self.clear_after[slot])
-        # Persistence is continuous in data time: a pending incident whose holds are this
-        # far apart (silence or unknown verdicts between them) starts again.
-        max_gap = max(clear_after, MAX_CREDITED_GAP_S)
-        gapped = held[1:] & held[:-1] & (np.diff(ts) > max_gap)
+        cfg = self.detector.config
+        fraction = cfg.persist_fraction
+        tolerance = self._tolerance(slot, float(dt.max()))
+        # Holds this far apart (silence or unknown verdicts between them) are not one run.
+        gapped = held[1:] & held[:-1] & (np.diff(ts) > tolerance)
         cuts = np.flatnonzero((held[1:] != held[:-1]) | gapped) + 1
         bounds = [0, *cuts.tolist(), len(index)]
-        cfg = self.detector.config
         for a, b in itertools.pairwise(bounds):
             run = index[a:b]
             inc = self.incidents.get(slot)
@@ -267,9 +314,15 @@ class _Lifecycle:
                 if inc is None:
                     continue
                 if not inc.raised:
-                    # Not held long enough: a blip, forgotten without a trace.
-                    del self.incidents[slot]
-                    self.tracked[slot] = False
+                    # A pending incident survives a blip: it is given up once the condition
+                    # was absent for more than its share of the window, or unseen too long.
+                    absent = inc.absent_s + np.cumsum(dt[a:b])
+                    allowed = (1.0 - fraction) * np.maximum(raise_after, ts[a:b] - inc.start)
+                    gone = (absent > allowed) | (ts[a:b] - inc.last_hold > tolerance)
+                    if gone.any():
+                        self._drop(slot)
+                    else:
+                        inc.absent_s = float(absent[-1])
                     continue
                 waited = ts[a:b] - inc.last_hold
                 past = np.flatnonzero(waited >= clear_after)
@@ -277,19 +330,19 @@ class _Lifecycle:
                     row = int(run[past[0]])
                     inc.evidence["cleared_by"] = rows.snapshot(row)
                     out.append(self._event(AlertEventType.CLEAR, float(ts[a + past[0]]), slot, inc))
-                    del self.incidents[slot]
-                    self.tracked[slot] = False
+                    self._drop(slot)
                 continue
             if cond.restart is not None and inc is not None and cond.restart[run[0]]:
                 if inc.raised:
                     inc.evidence["cleared_by"] = {"restart": rows.snapshot(int(run[0]))}
                     out.append(self._event(AlertEventType.CLEAR, float(ts[a]), slot, inc))
-                del self.incidents[slot]
+                self._drop(slot)
                 inc = None
-            if inc is not None and not inc.raised and ts[a] - inc.last_hold > max_gap:
-                del self.incidents[slot]  # the condition was not seen to hold meanwhile
+            if inc is not None and not inc.raised and ts[a] - inc.last_hold > tolerance:
+                self._drop(slot)  # the condition was not seen to hold meanwhile
                 inc = None
-            credit = cond.loss_w[run] * rows.dt[run] / 3.6e6
+            credit = cond.loss_w[run] * dt[a:b] / 3.6e6
+            covered = dt[a:b].copy()
             if inc is None:
                 first = int(run[0])
                 onset_ts = float(ts[a])
@@ -303,8 +356,12 @@ class _Lifecycle:
                 inc = _Incident(start=onset_ts, last_hold=onset_ts, onset=onset)
                 self.incidents[slot] = inc
                 self.tracked[slot] = True
-                credit[0] = 0.0  # the onset reading starts the clock; it earns nothing yet
+                # The incident's window opens at its start: a reading's interval before it
+                # earns nothing, a window verdict's own span does.
+                covered[0] = min(covered[0], float(ts[a]) - onset_ts)
+                credit[0] = cond.loss_w[first] * covered[0] / 3.6e6
             cumulative = np.cumsum(credit)
+            held_s = inc.held_s + np.cumsum(covered)
             base_kwh = inc.kwh_lost
             inc.last_hold = max(inc.last_hold, float(ts[b - 1]))
             if not inc.phase:
@@ -314,10 +371,18 @@ class _Lifecycle:
             inc.peak_magnitude = max(inc.peak_magnitude, float(cond.magnitude[run].max()))
             inc.confidence = max(inc.confidence, float(cond.score[run].max()))
             if not inc.raised:
-                due = np.flatnonzero(ts[a:b] - inc.start >= raise_after)
+                # Raised once the window has passed with the condition held for most of it;
+                # never on the reading it began with (no alert is 0 s long).
+                elapsed = ts[a:b] - inc.start
+                due = np.flatnonzero(
+                    (elapsed >= raise_after)
+                    & (elapsed > 0)
+                    & (held_s >= fraction * (held_s + inc.absent_s))
+                )
                 if due.size:
                     k = int(due[0])
                     inc.raised = True
+                    inc.raised_at = float(ts[a + k])
                     inc.onset = _onset_dict(inc)
                     meter = self.detector.registry.by_slot(slot).id
                     inc.alert_id = f"{meter}-{self.detector.name}-{int(inc.start)}"
@@ -329,6 +394,7 @@ class _Lifecycle:
                     out.append(self._event(AlertEventType.OPEN, float(ts[a + k]), slot, inc))
                     inc.last_hold = hold_then
             inc.kwh_lost = base_kwh + float(cumulative[-1])
+            inc.held_s = float(held_s[-1])
             last_ts = float(ts[b - 1])
             if inc.raised and last_ts - inc.last_event_ts >= cfg.update_every_s:
                 inc.last_event_ts = last_ts
@@ -345,6 +411,7 @@ class _Lifecycle:
             onset=onset,
             phase=alert.phase or 0,
             raised=True,
+            raised_at=alert.raised,
             alert_id=alert.id,
             kwh_lost=alert.estimated_kwh_lost,
             peak_magnitude=float(alert.evidence.get("peak_magnitude", 0.0)),
@@ -375,16 +442,27 @@ class Engine:
         self.registry = registry
         self.fleet = FleetArrays.from_registry(registry)
         self.detectors = list(detector_list)
-        self._lifecycles = [_Lifecycle(d, registry) for d in self.detectors]
-        self._last_ts = np.full(len(registry), -np.inf)
+        n = len(registry)
+        self._last_ts = np.full(n, -np.inf)
+        #: Per slot: the meter's usual interval between readings, and the silence limit it
+        #: implies (data time), learned from the readings themselves.
+        self.interval_s = np.full(n, np.nan)
+        self.silence_s = np.full(n, MIN_SILENCE_S)
+        self._lifecycles = [_Lifecycle(d, registry, self.silence_s) for d in self.detectors]
         self.now = -math.inf
+        #: Index of the last tick data time has reached (None before the first reading).
+        self._tick: int | None = None
         self.readings_seen = 0
         #: Rows dropped: not a finite time, or older than their meter's latest reading (a
         #: late row would move windows and incidents backwards).
         self.rows_dropped = 0
 
     def _intervals(self, batch: ReadingBatch) -> FloatArray:
-        """Return, per row, the seconds since the same meter's previous reading."""
+        """Return, per row, the data time its reading covers; learn each meter's interval.
+
+        A reading covers the time since the same meter's previous one, unless that gap was
+        a silence (longer than the meter's silence limit): then it covers nothing.
+        """
         order = np.argsort(batch.slot, kind="stable")
         slots = batch.slot[order]
         times = batch.ts[order]
@@ -394,22 +472,36 @@ class Engine:
         first[1:] = slots[1:] != slots[:-1]
         prev[first] = self._last_ts[slots[first]]
         gaps = times - prev
-        gaps[~np.isfinite(gaps) | (gaps < 0) | (gaps > MAX_CREDITED_GAP_S)] = 0.0
-        dt = np.empty_like(gaps)
-        dt[order] = gaps
+        known = np.isfinite(gaps) & (gaps > 0)
+        covered = np.where(known & (gaps <= self.silence_s[slots]), gaps, 0.0)
+        dt = np.empty_like(covered)
+        dt[order] = covered
         starts = np.flatnonzero(first)
         latest = np.maximum.reduceat(times, starts)
         group_slots = slots[starts]
         self._last_ts[group_slots] = np.maximum(self._last_ts[group_slots], latest)
+        # Each meter's shortest gap here moves its usual interval a step (on a log scale).
+        usable = known & (gaps <= MAX_INTERVAL_S)
+        shortest = np.minimum.reduceat(np.where(usable, gaps, np.inf), starts)
+        seen = np.isfinite(shortest)
+        if seen.any():
+            s, g = group_slots[seen], shortest[seen]
+            old = self.interval_s[s]
+            ratio = np.clip(g / np.where(np.isfinite(old), old, g), 0.5, 2.0)
+            self.interval_s[s] = np.where(np.isfinite(old), old * ratio**_INTERVAL_RATE, g)
+            self.silence_s[s] = np.maximum(MIN_SILENCE_S, SILENCE_INTERVALS * self.interval_s[s])
         return dt
 
     def process(self, batch: ReadingBatch) -> list[AlertEvent]:
-        """Run every detector over a batch (rows in time order) and return the events.
+        """Run every detector over a batch and return the events.
 
         Rows without a finite time, and rows older than their meter's latest reading (late
         rows), are dropped and counted in `rows_dropped` before any detector sees them, so
         no window (energy_balance, consumption_drop) or incident moves backwards. Rows far
-        ahead of the data time are not judged here: the readings reader rejects them.
+        ahead of the data time are not judged here: the readings reader rejects them. The
+        rows are taken in time order, cut at every tick of data time, and the detectors
+        are polled when data time passes a tick: the events do not depend on how the
+        readings were batched.
         """
         events: list[AlertEvent] = []
         usable = np.isfinite(batch.ts) & (batch.ts >= self._last_ts[batch.slot])
@@ -418,11 +510,36 @@ class Engine:
             batch = batch.take(np.flatnonzero(usable))
         if len(batch) == 0:
             return events
+        if np.any(batch.ts[1:] < batch.ts[:-1]):
+            batch = batch.take(np.argsort(batch.ts, kind="stable"))
+        ticks = np.floor(batch.ts / TICK_S).astype(np.int64)
+        cuts = np.flatnonzero(ticks[1:] != ticks[:-1]) + 1
+        bounds = [0, *cuts.tolist(), len(batch)]
+        for a, b in itertools.pairwise(bounds):
+            tick = int(ticks[a])
+            if self._tick is not None and tick > self._tick:
+                self._poll(tick * TICK_S, events)
+            self._tick = tick if self._tick is None else max(self._tick, tick)
+            part = batch if (a, b) == (0, len(batch)) else _slice(batch, a, b)
+            self._step(part, events)
+        self.readings_seen += len(batch)
+        return events
+
+    def _context(self, batch: ReadingBatch, dt: FloatArray, now: float) -> BatchContext:
+        return BatchContext(
+            batch=batch,
+            fleet=self.fleet,
+            dt=dt,
+            now=now,
+            last_seen=self._last_ts,
+            interval_s=self.interval_s,
+        )
+
+    def _step(self, batch: ReadingBatch, events: list[AlertEvent]) -> None:
+        """Run every detector over rows of one tick."""
         dt = self._intervals(batch)
         self.now = max(self.now, float(batch.ts.max()))
-        ctx = BatchContext(
-            batch=batch, fleet=self.fleet, dt=dt, now=self.now, last_seen=self._last_ts
-        )
+        ctx = self._context(batch, dt, self.now)
 
         def snapshot(row: int) -> dict[str, Any]:
             return _snapshot(batch, row)
@@ -430,14 +547,18 @@ class Engine:
         for life in self._lifecycles:
             cond = life.detector.step(batch, ctx)
             life.advance(_Rows(batch.ts, batch.slot, cond, dt, snapshot, batch), events)
+
+    def _poll(self, at: float, events: list[AlertEvent]) -> None:
+        """Collect the verdicts detectors reach without a reading, at tick time `at`."""
+        empty = ReadingBatch.empty(0)
+        ctx = self._context(empty, np.zeros(0), at)
+        for life in self._lifecycles:
             polled = life.detector.poll(ctx)
-            if polled is not None and len(polled.slot):
-                times = np.full(len(polled.slot), self.now)
-                described = _describer(life.detector, polled.slot, self.now)
-                rows = _Rows(times, polled.slot, polled.conditions, polled.dt, described)
-                life.advance(rows, events)
-        self.readings_seen += len(batch)
-        return events
+            if polled is None or not len(polled.slot):
+                continue
+            times = polled.ts if polled.ts is not None else np.full(len(polled.slot), at)
+            described = _describer(life.detector, polled.slot, times)
+            life.advance(_Rows(times, polled.slot, polled.conditions, polled.dt, described), events)
 
     def restore(self, alerts: Iterable[Alert]) -> int:
         """Take back the active alerts of a previous run; return how many were taken."""

@@ -40,11 +40,18 @@ class TamperConfig(DetectorConfig):
     usual_tau_s: float = Field(
         default=1800.0, gt=0, description="Time constant of the usual power kept for evidence, s."
     )
+    event_hold_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="A cover opening or magnetic field holds this long (data time) after the "
+        "meter reported it, even when the cover closed within the same interval (meters "
+        "repeat a field's log entry hourly while it lasts).",
+    )
 
 
 @register
 class TamperDetector(Detector):
-    """Holds from a cover opening until it closes, and on every magnetic-field reading."""
+    """Holds from a cover opening until it closes, and for an hour after any opening or field."""
 
     name = "tamper"
     kind = AlertKind.TAMPER
@@ -57,6 +64,8 @@ class TamperDetector(Detector):
         self.cfg = config
         n = len(registry)
         self.cover_open = np.zeros(n, dtype=np.bool_)
+        #: Data time of each meter's latest cover opening or magnetic-field report.
+        self.last_event = np.full(n, -np.inf)
         self.usual_w = np.full(n, np.nan)
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
@@ -65,20 +74,27 @@ class TamperDetector(Detector):
         slot = batch.slot
         events = batch.events.astype(np.int64)
         open_now = self.cover_open[slot].copy()
-        touched = np.flatnonzero(events & (_OPENING | _CLOSING))
+        last_event = self.last_event[slot].copy()
+        touched = np.flatnonzero(events & (_OPENING | _CLOSING | _MAGNET))
         if touched.size:
-            # Cover events are rare: follow each affected meter's rows in order.
+            # Tamper events are rare: follow each affected meter's rows in order.
             for meter in np.unique(slot[touched]).tolist():
                 rows = np.flatnonzero(slot == meter)
                 state = bool(self.cover_open[meter])
+                latest = float(self.last_event[meter])
                 for r in rows.tolist():
-                    if events[r] & _OPENING:
-                        state = True
-                    elif events[r] & _CLOSING:
+                    if events[r] & (_OPENING | _MAGNET):
+                        latest = float(batch.ts[r])
+                    # A close in the same interval as an opening: the opening came first.
+                    if events[r] & _CLOSING:
                         state = False
+                    elif events[r] & _OPENING:
+                        state = True
                     open_now[r] = state
+                    last_event[r] = latest
                 self.cover_open[meter] = state
-        firing = open_now | ((events & _MAGNET) != 0)
+                self.last_event[meter] = latest
+        firing = open_now | (batch.ts - last_event <= self.cfg.event_hold_s)
         holds = np.where(firing, HOLDS, CLEAR).astype(np.int8)
         metered = np.nansum(phase_block(batch, "p1"), axis=0)
         usual = self.usual_w[slot]
@@ -104,7 +120,7 @@ class TamperDetector(Detector):
     ) -> None:
         size = len(self.usual_w)
         ok = clean & np.isfinite(metered)
-        seconds = np.where(ok, np.where(ctx.dt > 0, ctx.dt, 60.0), 0.0)
+        seconds = np.where(ok, ctx.dt, 0.0)
         covered = np.bincount(slot, weights=seconds, minlength=size).astype(np.float64)
         touched = np.flatnonzero(covered > 0)
         if touched.size == 0:
@@ -121,6 +137,9 @@ class TamperDetector(Detector):
         return {
             "usual_power_w": None if not np.isfinite(usual) else round(float(usual), 1),
             "cover_open": bool(self.cover_open[slot]),
+            "last_event_ts": None
+            if not np.isfinite(self.last_event[slot])
+            else float(self.last_event[slot]),
         }
 
     def summarise(self, facts: IncidentFacts) -> str:

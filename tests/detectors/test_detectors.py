@@ -61,7 +61,8 @@ def test_bypass_single_phase_and_no_neutral_measurement(fleet: MeterRegistry) ->
     engine = only(fleet, "bypass", raise_after_s=0)
     earth_return = reading([6.0], phases=1)
     earth_return["in"] = 0.4  # load returns through earth: neutral current ~0
-    assert opened(feed(engine, [(0.0, C, earth_return)]))[0].alert.phase == 1
+    [alert] = [e.alert for e in opened(feed(engine, [(t, C, earth_return) for t in (0.0, 60.0)]))]
+    assert (alert.phase, alert.start, alert.raised) == (1, 0.0, 60.0)
     # Without a measured neutral the row cannot be told: nothing fires.
     blind = reading([9.0, 2.0, 0.0], neutral=False)
     assert feed(engine, [(t, B, blind) for t in np.arange(0, 600, MINUTE)]) == []
@@ -209,7 +210,7 @@ def test_phase_shift_ignores_a_low_power_factor_load_and_solar(fleet: MeterRegis
 
 
 def test_tamper_opens_at_the_event_and_clears_after_the_cover_closes(fleet: MeterRegistry) -> None:
-    engine = only(fleet, "tamper", clear_after_s=600)
+    engine = only(fleet, "tamper", clear_after_s=600, event_hold_s=0)
     events = []
     for t in np.arange(0, 3600, MINUTE):
         batch = make_batch([(t, A, reading([5.0, 5.0, 5.0]))])
@@ -218,9 +219,10 @@ def test_tamper_opens_at_the_event_and_clears_after_the_cover_closes(fleet: Mete
         if t == 1800:
             batch.events[0] = MeterEvent.COVER_CLOSED
         events += engine.process(batch)
-    types = [(e.type.value, e.ts) for e in events if e.type.value != "update"]
-    # Closed at 1800: the last reading under an open cover was at 1740, +600 s of quiet.
-    assert types == [("open", 1200.0), ("clear", 2340.0)]
+    types = [(e.type.value, e.alert.start, e.ts) for e in events if e.type.value != "update"]
+    # Raised at the next reading under the open cover; closed at 1800: the last reading
+    # under an open cover was at 1740, +600 s of quiet.
+    assert types == [("open", 1200.0, 1260.0), ("clear", 1200.0, 2340.0)]
     assert events[-1].alert.end == 1740.0  # the last reading under an open cover
     assert events[0].alert.evidence["onset"]["events"] == ["cover_open"]
 
@@ -249,7 +251,7 @@ def test_comms_loss_when_a_meter_falls_silent_on_a_live_transformer(fleet: Meter
     assert kinds == [("open", "A"), ("clear", "A")]
     alert = events[-1].alert
     assert alert.start == 1800  # the first reading that did not come
-    assert 5000 < (alert.end or 0) < 5400
+    assert 5000 < (alert.end or 0) <= 5400  # silent until the reading at 5400
 
 
 def test_comms_loss_not_raised_for_a_dead_transformer(fleet: MeterRegistry) -> None:

@@ -66,12 +66,15 @@ def test_a_restart_verdict_closes_the_open_alert_and_opens_a_new_one(
             cond.holds, cond.phase, cond.loss_w, cond.score, cond.magnitude,
             restart=np.array([restart]),
         )  # fmt: skip
-        rows = _Rows(np.array([ts]), np.array([1], np.int32), step, np.zeros(1), lambda i: {})
+        # Hourly window verdicts: each covers the hour before it.
+        window = np.array([3600.0])
+        rows = _Rows(np.array([ts]), np.array([1], np.int32), step, window, lambda i: {})
         life.advance(rows, events)
 
     verdict(0.0, False)
     verdict(3600.0, False)
     verdict(7200.0, True)
+    verdict(10800.0, False)
     kinds = [(e.type.value, e.alert.start) for e in events if e.type.value != "update"]
     assert kinds == [("open", 0.0), ("clear", 0.0), ("open", 7200.0)]
     clear = next(e for e in events if e.type.value == "clear")

@@ -94,7 +94,9 @@ def test_solar_customers_and_feeder_meters_never_raise(registry: MeterRegistry) 
 def test_single_phase_meter_and_noise_threshold(registry: MeterRegistry) -> None:
     engine = _engine(registry, raise_after_s=0, min_power_w=30)
     assert _feed(engine, SINGLE, [(0, {"p1": -20.0}), (60, {"p1": -25.0})]) == []
-    events = _feed(engine, SINGLE, [(120, {"p1": -400.0})])
+    # Never raised on the reading the incident began with: no alert is 0 s long.
+    assert _feed(engine, SINGLE, [(120, {"p1": -400.0})]) == []
+    events = _feed(engine, SINGLE, [(180, {"p1": -380.0})])
     assert _types(events) == ["open"]
     assert events[0].alert.phase == 1
 
@@ -139,7 +141,10 @@ def test_restore_continues_the_same_alert(registry: MeterRegistry) -> None:
 
 def test_gap_credit_is_capped(registry: MeterRegistry) -> None:
     engine = _engine(registry, raise_after_s=0, update_every_s=1)
-    # A silent day between two reversed readings earns no lost-energy credit.
-    events = _feed(engine, HONEST, [(0, REVERSED), (86_400, REVERSED)])
-    assert events[-1].alert.estimated_kwh_lost == 0.0
+    # A silent day between reversed readings earns no lost-energy credit.
+    events = _feed(engine, HONEST, [(0, REVERSED), (60, REVERSED)])
+    before = events[-1].alert.estimated_kwh_lost
+    assert before > 0.0
+    events = _feed(engine, HONEST, [(86_400, REVERSED)])
+    assert events[-1].alert.estimated_kwh_lost == before
     assert np.isfinite(events[-1].alert.confidence)
