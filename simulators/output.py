@@ -14,6 +14,7 @@ import numpy as np
 
 from meterguard.meters_csv import write_meters_csv
 from meterguard.timefmt import rfc3339
+from simulators.load import LoadModel, class_load_kw
 from simulators.physics import FleetModel, Frame, bound_incidents
 from simulators.population import FloatArray
 from simulators.scenario import Scenario, ScenarioError
@@ -205,11 +206,19 @@ def _terminal_progress(fraction: float) -> None:
     sys.stderr.flush()
 
 
-def write_run(scenario: Scenario, out_dir: Path, show_progress: bool | None = None) -> RunSummary:
-    """Simulate `scenario` and write meters.csv, readings.csv, labels.csv, confounders.csv."""
+def write_run(
+    scenario: Scenario,
+    out_dir: Path,
+    show_progress: bool | None = None,
+    load_model: LoadModel = class_load_kw,
+) -> RunSummary:
+    """Simulate `scenario` and write meters.csv, readings.csv, labels.csv, confounders.csv.
+
+    `load_model` gives the customers' consumption (the simulator's own by default).
+    """
     began = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = FleetModel(scenario)
+    model = FleetModel(scenario, load_model=load_model)
     grid = _grid(scenario)
     write_meters_csv(out_dir / "meters.csv", model.pop.all_meters())
     incidents = write_labels(model, out_dir / "labels.csv", grid)
