@@ -167,6 +167,23 @@ async def test_operator_clears_an_alert_on_its_page_with_a_reason(
     await expect(page.locator("#clear-form")).to_be_hidden()
     detail = await api_get(page, live_service, f"/api/alerts/{alert_id}")
     assert detail["active"] is False
+    # When it was raised stands beside its start, in the browser's own time format.
+    names = facts.locator("dt")
+    await expect(names.nth(2)).to_have_text("start")
+    await expect(names.nth(3)).to_have_text("raised")
+    await expect(names.nth(4)).to_have_text("end")
+    shown = await page.evaluate("(iso) => new Date(iso).toLocaleString()", detail["raised"])
+    await expect(facts.locator("dd").nth(3)).to_have_text(shown)
+
+    # An alert the API cannot say was raised when shows a dash, not a broken page.
+    async def unknown_raise(route: Route) -> None:
+        answer = await route.fetch()
+        await route.fulfill(response=answer, json={**await answer.json(), "raised": None})
+
+    await page.route(f"**/api/alerts/{alert_id}", unknown_raise)
+    await page.reload()
+    await expect(facts.locator("dd").nth(3)).to_have_text("—")
+    await expect(facts).to_contain_text(f"operator: {REASON}")
 
 
 @pytest.fixture
