@@ -16,9 +16,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from simulators.cli import add_world_arguments, apply_world_arguments
 from simulators.dlms_server import DlmsMeter, serve_meters
 from simulators.live import LiveFleet, LiveMeter
-from simulators.scenario import HOUR_S, Scenario, load_scenario, mix_scenario
+from simulators.scenario import (
+    DEFAULT_START,
+    HOUR_S,
+    Scenario,
+    load_scenario,
+    mix_scenario,
+    parse_start,
+)
 from simulators.serve import SimClock
 
 if TYPE_CHECKING:
@@ -43,9 +51,13 @@ def fraud_log(meter: LiveMeter, start_s: float, end_s: float) -> list[tuple[floa
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
     """Build the scenario named on the command line (a file, or the seeded mix)."""
+    start = None if args.start is None else parse_start(args.start, "--start")
     if args.scenario is not None:
-        return load_scenario(args.scenario, meters=args.meters)
-    return mix_scenario(args.mix, args.meters or 150, 3.0)
+        scenario = load_scenario(args.scenario, meters=args.meters, start_s=start)
+    else:
+        begin = DEFAULT_START if start is None else start
+        scenario = mix_scenario(args.mix, args.meters or 150, 3.0, start_s=begin)
+    return apply_world_arguments(args, scenario)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -62,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--only", action="append", default=[], help="serve this meter id")
     parser.add_argument("--speed", type=float, default=1.0, help="0 freezes simulated time")
     parser.add_argument("--start-h", type=float, default=24.0)
+    add_world_arguments(parser)
     args = parser.parse_args(argv)
     scenario = scenario_from_args(args)
     fleet = LiveFleet.from_scenario(scenario)

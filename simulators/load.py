@@ -1,7 +1,8 @@
 """What customers really consume: load shapes per class, appliance bursts, solar output.
 
 All functions take times `t` shaped (T, 1) (epoch seconds, UTC taken as local time) and
-return arrays shaped (T, N) or (T, N, 3) in kW; they are pure functions of the seed.
+return arrays shaped (T, N) or (T, N, 3) in kW; they are pure functions of the seed (and
+of the population's calendar, heating and vacations).
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from simulators import noise
+from simulators.climate import outdoor_temp_c
 from simulators.population import COMMERCIAL, INDUSTRIAL, RESIDENTIAL, FloatArray, Population
 
 DAY_S = 86400.0
@@ -28,6 +31,15 @@ _S_LEVEL_DRIFT = 9
 _S_CLOUD = 10
 _S_FRIDGE = 11
 _S_ACTIVITY = 12
+_S_PEAK_DAY = 13
+# (20 and 21 are the weather's, simulators/climate.py.)
+
+#: Day-to-day spread of how busy a customer is, sd of the log of a daily factor.
+ACTIVITY_SD_RESIDENTIAL = 0.25
+ACTIVITY_SD_BUSINESS = 0.1
+#: Heating set-point, deg C: heating runs below it; a home on vacation keeps frost guard.
+HEATING_SET_C = 16.0
+HEATING_AWAY_C = 10.0
 
 
 def _bump(h: FloatArray, centre: FloatArray | float, width: float) -> FloatArray:
@@ -37,9 +49,58 @@ def _bump(h: FloatArray, centre: FloatArray | float, width: float) -> FloatArray
     return out
 
 
-def _weekday(t: FloatArray) -> FloatArray:
-    """Return the weekday, Monday = 0 (1970-01-01 was a Thursday)."""
-    out: FloatArray = (np.floor(t / DAY_S) + 3.0) % 7.0
+def day_kind(pop: Population, t: FloatArray) -> FloatArray:
+    """Return the weekday customers keep (Monday = 0): a public holiday is a Sunday (6)."""
+    day = np.floor(t / DAY_S)
+    # 1970-01-01, epoch day 0, was a Thursday.
+    out: FloatArray = np.where(pop.calendar.is_holiday(day), 6.0, (day + 3.0) % 7.0)
+    return out
+
+
+def daily_factor(
+    seed: int, stream: int, meter: noise.IntLike, t: FloatArray, sd: FloatArray | float
+) -> FloatArray:
+    """Return a log-normal factor per meter and day (mean 1, `sd` of its log).
+
+    The day's value takes over from the previous day's between 01:00 and 05:00, so a
+    business running at night does not jump at midnight.
+    """
+    day = np.floor(t / DAY_S).astype(np.int64)
+    h = (t - day * DAY_S) / 3600.0
+    w = np.clip((h - 1.0) / 4.0, 0.0, 1.0)
+    w = w * w * (3.0 - 2.0 * w)
+    sd = np.asarray(sd, dtype=np.float64)
+    today = np.exp(sd * noise.normal(seed, stream, meter, day) - 0.5 * sd * sd)
+    before = np.exp(sd * noise.normal(seed, stream, meter, day - 1) - 0.5 * sd * sd)
+    out: FloatArray = before + (today - before) * w
+    return out
+
+
+def _peak_jitter(seed: int, meter: noise.IntLike, t: FloatArray, centre_h: float) -> FloatArray:
+    """Return how much a daily peak near `centre_h` moves on this day, hours.
+
+    The day is counted from 12 h before the peak, so the change falls where the peak is
+    far away and nothing jumps at midnight.
+    """
+    day = np.floor((t - (centre_h - 12.0) * 3600.0) / DAY_S).astype(np.int64)
+    out: FloatArray = np.clip(0.5 * noise.normal(seed, _S_PEAK_DAY, meter, day), -1.5, 1.5)
+    return out
+
+
+def heating_kw(
+    pop: Population, t: FloatArray, away: npt.NDArray[np.bool_] | None = None
+) -> FloatArray:
+    """Return electric heating, kW (T, N): each kelvin below the set-point costs its rate."""
+    temp = outdoor_temp_c(pop.seed, t)
+    set_c = HEATING_SET_C if away is None else np.where(away, HEATING_AWAY_C, HEATING_SET_C)
+    out: FloatArray = pop.heating_kw_per_k * np.clip(set_c - temp, 0.0, None)
+    return out
+
+
+def away_now(pop: Population, t: FloatArray) -> npt.NDArray[np.bool_]:
+    """Return which customers are away on vacation at times `t`, (T, N)."""
+    with np.errstate(invalid="ignore"):
+        out: npt.NDArray[np.bool_] = (t >= pop.away_start) & (t < pop.away_end)
     return out
 
 
@@ -57,31 +118,38 @@ def class_load_kw(pop: Population, t: FloatArray) -> tuple[FloatArray, FloatArra
     """Return (spread, bursts): load shared over phases, and appliance bursts, kW, (T, N)."""
     seed, idx = pop.seed, np.arange(pop.n)
     h = (t % DAY_S) / 3600.0
-    wd = _weekday(t)
+    wd = day_kind(pop, t)
     weekend = wd >= 5.0
     size = pop.size_kw
+    residential = pop.cls == RESIDENTIAL
+    # A household's own rhythm, and how it moves from day to day (up early, a late dinner).
     shift = (noise.uniform(seed, _S_PEAK_SHIFT, idx, 0) - 0.5) * 1.5
+    morning = 7.2 + shift + _peak_jitter(seed, idx, t, 7.2)
+    evening = 19.3 + shift + _peak_jitter(seed, idx, t, 19.3)
+    midday = 13.0 + shift + _peak_jitter(seed, idx, t, 13.0)
     drift = 1.0 + 0.2 * noise.smooth(seed, _S_BASE_DRIFT, idx, t, 4 * 3600.0)
-    # How busy the day is (guests, laundry day, an evening out): drifts over days.
-    activity = 1.0 + 0.25 * noise.smooth(seed, _S_ACTIVITY, idx, t, DAY_S)
+    # How busy the day is (guests, laundry day, an evening out, a slow day at the shop).
+    activity = daily_factor(
+        seed, _S_ACTIVITY, idx, t,
+        np.where(residential, ACTIVITY_SD_RESIDENTIAL, ACTIVITY_SD_BUSINESS),
+    )  # fmt: skip
+    away = away_now(pop, t)
 
-    # Residential: base, morning and evening peaks (later at weekends), fridge cycling.
+    # Residential: base, morning and evening peaks (later at weekends), fridge cycling;
+    # a home on vacation keeps only its base load (standby) and the fridge.
     late = np.where(weekend, 1.5, 0.0)
-    res = size * (
-        0.07 * drift
-        + activity
-        * (
-            0.22 * _bump(h, 7.2 + shift + late, 0.8)
-            + 0.40 * _bump(h, 19.3 + shift, 1.5)
-            + 0.08 * _bump(h, 13.0 + shift, 2.0) * np.where(weekend, 2.0, 1.0)
-        )
+    peaks = activity * (
+        0.22 * _bump(h, morning + late, 0.8)
+        + 0.40 * _bump(h, evening, 1.5)
+        + 0.08 * _bump(h, midday, 2.0) * np.where(weekend, 2.0, 1.0)
     )
+    res = size * (0.07 * drift + np.where(away, 0.0, peaks))
     fridge = (noise.smooth(seed, _S_FRIDGE, idx, t, 900.0) > 0.0) * 0.08
 
     # Commercial: opening hours on weekdays, shorter on Saturday, closed on Sunday.
     close = np.where(wd == 5.0, pop.open_h + 5.0, pop.close_h)
     open_now = _ramp(h, pop.open_h, close, 0.5) * (wd != 6.0)
-    trade = 1.0 + 0.2 * (activity - 1.0)  # a busier or quieter day at the shop or plant
+    trade = activity  # a busier or quieter day at the shop or plant
     com = size * (0.10 + (0.55 + 0.1 * drift) * trade * open_now)
 
     # Industrial: two shifts 06-22 or three shifts round the clock, weekdays; dips at changes.
@@ -94,12 +162,12 @@ def class_load_kw(pop: Population, t: FloatArray) -> tuple[FloatArray, FloatArra
     spread = np.select(
         [pop.cls == RESIDENTIAL, pop.cls == COMMERCIAL, pop.cls == INDUSTRIAL],
         [res + fridge, com, ind],
-    )
+    ) + heating_kw(pop, t, away)
     # Appliance bursts (kettle, oven, washing machine, compressors): in 10-minute slots,
     # more likely at the peaks; each lasts 2-8 minutes on one phase.
     slot = np.floor(t / 600.0).astype(np.int64)
-    busy = 0.08 + 0.35 * activity * (_bump(h, 7.2 + shift, 1.0) + _bump(h, 19.3 + shift, 1.8))
-    busy = np.where(pop.cls == RESIDENTIAL, busy, 0.25 * open_now * (pop.cls == COMMERCIAL))
+    busy = 0.08 + 0.35 * activity * (_bump(h, morning, 1.0) + _bump(h, evening, 1.8))
+    busy = np.where(residential, busy * ~away, 0.25 * open_now * (pop.cls == COMMERCIAL))
     on = noise.uniform(seed, _S_BURST_ON, idx, slot) < busy
     offset = noise.uniform(seed, _S_BURST_OFFSET, idx, slot) * 360.0
     length = 120.0 + noise.uniform(seed, _S_BURST_LEN, idx, slot) * 360.0

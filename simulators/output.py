@@ -6,6 +6,7 @@ import csv
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,8 @@ import numpy as np
 from meterguard.meters_csv import write_meters_csv
 from meterguard.timefmt import rfc3339
 from simulators.load import LoadModel, class_load_kw
-from simulators.physics import FleetModel, Frame, bound_incidents
-from simulators.population import FloatArray
+from simulators.physics import FleetModel, Frame, MeterKey, bound_incidents
+from simulators.population import BoolArray, FloatArray
 from simulators.scenario import Scenario, ScenarioError
 
 READING_COLUMNS = (
@@ -33,6 +34,9 @@ _ROW_FORMAT = (
 )
 #: Readings per chunk: bounds memory whatever the fleet size.
 CHUNK_READINGS = 60_000
+#: Where the energy registers and the frequency sit among the value columns of _values.
+_E = slice(13, 15)
+_F = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,34 @@ def _values(frame: Frame) -> FloatArray:
     return out
 
 
+#: Physics samples averaged into one interval-mean reading are at most this far apart, s.
+MEAN_SAMPLE_S = 60.0
+
+
+def _interval_frame(
+    model: FleetModel, ts: FloatArray, step: float, parts: int
+) -> tuple[FloatArray, BoolArray, list[tuple[int, MeterKey, str]]]:
+    """Return values, presence and events of readings that are means over their interval.
+
+    The reading at t covers (t - step, t], as a load profile stamps an interval at its end:
+    V, I, P, Q, the neutral current and the frequency are the means of `parts` samples in
+    it, the energy registers are read at t, and a meter reports when it would at t.
+    """
+    offsets = step * (np.arange(1, parts + 1) / parts - 1.0)
+    frame = model.compute((ts[:, None] + offsets[None, :]).ravel())
+    values = _values(frame).reshape(ts.size, parts, -1, len(READING_COLUMNS) - 3)
+    with warnings.catch_warnings():
+        # A meter dead for a whole interval has no frequency: its mean stays blank.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = values.mean(axis=1)
+        mean[:, :, _F] = np.nanmean(values[:, :, :, _F], axis=1)
+    mean[:, :, _E] = values[:, -1, :, _E]
+    present = np.concatenate([frame.present, frame.f_present], axis=1)
+    present = present.reshape(ts.size, parts, -1)[:, -1, :]
+    events = [(row // parts, key, name) for row, key, name in frame.events]
+    return mean, present, events
+
+
 def write_readings(
     model: FleetModel,
     path: Path,
@@ -81,14 +113,17 @@ def write_readings(
     # Output position -> column in the (customers, feeders) value array; meters.csv order.
     order: list[int] = []
     for t in range(pop.n_tx):
-        order.append(pop.n + t)
+        if pop.feeder_meters:
+            order.append(pop.n + t)
         order.extend(int(i) for i in np.flatnonzero(pop.tx == t))
     order_arr = np.array(order)
+    n_out = order_arr.size
     ids = [(pop.feeders[k - pop.n] if k >= pop.n else pop.customers[k]).id for k in order]
-    where = np.empty(n_all, dtype=np.int64)
-    where[order_arr] = np.arange(n_all)
+    where = np.full(n_all, -1, dtype=np.int64)
+    where[order_arr] = np.arange(n_out)
     # Meters read less often than every step report on their own grid from the run's start.
-    step = float(grid[1] - grid[0]) if grid.size > 1 else 1.0
+    step = float(grid[1] - grid[0]) if grid.size > 1 else model.step_s
+    samples = math.ceil(step / MEAN_SAMPLE_S - 1e-9) if model.scenario.interval_mean else 1
     every = np.r_[pop.report_every_s, np.zeros(pop.n_tx)][order_arr]
     every_steps = np.maximum(1, np.round(every / step)).astype(np.int64)
     # Each meter stamps its readings with its own (slightly wrong) clock.
@@ -96,7 +131,7 @@ def write_readings(
     skewed = bool(np.any(offsets != 0.0))
     if skewed and 2.0 * float(np.abs(offsets).max()) >= step:
         raise ScenarioError("clock_skew_s must be less than half the step between readings")
-    steps = max(1, CHUNK_READINGS // n_all)
+    steps = max(1, CHUNK_READINGS // (n_all * samples))
     rows = 0
     # Events of a meter that did not report when they happened go out with its next reading.
     pending: dict[int, list[str]] = {}
@@ -104,22 +139,28 @@ def write_readings(
         handle.write(",".join(READING_COLUMNS) + "\n")
         for start in range(0, grid.size, steps):
             ts = grid[start : start + steps]
-            frame = model.compute(ts)
-            values = _values(frame)[:, order_arr, :]
-            present = np.concatenate([frame.present, frame.f_present], axis=1)[:, order_arr]
+            if samples > 1:
+                all_values, all_present, all_events = _interval_frame(model, ts, step, samples)
+            else:
+                frame = model.compute(ts)
+                all_values, all_events = _values(frame), frame.events
+                all_present = np.concatenate([frame.present, frame.f_present], axis=1)
+            values = all_values[:, order_arr, :]
+            present = all_present[:, order_arr]
             index = np.arange(start, start + ts.size)[:, None]
             present &= index % every_steps[None, :] == 0
             events: dict[tuple[int, int], list[str]] = {}
-            for row, key, name in frame.events:
+            for row, key, name in all_events:
                 col = pop.n + key.index if key.feeder else key.index
-                events.setdefault((row, int(where[col])), []).append(name)
+                if where[col] >= 0:
+                    events.setdefault((row, int(where[col])), []).append(name)
             parts: list[str] = []
             stamped: list[tuple[float, str]] = []
             for r in range(ts.size):
                 stamp = rfc3339(float(ts[r]))
                 vals = values[r].tolist()
                 keep = present[r]
-                for pos in range(n_all):
+                for pos in range(n_out):
                     ev = events.get((r, pos))
                     if not keep[pos]:
                         if ev:
@@ -186,7 +227,7 @@ def write_confounders(model: FleetModel, path: Path, grid: FloatArray) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CONFOUNDER_COLUMNS)
-        for c in model.scenario.confounders:
+        for c in [*model.scenario.confounders, *model.honest_events()]:
             span = _snap(grid, c.start_s, c.end_s) or (float(grid[0]), float(grid[-1]))
             writer.writerow(
                 [c.kind, ";".join(c.meters), c.transformer or "", rfc3339(span[0]),
@@ -229,7 +270,7 @@ def write_run(
         model, out_dir / "readings.csv", grid, _terminal_progress if show_progress else None
     )
     return RunSummary(
-        meters=model.pop.n + model.pop.n_tx,
+        meters=len(model.pop.all_meters()),
         readings=rows,
         incidents=incidents,
         seconds=time.perf_counter() - began,

@@ -8,12 +8,14 @@ the result; the registers integrate the metered power from one call to the next.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from simulators import noise
+from simulators.calendars import HolidayCalendar
 from simulators.load import DAY_S, LoadModel, class_load_kw, phase_loads_kw, solar_kw
 from simulators.population import (
     PHASE_ANGLES,
@@ -25,12 +27,14 @@ from simulators.population import (
 from simulators.scenario import (
     DEFAULT_START,
     HOUR_S,
+    Confounder,
     Incident,
     Scenario,
     ScenarioError,
+    draw_vacations,
 )
 
-# Noise streams of the physics (load.py uses 1..19).
+# Noise streams of the physics (load.py and climate.py use 1..29).
 _S_SRC_SLOW, _S_SRC_FAST, _S_PF, _S_FREQ, _S_FREQ_FAST = 30, 31, 32, 33, 34
 _S_NV, _S_NI, _S_NA, _S_NN, _S_NF = 40, 41, 42, 43, 44
 
@@ -131,13 +135,20 @@ class FleetModel:
         self.scenario = scenario
         #: Where the customers' true consumption comes from (the simulator's own by default).
         self.load_model = load_model
+        #: Whether the simulator's own load model runs: then holidays, heating and
+        #: vacations shape the load (a foreign model knows nothing of them).
+        self.own_load = load_model is class_load_kw
         self.step_s = scenario.step_s
         pop = population or build_population(scenario.options)
         self.pop = pop
         self.seed = pop.seed
         self._tx_ids = {m.transformer: t for t, m in enumerate(pop.feeders)}
         self._apply_installation(scenario)
-        self.bound = [self._bind(inc) for inc in scenario.incidents]
+        # Without feeder meters, a tap past every meter can be labelled nowhere.
+        incidents = [
+            inc for inc in scenario.incidents if pop.feeder_meters or inc.kind != "unmetered_tap"
+        ]
+        self.bound = [self._bind(inc) for inc in incidents]
         self._event_incidents = [
             b for b in self.bound if b.incident.kind in ("magnet", "cover_open")
         ]
@@ -172,6 +183,9 @@ class FleetModel:
         self._is_ct = np.isfinite(pop.ct_primary)
         self._tan_phi = np.tan(np.arccos(pop.pf))
         self._size_network()
+        #: Vacations of this run (drawn, and those the scenario names), after sizing: the
+        #: network is built for the fleet, not for who is away this time.
+        self.vacations = self._plan_vacations(scenario) if self.own_load else []
 
     def _size_network(self) -> None:
         """Fit each transformer's feeder CT and LV backbone to the load it really carries.
@@ -181,11 +195,14 @@ class FleetModel:
         backbone resistance so that its losses are 1.5-3 % of the peak phase load.
         """
         pop = self.pop
+        # Ordinary working days whatever the calendar says (the same network with or
+        # without a holiday calendar).
+        plain = dataclasses.replace(pop, calendar=HolidayCalendar())
         times = DEFAULT_START + np.arange(0.0, 2 * DAY_S, 900.0)
         apparent = []
         for start in range(0, times.size, 24):
             t = times[start : start + 24, None]
-            p = phase_loads_kw(pop, t, None, self.load_model) * 1000.0
+            p = phase_loads_kw(plain, t, None, self.load_model) * 1000.0
             q = p * self._tan_phi[None, :, None]
             apparent.append(np.hypot(self._agg(p), self._agg(q)))
         s = np.concatenate(apparent)
@@ -204,6 +221,44 @@ class FleetModel:
         ]
 
     # ------------------------------------------------------------ set-up
+
+    def _plan_vacations(self, scenario: Scenario) -> list[Confounder]:
+        """Draw the run's vacations, add the scenario's own, and mark who is away when."""
+        pop = self.pop
+        named = {inc.meter for inc in scenario.incidents if inc.meter is not None}
+        named |= {m for c in scenario.confounders for m in c.meters}
+        drawn = draw_vacations(pop, scenario.options.vacation_share, scenario.start_s,
+                               scenario.days, named)  # fmt: skip
+        given = [c for c in scenario.confounders if c.kind == "vacation"]
+        pop.away_start[:] = np.nan
+        pop.away_end[:] = np.nan
+        for c in drawn + given:
+            for meter_id in c.meters:
+                i = self._meter_index(meter_id, "confounder vacation")
+                pop.away_start[i], pop.away_end[i] = c.start_s, c.end_s
+        return drawn
+
+    def honest_events(self) -> list[Confounder]:
+        """Return the run's household and calendar events that the scenario does not list.
+
+        Drawn vacations, customers with electric heating (magnitude: kW per kelvin) and
+        public holidays (one per day, no meters: every customer).
+        """
+        if not self.own_load:
+            return []
+        pop, sc = self.pop, self.scenario
+        out = list(self.vacations)
+        out += [
+            Confounder(kind="heating", meters=(pop.customers[int(i)].id,),
+                       magnitude=float(pop.heating_kw_per_k[int(i)]))
+            for i in np.flatnonzero(pop.heating_kw_per_k > 0)
+        ]  # fmt: skip
+        out += [
+            Confounder(kind="public_holiday", start_s=day * DAY_S,
+                       end_s=(day + 1) * DAY_S - 1e-3)
+            for day, _ in pop.calendar.between(sc.start_s, sc.end_s)
+        ]  # fmt: skip
+        return out
 
     def _meter_index(self, meter_id: str | None, where: str) -> int:
         if meter_id is None:

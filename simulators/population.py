@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import date
 
 import numpy as np
 import numpy.typing as npt
 
 from meterguard.model import Meter
+from simulators.calendars import HolidayCalendar
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -44,6 +46,21 @@ class FleetOptions:
     slow_interval_s: float = 900.0
     #: Meter clocks are off by up to this many seconds either way (each meter its own).
     clock_skew_s: float = 0.0
+    #: Whether transformers have a feeder (check) meter in the output; without them,
+    #: thefts only a feeder meter could reveal are left out of the run.
+    feeders: bool = True
+    #: Public holiday calendar: ISO country code (or "DE-BY"), optional region, extra dates.
+    country: str | None = None
+    region: str | None = None
+    extra_holidays: tuple[date, ...] = ()
+    #: Share of residential customers away on vacation (2-10 days) at some time in a run.
+    vacation_share: float = 0.05
+    #: Share of residential and commercial customers that heat electrically.
+    heating_share: float = 0.15
+
+    def calendar(self) -> HolidayCalendar:
+        """Return the checked holiday calendar of these options."""
+        return HolidayCalendar.of(self.country, self.region, self.extra_holidays)
 
 
 @dataclass
@@ -85,6 +102,15 @@ class Population:
     #: How far each meter's clock is off, s: customers, then feeder meters.
     clock_offset_s: FloatArray
     feeder_clock_offset_s: FloatArray
+    #: Electric heating, kW per kelvin below the set-point (0: heats otherwise).
+    heating_kw_per_k: FloatArray
+    #: Vacation of each customer, epoch s (NaN: at home); set by the run (FleetModel).
+    away_start: FloatArray
+    away_end: FloatArray
+    #: Public holidays, kept like a Sunday by every customer.
+    calendar: HolidayCalendar = field(default_factory=HolidayCalendar)
+    #: Whether the feeder meters appear in meters.csv and readings.csv.
+    feeder_meters: bool = True
     #: Customer index by meter id, filled on first use.
     by_id: dict[str, int] = field(default_factory=dict, repr=False)
 
@@ -105,10 +131,11 @@ class Population:
         return self.by_id[meter_id]
 
     def all_meters(self) -> list[Meter]:
-        """Return every meter in meters.csv order: each feeder, then its customers."""
+        """Return every meter in meters.csv order: each feeder (if metered), its customers."""
         out: list[Meter] = []
         for t, feeder in enumerate(self.feeders):
-            out.append(feeder)
+            if self.feeder_meters:
+                out.append(feeder)
             out.extend(self.customers[i] for i in np.flatnonzero(self.tx == t))
         return out
 
@@ -171,8 +198,10 @@ def build_population(options: FleetOptions) -> Population:
     )
     solar = (rng.random(n) < options.solar_share) & (cls != INDUSTRIAL)
     solar_kwp = np.where(solar, size_kw * rng.uniform(1.0, 1.8, n), 0.0)
-    # Service cable: a few tens of metres of copper; bigger customers get thicker cable.
-    cable_r = rng.uniform(0.02, 0.08, n) / np.sqrt(np.maximum(size_kw / 5.0, 1.0))
+    # Service cable: its loop resistance is tens of milliohms for single-phase services;
+    # three-phase services run thicker cable, a few milliohms per phase.
+    cable_u = rng.uniform(0.0, 1.0, n)
+    cable_r = np.where(three_phase, 0.002 + 0.008 * cable_u, 0.02 + 0.06 * cable_u)
     cable_x = cable_r * 0.3
     # CT-connected: industrial customers; rating fits the load (30-100 % rule).
     typical_a = size_kw * 1000.0 * 0.8 / (3.0 * options.nominal_v * pf)
@@ -180,6 +209,17 @@ def build_population(options: FleetOptions) -> Population:
     wanted = typical_a / rng.uniform(0.55, 0.8, n)
     ct_fit = ct_steps[np.minimum(np.searchsorted(ct_steps, wanted), ct_steps.size - 1)]
     ct_primary = np.where(cls == INDUSTRIAL, ct_fit, np.nan)
+    # Own generator: the heating share must not change anything else of the fleet.
+    heat_rng = np.random.default_rng([options.seed, 0x4EA7])
+    heats = (heat_rng.random(n) < options.heating_share) & (cls != INDUSTRIAL)
+    heating_kw_per_k = np.where(
+        heats,
+        size_kw
+        * np.where(
+            cls == RESIDENTIAL, heat_rng.uniform(0.02, 0.06, n), heat_rng.uniform(0.015, 0.03, n)
+        ),
+        0.0,
+    )
     neutral_measured = np.where(
         three_phase,
         (cls != INDUSTRIAL) & (rng.random(n) < options.neutral_measured_share_3p),
@@ -263,4 +303,9 @@ def build_population(options: FleetOptions) -> Population:
             ),
             3,
         ),
+        heating_kw_per_k=heating_kw_per_k,
+        away_start=np.full(n, np.nan),
+        away_end=np.full(n, np.nan),
+        calendar=options.calendar(),
+        feeder_meters=options.feeders,
     )

@@ -8,15 +8,17 @@ docs/SIMULATORS.md for the file format.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from meterguard.errors import MeterguardError
+from simulators.calendars import CalendarError, parse_date
 from simulators.population import (
     COMMERCIAL,
     INDUSTRIAL,
@@ -52,9 +54,17 @@ DEFAULT_MAGNITUDE: dict[str, float] = {
     "silenced": 0.0, "ct_misfit": 0.1, "unmetered_tap": 5.0,
 }  # fmt: skip
 #: Honest events that look like theft to a naive detector; never labelled.
-CONFOUNDERS = ("solar", "lopsided", "sag", "brownout", "outage", "holiday", "shutdown")
+CONFOUNDERS = ("solar", "lopsided", "sag", "brownout", "outage", "holiday", "shutdown",
+               "vacation")  # fmt: skip
 _CONFOUNDER_MAGNITUDE = {"sag": 0.92, "brownout": 0.8, "outage": 0.0, "holiday": 0.06,
-                         "shutdown": 0.1, "solar": 1.5, "lopsided": 0.0}  # fmt: skip
+                         "shutdown": 0.1, "solar": 1.5, "lopsided": 0.0,
+                         "vacation": math.nan}  # fmt: skip
+#: Vacations last this many days (capped at the run's end).
+VACATION_DAYS = (2.0, 10.0)
+#: A tap before the meter is a permanent installation: it lasts this many days in the mix
+#: (capped at the run's end); in runs shorter than TAP_WHOLE_RUN_DAYS, to the run's end.
+TAP_DAYS = (2.0, 10.0)
+TAP_WHOLE_RUN_DAYS = 4.0
 
 
 class ScenarioError(MeterguardError, ValueError):
@@ -105,6 +115,9 @@ class Scenario:
     step_s: float = 60.0
     incidents: list[Incident] = field(default_factory=list)
     confounders: list[Confounder] = field(default_factory=list)
+    #: Write each reading as the mean over the step before it (a load-profile interval)
+    #: instead of an instantaneous sample.
+    interval_mean: bool = False
 
     @property
     def end_s(self) -> float:
@@ -113,6 +126,31 @@ class Scenario:
 
 
 # ---------------------------------------------------------------- parsing
+
+_STEP_UNITS = {"": 1.0, "s": 1.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_step(raw: object, where: str = "step") -> float:
+    """Return seconds from a step such as 60, "90s", "1min", "15min" or "1h"."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        value = float(raw)
+    else:
+        found = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|min|h|)\s*", str(raw))
+        if found is None:
+            raise ScenarioError(f"{where}: not a step: {raw!r} (seconds, or e.g. 90s, 15min, 1h)")
+        value = float(found.group(1)) * _STEP_UNITS[found.group(2)]
+    if not math.isfinite(value) or value <= 0:
+        raise ScenarioError(f"{where}: the step must be positive")
+    return value
+
+
+def parse_start(raw: str, where: str = "start") -> float:
+    """Return epoch seconds from a date (its midnight) or an RFC 3339 time; UTC if naive."""
+    try:
+        moment = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise ScenarioError(f"{where}: not a date or RFC 3339 time: {raw!r}") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _time(entry: dict[str, Any], key: str, base: float, where: str) -> float | None:
@@ -127,6 +165,8 @@ def _time(entry: dict[str, Any], key: str, base: float, where: str) -> float | N
     if isinstance(raw, datetime):
         moment = raw if raw.tzinfo else raw.replace(tzinfo=UTC)
         return moment.timestamp()
+    if isinstance(raw, date):
+        return datetime(raw.year, raw.month, raw.day, tzinfo=UTC).timestamp()
     try:
         moment = datetime.fromisoformat(str(raw))
     except ValueError as exc:
@@ -154,11 +194,46 @@ def _check_keys(entry: dict[str, Any], allowed: set[str], where: str) -> None:
 
 _TIME_KEYS = {"start", "start_h", "end", "end_h", "duration_h"}
 _FLEET_KEYS = {
-    "meters", "seed", "days", "step_s", "start", "nominal_v", "customers_per_transformer",
-    "commercial_share", "industrial_share", "residential_three_phase_share", "solar_share",
-    "neutral_measured_share_3p", "neutral_measured_share_1p", "slow_share", "slow_interval_s",
-    "clock_skew_s", "mix",
+    "meters", "seed", "days", "step_s", "step", "start", "nominal_v",
+    "customers_per_transformer", "commercial_share", "industrial_share",
+    "residential_three_phase_share", "solar_share", "neutral_measured_share_3p",
+    "neutral_measured_share_1p", "slow_share", "slow_interval_s", "clock_skew_s", "mix",
+    "feeders", "country", "region", "extra_holidays", "vacation_share", "heating_share",
+    "interval_mean",
 }  # fmt: skip
+
+
+def _fleet_options(fleet: dict[str, Any], meters: int | None) -> FleetOptions:
+    """Return the FleetOptions of a [fleet] table, its values checked where it matters."""
+    values = {k: fleet[k] for k in set(FleetOptions.__dataclass_fields__) - {"customers"}
+              if k in fleet}  # fmt: skip
+    for key in ("country", "region"):
+        if key in values and not isinstance(values[key], str):
+            raise ScenarioError(f'fleet.{key}: a text such as "DE"')
+    for key in ("feeders",):
+        if key in values and not isinstance(values[key], bool):
+            raise ScenarioError(f"fleet.{key}: true or false")
+    if "extra_holidays" in values:
+        raw = values["extra_holidays"]
+        if not isinstance(raw, list):
+            raise ScenarioError("fleet.extra_holidays: a list of dates")
+        try:
+            values["extra_holidays"] = tuple(
+                parse_date(d, f"fleet.extra_holidays[{n}]") for n, d in enumerate(raw)
+            )
+        except CalendarError as exc:
+            raise ScenarioError(str(exc)) from None
+    for key in ("vacation_share", "heating_share"):
+        if key in values and not 0.0 <= float(values[key]) <= 1.0:
+            raise ScenarioError(f"fleet.{key}: a share between 0 and 1")
+    options = FleetOptions(
+        customers=int(meters if meters is not None else fleet.get("meters", 150)), **values
+    )
+    try:
+        options.calendar()
+    except CalendarError as exc:
+        raise ScenarioError(f"fleet: {exc}") from None
+    return options
 
 
 def load_scenario(
@@ -167,6 +242,7 @@ def load_scenario(
     meters: int | None = None,
     days: float | None = None,
     step_s: float | None = None,
+    start_s: float | None = None,
 ) -> Scenario:
     """Read a TOML scenario; explicit arguments override the file's [fleet] section."""
     try:
@@ -176,17 +252,18 @@ def load_scenario(
     _check_keys(doc, {"fleet", "incident", "confounder"}, str(path))
     fleet = dict(doc.get("fleet", {}))
     _check_keys(fleet, _FLEET_KEYS, "fleet")
-    option_keys = set(FleetOptions.__dataclass_fields__) - {"customers"}
-    options = FleetOptions(
-        customers=int(meters if meters is not None else fleet.get("meters", 150)),
-        **{k: fleet[k] for k in option_keys if k in fleet},
-    )
-    start = _time(fleet, "start", DEFAULT_START, "fleet")
+    if "step" in fleet and "step_s" in fleet:
+        raise ScenarioError("fleet: give step or step_s, not both")
+    options = _fleet_options(fleet, meters)
+    start = start_s if start_s is not None else _time(fleet, "start", DEFAULT_START, "fleet")
+    if step_s is None:
+        step_s = parse_step(fleet.get("step", fleet.get("step_s", 60.0)), "fleet.step")
     scenario = Scenario(
         options=options,
         start_s=DEFAULT_START if start is None else start,
         days=float(days if days is not None else fleet.get("days", 3.0)),
-        step_s=float(step_s if step_s is not None else fleet.get("step_s", 60.0)),
+        step_s=float(step_s),
+        interval_mean=bool(fleet.get("interval_mean", False)),
     )
     taken: set[str] = set()
     for n, entry in enumerate(doc.get("incident", [])):
@@ -367,10 +444,15 @@ def random_mix(pop: Population, seed: int, start_s: float, days: float) -> Scena
         return None
 
     tx_free = list(rng.permutation(pop.n_tx))
+    # Own generator: tap durations leave every other draw of the mix as it was.
+    tap_rng = np.random.default_rng([seed, 0x7A9])
     for _ in range(rounds):
         for recipe in STANDARD_SUITE:
             s = float(rng.uniform(earliest, latest))
             e = min(end - 1.0, s + float(rng.uniform(3.0, 24.0)) * HOUR_S)
+            if recipe.kind == "meterless_tap":
+                lasts = float(tap_rng.uniform(*TAP_DAYS)) * DAY_S
+                e = end - 1.0 if days < TAP_WHOLE_RUN_DAYS else min(end - 1.0, s + lasts)
             if recipe.kind == "unmetered_tap":
                 t = int(rng.integers(pop.n_tx))
                 out.incidents.append(
@@ -430,6 +512,41 @@ def random_mix(pop: Population, seed: int, start_s: float, days: float) -> Scena
                 Confounder(kind="lopsided", meters=(pop.customers[i].id,),
                            shares=(float(shares[0]), float(shares[1]), float(shares[2])))
             )  # fmt: skip
+    return out
+
+
+def draw_vacations(
+    pop: Population, share: float, start_s: float, days: float, taken: set[str]
+) -> list[Confounder]:
+    """Return the run's vacations: `share` of the residential customers away 2-10 days.
+
+    Homes that an incident or another confounder names are left alone. Each home's dates
+    come from its own draws, so the share only decides how many homes go away.
+    """
+    homes = np.flatnonzero(pop.cls == RESIDENTIAL)
+    count = round(share * homes.size)
+    if count <= 0 or days <= 0:
+        return []
+    rng = np.random.default_rng([pop.seed, 0x7AC])
+    order = rng.permutation(homes)
+    u_day, u_hour, u_len = rng.random(pop.n), rng.random(pop.n), rng.random(pop.n)
+    end = start_s + days * DAY_S
+    out: list[Confounder] = []
+    for i in order:
+        if len(out) == count:
+            break
+        meter_id = pop.customers[int(i)].id
+        if meter_id in taken:
+            continue
+        # Leave on some day of the run (at least two days before its end when it can),
+        # between 06:00 and 14:00.
+        day = math.floor(u_day[i] * max(1.0, days - VACATION_DAYS[0] + 1.0))
+        begin = start_s + day * DAY_S + (6.0 + 8.0 * u_hour[i]) * HOUR_S
+        lasts = VACATION_DAYS[0] + (VACATION_DAYS[1] - VACATION_DAYS[0]) * u_len[i]
+        if begin >= end:
+            begin = start_s
+        out.append(Confounder(kind="vacation", start_s=begin, end_s=min(end, begin + lasts * DAY_S),
+                              meters=(meter_id,)))  # fmt: skip
     return out
 
 

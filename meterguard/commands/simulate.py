@@ -9,6 +9,8 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from simulators.cli import add_world_arguments, apply_world_arguments, step_seconds, world_argv
+
 if TYPE_CHECKING:
     from simulators.scenario import Scenario
 
@@ -29,8 +31,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--meters", type=int, default=None, help="customer meters (default 150; feeders added)"
     )
     parser.add_argument("--days", type=float, default=None, help="simulated days (default 3)")
+    cadence = parser.add_mutually_exclusive_group()
+    cadence.add_argument(
+        "--step",
+        dest="step_s",
+        type=step_seconds,
+        default=None,
+        help="time between readings: 60 (seconds), 90s, 1min, 15min, 30min, 1h (default 60)",
+    )
+    cadence.add_argument(
+        "--step-s", dest="step_s", type=float, default=None, help="seconds between readings"
+    )
     parser.add_argument(
-        "--step-s", type=float, default=None, help="seconds between readings (default 60)"
+        "--interval-mean",
+        action="store_true",
+        default=None,
+        help="write each reading as the mean over the step before it (a load-profile "
+        "interval) instead of an instantaneous sample",
     )
     parser.add_argument(
         "--clock-skew-s",
@@ -44,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="share of customer meters that report only every 15 minutes",
     )
+    add_world_arguments(parser)
     parser.add_argument(
         "--out",
         type=Path,
@@ -100,23 +118,35 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     }
     if changes:
         scenario.options = dataclasses.replace(scenario.options, **changes)
-    return scenario
+    if args.interval_mean:
+        scenario.interval_mean = True
+    return apply_world_arguments(args, scenario)
 
 
 def _base_scenario(args: argparse.Namespace) -> Scenario:
-    from simulators.scenario import ScenarioError, load_scenario, mix_scenario
+    from simulators.scenario import (
+        DEFAULT_START,
+        ScenarioError,
+        load_scenario,
+        mix_scenario,
+        parse_start,
+    )
 
     for name in ("meters", "days", "step_s"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ScenarioError(f"--{name.replace('_', '-')} must be positive")
+    start = None if args.start is None else parse_start(args.start, "--start")
     if args.scenario is not None:
-        return load_scenario(args.scenario, meters=args.meters, days=args.days, step_s=args.step_s)
+        return load_scenario(
+            args.scenario, meters=args.meters, days=args.days, step_s=args.step_s, start_s=start
+        )
     return mix_scenario(
         args.mix,
         args.meters if args.meters is not None else 150,
         args.days if args.days is not None else 3.0,
         args.step_s if args.step_s is not None else 60.0,
+        start_s=DEFAULT_START if start is None else start,
     )
 
 
@@ -192,6 +222,7 @@ def _serve_dlms(args: argparse.Namespace) -> int:
     child += ["--meters", str(args.meters)] if args.meters else []
     child += ["--limit", str(args.limit)] if args.limit else []
     child += ["--hdlc"] if args.hdlc else []
+    child += world_argv(args)
     child += ["--port", str(args.port or 4060), "--host", args.host]
     child += ["--speed", f"{args.speed:g}", "--start-h", f"{args.start_h:g}"]
     with subprocess.Popen(child) as process:
