@@ -164,9 +164,9 @@ def slp_profiles(
     day = first_day
     while day < first_day + days:
         year = _date(day).year
-        year_first = epoch_day(date(year, 1, 1))
-        last = min(first_day + days, epoch_day(date(year + 1, 1, 1)))
-        marked = frozenset(_date(d) for d in holidays if year_first <= d < year_first + 366)
+        year_first, year_end = epoch_day(date(year, 1, 1)), epoch_day(date(year + 1, 1, 1))
+        last = min(first_day + days, year_end)
+        marked = frozenset(_date(d) for d in holidays if year_first <= d < year_end)
         profiles = _slp_year(year, marked)
         for c in classes:
             out[c].append(profiles[c][(day - year_first) * per_day : (last - year_first) * per_day])
