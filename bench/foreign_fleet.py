@@ -46,6 +46,7 @@ from simulators.population import (
     INDUSTRIAL,
     RESIDENTIAL,
     FloatArray,
+    IntArray,
     Population,
     build_population,
 )
@@ -66,42 +67,42 @@ OCCUPANT_SHARES = (0.41, 0.33, 0.12, 0.10, 0.04)
 #: An SLP is an average over many customers; one customer wanders around it. Log-normal
 #: AR(1) per 15 minutes: (sd of the log, correlation from one quarter-hour to the next).
 SLP_NOISE = {"business": (0.1, 0.8), "household": (0.35, 0.6)}
-#: Minutes over which a household's base load is its running minimum; the rest of its load
-#: is appliances, each running on one phase of a three-phase home.
-BASE_WINDOW_MIN = 31
 
 
 @dataclass(frozen=True, slots=True)
 class ProfileGroup:
     """Customers whose profiles share one time grid: kW at intervals of `res_s` from `t0`."""
 
-    customers: np.ndarray
+    customers: IntArray
     t0: float
     res_s: float
-    spread: FloatArray
-    bursts: FloatArray
+    kw: FloatArray
 
-    def sample(self, t: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Return (spread, bursts), kW (T, n), interpolated between interval midpoints.
+    def sample(self, t: FloatArray) -> FloatArray:
+        """Return kW (T, n) at times `t` (T, 1), interpolated between interval midpoints.
 
         Times outside the profiles move by whole weeks into them (same weekday and hour).
         """
-        span = self.spread.shape[0] * self.res_s
+        steps = self.kw.shape[0]
         rel = t[:, 0] - self.t0
-        outside = (rel < 0.0) | (rel >= span)
+        outside = (rel < 0.0) | (rel >= steps * self.res_s)
         rel = np.where(outside, np.mod(rel, WEEK_S), rel)
-        x = np.clip(rel / self.res_s - 0.5, 0.0, self.spread.shape[0] - 1.0)
+        x = np.clip(rel / self.res_s - 0.5, 0.0, steps - 1.0)
         i0 = np.floor(x).astype(np.int64)
-        i1 = np.minimum(i0 + 1, self.spread.shape[0] - 1)
+        i1 = np.minimum(i0 + 1, steps - 1)
         w = (x - i0)[:, None]
-        spread: FloatArray = self.spread[i0] * (1.0 - w) + self.spread[i1] * w
-        bursts: FloatArray = self.bursts[i0] * (1.0 - w) + self.bursts[i1] * w
-        return spread, bursts
+        out: FloatArray = self.kw[i0] * (1.0 - w) + self.kw[i1] * w
+        return out
 
 
 @dataclass(frozen=True, slots=True)
 class ProfileLoad:
-    """A `simulators.load.LoadModel` that plays back precomputed per-customer profiles."""
+    """A `simulators.load.LoadModel` that plays back precomputed per-customer profiles.
+
+    All of a customer's load is spread over its phases by its shares, with no bursts: the
+    simulator's bursts change phase every 10 minutes, which a home's fixed wiring never
+    does, and a three-phase home's appliances would then swing its phase balance at random.
+    """
 
     n: int
     groups: tuple[ProfileGroup, ...]
@@ -113,12 +114,9 @@ class ProfileLoad:
         if pop.n != self.n:
             raise ValueError(f"profiles are for {self.n} customers, the fleet has {pop.n}")
         spread = np.zeros((t.shape[0], self.n))
-        bursts = np.zeros((t.shape[0], self.n))
         for group in self.groups:
-            s, b = group.sample(t)
-            spread[:, group.customers] = s
-            bursts[:, group.customers] = b
-        return spread, bursts
+            spread[:, group.customers] = group.sample(t)
+        return spread, np.zeros_like(spread)
 
 
 # ---------------------------------------------------------------- calendar
@@ -266,15 +264,6 @@ def household_watts(
         random.setstate(saved)
 
 
-def _running_min(x: FloatArray, window: int) -> FloatArray:
-    """Return the minimum over a centred window along axis 0 (edges padded)."""
-    half = window // 2
-    padded = np.pad(x, ((half, half), (0, 0)), mode="edge")
-    view = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)
-    out: FloatArray = view.min(axis=-1)
-    return out
-
-
 # ---------------------------------------------------------------- the load model
 
 
@@ -341,7 +330,7 @@ def build_load_model(
             rng = np.random.default_rng([pop.seed, 0xF0F0, int(i)])
             kw[:, col] = shapes[classes[i]] * _wander(rng, kw.shape[0], sd, phi)
         kw *= pop.size_kw[idx] / _typical_peak(kw, QUARTER_S, n_days)
-        groups.append(ProfileGroup(idx, t0, QUARTER_S, kw, np.zeros_like(kw)))
+        groups.append(ProfileGroup(idx, t0, QUARTER_S, kw))
 
     by_crest = ~by_slp
     if by_crest.any():
@@ -353,8 +342,7 @@ def build_load_model(
             kinds_of[int(i)] = "crest"
         kw = watts / 1000.0
         kw *= pop.size_kw[idx] / _typical_peak(kw, MINUTE_S, n_days)
-        base = _running_min(kw, BASE_WINDOW_MIN)
-        groups.append(ProfileGroup(idx, t0, MINUTE_S, base, kw - base))
+        groups.append(ProfileGroup(idx, t0, MINUTE_S, kw))
     return ProfileLoad(pop.n, tuple(groups), tuple(kinds_of))
 
 
