@@ -28,6 +28,15 @@ HOLDS: np.int8 = np.int8(1)
 CLEAR: np.int8 = np.int8(0)
 UNKNOWN: np.int8 = np.int8(-1)
 
+#: Severities a verdict may ask for, by `Conditions.severity` code (0: the configured one).
+SEVERITY_LEVELS: tuple[Severity | None, ...] = (
+    None,
+    Severity.WARNING,
+    Severity.MINOR,
+    Severity.MAJOR,
+    Severity.CRITICAL,
+)
+
 #: Rows of a batch's values the compiled passes read (each phase's three rows are adjacent).
 V1_ROW, I1_ROW, IN_ROW, P1_ROW, Q1_ROW = (QUANTITY_INDEX[q] for q in ("v1", "i1", "in", "p1", "q1"))
 
@@ -97,6 +106,9 @@ class Conditions:
     #: True where the row starts a NEW incident although one is open (a distinct step in
     #: what the detector sees): the open alert clears and a new one begins.
     restart: npt.NDArray[np.bool_] | None = None
+    #: Per row, an index into SEVERITY_LEVELS (0: the detector's configured severity); an
+    #: incident takes the highest its rows gave.
+    severity: npt.NDArray[np.int8] | None = None
 
     @classmethod
     def none(cls, n: int) -> Conditions:
@@ -123,6 +135,13 @@ class Conditions:
         return (self.holds, self.phase, self.loss_w, self.score, self.magnitude)
 
 
+def _joined(arrays: list[Any]) -> Any:
+    """Concatenate optional arrays: None unless every part has one."""
+    if any(a is None for a in arrays):
+        return None
+    return np.concatenate(arrays)
+
+
 @dataclass(frozen=True, slots=True)
 class SlotConditions:
     """Verdicts a detector reaches without a reading (silence, windows, days), per meter slot."""
@@ -133,6 +152,24 @@ class SlotConditions:
     dt: FloatArray
     #: Data time of each verdict (a window's end), s; None: the time of the poll.
     ts: FloatArray | None = None
+
+    @classmethod
+    def concat(cls, parts: list[SlotConditions]) -> SlotConditions:
+        """Join the verdicts of several windows, in the order given."""
+        if len(parts) == 1:
+            return parts[0]
+        conds = [p.conditions for p in parts]
+        return cls(
+            slot=np.concatenate([p.slot for p in parts]),
+            conditions=Conditions(
+                **{
+                    name: _joined([getattr(c, name) for c in conds])
+                    for name in Conditions.__dataclass_fields__
+                }
+            ),
+            dt=np.concatenate([p.dt for p in parts]),
+            ts=_joined([p.ts for p in parts]),
+        )
 
 
 @dataclass(slots=True)

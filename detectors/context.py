@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from detectors.ledger import Balances, ClosedHours
+from meterguard.calendar import Calendar
 from meterguard.model import QUANTITY_INDEX, FloatArray, IntArray, MeterRegistry, ReadingBatch
 
 BoolArray = npt.NDArray[np.bool_]
@@ -72,6 +74,12 @@ class BatchContext:
     last_seen: FloatArray
     #: Per slot: the meter's usual interval between readings, s (NaN before two are seen).
     interval_s: FloatArray
+    #: Local hours and day types of the fleet's place.
+    calendar: Calendar = field(default_factory=Calendar)
+    #: Meter hours closed since the detectors last ran (detectors/ledger.py).
+    hours: ClosedHours = field(default_factory=ClosedHours.none)
+    #: Transformer balances closed since the detectors last ran.
+    balances: Balances = field(default_factory=Balances.none)
     _neighbour_v: FloatArray | None = field(default=None, repr=False)
     _feeder_v: FloatArray | None = field(default=None, repr=False)
 

@@ -1,4 +1,10 @@
-"""CT ratio: a current transformer whose typical load lies outside 30-100 % of its rating."""
+"""CT ratio: a current transformer whose typical load lies outside 30-100 % of its rating.
+
+A CT is accurate near its rating: below 20 % of rated current the magnetising current
+makes it read low (excitation error), above 120 % its core saturates and it reads low
+again. The practice sizes a CT so that the long-term load lies within 30-100 % of its
+rating. Each band outside that target is an alert of its own severity.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from pydantic import Field
 from detectors.base import (
     CLEAR,
     HOLDS,
+    SEVERITY_LEVELS,
     Conditions,
     Detector,
     DetectorConfig,
@@ -19,10 +26,12 @@ from detectors.base import (
     register,
 )
 from detectors.context import BatchContext, phase_block
+from meterguard.calendar import HOUR_S, DayType
 from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity
 
 _BIN = 0.02
 _BINS = 101  # 0-2x rating in 2 % steps, the last bin holds everything above
+DAY_S = 86_400.0
 
 
 class CtRatioConfig(DetectorConfig):
@@ -30,19 +39,31 @@ class CtRatioConfig(DetectorConfig):
 
     raise_after_s: float = Field(default=0.0, ge=0, description="The days judged are persistence.")
     clear_after_s: float = Field(
-        default=7 * 86_400.0, ge=0, description="Raised once: it stays open for days."
+        default=7 * DAY_S, ge=0, description="Raised once: it stays open for days."
     )
     update_every_s: float = Field(default=3600.0, gt=0, description="Between update events, s.")
-    severity: Severity = Field(default=Severity.WARNING, description="Severity of its alerts.")
+    severity: Severity = Field(
+        default=Severity.MINOR, description="Severity of a CT just outside its target band."
+    )
+    far_severity: Severity = Field(
+        default=Severity.MAJOR,
+        description="Severity below floor_ratio (excitation error) or above saturation_ratio.",
+    )
+    floor_ratio: float = Field(
+        default=0.20, gt=0, description="Below this share of the rating the CT reads low."
+    )
     low_ratio: float = Field(default=0.30, gt=0, description="Typical load below this fires.")
-    high_ratio: float = Field(
-        default=1.0, gt=0, description="Typical load above this fires (towards saturation)."
+    high_ratio: float = Field(default=1.0, gt=0, description="Typical load above this fires.")
+    saturation_ratio: float = Field(
+        default=1.2, gt=0, description="Above this share of the rating the core saturates."
     )
     percentile: float = Field(
         default=95.0, gt=0, le=100, description="The 'typical load' percentile of current."
     )
-    min_observed_s: float = Field(
-        default=86_400.0, gt=0, description="Data time observed before judging, s."
+    min_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="Days of typical load (working days, holidays left out) before judging.",
     )
     judge_every_s: float = Field(default=3600.0, gt=0, description="Judge this often, s.")
     accuracy_loss: float = Field(
@@ -54,8 +75,9 @@ class CtRatioConfig(DetectorConfig):
 class CtRatioDetector(Detector):
     """Flags CT-connected meters whose typical load does not fit the CT rating.
 
-    Keeps a histogram of each CT meter's load (mean phase current / CT rating) and
-    judges its percentile once enough days are seen.
+    Keeps a histogram of each CT meter's load (mean phase current / CT rating) over its
+    working days (weekends and public holidays are not typical load) and judges its
+    percentile once enough days are seen.
     """
 
     name = "ct_ratio"
@@ -75,11 +97,12 @@ class CtRatioDetector(Detector):
         self.hist = np.zeros((n, _BINS))
         self.observed_s = np.zeros(n)
         self.sum_w = np.zeros(n)
+        self.first_seen = np.full(n, np.nan)
         self.next_judgement = -np.inf
         self.typical = np.full(n, np.nan)
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
-        """Add the batch's CT meters' load to their histograms."""
+        """Add the batch's CT meters' load on working days to their histograms."""
         slot = batch.slot
         rating = self.rating[slot]
         # The service's load current: the mean of its phase currents (a lopsided customer's
@@ -90,9 +113,13 @@ class CtRatioDetector(Detector):
             load = np.where(measured > 0, np.nansum(currents, axis=0) / measured, np.nan)
         ok = np.isfinite(rating) & np.isfinite(load)
         if ok.any():
+            np.fmin.at(self.first_seen, slot[ok], batch.ts[ok])
+            _, day_type = ctx.calendar.hours(np.floor(batch.ts / HOUR_S).astype(np.int64))
+            ok &= day_type == DayType.WEEKDAY
+        if ok.any():
             ratio = load[ok] / rating[ok]
             bins = np.minimum((ratio / _BIN).astype(np.int64), _BINS - 1)
-            seconds = np.where(ctx.dt[ok] > 0, ctx.dt[ok], 0.0)
+            seconds = ctx.dt[ok]
             flat = slot[ok].astype(np.int64) * _BINS + bins
             # Only the CT meters' rows: a scattered add, not a pass over every histogram.
             np.add.at(self.hist.reshape(-1), flat, seconds)
@@ -110,7 +137,7 @@ class CtRatioDetector(Detector):
         if ctx.now < self.next_judgement:
             return None
         self.next_judgement = ctx.now + cfg.judge_every_s
-        slots = np.flatnonzero(self.observed_s >= cfg.min_observed_s).astype(np.int32)
+        slots = np.flatnonzero(self.observed_s >= cfg.min_days * DAY_S).astype(np.int32)
         if slots.size == 0:
             return None
         hist = self.hist[slots]
@@ -119,6 +146,8 @@ class CtRatioDetector(Detector):
         typical = (index + 0.5) * _BIN
         self.typical[slots] = typical
         firing = (typical < cfg.low_ratio) | (typical > cfg.high_ratio)
+        far = (typical < cfg.floor_ratio) | (typical > cfg.saturation_ratio)
+        codes = (SEVERITY_LEVELS.index(cfg.far_severity), SEVERITY_LEVELS.index(cfg.severity))
         mean_w = self.sum_w[slots] / np.maximum(self.observed_s[slots], 1.0)
         k = slots.size
         off = np.where(typical < cfg.low_ratio, cfg.low_ratio - typical, typical - cfg.high_ratio)
@@ -128,21 +157,38 @@ class CtRatioDetector(Detector):
             loss_w=np.where(firing, np.abs(mean_w) * cfg.accuracy_loss, 0.0),
             score=np.where(firing, np.clip(0.6 + off, 0.0, 0.95), 0.0),
             magnitude=np.where(firing, typical, 0.0),
+            # Its load has not fitted the CT since the meter was first read.
+            onset=self.first_seen[slots],
+            severity=np.where(far, codes[0], np.where(firing, codes[1], 0)).astype(np.int8),
         )
         return SlotConditions(slot=slots, conditions=cond, dt=np.full(k, cfg.judge_every_s))
 
+    def _band(self, share: float) -> str:
+        cfg = self.cfg
+        if share < cfg.floor_ratio:
+            return "below the 20 % floor: excitation error"
+        if share < cfg.low_ratio:
+            return "below the 30 % target"
+        if share > cfg.saturation_ratio:
+            return "above 120 %: core saturation"
+        if share > cfg.high_ratio:
+            return "above the rating"
+        return "within the 30-100 % target"
+
     def evidence(self, slot: int) -> dict[str, Any]:
-        """Give the typical load against the CT rating."""
+        """Give the typical load against the CT rating and its band."""
+        share = float(np.nan_to_num(self.typical[slot]))
         return {
             "ct_primary_a": float(self.rating[slot]),
-            "typical_load_share": round(float(np.nan_to_num(self.typical[slot])), 3),
-            "observed_h": round(float(self.observed_s[slot]) / 3600.0, 1),
+            "typical_load_share": round(share, 3),
+            "band": self._band(share),
+            "working_days_observed": round(float(self.observed_s[slot]) / DAY_S, 1),
         }
 
     def summarise(self, facts: IncidentFacts) -> str:
         """Describe the misfit."""
-        side = "below the 30 % floor" if facts.peak_magnitude < 0.3 else "above the rating"
         return (
-            f"typical load {facts.peak_magnitude:.0%} of the CT rating ({side}: metering "
-            f"accuracy lost), judged over {format_duration(facts.duration_s + 86_400.0)}"
+            f"typical load {facts.peak_magnitude:.0%} of the CT rating "
+            f"({self._band(facts.peak_magnitude)}: metering accuracy lost), judged over "
+            f"{format_duration(facts.duration_s)}"
         )

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from detectors.balance import GapModel
 from detectors.base import (
     CLEAR,
     HOLDS,
-    UNKNOWN,
     Conditions,
     Detector,
     DetectorConfig,
@@ -19,34 +19,47 @@ from detectors.base import (
     format_duration,
     register,
 )
-from detectors.context import BatchContext, phase_block
+from detectors.context import BatchContext
 from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity
+
+HOUR_S = 3600.0
 
 
 class EnergyBalanceConfig(DetectorConfig):
     """Options of the energy-balance detector."""
 
-    raise_after_s: float = Field(default=0.0, ge=0, description="Windows judged are persistence.")
+    raise_after_s: float = Field(
+        default=HOUR_S,
+        ge=0,
+        description="Unexplained energy must persist this long after the first hour that "
+        "showed it (hourly windows) before raising.",
+    )
     clear_after_s: float = Field(default=7200.0, ge=0, description="Absence before clearing.")
     severity: Severity = Field(default=Severity.MAJOR, description="Severity of its alerts.")
-    window_s: float = Field(default=3600.0, gt=0, description="Energy is compared per window, s.")
     loss_allowance: float = Field(
         default=0.06,
         ge=0,
         lt=1,
-        description="Technical losses allowed, as a share of the feeder's energy.",
+        description="Technical losses allowed, as a share of the feeder's energy, until the "
+        "transformer's own losses are learned (and never above it once they are).",
     )
     gap_margin: float = Field(
-        default=0.025,
+        default=0.015,
         ge=0,
-        description="Once the usual gap of an hour of the day is learned (from windows that "
-        "showed nothing), a gap this share of the feeder's power above it fires too.",
+        description="Unexplained energy must pass this share of the feeder's energy ...",
     )
-    gap_learn_rate: float = Field(
-        default=0.3, gt=0, le=1, description="Weight of a clean window in the usual gap."
+    noise_sigmas: float = Field(
+        default=4.0,
+        gt=0,
+        description="... and this many of the transformer's own spread of the gap.",
     )
     min_excess_w: float = Field(
-        default=300.0, ge=0, description="And the unexplained power must pass this, W."
+        default=300.0, ge=0, description="... and this mean power over the hour, W."
+    )
+    learn_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="Memory of the loss model and of the gap's spread, days of clean hours.",
     )
     step_w: float = Field(
         default=1000.0,
@@ -57,163 +70,141 @@ class EnergyBalanceConfig(DetectorConfig):
     step_share: float = Field(
         default=0.1, gt=0, description="... and by at least this share of the level before."
     )
-    min_coverage: float = Field(
-        default=0.9,
-        gt=0,
-        le=1,
-        description="Share of a window each meter must have reported for the window to count.",
-    )
 
 
 @register
 class EnergyBalanceDetector(Detector):
     """Flags a transformer whose check meter sees more than its customers plus losses.
 
-    Per transformer and window: feeder mean power against the sum of its customers' mean
-    power plus a loss allowance, or plus the gap usual at that hour of the day (losses,
-    customer CTs that read low at light load) and a margin, whichever is lower. Raised on
-    the feeder meter.
+    Per transformer and hour (from the hourly ledger): the check meter's energy against the
+    sum of its customers'. The normal gap is learned from the transformer's own clean hours:
+    technical losses as a share that grows with the load (I²R), corrected by day type and
+    hour of the day (an unmetered street light at night), with the spread around it. Before
+    a day of clean hours is seen, the loss allowance stands in. Raised on the feeder meter.
     """
 
     name = "energy_balance"
     kind = AlertKind.ENERGY_BALANCE
     config_model = EnergyBalanceConfig
-    needs = ("p1", "p2", "p3")
+    needs = ("p1", "p2", "p3", "e_imp")
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
         super().__init__(config, registry)
         assert isinstance(config, EnergyBalanceConfig)
         self.cfg = config
-        n = len(registry)
-        self.window = -1
-        self.sum_w = np.zeros(n)
-        self.seconds = np.zeros(n)
-        self.count = np.zeros(n)
-        self.verdicts: SlotConditions | None = None
+        names: dict[str, int] = {}
+        for meter in registry:
+            if meter.transformer:
+                names.setdefault(meter.transformer, len(names))
+        nt = len(names)
+        self.feeder_slot = np.full(nt, -1, dtype=np.int32)
+        for slot, meter in enumerate(registry):
+            if meter.role == "feeder" and meter.transformer:
+                self.feeder_slot[names[meter.transformer]] = slot
+        self.gap = GapModel(nt, config.learn_days, config.loss_allowance)
+        self.previous = np.full((2, nt), np.nan)
+        self.hours_since_start = np.zeros(nt, dtype=np.int64)
+        self.firing = np.zeros(nt, dtype=np.bool_)
         self.figures: dict[int, dict[str, float]] = {}
-        self._ready = False
-        self.previous = np.full((2, n), np.nan)
-        self.windows_since_start = np.zeros(n, dtype=np.int64)
-        self.firing = np.zeros(n, dtype=np.bool_)
-        self.usual_gap = np.full((n, 24), np.nan)
+        self._pending: list[SlotConditions] = []
+
+    # ------------------------------------------------------------ judging hours
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
-        """Accumulate every meter's power into the current window; close windows passed."""
-        slot = batch.slot
-        power = np.nansum(phase_block(batch, "p1"), axis=0)
-        measured = np.isfinite(phase_block(batch, "p1")).any(axis=0)
-        windows = np.floor(batch.ts / self.cfg.window_s).astype(np.int64)
-        size = len(self.sum_w)
-        step_s = np.where(ctx.dt > 0, ctx.dt, 0.0)
-        for window in np.unique(windows).tolist():
-            if window > self.window:
-                if self.window >= 0:
-                    self._close(ctx)
-                self.window = window
-            rows = measured & (windows == window)
-            self.sum_w += np.bincount(slot[rows], weights=power[rows], minlength=size)
-            self.count += np.bincount(slot[rows], minlength=size)
-            self.seconds += np.bincount(slot[rows], weights=step_s[rows], minlength=size)
+        """Judge the transformer hours the ledger closed with this tick."""
+        self._judge(ctx)
         return Conditions.unknown(len(batch))
 
-    def _close(self, ctx: BatchContext) -> None:
-        fleet = ctx.fleet
-        cfg = self.cfg
-        if fleet.n_transformers == 0:
+    def _judge(self, ctx: BatchContext) -> None:
+        bal = ctx.balances
+        if len(bal.hour) == 0:
             return
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(self.count > 0, self.sum_w / self.count, np.nan)
-        covered = self.seconds >= cfg.min_coverage * cfg.window_s * 0.9
-        covered |= self.count >= 2  # a first window or a slow meter: enough to average
-        trafo = fleet.transformer
-        has = trafo >= 0
-        t = np.maximum(trafo, 0)
-        nt = fleet.n_transformers
-        cust = has & fleet.customer
-        feed = has & fleet.feeder
-        customers_w = np.bincount(t[cust], weights=np.nan_to_num(mean[cust]), minlength=nt)
-        missing = np.bincount(t[cust], weights=(~(covered & np.isfinite(mean)))[cust], minlength=nt)
-        feeder_w = np.bincount(t[feed], weights=np.nan_to_num(mean[feed]), minlength=nt)
-        feeder_bad = np.bincount(
-            t[feed], weights=(~(covered & np.isfinite(mean)))[feed], minlength=nt
+        cfg = self.cfg
+        usable = bal.complete & (self.feeder_slot[bal.transformer] >= 0)
+        t = bal.transformer[usable]
+        hours = bal.hour[usable]
+        feeder_w = bal.feeder_wh[usable]  # an hour's Wh is its mean power in W
+        customers_w = bal.customers_wh[usable]
+        if t.size == 0:
+            return
+        order = np.argsort(hours, kind="stable")
+        t, hours, feeder_w, customers_w = (
+            t[order],
+            hours[order],
+            feeder_w[order],
+            customers_w[order],
         )
-        feeders = np.flatnonzero(feed).astype(np.int32)
-        if self._ready and feeders.size:
-            ft = trafo[feeders]
-            judged = (missing[ft] == 0) & (feeder_bad[ft] == 0)
-            feeder_now = np.abs(feeder_w[ft])
-            gap = feeder_w[ft] - customers_w[ft]
-            # The usual gap at this hour of the day (losses, and customer CTs that read low
-            # at light load), learned from windows that showed nothing; before it is known,
-            # and never above it, the allowance.
-            hour = int(self.window % 24) if cfg.window_s == 3600.0 else 0
-            usual = self.usual_gap[feeders, hour]
-            known = np.isfinite(usual)
-            limit = np.where(
-                known, np.minimum(usual + cfg.gap_margin, cfg.loss_allowance), cfg.loss_allowance
+        local_hour, day_type = ctx.calendar.hours(hours)
+        load = np.abs(feeder_w)
+        gap = feeder_w - customers_w
+        expected, spread, learned = self.gap.expected(t, feeder_w, day_type, local_hour)
+        excess = gap - expected
+        # A learned hour is judged by its spread; before, by the allowance alone.
+        limit = np.maximum.reduce(
+            [
+                np.full(t.size, cfg.min_excess_w),
+                cfg.gap_margin * load,
+                np.where(learned, cfg.noise_sigmas * spread, 0.0),
+            ]
+        )
+        limit = np.where(learned & (spread > cfg.loss_allowance * load), spread, limit)
+        firing = excess > limit
+        clean = ~firing
+        self.gap.learn(t[clean], feeder_w[clean], gap[clean], day_type[clean], local_hour[clean])
+        # A new source of unmetered power on a transformer that already had one is a new
+        # incident: a step above the lower of the two hours before.
+        restart = np.zeros(t.size, dtype=np.bool_)
+        for k in range(t.size):
+            tr = int(t[k])
+            before = np.fmin(self.previous[0, tr], self.previous[1, tr])
+            step = excess[k] - before
+            restart[k] = bool(
+                firing[k]
+                and self.firing[tr]
+                and self.hours_since_start[tr] >= 2
+                and step >= max(cfg.step_w, cfg.step_share * max(before, 0.0))
             )
-            excess = gap - limit * feeder_now
-            firing = judged & (excess > cfg.min_excess_w)
-            clean = judged & ~firing & (feeder_now > 0)
-            share_now = gap / np.maximum(feeder_now, 1.0)
-            self.usual_gap[feeders, hour] = np.where(
-                clean,
-                np.where(known, usual + cfg.gap_learn_rate * (share_now - usual), share_now),
-                usual,
-            )
-            holds = np.where(firing, HOLDS, np.where(judged, CLEAR, UNKNOWN)).astype(np.int8)
-            share = excess / np.maximum(np.abs(feeder_w[ft]), 1.0)
-            # A new source of unmetered power on a transformer that already had one is a
-            # new incident: a step above the lower of the two windows before (a step that
-            # starts inside a window shows in full only in the next one).
-            before = np.fmin(self.previous[0, feeders], self.previous[1, feeders])
-            step = excess - before
-            settled = self.windows_since_start[feeders] >= 2
-            restart = (
-                firing
-                & self.firing[feeders]
-                & settled
-                & (step >= np.maximum(cfg.step_w, cfg.step_share * np.maximum(before, 0.0)))
-            )
-            starting = firing & (~self.firing[feeders] | restart)
-            self.windows_since_start[feeders] = np.where(
-                starting, 0, self.windows_since_start[feeders] + 1
-            )
-            self.previous[1, feeders] = self.previous[0, feeders]
-            self.previous[0, feeders] = np.where(judged, excess, np.nan)
-            self.firing[feeders] = firing
-            k = feeders.size
-            cond = Conditions(
-                holds=holds,
-                phase=np.zeros(k, dtype=np.int8),
-                loss_w=np.where(firing, excess, 0.0),
-                score=np.where(firing, np.clip(0.5 + share, 0.0, 0.95), 0.0),
-                magnitude=np.where(firing, share, 0.0),
-                restart=restart,
-            )
-            self.verdicts = SlotConditions(
-                slot=feeders, conditions=cond, dt=np.full(k, cfg.window_s)
-            )
-            for f, tr in zip(feeders.tolist(), ft.tolist(), strict=True):
-                self.figures[f] = {
-                    "feeder_w": round(float(feeder_w[tr]), 1),
-                    "customers_w": round(float(customers_w[tr]), 1),
-                    "allowance_w": round(float(cfg.loss_allowance * abs(feeder_w[tr])), 1),
-                }
-        # The first window is usually partial; judging it would compare unequal spans.
-        self._ready = True
-        self.sum_w[:] = 0.0
-        self.count[:] = 0.0
-        self.seconds[:] = 0.0
+            starting = firing[k] and (not self.firing[tr] or restart[k])
+            self.hours_since_start[tr] = 0 if starting else self.hours_since_start[tr] + 1
+            self.previous[1, tr] = self.previous[0, tr]
+            self.previous[0, tr] = excess[k]
+            self.firing[tr] = firing[k]
+        slots = self.feeder_slot[t]
+        share = excess / np.maximum(load, 1.0)
+        end = (hours + 1).astype(np.float64) * HOUR_S
+        k = t.size
+        cond = Conditions(
+            holds=np.where(firing, HOLDS, CLEAR).astype(np.int8),
+            phase=np.zeros(k, dtype=np.int8),
+            loss_w=np.where(firing, excess, 0.0),
+            score=np.where(firing, np.clip(0.5 + share, 0.0, 0.95), 0.0),
+            magnitude=np.where(firing, share, 0.0),
+            # The hour's closing reading is the first that showed it.
+            onset=end,
+            restart=restart,
+        )
+        self._pending.append(
+            SlotConditions(slot=slots, conditions=cond, dt=np.full(k, HOUR_S), ts=end)
+        )
+        for i in range(k):
+            self.figures[int(slots[i])] = {
+                "feeder_w": round(float(feeder_w[i]), 1),
+                "customers_w": round(float(customers_w[i]), 1),
+                "expected_gap_w": round(float(expected[i]), 1),
+                "unexplained_w": round(float(excess[i]), 1),
+            }
 
     def poll(self, ctx: BatchContext) -> SlotConditions | None:
-        """Hand over the verdicts of the window closed in this batch."""
-        verdicts, self.verdicts = self.verdicts, None
-        return verdicts
+        """Hand over the verdicts of the hours judged since the last poll."""
+        self._judge(ctx)
+        if not self._pending:
+            return None
+        parts, self._pending = self._pending, []
+        return SlotConditions.concat(parts)
 
     def evidence(self, slot: int) -> dict[str, Any]:
-        """Give the window's feeder power, customers' power and allowance."""
-        return {"window_s": self.cfg.window_s, **self.figures.get(slot, {})}
+        """Give the hour's feeder power, customers' power and the losses expected."""
+        return {"window_s": HOUR_S, **self.figures.get(slot, {})}
 
     def summarise(self, facts: IncidentFacts) -> str:
         """Describe the unexplained share."""

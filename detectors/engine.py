@@ -16,8 +16,18 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 import detectors
-from detectors.base import CLEAR, DETECTORS, HOLDS, Conditions, Detector, IncidentFacts
+from detectors.base import (
+    CLEAR,
+    DETECTORS,
+    HOLDS,
+    SEVERITY_LEVELS,
+    Conditions,
+    Detector,
+    IncidentFacts,
+)
 from detectors.context import BatchContext, FleetArrays
+from detectors.ledger import HourlyLedger
+from meterguard.calendar import Calendar
 from meterguard.errors import ConfigError
 from meterguard.model import (
     QUANTITIES,
@@ -45,11 +55,11 @@ MAX_INTERVAL_S = 7200.0
 #: Detectors poll for verdicts reached without a reading (silence, closed windows) each time
 #: data time passes a multiple of this; batches are cut there, so the same readings give
 #: the same verdicts at the same data times whatever the batches they came in.
-TICK_S = 60.0
+TICK_S = 300.0
 #: Weight of a new interval in a meter's usual interval (on a log scale, one step at most
 #: doubling or halving it, so one long silence does not pass for a new cadence).
 _INTERVAL_RATE = 0.2
-_NOT_DETECTOR_MODULES = {"base", "engine", "context"}
+_NOT_DETECTOR_MODULES = {"base", "engine", "context", "ledger", "balance"}
 
 Snapshot = Callable[[int], dict[str, Any]]
 #: What an incident keeps of its onset until it raises: a dict, or (batch, row) not yet
@@ -152,6 +162,8 @@ class _Incident:
     held_s: float = 0.0
     absent_s: float = 0.0
     alert_id: str = ""
+    #: The highest severity code its verdicts asked for (0: the detector's own).
+    severity_code: int = 0
     kwh_lost: float = 0.0
     peak_magnitude: float = 0.0
     confidence: float = 0.0
@@ -196,7 +208,9 @@ class _Lifecycle:
         #: cleared the last one by hand, and a detector whose onset lies in the past
         #: (comms_loss, consumption_drop) would otherwise reopen the same alert id.
         self.not_before: dict[int, float] = {}
-        self.tracked = np.zeros(len(registry), dtype=np.bool_)
+        #: Per slot, from which data time a clear verdict could end its open alert (inf:
+        #: none open). A clear verdict before then changes nothing and is not looked at.
+        self.clears_at = np.full(len(registry), np.inf)
         #: The engine's per-slot silence limit (shared, kept up to date by the engine).
         self.silence_s = silence_s
         cfg = detector.config
@@ -218,7 +232,7 @@ class _Lifecycle:
             peak_magnitude=inc.peak_magnitude,
             kwh_lost=inc.kwh_lost,
         )
-        severity = det.config.severity
+        severity = SEVERITY_LEVELS[inc.severity_code] or det.config.severity
         if inc.kwh_lost >= det.config.critical_kwh:
             severity = Severity.CRITICAL
         return Alert(
@@ -247,12 +261,29 @@ class _Lifecycle:
 
     def _drop(self, slot: int) -> None:
         del self.incidents[slot]
-        self.tracked[slot] = False
+        self.clears_at[slot] = np.inf
+
+    def _sync(self, slot: int) -> None:
+        """Keep the per-slot arrays the vectorised filter reads in step with the incident."""
+        inc = self.incidents.get(slot)
+        pending = inc is not None and not inc.raised
+        self.clears_at[slot] = (
+            -np.inf
+            if pending
+            else np.inf
+            if inc is None
+            else inc.last_hold + float(self.clear_after[slot])
+        )
 
     def advance(self, rows: _Rows, out: list[AlertEvent]) -> None:
         """Apply one set of verdicts, appending the events they cause to `out`."""
         holds = rows.cond.holds
-        look = np.flatnonzero((holds == HOLDS) | ((holds == CLEAR) & self.tracked[rows.slot]))
+        held = holds == HOLDS
+        if not self.incidents and not held.any():
+            return  # the common case: nothing holds and nothing is pending or open
+        # A clear verdict matters to a pending incident, or once the hysteresis has passed.
+        clearing = (holds == CLEAR) & (rows.ts >= self.clears_at[rows.slot])
+        look = np.flatnonzero(held | clearing)
         if look.size == 0:
             return
         order = look[np.lexsort((rows.ts[look], rows.slot[look]))].astype(np.int64)
@@ -270,15 +301,18 @@ class _Lifecycle:
         last_row = order[ends - 1]
         last_ts = rows.ts[last_row]
         update_every = self.detector.config.update_every_s
-        may_restart = cond.restart is not None
+        # Verdicts that may restart an incident or change its severity take the long path.
+        may_restart = cond.restart is not None or cond.severity is not None
         for g, slot in enumerate(slots[starts].tolist()):
             inc = self.incidents.get(slot)
             if inc is None or not inc.raised or not all_held[g] or may_restart:
                 self._advance_slot(slot, order[starts[g] : ends[g]], rows, out)
+                self._sync(slot)
                 continue
             inc.kwh_lost += float(credit[g])
             inc.held_s += float(span[g])
             inc.last_hold = max(inc.last_hold, float(last_ts[g]))
+            self.clears_at[slot] = inc.last_hold + float(self.clear_after[slot])
             inc.peak_magnitude = max(inc.peak_magnitude, float(peak[g]))
             inc.confidence = max(inc.confidence, float(score[g]))
             if inc.last_hold - inc.last_event_ts >= update_every:
@@ -355,7 +389,6 @@ class _Lifecycle:
                 )
                 inc = _Incident(start=onset_ts, last_hold=onset_ts, onset=onset)
                 self.incidents[slot] = inc
-                self.tracked[slot] = True
                 # The incident's window opens at its start: a reading's interval before it
                 # earns nothing, a window verdict's own span does.
                 covered[0] = min(covered[0], float(ts[a]) - onset_ts)
@@ -370,6 +403,8 @@ class _Lifecycle:
                 inc.phase = int(nonzero[0]) if nonzero.size else 0
             inc.peak_magnitude = max(inc.peak_magnitude, float(cond.magnitude[run].max()))
             inc.confidence = max(inc.confidence, float(cond.score[run].max()))
+            if cond.severity is not None:
+                inc.severity_code = max(inc.severity_code, int(cond.severity[run].max()))
             if not inc.raised:
                 # Raised once the window has passed with the condition held for most of it;
                 # never on the reading it began with (no alert is 0 s long).
@@ -412,6 +447,10 @@ class _Lifecycle:
             phase=alert.phase or 0,
             raised=True,
             raised_at=alert.raised,
+            severity_code=SEVERITY_LEVELS.index(alert.severity)
+            if alert.severity is not self.detector.config.severity
+            and alert.severity is not Severity.CRITICAL
+            else 0,
             alert_id=alert.id,
             kwh_lost=alert.estimated_kwh_lost,
             peak_magnitude=float(alert.evidence.get("peak_magnitude", 0.0)),
@@ -424,7 +463,7 @@ class _Lifecycle:
             },
         )
         self.incidents[slot] = inc
-        self.tracked[slot] = True
+        self._sync(slot)
 
     def open_alerts(self, latest_ts: float) -> list[Alert]:
         """Return the alerts open now, as they stand."""
@@ -438,9 +477,16 @@ class _Lifecycle:
 class Engine:
     """Runs the detectors over batches, live and in replay alike, and emits alert events."""
 
-    def __init__(self, registry: MeterRegistry, detector_list: Iterable[Detector]) -> None:
+    def __init__(
+        self,
+        registry: MeterRegistry,
+        detector_list: Iterable[Detector],
+        calendar: Calendar | None = None,
+    ) -> None:
         self.registry = registry
         self.fleet = FleetArrays.from_registry(registry)
+        self.calendar = calendar or Calendar()
+        self.ledger = HourlyLedger(self.fleet)
         self.detectors = list(detector_list)
         n = len(registry)
         self._last_ts = np.full(n, -np.inf)
@@ -526,6 +572,7 @@ class Engine:
         return events
 
     def _context(self, batch: ReadingBatch, dt: FloatArray, now: float) -> BatchContext:
+        hours, balances = self.ledger.take()
         return BatchContext(
             batch=batch,
             fleet=self.fleet,
@@ -533,12 +580,16 @@ class Engine:
             now=now,
             last_seen=self._last_ts,
             interval_s=self.interval_s,
+            calendar=self.calendar,
+            hours=hours,
+            balances=balances,
         )
 
     def _step(self, batch: ReadingBatch, events: list[AlertEvent]) -> None:
         """Run every detector over rows of one tick."""
         dt = self._intervals(batch)
         self.now = max(self.now, float(batch.ts.max()))
+        self.ledger.add(batch, dt)
         ctx = self._context(batch, dt, self.now)
 
         def snapshot(row: int) -> dict[str, Any]:
@@ -550,8 +601,8 @@ class Engine:
 
     def _poll(self, at: float, events: list[AlertEvent]) -> None:
         """Collect the verdicts detectors reach without a reading, at tick time `at`."""
-        empty = ReadingBatch.empty(0)
-        ctx = self._context(empty, np.zeros(0), at)
+        self.ledger.expire(at, self.silence_s)
+        ctx = self._context(ReadingBatch.empty(0), np.zeros(0), at)
         for life in self._lifecycles:
             polled = life.detector.poll(ctx)
             if polled is None or not len(polled.slot):
@@ -584,8 +635,7 @@ class Engine:
         for life in self._lifecycles:
             inc = life.incidents.get(slot)
             if life.detector.kind is alert.kind and inc is not None and inc.alert_id == alert.id:
-                del life.incidents[slot]
-                life.tracked[slot] = False
+                life._drop(slot)
                 # A new incident starts after the clear, in a later second than this one,
                 # so it gets an alert id of its own.
                 life.not_before[slot] = max(self.now, math.floor(alert.start) + 1.0)

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from detectors.engine import Engine, build_detectors
+from meterguard.calendar import Calendar, CalendarSettings
 from meterguard.meters_csv import read_meters_csv
 from meterguard.model import Alert, MeterRegistry, ReadingBatch
 from meterguard.telemetry_csv import DEFAULT_CHUNK_BYTES, ReadingsReader, ReadStats
@@ -73,6 +74,7 @@ def replay(
     span_s: float = DEFAULT_BATCH_SPAN_S,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress: Callable[[int, int], None] | None = None,
+    calendar: CalendarSettings | None = None,
 ) -> ReplayResult:
     """Run DATA_DIR/readings.csv through the engine and write every alert to `out`.
 
@@ -80,7 +82,11 @@ def replay(
     """
     started = time.perf_counter()
     registry = MeterRegistry(read_meters_csv(data_dir / "meters.csv"))
-    engine = Engine(registry, build_detectors(options or {}, registry, "detector options"))
+    engine = Engine(
+        registry,
+        build_detectors(options or {}, registry, "detector options"),
+        Calendar(calendar),
+    )
     reader = ReadingsReader(data_dir / "readings.csv", registry, chunk_bytes)
     alerts: dict[str, Alert] = {}
     result = ReplayResult(stats=reader.stats)

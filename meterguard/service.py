@@ -14,6 +14,7 @@ from api.app import create_app
 from collector.base import Source
 from collector.factory import build_source
 from detectors.engine import Engine, build_detectors
+from meterguard.calendar import Calendar
 from meterguard.model import AlertEvent, AlertEventType, ReadingBatch
 from meterguard.notifiers import build_notifiers
 from meterguard.runtime import Runtime
@@ -38,7 +39,9 @@ class Service:
         self.runtime = runtime
         settings = runtime.settings
         self.engine = Engine(
-            runtime.registry, build_detectors(settings.detectors, runtime.registry)
+            runtime.registry,
+            build_detectors(settings.detectors, runtime.registry),
+            Calendar(settings.calendar),
         )
         self.sources = list(build_sources(runtime) if sources is None else sources)
         self._queue: asyncio.Queue[ReadingBatch] = asyncio.Queue(settings.engine.queue_batches)

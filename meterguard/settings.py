@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from meterguard.calendar import CalendarSettings
 from meterguard.errors import ConfigError, MeterCsvError
 from meterguard.model import Meter
 from meterguard.notifiers import NotifySettings
@@ -89,6 +90,10 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    calendar: CalendarSettings = Field(
+        default_factory=CalendarSettings,
+        description="Public holidays, weekend and local time the detectors judge days by.",
+    )
     notify: NotifySettings = Field(
         default_factory=NotifySettings, description="Webhook and MQTT receivers of alerts."
     )

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from meterguard.calendar import CalendarSettings
 
 NAME = "replay"
 HELP = "run DATA_DIR/readings.csv through the detectors and write alerts.jsonl"
@@ -31,6 +37,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=300.0,
         help="data time per engine batch, s (default 300: one batch per poll round)",
     )
+    place = parser.add_argument_group(
+        "calendar", "where the fleet is (overrides the config's [calendar])"
+    )
+    place.add_argument("--country", default=None, help="public holidays of this ISO country")
+    place.add_argument("--region", default=None, help="... and of this subdivision of it")
+    place.add_argument(
+        "--holiday",
+        action="append",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="one more day judged as a Sunday (repeatable)",
+    )
+    place.add_argument("--timezone", default=None, help="IANA time zone of the fleet")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or report")
 
 
@@ -41,6 +60,30 @@ def _order_note(ahead: int, late: int) -> str:
     return f": {ahead} far ahead of the data time, {late} older than their meter's last row"
 
 
+def _calendar(args: argparse.Namespace, configured: CalendarSettings) -> CalendarSettings:
+    """Return the config's calendar with the command line's choices on top."""
+    from meterguard.calendar import CalendarSettings
+    from meterguard.errors import ConfigError
+
+    changes = {
+        key: value
+        for key, value in (
+            ("country", args.country),
+            ("region", args.region),
+            ("extra_holidays", args.holiday),
+            ("timezone", args.timezone),
+        )
+        if value is not None
+    }
+    if not changes:
+        return configured
+    try:
+        return CalendarSettings.model_validate({**configured.model_dump(), **changes})
+    except ValidationError as exc:
+        problems = [(f"--{e['loc'][0]}".replace("_", "-"), e["msg"]) for e in exc.errors()]
+        raise ConfigError("command line", problems) from exc
+
+
 def run(args: argparse.Namespace) -> int:
     """Replay the folder and report what was read and raised."""
     from tqdm import tqdm
@@ -48,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     from detectors.replay import replay
     from meterguard.settings import load_settings
 
-    options = load_settings(args.config).detectors if args.config else {}
+    settings = load_settings(args.config)
+    options = settings.detectors if args.config else {}
+    calendar = _calendar(args, settings.calendar)
     bar = None
     readings = args.data_dir / "readings.csv"
     if not args.quiet and sys.stderr.isatty() and readings.exists():
@@ -60,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
     with args.out.open("w", encoding="utf-8") as out:
-        result = replay(args.data_dir, out, options, span_s=args.span, progress=progress)
+        result = replay(
+            args.data_dir, out, options, span_s=args.span, progress=progress, calendar=calendar
+        )
     if bar is not None:
         bar.close()
     stats = result.stats

@@ -1,0 +1,290 @@
+"""Hourly energy, weekdays and holidays: consumption_drop, energy_balance, ct_ratio, ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detectors.engine import Engine, build_detectors
+from detectors.ledger import HourlyLedger
+from meterguard.calendar import Calendar, CalendarSettings, DayType
+from meterguard.model import AlertEvent, Meter, MeterRegistry
+from tests.conftest import make_batch
+from tests.detectors.physics import ALL_DETECTORS, opened
+
+HOUR = 3600.0
+DAY = 86_400.0
+#: A Monday.
+START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp()
+HOMES = 12
+Row = tuple[float, int, dict[str, float]]
+
+
+def _engine(registry: MeterRegistry, names: Sequence[str], **calendar: Any) -> Engine:
+    options: dict[str, dict[str, Any]] = {d: {"enabled": False} for d in ALL_DETECTORS}
+    for name in names:
+        options[name] = {}
+    return Engine(
+        registry, build_detectors(options, registry), Calendar(CalendarSettings(**calendar))
+    )
+
+
+def _fleet(feeder: bool) -> MeterRegistry:
+    meters = [
+        Meter(
+            id=f"H{k:02d}",
+            service="1p2w",
+            nominal_v=230,
+            transformer="T1",
+            customer_class="residential",
+        )
+        for k in range(HOMES)
+    ]
+    meters.append(
+        Meter(
+            id="SHOP", service="1p2w", nominal_v=230, transformer="T1", customer_class="commercial"
+        )
+    )
+    if feeder:
+        meters.append(
+            Meter(id="FDR", service="3p4w", nominal_v=230, transformer="T1", role="feeder")
+        )
+    return MeterRegistry(meters)
+
+
+def _home_w(t: float, day_factor: float) -> float:
+    """A home: base load, a morning and an evening peak; busier and quieter days."""
+    hour = (t % DAY) / HOUR
+    peaks = 400.0 * math.exp(-0.5 * ((hour - 7.5) / 1.0) ** 2) + 900.0 * math.exp(
+        -0.5 * ((hour - 19.0) / 1.8) ** 2
+    )
+    return 180.0 + day_factor * peaks
+
+
+def _shop_w(t: float, closed: bool) -> float:
+    """A shop open 8-18 on working days, 8-13 on Saturdays, closed on Sundays and holidays."""
+    hour = (t % DAY) / HOUR
+    weekday = (math.floor(t / DAY) + 3) % 7
+    close = 13.0 if weekday == 5 else 18.0
+    if closed or weekday == 6 or not 8.0 <= hour < close:
+        return 250.0
+    return 3000.0
+
+
+def _rows(
+    days: int,
+    *,
+    feeder: bool = True,
+    metered: Callable[[int, float], float] = lambda k, t: 1.0,
+    home_w: Callable[[int, float, float], float] | None = None,
+    holiday: int | None = None,
+    step: float = 900.0,
+    tap: Callable[[float], float] = lambda t: 0.0,
+) -> list[Row]:
+    """Readings of the fleet every `step`, energy registers included; seeded noise."""
+    rng = np.random.default_rng(7)
+    factors = np.exp(rng.normal(0.0, 0.15, (HOMES, days + 1)))
+    registers = np.zeros(HOMES + 2)
+    rows: list[Row] = []
+    for t in np.arange(START, START + days * DAY, step):
+        day = int((t - START) // DAY)
+        true_total = 0.0
+        for k in range(HOMES + 1):
+            if k < HOMES:
+                base = home_w(k, t, factors[k, day]) if home_w else _home_w(t, factors[k, day])
+                watts = base * (1.0 + 0.03 * rng.normal())
+                seen = watts * metered(k, t)
+            else:
+                watts = seen = _shop_w(t, closed=day == holiday)
+            true_total += watts
+            registers[k] += seen * step / HOUR / 1000.0
+            rows.append(
+                (t, k, {"v1": 230.0, "i1": seen / 230.0, "p1": seen, "e_imp": registers[k]})
+            )
+        if feeder:
+            # Losses, and a load taken past every meter: only the check meter sees them.
+            through = true_total * 1.03 + tap(t)
+            per_phase = through / 3.0
+            registers[-1] += through * step / HOUR / 1000.0
+            values = {f"p{p}": per_phase for p in (1, 2, 3)}
+            values.update({f"v{p}": 231.0 for p in (1, 2, 3)})
+            values.update({f"i{p}": per_phase / 231.0 for p in (1, 2, 3)})
+            values["e_imp"] = registers[-1]
+            rows.append((t, HOMES + 1, values))
+    return rows
+
+
+def _feed(engine: Engine, rows: list[Row], per_batch: int = 400) -> list[AlertEvent]:
+    events: list[AlertEvent] = []
+    for start in range(0, len(rows), per_batch):
+        events += engine.process(make_batch(rows[start : start + per_batch]))
+    return events
+
+
+# ---------------------------------------------------------------- consumption drop
+
+TAP_AT = START + 8 * DAY + 10 * HOUR  # a Tuesday morning
+
+
+def _tapped(share: float) -> Callable[[int, float], float]:
+    return lambda k, t: share if k == 3 and t >= TAP_AT else 1.0
+
+
+def test_a_tap_confirmed_by_the_check_meter_is_raised_within_a_day() -> None:
+    registry = _fleet(feeder=True)
+    events = _feed(_engine(registry, ["consumption_drop"]), _rows(12, metered=_tapped(0.5)))
+    alerts = [e.alert for e in opened(events)]
+    assert [a.meter for a in alerts] == ["H03"]
+    alert = alerts[0]
+    assert alert.raised is not None
+    assert TAP_AT <= alert.start < alert.raised <= TAP_AT + DAY
+    assert alert.severity == "major"
+    assert alert.evidence["transformer_confirms"] is True
+    assert 0.4 < alert.evidence["unexplained_share_of_fall"] < 2.5
+
+
+def test_without_a_check_meter_a_large_fall_is_raised_alone_and_minor() -> None:
+    registry = _fleet(feeder=False)
+    events = _feed(
+        _engine(registry, ["consumption_drop"]), _rows(12, feeder=False, metered=_tapped(0.4))
+    )
+    alerts = [e.alert for e in opened(events)]
+    assert [a.meter for a in alerts] == ["H03"]
+    assert alerts[0].severity == "minor"
+    assert alerts[0].start >= TAP_AT
+    assert alerts[0].evidence["transformer_confirms"] is False
+
+
+def test_an_honest_fall_the_check_meter_does_not_see_is_not_raised() -> None:
+    # The home's true load halves (a tenant moved out): the balance does not move.
+    registry = _fleet(feeder=True)
+
+    def home(k: int, t: float, factor: float) -> float:
+        watts = _home_w(t, factor)
+        return watts * 0.5 if k == 3 and t >= TAP_AT else watts
+
+    events = _feed(_engine(registry, ["consumption_drop"]), _rows(12, home_w=home))
+    assert opened(events) == []
+
+
+def test_weekends_a_holiday_and_a_vacation_raise_nothing() -> None:
+    registry = _fleet(feeder=True)
+    wednesday = 9  # the second Wednesday: a public holiday, the shop closed
+
+    def home(k: int, t: float, factor: float) -> float:
+        away = k == 5 and START + 6 * DAY <= t < START + 12 * DAY
+        return 150.0 if away else _home_w(t, factor)  # away: the fridge only
+
+    holiday = dt.date(2026, 1, 5) + dt.timedelta(days=wednesday)
+    engine = _engine(
+        registry,
+        ["consumption_drop", "energy_balance", "ct_ratio"],
+        extra_holidays=[holiday],
+    )
+    assert engine.calendar.day_type(holiday) is DayType.SUNDAY
+    events = _feed(engine, _rows(14, home_w=home, holiday=wednesday))
+    assert opened(events) == []
+
+
+# ---------------------------------------------------------------- energy balance
+
+
+def test_energy_balance_stays_quiet_on_15_minute_data_then_finds_a_tap() -> None:
+    registry = _fleet(feeder=True)
+    tap_at = START + 9 * DAY + 9 * HOUR
+    # 2 kW taken past every meter from the second Wednesday morning on.
+    rows = _rows(10, tap=lambda t: 2000.0 if t > tap_at else 0.0)
+    engine = _engine(registry, ["energy_balance"])
+    events = _feed(engine, rows)
+    alerts = [e.alert for e in opened(events)]
+    assert [(a.meter, a.kind) for a in alerts] == [("FDR", "energy_balance")]
+    assert tap_at < alerts[0].start < (alerts[0].raised or 0) <= tap_at + 3 * HOUR
+    assert 1500 < alerts[0].evidence["unexplained_w"] < 2500
+
+
+# ---------------------------------------------------------------- ct ratio
+
+
+def test_ct_ratio_judges_working_days_and_gives_each_band_its_severity() -> None:
+    shares = {"FLOOR": 0.08, "LOW": 0.25, "GOOD": 0.6, "HIGH": 1.1, "SATURATED": 1.4}
+    registry = MeterRegistry(
+        [Meter(id=name, service="3p4w", nominal_v=230, ct_primary_a=200) for name in shares]
+    )
+    rows: list[Row] = []
+    for t in np.arange(START, START + 11 * DAY, 1800.0):
+        hour = (t % DAY) / HOUR
+        shape = 1.0 if 7 <= hour < 19 else 0.5
+        for slot, share in enumerate(shares.values()):
+            amps = 200.0 * share * shape
+            rows.append((float(t), slot, {f"i{p}": amps for p in (1, 2, 3)} | {"p1": amps * 220.0}))
+    engine = _engine(registry, ["ct_ratio"])
+    alerts = {e.alert.meter: e for e in opened(_feed(engine, rows))}
+    assert {m: e.alert.severity.value for m, e in alerts.items()} == {
+        "FLOOR": "major",
+        "LOW": "minor",
+        "HIGH": "minor",
+        "SATURATED": "major",
+    }
+    # Seven working days: the first weekend does not count, so the second Tuesday.
+    for event in alerts.values():
+        assert event.ts >= START + 8 * DAY
+        assert event.alert.start == START
+    assert "saturation" in alerts["SATURATED"].alert.summary
+
+
+# ---------------------------------------------------------------- the ledger and calendar
+
+
+def test_the_ledger_fills_the_same_hours_whatever_the_cadence() -> None:
+    from detectors.context import FleetArrays
+
+    registry = MeterRegistry(
+        [Meter(id=f"M{s}", service="1p2w", nominal_v=230) for s in (1, 60, 900, 3600)]
+    )
+    ledger = HourlyLedger(FleetArrays.from_registry(registry))
+    engine_like: dict[int, float] = {}
+    totals = np.zeros((4, 6))
+    for slot, step in enumerate((1.0, 60.0, 900.0, 3600.0)):
+        register = 0.0
+        times = np.arange(0.0, 6 * HOUR + 1, step)
+        batch_rows = []
+        for t in times:
+            register += 1000.0 * step / HOUR / 1000.0  # a steady kilowatt
+            batch_rows.append((t, slot, {"p1": 1000.0, "e_imp": register}))
+        batch = make_batch(batch_rows)
+        dt_rows = np.r_[0.0, np.diff(times)]
+        ledger.add(batch, dt_rows)
+        engine_like[slot] = step
+    hours, _ = ledger.take()
+    for s, h, wh in zip(hours.slot, hours.hour, hours.wh, strict=True):
+        totals[s, h] = wh
+    # Every closed hour holds 1 kWh, whichever cadence filled it (the last stays open).
+    assert np.allclose(totals[:, :5], 1000.0)
+
+
+def test_calendar_days_and_local_hours() -> None:
+    china = Calendar(CalendarSettings(country="CN", timezone="Asia/Shanghai"))
+    assert china.day_type(dt.date(2026, 1, 4)) is DayType.WEEKDAY  # a working Sunday
+    assert china.day_type(dt.date(2026, 2, 17)) is DayType.SUNDAY  # Spring Festival
+    assert china.day_type(dt.date(2026, 1, 3)) is DayType.SATURDAY
+    hour = int(START // HOUR)  # midnight UTC is 08:00 in Shanghai
+    local, kind = china.hours(np.array([hour, hour + 1]))
+    assert local.tolist() == [8, 9]
+    assert kind.tolist() == [DayType.WEEKDAY, DayType.WEEKDAY]
+    plain = Calendar()
+    assert plain.day_type(dt.date(2026, 5, 1)) is DayType.WEEKDAY
+    assert Calendar(CalendarSettings(country="DE")).day_type(dt.date(2026, 5, 1)) is DayType.SUNDAY
+
+
+def test_an_unknown_country_or_zone_is_a_clear_error() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="no holiday calendar"):
+        CalendarSettings(country="XX")
+    with pytest.raises(ValidationError, match="unknown time zone"):
+        CalendarSettings(timezone="Mars/Olympus")
