@@ -60,6 +60,8 @@ _FALLBACK: dict[int, tuple[int, ...]] = {
 }
 #: Hours of a window whose lowest energy is compared with the lowest expected (base load).
 _BASE_HOURS = 6
+#: Falls of one class beginning within this many hours of each other are shared, not thefts.
+_SHARED_HOURS = 12
 #: Prior weight of the class spread, in hourly judgements (a day).
 _PRIOR_WEIGHT = 24.0
 _TAMPER = int(MeterEvent.COVER_OPEN | MeterEvent.TERMINAL_COVER_OPEN | MeterEvent.MAGNETIC_FIELD)
@@ -384,8 +386,8 @@ class ConsumptionDropDetector(Detector):
         )
         tampered &= y < -(cfg.confirmed_sigmas + 1.0) * spread
         confirmed = plausible & (y < -cfg.confirmed_sigmas * spread) & (confirmed_now | tampered)
-        refuted = informative & (support < 0.15)
-        alone &= ~refuted
+        refuted = informative & (support < 0.1)
+        alone &= ~refuted & ~self._shared(meters, alone)
         self.run_alone[meters] = np.where(alone, self.run_alone[meters] + 1, 0)
         self.run_confirmed[meters] = np.where(confirmed, self.run_confirmed[meters] + 1, 0)
         holds = (self.run_alone[meters] >= cfg.alone_hours) | (
@@ -440,6 +442,25 @@ class ConsumptionDropDetector(Detector):
                 "tamper_event": bool(tampered[j]),
             }
 
+    def _shared(self, meters: Int64Array, candidates: BoolArray) -> BoolArray:
+        """Return, for the candidates, whether others of their class began falling with them.
+
+        A tap is one customer's doing; several customers of a class whose consumption began
+        to fall within the same half day are following something they share (a warm spell
+        switching electric heating off, a local event) that the class median does not show.
+        """
+        shared = np.zeros(meters.size, dtype=np.bool_)
+        if not candidates.any():
+            return shared
+        falling = np.flatnonzero(self.low_since >= 0)
+        for j in np.flatnonzero(candidates).tolist():
+            since = self.low_since[meters[j]]
+            peers = falling[self._class[falling] == self._class[meters[j]]]
+            together = np.abs(self.low_since[peers] - since) <= _SHARED_HOURS
+            class_size = int((self._class == self._class[meters[j]]).sum())
+            shared[j] = int(together.sum()) - 1 >= max(2, round(0.03 * class_size))
+        return shared
+
     def _spread(self, meters: Int64Array) -> FloatArray:
         """Return each meter's day-to-day spread of the log ratio.
 
@@ -489,16 +510,17 @@ class ConsumptionDropDetector(Detector):
             noise = float(np.sqrt((sd[ok] ** 2).mean() / n))
             if fall <= 0 or noise >= 0.35 * fall:
                 continue
-            # The unexplained energy must have come with the fall: before the day in which
-            # it began (the window lags the fall by up to a day), the balance was clean.
+            informative[j] = True
+            support[j] = float(u[ok].mean()) / fall
+            # Support counts only if the unexplained energy came with the fall: before the
+            # day in which it began (the window lags the fall by up to a day), the balance
+            # was clean; else it belongs to something else on the transformer.
             before = np.arange(int(since[j]) - 48, int(since[j]) - 24)
             earlier = np.where(
                 self.u_hour[t, before % _RING] == before, self.u_wh[t, before % _RING], np.nan
             )
-            if np.isfinite(earlier).sum() >= 6 and np.nanmean(earlier) > 0.3 * fall:
-                continue
-            informative[j] = True
-            support[j] = float(u[ok].mean()) / fall
+            if np.isfinite(earlier).sum() < 6 or np.nanmean(earlier) > 0.3 * fall:
+                support[j] = min(support[j], 0.15)  # cannot confirm; may still refute
             if n >= 6 and np.std(e[ok]) > 0 and np.std(u[ok]) > 0:
                 correlation[j] = float(np.corrcoef(u[ok], e[ok])[0, 1])
             else:
