@@ -41,6 +41,7 @@ from meterguard.model import (
     Severity,
     decode_events,
 )
+from meterguard.validation import ValidationReport
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,10 @@ MAX_INTERVAL_S = 7200.0
 #: data time passes a multiple of this; batches are cut there, so the same readings give
 #: the same verdicts at the same data times whatever the batches they came in.
 TICK_S = 300.0
+#: A reading more than this ahead of the fleet's data time (the latest time seen, or where
+#: 90 % of the batch lies if later) is refused: one device's wrong clock must not move the
+#: data time of every other meter.
+MAX_AHEAD_S = 3600.0
 #: Weight of a new interval in a meter's usual interval (on a log scale, one step at most
 #: doubling or halving it, so one long silence does not pass for a new cadence).
 _INTERVAL_RATE = 0.2
@@ -502,6 +507,9 @@ class Engine:
         #: Rows dropped: not a finite time, or older than their meter's latest reading (a
         #: late row would move windows and incidents backwards).
         self.rows_dropped = 0
+        #: Rows refused for a time far ahead of the fleet's data time, by meter id (shared
+        #: with the reading validator's report when the service runs one).
+        self.clock_report: ValidationReport = ValidationReport()
 
     def _intervals(self, batch: ReadingBatch) -> FloatArray:
         """Return, per row, the data time its reading covers; learn each meter's interval.
@@ -556,6 +564,16 @@ class Engine:
             batch = batch.take(np.flatnonzero(usable))
         if len(batch) == 0:
             return events
+        # The fleet's data time: the latest seen, or where most of this batch lies (a few
+        # rows of one device with a wrong clock cannot carry it).
+        reference = max(self.now, float(np.quantile(batch.ts, 0.9)))
+        ahead = batch.ts > reference + MAX_AHEAD_S
+        if ahead.any():
+            self.rows_dropped += int(ahead.sum())
+            self.clock_report.readings_refused["clock_ahead"] += int(ahead.sum())
+            for slot in batch.slot[ahead].tolist():
+                self.clock_report.clock_off[self.registry.by_slot(slot).id] += 1
+            batch = batch.take(np.flatnonzero(~ahead))
         if np.any(batch.ts[1:] < batch.ts[:-1]):
             batch = batch.take(np.argsort(batch.ts, kind="stable"))
         ticks = np.floor(batch.ts / TICK_S).astype(np.int64)

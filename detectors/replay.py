@@ -18,6 +18,7 @@ from meterguard.meters_csv import read_meters_csv
 from meterguard.model import Alert, MeterRegistry, ReadingBatch
 from meterguard.telemetry_csv import DEFAULT_CHUNK_BYTES, ReadingsReader, ReadStats
 from meterguard.timefmt import rfc3339
+from meterguard.validation import ReadingValidator, ValidationReport, ValidationSettings
 
 #: Data time one engine batch spans: live, the engine sees a batch per poll round; replay
 #: cuts the file the same way so that silence and windows are judged as promptly.
@@ -35,6 +36,8 @@ class ReplayResult:
     data_start: float | None = None
     data_end: float | None = None
     by_kind: dict[str, int] = field(default_factory=dict)
+    #: Values blanked and readings refused by the physical and clock checks.
+    validation: ValidationReport = field(default_factory=ValidationReport)
 
 
 def split_by_time(batch: ReadingBatch, span_s: float) -> Iterator[ReadingBatch]:
@@ -75,6 +78,7 @@ def replay(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress: Callable[[int, int], None] | None = None,
     calendar: CalendarSettings | None = None,
+    validation: ValidationSettings | None = None,
 ) -> ReplayResult:
     """Run DATA_DIR/readings.csv through the engine and write every alert to `out`.
 
@@ -88,13 +92,16 @@ def replay(
         Calendar(calendar),
     )
     reader = ReadingsReader(data_dir / "readings.csv", registry, chunk_bytes)
+    validator = ReadingValidator(registry, validation)
+    engine.clock_report = validator.report
+    result_validation = validator.report
     alerts: dict[str, Alert] = {}
-    result = ReplayResult(stats=reader.stats)
+    result = ReplayResult(stats=reader.stats, validation=result_validation)
     for chunk in reader:
         if result.data_start is None:
             result.data_start = float(chunk.ts.min())
         result.data_end = max(result.data_end or -np.inf, float(chunk.ts.max()))
-        for batch in split_by_time(chunk, span_s):
+        for batch in split_by_time(validator.check(chunk), span_s):
             for event in engine.process(batch):
                 alerts[event.alert.id] = event.alert
         if progress is not None:

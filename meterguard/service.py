@@ -18,6 +18,7 @@ from meterguard.calendar import Calendar
 from meterguard.model import AlertEvent, AlertEventType, ReadingBatch
 from meterguard.notifiers import build_notifiers
 from meterguard.runtime import Runtime
+from meterguard.validation import ReadingValidator, wall_clock
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class Service:
             build_detectors(settings.detectors, runtime.registry),
             Calendar(settings.calendar),
         )
+        self.validator = ReadingValidator(runtime.registry, settings.validation)
+        self.engine.clock_report = self.validator.report
         self.sources = list(build_sources(runtime) if sources is None else sources)
         self._queue: asyncio.Queue[ReadingBatch] = asyncio.Queue(settings.engine.queue_batches)
         self._series_queue: asyncio.Queue[ReadingBatch] = asyncio.Queue(
@@ -74,6 +77,12 @@ class Service:
             batch = await self._queue.get()
             counters.batches_in += 1
             counters.readings_in += len(batch)
+            # Nothing downstream sees a value the meter cannot have shown, or a reading
+            # from a clock that is wrong.
+            batch = self.validator.check(batch, wall_clock())
+            if len(batch) == 0:
+                self._queue.task_done()
+                continue
             self.runtime.latest.update(batch)
             for event in self.engine.process(batch):
                 applied = await self._persist(

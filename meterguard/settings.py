@@ -22,6 +22,7 @@ from meterguard.source_settings import MqttSubscription as MqttSubscription
 from meterguard.source_settings import SourceSettings as SourceSettings
 from meterguard.stores.config import InfluxSettings as InfluxSettings
 from meterguard.stores.config import StorageSettings as StorageSettings
+from meterguard.validation import ValidationSettings
 
 ENV_PREFIX = "MG_"
 
@@ -90,6 +91,10 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    validation: ValidationSettings = Field(
+        default_factory=ValidationSettings,
+        description="Physical bounds and the clock every reading is checked against.",
+    )
     calendar: CalendarSettings = Field(
         default_factory=CalendarSettings,
         description="Public holidays, weekend and local time the detectors judge days by.",

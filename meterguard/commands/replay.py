@@ -115,6 +115,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.data_dir / 'readings.csv'}:{bad.line}: {bad.reason}", file=sys.stderr)
     if stats.bad > len(stats.bad_rows):
         print(f"... and {stats.bad - len(stats.bad_rows)} more bad rows", file=sys.stderr)
+    checked = result.validation
+    if checked.values_out_of_range:
+        figures = ", ".join(f"{q} {n}" for q, n in sorted(checked.values_out_of_range.items()))
+        print(f"values beyond physical bounds, taken as not measured: {figures}", file=sys.stderr)
+    for meter, count in sorted(checked.clock_off.items()):
+        print(
+            f"meter {meter}: {count} readings refused for their time (clock off)", file=sys.stderr
+        )
     for code, count in sorted(stats.unknown_events.items()):
         print(f"unknown event code {code!r} seen {count} times (kept, not used)", file=sys.stderr)
     if not args.quiet:
