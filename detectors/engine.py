@@ -133,6 +133,11 @@ def _snapshot(batch: ReadingBatch, row: int) -> dict[str, Any]:
     return out
 
 
+def _finite(value: float) -> float:
+    """Return an alert figure fit to show: never inf or NaN (0 when it cannot be told)."""
+    return value if math.isfinite(value) else 0.0
+
+
 def _slice(batch: ReadingBatch, a: int, b: int) -> ReadingBatch:
     """Return rows a..b of a batch as contiguous arrays (the compiled passes want them)."""
     return ReadingBatch(
@@ -234,8 +239,8 @@ class _Lifecycle:
         facts = IncidentFacts(
             phase=inc.phase,
             duration_s=(end if end is not None else latest_ts) - inc.start,
-            peak_magnitude=inc.peak_magnitude,
-            kwh_lost=inc.kwh_lost,
+            peak_magnitude=_finite(inc.peak_magnitude),
+            kwh_lost=_finite(inc.kwh_lost),
         )
         severity = SEVERITY_LEVELS[inc.severity_code] or det.config.severity
         if inc.kwh_lost >= det.config.critical_kwh:
@@ -249,14 +254,14 @@ class _Lifecycle:
             raised=inc.raised_at,
             end=end,
             phase=inc.phase or None,
-            confidence=round(min(max(inc.confidence, 0.0), 1.0), 3),
-            estimated_kwh_lost=round(inc.kwh_lost, 4),
+            confidence=round(min(max(_finite(inc.confidence), 0.0), 1.0), 3),
+            estimated_kwh_lost=round(_finite(inc.kwh_lost), 4),
             summary=det.summarise(facts),
             evidence={
                 **inc.evidence,
                 "onset": _onset_dict(inc),
                 "last_hold_ts": inc.last_hold,
-                "peak_magnitude": inc.peak_magnitude,
+                "peak_magnitude": _finite(inc.peak_magnitude),
             },
         )
 
