@@ -27,6 +27,9 @@ from detectors.base import (
 from detectors.context import BatchContext
 from meterguard.model import AlertKind, MeterRegistry, ReadingBatch
 
+#: A current turned round by more than this angle (cos 165 deg) is reversed, not shifted.
+_REVERSED_COS = -0.966
+
 
 class PhaseShiftConfig(DetectorConfig):
     """Options of the phase-shift detector."""
@@ -101,9 +104,8 @@ def _judge(
             q = values[q0 + k, r]
             if math.isnan(p) or math.isnan(amps) or math.isnan(volts):
                 continue
-            if amps < min_current or volts < 0.85 * ref_v[s] or p < 0.0:
+            if amps < min_current or volts < 0.85 * ref_v[s]:
                 continue
-            any_usable = True
             apparent = volts * amps
             pf = p / apparent if apparent > 0 else 1.0
             norm = math.hypot(p, q) if not math.isnan(q) else 0.0
@@ -117,12 +119,19 @@ def _judge(
             bc = base_cos[k, s]
             bs = base_sin[k, s]
             warm = learned[k, s] >= warmup and not math.isnan(bc)
+            # Negative power is a shifted phase only when the angle says so (P and Q known,
+            # a learned angle, and not turned round: that is the reversal detector's).
+            if p < 0.0 and not (warm and has_q):
+                continue
+            any_usable = True
             fires = False
             if warm:
                 bn = math.hypot(bc, bs)
                 ubc = bc / bn if bn > 0 else 1.0
                 ubs = bs / bn if bn > 0 else 0.0
                 cos_shift = cos_a * ubc + sin_a * (ubs if has_q else abs(ubs))
+                if p < 0.0 and cos_shift <= _REVERSED_COS:
+                    continue
                 if cos_shift <= cos_min_shift:
                     fires = True
                     if cos_shift < worst_cos:
@@ -169,7 +178,9 @@ class PhaseShiftDetector(Detector):
     """Flags the phase-shifting method: a power angle far from the phase's usual one.
 
     The angle between a phase's voltage and current comes from P and Q (or P / V*I when
-    Q is not measured). Negative power is the reversal detector's.
+    Q is not measured). A phase turned round (about 180 degrees, or any negative power
+    whose angle cannot be told) is the reversal detector's; a shift of, say, 120 degrees
+    drives the power negative too and is flagged here as well.
     """
 
     name = "phase_shift"
