@@ -39,7 +39,7 @@ from detectors.base import (
     register,
 )
 from detectors.context import BatchContext, phase_block
-from meterguard.calendar import DAY_TYPES, DayType
+from meterguard.calendar import DAY_TYPES
 from meterguard.model import (
     AlertKind,
     FloatArray,
@@ -52,12 +52,6 @@ from meterguard.model import (
 HOUR_S = 3600.0
 #: Hours of history kept per meter and per transformer.
 _RING = 72
-#: When a day type has not been seen yet, the same hour of these day types stands in.
-_FALLBACK: dict[int, tuple[int, ...]] = {
-    DayType.WEEKDAY: (DayType.SATURDAY, DayType.SUNDAY),
-    DayType.SATURDAY: (DayType.SUNDAY, DayType.WEEKDAY),
-    DayType.SUNDAY: (DayType.SATURDAY, DayType.WEEKDAY),
-}
 #: Hours of a window whose lowest energy is compared with the lowest expected (base load).
 _BASE_HOURS = 6
 #: Falls of one class beginning within this many hours of each other are shared, not thefts.
@@ -265,14 +259,6 @@ class ConsumptionDropDetector(Detector):
             return None
         parts, self.verdicts = self.verdicts, []
         return SlotConditions.concat(parts)
-
-    def _expected(self, meters: Int64Array, day_type: int, hour: int) -> FloatArray:
-        """Return each meter's baseline for the hour, from similar days while one is unseen."""
-        expected: FloatArray = self.base[meters, day_type, hour].copy()
-        for other in _FALLBACK[day_type]:
-            missing = ~np.isfinite(expected)
-            expected[missing] = self.base[meters[missing], other, hour]
-        return expected
 
     def _judge(
         self,
