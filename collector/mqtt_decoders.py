@@ -3,6 +3,11 @@
 A decoder turns one payload into readings `(meter, ts, {quantity: value}, event mask)` or
 raises DecodeError with the reason. Decoders are pure apart from Shelly's, which merges
 partial updates per device and so keeps the last known values.
+
+Missing is not zero: a quantity a payload does not carry (absent, null, an empty array)
+is left out, so it stays "not measured" (NaN) downstream. Reactive power is taken only
+where its sign is known: Shelly Pro 3EM sends none (apparent power and PF give only |Q|)
+and Tasmota's ReactivePower carries no sign, so both leave q1-q3 unmeasured.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ _TS_CACHE: dict[str, float] = {}
 def parse_ts(value: Any, where: str) -> float:
     """Return epoch seconds from a number or an RFC 3339 string; anything else is an error."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        ts = float(value)
+        try:
+            ts = float(value)
+        except OverflowError as exc:  # an integer beyond any float
+            raise DecodeError(where, "ts is not finite") from exc
         if math.isfinite(ts):
             return ts
         raise DecodeError(where, "ts is not finite")
@@ -36,11 +44,12 @@ def parse_ts(value: Any, where: str) -> float:
             return cached
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise DecodeError(where, f"ts {value!r} is not RFC 3339") from exc
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        ts = parsed.timestamp()
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            # Years near 1 or 9999 with an offset fall outside what a timestamp can hold.
+            ts = parsed.timestamp()
+        except (ValueError, OverflowError, OSError) as exc:
+            raise DecodeError(where, f"ts {value[:40]!r} is not RFC 3339") from exc
         if len(_TS_CACHE) > 4096:  # readings of one round share a ts: a small cache suffices
             _TS_CACHE.clear()
         _TS_CACHE[value] = ts
@@ -57,8 +66,14 @@ def _load(payload: bytes, where: str) -> Any:
 
 def _number(value: Any, key: str, where: str) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise DecodeError(where, f"{key} is not a number: {value!r}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
+        if math.isfinite(number):
+            return number
+        raise DecodeError(where, f"{key} is not a finite number")
+    raise DecodeError(where, f"{key} is not a number: {str(value)[:40]!r}")
 
 
 def _own_reading(obj: Any, topic_meter: str | None, now: float, where: str) -> Reading:
@@ -68,7 +83,7 @@ def _own_reading(obj: Any, topic_meter: str | None, now: float, where: str) -> R
     if not isinstance(meter, str) or not meter:
         raise DecodeError(where, "no meter id in topic or payload")
     if topic_meter is not None and meter != topic_meter:
-        raise DecodeError(where, f"payload meter {meter!r} differs from topic meter")
+        raise DecodeError(where, f"payload meter {meter[:40]!r} differs from topic meter")
     ts = parse_ts(obj.get("ts"), where)
     values: dict[str, float] = {}
     for key, value in obj.items():
@@ -102,6 +117,10 @@ _SHELLY_FIELDS = (("voltage", "v"), ("current", "i"), ("act_power", "p"))
 class ShellyDecoder:
     """Shelly Pro 3EM (Gen2): `em:0` status and NotifyStatus frames, partial updates merged."""
 
+    #: Devices whose last values are kept; past this the memory starts afresh (a flood
+    #: of made-up topic names must not grow it without end).
+    MAX_DEVICES = 100_000
+
     def __init__(self) -> None:
         self._last: dict[str, dict[str, float]] = {}
 
@@ -130,7 +149,11 @@ class ShellyDecoder:
             self._em(em, update, where)
         if emdata is not None:
             self._emdata(emdata, update, where)
-        merged = self._last.setdefault(topic_meter, {})
+        merged = self._last.get(topic_meter)
+        if merged is None:
+            if len(self._last) >= self.MAX_DEVICES:
+                self._last.clear()
+            merged = self._last[topic_meter] = {}
         merged.update(update)
         if not merged:
             raise DecodeError(where, "no em:0 measurement in the frame")
@@ -162,18 +185,28 @@ class ShellyDecoder:
                 out[quantity] = _number(value, key, where) / 1000.0  # Wh -> kWh
 
 
+#: Per-phase Tasmota fields. ReactivePower is left out on purpose: Tasmota sends it
+#: without a sign, and an unsigned Q would put a capacitive load on the wrong side.
 _TASMOTA_FIELDS = (
     ("Voltage", "v"),
     ("Current", "i"),
     ("Power", "p"),
-    ("ReactivePower", "q"),
 )
+
+
+def _tasmota_phases(value: Any, key: str, where: str) -> list[float | None]:
+    """Return one value per phase (None: not sent); a number is one phase."""
+    phases = value if isinstance(value, list) else [value]
+    if len(phases) > 3:
+        raise DecodeError(where, f"{key} has {len(phases)} phases")
+    return [None if v is None else _number(v, key, where) for v in phases]
 
 
 def decode_tasmota(payload: bytes, topic_meter: str | None, now: float) -> list[Reading]:
     """Decode Tasmota `tele/<topic>/SENSOR` with an ENERGY object (single or three phase).
 
     `Time` is taken as UTC unless it carries an offset: set the device's Timezone to 0.
+    An empty array or a null is "not measured", never 0.
     """
     where = "tasmota"
     if topic_meter is None:
@@ -190,20 +223,21 @@ def decode_tasmota(payload: bytes, topic_meter: str | None, now: float) -> list[
         value = energy.get(key)
         if value is None:
             continue
-        phases = value if isinstance(value, list) else [value]
-        if len(phases) > 3:
-            raise DecodeError(where, f"{key} has {len(phases)} phases")
-        for k, v in enumerate(phases, start=1):
-            values[f"{prefix}{k}"] = _number(v, key, where)
+        for k, v in enumerate(_tasmota_phases(value, key, where), start=1):
+            if v is not None:
+                values[f"{prefix}{k}"] = v
     for key, quantity in (("Total", "e_imp"), ("ExportActive", "e_exp"), ("Frequency", "f")):
         value = energy.get(key)
         if value is None:
             continue
-        if isinstance(value, list):
-            numbers = [_number(v, key, where) for v in value]
-            values[quantity] = sum(numbers) if quantity != "f" else numbers[0]
-        else:
-            values[quantity] = _number(value, key, where)
+        numbers = _tasmota_phases(value, key, where)
+        known = [v for v in numbers if v is not None]
+        if quantity == "f":
+            if known:
+                values["f"] = known[0]
+        elif known and len(known) == len(numbers):
+            # A register total needs every phase: a sum over some would be a fall.
+            values[quantity] = math.fsum(known)
     if not values:
         raise DecodeError(where, "ENERGY has no measurement")
     return [(topic_meter, ts, values, 0)]

@@ -108,9 +108,49 @@ def test_tasmota_single_and_three_phase() -> None:
     [(_, ts3, v3, _)] = decode_tasmota(_b(three), "pm", NOW)
     assert ts3 == NOW + 60 - 3600
     assert v3["p3"] == -50.0
-    assert v3["q2"] == 20.0
+    # Tasmota's reactive power has no sign: it is not taken as q (missing is not zero).
+    assert not {"q1", "q2", "q3"} & v3.keys()
     assert v3["e_imp"] == 6.5
     assert v3["f"] == 50.0
+
+
+def test_tasmota_empty_arrays_and_nulls_are_not_measured() -> None:
+    # The payload that once killed the service: an empty array where a number belongs.
+    [(_, _, values, _)] = decode_tasmota(
+        _b({"ENERGY": {"Frequency": [], "Total": [], "Power": [120, None, 80], "Voltage": 230}}),
+        "pm",
+        NOW,
+    )
+    assert values == {"p1": 120.0, "p3": 80.0, "v1": 230.0}
+    # A register total over some phases only would read as a fall: left out.
+    [(_, _, partial, _)] = decode_tasmota(
+        _b({"ENERGY": {"Total": [1.0, None, 2.0], "Power": 5}}), "pm", NOW
+    )
+    assert partial == {"p1": 5.0}
+    with pytest.raises(DecodeError, match="no measurement"):
+        decode_tasmota(_b({"ENERGY": {"Frequency": []}}), "pm", NOW)
+
+
+def test_shelly_sends_no_reactive_power_and_none_is_made_up() -> None:
+    em = {
+        "a_voltage": 230.0, "a_current": 5.0, "a_act_power": 1035.0,
+        "a_aprt_power": 1150.0, "a_pf": 0.9,
+    }  # fmt: skip
+    [(_, _, values, _)] = ShellyDecoder()(_b(em), "s", NOW)
+    assert values == {"v1": 230.0, "i1": 5.0, "p1": 1035.0}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"meter": "A", "ts": 1e999, "v1": 1}',
+        b'{"meter": "A", "ts": 1' + b"0" * 400 + b', "v1": 1}',
+        b'{"meter": "A", "ts": 1, "v1": 1' + b"0" * 400 + b"}",
+    ],
+)
+def test_numbers_beyond_a_float_are_refused_with_a_reason(payload: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_meterguard(payload, None, 0)
 
 
 @pytest.mark.parametrize(
