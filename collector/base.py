@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -28,6 +29,37 @@ class Source(Protocol):
     def batches(self) -> AsyncIterator[ReadingBatch]:
         """Yield batches of readings until the source is closed."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A batch and what to call once the series store has committed it.
+
+    A source that can have its input sent again (an MQTT broker) acknowledges only in
+    `on_committed`, so a crash before the commit loses nothing the broker accepted.
+    """
+
+    batch: ReadingBatch
+    on_committed: Callable[[], None] | None = None
+
+
+@runtime_checkable
+class CommittingSource(Protocol):
+    """A source whose input is acknowledged only after its readings are stored."""
+
+    def deliveries(self) -> AsyncIterator[Delivery]:
+        """Yield batches with their commit callbacks until the source is closed."""
+        ...
+
+
+async def deliveries(source: Source) -> AsyncIterator[Delivery]:
+    """Yield a source's batches with commit callbacks (None: the source needs none)."""
+    if isinstance(source, CommittingSource):
+        async for delivery in source.deliveries():
+            yield delivery
+        return
+    async for batch in source.batches():
+        yield Delivery(batch)
 
 
 def batch_from_rows(rows: Sequence[tuple[float, int, dict[str, float], int]]) -> ReadingBatch:

@@ -3,10 +3,12 @@
 paho-mqtt runs the connection in its own thread. Its per-message path is the bottleneck
 of a Python consumer (one-byte socket reads, a message object, a callback and one PUBACK
 write per message), so `_LeanClient` reads the socket in 64 KiB chunks, queues the raw
-topic and payload of each PUBLISH, and leaves the acknowledgement to the source: after a
-batch has been handed on, its PUBACKs go out in one write. A reading is therefore
-acknowledged only once meterguard holds it; if meterguard dies first the broker
-delivers it again (at least once).
+topic and payload of each PUBLISH, and leaves the acknowledgement to the source: once the
+series store has committed a batch (`deliveries()`: the service calls the batch's
+`on_committed`), its PUBACKs go out in one write. A reading is therefore acknowledged only
+once it is stored; if meterguard dies first the broker delivers it again (at least once).
+A payload that cannot be used, whatever the reason, is kept as a dead letter and
+acknowledged with its batch: it is never delivered again.
 
 The inbox between the client thread and the event loop is bounded twice: the broker may
 have at most ReceiveMaximum (MQTT 5, sent as 2 x batch_max) unacknowledged QoS 1/2
@@ -23,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import struct
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -40,6 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from collector.base import Delivery
 from collector.mqtt_decoders import Decoder, make_decoder
 from meterguard.errors import DecodeError
 from meterguard.model import QUANTITY_INDEX, MeterRegistry, ReadingBatch
@@ -56,6 +60,8 @@ INBOX_FACTOR = 4
 RECEIVE_FACTOR = 2
 #: Raw message as queued by the client thread: topic, payload, message id, connection number.
 RawMessage = tuple[bytes, bytes, int, int]
+#: Longest reason kept with a dead letter.
+REASON_CHARS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +199,8 @@ class MqttSource:
         self._ever_connected = False
         self._closing = False
         self._down_since: float | None = None
-        #: received, readings, malformed, unknown_meter, unrouted, connects.
+        #: received, readings, malformed, decoder_error, unknown_meter, unrouted, connects,
+        #: inbox_full (docs/COLLECTORS.md).
         self.counters: Counter[str] = Counter()
         #: Malformed payloads per topic.
         self.malformed: Counter[str] = Counter()
@@ -203,7 +210,10 @@ class MqttSource:
         self.subscribed = threading.Event()
         self._inbox_max = INBOX_FACTOR * settings.batch_max
         self._overflowing = False
-        status.register_source(self.name, self.counters, self.dead_letters, kind=settings.type)
+        self.health = status.register_source(
+            self.name, self.counters, self.dead_letters, kind=settings.type
+        )
+        self._decoder_failed_logged = False
 
     # -- the client thread -------------------------------------------------------------
 
@@ -256,6 +266,7 @@ class MqttSource:
         if reason.is_failure:
             self._note_down(f"refused: {reason}")
             return
+        self.health.upstream(True)
         assert self._client is not None
         self._client.generation += 1
         self.counters["connects"] += 1
@@ -291,6 +302,7 @@ class MqttSource:
         self._note_down("cannot connect")
 
     def _note_down(self, why: str) -> None:
+        self.health.upstream(False, f"broker {self.settings.host}:{self.settings.port} {why}")
         if self._down_since is None:
             self._down_since = time.monotonic()
             log.warning(
@@ -336,6 +348,15 @@ class MqttSource:
     async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        # Entered again after a restart: what an earlier session left unacknowledged comes
+        # again from the broker, so nothing of it is kept here.
+        with self._lock:
+            self._closing = False
+            self._overflowing = False
+            self._woken = False
+            self._inbox = []
+        self.connected.clear()
+        self.subscribed.clear()
         self._client = client = self._make_client()
         kwargs: dict[str, Any] = {}
         if self.settings.protocol == "5":
@@ -406,18 +427,40 @@ class MqttSource:
         self._routes[topic] = found
         return found
 
-    def _dead(self, topic: bytes, payload: bytes, reason: str) -> None:
+    def _dead(self, topic: bytes, payload: bytes, reason: str, event: str = "malformed") -> None:
+        """Keep a payload that cannot be used, counted by why (`event`)."""
         name = topic.decode("utf-8", "replace")
-        self.malformed[name] += 1
-        self.counters["malformed"] += 1
+        if event == "malformed":
+            self.malformed[name] += 1
+        self.counters[event] += 1
         if self.dead_letters.maxlen:
-            self.dead_letters.append(DeadLetter(time.time(), name, reason, payload[:4096]))
+            letter = DeadLetter(time.time(), name, reason[:REASON_CHARS], payload[:4096])
+            self.dead_letters.append(letter)
+
+    def _decoder_failed(self, topic: bytes, payload: bytes, exc: Exception) -> None:
+        """Keep a payload whose decoder raised an unexpected error (a hole in the decoder)."""
+        reason = f"decoder failed: {type(exc).__name__}: {exc}"
+        self._dead(topic, payload, reason, "decoder_error")
+        if not self._decoder_failed_logged:
+            # Once per source: the dead letters and the counter tell about later ones.
+            self._decoder_failed_logged = True
+            log.error(
+                "mqtt %s: a payload on %s broke its decoder; it is kept as a dead letter "
+                "(further ones are only counted)",
+                self.name,
+                topic.decode("utf-8", "replace"),
+                exc_info=exc,
+            )
 
     def decode(self, items: list[RawMessage]) -> ReadingBatch:
-        """Turn raw messages into one batch; bad ones go to the dead letters, never abort."""
+        """Turn raw messages into one batch; bad ones go to the dead letters, never abort.
+
+        Whatever a payload does to its decoder, only that payload is lost: its rows are
+        taken back and it is kept as a dead letter with the reason.
+        """
         now = time.time()
         slots = self._slots
-        n = len(items)
+        n = max(1, len(items))
         ts = np.empty(n, dtype=np.float64)
         slot = np.empty(n, dtype=np.int32)
         events = np.zeros(n, dtype=np.uint32)
@@ -430,34 +473,43 @@ class MqttSource:
             if route is None:
                 self.counters["unrouted"] += 1
                 continue
+            first = r
+            placed: list[int] = []
             try:
                 readings = route.decoder(payload, route.meter, now)
-            except DecodeError as exc:
-                self._dead(topic, payload, exc.reason)
+                for meter, t, quantities, mask in readings:
+                    s = slots.get(meter, -1)
+                    if s == -1:
+                        s = self._slot(meter)
+                    if s is None:
+                        self._dead(topic, payload, f"unknown meter {meter!r}", "unknown_meter")
+                        continue
+                    if r == n:  # a message carried several readings: grow
+                        n *= 2
+                        ts = np.concatenate([ts, np.empty(n - r)])
+                        slot = np.concatenate([slot, np.empty(n - r, dtype=np.int32)])
+                        events = np.concatenate([events, np.zeros(n - r, dtype=np.uint32)])
+                        grown = np.full((len(index), n), np.nan)
+                        grown[:, :r] = values[:, :r]
+                        values = grown
+                    ts[r] = t
+                    slot[r] = s
+                    events[r] = mask
+                    for q, v in quantities.items():
+                        values[index[q], r] = v
+                    placed.append(s)
+                    r += 1
+            except Exception as exc:  # any failure loses this payload only
+                values[:, first:r] = np.nan
+                events[first:r] = 0
+                r = first
+                if isinstance(exc, DecodeError):
+                    self._dead(topic, payload, exc.reason)
+                else:
+                    self._decoder_failed(topic, payload, exc)
                 continue
-            for meter, t, quantities, mask in readings:
-                s = slots.get(meter, -1)
-                if s == -1:
-                    s = self._slot(meter)
-                if s is None:
-                    self.counters["unknown_meter"] += 1
-                    self._dead(topic, payload, f"unknown meter {meter!r}")
-                    continue
-                if r == n:  # a message carried several readings: grow
-                    n *= 2
-                    ts = np.concatenate([ts, np.empty(n - r)])
-                    slot = np.concatenate([slot, np.empty(n - r, dtype=np.int32)])
-                    events = np.concatenate([events, np.zeros(n - r, dtype=np.uint32)])
-                    grown = np.full((len(index), n), np.nan)
-                    grown[:, :r] = values[:, :r]
-                    values = grown
-                ts[r] = t
-                slot[r] = s
-                events[r] = mask
-                for q, v in quantities.items():
-                    values[index[q], r] = v
+            for s in placed:
                 seen[s] = seen.get(s, 0) + 1
-                r += 1
         self.counters["received"] += len(items)
         self.counters["readings"] += r
         self._update_status(seen, now)
@@ -500,15 +552,23 @@ class MqttSource:
         return silent
 
     def ack(self, items: list[RawMessage]) -> None:
-        """Acknowledge handed-on messages of the current connection (older ones come again)."""
+        """Acknowledge messages of the current connection (older ones come again)."""
+        self._ack_ids([(mid, gen) for _t, _p, mid, gen in items if mid])
+
+    def _ack_ids(self, ids: list[tuple[int, int]]) -> None:
         client = self._client
-        if client is None or self.settings.qos == 0:
+        if client is None or self.settings.qos == 0 or not ids:
             return
         generation = client.generation
-        client.ack_many([mid for _t, _p, mid, gen in items if mid and gen == generation])
+        client.ack_many([mid for mid, gen in ids if gen == generation])
 
-    async def batches(self) -> AsyncGenerator[ReadingBatch, None]:
-        """Yield a batch every flush_s (sooner when batch_max messages wait)."""
+    async def deliveries(self) -> AsyncGenerator[Delivery, None]:
+        """Yield a batch every flush_s (sooner when batch_max messages wait), unacknowledged.
+
+        Each delivery's `on_committed` sends the PUBACKs of its messages, dead letters
+        included; call it once the readings are stored. A batch without a usable reading
+        is delivered too (empty), so that acknowledgements keep the order of arrival.
+        """
         assert self._wake is not None, "use the source as an async context manager"
         flush = self.settings.flush_s
         next_check = time.monotonic()
@@ -523,6 +583,13 @@ class MqttSource:
             if not items:
                 continue
             batch = self.decode(items)
-            if len(batch):
-                yield batch  # resumed once the consumer has taken the batch
-            self.ack(items)
+            ids = [(mid, gen) for _t, _p, mid, gen in items if mid]
+            yield Delivery(batch, functools.partial(self._ack_ids, ids))
+
+    async def batches(self) -> AsyncIterator[ReadingBatch]:
+        """Yield the batches of deliveries(), acknowledged once the consumer takes the next."""
+        async for delivery in self.deliveries():
+            if len(delivery.batch):
+                yield delivery.batch  # resumed once the consumer has taken the batch
+            if delivery.on_committed is not None:
+                delivery.on_committed()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
 
 from meterguard.errors import ConfigError
 
@@ -20,6 +21,10 @@ class MeterStatus:
     errors: int = 0
     consecutive_failures: int = 0
     readings: int = 0
+    #: Registers whose answers no meter of this kind can give (a NaN float, a negative
+    #: current, no voltage while current flows), by quantity: usually a wrong profile,
+    #: register type or word order. Checked on the first polls after start-up.
+    register_problems: dict[str, str] = field(default_factory=dict)
 
     @property
     def online(self) -> bool:
@@ -44,6 +49,68 @@ class DeadLetterView(Protocol):
     def payload(self) -> bytes: ...
 
 
+#: What a source is doing: `starting` (not run yet, or connecting for the first time),
+#: `running`, `unreachable` (running, but its broker or gateway cannot be reached),
+#: `failed` (it raised; restarted after a backoff) or `stopped`.
+SourceState = Literal["starting", "running", "unreachable", "failed", "stopped"]
+
+
+@dataclass(slots=True)
+class SourceHealth:
+    """Whether a source runs and reaches its upstream; the service and the source write it."""
+
+    #: Set by the service: the source is inside its context and delivering.
+    running: bool = False
+    #: Set by the service: the source raised and waits for its restart.
+    failed: bool = False
+    stopped: bool = False
+    #: Set by the source: its broker or gateway answers (None: not known, or none).
+    reachable: bool | None = None
+    #: Why the upstream cannot be reached, as the source last saw it.
+    unreachable_reason: str | None = None
+    #: Restarts after a failure since the service started.
+    restarts: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+    @property
+    def state(self) -> SourceState:
+        """Return the one word an operator reads first."""
+        if self.stopped:
+            return "stopped"
+        if self.failed:
+            return "failed"
+        if self.reachable is False:
+            return "unreachable"
+        return "running" if self.running else "starting"
+
+    @property
+    def degraded(self) -> bool:
+        """True while the source cannot deliver: failed, or its upstream is out of reach."""
+        return self.state in ("failed", "unreachable")
+
+    def upstream(self, reachable: bool, reason: str | None = None) -> None:
+        """Record whether the broker or gateway answers (called by the source)."""
+        self.reachable = reachable
+        self.unreachable_reason = None if reachable else reason
+
+    def failure(self, error: str) -> None:
+        """Record that the source raised (called by the service)."""
+        self.failed = True
+        self.running = False
+        self.last_error = error
+        self.last_error_at = time.time()
+
+    @property
+    def reason(self) -> str | None:
+        """Return why the source is unreachable or failed (None while it is neither)."""
+        if self.state == "unreachable":
+            return self.unreachable_reason
+        if self.state == "failed":
+            return self.last_error
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class SourceEntry:
     """A source's own counters and dead letters, held by reference and read when asked."""
@@ -52,6 +119,7 @@ class SourceEntry:
     kind: str
     counters: Mapping[str, int]
     dead_letters: Sequence[DeadLetterView] | None
+    health: SourceHealth = field(default_factory=SourceHealth)
 
     def counts(self) -> dict[str, int]:
         """Return a copy of the counters as they stand now."""
@@ -81,6 +149,7 @@ class StatusBoard:
     def __init__(self) -> None:
         self._meters: dict[str, MeterStatus] = {}
         self._sources: dict[str, SourceEntry] = {}
+        self._health: dict[str, SourceHealth] = {}
 
     def register_source(
         self,
@@ -89,16 +158,30 @@ class StatusBoard:
         dead_letters: Sequence[DeadLetterView] | None = None,
         *,
         kind: str,
-    ) -> None:
+    ) -> SourceHealth:
         """Make a source's counters (and dead letters) readable; a taken name is refused.
 
         The board keeps the objects themselves, so what it reports is always current.
         Loading a config already refuses two sources of one name; this guards sources
-        built in code, where a second one would hide the first one's counters.
+        built in code, where a second one would hide the first one's counters. Returns
+        the source's health, which the source updates when its upstream comes and goes.
         """
         if name in self._sources:
             raise DuplicateSourceError(name)
-        self._sources[name] = SourceEntry(name, kind, counters, dead_letters)
+        entry = SourceEntry(name, kind, counters, dead_letters, self.health(name))
+        self._sources[name] = entry
+        return entry.health
+
+    def health(self, name: str) -> SourceHealth:
+        """Return (creating on first use) the health of a source, registered or not."""
+        health = self._health.get(name)
+        if health is None:
+            health = self._health[name] = SourceHealth()
+        return health
+
+    def healths(self) -> dict[str, SourceHealth]:
+        """Return the health of every source the board knows, by name."""
+        return dict(sorted(self._health.items()))
 
     def sources(self) -> list[SourceEntry]:
         """Return the registered sources, by name."""
