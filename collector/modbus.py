@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator
@@ -16,7 +17,13 @@ from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusTcpClient
 
 from collector.base import batch_from_rows, jittered_backoff
-from collector.profiles import ReadRequest, decode, plan_requests, resolve_profile
+from collector.profiles import (
+    ReadRequest,
+    decode,
+    default_profile,
+    plan_requests,
+    resolve_profile,
+)
 from meterguard.errors import DecodeError
 from meterguard.model import MeterRegistry, ReadingBatch
 from meterguard.settings import ModbusSourceSettings
@@ -39,6 +46,64 @@ class _QuietTimeouts(logging.Filter):
 
 logging.getLogger("pymodbus.logging").addFilter(_QuietTimeouts())
 
+#: What a Modbus exception code means (Modbus Application Protocol v1.1b3, section 7).
+EXCEPTION_MEANINGS = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "path unavailable",
+    11: "target device did not respond",
+}
+#: Exception codes a gateway sends for the device behind it, counted as `gateway` failures.
+GATEWAY_EXCEPTIONS = (10, 11)
+#: Successful polls of a meter after start-up whose values are checked for the impossible.
+STARTUP_CHECKS = 3
+#: Magnitudes and registers that cannot go below zero (powers can: export).
+_NEVER_NEGATIVE = frozenset(("v1", "v2", "v3", "i1", "i2", "i3", "in", "e_imp", "e_exp", "f"))
+#: A phase carrying more active power than this, W, cannot show 0 V.
+_LIVE_POWER_W = 20.0
+
+
+def describe_exception(code: object) -> tuple[str, str]:
+    """Return the failure kind and a readable detail for a Modbus exception answer."""
+    meaning = EXCEPTION_MEANINGS.get(code) if isinstance(code, int) else None
+    if isinstance(code, int) and code in GATEWAY_EXCEPTIONS:
+        # The gateway answered, the meter behind it did not (or cannot be reached).
+        return "gateway", f"{meaning} (exception {code})"
+    if meaning is None:
+        return "exception", f"exception code {code}"
+    return "exception", f"{meaning} (exception {code})"
+
+
+def impossible_values(values: dict[str, float], phases: int) -> dict[str, str]:
+    """Return the quantities whose value no working meter can show, with why.
+
+    A NaN or infinite float, a negative voltage, current or energy register, a phase at
+    0 V that carries power, or a frequency of 0 on a live meter: usually a wrong address,
+    register type or word order in the profile. A neutral of 0, an idle phase, a low
+    reading are possible and not reported.
+    """
+    problems: dict[str, str] = {}
+    for quantity, value in values.items():
+        if not math.isfinite(value):
+            problems[quantity] = f"answers {value} (not a number)"
+        elif value < 0 and quantity in _NEVER_NEGATIVE:
+            problems[quantity] = f"answers {value:g}, below zero"
+    for k in range(1, phases + 1):
+        volts, power = values.get(f"v{k}"), values.get(f"p{k}")
+        if volts is None or power is None or f"v{k}" in problems:
+            continue
+        if abs(volts) < 1.0 and abs(power) > _LIVE_POWER_W:
+            problems[f"v{k}"] = f"answers {volts:g} V while phase {k} carries {power:.0f} W"
+    live = any(values.get(f"v{k}", 0.0) > 50.0 for k in range(1, phases + 1))
+    if live and "f" in values and "f" not in problems and values["f"] == 0.0:
+        problems["f"] = "answers 0 Hz while the voltage is live"
+    return problems
+
 
 class ReadFailedError(Exception):
     """A read got no usable answer; `kind` says how (counted per source)."""
@@ -58,7 +123,10 @@ class _Device:
     interval_s: float
     timeout_s: float
     retries: int
+    phases: int
     next_due: float = 0.0
+    #: Successful polls whose values are still to be checked for the impossible.
+    checks_left: int = STARTUP_CHECKS
 
 
 class ModbusSource:
@@ -75,19 +143,23 @@ class ModbusSource:
     ) -> None:
         self.name = settings.name
         self.settings = settings
-        self._devices = [
-            _Device(
-                meter=d.meter,
-                slot=registry.slot(d.meter),
-                unit=d.unit,
-                requests=plan_requests(resolve_profile(d.profile)),
-                status=status.meter(d.meter, settings.name),
-                interval_s=d.interval_s or settings.interval_s,
-                timeout_s=d.timeout_s or settings.timeout_s,
-                retries=settings.retries if d.retries is None else d.retries,
+        self._devices = []
+        for d in settings.devices:
+            meter = registry.by_slot(registry.slot(d.meter))
+            profile = resolve_profile(d.profile or default_profile(meter.service))
+            self._devices.append(
+                _Device(
+                    meter=d.meter,
+                    slot=registry.slot(d.meter),
+                    unit=d.unit,
+                    requests=plan_requests(profile),
+                    status=status.meter(d.meter, settings.name),
+                    interval_s=d.interval_s or settings.interval_s,
+                    timeout_s=d.timeout_s or settings.timeout_s,
+                    retries=settings.retries if d.retries is None else d.retries,
+                    phases=meter.phases,
+                )
             )
-            for d in settings.devices
-        ]
         self._client = AsyncModbusTcpClient(
             settings.host,
             port=settings.port,
@@ -104,10 +176,10 @@ class ModbusSource:
         self._rng = np.random.default_rng()
         self._down_since: float | None = None
         self._attempt = 0
-        #: Failed reads by kind (timeout, exception, bad_length, connection), requests sent
-        #: and backoffs taken.
+        #: Failed reads by kind (timeout, exception, gateway, bad_length, connection),
+        #: requests sent and backoffs taken.
         self.counters: Counter[str] = Counter()
-        status.register_source(self.name, self.counters, kind=settings.type)
+        self.health = status.register_source(self.name, self.counters, kind=settings.type)
 
     @property
     def decode_errors(self) -> int:
@@ -126,6 +198,8 @@ class ModbusSource:
         self._client.close()
 
     def _gateway_down(self, reason: str) -> None:
+        where = f"gateway {self.settings.host}:{self.settings.port}"
+        self.health.upstream(False, f"{where} {reason}")
         if self._down_since is None:
             self._down_since = time.monotonic()
             log.warning(
@@ -137,6 +211,7 @@ class ModbusSource:
             )
 
     def _gateway_up(self) -> None:
+        self.health.upstream(True)
         if self._down_since is not None:
             log.info(
                 "gateway %s answers again after %.0f s",
@@ -195,8 +270,7 @@ class ModbusSource:
         if failure is not None:
             raise failure
         if response.isError():
-            code = getattr(response, "exception_code", "?")
-            raise ReadFailedError("exception", f"exception code {code}")
+            raise ReadFailedError(*describe_exception(getattr(response, "exception_code", None)))
         try:
             return decode(request, response.registers)
         except DecodeError as exc:
@@ -214,11 +288,14 @@ class ModbusSource:
         except ReadFailedError as exc:
             self._record_failure(device, exc)
             return None
-        self._record_success(device)
+        self._record_success(device, values)
         return values
 
-    def _record_success(self, device: _Device) -> None:
+    def _record_success(self, device: _Device, values: dict[str, float]) -> None:
         status = device.status
+        if device.checks_left:
+            device.checks_left -= 1
+            self._check_values(device, values)
         if status.consecutive_failures:
             log.info(
                 "meter %s (unit %d on %s) answers again after %d failed polls",
@@ -231,6 +308,23 @@ class ModbusSource:
         status.last_ok = time.time()
         status.readings += 1
         self._gateway_up()
+
+    def _check_values(self, device: _Device, values: dict[str, float]) -> None:
+        """Report registers that answer the impossible, each once, in the meter's status."""
+        known = device.status.register_problems
+        for quantity, why in impossible_values(values, device.phases).items():
+            if quantity in known:
+                continue
+            known[quantity] = why
+            log.warning(
+                "meter %s (unit %d on %s): the %s register %s; check the profile's address, "
+                "type and word order",
+                device.meter,
+                device.unit,
+                self.name,
+                quantity,
+                why,
+            )
 
     def _record_failure(self, device: _Device, failure: ReadFailedError) -> None:
         self.counters[failure.kind] += 1
@@ -264,6 +358,8 @@ class ModbusSource:
 
     async def batches(self) -> AsyncGenerator[ReadingBatch, None]:
         """Poll each meter at its interval and yield one batch per pass over the due meters."""
+        if not self._devices:
+            await asyncio.Event().wait()  # a gateway without meters has nothing to read
         while True:
             if not await self._ensure_connected():
                 await self._backoff()

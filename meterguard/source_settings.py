@@ -17,10 +17,12 @@ class ModbusDeviceSettings(_Section):
 
     meter: str = Field(min_length=1, description="Meter id (must be in the registry).")
     unit: int = Field(ge=1, le=247, description="Modbus unit id on the gateway's bus.")
-    profile: str = Field(
-        default="sdm630",
+    profile: str | None = Field(
+        default=None,
         description="Register map: sdm630, sdm120, or the path of a profile TOML file "
-        "(relative to the config file; format in docs/COLLECTORS.md).",
+        "(relative to the config file; format in docs/COLLECTORS.md). Default: by the "
+        "meter's service, sdm120 for 1p2w and sdm630 for 3p4w and 3p3w. A map that does not "
+        "fit the service (three-phase on 1p2w, single-phase on three-phase) is refused.",
     )
     interval_s: float | None = Field(
         default=None, gt=0, description="Seconds between polls of this meter (default: gateway's)."
@@ -70,8 +72,13 @@ class ModbusSourceSettings(_Section):
     def resolve_paths(self, base: Path) -> None:
         """Make profile file paths absolute against the config file's folder."""
         for device in self.devices:
-            if device.profile.endswith(".toml") and not Path(device.profile).is_absolute():
-                device.profile = str(base / device.profile)
+            profile = device.profile
+            if (
+                profile is not None
+                and profile.endswith(".toml")
+                and not Path(profile).is_absolute()
+            ):
+                device.profile = str(base / profile)
 
 
 class DlmsDeviceSettings(_Section):

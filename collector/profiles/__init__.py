@@ -13,9 +13,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from meterguard.errors import ConfigError, DecodeError
-from meterguard.model import QUANTITIES
+from meterguard.model import QUANTITIES, Meter
 
 PROFILE_DIR = Path(__file__).parent
+#: The shipped profile a device reads with when it names none, by the meter's service.
+DEFAULT_PROFILES = {"1p2w": "sdm120", "3p4w": "sdm630", "3p3w": "sdm630"}
 MAX_REGISTERS_PER_REQUEST = 125  # the Modbus limit for function 03/04
 
 RegisterType = Literal["float32", "int16", "uint16", "int32", "uint32"]
@@ -232,3 +234,36 @@ def resolve_profile(spec: str) -> Profile:
     if spec.endswith(".toml"):
         return _profile_file(spec)
     return builtin_profile(spec)
+
+
+def default_profile(service: str) -> str:
+    """Return the shipped profile that fits a service (1p2w: sdm120, else sdm630)."""
+    return DEFAULT_PROFILES[service]
+
+
+def profile_phases(profile: Profile) -> int | None:
+    """Return the phases a profile reads per-phase quantities of (None: no such quantity)."""
+    per_phase = [
+        e.quantity for e in profile.registers if e.quantity[0] in "vipq" and e.quantity[-1] in "123"
+    ]
+    if not per_phase:
+        return None
+    return 3 if any(q[-1] in "23" for q in per_phase) else 1
+
+
+def profile_misfit(profile: Profile, meter: Meter) -> str | None:
+    """Say why a profile does not fit a meter's service, or None when it fits.
+
+    A three-phase map on a single-phase meter reads registers the meter does not have,
+    and such meters answer 0 for them: a phase current of 0, a neutral of 0, taken as
+    measured. A single-phase map on a three-phase meter leaves two phases unread.
+    """
+    phases = profile_phases(profile)
+    if phases is None or phases == meter.phases:
+        return None
+    kind = "three-phase" if phases == 3 else "single-phase"
+    return (
+        f"profile {profile.name!r} is a {kind} register map, but meter {meter.id!r} has a "
+        f"{meter.service} service; use {default_profile(meter.service)!r} (the default for "
+        f"{meter.service}) or a profile of its kind"
+    )

@@ -101,8 +101,9 @@ async def test_missing_unit_fails_alone_and_is_counted() -> None:
     assert ghost_status.errors == 2
     assert ghost_status.consecutive_failures == 2
     # The gateway answers for a unit nobody has: exception 0x0B, target failed to respond.
-    assert ghost_status.last_error == "exception: exception code 11"
-    assert source.counters["exception"] == 2
+    assert ghost_status.last_error == "gateway: target device did not respond (exception 11)"
+    assert source.counters["gateway"] == 2
+    assert source.counters["exception"] == 0
     assert status.summary()["online"] == 3
 
 
