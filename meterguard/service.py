@@ -1,18 +1,28 @@
-"""The service: sources feed the engine through a bounded queue; events go to the stores."""
+"""The service: sources feed the engine through a bounded queue; events go to the stores.
+
+Sources are isolated from each other and from the rest: a source that raises (or whose
+batches end) is reported on the status board and restarted after a jittered exponential
+backoff, while the engine, the API and the other sources go on. Each batch travels with
+its source's commit callback, called once the series store has committed the batch: the
+MQTT source sends its acknowledgements there, so a crash loses nothing a broker accepted.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
 import uvicorn
 
 from api.app import create_app
-from collector.base import Source
-from collector.factory import build_source
+from collector.base import Source, deliveries, jittered_backoff
+from collector.factory import build_source, check_sources
 from detectors.engine import Engine, build_detectors
 from meterguard.calendar import Calendar
 from meterguard.model import AlertEvent, AlertEventType, ReadingBatch
@@ -26,11 +36,32 @@ T = TypeVar("T")
 R = TypeVar("R")
 STORE_RETRY_FIRST_S = 0.5
 STORE_RETRY_MAX_S = 30.0
+SOURCE_RESTART_FIRST_S = 1.0
+SOURCE_RESTART_MAX_S = 60.0
+#: A source that ran this long before failing starts its backoff afresh.
+SOURCE_HEALTHY_AFTER_S = 300.0
+
+#: A batch on its way through the pipeline, with what to call once it is stored.
+_Item = tuple[ReadingBatch, Callable[[], None] | None]
 
 
 def build_sources(runtime: Runtime) -> list[Source]:
-    """Build one source per configured gateway, broker subscription or DLMS source."""
+    """Build one source per configured gateway, broker subscription or DLMS source.
+
+    Profiles that cannot be loaded or do not fit their meter's service are refused first,
+    each with its key (`sources[i].devices[j].profile`).
+    """
+    check_sources(runtime.settings.sources, runtime.registry)
     return [build_source(s, runtime.registry, runtime.status) for s in runtime.settings.sources]
+
+
+@dataclass(slots=True)
+class _Run:
+    """Restart bookkeeping of one source."""
+
+    attempt: int = 0
+    #: Failures since the source last delivered a batch (0: it is healthy).
+    failures: int = 0
 
 
 class Service:
@@ -47,14 +78,21 @@ class Service:
         self.validator = ReadingValidator(runtime.registry, settings.validation)
         self.engine.clock_report = self.validator.report
         self.sources = list(build_sources(runtime) if sources is None else sources)
-        self._queue: asyncio.Queue[ReadingBatch] = asyncio.Queue(settings.engine.queue_batches)
-        self._series_queue: asyncio.Queue[ReadingBatch] = asyncio.Queue(
-            settings.engine.queue_batches
-        )
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(settings.engine.queue_batches)
+        self._series_queue: asyncio.Queue[_Item] = asyncio.Queue(settings.engine.queue_batches)
         self.api_server: uvicorn.Server | None = None
         self._stop = asyncio.Event()
+        #: Set once a stop has drained the queues: the sources may close their connections.
+        self._drained = asyncio.Event()
+        #: Sources moving batches into the queue; a stop waits until none is.
+        self._pumping: set[str] = set()
+        self._pumps_idle = asyncio.Event()
+        self._rng = np.random.default_rng()
+        #: Batches the engine raised on (logged; the readings are still stored).
+        self.engine_failures = 0
         runtime.gauges["engine_queue_batches"] = self._queue.qsize
         runtime.gauges["series_queue_batches"] = self._series_queue.qsize
+        runtime.gauges["engine_failed_batches"] = lambda: self.engine_failures
         self.notifiers = build_notifiers(settings.notify)
         for notifier in self.notifiers:
             runtime.gauges[f"notify_{notifier.sender.name}_backlog"] = notifier.backlog
@@ -67,53 +105,142 @@ class Service:
             notifier.offer(event)
 
     async def _feed(self, source: Source) -> None:
-        async with source:
-            async for batch in source.batches():
-                await self._queue.put(batch)
+        """Run one source until the service stops, restarting it whenever it fails."""
+        health = self.runtime.status.health(source.name)
+        run = _Run()
+        while not self._stop.is_set():
+            started = time.monotonic()
+            error: BaseException | None = None
+            try:
+                async with source:
+                    health.running, health.failed = True, False
+                    if await self._pump(source, run):
+                        # Stopping: the connection stays open until every batch taken is
+                        # stored, so its acknowledgements can still go out.
+                        await self._drained.wait()
+                        break
+            except Exception as exc:  # whatever a source raises stops that source only
+                error = exc
+            if self._stop.is_set():
+                break
+            if time.monotonic() - started > SOURCE_HEALTHY_AFTER_S:
+                run.attempt = 0
+            delay = jittered_backoff(
+                run.attempt, SOURCE_RESTART_FIRST_S, SOURCE_RESTART_MAX_S, self._rng
+            )
+            run.attempt += 1
+            run.failures += 1
+            reason = "its batches ended" if error is None else f"{type(error).__name__}: {error}"
+            health.failure(reason)
+            if run.failures == 1:  # the first failure of a spell; the board shows the rest
+                log.error(
+                    "source %s failed (%s); restarting it with backoff, the others go on",
+                    source.name,
+                    reason,
+                    exc_info=error,
+                )
+            try:
+                await asyncio.wait_for(self._stop.wait(), delay)
+            except TimeoutError:
+                health.restarts += 1
+        health.running = False
+        health.stopped = True
+
+    async def _pump(self, source: Source, run: _Run) -> bool:
+        """Move a source's batches into the queue until a stop (True) or their end (False).
+
+        A failing source raises out of here; a stop cancels the move between batches.
+        """
+        if self._stop.is_set():
+            return True
+        self._pumping.add(source.name)
+        self._pumps_idle.clear()
+        stop = asyncio.ensure_future(self._stop.wait())
+        move = asyncio.ensure_future(self._move(source, run))
+        try:
+            await asyncio.wait({stop, move}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not move.done():
+                move.cancel()
+                await asyncio.wait({move})
+            self._pumping.discard(source.name)
+            if not self._pumping:
+                self._pumps_idle.set()
+        if move.cancelled():
+            return True
+        move.result()  # the source's own exception, if it raised
+        return self._stop.is_set()
+
+    async def _move(self, source: Source, run: _Run) -> None:
+        health = self.runtime.status.health(source.name)
+        async for delivery in deliveries(source):
+            if run.failures:
+                log.info("source %s delivers again after %d failure(s)", source.name, run.failures)
+                run.failures = 0
+                health.failed = False
+            await self._queue.put((delivery.batch, delivery.on_committed))
 
     async def _detect(self) -> None:
         counters = self.runtime.counters
         while True:
-            batch = await self._queue.get()
-            counters.batches_in += 1
-            counters.readings_in += len(batch)
-            # Nothing downstream sees a value the meter cannot have shown, or a reading
-            # from a clock that is wrong.
-            batch = self.validator.check(batch, wall_clock())
-            if len(batch) == 0:
-                self._queue.task_done()
-                continue
-            self.runtime.latest.update(batch)
-            for event in self.engine.process(batch):
-                applied = await self._persist(
-                    f"alert {event.alert.id}", self.runtime.alerts.apply, event
-                )
-                if not applied:
-                    # Stale (the alert was cleared by hand meanwhile) or refused: the
-                    # store keeps what it had, and the listeners hear nothing of it.
-                    continue
-                self.runtime.broadcaster.publish(event)
-                for notifier in self.notifiers:
-                    notifier.offer(event)
-                counters.alert_events += 1
-                if event.type is AlertEventType.OPEN:
-                    counters.alerts_opened += 1
-                    log.info(
-                        "alert opened: %s %s - %s",
-                        event.alert.meter,
-                        event.alert.kind,
-                        event.alert.summary,
-                    )
-                elif event.type is AlertEventType.CLEAR:
-                    counters.alerts_cleared += 1
-            # A slow series store makes this wait, never loses a batch.
-            await self._series_queue.put(batch)
+            batch, on_committed = await self._queue.get()
+            if len(batch):
+                counters.batches_in += 1
+                counters.readings_in += len(batch)
+                try:
+                    batch = await self._judge(batch)
+                except Exception:  # a detector's failure must not stop detection for all
+                    self.engine_failures += 1
+                    log.exception("the engine failed on a batch of %d readings", len(batch))
+            # A slow series store makes this wait, never loses a batch. Empty batches go
+            # too: their commit keeps the acknowledgements in the order of arrival.
+            await self._series_queue.put((batch, on_committed))
             self._queue.task_done()
+
+    async def _judge(self, batch: ReadingBatch) -> ReadingBatch:
+        """Validate a batch, run the detectors on it, persist and announce the events."""
+        counters = self.runtime.counters
+        # Nothing downstream sees a value the meter cannot have shown, or a reading
+        # from a clock that is wrong.
+        batch = self.validator.check(batch, wall_clock())
+        if len(batch) == 0:
+            return batch
+        self.runtime.latest.update(batch)
+        for event in self.engine.process(batch):
+            applied = await self._persist(
+                f"alert {event.alert.id}", self.runtime.alerts.apply, event
+            )
+            if not applied:
+                # Stale (the alert was cleared by hand meanwhile) or refused: the
+                # store keeps what it had, and the listeners hear nothing of it.
+                continue
+            self.runtime.broadcaster.publish(event)
+            for notifier in self.notifiers:
+                notifier.offer(event)
+            counters.alert_events += 1
+            if event.type is AlertEventType.OPEN:
+                counters.alerts_opened += 1
+                log.info(
+                    "alert opened: %s %s - %s",
+                    event.alert.meter,
+                    event.alert.kind,
+                    event.alert.summary,
+                )
+            elif event.type is AlertEventType.CLEAR:
+                counters.alerts_cleared += 1
+        return batch
 
     async def _write_series(self) -> None:
         while True:
-            batch = await self._series_queue.get()
-            await self._persist(f"{len(batch)} readings", self.runtime.series.write, batch)
+            batch, on_committed = await self._series_queue.get()
+            if len(batch):
+                await self._persist(f"{len(batch)} readings", self.runtime.series.write, batch)
+            if on_committed is not None:
+                try:
+                    on_committed()
+                except Exception:  # unacknowledged input comes again: at least once
+                    log.exception("acknowledging %d stored readings failed", len(batch))
             self._series_queue.task_done()
 
     async def _persist(self, what: str, write: Callable[[T], Awaitable[R]], item: T) -> R:
@@ -158,13 +285,18 @@ class Service:
         if self.api_server is not None and api_task is not None:
             self.api_server.should_exit = True
             await asyncio.wait([api_task])
-        for task in sources:
-            task.cancel()
-        if sources:
-            await asyncio.wait(sources)
-        # Whatever was read is still detected and stored before the stores close.
+        # The sources take no more batches; their connections stay open meanwhile.
+        if self._pumping:
+            await self._pumps_idle.wait()
+        # Whatever was read is still detected, stored and acknowledged before the
+        # sources close and the stores close.
         await self._queue.join()
         await self._series_queue.join()
+        self._drained.set()
+        if sources:
+            _, late = await asyncio.wait(sources, timeout=30)
+            for task in late:
+                task.cancel()
         raise _CleanStopError
 
     async def run(self, serve_api: bool | None = None) -> None:

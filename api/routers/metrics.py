@@ -127,6 +127,22 @@ class RuntimeCollector(Collector):
                 kept.add_metric([entry.name], len(entry.dead_letters))
         yield events
         yield kept
+        restarts = CounterMetricFamily(
+            "meterguard_source_restarts",
+            "Restarts of a source after it failed (GET /api/sources has its last error).",
+            labels=["source"],
+        )
+        degraded = GaugeMetricFamily(
+            "meterguard_source_degraded",
+            "1 while a source cannot deliver: failed and waiting for its restart, or its "
+            "broker or gateway out of reach (GET /readyz says which).",
+            labels=["source"],
+        )
+        for name, health in self.runtime.status.healths().items():
+            restarts.add_metric([name], health.restarts)
+            degraded.add_metric([name], int(health.degraded))
+        yield restarts
+        yield degraded
 
 
 @router.get(
@@ -139,9 +155,23 @@ async def metrics(request: Request, runtime: RuntimeDep) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/readyz", responses={503: {"description": "A store does not answer"}})
+@router.get(
+    "/readyz",
+    responses={
+        503: {
+            "description": "Not ready: a store does not answer (`status` unavailable), or a "
+            "source cannot deliver (`status` degraded: failed and restarting, or its broker or "
+            "gateway out of reach); the body says which"
+        }
+    },
+)
 async def readyz(runtime: RuntimeDep, response: Response) -> dict[str, object]:
-    """Readiness: both stores answer a query, with the collector summary."""
+    """Readiness: both stores answer and every source delivers (503 otherwise).
+
+    `status` is `ok`, `degraded` (the stores answer, a source does not deliver) or
+    `unavailable` (a store does not answer); `sources` gives each source's state and,
+    when degraded, why.
+    """
     checks: dict[str, str] = {}
     started = time.monotonic()
     try:
@@ -154,12 +184,19 @@ async def readyz(runtime: RuntimeDep, response: Response) -> dict[str, object]:
         checks["series_store"] = "ok"
     except Exception as exc:  # as above
         checks["series_store"] = f"error: {exc}"
-    ready = all(v == "ok" for v in checks.values())
+    healths = runtime.status.healths()
+    stores_ok = all(v == "ok" for v in checks.values())
+    degraded = any(h.degraded for h in healths.values())
+    status = "unavailable" if not stores_ok else "degraded" if degraded else "ok"
+    ready = status == "ok"
     if not ready:
         response.status_code = 503
+    sources = {n: {"state": h.state, "reason": h.reason} for n, h in healths.items()}
     return {
         "ready": ready,
+        "status": status,
         "checks": checks,
+        "sources": sources,
         "collector": runtime.status.summary(),
         "check_ms": round((time.monotonic() - started) * 1000, 1),
     }

@@ -23,7 +23,10 @@ class DeadLetterOut(BaseModel):
 
     at: str = Field(description="When it arrived (RFC 3339, UTC).")
     topic: str = Field(description="Where it came from (the MQTT topic).")
-    reason: str = Field(description="Why it could not be used.")
+    reason: str = Field(
+        description="Why it could not be used: the decoder's reason (e.g. `not JSON: ...`, "
+        "`ts missing ...`), `unknown meter '<id>'`, or `decoder failed: <error>`."
+    )
     payload: str = Field(
         description=f"The first {PREVIEW_BYTES} bytes as UTF-8 (undecodable bytes as U+FFFD)."
     )
@@ -34,10 +37,26 @@ class SourceOut(BaseModel):
 
     name: str = Field(description="The source's name in the config.")
     kind: str = Field(description="modbus, mqtt or dlms.")
+    state: str = Field(
+        description="starting (not run yet, or connecting), running, unreachable (its "
+        "broker or gateway cannot be reached), failed (it raised; restarted after a "
+        "backoff) or stopped. unreachable and failed make /readyz degraded (503)."
+    )
+    state_reason: str | None = Field(
+        description="Why the source is unreachable or failed; null otherwise."
+    )
+    restarts: int = Field(description="Restarts after a failure since the service started.")
+    last_error: str | None = Field(description="The last failure that stopped the source.")
+    last_error_at: str | None = Field(description="When it failed last (RFC 3339, UTC).")
     counters: dict[str, int] = Field(
-        description="The source's own counts by event since start, e.g. requests, timeout, "
-        "bad_length (Modbus); received, readings, malformed, unknown_meter (MQTT); frames, "
-        "associations, failures (DLMS)."
+        description="The source's own counts by event since start. Modbus: requests, "
+        "backoffs, and failed reads by kind: timeout, exception (a Modbus exception from "
+        "the meter), gateway (the gateway's exception 10 path unavailable or 11 target "
+        "device did not respond), bad_length, connection. MQTT: received, readings, "
+        "connects, inbox_full, and what could not be used: malformed (the payload is not "
+        "what its format says), decoder_error (the decoder failed on it), unknown_meter "
+        "(a meter not in the fleet), unrouted (a topic no template matches); the first three "
+        "are kept as dead letters. DLMS: frames, associations, failures."
     )
     meters_polled: int = Field(description="Meters this source has reported on.")
     meters_online: int = Field(description="Of those, meters whose latest read succeeded.")
@@ -72,9 +91,15 @@ def _out(board: StatusBoard, entry: SourceEntry, letters_shown: int | None) -> S
     if entry.dead_letters is not None and letters_shown is not None:
         newest = entry.letters()[::-1][:letters_shown]
         letters = [_letter(letter) for letter in newest]
+    health = entry.health
     return SourceOut(
         name=entry.name,
         kind=entry.kind,
+        state=health.state,
+        state_reason=health.reason,
+        restarts=health.restarts,
+        last_error=health.last_error,
+        last_error_at=None if health.last_error_at is None else rfc3339(health.last_error_at),
         counters=entry.counts(),
         meters_polled=meters["polled"],
         meters_online=meters["online"],
