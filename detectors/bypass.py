@@ -81,6 +81,11 @@ def _judge(  # one pass over the rows, every figure at once
     neutral carries the phasor sum of the phase currents; a phase's current lags its
     voltage by the angle of (P, Q), so its direction is (P - jQ)/|S| turned by the phase's
     supply angle (0, -120, +120 degrees).
+
+    Without Q (Shelly Pro 3EM sends none, Tasmota's has no sign) the angle's size comes
+    from P/(V·I) and its sign is unknown: every choice of signs is judged, the row holds
+    only if each of them shows a mismatch, and a phase is named only if every choice
+    under which one phase's lost current explains the neutral points at the same one.
     """
     min_current, min_ratio, min_amps, reversed_w, tau = (
         limits[0], limits[1], limits[2], limits[3], limits[4],
@@ -90,18 +95,22 @@ def _judge(  # one pass over the rows, every figure at once
     sin_t = (0.0, -0.8660254037844386, 0.8660254037844386)
     ur = np.empty(3)
     ui = np.empty(3)
+    # Per phase: the current's direction against its own voltage, (dr, -di_size) when the
+    # sign of Q is unknown.
+    dr = np.empty(3)
+    di = np.empty(3)
     for r in range(slot.shape[0]):
         s = slot[r]
         neutral = values[n_col, r]
         if not eligible[s] or math.isnan(neutral):
             continue
         if three[s]:
-            cr = 0.0
-            ci = 0.0
             total = 0.0
             counted = 0
             measured = True
             reversed_phase = False
+            # Bits of the phases whose angle sign is unknown.
+            unsigned = 0
             for k in range(3):
                 p = values[p0 + k, r]
                 q = values[q0 + k, r]
@@ -109,28 +118,104 @@ def _judge(  # one pass over the rows, every figure at once
                 if math.isnan(p):
                     measured = False
                     p = 0.0
-                if math.isnan(q):
-                    q = 0.0
                 if p < -reversed_w and not generation[s]:
                     reversed_phase = True
-                ap = math.hypot(p, q)
-                dr = p / ap if ap > 0 else 1.0
-                di = -q / ap if ap > 0 else 0.0
-                ur[k] = dr * cos_t[k] - di * sin_t[k]
-                ui[k] = dr * sin_t[k] + di * cos_t[k]
                 if not math.isnan(amps):
-                    cr += amps * ur[k]
-                    ci += amps * ui[k]
                     total += amps
                     counted += 1
+                if not math.isnan(q):
+                    ap = math.hypot(p, q)
+                    dr[k] = p / ap if ap > 0 else 1.0
+                    di[k] = -q / ap if ap > 0 else 0.0
+                    continue
+                volts = values[v0 + k, r]
+                if math.isnan(volts) or volts <= 0:
+                    volts = ref_v[s]
+                if math.isnan(amps) or amps <= 0 or not volts > 0:
+                    dr[k] = 1.0  # no current: its direction does not matter
+                    di[k] = 0.0
+                    continue
+                c = min(max(p / (volts * amps), -1.0), 1.0)
+                dr[k] = c
+                di[k] = -math.sqrt(1.0 - c * c)
+                if di[k] < -1e-3:
+                    unsigned |= 1 << k
             if counted == 0 or not measured or reversed_phase:
                 continue
             load = max(total / counted, neutral / 3.0)
             if load < min_current:
                 continue
-            mismatch = abs(neutral - math.hypot(cr, ci))
-            ratio = mismatch / load
-            if ratio < min_ratio or mismatch < min_amps:
+            clean = False
+            ratio = np.inf
+            mismatch = np.inf
+            named = -2  # -2: no choice judged yet, -1: the choices disagree
+            unmetered = np.inf
+            for signs in range(8):
+                if signs & ~unsigned:
+                    continue  # only phases without Q have a sign to choose
+                cr = 0.0
+                ci = 0.0
+                for k in range(3):
+                    turn = di[k] if not signs >> k & 1 else -di[k]
+                    ur[k] = dr[k] * cos_t[k] - turn * sin_t[k]
+                    ui[k] = dr[k] * sin_t[k] + turn * cos_t[k]
+                    amps = values[i0 + k, r]
+                    if not math.isnan(amps):
+                        cr += amps * ur[k]
+                        ci += amps * ui[k]
+                this_mismatch = abs(neutral - math.hypot(cr, ci))
+                if this_mismatch / load < min_ratio or this_mismatch < min_amps:
+                    clean = True  # one reading of the angles explains the neutral
+                    break
+                if this_mismatch < mismatch:
+                    mismatch = this_mismatch
+                    ratio = mismatch / load
+                # Per phase, the least extra current along its direction that explains
+                # the measured neutral; the phase whose current fell most against its
+                # usual level is the one (the neutral's magnitude alone cannot say).
+                best_k = -1
+                best_fall = np.inf
+                best_delta = np.inf
+                least_k = -1
+                least_delta = np.inf
+                for k in range(3):
+                    along_r = cr * ur[k] + ci * ui[k]
+                    along_i = ci * ur[k] - cr * ui[k]
+                    disc = neutral * neutral - along_i * along_i
+                    if disc < 0:
+                        # Off this phase's line by more than the measurement's noise:
+                        # no extra current of this phase alone explains the neutral.
+                        if abs(along_i) - neutral > min_amps:
+                            continue
+                        disc = 0.0
+                    root = math.sqrt(disc)
+                    delta = -along_r - root
+                    if delta < 0:
+                        delta = -along_r + root
+                    if delta < 0:
+                        continue
+                    if delta < least_delta:
+                        least_delta = delta
+                        least_k = k
+                    amps = values[i0 + k, r]
+                    if usual[k, s] > 0 and not math.isnan(amps):
+                        fall = amps / usual[k, s]
+                        if fall < best_fall:
+                            best_fall = fall
+                            best_k = k
+                            best_delta = delta
+                if best_k < 0:  # no usual level yet: the least extra current, if any
+                    best_k = least_k
+                    best_delta = least_delta
+                # Signs under which no single phase explains the neutral rule themselves
+                # out as the reading of a bypass; the others must agree on the phase.
+                if best_k >= 0:
+                    if named == -2:
+                        named = best_k
+                    elif named != best_k:
+                        named = -1
+                unmetered = min(unmetered, best_delta if best_delta < np.inf else this_mismatch)
+            if clean:
                 holds[r] = 0
                 # A clean row: follow the usual current of each phase.
                 w = 1.0 - math.exp(-(dt[r] if dt[r] > 0 else 60.0) / tau)
@@ -140,40 +225,7 @@ def _judge(  # one pass over the rows, every figure at once
                         old = usual[k, s]
                         usual[k, s] = amps if old <= 0 else old + w * (amps - old)
                 continue
-            # Per phase, the least extra current along its direction that explains the
-            # measured neutral; the phase whose current fell most against its usual level
-            # is the one (the neutral's magnitude alone cannot say).
-            best_k = -1
-            best_fall = np.inf
-            best_delta = np.inf
-            least_k = 0
-            least_delta = np.inf
-            for k in range(3):
-                along_r = cr * ur[k] + ci * ui[k]
-                along_i = ci * ur[k] - cr * ui[k]
-                disc = neutral * neutral - along_i * along_i
-                if disc < 0:
-                    continue
-                root = math.sqrt(disc)
-                delta = -along_r - root
-                if delta < 0:
-                    delta = -along_r + root
-                if delta < 0:
-                    continue
-                if delta < least_delta:
-                    least_delta = delta
-                    least_k = k
-                amps = values[i0 + k, r]
-                if usual[k, s] > 0 and not math.isnan(amps):
-                    fall = amps / usual[k, s]
-                    if fall < best_fall:
-                        best_fall = fall
-                        best_k = k
-                        best_delta = delta
-            if best_k < 0:
-                best_k = least_k
-                best_delta = least_delta
-            unmetered = best_delta if best_delta < np.inf else mismatch
+            best_k = max(named, -1)
         else:
             amps = values[i0, r]
             if math.isnan(amps):
@@ -188,11 +240,15 @@ def _judge(  # one pass over the rows, every figure at once
                 continue
             best_k = 0
             unmetered = mismatch
-        volts = values[v0 + best_k, r]
-        if math.isnan(volts) or volts <= 0:
+        if best_k >= 0:
+            volts = values[v0 + best_k, r]
+            if math.isnan(volts) or volts <= 0:
+                volts = ref_v[s]
+            amps = values[i0 + best_k, r]
+            pf = abs(values[p0 + best_k, r]) / (volts * amps) if amps > 0 else _DEFAULT_PF
+        else:  # the signs of the angles leave the phase open: name none
             volts = ref_v[s]
-        amps = values[i0 + best_k, r]
-        pf = abs(values[p0 + best_k, r]) / (volts * amps) if amps > 0 else _DEFAULT_PF
+            pf = _DEFAULT_PF
         if math.isnan(pf) or pf <= 0.05 or pf > 1.05:
             pf = _DEFAULT_PF
         holds[r] = 1
