@@ -40,6 +40,11 @@ SOURCE_RESTART_FIRST_S = 1.0
 SOURCE_RESTART_MAX_S = 60.0
 #: A source that ran this long before failing starts its backoff afresh.
 SOURCE_HEALTHY_AFTER_S = 300.0
+#: Readings held for their commit callbacks at most before the series store must commit.
+COMMIT_HELD_ROWS = 20_000
+#: How long a commit may wait for a store's server, and the pause before trying again.
+COMMIT_WAIT_S = 5.0
+COMMIT_RETRY_S = 2.0
 
 #: A batch on its way through the pipeline, with what to call once it is stored.
 _Item = tuple[ReadingBatch, Callable[[], None] | None]
@@ -88,6 +93,11 @@ class Service:
         self._pumping: set[str] = set()
         self._pumps_idle = asyncio.Event()
         self._rng = np.random.default_rng()
+        #: Commit callbacks of written batches waiting for the series store's commit.
+        self._held: list[tuple[int, Callable[[], None]]] = []
+        self._held_rows = 0
+        self._commit_retry_at = 0.0
+        self._commit_failing = False
         #: Batches the engine raised on (logged; the readings are still stored).
         self.engine_failures = 0
         runtime.gauges["engine_queue_batches"] = self._queue.qsize
@@ -232,16 +242,59 @@ class Service:
         return batch
 
     async def _write_series(self) -> None:
+        """Write batches to the series store; their commit callbacks wait for its commit.
+
+        The store groups writes into transactions of its own. A batch with a commit
+        callback (an MQTT broker waiting for its acknowledgement) is held until the store
+        has committed it: when nothing more waits in the queue, or once COMMIT_HELD_ROWS
+        readings are held, the store is told to commit and the callbacks run in the order
+        the batches came. Batches without callbacks never force a commit, and a store that
+        cannot commit now (a server down) holds the callbacks, not the pipeline.
+        """
         while True:
-            batch, on_committed = await self._series_queue.get()
-            if len(batch):
-                await self._persist(f"{len(batch)} readings", self.runtime.series.write, batch)
-            if on_committed is not None:
-                try:
-                    on_committed()
-                except Exception:  # unacknowledged input comes again: at least once
-                    log.exception("acknowledging %d stored readings failed", len(batch))
-            self._series_queue.task_done()
+            timeout = COMMIT_RETRY_S if self._held else None
+            try:
+                batch, on_committed = await asyncio.wait_for(self._series_queue.get(), timeout)
+            except TimeoutError:
+                await self._commit_held()
+                continue
+            try:
+                if len(batch):
+                    await self._persist(f"{len(batch)} readings", self.runtime.series.write, batch)
+                if on_committed is not None:
+                    self._held.append((len(batch), on_committed))
+                    self._held_rows += len(batch)
+                if self._held and (
+                    self._series_queue.empty() or self._held_rows >= COMMIT_HELD_ROWS
+                ):
+                    await self._commit_held()
+            finally:
+                self._series_queue.task_done()
+
+    async def _commit_held(self) -> None:
+        """Commit the series store and run the held callbacks; retry later if it cannot."""
+        if not self._held or time.monotonic() < self._commit_retry_at:
+            return
+        try:
+            committed = await _commit(self.runtime.series)
+        except Exception as exc:  # the store keeps what it could not commit; retried
+            self.runtime.counters.store_errors += 1
+            if not self._commit_failing:
+                log.error("series store cannot commit (%s); acknowledgements wait", exc)
+            committed = False
+        if not committed:
+            self._commit_failing = True
+            self._commit_retry_at = time.monotonic() + COMMIT_RETRY_S
+            return
+        if self._commit_failing:
+            log.info("series store commits again; %d batches acknowledged", len(self._held))
+            self._commit_failing = False
+        held, self._held, self._held_rows = self._held, [], 0
+        for rows, callback in held:
+            try:
+                callback()
+            except Exception:  # unacknowledged input comes again: at least once
+                log.exception("acknowledging %d stored readings failed", rows)
 
     async def _persist(self, what: str, write: Callable[[T], Awaitable[R]], item: T) -> R:
         """Write until the store takes it and return its answer; an error waits and retries.
@@ -292,6 +345,8 @@ class Service:
         # sources close and the stores close.
         await self._queue.join()
         await self._series_queue.join()
+        self._commit_retry_at = 0.0
+        await self._commit_held()  # what it cannot commit now comes again from the broker
         self._drained.set()
         if sources:
             _, late = await asyncio.wait(sources, timeout=30)
@@ -325,6 +380,23 @@ class Service:
                 tasks.create_task(self._stopper(sources, api_task), name="stopper")
         except* _CleanStopError:
             log.info("stopped cleanly")
+
+
+async def _commit(series: object) -> bool:
+    """Make what a series store has accepted durable; True once it is.
+
+    The embedded store commits its pending transaction; InfluxDB's store sends its
+    buffer and says whether the server took it within COMMIT_WAIT_S. A store with
+    neither writes through in write().
+    """
+    commit = getattr(series, "commit", None)
+    if commit is not None:
+        await commit()
+        return True
+    flush = getattr(series, "flush", None)
+    if flush is not None:
+        return bool(await flush(COMMIT_WAIT_S))
+    return True
 
 
 class _CleanStopError(Exception):
