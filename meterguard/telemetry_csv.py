@@ -11,7 +11,7 @@ and reported with its line number; the rest of the file flows on.
 
 from __future__ import annotations
 
-import csv
+import codecs
 import io
 import math
 from collections import Counter
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 
 import numba
 import numpy as np
@@ -37,6 +37,14 @@ from meterguard.model import (
     ReadingBatch,
     encode_events,
 )
+from meterguard.textinput import (
+    MAX_LINE_BYTES,
+    InputStream,
+    checked_size,
+    open_input,
+    split_csv_line,
+    text_problem,
+)
 
 REQUIRED_COLUMNS = ("ts", "meter")
 #: Bad rows kept with their reasons (all are counted).
@@ -48,12 +56,16 @@ MAX_AHEAD_S = 86_400.0
 
 
 class ReadingsCsvError(MeterguardError, ValueError):
-    """readings.csv cannot be read at all (no header, a required column missing)."""
+    """readings.csv cannot be read at all: missing, not text, no header, a column missing.
 
-    def __init__(self, path: str, reason: str) -> None:
+    Carries the line where reading stopped when there is one (`FILE:LINE: reason`).
+    """
+
+    def __init__(self, path: str, reason: str, line: int | None = None) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(f"{path}: {reason}")
+        self.line = line
+        super().__init__(f"{path}:{line}: {reason}" if line is not None else f"{path}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +90,9 @@ class ReadStats:
     late: int = 0
     unknown_events: Counter[str] = field(default_factory=Counter)
     ignored_columns: list[str] = field(default_factory=list)
+    #: How the file was stored: its text encoding, and "gzip" when it was compressed.
+    encoding: str = "UTF-8"
+    compression: str | None = None
 
     def add_bad(self, line: int, reason: str) -> None:
         """Count a bad row and keep it for the report while there is room."""
@@ -187,24 +202,125 @@ def _numbers(
     return out, bad
 
 
-def _line_numbers(chunk: bytes, first_line: int) -> npt.NDArray[np.int64]:
-    """Return the file line numbers of the chunk's non-empty lines.
+@dataclass(slots=True)
+class _LineLayout:
+    """Where each line of a chunk starts and ends, and which lines are unusable as text.
 
-    The CSV parser skips empty lines, so its row numbers count only these.
+    `stops` is the position of each line's line feed (or the chunk's end), `ends` the end of
+    its content (before a CRLF's carriage return). `problems` maps a line's index to why it
+    is bad.
     """
-    raw = np.frombuffer(chunk, dtype=np.uint8)
-    ends = np.flatnonzero(raw == 10)
+
+    starts: npt.NDArray[np.int64]
+    stops: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+    problems: dict[int, str]
+
+    @property
+    def empty(self) -> npt.NDArray[np.bool_]:
+        """Lines without content: the CSV parser skips them, so they are no rows."""
+        mask: npt.NDArray[np.bool_] = self.ends == self.starts
+        return mask
+
+
+def _layout(chunk: bytes, raw: npt.NDArray[np.uint8], encoding: str) -> _LineLayout:
+    """Find the chunk's lines and the ones that are not well-formed text.
+
+    Each check first asks whether the chunk holds the byte at all (a scan at memory speed),
+    so a clean file pays for none of the per-line work.
+    """
+    stops = np.flatnonzero(raw == 10).astype(np.int64)
     if len(chunk) and chunk[-1:] != b"\n":
-        ends = np.append(ends, len(chunk))
-    starts = np.empty_like(ends)
-    if ends.size:
-        starts[0] = 0
-        starts[1:] = ends[:-1] + 1
-    length = ends - starts
-    carriage_only = (length == 1) & (raw[np.minimum(starts, max(len(raw) - 1, 0))] == 13)
-    empty = (length == 0) | carriage_only
-    numbers: npt.NDArray[np.int64] = np.flatnonzero(~empty).astype(np.int64) + first_line
-    return numbers
+        stops = np.append(stops, len(chunk))
+    starts = np.zeros_like(stops)
+    starts[1:] = stops[:-1] + 1
+    ends = stops.copy()
+    carriage = b"\r" in chunk
+    if carriage and stops.size:
+        ends -= (stops > starts) & (raw[np.maximum(stops - 1, 0)] == 13)
+    layout = _LineLayout(starts, stops, ends, {})
+    problems = layout.problems
+
+    def line_of(positions: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        found: npt.NDArray[np.int64] = np.searchsorted(stops, positions, side="left")
+        return found
+
+    if b"\x00" in chunk:
+        for k in np.unique(line_of(np.flatnonzero(raw == 0))).tolist():
+            problems.setdefault(k, text_problem(chunk[starts[k] : stops[k]]) or "not text")
+    if not chunk.isascii():
+        for k in _undecodable_lines(chunk, stops):
+            problems.setdefault(k, text_problem(chunk[starts[k] : stops[k]], encoding) or "")
+    if carriage:
+        cr = np.flatnonzero(raw == 13)
+        after = np.minimum(cr + 1, len(chunk) - 1)
+        stray = cr[(cr + 1 < len(chunk)) & (raw[after] != 10)]
+        for k in np.unique(line_of(stray)).tolist():
+            problems.setdefault(k, "carriage return inside the line (lines end in LF or CRLF)")
+    if b'"' in chunk:
+        for k, reason in _quote_problems(raw, layout).items():
+            problems.setdefault(k, reason)
+    return layout
+
+
+def _undecodable_lines(chunk: bytes, stops: npt.NDArray[np.int64]) -> list[int]:
+    """Return the indices of the lines that are not UTF-8, decoding each stretch once."""
+    view = memoryview(chunk)
+    found: list[int] = []
+    at = 0
+    while at < len(chunk):
+        try:
+            codecs.utf_8_decode(view[at:], "strict", True)
+        except UnicodeDecodeError as exc:
+            k = int(np.searchsorted(stops, at + exc.start, side="left"))
+            found.append(k)
+            at = int(stops[k]) + 1
+            continue
+        break
+    return found
+
+
+def _quote_problems(raw: npt.NDArray[np.uint8], layout: _LineLayout) -> dict[int, str]:
+    """Return the lines whose quotes break RFC 4180 (within a line), with the reason.
+
+    Counting quotes along a line, a quote with an even number before it must open a value
+    (at the start of a field) or be the second of a doubled `""`; one with an odd number
+    before it must close a value (before a comma or the line's end) or be the first of a
+    doubled `""`. A line with an odd number of quotes leaves one open: a value cannot span
+    lines, so such a line is bad on its own and the next line is read afresh. All of it is
+    array work over the quotes, so a file that quotes every value stays fast.
+    """
+    quotes = np.flatnonzero(raw == 34)
+    first = np.searchsorted(quotes, layout.starts)  # index of each line's first quote
+    counts = np.searchsorted(quotes, layout.stops) - first
+    # Parity of the quotes before each quote on its own line.
+    opening = ((np.arange(quotes.size) - np.repeat(first, counts)) & 1) == 0
+    before = raw[np.maximum(quotes - 1, 0)]
+    after = raw[np.minimum(quotes + 1, raw.size - 1)]
+    after2 = raw[np.minimum(quotes + 2, raw.size - 1)]
+    at_start = (quotes == 0) | (before == 10)
+    at_end = (
+        (quotes + 1 == raw.size)
+        | (after == 10)
+        | ((after == 13) & ((quotes + 2 == raw.size) | (after2 == 10)))
+    )
+    opens_well = at_start | (before == 44) | (before == 34)
+    closes_well = at_end | (after == 44) | (after == 34)
+    wrong = np.flatnonzero(np.where(opening, ~opens_well, ~closes_well))
+    problems: dict[int, str] = {}
+    if wrong.size:
+        lines = np.searchsorted(layout.stops, quotes[wrong], side="left")
+        for i, k in zip(wrong.tolist(), lines.tolist(), strict=True):
+            if k not in problems:
+                column = int(quotes[i] - layout.starts[k]) + 1
+                problems[k] = (
+                    f"quote inside an unquoted value at column {column}"
+                    if opening[i]
+                    else f"text after a closing quote at column {column + 1}"
+                )
+    for k in np.flatnonzero(counts & 1).tolist():
+        problems.setdefault(k, "unterminated quote (a value cannot span lines)")
+    return problems
 
 
 def _order_check(
@@ -244,7 +360,14 @@ _order_check_compiled = cast(Callable[..., None], numba.njit(cache=True)(_order_
 
 
 class ReadingsReader:
-    """Iterate over readings.csv as ReadingBatches, one per chunk of the file."""
+    """Iterate over readings.csv as ReadingBatches, one per chunk of the file.
+
+    The file may be UTF-8 (with or without a byte-order mark), UTF-16 or UTF-32 with a
+    byte-order mark, and gzip-compressed (meterguard.textinput). A line that is not text,
+    has malformed quotes or the wrong number of values is a bad row, counted and reported
+    with its line number; the lines after it are read as usual. What cannot be read at all
+    (a missing file, binary input, no header) raises ReadingsCsvError with file and line.
+    """
 
     def __init__(
         self,
@@ -259,84 +382,188 @@ class ReadingsReader:
         self._data_time = np.array([-np.inf])
         self._last_ts = np.full(len(registry), -np.inf)
         self.registry = registry
-        self.chunk_bytes = chunk_bytes
+        self.chunk_bytes = max(int(chunk_bytes), 1)
         self.stats = ReadStats()
-        self.bytes_total = path.stat().st_size
+        #: The line the reader is at, for errors that stop the read (a broken gzip stream).
+        self._line = 1
+        self._reading = False
+        self.bytes_total = checked_size(path, self._fail)
         self.bytes_done = 0
         self._slots: dict[str, int] = {m.id: registry.slot(m.id) for m in registry}
 
-    def _header(self, handle: BinaryIO) -> tuple[list[str], int]:
-        """Read the header row; return the column names and the header's line number."""
-        for line_no, raw in enumerate(handle, start=1):
-            self.bytes_done += len(raw)
-            text = raw.decode("utf-8-sig").strip()
-            if text:
-                names = [c.strip() for c in next(csv.reader([text]))]
-                missing = [c for c in REQUIRED_COLUMNS if c not in names]
-                if missing:
-                    raise ReadingsCsvError(
-                        str(self.path), f"missing required column(s): {', '.join(missing)}"
-                    )
-                return names, line_no
-        raise ReadingsCsvError(str(self.path), "no header row")
+    def _fail(self, line: int | None, reason: str) -> ReadingsCsvError:
+        # A failure while reading (a broken gzip stream) is placed where reading stopped.
+        where = self._line if line is None and self._reading else line
+        return ReadingsCsvError(str(self.path), reason, where)
+
+    def _header(self, source: InputStream) -> tuple[list[str], int, bytes]:
+        """Read the header row: the column names, its line number and the bytes after it."""
+        data = b""
+        line_no = 0
+        at_end = False
+        while True:
+            cut = data.find(b"\n")
+            if cut < 0 and not at_end:
+                if len(data) > MAX_LINE_BYTES:
+                    reason = f"not text (no line break in {MAX_LINE_BYTES} bytes)"
+                    raise ReadingsCsvError(str(self.path), reason, line_no + 1)
+                block = source.read(1 << 16)
+                if block:
+                    data += block
+                    continue
+                at_end = True
+            if cut < 0:
+                if not data:
+                    empty = " (empty file)" if self.bytes_total == 0 else ""
+                    raise ReadingsCsvError(str(self.path), f"no header row{empty}", max(line_no, 1))
+                cut = len(data)
+            line_no += 1
+            self._line = line_no
+            raw, data = data[:cut], data[cut + 1 :]
+            problem = text_problem(raw, source.encoding)
+            if problem is not None:
+                raise ReadingsCsvError(str(self.path), problem, line_no)
+            text = raw.decode("utf-8").removesuffix("\r")
+            if "\r" in text:
+                raise ReadingsCsvError(
+                    str(self.path),
+                    "carriage return inside the header line (lines end in LF or CRLF)",
+                    line_no,
+                )
+            if text.strip():
+                break
+        try:
+            names = [c.strip() for c in split_csv_line(text)]
+        except ValueError as exc:
+            raise ReadingsCsvError(str(self.path), f"header: {exc}", line_no) from None
+        missing = [c for c in REQUIRED_COLUMNS if c not in names]
+        if missing:
+            raise ReadingsCsvError(
+                str(self.path), f"missing required column(s): {', '.join(missing)}", line_no
+            )
+        known = set(QUANTITIES) | {"ts", "meter", "events"}
+        twice = sorted({c for c in names if c in known and names.count(c) > 1})
+        if twice:
+            raise ReadingsCsvError(
+                str(self.path), f"column(s) named twice: {', '.join(twice)}", line_no
+            )
+        return names, line_no, data
 
     def __iter__(self) -> Iterator[ReadingBatch]:
-        with self.path.open("rb") as handle:
-            names, line_no = self._header(handle)
+        with open_input(self.path, self._fail) as source:
+            self._reading = True
+            self.stats.encoding = source.encoding
+            self.stats.compression = source.compression
+            names, line_no, rest = self._header(source)
+            self.bytes_done = source.bytes_read()
             known = set(QUANTITIES) | {"ts", "meter", "events"}
             self.stats.ignored_columns = [c for c in names if c not in known]
-            next_line = line_no + 1
-            rest = b""
+            self._line = line_no + 1
+            skipping = False  # inside a line too long to be a row, until its line break
             while True:
-                block = handle.read(self.chunk_bytes)
-                self.bytes_done += len(block)
+                block = source.read(self.chunk_bytes)
+                self.bytes_done = source.bytes_read()
+                if skipping:
+                    cut = block.find(b"\n")
+                    if cut < 0 and block:
+                        continue
+                    block = block[cut + 1 :] if block else b""
+                    self._line += 1
+                    skipping = False
                 data = rest + block
                 if not block:
-                    if data.strip():
-                        yield from self._chunk(data, names, next_line)
+                    if data:
+                        yield from self._chunk(data, names, source.encoding)
                     return
                 cut = data.rfind(b"\n")
                 if cut < 0:
+                    if len(data) > MAX_LINE_BYTES:
+                        self.stats.rows += 1
+                        self.stats.add_bad(self._line, f"line longer than {MAX_LINE_BYTES} bytes")
+                        rest = b""
+                        skipping = True
+                        continue
                     rest = data
                     continue
                 chunk, rest = data[: cut + 1], data[cut + 1 :]
-                batch_lines = chunk.count(b"\n")
-                if chunk.strip():  # a chunk of empty lines has no rows for the parser
-                    yield from self._chunk(chunk, names, next_line)
-                next_line += batch_lines
+                yield from self._chunk(chunk, names, source.encoding)
 
-    def _chunk(self, chunk: bytes, names: list[str], first_line: int) -> Iterator[ReadingBatch]:
-        lines = _line_numbers(chunk, first_line)
+    def _parse(
+        self, chunk: bytes, names: list[str], rows: int
+    ) -> tuple[pa.Table, list[tuple[int, str]]] | None:
+        """Parse clean lines with Arrow; None if its rows do not match the lines one to one."""
         invalid: list[tuple[int, str]] = []
 
         def on_invalid(row: Any) -> str:
-            invalid.append((int(row.number) if row.number is not None else -1, row.text))
+            if row.number is None:
+                raise _RowsUnknownError
+            invalid.append(
+                (
+                    int(row.number),
+                    f"expected {row.expected_columns} values, found {row.actual_columns}",
+                )
+            )
             return "skip"
 
-        table = pacsv.read_csv(
-            io.BytesIO(chunk),
-            read_options=pacsv.ReadOptions(
-                column_names=names, use_threads=False, block_size=len(chunk) + 1
-            ),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in names},
-                strings_can_be_null=True,
-                null_values=[""],  # only a blank cell is "not measured"; `nan` is bad
-            ),
-        )
-        skipped = np.zeros(lines.size, dtype=np.bool_)
-        for number, _text in invalid:
-            if 1 <= number <= lines.size:
-                skipped[number - 1] = True
-                self.stats.add_bad(int(lines[number - 1]), f"expected {len(names)} columns")
-            else:
-                self.stats.add_bad(-1, f"expected {len(names)} columns")
-        row_lines = lines[~skipped]
+        try:
+            table = pacsv.read_csv(
+                io.BytesIO(chunk),
+                read_options=pacsv.ReadOptions(
+                    column_names=names, use_threads=False, block_size=len(chunk) + 1
+                ),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={c: pa.string() for c in names},
+                    strings_can_be_null=True,
+                    null_values=[""],  # only a blank cell is "not measured"; `nan` is bad
+                ),
+            )
+        except (pa.ArrowException, _RowsUnknownError):
+            return None
+        if table.num_rows + len(invalid) != rows:
+            return None
+        return table, invalid
+
+    def _chunk(self, chunk: bytes, names: list[str], encoding: str) -> Iterator[ReadingBatch]:
+        """Read one chunk of whole lines, the first of them at line self._line."""
+        first_line = self._line
+        raw = np.frombuffer(chunk, dtype=np.uint8)
+        layout = _layout(chunk, raw, encoding)
+        self._line += layout.stops.size
+        numbers = np.arange(first_line, first_line + layout.stops.size, dtype=np.int64)
+        usable = ~layout.empty
+        bad_rows: list[tuple[int, str]] = []
+        if layout.problems:
+            cleaned = raw.copy()
+            for k, reason in layout.problems.items():
+                # Line breaks in place of the line: empty lines, which the parser skips.
+                cleaned[layout.starts[k] : layout.stops[k]] = 10
+                usable[k] = False
+                bad_rows.append((int(numbers[k]), reason))
+            chunk = cleaned.tobytes()
+        row_lines = numbers[usable]
+        self.stats.rows += int(usable.sum()) + len(bad_rows)
+        parsed = self._parse(chunk, names, row_lines.size) if row_lines.size else None
+        if parsed is None:
+            table, invalid = _parse_lines(chunk, layout, usable, names)
+        else:
+            table, invalid = parsed
+        skipped = np.zeros(row_lines.size, dtype=np.bool_)
+        for number, reason in invalid:
+            skipped[number - 1] = True
+            bad_rows.append((int(row_lines[number - 1]), reason))
+        row_lines = row_lines[~skipped]
+        yield from self._rows(table, row_lines, names, bad_rows)
+
+    def _rows(
+        self,
+        table: pa.Table,
+        row_lines: npt.NDArray[np.int64],
+        names: list[str],
+        bad_rows: list[tuple[int, str]],
+    ) -> Iterator[ReadingBatch]:
+        """Turn the parsed rows into a batch; every bad row goes to the stats by line."""
         n = table.num_rows
-        self.stats.rows += n + len(invalid)
-        if row_lines.size != n:  # quoted line breaks: numbers can no longer be told
-            row_lines = np.full(n, -1, dtype=np.int64)
         bad = np.zeros(n, dtype=np.bool_)
         reasons: dict[int, str] = {}
 
@@ -345,6 +572,10 @@ class ReadingsReader:
                 if not bad[i]:
                     bad[i] = True
                     reasons[i] = reason
+
+        if n == 0:
+            self._report(bad_rows)
+            return
 
         ts, ts_bad = _times(table.column("ts"))
         mark(ts_bad)
@@ -410,8 +641,8 @@ class ReadingsReader:
             else:
                 self.stats.late += 1
                 reasons[i] = f"ts {float(ts[i])!r} is older than the meter's previous reading"
-        for i in sorted(reasons):
-            self.stats.add_bad(int(row_lines[i]), reasons[i])
+        bad_rows.extend((int(row_lines[i]), reason) for i, reason in reasons.items())
+        self._report(bad_rows)
         good = ~bad
         self.stats.good += int(good.sum())
         if not good.any():
@@ -425,3 +656,38 @@ class ReadingsReader:
             events=events[keep],
             unknown_events={new: unknown_events[old] for old, new in remap.items()},
         )
+
+    def _report(self, bad_rows: list[tuple[int, str]]) -> None:
+        """Count a chunk's bad rows, in line order (so the first ones reported come first)."""
+        for line, reason in sorted(bad_rows):
+            self.stats.add_bad(line, reason)
+
+
+class _RowsUnknownError(Exception):
+    """Arrow could not say which row was invalid: the chunk is parsed line by line."""
+
+
+def _parse_lines(
+    chunk: bytes, layout: _LineLayout, usable: npt.NDArray[np.bool_], names: list[str]
+) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """Parse the usable lines one at a time (RFC 4180 within a line), as Arrow would.
+
+    The slow path, for a chunk Arrow's parser did not read one row per line; the rows and
+    invalid (row number, reason) pairs come out as from the fast path.
+    """
+    columns: list[list[str | None]] = [[] for _ in names]
+    invalid: list[tuple[int, str]] = []
+    for number, k in enumerate(np.flatnonzero(usable).tolist(), start=1):
+        text = chunk[layout.starts[k] : layout.ends[k]].decode("utf-8")
+        try:
+            fields = split_csv_line(text)
+        except ValueError as exc:
+            invalid.append((number, str(exc)))
+            continue
+        if len(fields) != len(names):
+            invalid.append((number, f"expected {len(names)} values, found {len(fields)}"))
+            continue
+        for column, value in zip(columns, fields, strict=True):
+            column.append(value or None)
+    arrays = [pa.array(column, type=pa.string()) for column in columns]
+    return pa.Table.from_arrays(arrays, names=names), invalid

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from meterguard.errors import MeterguardError
 from meterguard.model import QUANTITY_INDEX, Meter, MeterEvent, MeterRegistry, ReadingBatch
-from meterguard.telemetry_csv import ReadingsReader, parse_time_text
+from meterguard.telemetry_csv import ReadingsCsvError, ReadingsReader, parse_time_text
 
 
 @pytest.fixture
@@ -155,3 +157,161 @@ def test_late_rows_of_a_meter_are_counted_and_dropped(
     assert "older" in reader.stats.bad_rows[0].reason
     a_times = batch.ts[batch.slot == fleet.slot("A")]
     assert (np.diff(a_times) >= 0).all()
+
+
+def _rows(n: int = 10, t0: int = 1767571200) -> list[str]:
+    return [f"{t0 + 60 * k},{'AB'[k % 2]},{230 + k},5" for k in range(n)]
+
+
+@pytest.mark.parametrize("chunk", [30, 1 << 20])
+def test_a_stray_quote_spoils_only_its_own_line(
+    tmp_path: Path, fleet: MeterRegistry, chunk: int
+) -> None:
+    rows = _rows()
+    rows[2] = rows[2].replace(",A,", ',"A,')  # line 4: a quote left open
+    rows[5] = rows[5].replace(",231", "")  # nothing: keeps the numbering honest
+    rows[6] = rows[6].replace(",A,", ',A",')  # line 8: a quote inside an unquoted value
+    batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, chunk)
+    assert [(b.line, b.reason.split(" (")[0].split(" at ")[0]) for b in reader.stats.bad_rows] == [
+        (4, "unterminated quote"),
+        (8, "quote inside an unquoted value"),
+    ]
+    assert reader.stats.rows == 10
+    assert len(batch) == reader.stats.good == 8
+    assert batch.ts[-1] == 1767571200 + 540  # the rows after the quote are all there
+
+
+def test_quoted_values_follow_rfc_4180(tmp_path: Path, fleet: MeterRegistry) -> None:
+    rows = [
+        '"1767571200","A","230","5"',
+        '1767571260,"B","",5',  # a quoted blank is not measured
+        '1767571320,A,"2""30",5',  # a doubled quote inside: not a number, a bad row
+        '1767571380,A,"231"x,5',  # text after the closing quote
+        '1767571440,"B",232,"5"',
+    ]
+    batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 1 << 20)
+    assert [(b.line, b.reason.split(" at ")[0]) for b in reader.stats.bad_rows] == [
+        (4, "v1 '2\"30' is not a number"),
+        (5, "text after a closing quote"),
+    ]
+    assert batch.ts.tolist() == [1767571200.0, 1767571260.0, 1767571440.0]
+    assert math.isnan(batch.values[QUANTITY_INDEX["v1"], 1])
+
+
+def test_a_short_or_long_row_names_its_line_and_counts(
+    tmp_path: Path, fleet: MeterRegistry
+) -> None:
+    rows = _rows(4)
+    rows[1] = "1767571260,B"
+    rows[2] += ",7"
+    batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 1 << 20)
+    assert [(b.line, b.reason) for b in reader.stats.bad_rows] == [
+        (3, "expected 4 values, found 2"),
+        (4, "expected 4 values, found 5"),
+    ]
+    assert len(batch) == 2
+
+
+def test_lines_that_are_not_text_are_bad_rows(tmp_path: Path, fleet: MeterRegistry) -> None:
+    rows = [r.encode() for r in _rows(6)]
+    rows[1] = rows[1][:3] + b"\x00" + rows[1][3:]  # line 3
+    rows[2] = rows[2][:3] + b"\xff" + rows[2][3:]  # line 4
+    rows[3] = rows[3][:3] + b"\r" + rows[3][3:]  # line 5: a carriage return mid-line
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"ts,meter,v1,i1\r\n" + b"\r\n".join(rows) + b"\r\n")
+    batch, reader = _read(path, fleet, 1 << 20)
+    assert [(b.line, b.reason.split(" (")[0]) for b in reader.stats.bad_rows] == [
+        (3, "not text"),
+        (4, "not text"),
+        (5, "carriage return inside the line"),
+    ]
+    assert "NUL byte at column 4" in reader.stats.bad_rows[0].reason
+    assert "invalid UTF-8 at column 4" in reader.stats.bad_rows[1].reason
+    assert len(batch) == 3
+
+
+def test_a_line_too_long_to_be_a_row_is_one_bad_row(tmp_path: Path, fleet: MeterRegistry) -> None:
+    rows = _rows(4)
+    rows.insert(2, "x" * 1_100_000)  # line 4
+    batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 4096)
+    assert [b.line for b in reader.stats.bad_rows] == [4]
+    assert "longer than" in reader.stats.bad_rows[0].reason
+    assert len(batch) == 4
+
+
+@pytest.mark.parametrize(
+    ("encode", "encoding"),
+    [
+        (lambda t: t.encode(), "UTF-8"),
+        (lambda t: b"\xef\xbb\xbf" + t.encode(), "UTF-8"),
+        (lambda t: t.encode("utf-16"), "UTF-16"),
+        (lambda t: b"\xfe\xff" + t.encode("utf-16-be"), "UTF-16"),
+        (lambda t: t.encode("utf-32"), "UTF-32"),
+    ],
+)
+@pytest.mark.parametrize("compress", [False, True])
+def test_encodings_and_gzip_are_read(
+    tmp_path: Path, fleet: MeterRegistry, encode: Any, encoding: str, compress: bool
+) -> None:
+    text = "ts,meter,v1,i1\n" + "\n".join(_rows()) + "\n"
+    data = encode(text)
+    path = tmp_path / ("r.csv.gz" if compress else "r.csv")
+    path.write_bytes(gzip.compress(data) if compress else data)
+    batch, reader = _read(path, fleet, 64)
+    assert reader.stats.bad == 0
+    assert len(batch) == 10
+    assert reader.stats.encoding == encoding
+    assert reader.stats.compression == ("gzip" if compress else None)
+    assert reader.bytes_done == path.stat().st_size
+
+
+def test_invalid_utf16_is_a_bad_row(tmp_path: Path, fleet: MeterRegistry) -> None:
+    rows = _rows(3)
+    text = "ts,meter,v1,i1\n" + "\n".join(rows) + "\n"
+    data = bytearray(text.encode("utf-16-le"))
+    at = 2 * (len("ts,meter,v1,i1\n") + len(rows[0]) + 3)  # inside line 3
+    data[at : at + 2] = b"\x00\xd8"  # a lone surrogate
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"\xff\xfe" + bytes(data))
+    batch, reader = _read(path, fleet, 1 << 20)
+    assert [(b.line, b.reason) for b in reader.stats.bad_rows] == [(3, "not text (invalid UTF-16)")]
+    assert len(batch) == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "r.csv:1: no header row (empty file)"),
+        (b"\n\n", "r.csv:2: no header row"),
+        (bytes(range(256)) * 4, "r.csv:1: not text (NUL byte at column 1)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "r.csv:1: not text (invalid UTF-8 at column 1)"),
+        (
+            "ts,meter\n1,A\n".encode("utf-16-le"),
+            "r.csv:1: not text (NUL byte at column 2; UTF-16 without a byte-order mark?",
+        ),
+        (b"PK\x03\x04rest", "r.csv:1: not text (a zip archive)"),
+        (gzip.compress(b"\xfd7zXZ\x00...."), "r.csv:1: not text (xz-compressed inside the gzip"),
+        (gzip.compress(b"ts,meter,v1\n" * 1000)[:-30], "r.csv:1: broken gzip stream"),
+        (b"\x1f\x8bnot gzip at all", "r.csv: broken gzip stream"),
+        (b'ts,"meter,v1\n1,A,2\n', "r.csv:1: header: unterminated quote at column 4"),
+        (b"ts,meter,v1,v1\n", "r.csv:1: column(s) named twice: v1"),
+        (b"ts,meter\r1,A\r", "r.csv:1: carriage return inside the header line"),
+        (b"\xef\xbb\xbfts,m\xe9ter\n", "r.csv:1: not text (invalid UTF-8 at column 5)"),
+        (b"x" * 1_100_000, "r.csv:1: not text (no line break in"),
+    ],
+)
+def test_input_that_cannot_be_read_is_an_error_with_file_and_line(
+    tmp_path: Path, fleet: MeterRegistry, data: bytes, message: str
+) -> None:
+    path = tmp_path / "r.csv"
+    path.write_bytes(data)
+    with pytest.raises(ReadingsCsvError) as info:
+        list(ReadingsReader(path, fleet))
+    assert str(info.value).startswith(f"{tmp_path}/{message}")
+
+
+def test_a_missing_file_or_a_directory_is_an_error(tmp_path: Path, fleet: MeterRegistry) -> None:
+    with pytest.raises(ReadingsCsvError, match=r"missing\.csv: no such file$"):
+        ReadingsReader(tmp_path / "missing.csv", fleet)
+    with pytest.raises(ReadingsCsvError, match="is a directory"):
+        ReadingsReader(tmp_path, fleet)
