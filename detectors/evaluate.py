@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import statistics
@@ -14,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from meterguard.errors import MeterguardError
-from meterguard.meters_csv import read_meters_csv
+from meterguard.meters_csv import read_header, read_meters_csv, read_rows
 from meterguard.model import QUANTITY_INDEX, AlertKind, Meter, MeterRegistry
 from meterguard.telemetry_csv import ReadingsReader, parse_time_text
+from meterguard.textinput import Fail, open_input, read_lines
 
 #: An alert detects an incident when it starts this long before the incident at most...
 EARLY_S = 5 * 60.0
@@ -26,12 +26,12 @@ DAY_S = 86_400.0
 
 
 class ScoringInputError(MeterguardError, ValueError):
-    """labels.csv or alerts.jsonl cannot be used; names the file and line."""
+    """labels.csv or alerts.jsonl cannot be used; names the file and line (if it is a line)."""
 
-    def __init__(self, path: str, line: int, reason: str) -> None:
+    def __init__(self, path: str, line: int | None, reason: str) -> None:
         self.path = path
         self.line = line
-        super().__init__(f"{path}:{line}: {reason}")
+        super().__init__(f"{path}:{line}: {reason}" if line is not None else f"{path}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,48 +125,67 @@ def _float_ratio(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(part / whole, 3)
 
 
+def _fail(path: Path) -> Fail:
+    def fail(line: int | None, reason: str) -> ScoringInputError:
+        return ScoringInputError(str(path), line, reason)
+
+    return fail
+
+
 def read_labels(path: Path) -> list[Label]:
-    """Read labels.csv; an unusable row is a ScoringInputError naming its line."""
+    """Read labels.csv; an unusable row is a ScoringInputError naming its line.
+
+    Stored as meterguard.textinput reads it (UTF-8, UTF-16/32 with a BOM, gzip); a file
+    that cannot be read at all is a ScoringInputError too.
+    """
+    fail = _fail(path)
     labels: list[Label] = []
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        reader.fieldnames = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in ("meter", "kind", "start") if c not in reader.fieldnames]
-        if missing:
-            raise ScoringInputError(str(path), 1, f"missing column(s): {', '.join(missing)}")
-        for row in reader:
-            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                continue
+    with open_input(path, fail) as stream:
+        lines = read_lines(stream, fail)
+        header, _ = read_header(lines, ("meter", "kind", "start"), fail)
+        for line, row in read_rows(lines, header, fail):
             try:
-                kind = AlertKind((row["kind"] or "").strip()).value
-                start = parse_time_text(row["start"] or "")
-                end_text = (row.get("end") or "").strip()
+                kind = AlertKind(row["kind"].strip()).value
+                start = parse_time_text(row["start"])
+                end_text = row.get("end", "").strip()
                 end = parse_time_text(end_text) if end_text else math.inf
-                phase_text = (row.get("phase") or "").strip()
+                phase_text = row.get("phase", "").strip()
                 phase = int(float(phase_text)) if phase_text else None
-            except ValueError as exc:
-                raise ScoringInputError(str(path), reader.line_num, str(exc)) from exc
-            labels.append(Label((row["meter"] or "").strip(), kind, start, end, phase))
+            except (ValueError, OverflowError) as exc:
+                raise ScoringInputError(str(path), line, str(exc)) from exc
+            labels.append(Label(row["meter"].strip(), kind, start, end, phase))
     return labels
 
 
 def _time_value(value: Any) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        return parse_time_text(value)
-    raise ValueError(f"not a time: {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = parse_time_text(value)
+    else:
+        raise ValueError(f"not a time: {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a finite time: {value!r}")
+    return seconds
 
 
 def read_alerts(path: Path) -> list[ScoredAlert]:
-    """Read alerts.jsonl; an unusable line is a ScoringInputError naming it."""
+    """Read alerts.jsonl; an unusable line is a ScoringInputError naming it.
+
+    Each non-blank line is one JSON object with at least meter, kind and start. The file
+    may be stored as meterguard.textinput reads it; one that cannot be read at all is a
+    ScoringInputError too.
+    """
+    fail = _fail(path)
     alerts: list[ScoredAlert] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open_input(path, fail) as stream:
+        for number, line in read_lines(stream, fail):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"a JSON {type(record).__name__}, not an object")
                 raised = record.get("raised")
                 alerts.append(
                     ScoredAlert(
@@ -176,7 +195,9 @@ def read_alerts(path: Path) -> list[ScoredAlert]:
                         raised=None if raised is None else _time_value(raised),
                     )
                 )
-            except (ValueError, KeyError, TypeError) as exc:
+            except KeyError as exc:
+                raise ScoringInputError(str(path), number, f"not an alert: no {exc}") from exc
+            except (ValueError, TypeError, OverflowError, RecursionError) as exc:
                 raise ScoringInputError(str(path), number, f"not an alert: {exc}") from exc
     return alerts
 

@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         # Errors meterguard raises on purpose say what is wrong; a traceback would bury it.
         print(f"meterguard: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise  # not about a file the user named: a real failure, keep its traceback
+        # A file or folder named on the command line cannot be opened: say which and why.
+        print(f"meterguard: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from meterguard.errors import MeterCsvError
+from meterguard.errors import MeterCsvError, MeterguardError
 from meterguard.model import Meter
+from meterguard.textinput import Fail, open_input, read_lines, split_csv_line
 
 REQUIRED_COLUMNS = ("meter", "service", "nominal_v")
 OPTIONAL_COLUMNS = (
@@ -43,21 +44,80 @@ def _row_to_meter(row: dict[str, str]) -> Meter:
     return Meter.model_validate(fields)
 
 
+class MetersFileError(MeterCsvError):
+    """meters.csv cannot be read at all: missing, a directory, unreadable, not text."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.line = 0
+        self.reason = reason
+        MeterguardError.__init__(self, f"{path}: {reason}")
+
+
+def read_header(
+    lines: Iterator[tuple[int, str]], required: Sequence[str], fail: Fail
+) -> tuple[list[str], int]:
+    """Return the header's column names (first non-blank line) and its line number.
+
+    A malformed header, a column named twice or a required column missing goes to `fail`.
+    """
+    for number, text in lines:
+        if not text.strip():
+            continue
+        try:
+            names = [c.strip() for c in split_csv_line(text)]
+        except ValueError as exc:
+            raise fail(number, f"header: {exc}") from None
+        missing = [c for c in required if c not in names]
+        if missing:
+            raise fail(number, f"missing required column(s): {', '.join(missing)}")
+        twice = sorted({c for c in names if c and names.count(c) > 1})
+        if twice:
+            raise fail(number, f"column(s) named twice: {', '.join(twice)}")
+        return names, number
+    raise fail(None, "no header row")
+
+
+def read_rows(
+    lines: Iterator[tuple[int, str]], header: list[str], fail: Fail
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (line number, values by column) of each row that is not blank.
+
+    Values are split per RFC 4180 within the line; a malformed line or one with more or
+    fewer values than the header goes to `fail` with its line number.
+    """
+    for number, text in lines:
+        if not text.strip():
+            continue
+        try:
+            values = split_csv_line(text)
+        except ValueError as exc:
+            raise fail(number, str(exc)) from None
+        if len(values) != len(header):
+            raise fail(number, f"expected {len(header)} columns, found {len(values)}")
+        if not any(v.strip() for v in values):
+            continue
+        yield number, dict(zip(header, values, strict=True))
+
+
 def read_meters_csv(path: Path) -> list[Meter]:
-    """Read every meter of a meters.csv; a bad row raises MeterCsvError with its line."""
+    """Read every meter of a meters.csv; a bad row raises MeterCsvError with its line.
+
+    The file may be stored as meterguard.textinput reads it (UTF-8 with or without a BOM,
+    UTF-16/32 with a BOM, gzip); one that cannot be read raises MetersFileError.
+    """
+
+    def fail(line: int | None, reason: str) -> MeterCsvError:
+        if line is None:
+            return MetersFileError(str(path), reason)
+        return MeterCsvError(str(path), line, reason)
+
     meters: list[Meter] = []
     seen: set[str] = set()
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise MeterCsvError(str(path), 1, f"missing required column(s): {', '.join(missing)}")
-        for row in reader:
-            line = reader.line_num
-            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                continue
+    with open_input(path, fail) as stream:
+        lines = read_lines(stream, fail)
+        header, _ = read_header(lines, REQUIRED_COLUMNS, fail)
+        for line, row in read_rows(lines, header, fail):
             try:
                 meter = _row_to_meter(row)
             except ValidationError as exc:

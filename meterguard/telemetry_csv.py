@@ -500,7 +500,7 @@ class ReadingsReader:
             invalid.append(
                 (
                     int(row.number),
-                    f"expected {row.expected_columns} values, found {row.actual_columns}",
+                    f"expected {row.expected_columns} columns, found {row.actual_columns}",
                 )
             )
             return "skip"
@@ -685,7 +685,7 @@ def _parse_lines(
             invalid.append((number, str(exc)))
             continue
         if len(fields) != len(names):
-            invalid.append((number, f"expected {len(names)} values, found {len(fields)}"))
+            invalid.append((number, f"expected {len(names)} columns, found {len(fields)}"))
             continue
         for column, value in zip(columns, fields, strict=True):
             column.append(value or None)

@@ -1,7 +1,9 @@
 """Open the telemetry files (formats/TELEMETRY.md) as UTF-8 text, whatever they came as.
 
 A file is read as UTF-8 (a byte-order mark is dropped), UTF-16 or UTF-32 with a byte-order
-mark (turned into UTF-8 on the fly), and any of these gzip-compressed (a `.csv.gz`). Other
+mark (turned into UTF-8 on the fly), and any of these gzip-compressed (recognised by its
+first bytes; `NAME.gz` is read when NAME itself is missing, so a folder may hold
+`readings.csv.gz`). Other
 compressed or binary input, a missing file, a directory or an unreadable file is refused
 with a reason a person can act on. The reason goes to an error of the caller's own type
 (`fail(line, reason)`), so each reader keeps the error its callers already catch.
@@ -114,6 +116,7 @@ class InputStream:
     """A telemetry file opened for reading as UTF-8 bytes, with how it was stored."""
 
     def __init__(self, path: Path, fail: Fail) -> None:
+        path = locate(path)
         self.path = path
         self._fail = fail
         self.size = checked_size(path, fail)
@@ -192,8 +195,18 @@ def _os_reason(exc: OSError) -> str:
     return f"cannot be read ({exc.strerror or exc})"
 
 
+def locate(path: Path) -> Path:
+    """Return the file to read for `path`: itself, or `path.gz` beside it when it is missing."""
+    if not path.exists():
+        compressed = path.with_name(f"{path.name}.gz")
+        if compressed.is_file():
+            return compressed
+    return path
+
+
 def checked_size(path: Path, fail: Fail) -> int:
     """Return the file's size; a missing path, a directory or a special file is refused."""
+    path = locate(path)
     try:
         info = path.stat()
     except OSError as exc:

@@ -206,8 +206,8 @@ def test_a_short_or_long_row_names_its_line_and_counts(
     rows[2] += ",7"
     batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 1 << 20)
     assert [(b.line, b.reason) for b in reader.stats.bad_rows] == [
-        (3, "expected 4 values, found 2"),
-        (4, "expected 4 values, found 5"),
+        (3, "expected 4 columns, found 2"),
+        (4, "expected 4 columns, found 5"),
     ]
     assert len(batch) == 2
 
