@@ -1,14 +1,18 @@
 """The service pipeline: store failures are retried, a clean stop drains the queues."""
 
 import asyncio
+import functools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
+import pytest
 
 from api.app import create_app
+from collector.base import Delivery
 from meterguard.model import AlertEvent, Meter, ReadingBatch
 from meterguard.runtime import Runtime
 from meterguard.service import Service
@@ -163,3 +167,109 @@ async def test_a_manual_clear_makes_the_engine_raise_a_new_alert(tmp_path: Path)
     assert [e for e in seen if e[1] == first.id] == [("clear", first.id)]
     assert next(e for e in seen if e[1] != first.id) == ("open", second.id)
     assert runtime.counters.alerts_cleared_manually == 1
+
+
+class CommittingQueueSource(ListSource):
+    """Delivers what a test puts, each batch with a commit callback that records its tag."""
+
+    name = "committing"
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.tagged: asyncio.Queue[tuple[str, ReadingBatch]] = asyncio.Queue()
+        self.acked: list[str] = []
+
+    async def deliveries(self) -> AsyncIterator[Delivery]:
+        while True:
+            tag, batch = await self.tagged.get()
+            yield Delivery(batch, functools.partial(self.acked.append, tag))
+
+
+async def test_commit_callbacks_run_in_order_once_the_series_store_has_committed(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        storage=StorageSettings(data_dir=tmp_path),
+        api=ApiSettings(enabled=False),
+        meters=[Meter(id="M1", service="3p4w", nominal_v=230)],
+    )
+    runtime = Runtime.open(settings)
+    store = runtime.series
+    log: list[str] = []
+    source = CommittingQueueSource()
+    plain = QueueSource()
+    real_write, real_commit = store.write, store.commit  # type: ignore[attr-defined]
+
+    async def write(batch: ReadingBatch) -> None:
+        log.append(f"write {len(batch)}")
+        await real_write(batch)
+
+    async def commit() -> None:
+        log.append(f"commit, acked so far {len(source.acked)}")
+        await real_commit()
+
+    store.write = write  # type: ignore[method-assign]
+    store.commit = commit  # type: ignore[attr-defined]
+    service = Service(runtime, sources=[source, plain])
+    task = asyncio.create_task(service.run())
+    t0 = time.time() - 3600
+    try:
+        for n, tag in enumerate(["a", "b", "empty", "c"]):
+            rows = [] if tag == "empty" else [(t0 + n, 0, {"v1": 230.0})]
+            await source.tagged.put((tag, make_batch(rows)))
+        await _until(lambda: len(source.acked) == 4)
+        # Every acknowledgement came after a commit that followed its batch's write.
+        assert source.acked == ["a", "b", "empty", "c"]
+        assert log[-1].startswith("commit")
+        assert log.count("write 1") == 3
+        # Nothing acknowledged before the first commit.
+        assert next(e for e in log if e.startswith("commit")) == "commit, acked so far 0"
+        # Without callbacks (a Modbus source) the store commits on its own schedule.
+        commits = sum(e.startswith("commit") for e in log)
+        await plain.queue.put(make_batch([(t0 + 9, 0, {"v1": 230.0})]))
+        await _until(lambda: runtime.counters.readings_in == 4)
+        await asyncio.sleep(0.1)
+        assert sum(e.startswith("commit") for e in log) == commits
+    finally:
+        service.request_stop()
+        await asyncio.wait_for(task, 30)
+        stored = await runtime.series.query("M1", 0, 2e9, ["v1"])
+        await runtime.close()
+    assert len(stored.ts) == 4
+
+
+async def test_an_engine_failure_loses_one_batch_s_detection_and_stops_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(
+        storage=StorageSettings(data_dir=tmp_path),
+        api=ApiSettings(enabled=False),
+        meters=[Meter(id="M1", service="3p4w", nominal_v=230)],
+    )
+    runtime = Runtime.open(settings)
+    source = QueueSource()
+    service = Service(runtime, sources=[source])
+    real = service.engine.process
+    calls = {"n": 0}
+
+    def process(batch: ReadingBatch) -> list[AlertEvent]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ZeroDivisionError("a detector divided by zero")
+        return real(batch)
+
+    service.engine.process = process  # type: ignore[method-assign]
+    task = asyncio.create_task(service.run())
+    t0 = time.time() - 3600
+    try:
+        for k in range(3):
+            await source.queue.put(make_batch([(t0 + 60 * k, 0, {"v1": 230.0})]))
+        await _until(lambda: calls["n"] == 3)
+        assert runtime.gauges["engine_failed_batches"]() == 1
+    finally:
+        service.request_stop()
+        await asyncio.wait_for(task, 30)
+        stored = await runtime.series.query("M1", 0, 2e9, ["v1"])
+        await runtime.close()
+    assert len(stored.ts) == 3  # the readings of the failed batch are stored all the same
+    assert any("engine failed on a batch" in r.getMessage() for r in caplog.records)
