@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import AnyUser, bearer_token, unauthorized
 from api.deps import RuntimeDep
@@ -16,7 +16,9 @@ router = APIRouter(prefix="/api", tags=["users"])
 
 
 class LoginIn(BaseModel):
-    """A name and password."""
+    """A name (any case) and password."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1000)
@@ -53,7 +55,8 @@ async def login(body: LoginIn, request: Request, runtime: RuntimeDep) -> Session
     guard = guard_of(request.app, api)
     address = request.client.host if request.client is not None else None
     try:
-        with guard.attempt(body.name, address) as attempt:
+        # Names log in whatever their case, so failures count against the name in any case.
+        with guard.attempt(body.name.lower(), address) as attempt:
             found = await runtime.alerts.login(body.name, body.password, api.token_hours * 3600.0)
             attempt.succeeded = found is not None
     except LoginRefusedError as exc:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Admin, AnyUser
 from api.deps import RuntimeDep
 from meterguard.roles import Role
+from meterguard.stores.alertdb import UserExistsError
 
 router = APIRouter(prefix="/api", tags=["users"])
 
@@ -22,7 +22,9 @@ class Me(BaseModel):
 
 
 class UserIn(BaseModel):
-    """A new user."""
+    """A new user; names are unique whatever their case (`ADMIN` beside `admin` is a 409)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
     role: Role
@@ -46,7 +48,7 @@ async def me(who: AnyUser) -> Me:
     "/users",
     response_model=NewUser,
     status_code=201,
-    responses={409: {"description": "Name taken"}},
+    responses={409: {"description": "Name taken, in this case or another"}},
 )
 async def create_user(body: UserIn, who: Admin, runtime: RuntimeDep) -> NewUser:
     """Create a user and return its API token (stored hashed; shown only now)."""
@@ -54,6 +56,6 @@ async def create_user(body: UserIn, who: Admin, runtime: RuntimeDep) -> NewUser:
         user, token = await runtime.alerts.create_user(
             body.name, body.role.value, created_by=who.name
         )
-    except IntegrityError:
-        raise HTTPException(status_code=409, detail=f"user {body.name!r} exists") from None
+    except UserExistsError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
     return NewUser(name=user.name, role=Role(user.role), token=token)

@@ -1,5 +1,5 @@
 """The alert and case database: SQLAlchemy (async) on SQLite by default, PostgreSQL by URL."""
 
-from meterguard.stores.alertdb.store import SqlAlertStore, sqlite_url
+from meterguard.stores.alertdb.store import SqlAlertStore, UserExistsError, sqlite_url
 
-__all__ = ["SqlAlertStore", "sqlite_url"]
+__all__ = ["SqlAlertStore", "UserExistsError", "sqlite_url"]

@@ -6,6 +6,7 @@ import asyncio
 import builtins
 import hashlib
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from meterguard.errors import (
     AlertAlreadyClearedError,
     AlertNotFoundError,
+    MeterguardError,
     StoreUnavailableError,
 )
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
@@ -73,6 +75,30 @@ SQLITE_POOL_WAIT_S = 15.0
 
 #: How long a valid token's user is remembered before the database is asked again.
 TOKEN_CACHE_S = 5.0
+
+#: What a user name may hold: ASCII, so that SQLite's and PostgreSQL's lower() agree and
+#: names are unique whatever their case on both (migration 0006).
+USER_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,100}")
+
+
+class UserExistsError(MeterguardError, ValueError):
+    """A user of that name exists already, maybe in another case (`existing` is its name)."""
+
+    def __init__(self, name: str, existing: str) -> None:
+        self.name = name
+        self.existing = existing
+        same = "" if existing == name else " (names are unique whatever their case)"
+        super().__init__(f"a user named {existing!r} exists{same}")
+
+
+def same_name(column: sa.ColumnElement[str], name: str) -> sa.ColumnElement[bool]:
+    """Match a user name whatever its case, as the unique index on lower(name) does."""
+    if not name.isascii():
+        # No user has such a name; and Python's lower() folds some letters to ASCII.
+        return sa.false()
+    return sa.func.lower(column) == name.lower()
+
+
 #: Past this many remembered tokens the memory starts afresh.
 TOKEN_CACHE_SIZE = 10_000
 
@@ -854,11 +880,15 @@ class SqlAlertStore:
         """Create a user and return it with a new API token (shown only this once).
 
         `created_by` is the actor the audit log records (the admin behind an API call).
-        Raises ValueError for a role meterguard does not know, IntegrityError for a name
-        already taken.
+        Raises ValueError for a role meterguard does not know or a name it does not take
+        (1-100 of A-Z a-z 0-9 _ . @ -), UserExistsError for a name taken in any case.
         """
         if role not in ROLE_NAMES:
             raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLE_NAMES)}")
+        if USER_NAME.fullmatch(name) is None:
+            raise ValueError(
+                f"user name {name!r}: use 1 to 100 of the letters A-Z, a-z, digits and _ . @ -"
+            )
         token = secrets.token_urlsafe(32)
         token_hash = _hash_token(token)
         now = time.time()
@@ -880,7 +910,16 @@ class SqlAlertStore:
                 await self._audit(conn, created_by, "user_create", None, detail, key)
             return row
 
-        return _user(await self._run(write)), token
+        try:
+            row = await self._run(write)
+        except IntegrityError:
+            # The database refused it (two creations racing included): name the holder.
+            u = t.users
+            taken = await self._fetch(sa.select(u.c.name).where(same_name(u.c.name, name)))
+            if taken:
+                raise UserExistsError(name, taken[0]["name"]) from None
+            raise
+        return _user(row), token
 
     async def set_password(self, name: str, password: str, *, by: str = "cli") -> None:
         """Give a user a (new) password; KeyError for an unknown user."""
@@ -889,7 +928,7 @@ class SqlAlertStore:
 
         async def write(conn: AsyncConnection) -> None:
             result = await conn.execute(
-                sa.update(u).where(u.c.name == name).values(password_hash=password_hash)
+                sa.update(u).where(same_name(u.c.name, name)).values(password_hash=password_hash)
             )
             if not result.rowcount:
                 raise KeyError(f"no user {name!r}")
@@ -898,9 +937,13 @@ class SqlAlertStore:
         await self._run(write)
 
     async def login(self, name: str, password: str, ttl_s: float) -> tuple[User, str, float] | None:
-        """Check a password; on success return the user, a new token and its expiry time."""
+        """Check a password; on success return the user, a new token and its expiry time.
+
+        The name is matched whatever its case (names are unique that way): `Olga` logs in
+        as `olga`, and the user returned carries the name as it was created.
+        """
         u, k = t.users, t.tokens
-        rows = await self._fetch(sa.select(u).where(u.c.name == name))
+        rows = await self._fetch(sa.select(u).where(same_name(u.c.name, name)))
         stored = rows[0]["password_hash"] if rows else None
         # Checked even for an unknown name, so timing does not tell which names exist.
         if not await asyncio.to_thread(check_password, password, stored) or not rows:

@@ -159,6 +159,9 @@ users = sa.Table(
     *_client_key("users"),
 )
 
+# 0006: names are unique whatever their case (on top of the exact unique constraint).
+sa.Index("users_name_any_case", sa.func.lower(users.c.name), unique=True)
+
 tokens = sa.Table(
     "tokens",
     metadata,
