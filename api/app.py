@@ -8,14 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp
 
 import meterguard
-from api.nul_guard import refuse_nul
+from api.openapi import openapi_schema
 from api.routers import (
     alerts,
     cases,
@@ -29,16 +33,36 @@ from api.routers import (
     users,
     work_orders,
 )
+from api.security import SecurityHeaders, policy_for_page
+from api.text_guard import printable, refuse_unstorable_text, refused
 from meterguard.errors import StoreUnavailableError
 from meterguard.runtime import Runtime
 from meterguard.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The body is not valid JSON"},
     401: {"description": "Missing, wrong or revoked token"},
     403: {"description": "The caller's role may not do this"},
 }
+
+
+class _App(FastAPI):
+    """FastAPI whose every answer, errors and the 500 page included, has SecurityHeaders."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's error middleware, so its 500 answer gets the headers too.
+        return SecurityHeaders(super().build_middleware_stack())
+
+
+def _storable(value: Any) -> Any:
+    """Return a JSON value with every string writable as UTF-8 (lone surrogates escaped)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -56,12 +80,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         finally:
             await own.close()
 
-    app = FastAPI(
+    app = _App(
         title="meterguard",
         version=meterguard.__version__,
         description="Revenue-protection monitoring: alerts, meters and their readings.",
         lifespan=lifespan,
-        dependencies=[Depends(refuse_nul)],
+        dependencies=[Depends(refuse_unstorable_text)],
+        # /docs is served below with a policy of its own; ReDoc would need a looser one.
+        docs_url=None,
+        redoc_url=None,
     )
     if runtime is not None:
         app.state.runtime = runtime
@@ -83,8 +110,23 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         # A store outage is the server's temporary state, not a bug: 503, try again.
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer echoes the input, and an input with a lone surrogate cannot
+        # be written as UTF-8: that was a 500. The same answer, with such text escaped.
+        detail = _storable(jsonable_encoder(exc.errors()))
+        return JSONResponse({"detail": detail}, status_code=422)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        cause = exc.__cause__
+        if exc.status_code == 400 and cause is not None:
+            # FastAPI could not read the body (not UTF-8, nested too deep to parse): that is
+            # invalid input like any other, a 422 in the same shape.
+            reason = f"the body cannot be read as JSON ({type(cause).__name__})"
+            if isinstance(cause, UnicodeDecodeError):
+                reason = f"the body is not UTF-8 text (byte {cause.start + 1}: {cause.reason})"
+            return await invalid(request, refused(("body",), reason))
         if exc.status_code == 405:
             # Starlette names only the first route's methods when several routes share a
             # path; a client deserves the whole list.
@@ -96,6 +138,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             headers = {"Allow": ", ".join(sorted(allowed))}
             return JSONResponse({"detail": exc.detail}, status_code=405, headers=headers)
         return await http_exception_handler(request, exc)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi_schema(app, app.state.runtime.registry)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        page = get_swagger_ui_html(openapi_url="/openapi.json", title="meterguard - API")
+        page.headers["Content-Security-Policy"] = policy_for_page(bytes(page.body).decode())
+        return page
 
     @app.get("/", include_in_schema=False)
     async def board() -> FileResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -34,7 +35,9 @@ class AlertOut(BaseModel):
     end: str | None = Field(description="RFC 3339 UTC when it last held; null while open.")
     phase: int | None
     confidence: float
-    estimated_kwh_lost: float
+    estimated_kwh_lost: float | None = Field(
+        description="Estimated energy lost, kWh; null when it is not a finite figure."
+    )
     summary: str
     transformer: str | None = Field(default=None, description="The meter's transformer.")
     customer_class: str | None = Field(default=None, description="The meter's customer class.")
@@ -63,7 +66,7 @@ class AlertOut(BaseModel):
             end=_when(alert.end),
             phase=alert.phase,
             confidence=alert.confidence,
-            estimated_kwh_lost=alert.estimated_kwh_lost,
+            estimated_kwh_lost=finite(alert.estimated_kwh_lost),
             summary=alert.summary,
             transformer=meter.transformer if meter else None,
             customer_class=meter.customer_class if meter else None,
@@ -73,6 +76,12 @@ class AlertOut(BaseModel):
 
 def _when(ts: float | None) -> str | None:
     return None if ts is None else rfc3339(ts)
+
+
+def finite(value: float | None) -> float | None:
+    """Return a figure JSON can carry: inf and NaN become None (null, not known)."""
+    # JSON has no inf or NaN: say "not known" openly rather than let the encoder decide.
+    return value if value is not None and math.isfinite(value) else None
 
 
 class CaseOutline(BaseModel):

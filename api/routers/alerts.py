@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from api.auth import Reader
 from api.deps import RuntimeDep
-from api.params import time_param
+from api.params import time_param, time_schema
 from api.schemas import AlertDetail, AlertList, AlertOut
 from meterguard.errors import AlertNotFoundError
 from meterguard.model import AlertKind, MeterRegistry, Severity
@@ -69,10 +69,10 @@ async def list_alerts(
         Query(alias="class", max_length=100, description="Class, any case"),
     ] = None,
     since: Annotated[
-        str | None, Query(max_length=40, description=f"Held at or after ({TIME_HELP})")
+        str | None, Query(max_length=40, **time_schema(f"Held at or after ({TIME_HELP})"))
     ] = None,
     until: Annotated[
-        str | None, Query(max_length=40, description=f"Started at or before ({TIME_HELP})")
+        str | None, Query(max_length=40, **time_schema(f"Started at or before ({TIME_HELP})"))
     ] = None,
     sort: Annotated[
         AlertSort,
@@ -81,7 +81,11 @@ async def list_alerts(
     direction: Annotated[SortDirection, Query(description="desc: newest/largest first")] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
-        str | None, Query(max_length=500, description="next_cursor of the previous page")
+        str | None,
+        Query(
+            max_length=500,
+            description="next_cursor of the previous page, as the API gave it (another is a 422)",
+        ),
     ] = None,
 ) -> AlertList:
     """List alerts filtered and sorted as asked, a page at a time (follow next_cursor)."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import OPERATORS, Operator, Principal, Reader, require
 from api.deps import RuntimeDep
-from api.schemas import AlertOut
+from api.schemas import AlertOut, finite
 from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError
 from meterguard.roles import Role
 from meterguard.runtime import Runtime
@@ -28,8 +28,18 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such aler
 Commenter = Annotated[Principal, Depends(require(OPERATORS | {Role.CREW}))]
 
 
+#: Request bodies refuse fields they do not know: a misspelt one is a 422, not ignored.
+STRICT = ConfigDict(extra="forbid")
+#: White space, spelt out: regex engines and str.strip() each have their own idea of it.
+SPACE = " \t\n\v\f\r"
+#: Text with a character that is neither white space nor NUL.
+NOT_BLANK = "^[^\\x00]*[^\\x00\\x09-\\x0d\\x20][^\\x00]*$"
+
+
 class AckIn(BaseModel):
     """An acknowledgement."""
+
+    model_config = STRICT
 
     note: str = Field(default="", max_length=2000)
 
@@ -37,11 +47,15 @@ class AckIn(BaseModel):
 class CommentIn(BaseModel):
     """A comment."""
 
+    model_config = STRICT
+
     text: str = Field(min_length=1, max_length=5000)
 
 
 class AssignIn(BaseModel):
     """A hand-over."""
+
+    model_config = STRICT
 
     assignee: str = Field(min_length=1, max_length=100)
 
@@ -49,7 +63,22 @@ class AssignIn(BaseModel):
 class ClearIn(BaseModel):
     """Why an operator clears an alert by hand."""
 
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    model_config = STRICT
+
+    reason: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="Kept without the spaces around it; white space alone is no reason.",
+        json_schema_extra={"pattern": NOT_BLANK},
+    )
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, reason: str) -> str:
+        stripped = reason.strip(SPACE)
+        if not stripped:
+            raise ValueError("the reason is only white space")
+        return stripped
 
 
 class CaseOut(BaseModel):
@@ -74,7 +103,9 @@ class DetectorRow(BaseModel):
         description="Theft confirmed / outcomes with access (null: none yet)."
     )
     open: int = Field(default=0, description="Active alerts of this kind.")
-    open_kwh: float = Field(default=0.0, description="Their summed estimated kWh lost.")
+    open_kwh: float | None = Field(
+        default=0.0, description="Their summed estimated kWh lost; null if not a finite figure."
+    )
 
 
 class OpenCase(BaseModel):
@@ -85,7 +116,7 @@ class OpenCase(BaseModel):
     kind: str
     severity: str
     start: float
-    estimated_kwh_lost: float
+    estimated_kwh_lost: float | None = Field(description="null when not a finite figure.")
 
 
 class DetectorStats(BaseModel):
@@ -241,7 +272,7 @@ async def detector_stats(
                 no_fault_found=counts.get("no_fault_found", 0),
                 precision=precision[kind],
                 open=open_count,
-                open_kwh=round(open_kwh, 3),
+                open_kwh=finite(round(open_kwh, 3)),
             )
         )
     top = (
@@ -256,7 +287,7 @@ async def detector_stats(
                 kind=a.kind.value,
                 severity=a.severity.value,
                 start=a.start,
-                estimated_kwh_lost=a.estimated_kwh_lost,
+                estimated_kwh_lost=finite(a.estimated_kwh_lost),
             )
             for a in top
         ],

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from api.auth import Reader
 from api.deps import RuntimeDep
-from api.params import time_param
+from api.params import time_param, time_schema
 from api.schemas import AlertOut, MeterDetail, MeterList, MeterOut, SeriesOut
 from meterguard.model import QUANTITIES, Meter
 from meterguard.runtime import Runtime
@@ -18,6 +18,9 @@ from meterguard.timefmt import rfc3339
 
 router = APIRouter(prefix="/api/meters", tags=["meters"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such meter"}}
+_QUANTITY = "(?:" + "|".join(QUANTITIES) + ")"
+#: Exactly what `fields` takes: known quantities, comma-separated, spaces around them.
+FIELDS_PATTERN = f"^[ \t]*{_QUANTITY}[ \t]*(?:,[ \t]*{_QUANTITY}[ \t]*)*$"
 
 
 def _meter(runtime: Runtime, meter_id: str) -> Meter:
@@ -77,17 +80,26 @@ async def get_series(
     meter_id: str,
     runtime: RuntimeDep,
     fields: Annotated[
-        str, Query(max_length=200, description="Comma-separated quantities, e.g. v1,v2,v3")
+        str,
+        Query(
+            max_length=200,
+            description="Comma-separated quantities, e.g. v1,v2,v3",
+            json_schema_extra={"pattern": FIELDS_PATTERN},
+        ),
     ] = "v1,v2,v3,i1,i2,i3,p1,p2,p3",
-    start: Annotated[str | None, Query(description="RFC 3339 or epoch s; default end-6h")] = None,
-    end: Annotated[str | None, Query(description="RFC 3339 or epoch s; default now")] = None,
+    start: Annotated[
+        str | None, Query(max_length=40, **time_schema("RFC 3339 or epoch s; default end-6h"))
+    ] = None,
+    end: Annotated[
+        str | None, Query(max_length=40, **time_schema("RFC 3339 or epoch s; default now"))
+    ] = None,
     points: Annotated[int, Query(ge=1, le=5000, description="At most this many points")] = 500,
 ) -> SeriesOut:
     """Return a meter's quantities over a window, averaged down to at most `points` points."""
     meter = _meter(runtime, meter_id)
-    wanted = [f.strip() for f in fields.split(",") if f.strip()]
+    wanted = [f.strip(" \t") for f in fields.split(",")]
     unknown = [f for f in wanted if f not in QUANTITIES]
-    if unknown or not wanted:
+    if unknown:
         raise HTTPException(
             status_code=422,
             detail=f"unknown quantities {unknown}; known: {', '.join(QUANTITIES)}",

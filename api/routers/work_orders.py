@@ -23,17 +23,24 @@ CREW_STATUSES = frozenset({WorkOrderStatus.EN_ROUTE, WorkOrderStatus.ON_SITE, Wo
 AlertId = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+class ChecklistIn(Checklist):
+    """The on-site checklist as a crew sends it: fields it does not know are refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
 class WorkOrderIn(BaseModel):
     """A new investigation of one or several alerts (alert_id: the older one-alert form)."""
 
     # The schema says what the validator below checks: one of the two must name an alert.
     model_config = ConfigDict(
+        extra="forbid",
         json_schema_extra={
             "anyOf": [
                 {"required": ["alert_ids"], "properties": {"alert_ids": {"type": "array"}}},
                 {"required": ["alert_id"], "properties": {"alert_id": {"type": "string"}}},
             ]
-        }
+        },
     )
 
     alert_ids: list[AlertId] | None = Field(default=None, min_length=1, max_length=100)
@@ -69,10 +76,11 @@ class WorkOrderChange(BaseModel):
         description="With theft_confirmed: how it was done (an alert kind or free text).",
     )
     recovered_kwh: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    checklist: Checklist | None = None
+    checklist: ChecklistIn | None = None
 
     # The schema says what the validator below checks: a method only with theft confirmed.
     model_config = ConfigDict(
+        extra="forbid",
         json_schema_extra={
             "if": {
                 "required": ["outcome_method"],
@@ -82,7 +90,7 @@ class WorkOrderChange(BaseModel):
                 "required": ["outcome"],
                 "properties": {"outcome": {"const": Outcome.THEFT_CONFIRMED.value}},
             },
-        }
+        },
     )
 
     @model_validator(mode="after")
