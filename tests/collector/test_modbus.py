@@ -127,3 +127,17 @@ async def test_source_waits_for_a_late_gateway_then_streams() -> None:
     assert source.counters["connection"] >= 2
     async with ModbusGateway(list(enumerate(_sims(), start=1)), port=port):
         assert await asyncio.wait_for(reader, timeout=10) == 3
+
+
+async def test_a_source_entered_again_after_it_exited_polls_on() -> None:
+    # What the service does when it restarts a failed source: the same object again.
+    registry = MeterRegistry(FLEET)
+    port = free_port()
+    source = _source(port, registry, StatusBoard())
+    async with ModbusGateway(list(enumerate(_sims(), start=1)), port=port):
+        async with source:
+            first = await anext(source.batches())
+        async with source:
+            second = await anext(source.batches())
+    assert len(first) == len(second) == 3
+    assert source.health.reachable is True

@@ -333,3 +333,34 @@ def test_the_publisher_raises_when_the_broker_never_acknowledges() -> None:
             assert publisher.published == 0
     finally:
         listener.close()
+
+
+async def _stored_round(source: MqttSource, broker: Broker, ts: float) -> ReadingBatch:
+    """Publish a round, take it through deliveries() and acknowledge it as stored."""
+    with MqttPublisher(_sims(), port=broker.port, format_="meterguard") as publisher:
+        publisher.publish_round(ts)
+    got: list[ReadingBatch] = []
+    async with asyncio.timeout(10):
+        async for delivery in source.deliveries():
+            got.append(delivery.batch)
+            assert delivery.on_committed is not None
+            delivery.on_committed()
+            if sum(len(b) for b in got) >= 3:
+                break
+    return ReadingBatch.concat(got)
+
+
+async def test_a_source_entered_again_after_it_exited_reads_on(broker: Broker) -> None:
+    # What the service does when it restarts a failed source: the same object again.
+    registry = MeterRegistry(FLEET)
+    source = MqttSource(_settings(broker, "meterguard"), registry, StatusBoard())
+    async with source:
+        await source.wait_connected(10)
+        first = await _stored_round(source, broker, MARKER_TS)
+    assert source.health.reachable is True
+    async with source:
+        await source.wait_connected(10)
+        second = await _stored_round(source, broker, MARKER_TS + 60)
+    assert set(first.ts.tolist()) == {MARKER_TS}
+    assert set(second.ts.tolist()) == {MARKER_TS + 60}  # nothing of the first session again
+    assert source.counters["connects"] == 2
