@@ -239,7 +239,9 @@ def test_user_profile_file_is_loaded_by_path_relative_to_config(tmp_path: Path) 
     settings = load_settings(tmp_path / "meterguard.toml")
     source_settings = settings.sources[0]
     assert isinstance(source_settings, ModbusSourceSettings)
-    assert Path(source_settings.devices[0].profile) == tmp_path / "profiles" / "mini.toml"
+    profile = source_settings.devices[0].profile
+    assert profile is not None
+    assert Path(profile) == tmp_path / "profiles" / "mini.toml"
     assert isinstance(settings, Settings)
 
 
