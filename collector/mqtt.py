@@ -257,6 +257,8 @@ class MqttSource:
         failed = [r for r in reasons if getattr(r, "is_failure", False)]
         if failed:
             log.warning("mqtt %s: subscription refused: %s", self.name, failed)
+            # Connected but deaf: as good as a broker out of reach for readiness.
+            self.health.upstream(False, f"broker refused the subscription: {failed}")
             return
         self.subscribed.set()
 

@@ -80,6 +80,10 @@ async def test_tls_with_password_receives_and_a_wrong_password_does_not(
         with pytest.raises(TimeoutError):
             await refused.wait_connected(2)
     assert refused.counters["connects"] == 0
+    # A refused login is a broker out of reach for readiness, with what the broker did.
+    assert refused.health.state == "unreachable"
+    assert refused.health.reason is not None
+    assert refused.health.reason.startswith(f"broker 127.0.0.1:{tls_port} ")
     source = MqttSource(_settings(tls_port, tmp_path, "s3cret"), registry, StatusBoard())
     async with source:
         await source.wait_connected(10)
