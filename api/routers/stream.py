@@ -26,10 +26,12 @@ async def stream(
         str | None, Query(max_length=100, description="Resume after this event id.")
     ] = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    """Stream alert events: `open`, `update` and `clear` carry the alert.
+    """Stream alert events: `alert-open`, `alert-update` and `alert-clear` carry the alert.
 
     A `case` event carries an alert's new case fields (acknowledged, assigned). A `resync`
-    event asks the client to reload the list: the events it missed are gone.
+    event asks the client to reload the list: the events it missed are gone. (The alert
+    events are not named `open`: EventSource dispatches an `open` event of its own on every
+    connection, and a listener for alerts would receive it too.)
     """
     async for item in runtime.broadcaster.listen(last_event_id or after):
         if isinstance(item, ResyncNeeded):
@@ -47,4 +49,4 @@ async def stream(
         if data["raised"] is None:
             # Nor is a `raised` the event does not know: the client keeps the one it holds.
             del data["raised"]
-        yield ServerSentEvent(id=item.id, event=event.type.value, data=data)
+        yield ServerSentEvent(id=item.id, event=f"alert-{event.type.value}", data=data)

@@ -19,7 +19,7 @@ function evidenceTable(evidence) {
   body.replaceChildren(...QUANTITY_ORDER
     .filter((q) => snapshots.some(([, s]) => q in s))
     .map((q) => MG.el("tr", {}, MG.el("td", {}, q), ...snapshots.map(([, s]) =>
-      MG.el("td", {class: "num"}, q in s ? Number(s[q]).toFixed(2) : "")))));
+      MG.el("td", {class: "num"}, q in s ? MG.num(s[q]) : "")))));
   const other = Object.entries(evidence).filter(([, v]) => !(v && typeof v === "object"));
   for (const [k, v] of other) {
     // Keys ending in _ts are data times; show them as times, not epoch numbers.
@@ -104,7 +104,7 @@ async function main() {
     ["state", a.active ? "active" : "cleared"], ["phase", a.phase ?? "—"],
     ["start", MG.time(a.start)], ["raised", a.raised ? MG.time(a.raised) : "—"],
     ["end", a.end ? MG.time(a.end) : "still open"],
-    ["confidence", `${Math.round(a.confidence * 100)} %`],
+    ["confidence", MG.percent(a.confidence)],
     ["estimated kWh lost", MG.kwh(a.estimated_kwh_lost)],
     ["acknowledged by", a.acknowledged_by ?? "—"], ["assignee", a.assignee ?? "—"],
     ["alert id", a.id],

@@ -58,15 +58,21 @@ function matches(a, q, withCase = true) {
   return !q.meter || a.meter === q.meter;
 }
 
+// An estimated loss to sort by: the API sends null for one that is not a finite figure,
+// which its database sorts as the largest (an absurd reading's infinite loss).
+function loss(a) {
+  return MG.figure(a.estimated_kwh_lost) ? a.estimated_kwh_lost : Infinity;
+}
+
 // The API's sort orders, largest first; the id breaks ties as it does there.
 function compare(a, b, sort) {
   let d;
   if (sort === "start") d = Date.parse(b.start) - Date.parse(a.start);
   else if (sort === "severity") {
-    d = (SEVERITY_RANK[b.severity] ?? 0) - (SEVERITY_RANK[a.severity] ?? 0) ||
-      b.estimated_kwh_lost - a.estimated_kwh_lost;
-  } else d = b.estimated_kwh_lost - a.estimated_kwh_lost;
-  return d || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+    d = (SEVERITY_RANK[b.severity] ?? 0) - (SEVERITY_RANK[a.severity] ?? 0) || loss(b) - loss(a);
+  } else d = loss(b) - loss(a);
+  // Two infinite losses subtract to NaN: a tie, as are two equal ones.
+  return (Number.isNaN(d) ? 0 : d) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
 }
 
 // Whether an alert sorts among the rows loaded: past the last one it belongs to a later page.
@@ -76,14 +82,14 @@ function inLoadedRange(a) {
 }
 
 const FIELDS = {
-  severity: (a) => a.severity,
+  severity: (a) => a.severity ?? "",
   phase: (a) => a.phase ?? "",
   start: (a) => MG.time(a.start),
   state: (a) => (a.active ? "active" : "cleared"),
   kwh: (a) => MG.kwh(a.estimated_kwh_lost),
   acknowledged: (a) => a.acknowledged_by ?? "",
   assignee: (a) => a.assignee ?? "",
-  summary: (a) => a.summary,
+  summary: (a) => a.summary ?? "",
 };
 
 function cell(label, field, cls = "") {
@@ -366,18 +372,20 @@ async function stats() {
     const num = (outcome, value) => MG.el("td", {class: "num", dataset: {outcome}}, value);
     table.replaceChildren(...s.detectors.map((d) => MG.el("tr", {dataset: {kind: d.kind}},
       MG.el("td", {}, d.kind),
-      num("raised", d.raised),
-      num("open", d.open ?? "—"),
-      num("open_kwh", d.open_kwh == null ? "—" : MG.kwh(d.open_kwh)),
+      num("raised", d.raised ?? MG.DASH),
+      num("open", d.open ?? MG.DASH),
+      num("open_kwh", MG.kwh(d.open_kwh)),
       ...OUTCOMES.map((o) => num(o, (s.outcomes[d.kind] ?? {})[o] ?? 0)),
-      num("precision", d.precision == null ? "—" : `${Math.round(d.precision * 100)} %`))));
+      num("precision", MG.percent(d.precision)))));
     if (!s.detectors.length) {
       table.append(MG.el("tr", {}, MG.el("td", {colspan: 10}, "no closed work orders yet")));
     }
     const open = s.detectors.reduce((n, d) => n + (d.open ?? 0), 0);
-    const kwh = s.detectors.reduce((n, d) => n + (d.open_kwh ?? 0), 0);
+    // A kind whose loss is not a finite figure makes the sum unknown, not smaller.
+    const kwh = s.detectors.reduce(
+      (n, d) => n + (d.open_kwh === undefined ? 0 : d.open_kwh ?? NaN), 0);
     summary.textContent = `${open} open case${open === 1 ? "" : "s"} · ` +
-      `${kwh ? MG.kwh(kwh) : "0"} kWh estimated lost`;
+      `${kwh === 0 ? "0" : MG.kwh(kwh)} kWh estimated lost`;
   } catch (err) {
     table.replaceChildren(MG.el("tr", {}, MG.el("td", {colspan: 10}, err.message)));
     summary.textContent = `open cases unknown: ${err.message}`;
@@ -412,12 +420,28 @@ async function crewNames() {
   }
 }
 
+// The stream's event names and what the board calls them. The alert events are not named
+// "open": EventSource fires an "open" of its own on every (re)connection, without data.
+const STREAM_EVENTS = {"alert-open": "open", "alert-update": "update", "alert-clear": "clear",
+  case: "case"};
+
 function follow() {
   const live = document.querySelector("#live");
+  // On a dropped connection the browser reconnects by itself, sending the id of the last
+  // event it saw (Last-Event-ID): the server resumes after it, or says "resync".
   const source = new EventSource("/api/stream");
   let opened = false;
-  for (const type of ["open", "update", "clear", "case"]) {
-    source.addEventListener(type, (msg) => take(type, JSON.parse(msg.data)));
+  for (const [name, type] of Object.entries(STREAM_EVENTS)) {
+    source.addEventListener(name, (msg) => {
+      let data;
+      try {
+        data = JSON.parse(msg.data);
+      } catch (err) {
+        MG.showError(`A live update could not be read: ${err.message}`);
+        return;
+      }
+      if (data && typeof data.id === "string") take(type, data);
+    });
   }
   source.addEventListener("resync", () => reload());
   source.onopen = () => {

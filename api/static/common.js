@@ -153,10 +153,24 @@ const MG = {
     return iso ? new Date(iso).toLocaleString() : "";
   },
   epochTime(seconds) {
-    return new Date(seconds * 1000).toLocaleString();
+    return MG.figure(seconds) ? new Date(seconds * 1000).toLocaleString() : MG.DASH;
+  },
+  // Every figure a page shows goes through these: null, undefined, NaN, infinities and
+  // anything that is not a number show as a dash instead of throwing or printing "NaN".
+  DASH: "—",
+  figure(x) {
+    return typeof x === "number" && Number.isFinite(x);
   },
   kwh(x) {
-    return x >= 100 ? x.toFixed(0) : x >= 1 ? x.toFixed(2) : x.toFixed(3);
+    if (!MG.figure(x)) return MG.DASH;
+    const size = Math.abs(x);
+    return size >= 100 ? x.toFixed(0) : size >= 1 ? x.toFixed(2) : x.toFixed(3);
+  },
+  num(x, digits = 2) {
+    return MG.figure(x) ? x.toFixed(digits) : MG.DASH;
+  },
+  percent(x) {
+    return MG.figure(x) ? `${Math.round(x * 100)} %` : MG.DASH;
   },
   lastPathPart() {
     return decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());

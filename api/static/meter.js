@@ -22,7 +22,7 @@ async function main() {
   document.querySelector("#latest-at").textContent = m.latest_at ? MG.time(m.latest_at) : "none yet";
   document.querySelector("#latest tbody").replaceChildren(...Object.entries(latest)
     .filter(([k]) => k !== "ts")
-    .map(([k, v]) => MG.el("tr", {}, MG.el("td", {}, k), MG.el("td", {class: "num"}, v.toFixed(2)))));
+    .map(([k, v]) => MG.el("tr", {}, MG.el("td", {}, k), MG.el("td", {class: "num"}, MG.num(v)))));
   document.querySelector("#alerts tbody").replaceChildren(...m.alerts.map((a) => MG.el("tr",
     {class: a.active ? a.severity : "cleared"},
     MG.el("td", {}, a.severity),

@@ -82,7 +82,7 @@ async def test_stream_pushes_events_and_resumes_after_last_id(served: tuple[str,
         runtime.broadcaster.publish(_event(AlertEventType.OPEN))
         runtime.broadcaster.publish(_event(AlertEventType.UPDATE, raised=None))
         first = await asyncio.wait_for(reader, 10)
-        assert [e["event"] for e in first] == ["open", "update"]
+        assert [e["event"] for e in first] == ["alert-open", "alert-update"]
         opened = json.loads(first[0]["data"])
         assert opened["meter"] == "M1"
         assert (opened["start"], opened["raised"]) == (
@@ -97,7 +97,7 @@ async def test_stream_pushes_events_and_resumes_after_last_id(served: tuple[str,
         resumed = await asyncio.wait_for(
             _read_events(client, f"{base}/api/stream", 2, {"Last-Event-ID": first[0]["id"]}), 10
         )
-        assert [e["event"] for e in resumed] == ["update", "clear"]
+        assert [e["event"] for e in resumed] == ["alert-update", "alert-clear"]
         assert json.loads(resumed[1]["data"])["active"] is False
         stale = await asyncio.wait_for(
             _read_events(client, f"{base}/api/stream", 1, {"Last-Event-ID": "otherprocess-3"}), 10
@@ -191,7 +191,7 @@ async def test_case_changes_and_manual_clears_reach_the_stream(
         )
         assert cleared.status_code == 200
         events = await asyncio.wait_for(reader, 10)
-    assert [e["event"] for e in events] == ["update", "case", "case", "clear"]
+    assert [e["event"] for e in events] == ["alert-update", "case", "case", "alert-clear"]
     update, ack, assign, clear = (json.loads(e["data"]) for e in events)
     # An engine event knows nothing of the case: the fields are absent, not null.
     assert "acknowledged_by" not in update
