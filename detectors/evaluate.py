@@ -16,7 +16,7 @@ from meterguard.errors import MeterguardError
 from meterguard.meters_csv import read_header, read_meters_csv, read_rows
 from meterguard.model import QUANTITY_INDEX, AlertKind, Meter, MeterRegistry
 from meterguard.telemetry_csv import ReadingsReader, parse_time_text
-from meterguard.textinput import Fail, open_input, read_lines
+from meterguard.textinput import Fail, locate, open_input, read_lines
 
 #: An alert detects an incident when it starts this long before the incident at most...
 EARLY_S = 5 * 60.0
@@ -375,7 +375,7 @@ def evaluate(data_dir: Path, alerts_path: Path) -> dict[str, Any]:
     meters = read_meters_csv(data_dir / "meters.csv")
     labels = read_labels(data_dir / "labels.csv")
     alerts = read_alerts(alerts_path)
-    readings = data_dir / "readings.csv"
+    readings = locate(data_dir / "readings.csv")  # or readings.csv.gz, as replay reads it
     coverage = read_coverage(readings, meters) if readings.exists() else Coverage()
     return score(meters, labels, alerts, coverage)
 

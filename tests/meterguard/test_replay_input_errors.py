@@ -196,7 +196,7 @@ def scored(suite: Path, baseline: list[str], tmp_path: Path) -> Path:
     return folder
 
 
-def test_evaluate_reads_utf16_and_gzip_labels(
+def test_evaluate_reads_utf16_and_gzip_input(
     scored: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     alerts = str(scored / "alerts.jsonl")
@@ -207,6 +207,12 @@ def test_evaluate_reads_utf16_and_gzip_labels(
     assert main(["evaluate", str(scored), alerts, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == plain
     labels.write_bytes(gzip.compress(labels.read_bytes()))
+    assert main(["evaluate", str(scored), alerts, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == plain
+    # readings.csv.gz in place of readings.csv gives the same meter-days.
+    readings = scored / "readings.csv"
+    (scored / "readings.csv.gz").write_bytes(gzip.compress(readings.read_bytes(), 1))
+    readings.unlink()
     assert main(["evaluate", str(scored), alerts, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == plain
 
