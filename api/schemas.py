@@ -124,6 +124,11 @@ class MeterOut(Meter):
     """A meter with its collector status (null when no source polls it)."""
 
     collector: dict[str, Any] | None = None
+    clock_off_readings: int = Field(
+        default=0,
+        description="Readings of this meter refused for their time: its clock is wrong "
+        "(ahead of the wall clock or of the fleet's data time, or reset).",
+    )
 
 
 class MeterDetail(MeterOut):

@@ -183,7 +183,7 @@ class MqttSource:
         self._registry = registry
         self._status = status
         self._templates = [
-            (_Template(s.topic), make_decoder(s.format)) for s in settings.subscriptions
+            (_Template(s.topic), make_decoder(s.format, s.timezone)) for s in settings.subscriptions
         ]
         self._routes: dict[bytes, _Route | None] = {}
         self._slots: dict[str, int | None] = {}

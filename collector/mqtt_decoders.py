@@ -12,10 +12,12 @@ and Tasmota's ReactivePower carries no sign, so both leave q1-q3 unmeasured.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -28,8 +30,12 @@ Reading = tuple[str, float, dict[str, float], int]
 _TS_CACHE: dict[str, float] = {}
 
 
-def parse_ts(value: Any, where: str) -> float:
-    """Return epoch seconds from a number or an RFC 3339 string; anything else is an error."""
+def parse_ts(value: Any, where: str, zone: tzinfo = UTC) -> float:
+    """Return epoch seconds from a number or an RFC 3339 string; anything else is an error.
+
+    A time without an offset is taken in `zone` (the device's own, when it sends local
+    time; UTC by default).
+    """
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
             ts = float(value)
@@ -39,20 +45,21 @@ def parse_ts(value: Any, where: str) -> float:
             return ts
         raise DecodeError(where, "ts is not finite")
     if isinstance(value, str):
-        cached = _TS_CACHE.get(value)
+        key = value if zone is UTC else f"{value}@{zone}"
+        cached = _TS_CACHE.get(key)
         if cached is not None:
             return cached
         try:
             parsed = datetime.fromisoformat(value)
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
+                parsed = parsed.replace(tzinfo=zone)
             # Years near 1 or 9999 with an offset fall outside what a timestamp can hold.
             ts = parsed.timestamp()
         except (ValueError, OverflowError, OSError) as exc:
             raise DecodeError(where, f"ts {value[:40]!r} is not RFC 3339") from exc
         if len(_TS_CACHE) > 4096:  # readings of one round share a ts: a small cache suffices
             _TS_CACHE.clear()
-        _TS_CACHE[value] = ts
+        _TS_CACHE[key] = ts
         return ts
     raise DecodeError(where, "ts missing or not a number/RFC 3339 string")
 
@@ -76,7 +83,9 @@ def _number(value: Any, key: str, where: str) -> float:
     raise DecodeError(where, f"{key} is not a number: {str(value)[:40]!r}")
 
 
-def _own_reading(obj: Any, topic_meter: str | None, now: float, where: str) -> Reading:
+def _own_reading(
+    obj: Any, topic_meter: str | None, now: float, where: str, zone: tzinfo = UTC
+) -> Reading:
     if not isinstance(obj, dict):
         raise DecodeError(where, "a reading must be a JSON object")
     meter = obj.get("meter", topic_meter)
@@ -84,7 +93,7 @@ def _own_reading(obj: Any, topic_meter: str | None, now: float, where: str) -> R
         raise DecodeError(where, "no meter id in topic or payload")
     if topic_meter is not None and meter != topic_meter:
         raise DecodeError(where, f"payload meter {meter[:40]!r} differs from topic meter")
-    ts = parse_ts(obj.get("ts"), where)
+    ts = parse_ts(obj.get("ts"), where, zone)
     values: dict[str, float] = {}
     for key, value in obj.items():
         if key in QUANTITY_INDEX and value is not None:
@@ -101,13 +110,15 @@ def _own_reading(obj: Any, topic_meter: str | None, now: float, where: str) -> R
     return meter, ts, values, mask
 
 
-def decode_meterguard(payload: bytes, topic_meter: str | None, now: float) -> list[Reading]:
+def decode_meterguard(
+    payload: bytes, topic_meter: str | None, now: float, zone: tzinfo = UTC
+) -> list[Reading]:
     """Decode meterguard's own JSON: one reading object or a list of them (docs/COLLECTORS.md)."""
     where = "meterguard json"
     obj = _load(payload, where)
     if isinstance(obj, list):
-        return [_own_reading(o, topic_meter, now, where) for o in obj]
-    return [_own_reading(obj, topic_meter, now, where)]
+        return [_own_reading(o, topic_meter, now, where, zone) for o in obj]
+    return [_own_reading(obj, topic_meter, now, where, zone)]
 
 
 _SHELLY_PHASES = (("a_", "1"), ("b_", "2"), ("c_", "3"))
@@ -202,10 +213,13 @@ def _tasmota_phases(value: Any, key: str, where: str) -> list[float | None]:
     return [None if v is None else _number(v, key, where) for v in phases]
 
 
-def decode_tasmota(payload: bytes, topic_meter: str | None, now: float) -> list[Reading]:
+def decode_tasmota(
+    payload: bytes, topic_meter: str | None, now: float, zone: tzinfo = UTC
+) -> list[Reading]:
     """Decode Tasmota `tele/<topic>/SENSOR` with an ENERGY object (single or three phase).
 
-    `Time` is taken as UTC unless it carries an offset: set the device's Timezone to 0.
+    `Time` carries no offset unless the device's Timezone is 0: it is taken in `zone`
+    (the subscription's `timezone`, UTC by default).
     An empty array or a null is "not measured", never 0.
     """
     where = "tasmota"
@@ -217,7 +231,7 @@ def decode_tasmota(payload: bytes, topic_meter: str | None, now: float) -> list[
     energy = obj.get("ENERGY")
     if not isinstance(energy, dict):
         raise DecodeError(where, "no ENERGY object")
-    ts = parse_ts(obj["Time"], where) if "Time" in obj else now
+    ts = parse_ts(obj["Time"], where, zone) if "Time" in obj else now
     values: dict[str, float] = {}
     for key, prefix in _TASMOTA_FIELDS:
         value = energy.get(key)
@@ -246,12 +260,16 @@ def decode_tasmota(payload: bytes, topic_meter: str | None, now: float) -> list[
 Decoder = Callable[[bytes, str | None, float], list[Reading]]
 
 
-def make_decoder(format_: str) -> Decoder:
-    """Return a fresh decoder for a payload format (shelly, tasmota, meterguard)."""
+def make_decoder(format_: str, timezone: str | None = None) -> Decoder:
+    """Return a fresh decoder for a payload format (shelly, tasmota, meterguard).
+
+    `timezone` (IANA name): the devices' local time, for times sent without an offset.
+    """
+    zone: tzinfo = UTC if timezone is None else ZoneInfo(timezone)
     if format_ == "shelly":
         return ShellyDecoder()
     if format_ == "tasmota":
-        return decode_tasmota
+        return functools.partial(decode_tasmota, zone=zone)
     if format_ == "meterguard":
-        return decode_meterguard
+        return functools.partial(decode_meterguard, zone=zone)
     raise ValueError(f"unknown payload format {format_!r}")

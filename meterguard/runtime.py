@@ -13,6 +13,7 @@ from meterguard.settings import Settings
 from meterguard.status import StatusBoard
 from meterguard.stores import AlertStore, SeriesStore
 from meterguard.stores.factory import open_stores
+from meterguard.validation import ValidationReport
 
 
 @dataclass(slots=True)
@@ -44,6 +45,8 @@ class Runtime:
     #: Live figures read at scrape time (queue depths, write buffers), by metric name.
     gauges: dict[str, Callable[[], float]] = field(default_factory=dict)
     latest: LatestReadings = field(init=False)
+    #: What the reading checks blanked and refused (meterguard/validation.py).
+    validation: ValidationReport = field(default_factory=ValidationReport)
     #: Called with the clear event of every alert an operator clears by hand: the engine
     #: forgets the incident (a condition that still holds raises a new alert), notifiers tell.
     manual_clear_hooks: list[Callable[[AlertEvent], None]] = field(default_factory=list)

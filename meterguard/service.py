@@ -81,7 +81,9 @@ class Service:
             Calendar(settings.calendar),
         )
         self.validator = ReadingValidator(runtime.registry, settings.validation)
-        self.engine.clock_report = self.validator.report
+        # The API reads what the checks counted from the runtime.
+        self.validator.report = runtime.validation
+        self.engine.clock_report = runtime.validation
         self.sources = list(build_sources(runtime) if sources is None else sources)
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(settings.engine.queue_batches)
         self._series_queue: asyncio.Queue[_Item] = asyncio.Queue(settings.engine.queue_batches)

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 
 class _Section(BaseModel):
@@ -139,6 +148,21 @@ class MqttSubscription(_Section):
         description="Payload decoder: shelly (Pro 3EM em:0 / NotifyStatus), tasmota "
         "(SENSOR ENERGY), meterguard (docs/COLLECTORS.md)."
     )
+    timezone: str | None = Field(
+        default=None,
+        description="IANA time zone of devices that send local time without an offset "
+        "(Tasmota's Time unless its Timezone is 0), e.g. Asia/Kolkata; default UTC.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
 
     @model_validator(mode="after")
     def _has_meter(self) -> MqttSubscription:

@@ -32,7 +32,11 @@ def _meter(runtime: Runtime, meter_id: str) -> Meter:
 
 def _out(runtime: Runtime, meter: Meter) -> MeterOut:
     status = runtime.status.get(meter.id)
-    return MeterOut(**meter.model_dump(), collector=None if status is None else status.as_dict())
+    return MeterOut(
+        **meter.model_dump(),
+        collector=None if status is None else status.as_dict(),
+        clock_off_readings=runtime.validation.clock_off.get(meter.id, 0),
+    )
 
 
 @router.get("", response_model=MeterList)

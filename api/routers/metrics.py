@@ -143,6 +143,23 @@ class RuntimeCollector(Collector):
             degraded.add_metric([name], int(health.degraded))
         yield restarts
         yield degraded
+        checks = self.runtime.validation
+        blanked = CounterMetricFamily(
+            "meterguard_values_out_of_range",
+            "Values beyond physical bounds, taken as not measured, by quantity.",
+            labels=["quantity"],
+        )
+        for quantity, count in sorted(checks.values_out_of_range.items()):
+            blanked.add_metric([quantity], count)
+        refused = CounterMetricFamily(
+            "meterguard_readings_refused",
+            "Readings refused for their time (clock_ahead, clock_reset, time_not_finite).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(checks.readings_refused.items()):
+            refused.add_metric([reason], count)
+        yield blanked
+        yield refused
 
 
 @router.get(

@@ -203,3 +203,24 @@ async def test_an_unreachable_series_server_is_a_503(tmp_path: Path) -> None:
         assert "unavailable" in resp.json()["detail"]
     finally:
         await runtime.close()
+
+
+async def test_what_the_reading_checks_refused_is_shown(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    from meterguard.service import Service
+    from tests.conftest import make_batch
+
+    service = Service(runtime, sources=[])
+    now = 1.78e9
+    absurd = make_batch([(now, 0, {"v1": 1e308, "p1": -1e308})])
+    service.validator.check(absurd, now)
+    future = make_batch([(now + 5.5 * 3600, 1, {"v1": 230.0, "p1": 100.0})])
+    assert len(service.validator.check(future, now)) == 0
+    text = (await client.get("/metrics")).text
+    assert 'meterguard_values_out_of_range_total{quantity="v1"} 1.0' in text
+    assert 'meterguard_values_out_of_range_total{quantity="p1"} 1.0' in text
+    assert 'meterguard_readings_refused_total{reason="clock_ahead"} 1.0' in text
+    m2 = (await client.get("/api/meters/M2")).json()
+    assert m2["clock_off_readings"] == 1
+    assert (await client.get("/api/meters/M1")).json()["clock_off_readings"] == 0

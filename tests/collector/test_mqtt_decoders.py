@@ -1,6 +1,7 @@
 """Payload decoders: Shelly Pro 3EM, Tasmota, meterguard JSON; what they accept and refuse."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -219,3 +220,19 @@ def test_topic_templates_match_and_extract_the_meter() -> None:
     deep = _Template("site/+/{meter}/#")
     assert deep.match("site/north/M9/tele/SENSOR") == (True, "M9")
     assert deep.match("other/north/M9/x") == (False, None)
+
+
+def test_a_subscriptions_timezone_places_local_device_times() -> None:
+    from collector.mqtt_decoders import make_decoder
+
+    payload = b'{"Time":"2026-05-04T10:00:00","ENERGY":{"Voltage":230,"Current":1.0,"Power":220}}'
+    [(meter, ts, values, _)] = make_decoder("tasmota", "Asia/Kolkata")(payload, "plug", 0.0)
+    assert (meter, values["p1"]) == ("plug", 220.0)
+    # 10:00 in India is 04:30 UTC; without the zone it would be taken 5.5 h ahead.
+    assert ts == datetime(2026, 5, 4, 4, 30, tzinfo=UTC).timestamp()
+    [(_, ts_utc, _, _)] = make_decoder("tasmota")(payload, "plug", 0.0)
+    assert ts_utc - ts == 5.5 * 3600
+    # A time with an offset keeps it whatever the zone.
+    offset = payload.replace(b'10:00:00"', b'10:00:00+00:00"')
+    [(_, ts_offset, _, _)] = make_decoder("tasmota", "Asia/Kolkata")(offset, "plug", 0.0)
+    assert ts_offset == ts_utc
