@@ -129,6 +129,11 @@ class MeterOut(Meter):
         description="Readings of this meter refused for their time: its clock is wrong "
         "(ahead of the wall clock or of the fleet's data time, or reset).",
     )
+    silent_detectors: dict[str, str] = Field(
+        default_factory=dict,
+        description="Detectors that cannot judge this meter from what it sends, and why "
+        "(e.g. bypass without a measured neutral current).",
+    )
 
 
 class MeterDetail(MeterOut):

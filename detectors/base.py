@@ -190,6 +190,10 @@ class Detector(ABC):
     config_model: ClassVar[type[DetectorConfig]] = DetectorConfig
     #: Quantities the detector reads (documentation and checks).
     needs: ClassVar[tuple[str, ...]] = ()
+    #: What a meter must have sent at least once for the detector to judge it: each entry
+    #: a group of quantities of which one will do. Until then the detector stays silent
+    #: on that meter, and the meter's status says why.
+    requires: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
         self.config = config

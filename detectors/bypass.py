@@ -273,6 +273,7 @@ class BypassDetector(Detector):
     kind = AlertKind.BYPASS
     config_model = BypassConfig
     needs = ("i1", "i2", "i3", "in", "p1", "p2", "p3", "q1", "q2", "q3", "v1", "v2", "v3")
+    requires = (("in",), ("i1",))
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
         super().__init__(config, registry)

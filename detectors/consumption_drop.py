@@ -154,6 +154,7 @@ class ConsumptionDropDetector(Detector):
     kind = AlertKind.CONSUMPTION_DROP
     config_model = ConsumptionDropConfig
     needs = ("p1", "p2", "p3", "e_imp")
+    requires = (("e_imp", "p1"),)
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
         super().__init__(config, registry)

@@ -84,6 +84,7 @@ class CtRatioDetector(Detector):
     kind = AlertKind.CT_RATIO
     config_model = CtRatioConfig
     needs = ("i1", "i2", "i3")
+    requires = (("i1",),)
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
         super().__init__(config, registry)

@@ -87,6 +87,7 @@ class EnergyBalanceDetector(Detector):
     kind = AlertKind.ENERGY_BALANCE
     config_model = EnergyBalanceConfig
     needs = ("p1", "p2", "p3", "e_imp")
+    requires = (("e_imp", "p1"),)
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
         super().__init__(config, registry)

@@ -61,6 +61,7 @@ TICK_S = 300.0
 #: 90 % of the batch lies if later) is refused: one device's wrong clock must not move the
 #: data time of every other meter.
 MAX_AHEAD_S = 3600.0
+_QUANTITY_BITS = np.arange(len(QUANTITIES), dtype=np.int64)
 #: Weight of a new interval in a meter's usual interval (on a log scale, one step at most
 #: doubling or halving it, so one long silence does not pass for a new cadence).
 _INTERVAL_RATE = 0.2
@@ -505,6 +506,8 @@ class Engine:
         self.interval_s = np.full(n, np.nan)
         self.silence_s = np.full(n, MIN_SILENCE_S)
         self._lifecycles = [_Lifecycle(d, registry, self.silence_s) for d in self.detectors]
+        #: Per slot, a bit per quantity the meter has ever sent (QUANTITIES order).
+        self.seen = np.zeros(n, dtype=np.int64)
         self.now = -math.inf
         #: Index of the last tick data time has reached (None before the first reading).
         self._tick: int | None = None
@@ -612,6 +615,8 @@ class Engine:
         """Run every detector over rows of one tick."""
         dt = self._intervals(batch)
         self.now = max(self.now, float(batch.ts.max()))
+        bits = (np.isfinite(batch.values).astype(np.int64) << _QUANTITY_BITS[:, None]).sum(axis=0)
+        np.bitwise_or.at(self.seen, batch.slot, bits)
         self.ledger.add(batch, dt)
         ctx = self._context(batch, dt, self.now)
 
@@ -664,6 +669,25 @@ class Engine:
                 life.not_before[slot] = max(self.now, math.floor(alert.start) + 1.0)
                 return True
         return False
+
+    def silent_reasons(self, meter_id: str) -> dict[str, str]:
+        """Return, per detector that cannot judge a meter from what it sends, the reason.
+
+        Empty for a meter not heard from yet (nothing to say) and for one every detector
+        can judge.
+        """
+        slot = self.registry.slot(meter_id)
+        seen = int(self.seen[slot])
+        if not seen:
+            return {}
+        reasons: dict[str, str] = {}
+        for det in self.detectors:
+            for group in det.requires:
+                if not any(seen >> QUANTITIES.index(q) & 1 for q in group):
+                    missing = " or ".join(group)
+                    reasons[det.name] = f"silent: the meter never sent {missing}"
+                    break
+        return reasons
 
     def active_count(self) -> int:
         """Return how many alerts are open now."""

@@ -177,6 +177,7 @@ class ImbalanceDetector(Detector):
     kind = AlertKind.IMBALANCE
     config_model = ImbalanceConfig
     needs = ("i1", "i2", "i3", "v1", "v2", "v3", "in")
+    requires = (("i1",), ("v1",))
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
         super().__init__(config, registry)

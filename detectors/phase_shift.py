@@ -187,6 +187,7 @@ class PhaseShiftDetector(Detector):
     kind = AlertKind.PHASE_SHIFT
     config_model = PhaseShiftConfig
     needs = ("v1", "v2", "v3", "i1", "i2", "i3", "p1", "p2", "p3", "q1", "q2", "q3")
+    requires = (("p1",), ("q1",), ("i1",))
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
         super().__init__(config, registry)

@@ -38,6 +38,7 @@ class ReversalDetector(Detector):
     kind = AlertKind.REVERSAL
     config_model = ReversalConfig
     needs = ("p1", "p2", "p3")
+    requires = (("p1",),)
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
         super().__init__(config, registry)

@@ -56,6 +56,7 @@ class VoltageLossDetector(Detector):
     kind = AlertKind.VOLTAGE_LOSS
     config_model = VoltageLossConfig
     needs = ("v1", "v2", "v3", "i1", "i2", "i3", "p1", "p2", "p3")
+    requires = (("v1",), ("i1",))
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
         super().__init__(config, registry)

@@ -50,6 +50,9 @@ class Runtime:
     #: Called with the clear event of every alert an operator clears by hand: the engine
     #: forgets the incident (a condition that still holds raises a new alert), notifiers tell.
     manual_clear_hooks: list[Callable[[AlertEvent], None]] = field(default_factory=list)
+    #: Per meter id, the detectors that cannot judge it from what it sends, and why (set by
+    #: the service that runs the engine; none without one).
+    silent_detectors: Callable[[str], dict[str, str]] | None = None
     #: Held from reading an alert's case fields to publishing them, so the last case event
     #: of an alert always carries its latest state.
     case_announce_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

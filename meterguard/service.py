@@ -80,6 +80,7 @@ class Service:
             build_detectors(settings.detectors, runtime.registry),
             Calendar(settings.calendar),
         )
+        runtime.silent_detectors = self.engine.silent_reasons
         self.validator = ReadingValidator(runtime.registry, settings.validation)
         # The API reads what the checks counted from the runtime.
         self.validator.report = runtime.validation

@@ -36,6 +36,9 @@ def _out(runtime: Runtime, meter: Meter) -> MeterOut:
         **meter.model_dump(),
         collector=None if status is None else status.as_dict(),
         clock_off_readings=runtime.validation.clock_off.get(meter.id, 0),
+        silent_detectors={}
+        if runtime.silent_detectors is None
+        else runtime.silent_detectors(meter.id),
     )
 
 

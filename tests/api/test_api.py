@@ -224,3 +224,17 @@ async def test_what_the_reading_checks_refused_is_shown(
     m2 = (await client.get("/api/meters/M2")).json()
     assert m2["clock_off_readings"] == 1
     assert (await client.get("/api/meters/M1")).json()["clock_off_readings"] == 0
+
+
+async def test_a_meter_says_which_detectors_cannot_judge_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    from meterguard.service import Service
+    from tests.conftest import make_batch
+
+    service = Service(runtime, sources=[])
+    service.engine.process(make_batch([(1.78e9, 0, {"v1": 230.0, "i1": 2.0, "p1": 440.0})]))
+    silent = (await client.get("/api/meters/M1")).json()["silent_detectors"]
+    assert silent["bypass"] == "silent: the meter never sent in"
+    assert "reversal" not in silent
+    assert (await client.get("/api/meters/M2")).json()["silent_detectors"] == {}

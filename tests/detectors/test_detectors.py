@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from detectors.context import BatchContext
+from detectors.engine import Engine, build_detectors
 from meterguard.model import Meter, MeterEvent, MeterRegistry
 from tests.conftest import make_batch
 from tests.detectors.physics import feed, only, opened, reading
@@ -292,3 +293,20 @@ def test_energy_balance_on_the_feeder_beyond_the_loss_allowance(fleet: MeterRegi
     assert (alert.start, alert.raised) == (4 * HOUR, 5 * HOUR)
     assert alert.evidence["feeder_w"] > alert.evidence["customers_w"]
     assert 4000 < alert.evidence["unexplained_w"] < 6000
+
+
+# ---------------------------------------------------------------- what a detector can judge
+
+
+def test_a_detector_the_data_cannot_support_says_so(fleet: MeterRegistry) -> None:
+    engine = Engine(fleet, build_detectors({}, fleet))
+    assert engine.silent_reasons("A") == {}  # not heard from yet: nothing to say
+    no_neutral = reading([4.0, 4.0, 4.0], neutral=False)
+    only_volts = {"v1": 230.0}
+    feed(engine, [(0.0, A, no_neutral), (0.0, B, reading([4.0, 4.0, 4.0])), (0.0, C, only_volts)])
+    assert engine.silent_reasons("A") == {"bypass": "silent: the meter never sent in"}
+    assert engine.silent_reasons("B") == {}
+    silent = engine.silent_reasons("C")
+    assert silent["reversal"] == "silent: the meter never sent p1"
+    assert silent["consumption_drop"] == "silent: the meter never sent e_imp or p1"
+    assert "tamper" not in silent  # events need no quantity
