@@ -265,11 +265,9 @@ def make_decoder(format_: str, timezone: str | None = None) -> Decoder:
 
     `timezone` (IANA name): the devices' local time, for times sent without an offset.
     """
-    zone: tzinfo = UTC if timezone is None else ZoneInfo(timezone)
     if format_ == "shelly":
         return ShellyDecoder()
-    if format_ == "tasmota":
-        return functools.partial(decode_tasmota, zone=zone)
-    if format_ == "meterguard":
-        return functools.partial(decode_meterguard, zone=zone)
+    decode = {"tasmota": decode_tasmota, "meterguard": decode_meterguard}.get(format_)
+    if decode is not None:
+        return decode if timezone is None else functools.partial(decode, zone=ZoneInfo(timezone))
     raise ValueError(f"unknown payload format {format_!r}")
