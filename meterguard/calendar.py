@@ -27,6 +27,15 @@ class DayType(enum.IntEnum):
 DAY_TYPES = len(DayType)
 
 
+def known_zone(value: str) -> str:
+    """Return an IANA time zone name unchanged, or raise ValueError naming it."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
 class CalendarSettings(BaseModel):
     """Where the fleet is: its public holidays, its weekend and its local time."""
 
@@ -53,11 +62,7 @@ class CalendarSettings(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return known_zone(value)
 
     @field_validator("country")
     @classmethod
