@@ -32,6 +32,22 @@ class Counters:
 
 
 @dataclass(slots=True)
+class EngineActivity:
+    """When the engine last took a batch, for the health summary: is data flowing, how late."""
+
+    #: Wall clock (epoch s) when the engine last took a batch with readings.
+    last_batch_at: float | None = None
+    #: The newest data time (epoch s) of any reading the engine has judged.
+    data_time: float | None = None
+
+    def took(self, newest_ts: float, now: float) -> None:
+        """Record a batch whose newest reading is `newest_ts`, taken at wall time `now`."""
+        self.last_batch_at = now
+        if self.data_time is None or newest_ts > self.data_time:
+            self.data_time = newest_ts
+
+
+@dataclass(slots=True)
 class Runtime:
     """The open stores and the fleet, handed to the engine pipeline and the API alike."""
 
@@ -41,6 +57,7 @@ class Runtime:
     alerts: AlertStore
     status: StatusBoard = field(default_factory=StatusBoard)
     counters: Counters = field(default_factory=Counters)
+    engine_activity: EngineActivity = field(default_factory=EngineActivity)
     broadcaster: AlertBroadcaster = field(default_factory=AlertBroadcaster)
     #: Live figures read at scrape time (queue depths, write buffers), by metric name.
     gauges: dict[str, Callable[[], float]] = field(default_factory=dict)

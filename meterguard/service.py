@@ -219,6 +219,7 @@ class Service:
         batch = self.validator.check(batch, wall_clock())
         if len(batch) == 0:
             return batch
+        self.runtime.engine_activity.took(float(batch.ts.max()), time.time())
         self.runtime.latest.update(batch)
         for event in self.engine.process(batch):
             applied = await self._persist(

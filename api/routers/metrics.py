@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -13,6 +12,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from api.deps import RuntimeDep
 from api.login_guard import LoginGuard, guard_of
+from api.readiness import check_readiness
 from meterguard.runtime import Runtime
 
 router = APIRouter(tags=["health"])
@@ -189,31 +189,19 @@ async def readyz(runtime: RuntimeDep, response: Response) -> dict[str, object]:
     `unavailable` (a store does not answer); `sources` gives each source's state and,
     when degraded, why.
     """
-    checks: dict[str, str] = {}
-    started = time.monotonic()
-    try:
-        await runtime.alerts.list(limit=1)
-        checks["alert_store"] = "ok"
-    except Exception as exc:  # any failure means "not ready"; the reason is reported
-        checks["alert_store"] = f"error: {exc}"
-    try:
-        await runtime.series.query("", 0.0, 0.0, [])
-        checks["series_store"] = "ok"
-    except Exception as exc:  # as above
-        checks["series_store"] = f"error: {exc}"
-    healths = runtime.status.healths()
-    stores_ok = all(v == "ok" for v in checks.values())
-    degraded = any(h.degraded for h in healths.values())
-    status = "unavailable" if not stores_ok else "degraded" if degraded else "ok"
-    ready = status == "ok"
-    if not ready:
+    found = await check_readiness(runtime)
+    if not found.ready:
         response.status_code = 503
-    sources = {n: {"state": h.state, "reason": h.reason} for n, h in healths.items()}
+    checks = {
+        name: "ok" if error is None else f"error: {error}"
+        for name, error in found.store_errors.items()
+    }
+    sources = {n: {"state": h.state, "reason": h.reason} for n, h in found.sources.items()}
     return {
-        "ready": ready,
-        "status": status,
+        "ready": found.ready,
+        "status": found.status,
         "checks": checks,
         "sources": sources,
         "collector": runtime.status.summary(),
-        "check_ms": round((time.monotonic() - started) * 1000, 1),
+        "check_ms": found.check_ms,
     }
