@@ -56,6 +56,8 @@ _RING = 72
 _BASE_HOURS = 6
 #: Falls of one class beginning within this many hours of each other are shared, not thefts.
 _SHARED_HOURS = 12
+#: Hours after a fall began within which the transformer's balance may confirm it.
+_CONFIRM_HOURS = 36
 #: Prior weight of the class spread, in hourly judgements (a day).
 _PRIOR_WEIGHT = 24.0
 _TAMPER = int(MeterEvent.COVER_OPEN | MeterEvent.TERMINAL_COVER_OPEN | MeterEvent.MAGNETIC_FIELD)
@@ -126,6 +128,13 @@ class ConsumptionDropConfig(DetectorConfig):
     min_spread: float = Field(
         default=0.06, gt=0, description="A meter's spread is never taken below this."
     )
+    shape_correlation: float = Field(
+        default=0.7,
+        ge=-1,
+        le=1,
+        description="Correlation the last 24 hours must keep with the expected hourly shape "
+        "(0.1 less when the balance confirms): a tap scales the load, an empty home changes it.",
+    )
     min_loss_w: float = Field(
         default=100.0,
         ge=0,
@@ -182,6 +191,12 @@ class ConsumptionDropDetector(Detector):
         self.var_sum = np.zeros(n)
         self.var_n = np.zeros(n)
         self.low_since = np.full(n, -1, dtype=np.int64)
+        # Hours are learned into the baseline a day late (see _release): the last one taken.
+        self.learned_until = np.full(n, -1, dtype=np.int64)
+        # The last judged fall in spreads (z), and the transformer's unexplained energy in
+        # the day before each fall began (W; NaN: not known), kept from when it began.
+        self.last_z = np.zeros(n)
+        self.earlier_w = np.full(n, np.nan)
         self.run_alone = np.zeros(n, dtype=np.int64)
         self.run_confirmed = np.zeros(n, dtype=np.int64)
         self.reversed_until = np.full(n, -np.inf)
@@ -267,7 +282,6 @@ class ConsumptionDropDetector(Detector):
         parts: list[tuple[Int64Array, FloatArray, FloatArray]],
         ctx: BatchContext,
     ) -> None:
-        cfg = self.cfg
         n = len(self._eligible)
         wh = np.full(n, np.nan)
         covered = np.zeros(n)
@@ -283,6 +297,7 @@ class ConsumptionDropDetector(Detector):
         valid &= self.reversed_until[meters] <= hour * HOUR_S
         # An hour of a kind of day the meter has not shown yet (its first Sunday, the first
         # holiday) cannot be judged: a shop's Sunday is not its Monday.
+        self._release(meters, hour, ctx)
         expected = self.base[meters, d, k]
         cell = hour % _RING
         # The ring: hours not written since are unknown.
@@ -298,16 +313,42 @@ class ConsumptionDropDetector(Detector):
         self.ring_b[meters, cell] = np.where(valid, expected, np.nan)
         self.ring_hour[meters] = hour
         self._window(meters, hour, hour_end, ctx)
-        # Learn the hour unless it looked like the theft (a baseline must not adopt it).
-        suspect = self.low_since[meters] >= 0
-        learn = meters[valid & ~suspect]
-        if learn.size:
-            old = self.base[learn, d, k]
-            rate = np.maximum(cfg.learn_rate, 1.0 / (self.seen[learn, d, k] + 1.0))
-            self.base[learn, d, k] = np.where(
-                np.isfinite(old), old + rate * (wh[learn] - old), wh[learn]
-            )
-            self.seen[learn, d, k] += 1
+
+    def _release(self, meters: Int64Array, hour: int, ctx: BatchContext) -> None:
+        """Learn into the baseline each meter's hours that are a day old and above suspicion.
+
+        An hour is learned only once the 24-hour windows after it have been judged: a tap's
+        first hours lower the window too little to be suspect at once, and a baseline that
+        adopted them would hide the tap from then on. While a meter's consumption is low
+        its hours wait; if the fall is raised they are dropped, if it passes they are learned.
+        """
+        cfg = self.cfg
+        oldest = hour - _RING + 1
+        raised = self.run_alone[meters] + self.run_confirmed[meters] > 0
+        # A fall being raised: the hours it covers must never become the meter's normal.
+        self.learned_until[meters[raised]] = hour - 1
+        ready = meters[~raised & (self.low_since[meters] < 0)]
+        if not ready.size:
+            return
+        first = np.maximum(self.learned_until[ready] + 1, oldest)
+        last = hour - 24
+        self.learned_until[ready] = np.maximum(self.learned_until[ready], last)
+        for h in range(int(first.min(initial=last + 1)), last + 1):
+            take = ready[first <= h]
+            cell = h % _RING
+            written = self.ring_hour[take]
+            # The cell holds hour h if the meter was read since and the ring has not come round.
+            held = (written >= h) & (written - h < _RING)
+            take = take[held & np.isfinite(self.ring_e[take, cell])]
+            if not take.size:
+                continue
+            local, day_type = ctx.calendar.hours(np.array([h], dtype=np.int64))
+            k, d = int(local[0]), int(day_type[0])
+            value = self.ring_e[take, cell]
+            old = self.base[take, d, k]
+            rate = np.maximum(cfg.learn_rate, 1.0 / (self.seen[take, d, k] + 1.0))
+            self.base[take, d, k] = np.where(np.isfinite(old), old + rate * (value - old), value)
+            self.seen[take, d, k] += 1
 
     def _window(self, meters: Int64Array, hour: int, hour_end: float, ctx: BatchContext) -> None:
         """Judge the last 24 hours of each meter read this hour; emit hourly verdicts."""
@@ -335,6 +376,9 @@ class ConsumptionDropDetector(Detector):
             # baseline's hour-to-hour variation; a closed shop or an empty home is flat.
             cv_e = _variation(e[:, :12], ok[:, :12])
             cv_b = _variation(b[:, :12], ok[:, :12])
+            # A tap lowers every hour in proportion, so the day keeps its usual shape; an
+            # empty home heated on a thermostat has a shape of its own.
+            shape = _correlation(e, b, ok)
         # The change common to the meter's class (weather, an unlisted holiday).
         common = np.zeros(meters.size)
         cls = self._class[meters]
@@ -347,6 +391,7 @@ class ConsumptionDropDetector(Detector):
         low = np.isfinite(y) & (y < np.log(cfg.drop_ratio))
         starting = low & (self.low_since[meters] < 0)
         self.low_since[meters[starting]] = hour
+        self._note_earlier(meters[starting], hour)
         self.low_since[meters[~low]] = -1
         # The spread is the meter's honest variation: a fall that has lasted for hours is
         # what is being judged, and must not widen the yardstick it is judged by.
@@ -360,11 +405,15 @@ class ConsumptionDropDetector(Detector):
         # The fall goes on: the last hours are low too (a closure that ended is not a tap).
         plausible = low & ~idle & ~exporting & (recent_ratio < cfg.drop_ratio)
         deficit = np.where(judged, (b_sum - e_sum) / np.maximum(count, 1), 0.0)
-        alone = plausible & proportional & (y < -cfg.alone_sigmas * spread)
+        alone = plausible & proportional & (shape >= cfg.shape_correlation)
+        alone &= y < -cfg.alone_sigmas * spread
         alone &= deficit >= cfg.min_loss_w
         support, informative, correlation = self._balance(meters, hour)
         confirmed_now = informative & (support >= cfg.confirm_share) & (support <= 3.0)
         confirmed_now &= correlation >= 0.3
+        # Only a young fall can be matched to the balance: later, unexplained energy that
+        # appears may be anyone's on the transformer (the window lags the fall by a day).
+        confirmed_now &= hour - self.low_since[meters] <= _CONFIRM_HOURS
         since = self.low_since[meters]
         # A cover opened or a magnet applied in the day before the fall began.
         tamper_at = self.tamper_at[meters]
@@ -373,7 +422,9 @@ class ConsumptionDropDetector(Detector):
         )
         tampered &= y < -(cfg.confirmed_sigmas + 1.0) * spread
         confirmed = plausible & (y < -cfg.confirmed_sigmas * spread) & (confirmed_now | tampered)
+        confirmed &= shape >= cfg.shape_correlation - 0.1
         refuted = informative & (support < 0.1)
+        self.last_z[meters] = np.where(np.isfinite(y), y / spread, 0.0)
         alone &= ~refuted & ~self._shared(meters, alone)
         self.run_alone[meters] = np.where(alone, self.run_alone[meters] + 1, 0)
         self.run_confirmed[meters] = np.where(confirmed, self.run_confirmed[meters] + 1, 0)
@@ -388,6 +439,7 @@ class ConsumptionDropDetector(Detector):
         onset = np.maximum(since, hour - run + 1) * HOUR_S
         verdict = np.where(holds, HOLDS, np.where(np.isfinite(y), CLEAR, UNKNOWN)).astype(np.int8)
         told = verdict != UNKNOWN
+        self._dbg = dict(locals())
         if not told.any():
             return
         at = hour_end + cfg.judge_delay_s
@@ -443,10 +495,29 @@ class ConsumptionDropDetector(Detector):
         for j in np.flatnonzero(candidates).tolist():
             since = self.low_since[meters[j]]
             peers = falling[self._class[falling] == self._class[meters[j]]]
+            # Only falls of a like depth are shared: at any hour some households of a large
+            # class are a little below their usual, and a deep fall is not one of theirs.
+            peers = peers[self.last_z[peers] <= 0.5 * self.last_z[meters[j]]]
             together = np.abs(self.low_since[peers] - since) <= _SHARED_HOURS
             class_size = int((self._class == self._class[meters[j]]).sum())
             shared[j] = int(together.sum()) - 1 >= max(2, round(0.03 * class_size))
         return shared
+
+    def _note_earlier(self, meters: Int64Array, since: int) -> None:
+        """Keep, for falls beginning now, the transformer's unexplained power the day before.
+
+        The window lags a fall by up to a day, so the day before that is the last known to be
+        free of it; kept now, because the ring forgets it while the fall goes on.
+        """
+        before = np.arange(since - 48, since - 24)
+        cells = before % _RING
+        for m in meters.tolist():
+            t = int(self._trafo[m])
+            if t < 0:
+                continue
+            earlier = np.where(self.u_hour[t, cells] == before, self.u_wh[t, cells], np.nan)
+            known = np.isfinite(earlier)
+            self.earlier_w[m] = float(earlier[known].mean()) if known.sum() >= 6 else np.nan
 
     def _spread(self, meters: Int64Array) -> FloatArray:
         """Return each meter's day-to-day spread of the log ratio.
@@ -502,11 +573,8 @@ class ConsumptionDropDetector(Detector):
             # Support counts only if the unexplained energy came with the fall: before the
             # day in which it began (the window lags the fall by up to a day), the balance
             # was clean; else it belongs to something else on the transformer.
-            before = np.arange(int(since[j]) - 48, int(since[j]) - 24)
-            earlier = np.where(
-                self.u_hour[t, before % _RING] == before, self.u_wh[t, before % _RING], np.nan
-            )
-            if np.isfinite(earlier).sum() < 6 or np.nanmean(earlier) > 0.3 * fall:
+            earlier = self.earlier_w[meters[j]]
+            if not np.isfinite(earlier) or earlier > 0.3 * fall:
                 support[j] = min(support[j], 0.15)  # cannot confirm; may still refute
             if n >= 6 and np.std(e[ok]) > 0 and np.std(u[ok]) > 0:
                 correlation[j] = float(np.corrcoef(u[ok], e[ok])[0, 1])
@@ -534,3 +602,17 @@ def _variation(values: FloatArray, known: BoolArray) -> FloatArray:
         spread = np.sqrt(np.where(known, (values - mean[:, None]) ** 2, 0.0).sum(axis=1) / count)
         variation: FloatArray = np.where(count >= 6, spread / mean, np.nan)
     return variation
+
+
+def _correlation(a: FloatArray, b: FloatArray, known: BoolArray) -> FloatArray:
+    """Return each row's Pearson correlation of a and b over its known values (NaN: too few)."""
+    count = known.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_a = np.where(known, a, 0.0).sum(axis=1) / count
+        mean_b = np.where(known, b, 0.0).sum(axis=1) / count
+        da = np.where(known, a - mean_a[:, None], 0.0)
+        db = np.where(known, b - mean_b[:, None], 0.0)
+        cov = (da * db).sum(axis=1)
+        norm = np.sqrt((da**2).sum(axis=1) * (db**2).sum(axis=1))
+        correlation: FloatArray = np.where((count >= 12) & (norm > 0), cov / norm, np.nan)
+    return correlation

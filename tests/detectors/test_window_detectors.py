@@ -160,6 +160,38 @@ def test_without_a_check_meter_a_large_fall_is_raised_alone_and_minor() -> None:
     assert alerts[0].evidence["transformer_confirms"] is False
 
 
+def test_a_tap_on_the_second_day_is_not_learned_as_the_meter_s_normal() -> None:
+    # A day of history, then a tap: the first tapped hours barely move the day's window, so
+    # a baseline learning them at once would adopt the tap. Hours are learned a day late,
+    # and not at all while the fall is judged.
+    registry = _fleet(feeder=False)
+    tap_at = START + 1 * DAY + 10 * HOUR  # the first Tuesday morning
+    metered = lambda k, t: 0.4 if k == 3 and t >= tap_at else 1.0  # noqa: E731
+    events = _feed(_engine(registry, ["consumption_drop"]), _rows(6, feeder=False, metered=metered))
+    alerts = [e.alert for e in opened(events)]
+    assert [a.meter for a in alerts] == ["H03"]
+    assert alerts[0].start >= tap_at
+    assert alerts[0].raised is not None
+    assert alerts[0].raised <= tap_at + 2 * DAY
+
+
+def test_an_empty_home_heated_on_a_thermostat_is_not_a_tap() -> None:
+    # Away for the second week, night-rate storage heating keeps the home warm: consumption
+    # falls by half, in a shape of its own (the heating's night hours), not the household's
+    # day. Judged on its depth alone it would be raised; its shape tells it apart.
+    registry = _fleet(feeder=False)
+    away_from = START + 7 * DAY
+
+    def home(k: int, t: float, factor: float) -> float:
+        if k == 5 and t >= away_from:
+            hour = (t % DAY) / HOUR
+            return 60.0 + (300.0 if hour < 6 or hour >= 22 else 20.0)
+        return _home_w(t, factor)
+
+    events = _feed(_engine(registry, ["consumption_drop"]), _rows(12, feeder=False, home_w=home))
+    assert opened(events) == []
+
+
 def test_an_honest_fall_the_check_meter_does_not_see_is_not_raised() -> None:
     # The home's true load halves (a tenant moved out): the balance does not move.
     registry = _fleet(feeder=True)
