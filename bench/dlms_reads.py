@@ -2,7 +2,7 @@
 
 The simulator (GPL pydlms-client, its own process) serves --meters meters, one TCP port
 each. Both clients keep one association per meter open and poll all meters in parallel
-as fast as they answer, reading every register of DOMAIN.md §5 the meter has
+as fast as they answer, reading every register of docs/PHYSICS.md (DLMS) the meter has
 (get-with-list, at most 10 attributes per request). The bare loop is gurux-dlms on
 asyncio streams and nothing else: one task per meter sends the requests and lets gurux
 parse the answers. meterguard's DlmsSource also scales and folds the values into

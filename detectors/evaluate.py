@@ -1,4 +1,4 @@
-"""Scoring of alerts against ground-truth labels, exactly as formats/TELEMETRY.md defines it."""
+"""Scoring of alerts against ground-truth labels, as docs/FORMATS.md (Scoring) states it."""
 
 from __future__ import annotations
 
@@ -239,7 +239,7 @@ def read_coverage(readings: Path, meters: Sequence[Meter]) -> Coverage:
 
 
 def accepted_kinds(label: Label, neutral_measured: bool) -> frozenset[str]:
-    """Return the alert kinds that diagnose a label (TELEMETRY.md Scoring).
+    """Return the alert kinds that diagnose a label (docs/FORMATS.md, Scoring).
 
     Its own kind; a reversal may show as `phase_shift`; a ONE-phase bypass (the label
     names a phase) may show as `imbalance` on a meter without neutral measurement. No

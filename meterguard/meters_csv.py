@@ -1,4 +1,4 @@
-"""Read and write meters.csv (formats/TELEMETRY.md): strict on meaning, loose on layout."""
+"""Read and write meters.csv (docs/FORMATS.md): strict on meaning, loose on layout."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def read_meters_csv(path: Path) -> list[Meter]:
 
 
 def write_meters_csv(path: Path, meters: Iterable[Meter]) -> None:
-    """Write meters in the column order of TELEMETRY.md."""
+    """Write meters in the column order of docs/FORMATS.md."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)

@@ -17,7 +17,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
 EventArray = npt.NDArray[np.uint32]
 
-#: The measured quantities of formats/TELEMETRY.md, in column order of a batch.
+#: The measured quantities (the readings.csv columns of docs/FORMATS.md), in batch order.
 QUANTITIES: tuple[str, ...] = (
     "v1", "v2", "v3",
     "i1", "i2", "i3",
@@ -232,7 +232,7 @@ class Severity(enum.StrEnum):
 
 
 class AlertKind(enum.StrEnum):
-    """The alert kinds of formats/TELEMETRY.md."""
+    """The alert kinds meterguard raises and labels name (docs/FORMATS.md)."""
 
     BYPASS = "bypass"
     REVERSAL = "reversal"

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         default_factory=NotifySettings, description="Webhook and MQTT receivers of alerts."
     )
     meters_csv: Path | None = Field(
-        default=None, description="A meters.csv to load the fleet from (TELEMETRY.md)."
+        default=None, description="A meters.csv to load the fleet from (docs/FORMATS.md)."
     )
     meters: list[Meter] = Field(default_factory=list, description="Meters listed inline.")
     sources: list[SourceSettings] = Field(

@@ -1,4 +1,4 @@
-"""Read readings.csv (formats/TELEMETRY.md) in chunks into ReadingBatches, counting bad rows.
+"""Read readings.csv (docs/FORMATS.md) in chunks into ReadingBatches, counting bad rows.
 
 Strict about meaning (a value that is not a finite number, an unknown meter, a time that
 is not a finite epoch or RFC 3339 time makes the row bad), forgiving about layout (column

@@ -1,4 +1,4 @@
-"""Open the telemetry files (formats/TELEMETRY.md) as UTF-8 text, whatever they came as.
+"""Open the telemetry files (docs/FORMATS.md) as UTF-8 text, whatever they came as.
 
 A file is read as UTF-8 (a byte-order mark is dropped), UTF-16 or UTF-32 with a byte-order
 mark (turned into UTF-8 on the fly), and any of these gzip-compressed (recognised by its

@@ -32,7 +32,7 @@ from simulators.serve import SimClock
 if TYPE_CHECKING:
     from simulators.meter import SimulatedMeter
 
-#: Meter events -> IDIS fraud-log event codes (DOMAIN.md §5).
+#: Meter events -> IDIS fraud-log event codes (docs/PHYSICS.md, DLMS/COSEM).
 IDIS_CODES = {
     "terminal_cover_open": 40,
     "terminal_cover_closed": 41,

@@ -61,7 +61,7 @@ def _total(sign: int) -> Callable[[dict[str, float]], float]:
     return lambda v: max(sign * sum(v.get(f"p{k}", 0.0) for k in (1, 2, 3)), 0.0)
 
 
-#: DOMAIN.md §5 instantaneous values and energy registers.
+#: Instantaneous values and energy registers by OBIS code (docs/PHYSICS.md, DLMS/COSEM).
 REGISTERS: tuple[ObisRegister, ...] = (
     ObisRegister("1.0.32.7.0.255", -1, VOLT, _phase(1, "v")),
     ObisRegister("1.0.52.7.0.255", -1, VOLT, _phase(2, "v")),

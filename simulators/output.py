@@ -1,4 +1,4 @@
-"""Write a simulated run as meters.csv, readings.csv and labels.csv (formats/TELEMETRY.md)."""
+"""Write a simulated run as meters.csv, readings.csv and labels.csv (docs/FORMATS.md)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ DAY_S = 86400.0
 #: Default start of a generated run: a Monday, midnight UTC.
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC).timestamp()
 
-#: Theft method -> the alert kind it is labelled with (formats/TELEMETRY.md), and what
+#: Theft method -> the alert kind it is labelled with (docs/FORMATS.md), and what
 #: `magnitude` means for it.
 METHODS: dict[str, tuple[str, str]] = {
     "bypass": ("bypass", "fraction of the element's current still metered"),

@@ -6,7 +6,7 @@ const OUTCOMES = [
   ["wiring_error", "Wiring error"], ["no_fault_found", "No fault found"],
   ["no_access", "No access"],
 ];
-// The on-site checklist of DOMAIN.md section 1; each point is yes, no or not checked.
+// The on-site checklist (docs/PHYSICS.md, field practice); each point is yes, no or not checked.
 const CHECKS = [
   ["seals_intact", "Seals intact"], ["wiring_correct", "Wiring correct"],
   ["ct_ratio_fits_load", "CT ratio fits the load"],

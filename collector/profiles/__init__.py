@@ -33,7 +33,7 @@ class RegisterEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    quantity: str = Field(description="The quantity it feeds (TELEMETRY.md column).")
+    quantity: str = Field(description="The quantity it feeds (a readings.csv column).")
     address: int = Field(ge=0, le=65535, description="0-based register address.")
     function: Literal[3, 4] | None = Field(
         default=None, description="03 holding or 04 input registers; default: the profile's."

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 NAME = "evaluate"
-HELP = "score ALERTS.jsonl against DATA_DIR/labels.csv (TELEMETRY.md scoring)"
+HELP = "score ALERTS.jsonl against DATA_DIR/labels.csv (rules in docs/FORMATS.md)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -81,7 +81,7 @@ class Acknowledgement(_Record):
 
 
 class Checklist(_Record):
-    """What a crew checks at the meter (DOMAIN.md section 1), with notes and evidence."""
+    """What a crew checks at the meter (docs/PHYSICS.md, field practice), notes and evidence."""
 
     seals_intact: CheckAnswer = CheckAnswer.NOT_CHECKED
     wiring_correct: CheckAnswer = CheckAnswer.NOT_CHECKED

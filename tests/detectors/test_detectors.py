@@ -1,4 +1,4 @@
-"""Each detector: a positive case, the confounders it must not fire on (DOMAIN.md §4)."""
+"""Each detector: a positive case, the confounders it must not fire on (docs/PHYSICS.md)."""
 
 from __future__ import annotations
 

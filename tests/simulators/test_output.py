@@ -1,4 +1,4 @@
-"""The files a run writes parse per formats/TELEMETRY.md and carry the injected truth."""
+"""The files a run writes parse per docs/FORMATS.md and carry the injected truth."""
 
 from __future__ import annotations
 

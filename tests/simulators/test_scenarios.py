@@ -1,4 +1,4 @@
-"""Each theft changes what the METER measures as DOMAIN.md says, while the true load goes on."""
+"""Each theft changes what the METER measures as docs/PHYSICS.md says; the true load goes on."""
 
 from __future__ import annotations
 
