@@ -1,4 +1,6 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both bootstrap .venv first.
+# `make test` also installs the Debian packages the tests use and starts the servers the
+# machine runs (as root; tests/ensure_servers.sh); `make test-fast` needs no server at all.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,8 +8,10 @@ BIN := $(VENV)/bin
 # extras (GPL: see the README's licence section), so `make demo` installs nothing GPL.
 BASE_STAMP := $(VENV)/.installed-base
 DEV_STAMP := $(VENV)/.installed-dev
+# Markers of the tests that need a server (pyproject.toml, tests/tiers.py).
+SERVER_MARKERS := postgres or influxdb or victoriametrics or mqtt or browser
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-fast servers lint install clean
 
 $(BASE_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +33,15 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+servers:
+	PYTHON=$(PYTHON) bash tests/ensure_servers.sh
+
+# servers first: on a fresh machine it installs python3-venv, which .venv needs.
+test: servers lint
 	$(BIN)/pytest
+
+test-fast: $(DEV_STAMP)
+	$(BIN)/pytest -m "not ($(SERVER_MARKERS) or slow)"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,14 +1,35 @@
-"""Shared fixtures: small fleets, batches built by hand, free ports."""
+"""Shared fixtures: small fleets, batches built by hand, free ports; the servers' markers."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
 
 from meterguard.model import QUANTITY_INDEX, Meter, MeterRegistry, ReadingBatch
+from tests import tiers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tiers.watch_machine_servers()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.mark_by_fixtures(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with tiers.running(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with tiers.running(item):
+        return (yield)
 
 
 def free_port() -> int:

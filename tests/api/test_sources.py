@@ -108,6 +108,7 @@ async def _feed_mqtt(source: MqttSource, prefix: str) -> None:
         await asyncio.wait_for(first_reading(), 10)
 
 
+@pytest.mark.mqtt
 async def test_mqtt_malformed_payloads_are_counted_and_kept_for_operators(api: Api) -> None:
     prefix = f"mgtest-{uuid.uuid4().hex[:12]}"
     await _feed_mqtt(_mqtt_source(api.runtime, "mq", prefix), prefix)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.tiers import require_marker
 
 
 class Broker:
@@ -42,6 +43,7 @@ class Broker:
 
     def start(self) -> None:
         """Start mosquitto and wait until it accepts connections."""
+        require_marker("mqtt", "a private Mosquitto")
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.process = subprocess.Popen([binary, "-c", str(self.config)])
         deadline = time.monotonic() + 10

@@ -279,6 +279,7 @@ async def test_a_failing_source_is_restarted_with_backoff_and_reported(
     assert flaky.health.state == "stopped"
 
 
+@pytest.mark.mqtt
 async def test_readiness_is_degraded_while_the_broker_cannot_be_reached(tmp_path: Path) -> None:
     (tmp_path / "broker").mkdir()
     broker = Broker(tmp_path / "broker")  # not started yet

@@ -154,6 +154,7 @@ def subscriber() -> Iterator[tuple[str, list[mqtt.MQTTMessage]]]:
     client.disconnect()
 
 
+@pytest.mark.mqtt
 async def test_mqtt_topic_gets_every_event(subscriber: tuple[str, list[mqtt.MQTTMessage]]) -> None:
     prefix, received = subscriber
     [notifier] = build_notifiers(NotifySettings(mqtt=MqttNotifySettings(topic_prefix=prefix)))

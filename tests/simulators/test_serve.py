@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -79,6 +80,7 @@ async def test_modbus_gateways_serve_the_fleet_and_a_silenced_meter_does_not_ans
     assert f"port = {plan.port}" in text
 
 
+@pytest.mark.mqtt
 def test_mqtt_publishes_every_answering_meter_at_qos1(tmp_path: Path) -> None:
     broker = Broker(tmp_path)
     broker.start()

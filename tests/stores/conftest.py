@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +12,11 @@ import pytest
 
 from meterguard.stores.alertdb import sqlite_url
 from tests.stores.servers import InfluxServer, VictoriaMetrics
-
-#: The PostgreSQL every developer machine and CI runs (trust auth for local connections).
-PG_DSN = os.environ.get("MG_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+from tests.tiers import PG_DSN
 
 
-def _pg_url(dsn: str, database: str) -> str:
+def pg_url(dsn: str, database: str) -> str:
+    """The SQLAlchemy (asyncpg) URL of a database on the server a DSN names."""
     base = dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     return f"{base}/{database}"
 
@@ -42,14 +40,14 @@ def pg_database() -> Iterator[str]:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def alert_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty alert database: a SQLite file, or the run's PostgreSQL database emptied."""
     if request.param == "sqlite":
         return sqlite_url(tmp_path / "alerts.sqlite")
     dsn: str = request.getfixturevalue("pg_database")
     asyncio.run(_admin("DROP SCHEMA public CASCADE; CREATE SCHEMA public", dsn))
-    return _pg_url(dsn, dsn.rsplit("/", 1)[1])
+    return pg_url(dsn, dsn.rsplit("/", 1)[1])
 
 
 @pytest.fixture(scope="session")

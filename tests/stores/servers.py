@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.conftest import free_port
+from tests.tiers import require_marker
 
 
 def _require(binary: str, package: str) -> str:
@@ -99,6 +100,7 @@ bind-address = "127.0.0.1:{free_port()}"
 
     def start(self) -> None:
         """Start the server and wait until /ping answers."""
+        require_marker("influxdb", "a private InfluxDB")
         self._proc = _start_answering(
             [self.binary, "run", "-config", str(self.config)],
             self.folder / "influxd.log",
@@ -124,6 +126,7 @@ class VictoriaMetrics:
 
     def start(self) -> None:
         """Start it and wait until /health answers."""
+        require_marker("victoriametrics", "a private VictoriaMetrics")
         self._proc = _start_answering(
             [
                 self.binary,
@@ -156,6 +159,7 @@ class PrivatePostgres:
     """A PostgreSQL cluster of its own (initdb + pg_ctl), so restarting it disturbs nobody."""
 
     def __init__(self, folder: Path) -> None:
+        require_marker("postgres", "a private PostgreSQL cluster")
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
         if not bins:
             raise RuntimeError("PostgreSQL server binaries not found (Debian package postgresql)")

@@ -10,12 +10,12 @@ from api.app import create_app
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings
-from tests.stores.conftest import _pg_url
+from tests.stores.conftest import pg_url
 
 
 @pytest.fixture
 async def pg_api(pg_database: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    url = _pg_url(pg_database, pg_database.rsplit("/", 1)[1])
+    url = pg_url(pg_database, pg_database.rsplit("/", 1)[1])
     settings = Settings(
         storage=StorageSettings(data_dir=tmp_path, alert_db_url=url),
         api=ApiSettings(anonymous_role=None),

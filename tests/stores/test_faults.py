@@ -39,6 +39,7 @@ from tests.stores.service_proc import FLEET
 OUTAGE_S = 60.0
 
 
+@pytest.mark.influxdb
 async def test_influxdb_stopped_for_a_minute_loses_and_doubles_nothing(tmp_path: Path) -> None:
     server = InfluxServer(tmp_path / "influx")
     try:

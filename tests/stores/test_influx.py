@@ -206,6 +206,7 @@ async def test_v1_rejected_chunk_is_counted_and_does_not_block_the_rest(
         await store.close()
 
 
+@pytest.mark.influxdb
 async def test_v1_buffers_while_down_spills_persists_at_stop_and_replays_at_start(
     tmp_path: Path,
 ) -> None:
@@ -260,6 +261,7 @@ async def test_v1_missing_database_is_retried_not_lost(
         await store.close()
 
 
+@pytest.mark.influxdb
 async def test_v1_bound_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
     server = InfluxServer(tmp_path)
     registry = _registry(10)
@@ -307,6 +309,7 @@ async def test_v2_write_api_through_influxdb_client_reaches_victoria_metrics(
     assert sum(len(s["values"]) for s in p1) == len(batch)
 
 
+@pytest.mark.victoriametrics
 async def test_v2_write_buffers_while_the_server_is_down(tmp_path: Path) -> None:
     server = VictoriaMetrics(tmp_path)
     registry = _registry(4)

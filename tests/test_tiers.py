@@ -1,0 +1,54 @@
+"""The test tiers: every server marker is registered and left out of `make test-fast`,
+and a test that reaches a server its markers do not name fails."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests import tiers
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_every_server_marker_is_registered_and_left_out_of_test_fast() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    registered = {m.split(":")[0] for m in pyproject["tool"]["pytest"]["ini_options"]["markers"]}
+    assert {*tiers.SERVER_MARKERS, "slow"} <= registered
+    assert set(tiers.FIXTURE_MARKERS.values()) <= set(tiers.SERVER_MARKERS)
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    listed = re.search(r"^SERVER_MARKERS := (.+)$", makefile, re.MULTILINE)
+    assert listed is not None
+    assert listed[1].split(" or ") == list(tiers.SERVER_MARKERS)
+    assert '-m "not ($(SERVER_MARKERS) or slow)"' in makefile
+
+
+def test_reaching_the_machine_s_broker_unmarked_fails_the_test(
+    request: pytest.FixtureRequest,
+) -> None:
+    # Even a client that swallows the refusal (paho's own thread would) fails the test.
+    with (
+        pytest.raises(pytest.fail.Exception, match="is not marked 'mqtt'"),
+        tiers.running(request.node),
+        contextlib.suppress(BaseException),
+        socket.socket() as sock,
+    ):
+        sock.connect(("127.0.0.1", tiers.MQTT_PORT))
+
+
+def test_starting_a_private_server_unmarked_fails_the_test(
+    request: pytest.FixtureRequest,
+) -> None:
+    with (
+        pytest.raises(pytest.fail.Exception, match="a private InfluxDB but is not marked"),
+        tiers.running(request.node),
+    ):
+        tiers.require_marker("influxdb", "a private InfluxDB")
+    request.node.add_marker("influxdb")
+    with tiers.running(request.node):
+        tiers.require_marker("influxdb", "a private InfluxDB")  # marked: goes ahead
