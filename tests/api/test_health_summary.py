@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
+import pytest
 
+import meterguard.service
 from api.app import create_app
-from meterguard.model import Meter
+from meterguard.model import Meter, ReadingBatch
 from meterguard.runtime import Runtime
 from meterguard.service import Service
 from meterguard.settings import ApiSettings, ModbusSourceSettings, Settings, StorageSettings
+from meterguard.status import StatusBoard
 from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
 from simulators.meter import SimulatedMeter
 from simulators.modbus_gateway import ModbusGateway
 from tests.api.serving import serving
-from tests.conftest import free_port
+from tests.conftest import free_port, make_batch
 
 FLEET = [
     Meter(id="A1", service="3p4w", nominal_v=230),
@@ -167,4 +172,79 @@ async def test_a_store_that_does_not_answer_makes_it_unavailable(tmp_path: Path)
             }
     finally:
         runtime.alerts = live
+        await runtime.close()
+
+
+class FailingOnce:
+    """A source whose first run delivers one reading and then raises; later runs deliver."""
+
+    name = "fragile"
+
+    def __init__(self, status: StatusBoard) -> None:
+        self.runs = 0
+        self.counters: Counter[str] = Counter()
+        status.register_source(self.name, self.counters, kind="test")
+
+    async def __aenter__(self) -> Self:
+        self.runs += 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pass
+
+    async def batches(self) -> AsyncIterator[ReadingBatch]:
+        while True:
+            yield make_batch([(float(int(time.time()) - 5), 0, {"v1": 230.0})])
+            if self.runs == 1:
+                raise RuntimeError("the serial server lost its mind")
+            await asyncio.sleep(0.1)
+
+
+async def test_a_failed_source_degrades_the_service_until_its_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(meterguard.service, "SOURCE_RESTART_FIRST_S", 2.0)
+    settings = Settings(
+        storage=StorageSettings(data_dir=tmp_path),
+        api=ApiSettings(enabled=False),
+        meters=FLEET,
+    )
+    runtime = Runtime.open(settings)
+    source = FailingOnce(runtime.status)
+    service = Service(runtime, sources=[source])
+    task = asyncio.create_task(service.run())
+    health = runtime.status.health("fragile")
+    try:
+        async with (
+            serving(create_app(settings, runtime)) as url,
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            await _until(lambda: health.state == "failed")
+            body, ready = await _both(client)
+            assert body["status"] == "degraded" == ready.json()["status"]
+            [fragile] = body["sources"]
+            assert fragile["kind"] == "test"
+            assert fragile["state"] == "failed"
+            assert fragile["reason"] == "RuntimeError: the serial server lost its mind"
+            assert fragile["restarts"] == 0
+            assert body["engine"]["readings"] == 1
+            assert body["engine"]["last_batch_at"] is not None
+            await _until(lambda: health.state == "running" and source.runs == 2)
+            body, ready = await _both(client)
+            assert body["status"] == "ok" == ready.json()["status"]
+            [fragile] = body["sources"]
+            assert (fragile["state"], fragile["reason"], fragile["restarts"]) == (
+                "running",
+                None,
+                1,
+            )
+        service.request_stop()
+        await asyncio.wait_for(task, 30)
+    finally:
+        task.cancel()
         await runtime.close()
