@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from api.deps import RuntimeDep
+from api.deps import SettingsDep, UserRepoDep
 from meterguard.roles import Role
 
 #: The cookie the web pages carry the token in (EventSource cannot send headers).
@@ -58,11 +58,13 @@ def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
+async def current_principal(
+    request: Request, users: UserRepoDep, settings: SettingsDep
+) -> Principal:
     """Return the caller; 401 for a wrong token, or for none where anonymity is off."""
     token = _token(request)
     if token is not None:
-        user = await runtime.alerts.user_for_token(token)
+        user = await users.user_for_token(token)
         if user is None:
             raise unauthorized("invalid, revoked or expired token")
         try:
@@ -70,7 +72,7 @@ async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
         except ValueError:
             raise HTTPException(status_code=403, detail=f"unknown role {user.role!r}") from None
         return Principal(name=user.name, role=role, authenticated=True)
-    anonymous = runtime.settings.api.anonymous_role
+    anonymous = settings.api.anonymous_role
     if anonymous is None:
         raise unauthorized("missing bearer token")
     return Principal(name="anonymous", role=Role(anonymous), authenticated=False)

@@ -6,8 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from meterguard.runtime import Runtime
-from meterguard.status import SourceHealth
+from meterguard.status import SourceHealth, StatusBoard
+from meterguard.stores import SeriesStore
+from meterguard.stores.repositories import AlertRepository
 
 #: `ok`: the stores answer and no source is failed or unreachable; `degraded`: the stores
 #: answer but a source cannot deliver; `unavailable`: a store does not answer.
@@ -31,21 +32,23 @@ class Readiness:
         return self.status == "ok"
 
 
-async def check_readiness(runtime: Runtime) -> Readiness:
+async def check_readiness(
+    alerts: AlertRepository, series: SeriesStore, status_board: StatusBoard
+) -> Readiness:
     """Ask both stores a trivial question and read every source's state."""
     started = time.monotonic()
     errors: dict[str, str | None] = {}
     try:
-        await runtime.alerts.list(limit=1)
+        await alerts.list(limit=1)
         errors["alert_store"] = None
     except Exception as exc:  # any failure means "not ready"; the reason is reported
         errors["alert_store"] = str(exc) or type(exc).__name__
     try:
-        await runtime.series.query("", 0.0, 0.0, [])
+        await series.query("", 0.0, 0.0, [])
         errors["series_store"] = None
     except Exception as exc:  # as above
         errors["series_store"] = str(exc) or type(exc).__name__
-    healths = runtime.status.healths()
+    healths = status_board.healths()
     status: ServiceState = "ok"
     if any(error is not None for error in errors.values()):
         status = "unavailable"

@@ -85,7 +85,7 @@ async def _seed(settings: Settings, end: float) -> str:
             events=np.zeros(len(ts), dtype=np.uint32),
         )
         await runtime.series.write(batch)
-        _, token = await runtime.alerts.create_user("bench", "viewer")
+        _, token = await runtime.users.create_user("bench", "viewer")
         return token
     finally:
         await runtime.close()

@@ -142,7 +142,7 @@ async def _demo_users(runtime: Runtime) -> str:
     for name, role in DEMO_USERS:
         password = secrets.token_urlsafe(9)
         try:
-            _, token = await runtime.alerts.create_user(name, role, password=password)
+            _, token = await runtime.users.create_user(name, role, password=password)
         except Exception as exc:  # a reused data folder already has them
             log.info("demo user %s not created: %s", name, exc)
             lines.append(f"  {name:<9} ({role}): created in an earlier run of this data folder")

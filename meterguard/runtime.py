@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from meterguard.alerting import AlertService
 from meterguard.broadcast import AlertBroadcaster
 from meterguard.latest import LatestReadings
-from meterguard.model import Alert, AlertEvent, AlertEventType, MeterRegistry
+from meterguard.model import MeterRegistry
 from meterguard.settings import Settings
 from meterguard.status import StatusBoard
-from meterguard.stores import AlertStore, SeriesStore
+from meterguard.stores import SeriesStore
+from meterguard.stores.alertdb import AlertDatabase
 from meterguard.stores.factory import open_stores
+from meterguard.stores.repositories import AlertRepository, CaseRepository, UserRepository
 from meterguard.validation import ValidationReport
 
 
@@ -29,6 +31,8 @@ class Counters:
     store_errors: int = 0
     #: Alerts operators cleared by hand.
     alerts_cleared_manually: int = 0
+    #: Alert events a notifier refused to take (each logged; the others still got them).
+    notify_failures: int = 0
 
 
 @dataclass(slots=True)
@@ -54,7 +58,11 @@ class Runtime:
     settings: Settings
     registry: MeterRegistry
     series: SeriesStore
-    alerts: AlertStore
+    #: The alert database; the rooms use the repositories over it (alerts, cases, users).
+    alert_db: AlertDatabase
+    alerts: AlertRepository = field(init=False)
+    cases: CaseRepository = field(init=False)
+    users: UserRepository = field(init=False)
     status: StatusBoard = field(default_factory=StatusBoard)
     counters: Counters = field(default_factory=Counters)
     engine_activity: EngineActivity = field(default_factory=EngineActivity)
@@ -62,41 +70,31 @@ class Runtime:
     #: Live figures read at scrape time (queue depths, write buffers), by metric name.
     gauges: dict[str, Callable[[], float]] = field(default_factory=dict)
     latest: LatestReadings = field(init=False)
+    #: The one way alert events and case changes go out (meterguard/alerting.py).
+    alerting: AlertService = field(init=False)
     #: What the reading checks blanked and refused (meterguard/validation.py).
     validation: ValidationReport = field(default_factory=ValidationReport)
-    #: Called with the clear event of every alert an operator clears by hand: the engine
-    #: forgets the incident (a condition that still holds raises a new alert), notifiers tell.
-    manual_clear_hooks: list[Callable[[AlertEvent], None]] = field(default_factory=list)
     #: Per meter id, the detectors that cannot judge it from what it sends, and why (set by
     #: the service that runs the engine; none without one).
     silent_detectors: Callable[[str], dict[str, str]] | None = None
-    #: Held from reading an alert's case fields to publishing them, so the last case event
-    #: of an alert always carries its latest state.
-    case_announce_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.latest = LatestReadings(len(self.registry))
+        self.alerts = self.alert_db.alerts
+        self.cases = self.alert_db.cases
+        self.users = self.alert_db.users
+        self.alerting = AlertService(self.alerts, self.cases, self.broadcaster, self.counters)
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
         """Open the stores [storage] names (the alert database migrates on first use)."""
         registry = MeterRegistry(settings.all_meters())
-        series, alerts, gauges = open_stores(settings.storage, registry)
+        series, alert_db, gauges = open_stores(settings.storage, registry)
         return cls(
-            settings=settings, registry=registry, series=series, alerts=alerts, gauges=gauges
+            settings=settings, registry=registry, series=series, alert_db=alert_db, gauges=gauges
         )
-
-    def announce_manual_clear(self, alert: Alert) -> None:
-        """Tell the live stream and the hooks that an operator cleared an alert."""
-        if alert.end is None:
-            raise ValueError(f"alert {alert.id} has not ended")
-        event = AlertEvent(type=AlertEventType.CLEAR, ts=alert.end, alert=alert)
-        self.counters.alerts_cleared_manually += 1
-        self.broadcaster.publish(event)
-        for hook in self.manual_clear_hooks:
-            hook(event)
 
     async def close(self) -> None:
         """Close both stores."""
         await self.series.close()
-        await self.alerts.close()
+        await self.alert_db.close()

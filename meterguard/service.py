@@ -25,7 +25,7 @@ from collector.base import Source, deliveries, jittered_backoff
 from collector.factory import build_source, check_sources
 from detectors.engine import Engine, build_detectors
 from meterguard.calendar import Calendar
-from meterguard.model import AlertEvent, AlertEventType, ReadingBatch
+from meterguard.model import ReadingBatch
 from meterguard.notifiers import build_notifiers
 from meterguard.runtime import Runtime
 from meterguard.validation import ReadingValidator, wall_clock
@@ -109,13 +109,8 @@ class Service:
         self.notifiers = build_notifiers(settings.notify)
         for notifier in self.notifiers:
             runtime.gauges[f"notify_{notifier.sender.name}_backlog"] = notifier.backlog
-        runtime.manual_clear_hooks.append(self._cleared_by_hand)
-
-    def _cleared_by_hand(self, event: AlertEvent) -> None:
-        """Forget an incident an operator cleared, and tell the notifiers."""
-        self.engine.forget(event.alert)
-        for notifier in self.notifiers:
-            notifier.offer(event)
+        # Alert events and manual clears reach the notifiers and the engine by one path.
+        runtime.alerting.attach(self.notifiers, self.engine)
 
     async def _feed(self, source: Source) -> None:
         """Run one source until the service stops, restarting it whenever it fails."""
@@ -213,7 +208,6 @@ class Service:
 
     async def _judge(self, batch: ReadingBatch) -> ReadingBatch:
         """Validate a batch, run the detectors on it, persist and announce the events."""
-        counters = self.runtime.counters
         # Nothing downstream sees a value the meter cannot have shown, or a reading
         # from a clock that is wrong.
         batch = self.validator.check(batch, wall_clock())
@@ -222,27 +216,11 @@ class Service:
         self.runtime.engine_activity.took(float(batch.ts.max()), time.time())
         self.runtime.latest.update(batch)
         for event in self.engine.process(batch):
-            applied = await self._persist(
-                f"alert {event.alert.id}", self.runtime.alerts.apply, event
+            # The alert service stores the event before anything hears of it; a store
+            # failure raises before that and the event is written again until taken.
+            await self._persist(
+                f"alert {event.alert.id}", self.runtime.alerting.engine_event, event
             )
-            if not applied:
-                # Stale (the alert was cleared by hand meanwhile) or refused: the
-                # store keeps what it had, and the listeners hear nothing of it.
-                continue
-            self.runtime.broadcaster.publish(event)
-            for notifier in self.notifiers:
-                notifier.offer(event)
-            counters.alert_events += 1
-            if event.type is AlertEventType.OPEN:
-                counters.alerts_opened += 1
-                log.info(
-                    "alert opened: %s %s - %s",
-                    event.alert.meter,
-                    event.alert.kind,
-                    event.alert.summary,
-                )
-            elif event.type is AlertEventType.CLEAR:
-                counters.alerts_cleared += 1
         return batch
 
     async def _write_series(self) -> None:

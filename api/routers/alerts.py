@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from api.auth import Reader
-from api.deps import RuntimeDep
+from api.deps import AlertRepoDep, RegistryDep
 from api.params import time_param, time_schema
 from api.schemas import AlertDetail, AlertList, AlertOut
 from meterguard.errors import AlertNotFoundError
@@ -54,7 +54,8 @@ def meters_in_scope(
 @router.get("", response_model=AlertList, responses={422: {"description": "Bad filter or cursor"}})
 async def list_alerts(
     who: Reader,
-    runtime: RuntimeDep,
+    alerts: AlertRepoDep,
+    registry: RegistryDep,
     active: Annotated[bool | None, Query(description="true: open only; false: cleared")] = None,
     acknowledged: Annotated[bool | None, Query(description="Acknowledged or not")] = None,
     assignee: Annotated[str | None, Query(max_length=100, description="Held by")] = None,
@@ -95,7 +96,7 @@ async def list_alerts(
         assignee=assignee,
         kinds=tuple(kind or ()),
         severities=tuple(severity or ()),
-        meters=meters_in_scope(runtime.registry, meter, transformer, customer_class),
+        meters=meters_in_scope(registry, meter, transformer, customer_class),
         since=time_param(since, None, "since"),
         until=time_param(until, None, "until"),
         sort=sort,
@@ -108,8 +109,7 @@ async def list_alerts(
             query = dataclasses.replace(query, after=decode_cursor(query, cursor))
         except CursorError as exc:
             raise HTTPException(status_code=422, detail=f"cursor: {exc}") from None
-    listings, last_key = await runtime.alerts.page(query, limit)
-    registry = runtime.registry
+    listings, last_key = await alerts.page(query, limit)
     return AlertList(
         items=[AlertOut.of(a, registry.get(a.meter)) for a in listings],
         count=len(listings),
@@ -120,12 +120,14 @@ async def list_alerts(
 @router.get(
     "/{alert_id}", response_model=AlertDetail, responses={404: {"description": "No such alert"}}
 )
-async def get_alert(who: Reader, alert_id: str, runtime: RuntimeDep) -> AlertDetail:
+async def get_alert(
+    who: Reader, alert_id: str, alerts: AlertRepoDep, registry: RegistryDep
+) -> AlertDetail:
     """Return one alert with its evidence, history and case fields."""
     try:
-        alert, listing = await runtime.alerts.detail(alert_id)
+        alert, listing = await alerts.detail(alert_id)
     except AlertNotFoundError:
         raise HTTPException(status_code=404, detail=f"no alert {alert_id!r}") from None
-    history = await runtime.alerts.history(alert_id)
-    out = AlertOut.of(listing, runtime.registry.get(alert.meter))
+    history = await alerts.history(alert_id)
+    out = AlertOut.of(listing, registry.get(alert.meter))
     return AlertDetail(**out.model_dump(), evidence=alert.evidence, history=history)

@@ -8,20 +8,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import OPERATORS, Operator, Principal, Reader, require
-from api.deps import RuntimeDep
+from api.deps import AlertRepoDep, AlertServiceDep, CaseRepoDep, RegistryDep
 from api.schemas import AlertOut, finite
 from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError
 from meterguard.roles import Role
-from meterguard.runtime import Runtime
-from meterguard.stores.alertdb.store import ENGINE_ACTOR
-from meterguard.stores.records import (
-    Acknowledgement,
-    Assignment,
-    AuditEntry,
-    CaseState,
-    Comment,
-    WorkOrder,
-)
+from meterguard.stores.alertdb.core import ENGINE_ACTOR
+from meterguard.stores.records import Acknowledgement, Assignment, AuditEntry, Comment, WorkOrder
 
 router = APIRouter(prefix="/api", tags=["cases"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such alert"}}
@@ -137,59 +129,41 @@ def _missing(alert_id: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"no alert {alert_id!r}")
 
 
-async def _announce_case(runtime: Runtime, alert_id: str) -> None:
-    """Send the alert's case fields to the live stream, so every board shows the change."""
-    # Read and publish under one lock: a snapshot read before another request's change
-    # is never published after that request's newer one.
-    async with runtime.case_announce_lock:
-        listing = await runtime.alerts.listing(alert_id)
-        runtime.broadcaster.publish(
-            CaseState(
-                alert_id=alert_id,
-                acknowledged_by=listing.acknowledged_by,
-                acknowledged_at=listing.acknowledged_at,
-                assignee=listing.assignee,
-            )
-        )
-
-
 @router.post("/alerts/{alert_id}/acknowledge", response_model=Acknowledgement, responses=NOT_FOUND)
 async def acknowledge(
-    alert_id: str, who: Operator, runtime: RuntimeDep, body: AckIn | None = None
+    alert_id: str, who: Operator, alerting: AlertServiceDep, body: AckIn | None = None
 ) -> Acknowledgement:
     """Acknowledge an alert: seen, being handled."""
     try:
-        done = await runtime.alerts.acknowledge(alert_id, who.name, body.note if body else "")
+        return await alerting.acknowledge(alert_id, who.name, body.note if body else "")
     except AlertNotFoundError:
         raise _missing(alert_id) from None
-    await _announce_case(runtime, alert_id)
-    return done
 
 
 @router.post("/alerts/{alert_id}/comments", response_model=Comment, responses=NOT_FOUND)
 async def add_comment(
-    alert_id: str, body: CommentIn, who: Commenter, runtime: RuntimeDep
+    alert_id: str, body: CommentIn, who: Commenter, cases: CaseRepoDep
 ) -> Comment:
     """Add a comment to an alert (a crew member: only on alerts of their work orders)."""
-    if who.role is Role.CREW and not await runtime.alerts.work_orders(
+    if who.role is Role.CREW and not await cases.work_orders(
         alert_id=alert_id, assignee=who.name, limit=1
     ):
         raise HTTPException(status_code=403, detail="not an alert of your work orders")
     try:
-        return await runtime.alerts.comment(alert_id, who.name, body.text)
+        return await cases.comment(alert_id, who.name, body.text)
     except AlertNotFoundError:
         raise _missing(alert_id) from None
 
 
 @router.post("/alerts/{alert_id}/assign", response_model=Assignment, responses=NOT_FOUND)
-async def assign(alert_id: str, body: AssignIn, who: Operator, runtime: RuntimeDep) -> Assignment:
+async def assign(
+    alert_id: str, body: AssignIn, who: Operator, alerting: AlertServiceDep
+) -> Assignment:
     """Hand an alert to someone."""
     try:
-        done = await runtime.alerts.assign(alert_id, body.assignee, who.name)
+        return await alerting.assign(alert_id, body.assignee, who.name)
     except AlertNotFoundError:
         raise _missing(alert_id) from None
-    await _announce_case(runtime, alert_id)
-    return done
 
 
 @router.post(
@@ -197,34 +171,39 @@ async def assign(alert_id: str, body: AssignIn, who: Operator, runtime: RuntimeD
     response_model=AlertOut,
     responses={**NOT_FOUND, 409: {"description": "The alert has ended already"}},
 )
-async def clear(alert_id: str, body: ClearIn, who: Operator, runtime: RuntimeDep) -> AlertOut:
+async def clear(
+    alert_id: str,
+    body: ClearIn,
+    who: Operator,
+    alerting: AlertServiceDep,
+    alerts: AlertRepoDep,
+    registry: RegistryDep,
+) -> AlertOut:
     """Clear an active alert by hand, with a reason kept in its evidence and audit trail.
 
     The detectors forget the incident: if the condition still holds, a new alert opens
     once it has persisted again.
     """
     try:
-        alert = await runtime.alerts.clear(alert_id, who.name, body.reason)
+        alert = await alerting.clear(alert_id, who.name, body.reason)
     except AlertNotFoundError:
         raise _missing(alert_id) from None
     except AlertAlreadyClearedError:
         ended = f"alert {alert_id!r} has ended already"
         raise HTTPException(status_code=409, detail=ended) from None
-    runtime.announce_manual_clear(alert)
-    listing = await runtime.alerts.listing(alert_id)
-    return AlertOut.of(listing, runtime.registry.get(alert.meter))
+    listing = await alerts.listing(alert_id)
+    return AlertOut.of(listing, registry.get(alert.meter))
 
 
 @router.get("/alerts/{alert_id}/case", response_model=CaseOut, responses=NOT_FOUND)
-async def case(alert_id: str, who: Reader, runtime: RuntimeDep) -> CaseOut:
+async def case(alert_id: str, who: Reader, alerts: AlertRepoDep, cases: CaseRepoDep) -> CaseOut:
     """Return the acknowledgements, assignments, comments, work orders and audit trail."""
-    store = runtime.alerts
     try:
-        await store.get(alert_id)
+        await alerts.listing(alert_id)
     except AlertNotFoundError:
         raise _missing(alert_id) from None
-    orders = await store.work_orders(alert_id=alert_id)
-    audit = await store.audit(alert_id=alert_id)
+    orders = await cases.work_orders(alert_id=alert_id)
+    audit = await cases.audit(alert_id=alert_id)
     if who.role is Role.CREW:
         # A crew member sees the case through their own work orders, not other crews'.
         orders = [o for o in orders if o.assignee == who.name]
@@ -238,9 +217,9 @@ async def case(alert_id: str, who: Reader, runtime: RuntimeDep) -> CaseOut:
         ]
     return CaseOut(
         alert_id=alert_id,
-        acknowledgements=await store.acknowledgements(alert_id),
-        assignments=await store.assignments(alert_id),
-        comments=await store.comments(alert_id),
+        acknowledgements=await cases.acknowledgements(alert_id),
+        assignments=await cases.assignments(alert_id),
+        comments=await cases.comments(alert_id),
         work_orders=orders,
         audit=audit,
     )
@@ -249,13 +228,14 @@ async def case(alert_id: str, who: Reader, runtime: RuntimeDep) -> CaseOut:
 @router.get("/stats/detectors", response_model=DetectorStats)
 async def detector_stats(
     who: Reader,
-    runtime: RuntimeDep,
+    alerts: AlertRepoDep,
+    cases: CaseRepoDep,
     open_cases: Annotated[int, Query(ge=0, le=500, description="How many open cases.")] = 20,
 ) -> DetectorStats:
     """Return per detector kind the alerts raised, the crews' outcomes and the precision."""
-    outcomes = await runtime.alerts.outcomes_by_kind()
-    raised = await runtime.alerts.alerts_by_kind()
-    still_open = await runtime.alerts.open_by_kind()
+    outcomes = await cases.outcomes_by_kind()
+    raised = await alerts.alerts_by_kind()
+    still_open = await alerts.open_by_kind()
     precision: dict[str, float | None] = {}
     rows = []
     for kind in sorted(set(outcomes) | set(raised)):
@@ -275,9 +255,7 @@ async def detector_stats(
                 open_kwh=finite(round(open_kwh, 3)),
             )
         )
-    top = (
-        await runtime.alerts.list(active=True, order="kwh", limit=open_cases) if open_cases else []
-    )
+    top = await alerts.list(active=True, order="kwh", limit=open_cases) if open_cases else []
     return DetectorStats(
         detectors=rows,
         open_cases=[

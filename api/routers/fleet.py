@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.auth import Reader
-from api.deps import RuntimeDep
+from api.deps import RegistryDep
 
 router = APIRouter(prefix="/api", tags=["meters"])
 
@@ -19,9 +19,9 @@ class FleetGroups(BaseModel):
 
 
 @router.get("/fleet", response_model=FleetGroups)
-async def fleet_groups(who: Reader, runtime: RuntimeDep) -> FleetGroups:
+async def fleet_groups(who: Reader, registry: RegistryDep) -> FleetGroups:
     """Return the transformers and customer classes of the registered meters."""
-    meters = list(runtime.registry)
+    meters = list(registry)
     return FleetGroups(
         transformers=sorted({m.transformer for m in meters if m.transformer}),
         classes=sorted({m.customer_class for m in meters if m.customer_class}),

@@ -9,10 +9,18 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 import meterguard
-from api.deps import RuntimeDep
+from api.deps import (
+    AlertRepoDep,
+    CountersDep,
+    EngineActivityDep,
+    RegistryDep,
+    SeriesDep,
+    SettingsDep,
+    StatusDep,
+)
 from api.readiness import ServiceState, check_readiness
 from api.schemas import Health
-from meterguard.runtime import Runtime
+from meterguard.settings import Settings
 from meterguard.status import SourceState
 from meterguard.timefmt import rfc3339
 
@@ -20,14 +28,14 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
-async def healthz(runtime: RuntimeDep) -> Health:
+async def healthz(registry: RegistryDep, status: StatusDep, counters: CountersDep) -> Health:
     """Liveness, with the collector summary and the running counters."""
     return Health(
         status="ok",
         version=meterguard.__version__,
-        meters=len(runtime.registry),
-        collector=runtime.status.summary(),
-        counters=asdict(runtime.counters),
+        meters=len(registry),
+        collector=status.summary(),
+        counters=asdict(counters),
     )
 
 
@@ -92,9 +100,9 @@ class HealthSummary(BaseModel):
     engine: EngineHealthOut
 
 
-def _alert_backend(runtime: Runtime) -> str:
+def _alert_backend(settings: Settings) -> str:
     """Name the alert database's kind from its URL, never showing the URL itself."""
-    url = runtime.settings.storage.alert_db_url
+    url = settings.storage.alert_db_url
     return url.split(":", 1)[0].split("+", 1)[0] if url else "sqlite"
 
 
@@ -103,16 +111,24 @@ def _when(ts: float | None) -> str | None:
 
 
 @router.get("/api/health", response_model=HealthSummary)
-async def health_summary(runtime: RuntimeDep) -> HealthSummary:
+async def health_summary(
+    settings: SettingsDep,
+    registry: RegistryDep,
+    status: StatusDep,
+    counters: CountersDep,
+    activity: EngineActivityDep,
+    alerts: AlertRepoDep,
+    series: SeriesDep,
+) -> HealthSummary:
     """Overall state, each store and source, and the engine's last batch; needs no token.
 
     Always 200 while the process serves: the state is in the body. Probes that act on a
     status code use /readyz (503 unless ok) and /healthz (liveness).
     """
-    found = await check_readiness(runtime)
+    found = await check_readiness(alerts, series, status)
     backends = {
-        "alert_store": _alert_backend(runtime),
-        "series_store": runtime.settings.storage.series_backend,
+        "alert_store": _alert_backend(settings),
+        "series_store": settings.storage.series_backend,
     }
     stores = [
         StoreHealthOut(
@@ -123,10 +139,10 @@ async def health_summary(runtime: RuntimeDep) -> HealthSummary:
         )
         for name, error in found.store_errors.items()
     ]
-    kinds = {entry.name: entry.kind for entry in runtime.status.sources()}
+    kinds = {entry.name: entry.kind for entry in status.sources()}
     sources = []
     for name, health in found.sources.items():
-        meters = runtime.status.summary(name)
+        meters = status.summary(name)
         sources.append(
             SourceHealthOut(
                 name=name,
@@ -139,21 +155,20 @@ async def health_summary(runtime: RuntimeDep) -> HealthSummary:
             )
         )
     now = time.time()
-    activity = runtime.engine_activity
     last = activity.last_batch_at
     return HealthSummary(
         status=found.status,
         version=meterguard.__version__,
         checked_at=rfc3339(now),
         check_ms=found.check_ms,
-        meters=len(runtime.registry),
+        meters=len(registry),
         stores=stores,
         sources=sources,
         engine=EngineHealthOut(
             last_batch_at=_when(last),
             last_batch_age_s=None if last is None else round(max(now - last, 0.0), 3),
             data_time=_when(activity.data_time),
-            batches=runtime.counters.batches_in,
-            readings=runtime.counters.readings_in,
+            batches=counters.batches_in,
+            readings=counters.readings_in,
         ),
     )

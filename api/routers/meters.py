@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from api.auth import Reader
-from api.deps import RuntimeDep
+from api.deps import (
+    AlertRepoDep,
+    LatestDep,
+    RegistryDep,
+    SeriesDep,
+    SilentDetectors,
+    SilentDetectorsDep,
+    StatusDep,
+    ValidationDep,
+)
 from api.params import time_param, time_schema
 from api.schemas import AlertOut, MeterDetail, MeterList, MeterOut, SeriesOut
-from meterguard.model import QUANTITIES, Meter
-from meterguard.runtime import Runtime
+from meterguard.model import QUANTITIES, Meter, MeterRegistry
+from meterguard.status import StatusBoard
 from meterguard.timefmt import rfc3339
+from meterguard.validation import ValidationReport
 
 router = APIRouter(prefix="/api/meters", tags=["meters"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such meter"}}
@@ -23,29 +34,47 @@ _QUANTITY = "(?:" + "|".join(QUANTITIES) + ")"
 FIELDS_PATTERN = f"^[ \t]*{_QUANTITY}[ \t]*(?:,[ \t]*{_QUANTITY}[ \t]*)*$"
 
 
-def _meter(runtime: Runtime, meter_id: str) -> Meter:
-    meter = runtime.registry.get(meter_id)
+def _meter(registry: MeterRegistry, meter_id: str) -> Meter:
+    meter = registry.get(meter_id)
     if meter is None:
         raise HTTPException(status_code=404, detail=f"no meter {meter_id!r}")
     return meter
 
 
-def _out(runtime: Runtime, meter: Meter) -> MeterOut:
-    status = runtime.status.get(meter.id)
-    return MeterOut(
-        **meter.model_dump(),
-        collector=None if status is None else status.as_dict(),
-        clock_off_readings=runtime.validation.clock_off.get(meter.id, 0),
-        silent_detectors={}
-        if runtime.silent_detectors is None
-        else runtime.silent_detectors(meter.id),
-    )
+@dataclass(frozen=True, slots=True)
+class MeterViews:
+    """What the service knows of each meter beside its profile."""
+
+    status: StatusBoard
+    validation: ValidationReport
+    silent: SilentDetectors
+
+    def out(self, meter: Meter) -> MeterOut:
+        """Return a meter with its collector status, clock problems and silent detectors."""
+        status = self.status.get(meter.id)
+        return MeterOut(
+            **meter.model_dump(),
+            collector=None if status is None else status.as_dict(),
+            clock_off_readings=self.validation.clock_off.get(meter.id, 0),
+            silent_detectors=self.silent(meter.id),
+        )
+
+
+async def meter_views(
+    status: StatusDep, validation: ValidationDep, silent: SilentDetectorsDep
+) -> MeterViews:
+    """Bundle the views a meter's answer draws on."""
+    return MeterViews(status, validation, silent)
+
+
+MeterViewsDep = Annotated[MeterViews, Depends(meter_views)]
 
 
 @router.get("", response_model=MeterList)
 async def list_meters(
     who: Reader,
-    runtime: RuntimeDep,
+    registry: RegistryDep,
+    views: MeterViewsDep,
     q: Annotated[
         str | None, Query(max_length=200, description="Id or transformer contains")
     ] = None,
@@ -54,7 +83,7 @@ async def list_meters(
     """List registered meters, optionally searched by id/transformer text."""
     items = []
     needle = (q or "").lower()
-    for meter in runtime.registry:
+    for meter in registry:
         if transformer is not None and meter.transformer != transformer:
             continue
         if (
@@ -63,21 +92,28 @@ async def list_meters(
             and needle not in (meter.transformer or "").lower()
         ):
             continue
-        items.append(_out(runtime, meter))
+        items.append(views.out(meter))
     return MeterList(items=items, count=len(items))
 
 
 @router.get("/{meter_id}", response_model=MeterDetail, responses=NOT_FOUND)
-async def get_meter(who: Reader, meter_id: str, runtime: RuntimeDep) -> MeterDetail:
+async def get_meter(
+    who: Reader,
+    meter_id: str,
+    registry: RegistryDep,
+    views: MeterViewsDep,
+    alerts: AlertRepoDep,
+    readings: LatestDep,
+) -> MeterDetail:
     """Return a meter's profile, collector status, latest reading and recent alerts."""
-    meter = _meter(runtime, meter_id)
-    alerts = await runtime.alerts.list(meter=meter.id, limit=50)
-    latest = runtime.latest.of(runtime.registry.slot(meter.id))
+    meter = _meter(registry, meter_id)
+    recent = await alerts.list(meter=meter.id, limit=50)
+    latest = readings.of(registry.slot(meter.id))
     return MeterDetail(
-        **_out(runtime, meter).model_dump(),
+        **views.out(meter).model_dump(),
         latest=latest,
         latest_at=None if latest is None else rfc3339(latest["ts"]),
-        alerts=[AlertOut.of(a, meter) for a in alerts],
+        alerts=[AlertOut.of(a, meter) for a in recent],
     )
 
 
@@ -85,7 +121,8 @@ async def get_meter(who: Reader, meter_id: str, runtime: RuntimeDep) -> MeterDet
 async def get_series(
     who: Reader,
     meter_id: str,
-    runtime: RuntimeDep,
+    registry: RegistryDep,
+    series_store: SeriesDep,
     fields: Annotated[
         str,
         Query(
@@ -103,7 +140,7 @@ async def get_series(
     points: Annotated[int, Query(ge=1, le=5000, description="At most this many points")] = 500,
 ) -> SeriesOut:
     """Return a meter's quantities over a window, averaged down to at most `points` points."""
-    meter = _meter(runtime, meter_id)
+    meter = _meter(registry, meter_id)
     wanted = [f.strip(" \t") for f in fields.split(",")]
     unknown = [f for f in wanted if f not in QUANTITIES]
     if unknown:
@@ -116,7 +153,7 @@ async def get_series(
     if not (math.isfinite(t_start) and math.isfinite(t_end)) or t_start > t_end:
         raise HTTPException(status_code=422, detail="start must be a time before end")
     # The store averages into buckets itself (SQL GROUP BY, InfluxQL GROUP BY time).
-    series = await runtime.series.query(meter.id, t_start, t_end, wanted, points)
+    series = await series_store.query(meter.id, t_start, t_end, wanted, points)
     return SeriesOut(
         meter=meter.id,
         ts=series.ts.tolist(),

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from api.deps import RuntimeDep
+from api.deps import AlertRepoDep, RuntimeDep, SeriesDep, StatusDep
 from api.login_guard import LoginGuard, guard_of
 from api.readiness import check_readiness
 from meterguard.runtime import Runtime
@@ -60,6 +60,11 @@ class RuntimeCollector(Collector):
             "meterguard_alerts_cleared_by_hand",
             "Alerts operators cleared by hand, with a reason.",
             value=c.alerts_cleared_manually,
+        )
+        yield CounterMetricFamily(
+            "meterguard_notify_failures",
+            "Alert events a notifier refused to take (the stream and the others still had them).",
+            value=c.notify_failures,
         )
         polls: dict[str, int] = defaultdict(int)
         errors: dict[str, int] = defaultdict(int)
@@ -182,14 +187,16 @@ async def metrics(request: Request, runtime: RuntimeDep) -> Response:
         }
     },
 )
-async def readyz(runtime: RuntimeDep, response: Response) -> dict[str, object]:
+async def readyz(
+    alerts: AlertRepoDep, series: SeriesDep, status: StatusDep, response: Response
+) -> dict[str, object]:
     """Readiness: both stores answer and every source delivers (503 otherwise).
 
     `status` is `ok`, `degraded` (the stores answer, a source does not deliver) or
     `unavailable` (a store does not answer); `sources` gives each source's state and,
     when degraded, why.
     """
-    found = await check_readiness(runtime)
+    found = await check_readiness(alerts, series, status)
     if not found.ready:
         response.status_code = 503
     checks = {
@@ -202,6 +209,6 @@ async def readyz(runtime: RuntimeDep, response: Response) -> dict[str, object]:
         "status": found.status,
         "checks": checks,
         "sources": sources,
-        "collector": runtime.status.summary(),
+        "collector": status.summary(),
         "check_ms": found.check_ms,
     }

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import AnyUser, bearer_token, unauthorized
-from api.deps import RuntimeDep
+from api.deps import SettingsDep, UserRepoDep
 from api.login_guard import LoginRefusedError, guard_of
 from meterguard.roles import Role
 
@@ -49,15 +49,17 @@ LOGIN_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/login", response_model=Session, responses=LOGIN_RESPONSES)
-async def login(body: LoginIn, request: Request, runtime: RuntimeDep) -> Session:
+async def login(
+    body: LoginIn, request: Request, users: UserRepoDep, settings: SettingsDep
+) -> Session:
     """Trade a name and password for a bearer token that expires ([api] token_hours)."""
-    api = runtime.settings.api
+    api = settings.api
     guard = guard_of(request.app, api)
     address = request.client.host if request.client is not None else None
     try:
         # Names log in whatever their case, so failures count against the name in any case.
         with guard.attempt(body.name.lower(), address) as attempt:
-            found = await runtime.alerts.login(body.name, body.password, api.token_hours * 3600.0)
+            found = await users.login(body.name, body.password, api.token_hours * 3600.0)
             attempt.succeeded = found is not None
     except LoginRefusedError as exc:
         raise HTTPException(
@@ -72,11 +74,11 @@ async def login(body: LoginIn, request: Request, runtime: RuntimeDep) -> Session
 
 
 @router.post("/logout", status_code=204, response_class=Response)
-async def logout(request: Request, who: AnyUser, runtime: RuntimeDep) -> Response:
+async def logout(request: Request, who: AnyUser, users: UserRepoDep) -> Response:
     """Revoke the token the request carries (in its Authorization header)."""
     token = bearer_token(request)
     if token is None or not who.authenticated:
         raise unauthorized("logout needs the token in the Authorization header")
-    if not await runtime.alerts.revoke_token(token):
+    if not await users.revoke_token(token):
         raise HTTPException(status_code=401, detail="token already revoked")
     return Response(status_code=204)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.auth import OPERATORS, Reader
-from api.deps import RuntimeDep
+from api.deps import StatusDep
 from meterguard.status import DeadLetterView, SourceEntry, StatusBoard
 from meterguard.timefmt import rfc3339
 
@@ -111,7 +111,7 @@ def _out(board: StatusBoard, entry: SourceEntry, letters_shown: int | None) -> S
 @router.get("/sources", response_model=SourceList)
 async def list_sources(
     who: Reader,
-    runtime: RuntimeDep,
+    status: StatusDep,
     limit: Annotated[
         int, Query(ge=1, le=500, description="Dead letters per source at most, newest first.")
     ] = 50,
@@ -124,5 +124,5 @@ async def list_sources(
     (the payloads kept with their reason); for other roles the field is null.
     """
     shown = limit if who.role in OPERATORS else None
-    items = [_out(runtime.status, entry, shown) for entry in runtime.status.sources()]
+    items = [_out(status, entry, shown) for entry in status.sources()]
     return SourceList(items=items, count=len(items))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.auth import Reader
-from api.deps import RuntimeDep
+from api.deps import AlertServiceDep, RegistryDep
 from api.schemas import AlertOut, CaseOutline
 from meterguard.broadcast import ResyncNeeded
 from meterguard.stores.records import CaseState
@@ -20,7 +20,8 @@ router = APIRouter(tags=["stream"])
 @router.get("/api/stream", response_class=EventSourceResponse)
 async def stream(
     who: Reader,
-    runtime: RuntimeDep,
+    alerting: AlertServiceDep,
+    registry: RegistryDep,
     last_event_id: Annotated[str | None, Header(max_length=100)] = None,
     after: Annotated[
         str | None, Query(max_length=100, description="Resume after this event id.")
@@ -33,7 +34,7 @@ async def stream(
     events are not named `open`: EventSource dispatches an `open` event of its own on every
     connection, and a listener for alerts would receive it too.)
     """
-    async for item in runtime.broadcaster.listen(last_event_id or after):
+    async for item in alerting.listen(last_event_id or after):
         if isinstance(item, ResyncNeeded):
             yield ServerSentEvent(event="resync", data={"reason": "reload the alert list"})
             continue
@@ -43,7 +44,7 @@ async def stream(
                 id=item.id, event="case", data=CaseOutline.of(event).model_dump(mode="json")
             )
             continue
-        alert = AlertOut.of(event.alert, runtime.registry.get(event.alert.meter))
+        alert = AlertOut.of(event.alert, registry.get(event.alert.meter))
         # Engine events do not know the case fields: they are left out, not sent as null.
         data = alert.model_dump(mode="json", exclude_unset=True)
         if data["raised"] is None:

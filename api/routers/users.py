@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Admin, AnyUser
-from api.deps import RuntimeDep
+from api.deps import UserRepoDep
 from meterguard.roles import Role
 from meterguard.stores.alertdb import UserExistsError
 
@@ -50,12 +50,10 @@ async def me(who: AnyUser) -> Me:
     status_code=201,
     responses={409: {"description": "Name taken, in this case or another"}},
 )
-async def create_user(body: UserIn, who: Admin, runtime: RuntimeDep) -> NewUser:
+async def create_user(body: UserIn, who: Admin, users: UserRepoDep) -> NewUser:
     """Create a user and return its API token (stored hashed; shown only now)."""
     try:
-        user, token = await runtime.alerts.create_user(
-            body.name, body.role.value, created_by=who.name
-        )
+        user, token = await users.create_user(body.name, body.role.value, created_by=who.name)
     except UserExistsError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
     return NewUser(name=user.name, role=Role(user.role), token=token)

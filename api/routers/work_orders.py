@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import Operator, Reader
-from api.deps import RuntimeDep
+from api.deps import CaseRepoDep
 from meterguard.errors import AlertNotFoundError
 from meterguard.roles import Role
 from meterguard.stores.records import Checklist, Outcome, WorkOrder, WorkOrderStatus
@@ -110,10 +110,10 @@ class WorkOrderList(BaseModel):
 @router.post(
     "", response_model=WorkOrder, status_code=201, responses={404: {"description": "No such alert"}}
 )
-async def create(body: WorkOrderIn, who: Operator, runtime: RuntimeDep) -> WorkOrder:
+async def create(body: WorkOrderIn, who: Operator, cases: CaseRepoDep) -> WorkOrder:
     """Open a work order for one or several alerts, optionally for a named crew."""
     try:
-        return await runtime.alerts.create_work_order(
+        return await cases.create_work_order(
             body.all_alert_ids(), who.name, body.instructions, body.assignee
         )
     except AlertNotFoundError as exc:
@@ -123,7 +123,7 @@ async def create(body: WorkOrderIn, who: Operator, runtime: RuntimeDep) -> WorkO
 @router.get("", response_model=WorkOrderList)
 async def list_orders(
     who: Reader,
-    runtime: RuntimeDep,
+    cases: CaseRepoDep,
     status: WorkOrderStatus | None = None,
     assignee: Annotated[str | None, Query(max_length=100)] = None,
     alert_id: Annotated[str | None, Query(max_length=200)] = None,
@@ -132,7 +132,7 @@ async def list_orders(
     """List work orders; a crew member sees only the ones assigned to them."""
     if who.role is Role.CREW:
         assignee = who.name
-    items = await runtime.alerts.work_orders(
+    items = await cases.work_orders(
         alert_id=alert_id, status=status, assignee=assignee, limit=limit
     )
     return WorkOrderList(items=items, count=len(items))
@@ -150,13 +150,13 @@ async def change(
     work_order_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     body: WorkOrderChange,
     who: Reader,
-    runtime: RuntimeDep,
+    cases: CaseRepoDep,
 ) -> WorkOrder:
     """Change status, crew, checklist or outcome: operators any order, crews their own open ones."""
     if who.role is Role.VIEWER:
         raise HTTPException(status_code=403, detail="viewers may not change work orders")
     if who.role is Role.CREW:
-        own = await runtime.alerts.work_orders(assignee=who.name, limit=10_000)
+        own = await cases.work_orders(assignee=who.name, limit=10_000)
         order = next((o for o in own if o.id == work_order_id), None)
         if order is None:
             raise HTTPException(status_code=403, detail="not your work order")
@@ -169,7 +169,7 @@ async def change(
                 status_code=403, detail=f"crews may not set status {body.status.value}"
             )
     try:
-        return await runtime.alerts.update_work_order(
+        return await cases.update_work_order(
             work_order_id,
             who.name,
             status=body.status,

@@ -59,16 +59,16 @@ def _url(args: argparse.Namespace) -> str:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from meterguard.stores.alertdb import SqlAlertStore
+    from meterguard.stores.alertdb import AlertDatabase
     from meterguard.stores.alertdb.migrate import current_revision, head_revision, upgrade
 
-    store = SqlAlertStore(_url(args))
+    db = AlertDatabase(_url(args))
     try:
         if args.action == "upgrade":
-            await upgrade(store.engine, args.revision)
-            print(f"alert database at revision {await current_revision(store.engine)}")
+            await upgrade(db.engine, args.revision)
+            print(f"alert database at revision {await current_revision(db.engine)}")
         elif args.action == "current":
-            current = await current_revision(store.engine)
+            current = await current_revision(db.engine)
             print(f"{current or 'empty'} (code: {head_revision()})")
         else:
             if not args.name:
@@ -79,7 +79,7 @@ async def _main(args: argparse.Namespace) -> int:
                 # Not a command-line argument: those show up in the process list.
                 password = sys.stdin.readline().rstrip("\r\n")
             try:
-                user, token = await store.create_user(
+                user, token = await db.users.create_user(
                     args.name, args.role, created_by=args.by, password=password
                 )
             except ValueError as exc:
@@ -88,7 +88,7 @@ async def _main(args: argparse.Namespace) -> int:
             login = " (may log in with the password)" if user.has_password else ""
             print(f"user {user.name} ({user.role}) token: {token}{login}")
     finally:
-        await store.close()
+        await db.close()
     return 0
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from meterguard.model import MeterRegistry
-from meterguard.stores import AlertStore, SeriesStore
-from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
+from meterguard.stores import SeriesStore
+from meterguard.stores.alertdb import AlertDatabase, sqlite_url
 from meterguard.stores.config import StorageSettings
 
 
@@ -18,9 +18,9 @@ def alert_db_url(storage: StorageSettings) -> str:
     return sqlite_url(storage.data_dir / "alertdb.sqlite")
 
 
-def open_alert_store(storage: StorageSettings) -> SqlAlertStore:
-    """Open the alert database (migrated on first use)."""
-    return SqlAlertStore(alert_db_url(storage))
+def open_alert_database(storage: StorageSettings) -> AlertDatabase:
+    """Open the alert database and its repositories (migrated on first use)."""
+    return AlertDatabase(alert_db_url(storage))
 
 
 def open_series_store(
@@ -57,7 +57,7 @@ def open_series_store(
 
 def open_stores(
     storage: StorageSettings, registry: MeterRegistry
-) -> tuple[SeriesStore, AlertStore, dict[str, Callable[[], float]]]:
+) -> tuple[SeriesStore, AlertDatabase, dict[str, Callable[[], float]]]:
     """Open both stores as configured."""
     series, gauges = open_series_store(storage, registry)
-    return series, open_alert_store(storage), gauges
+    return series, open_alert_database(storage), gauges

@@ -60,7 +60,7 @@ async def listed(tmp_path: Path) -> AsyncIterator[Fixture]:
     runtime = Runtime.open(settings)
     headers = {}
     for name, role in (("olga", "operator"), ("vic", "viewer"), ("carl", "crew")):
-        _, token = await runtime.alerts.create_user(name, role)
+        _, token = await runtime.users.create_user(name, role)
         headers[name] = {"Authorization": f"Bearer {token}"}
     rng = random.Random(7)
     store = runtime.alerts
@@ -90,10 +90,10 @@ async def listed(tmp_path: Path) -> AsyncIterator[Fixture]:
         assert await store.apply(AlertEvent(type=AlertEventType.OPEN, ts=start, alert=alert))
         acked = rng.random() < 0.4
         if acked:
-            await store.acknowledge(alert.id, "olga")
+            await runtime.cases.acknowledge(alert.id, "olga")
         assignee = rng.choice([None, None, "carl", "cora"])
         if assignee:
-            await store.assign(alert.id, assignee, "olga")
+            await runtime.cases.assign(alert.id, assignee, "olga")
         made.append(
             {
                 "id": alert.id,

@@ -10,7 +10,7 @@ from api.app import create_app
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings
-from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
+from meterguard.stores.alertdb import AlertDatabase, sqlite_url
 from tests.conftest import free_port
 
 
@@ -168,9 +168,9 @@ async def test_readiness_reports_a_dead_store(
     assert ready.status_code == 200
     assert ready.json()["ready"] is True
     # A real store whose connection is gone stands in for a database that went away.
-    dead = SqlAlertStore(sqlite_url(tmp_path / "dead.sqlite"))
+    dead = AlertDatabase(sqlite_url(tmp_path / "dead.sqlite"))
     await dead.close()
-    live, runtime.alerts = runtime.alerts, dead
+    live, runtime.alerts = runtime.alerts, dead.alerts
     try:
         broken = await client.get("/readyz")
     finally:

@@ -205,8 +205,7 @@ async def crowded(tmp_path: Path) -> AsyncIterator[tuple[str, Runtime]]:
 
 async def _announce(runtime: Runtime, event: AlertEvent) -> None:
     """Store an engine event and publish it, as the service does."""
-    assert await runtime.alerts.apply(event)
-    runtime.broadcaster.publish(event)
+    assert await runtime.alerting.engine_event(event)
 
 
 def _opened(n: int, kwh: float) -> AlertEvent:

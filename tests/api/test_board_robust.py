@@ -159,8 +159,7 @@ async def test_the_board_draws_every_alert_whatever_its_figures(
     # One more arrives through the stream with no finite figure: drawn like the others.
     alert = _alert(3, math.inf)
     event = AlertEvent(type=AlertEventType.OPEN, ts=T0, alert=alert)
-    assert await runtime.alerts.apply(event)
-    runtime.broadcaster.publish(event)
+    assert await runtime.alerting.engine_event(event)
     row = page.locator("#alerts tbody tr[data-alert-id=A3]")
     await expect(row.locator("td[data-label='kWh lost']")).to_have_text(DASH)
     await expect(rows).to_have_count(4)

@@ -64,7 +64,7 @@ async def live_service(tmp_path: Path) -> AsyncIterator[Live]:
     runtime = Runtime.open(settings)
     tokens: dict[str, str] = {}
     for name, role in (("operator", "operator"), ("crew1", "crew")):
-        _, tokens[name] = await runtime.alerts.create_user(name, role, password=f"{name}-password")
+        _, tokens[name] = await runtime.users.create_user(name, role, password=f"{name}-password")
     gateway = ModbusGateway(
         [(u + 1, s) for u, s in enumerate(fleet)],
         port=port,

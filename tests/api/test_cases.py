@@ -30,7 +30,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict[s
         ("vic", "viewer"),
         ("ada", "admin"),
     ]:
-        _, tokens[name] = await runtime.alerts.create_user(name, role)
+        _, tokens[name] = await runtime.users.create_user(name, role)
     for n, kind in enumerate([AlertKind.BYPASS, AlertKind.REVERSAL]):
         alert = Alert(
             id=f"a{n}",
@@ -339,7 +339,7 @@ async def test_password_login_logout_and_expiry(tmp_path: Path) -> None:
     )
     runtime = Runtime.open(settings)
     try:
-        _, api_key = await runtime.alerts.create_user("olga", "operator", password="s3cret-pass")
+        _, api_key = await runtime.users.create_user("olga", "operator", password="s3cret-pass")
         transport = httpx.ASGITransport(app=create_app(settings, runtime))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             for name, password in (("olga", "wrong-pass"), ("nobody", "s3cret-pass")):

@@ -43,7 +43,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 @pytest.fixture
 async def admin(runtime: Runtime) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
-    _, token = await runtime.alerts.create_user("admin", "admin", password="admin-password")
+    _, token = await runtime.users.create_user("admin", "admin", password="admin-password")
     app = create_app(runtime.settings, runtime)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

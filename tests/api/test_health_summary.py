@@ -21,7 +21,7 @@ from meterguard.runtime import Runtime
 from meterguard.service import Service
 from meterguard.settings import ApiSettings, ModbusSourceSettings, Settings, StorageSettings
 from meterguard.status import StatusBoard
-from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
+from meterguard.stores.alertdb import AlertDatabase, sqlite_url
 from simulators.meter import SimulatedMeter
 from simulators.modbus_gateway import ModbusGateway
 from tests.api.serving import serving
@@ -150,9 +150,9 @@ async def test_a_store_that_does_not_answer_makes_it_unavailable(tmp_path: Path)
                 "readings": 0,
             }
             # A real store whose connections are gone stands in for a database that went away.
-            dead = SqlAlertStore(sqlite_url(tmp_path / "gone.sqlite"))
+            dead = AlertDatabase(sqlite_url(tmp_path / "gone.sqlite"))
             await dead.close()
-            runtime.alerts = dead
+            runtime.alerts = dead.alerts
             body, ready = await _both(client)
             assert body["status"] == "unavailable" == ready.json()["status"]
             assert ready.status_code == 503

@@ -173,13 +173,13 @@ async def test_case_changes_and_manual_clears_reach_the_stream(
 ) -> None:
     base, runtime = served
     await runtime.alerts.apply(_event(AlertEventType.OPEN))
-    _, token = await runtime.alerts.create_user("olga", "operator")
+    _, token = await runtime.users.create_user("olga", "operator")
     olga = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(timeout=10) as client:
         reader = asyncio.create_task(_read_events(client, f"{base}/api/stream", 4))
         while runtime.broadcaster.listeners == 0:
             await asyncio.sleep(0.02)
-        runtime.broadcaster.publish(_event(AlertEventType.UPDATE))
+        assert await runtime.alerting.engine_event(_event(AlertEventType.UPDATE))
         acked = await client.post(f"{base}/api/alerts/a1/acknowledge", json={}, headers=olga)
         assert acked.status_code == 200
         assigned = await client.post(

@@ -45,15 +45,15 @@ async def _setup(tmp_path: Path, api: ApiSettings, monkeypatch: pytest.MonkeyPat
     settings = Settings(storage=StorageSettings(data_dir=tmp_path), api=api)
     runtime = Runtime.open(settings)
     for name, password in PASSWORDS.items():
-        await runtime.alerts.create_user(name, "operator", password=password)
+        await runtime.users.create_user(name, "operator", password=password)
     checks: list[str] = []
-    real_login = runtime.alerts.login
+    real_login = runtime.users.login
 
     async def counted_login(name: str, password: str, ttl_s: float) -> object:
         checks.append(name)
         return await real_login(name, password, ttl_s)
 
-    monkeypatch.setattr(runtime.alerts, "login", counted_login)
+    monkeypatch.setattr(runtime.users, "login", counted_login)
     app = create_app(settings, runtime)
     clock = Clock()
     app.state.login_guard = LoginGuard.from_settings(settings.api, clock=clock)

@@ -49,7 +49,7 @@ def _seeded_runtime(data_dir: Path) -> tuple[Runtime, str]:
     async def seed() -> str:
         await runtime.alerts.apply(AlertEvent(type=AlertEventType.OPEN, ts=1, alert=alert))
         await runtime.series.write(batch)
-        _, token = await runtime.alerts.create_user("admin", "admin")
+        _, token = await runtime.users.create_user("admin", "admin")
         return token
 
     token = asyncio.run(seed())

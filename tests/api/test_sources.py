@@ -67,7 +67,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     runtime = Runtime.open(settings)
     tokens = {}
     for name, role in [("olga", "operator"), ("vic", "viewer"), ("carl", "crew")]:
-        _, tokens[name] = await runtime.alerts.create_user(name, role)
+        _, tokens[name] = await runtime.users.create_user(name, role)
     transport = httpx.ASGITransport(app=create_app(settings, runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield Api(client, runtime, tokens)

@@ -140,7 +140,7 @@ async def test_a_poison_payload_is_dead_lettered_once_and_the_service_keeps_serv
     settings = _settings(tmp_path, free_port(), _mqtt(broker.port))
     t0 = _now_ts()
     async with _Running(settings) as first:
-        _, token = await first.runtime.alerts.create_user("olga", "operator")
+        _, token = await first.runtime.users.create_user("olga", "operator")
         await first.mqtt.wait_connected(10)
         sims = [SimulatedMeter(meter=m, seed=k) for k, m in enumerate(FLEET)]
         with MqttPublisher(sims, port=broker.port, topic="tele/{meter}/SENSOR") as publisher:

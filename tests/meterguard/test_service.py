@@ -17,7 +17,7 @@ from meterguard.model import AlertEvent, Meter, ReadingBatch
 from meterguard.runtime import Runtime
 from meterguard.service import Service
 from meterguard.settings import ApiSettings, Settings, StorageSettings
-from meterguard.stores import AlertStore
+from meterguard.stores.repositories import AlertRepository
 from tests.conftest import make_batch
 
 
@@ -77,7 +77,7 @@ async def test_store_failures_are_retried_and_a_clean_stop_drains(tmp_path: Path
         detectors={"reversal": {"raise_after_s": 0}},
     )
     runtime = Runtime.open(settings)
-    store: AlertStore = runtime.alerts
+    store: AlertRepository = runtime.alerts
     runtime.alerts.apply = _failing_first(2, store.apply)  # type: ignore[method-assign, assignment]
     rows = [
         (1_767_225_600.0 + 60 * k, 0, {"v1": 230.0, "p1": 500.0, "p2": -800.0, "p3": 400.0})
@@ -123,7 +123,7 @@ async def test_a_manual_clear_makes_the_engine_raise_a_new_alert(tmp_path: Path)
         detectors={"reversal": {"raise_after_s": 300, "update_every_s": 60}},
     )
     runtime = Runtime.open(settings)
-    _, token = await runtime.alerts.create_user("olga", "operator")
+    _, token = await runtime.users.create_user("olga", "operator")
     source = QueueSource()
     service = Service(runtime, sources=[source])
     task = asyncio.create_task(service.run())

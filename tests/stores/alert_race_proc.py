@@ -14,11 +14,11 @@ import sys
 import time
 
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
-from meterguard.stores.alertdb import SqlAlertStore
+from meterguard.stores.alertdb import AlertDatabase
 
 
 async def _main(url: str, alert_id: str, start_at: float) -> None:
-    store = SqlAlertStore(url, retry_for_s=0.0)
+    store = AlertDatabase(url, retry_for_s=0.0)
     alert = Alert(
         id=alert_id,
         meter="M1",
@@ -31,8 +31,10 @@ async def _main(url: str, alert_id: str, start_at: float) -> None:
     )
     await asyncio.sleep(max(0.0, start_at - time.time()))
     try:
-        await store.apply(AlertEvent(type=AlertEventType.OPEN, ts=alert.start, alert=alert))
-        print(json.dumps({"refused": store.duplicates_refused, "retries": store.retries}))
+        await store.alerts.apply(AlertEvent(type=AlertEventType.OPEN, ts=alert.start, alert=alert))
+        print(
+            json.dumps({"refused": store.alerts.duplicates_refused, "retries": store.core.retries})
+        )
     finally:
         await store.close()
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from meterguard.stores.alertdb import AlertDatabase
 from meterguard.stores.alertdb.migrate import upgrade
-from meterguard.stores.alertdb.store import SqlAlertStore
 
 
 def _die_at_comments(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -24,7 +24,7 @@ def _die_at_comments(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> N
 
 async def _main(url: str) -> None:
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", _die_at_comments)
-    store = SqlAlertStore(url)
+    store = AlertDatabase(url)
     await upgrade(store.engine)
 
 

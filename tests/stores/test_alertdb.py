@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError, StoreUnavailableError
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
-from meterguard.stores.alertdb import SqlAlertStore, UserExistsError, sqlite_url
-from meterguard.stores.alertdb import store as store_module
+from meterguard.stores.alertdb import AlertDatabase, UserExistsError, sqlite_url
+from meterguard.stores.alertdb import core as core_module
+from meterguard.stores.alertdb import users as users_module
 from meterguard.stores.alertdb.migrate import (
     alembic_config,
     current_revision,
@@ -82,41 +83,45 @@ async def _downgrade(engine: AsyncEngine, revision: str) -> None:
 
 
 async def test_first_use_migrates_to_the_newest_revision(alert_db_url: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
         assert await current_revision(store.engine) is None
-        assert await store.list() == []
+        assert await store.alerts.list() == []
         assert await current_revision(store.engine) == head_revision()
     finally:
         await store.close()
 
 
 async def test_alert_lifecycle_is_kept_with_history(alert_db_url: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
-        await store.apply(_open())
+        await store.alerts.apply(_open())
         update = AlertEvent(
             type=AlertEventType.UPDATE, ts=70, alert=_alert(estimated_kwh_lost=1.5, summary="s2")
         )
-        await store.apply(update)
-        await store.apply(update)  # a replayed event is recorded once
-        assert [a.id for a in await store.list(active=True)] == ["A1"]
-        assert (await store.get("A1")).summary == "s2"
-        await store.apply(AlertEvent(type=AlertEventType.CLEAR, ts=400, alert=_alert(end=100.0)))
-        got = await store.get("A1")
+        await store.alerts.apply(update)
+        await store.alerts.apply(update)  # a replayed event is recorded once
+        assert [a.id for a in await store.alerts.list(active=True)] == ["A1"]
+        assert (await store.alerts.get("A1")).summary == "s2"
+        await store.alerts.apply(
+            AlertEvent(type=AlertEventType.CLEAR, ts=400, alert=_alert(end=100.0))
+        )
+        got = await store.alerts.get("A1")
         assert got.end == 100.0
         assert got.estimated_kwh_lost == 0.0
         assert not got.active
         assert got.evidence == {"onset": {"p1": -100.0}}
-        assert await store.list(active=True) == []
-        assert [h["type"] for h in await store.history("A1")] == ["open", "update", "clear"]
+        assert await store.alerts.list(active=True) == []
+        assert [h["type"] for h in await store.alerts.history("A1")] == ["open", "update", "clear"]
         with pytest.raises(AlertNotFoundError):
-            await store.get("nope")
+            await store.alerts.get("nope")
         # A clear for an alert the database never saw is counted, not invented.
-        await store.apply(AlertEvent(type=AlertEventType.CLEAR, ts=5, alert=_alert(id="X", end=1)))
-        assert store.orphan_events == 1
-        assert [a.id for a in await store.list()] == ["A1"]
-        actions = [e.action for e in await store.audit(alert_id="A1")]
+        await store.alerts.apply(
+            AlertEvent(type=AlertEventType.CLEAR, ts=5, alert=_alert(id="X", end=1))
+        )
+        assert store.alerts.orphan_events == 1
+        assert [a.id for a in await store.alerts.list()] == ["A1"]
+        actions = [e.action for e in await store.cases.audit(alert_id="A1")]
         assert actions == ["alert_clear", "alert_open"]
     finally:
         await store.close()
@@ -125,18 +130,22 @@ async def test_alert_lifecycle_is_kept_with_history(alert_db_url: str) -> None:
 async def test_database_refuses_a_second_active_alert_per_meter_and_kind(
     alert_db_url: str,
 ) -> None:
-    first, second = SqlAlertStore(alert_db_url), SqlAlertStore(alert_db_url)
+    first, second = AlertDatabase(alert_db_url), AlertDatabase(alert_db_url)
     try:
-        await first.apply(_open())
-        await second.apply(_open(id="A2", start=20.0))
-        assert second.duplicates_refused == 1
-        assert [a.id for a in await first.list()] == ["A1"]
+        await first.alerts.apply(_open())
+        await second.alerts.apply(_open(id="A2", start=20.0))
+        assert second.alerts.duplicates_refused == 1
+        assert [a.id for a in await first.alerts.list()] == ["A1"]
         # Another kind on the same meter, and the same kind once cleared, are fine.
-        await second.apply(_open(id="B1", kind=AlertKind.TAMPER, start=20.0))
-        await first.apply(AlertEvent(type=AlertEventType.CLEAR, ts=30, alert=_alert(end=15.0)))
-        await second.apply(_open(id="A3", start=40.0))
-        assert sorted(a.id for a in await first.list(active=True)) == ["A3", "B1"]
-        assert [a.id for a in await first.list(kind=AlertKind.REVERSAL, active=False)] == ["A1"]
+        await second.alerts.apply(_open(id="B1", kind=AlertKind.TAMPER, start=20.0))
+        await first.alerts.apply(
+            AlertEvent(type=AlertEventType.CLEAR, ts=30, alert=_alert(end=15.0))
+        )
+        await second.alerts.apply(_open(id="A3", start=40.0))
+        assert sorted(a.id for a in await first.alerts.list(active=True)) == ["A3", "B1"]
+        assert [a.id for a in await first.alerts.list(kind=AlertKind.REVERSAL, active=False)] == [
+            "A1"
+        ]
         # The index itself refuses it, whoever writes: a raw insert fails too.
         with pytest.raises(sa.exc.IntegrityError):
             async with first.engine.begin() as conn:
@@ -181,9 +190,9 @@ def test_processes_racing_on_a_fresh_database_leave_one_alert(alert_db_url: str)
     assert [r["retries"] for r in reports] == [0, 0, 0, 0]
 
     async def check() -> None:
-        store = SqlAlertStore(alert_db_url)
+        store = AlertDatabase(alert_db_url)
         try:
-            assert len(await store.list(active=True)) == 1
+            assert len(await store.alerts.list(active=True)) == 1
             assert await current_revision(store.engine) == head_revision()
         finally:
             await store.close()
@@ -206,10 +215,10 @@ def test_sqlite_migration_killed_midway_leaves_no_half_schema(tmp_path: Path) ->
     assert "alerts" not in tables  # the tables created before the crash were rolled back
 
     async def check() -> None:
-        store = SqlAlertStore(url, retry_for_s=0.0)
+        store = AlertDatabase(url, retry_for_s=0.0)
         try:
-            await store.apply(_open())
-            assert [a.id for a in await store.list()] == ["A1"]
+            await store.alerts.apply(_open())
+            assert [a.id for a in await store.alerts.list()] == ["A1"]
             assert await current_revision(store.engine) == head_revision()
         finally:
             await store.close()
@@ -218,43 +227,47 @@ def test_sqlite_migration_killed_midway_leaves_no_half_schema(tmp_path: Path) ->
 
 
 async def test_sqlite_errors_other_than_locks_raise_at_once(tmp_path: Path) -> None:
-    store = SqlAlertStore(sqlite_url(tmp_path / "alerts.sqlite"), retry_for_s=30.0)
+    store = AlertDatabase(sqlite_url(tmp_path / "alerts.sqlite"), retry_for_s=30.0)
     try:
         await store.open()
         started = time.monotonic()
         with pytest.raises(sa.exc.OperationalError, match="no such column"):
-            await store._retrying(lambda c: c.execute(sa.text("SELECT nonexistent FROM alerts")))
+            await store.core.run(lambda c: c.execute(sa.text("SELECT nonexistent FROM alerts")))
         with pytest.raises(sa.exc.OperationalError, match="syntax error"):
-            await store._retrying(lambda c: c.execute(sa.text("SELEC 1")))
-        assert store.retries == 0
+            await store.core.run(lambda c: c.execute(sa.text("SELEC 1")))
+        assert store.core.retries == 0
         assert time.monotonic() - started < 5.0
     finally:
         await store.close()
 
 
 async def test_late_open_or_update_never_revives_a_cleared_alert(alert_db_url: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
-        await store.apply(_open())
-        await store.apply(AlertEvent(type=AlertEventType.CLEAR, ts=400, alert=_alert(end=100.0)))
+        await store.alerts.apply(_open())
+        await store.alerts.apply(
+            AlertEvent(type=AlertEventType.CLEAR, ts=400, alert=_alert(end=100.0))
+        )
         # A replayed OPEN and a late UPDATE arrive after the clear.
-        await store.apply(_open(summary="replayed"))
+        await store.alerts.apply(_open(summary="replayed"))
         late = _alert(estimated_kwh_lost=7.0, summary="late")
-        await store.apply(AlertEvent(type=AlertEventType.UPDATE, ts=90, alert=late))
-        await store.apply(AlertEvent(type=AlertEventType.CLEAR, ts=500, alert=_alert(end=200.0)))
-        got = await store.get("A1")
+        await store.alerts.apply(AlertEvent(type=AlertEventType.UPDATE, ts=90, alert=late))
+        await store.alerts.apply(
+            AlertEvent(type=AlertEventType.CLEAR, ts=500, alert=_alert(end=200.0))
+        )
+        got = await store.alerts.get("A1")
         assert got.end == 100.0
         assert not got.active
         assert got.summary == "s"
         assert got.estimated_kwh_lost == 0.0
-        assert await store.list(active=True) == []
-        assert store.stale_events == 3
-        assert store.orphan_events == 0
-        assert [h["type"] for h in await store.history("A1")] == ["open", "clear"]
+        assert await store.alerts.list(active=True) == []
+        assert store.alerts.stale_events == 3
+        assert store.alerts.orphan_events == 0
+        assert [h["type"] for h in await store.alerts.history("A1")] == ["open", "clear"]
         # The meter can still get a new alert of that kind.
-        await store.apply(_open(id="A2", start=300.0))
-        assert [a.id for a in await store.list(active=True)] == ["A2"]
-        assert store.duplicates_refused == 0
+        await store.alerts.apply(_open(id="A2", start=300.0))
+        assert [a.id for a in await store.alerts.list(active=True)] == ["A2"]
+        assert store.alerts.duplicates_refused == 0
     finally:
         await store.close()
 
@@ -262,59 +275,66 @@ async def test_late_open_or_update_never_revives_a_cleared_alert(alert_db_url: s
 async def test_only_the_one_active_index_counts_as_a_refused_duplicate(
     alert_db_url: str,
 ) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
         await store.open()
         # Another unique rule (not the one-active index) that an open can break.
         async with store.engine.begin() as conn:
             await conn.execute(sa.text("CREATE UNIQUE INDEX test_one_summary ON alerts (summary)"))
-        await store.apply(_open())
+        await store.alerts.apply(_open())
         with pytest.raises(sa.exc.IntegrityError):
-            await store.apply(_open(id="B1", meter="M2"))
-        assert store.duplicates_refused == 0
-        await store.apply(_open(id="A2", summary="other"))
-        assert store.duplicates_refused == 1
+            await store.alerts.apply(_open(id="B1", meter="M2"))
+        assert store.alerts.duplicates_refused == 0
+        await store.alerts.apply(_open(id="A2", summary="other"))
+        assert store.alerts.duplicates_refused == 1
     finally:
         await store.close()
 
 
 async def test_case_work_is_recorded_and_audited(alert_db_url: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
-        await store.apply(_open(estimated_kwh_lost=2.0))
-        await store.apply(_open(id="B", meter="M2", start=50.0, estimated_kwh_lost=9.0))
-        ack = await store.acknowledge("A1", "olga", "looking")
+        await store.alerts.apply(_open(estimated_kwh_lost=2.0))
+        await store.alerts.apply(_open(id="B", meter="M2", start=50.0, estimated_kwh_lost=9.0))
+        ack = await store.cases.acknowledge("A1", "olga", "looking")
         assert ack.user == "olga"
-        await store.assign("A1", "crew-7", "olga")
-        await store.comment("A1", "olga", "CT looks reversed")
-        await store.comment("A1", "crew-7", "on my way")
-        assert [c.text for c in await store.comments("A1")] == ["CT looks reversed", "on my way"]
-        assert [a.assignee for a in await store.assignments("A1")] == ["crew-7"]
-        assert [a.note for a in await store.acknowledgements("A1")] == ["looking"]
-        assert [a.id for a in await store.list(acknowledged=True)] == ["A1"]
-        assert [a.id for a in await store.list(acknowledged=False)] == ["B"]
-        assert [a.id for a in await store.list(assignee="crew-7")] == ["A1"]
-        assert [a.id for a in await store.list(order="kwh")] == ["B", "A1"]
-        assert [a.id for a in await store.list()] == ["B", "A1"]
+        await store.cases.assign("A1", "crew-7", "olga")
+        await store.cases.comment("A1", "olga", "CT looks reversed")
+        await store.cases.comment("A1", "crew-7", "on my way")
+        assert [c.text for c in await store.cases.comments("A1")] == [
+            "CT looks reversed",
+            "on my way",
+        ]
+        assert [a.assignee for a in await store.cases.assignments("A1")] == ["crew-7"]
+        assert [a.note for a in await store.cases.acknowledgements("A1")] == ["looking"]
+        assert [a.id for a in await store.alerts.list(acknowledged=True)] == ["A1"]
+        assert [a.id for a in await store.alerts.list(acknowledged=False)] == ["B"]
+        assert [a.id for a in await store.alerts.list(assignee="crew-7")] == ["A1"]
+        assert [a.id for a in await store.alerts.list(order="kwh")] == ["B", "A1"]
+        assert [a.id for a in await store.alerts.list()] == ["B", "A1"]
         # A time range selects the alerts that held within it: both are still open.
-        assert [a.id for a in await store.list(since=20.0)] == ["B", "A1"]
-        assert [a.id for a in await store.list(until=20.0)] == ["A1"]
-        assert [a.id for a in await store.list(meter="M1", limit=1, offset=0)] == ["A1"]
+        assert [a.id for a in await store.alerts.list(since=20.0)] == ["B", "A1"]
+        assert [a.id for a in await store.alerts.list(until=20.0)] == ["A1"]
+        assert [a.id for a in await store.alerts.list(meter="M1", limit=1, offset=0)] == ["A1"]
 
-        order = await store.create_work_order("A1", "olga", "check CT polarity", "crew-7")
+        order = await store.cases.create_work_order("A1", "olga", "check CT polarity", "crew-7")
         assert order.status is WorkOrderStatus.OPEN
-        order = await store.update_work_order(order.id, "olga", status=WorkOrderStatus.EN_ROUTE)
+        order = await store.cases.update_work_order(
+            order.id, "olga", status=WorkOrderStatus.EN_ROUTE
+        )
         assert order.status is WorkOrderStatus.EN_ROUTE
-        done = await store.update_work_order(
+        done = await store.cases.update_work_order(
             order.id, "crew-7", outcome=Outcome.THEFT_CONFIRMED, note="bypass found"
         )
         assert done.status is WorkOrderStatus.DONE
         assert done.outcome is Outcome.THEFT_CONFIRMED
         assert done.closed_by == "crew-7"
-        assert [w.id for w in await store.work_orders(status=WorkOrderStatus.DONE)] == [order.id]
-        assert await store.work_orders(status=WorkOrderStatus.OPEN) == []
-        assert await store.outcomes_by_kind() == {"reversal": {"theft_confirmed": 1}}
-        actions = [e.action for e in await store.audit(alert_id="A1")]
+        assert [w.id for w in await store.cases.work_orders(status=WorkOrderStatus.DONE)] == [
+            order.id
+        ]
+        assert await store.cases.work_orders(status=WorkOrderStatus.OPEN) == []
+        assert await store.cases.outcomes_by_kind() == {"reversal": {"theft_confirmed": 1}}
+        actions = [e.action for e in await store.cases.audit(alert_id="A1")]
         assert actions == [
             "work_order_update",
             "work_order_update",
@@ -326,28 +346,28 @@ async def test_case_work_is_recorded_and_audited(alert_db_url: str) -> None:
             "alert_open",
         ]
         with pytest.raises(AlertNotFoundError):
-            await store.comment("nope", "olga", "x")
+            await store.cases.comment("nope", "olga", "x")
         with pytest.raises(KeyError):
-            await store.update_work_order(999, "olga", status=WorkOrderStatus.CANCELLED)
+            await store.cases.update_work_order(999, "olga", status=WorkOrderStatus.CANCELLED)
     finally:
         await store.close()
 
 
 async def test_tokens_are_kept_as_hashes_and_can_be_revoked(alert_db_url: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
-        user, token = await store.create_user("olga", "admin")
-        found = await store.user_for_token(token)
+        user, token = await store.users.create_user("olga", "admin")
+        found = await store.users.user_for_token(token)
         assert found is not None
         assert (found.name, found.role, found.id) == ("olga", "admin", user.id)
-        assert await store.user_for_token(token + "x") is None
+        assert await store.users.user_for_token(token + "x") is None
         async with store.engine.connect() as conn:
             stored = (await conn.execute(sa.text("SELECT token_sha256 FROM tokens"))).scalar_one()
         assert token not in stored
-        assert await store.revoke_token(token)
-        assert await store.user_for_token(token) is None
+        assert await store.users.revoke_token(token)
+        assert await store.users.user_for_token(token) is None
         with pytest.raises(UserExistsError):
-            await store.create_user("olga")
+            await store.users.create_user("olga")
     finally:
         await store.close()
 
@@ -357,14 +377,14 @@ async def test_sqlite_default_file_is_created_with_its_folder(tmp_path: Path) ->
 
     path = tmp_path / "sub" / "alerts.sqlite"
     path.parent.mkdir()
-    store = SqlAlertStore(sqlite_url(path))
+    store = AlertDatabase(sqlite_url(path))
     try:
-        await store.apply(_open())
+        await store.alerts.apply(_open())
     finally:
         await store.close()
-    again = SqlAlertStore(sqlite_url(path))
+    again = AlertDatabase(sqlite_url(path))
     try:
-        assert [a.id for a in await again.list(active=True)] == ["A1"]
+        assert [a.id for a in await again.alerts.list(active=True)] == ["A1"]
     finally:
         await again.close()
 
@@ -392,7 +412,7 @@ class _LosingCommitAnswers:
             raise sa.exc.OperationalError("COMMIT", {}, ConnectionResetError("answer lost"))
 
 
-async def _count(store: SqlAlertStore, table: str) -> int:
+async def _count(store: AlertDatabase, table: str) -> int:
     async with store.engine.connect() as conn:
         return int((await conn.execute(sa.text(f"SELECT COUNT(*) FROM {table}"))).scalar_one())
 
@@ -400,27 +420,27 @@ async def _count(store: SqlAlertStore, table: str) -> int:
 async def test_case_work_retried_after_a_lost_commit_answer_is_not_doubled(
     alert_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
-        await store.apply(_open())
+        await store.alerts.apply(_open())
         audited = await _count(store, "audit_log")
         losing = _LosingCommitAnswers(store.engine, lose=0)
-        monkeypatch.setattr(store, "_engine", losing)
+        monkeypatch.setattr(store.core, "_engine", losing)
         calls: list[Callable[[], Awaitable[object]]] = [
-            lambda: store.comment("A1", "olga", "CT reversed"),
-            lambda: store.acknowledge("A1", "olga", "seen"),
-            lambda: store.assign("A1", "crew-7", "olga"),
-            lambda: store.create_work_order("A1", "olga", "check CT", "crew-7"),
-            lambda: store.create_user("crew-7", "crew", created_by="olga"),
+            lambda: store.cases.comment("A1", "olga", "CT reversed"),
+            lambda: store.cases.acknowledge("A1", "olga", "seen"),
+            lambda: store.cases.assign("A1", "crew-7", "olga"),
+            lambda: store.cases.create_work_order("A1", "olga", "check CT", "crew-7"),
+            lambda: store.users.create_user("crew-7", "crew", created_by="olga"),
         ]
         for call in calls:
             losing.lose = 1
             await call()
             assert losing.lose == 0
-        order = (await store.work_orders())[0]
+        order = (await store.cases.work_orders())[0]
         losing.lose = 1
-        await store.update_work_order(order.id, "olga", status=WorkOrderStatus.EN_ROUTE)
-        assert store.retries == len(calls) + 1
+        await store.cases.update_work_order(order.id, "olga", status=WorkOrderStatus.EN_ROUTE)
+        assert store.core.retries == len(calls) + 1
         for table in ("comments", "acknowledgements", "assignments", "work_orders", "users"):
             assert await _count(store, table) == 1, table
         assert await _count(store, "tokens") == 1
@@ -432,33 +452,33 @@ async def test_case_work_retried_after_a_lost_commit_answer_is_not_doubled(
 async def test_a_write_resent_with_the_same_client_key_is_recorded_once(
     alert_db_url: str,
 ) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
-        await store.apply(_open())
-        first = await store.comment("A1", "olga", "on my way", client_key="c-1")
-        again = await store.comment("A1", "olga", "on my way", client_key="c-1")
+        await store.alerts.apply(_open())
+        first = await store.cases.comment("A1", "olga", "on my way", client_key="c-1")
+        again = await store.cases.comment("A1", "olga", "on my way", client_key="c-1")
         assert again == first
-        other = await store.comment("A1", "olga", "on my way", client_key="c-2")
+        other = await store.cases.comment("A1", "olga", "on my way", client_key="c-2")
         assert other.id != first.id
-        assert [c.id for c in await store.comments("A1")] == [first.id, other.id]
+        assert [c.id for c in await store.cases.comments("A1")] == [first.id, other.id]
 
-        order = await store.create_work_order("A1", "olga", "check", client_key="w-1")
-        assert await store.create_work_order("A1", "olga", "check", client_key="w-1") == order
-        assert len(await store.work_orders()) == 1
-        done = await store.update_work_order(
+        order = await store.cases.create_work_order("A1", "olga", "check", client_key="w-1")
+        assert await store.cases.create_work_order("A1", "olga", "check", client_key="w-1") == order
+        assert len(await store.cases.work_orders()) == 1
+        done = await store.cases.update_work_order(
             order.id, "crew", outcome=Outcome.METER_FAULT, client_key="u-1"
         )
         # A resent "en route" under an already used key changes nothing.
-        replay = await store.update_work_order(
+        replay = await store.cases.update_work_order(
             order.id, "crew", status=WorkOrderStatus.EN_ROUTE, client_key="u-1"
         )
         assert replay.status is WorkOrderStatus.DONE
         assert replay.updated_at == done.updated_at
-        ack = await store.acknowledge("A1", "olga", client_key="a-1")
-        assert await store.acknowledge("A1", "olga", client_key="a-1") == ack
-        assigned = await store.assign("A1", "crew", "olga", client_key="s-1")
-        assert await store.assign("A1", "crew", "olga", client_key="s-1") == assigned
-        actions = [e.action for e in await store.audit(alert_id="A1")]
+        ack = await store.cases.acknowledge("A1", "olga", client_key="a-1")
+        assert await store.cases.acknowledge("A1", "olga", client_key="a-1") == ack
+        assigned = await store.cases.assign("A1", "crew", "olga", client_key="s-1")
+        assert await store.cases.assign("A1", "crew", "olga", client_key="s-1") == assigned
+        actions = [e.action for e in await store.cases.audit(alert_id="A1")]
         assert actions == [
             "assign",
             "acknowledge",
@@ -473,13 +493,13 @@ async def test_a_write_resent_with_the_same_client_key_is_recorded_once(
 
 
 async def test_create_user_checks_the_role_and_audits_who_created_it(alert_db_url: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
         with pytest.raises(ValueError, match="unknown role 'supervisor'"):
-            await store.create_user("olga", "supervisor")
-        await store.create_user("olga", "admin")
-        await store.create_user("ivan", "crew", created_by="olga")
-        entries = [(e.actor, e.detail) for e in await store.audit()]
+            await store.users.create_user("olga", "supervisor")
+        await store.users.create_user("olga", "admin")
+        await store.users.create_user("ivan", "crew", created_by="olga")
+        entries = [(e.actor, e.detail) for e in await store.cases.audit()]
         assert entries == [
             ("olga", {"name": "ivan", "role": "crew"}),
             ("cli", {"name": "olga", "role": "admin"}),
@@ -489,7 +509,7 @@ async def test_create_user_checks_the_role_and_audits_who_created_it(alert_db_ur
 
 
 async def test_upgrade_from_0001_keeps_the_rows_and_adds_client_keys(alert_db_url: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
         await upgrade(store.engine, "0001")
         assert await current_revision(store.engine) == "0001"
@@ -505,9 +525,9 @@ async def test_upgrade_from_0001_keeps_the_rows_and_adds_client_keys(alert_db_ur
                 )
         await store.open()
         assert await current_revision(store.engine) == head_revision()
-        await store.comment("A1", "olga", "new", client_key="k")
-        await store.comment("A1", "olga", "new", client_key="k")
-        assert [c.text for c in await store.comments("A1")] == ["old one", "old two", "new"]
+        await store.cases.comment("A1", "olga", "new", client_key="k")
+        await store.cases.comment("A1", "olga", "new", client_key="k")
+        assert [c.text for c in await store.cases.comments("A1")] == ["old one", "old two", "new"]
     finally:
         await store.close()
 
@@ -515,21 +535,21 @@ async def test_upgrade_from_0001_keeps_the_rows_and_adds_client_keys(alert_db_ur
 async def test_work_order_covers_several_alerts_and_keeps_the_site_findings(
     alert_db_url: str,
 ) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
-        await store.apply(_open())
-        await store.apply(_open(id="B1", meter="M2", kind=AlertKind.BYPASS, start=20.0))
-        await store.apply(_open(id="C1", meter="M3", kind=AlertKind.BYPASS, start=30.0))
+        await store.alerts.apply(_open())
+        await store.alerts.apply(_open(id="B1", meter="M2", kind=AlertKind.BYPASS, start=20.0))
+        await store.alerts.apply(_open(id="C1", meter="M3", kind=AlertKind.BYPASS, start=30.0))
         with pytest.raises(AlertNotFoundError):
-            await store.create_work_order(["A1", "nope"], "olga", "visit")
+            await store.cases.create_work_order(["A1", "nope"], "olga", "visit")
         with pytest.raises(ValueError, match="at least one alert"):
-            await store.create_work_order([], "olga", "visit")
-        order = await store.create_work_order(["B1", "A1", "B1"], "olga", "visit", "crew-7")
+            await store.cases.create_work_order([], "olga", "visit")
+        order = await store.cases.create_work_order(["B1", "A1", "B1"], "olga", "visit", "crew-7")
         assert order.alert_id == "B1"
         assert order.alert_ids == ["B1", "A1"]
         assert order.checklist == Checklist()
-        assert [w.id for w in await store.work_orders(alert_id="A1")] == [order.id]
-        assert await store.work_orders(alert_id="C1") == []
+        assert [w.id for w in await store.cases.work_orders(alert_id="A1")] == [order.id]
+        assert await store.cases.work_orders(alert_id="C1") == []
 
         checklist = Checklist(
             seals_intact=CheckAnswer.NO,
@@ -538,15 +558,15 @@ async def test_work_order_covers_several_alerts_and_keeps_the_site_findings(
             notes="shunt across the current terminals",
             evidence="photos 1-3",
         )
-        on_site = await store.update_work_order(
+        on_site = await store.cases.update_work_order(
             order.id, "crew-7", status=WorkOrderStatus.ON_SITE, checklist=checklist
         )
         assert on_site.status is WorkOrderStatus.ON_SITE
         assert on_site.checklist == checklist
         assert on_site.checklist.ct_ratio_fits_load is CheckAnswer.NOT_CHECKED
         with pytest.raises(ValueError, match=">= 0"):
-            await store.update_work_order(order.id, "crew-7", recovered_kwh=-1.0)
-        done = await store.update_work_order(
+            await store.cases.update_work_order(order.id, "crew-7", recovered_kwh=-1.0)
+        done = await store.cases.update_work_order(
             order.id,
             "crew-7",
             outcome=Outcome.THEFT_CONFIRMED,
@@ -559,14 +579,14 @@ async def test_work_order_covers_several_alerts_and_keeps_the_site_findings(
             412.5,
         )
         assert done.checklist == checklist  # closing does not wipe the findings
-        other = await store.create_work_order("C1", "olga", "visit")
-        await store.update_work_order(other.id, "olga", outcome=Outcome.WIRING_ERROR)
+        other = await store.cases.create_work_order("C1", "olga", "visit")
+        await store.cases.update_work_order(other.id, "olga", outcome=Outcome.WIRING_ERROR)
         # The order over two kinds counts once for each of them.
-        assert await store.outcomes_by_kind() == {
+        assert await store.cases.outcomes_by_kind() == {
             "bypass": {"theft_confirmed": 1, "wiring_error": 1},
             "reversal": {"theft_confirmed": 1},
         }
-        assert await store.alerts_by_kind() == {"bypass": 2, "reversal": 1}
+        assert await store.alerts.alerts_by_kind() == {"bypass": 2, "reversal": 1}
     finally:
         await store.close()
 
@@ -574,7 +594,7 @@ async def test_work_order_covers_several_alerts_and_keeps_the_site_findings(
 async def test_upgrade_from_0002_keeps_work_orders_and_renames_dispatched(
     alert_db_url: str,
 ) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
         await upgrade(store.engine, "0002")
         assert await current_revision(store.engine) == "0002"
@@ -591,25 +611,29 @@ async def test_upgrade_from_0002_keeps_work_orders_and_renames_dispatched(
                 )
         await store.open()
         assert await current_revision(store.engine) == head_revision()
-        orders = await store.work_orders()
+        orders = await store.cases.work_orders()
         assert [(w.status, w.alert_ids, w.outcome) for w in orders] == [
             (WorkOrderStatus.DONE, ["A1"], Outcome.NO_FAULT_FOUND),
             (WorkOrderStatus.EN_ROUTE, ["A1"], None),
         ]
         assert orders[1].checklist == Checklist()
         assert orders[1].recovered_kwh is None
-        assert await store.outcomes_by_kind() == {"reversal": {"no_fault_found": 1}}
-        assert [w.id for w in await store.work_orders(alert_id="A1")] == [w.id for w in orders]
+        assert await store.cases.outcomes_by_kind() == {"reversal": {"no_fault_found": 1}}
+        assert [w.id for w in await store.cases.work_orders(alert_id="A1")] == [
+            w.id for w in orders
+        ]
     finally:
         await store.close()
 
 
 async def test_raised_is_written_by_the_open_and_never_changed(alert_db_url: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
-        await store.apply(AlertEvent(type=AlertEventType.OPEN, ts=130, alert=_alert(raised=130.0)))
+        await store.alerts.apply(
+            AlertEvent(type=AlertEventType.OPEN, ts=130, alert=_alert(raised=130.0))
+        )
         # An open that does not say when it was raised took place at the raising reading.
-        await store.apply(
+        await store.alerts.apply(
             AlertEvent(
                 type=AlertEventType.OPEN,
                 ts=95,
@@ -623,17 +647,17 @@ async def test_raised_is_written_by_the_open_and_never_changed(alert_db_url: str
             (AlertEventType.OPEN, 130, {"raised": 5.0}),
             (AlertEventType.CLEAR, 400, {"raised": 999.0, "end": 300.0}),
         ):
-            await store.apply(AlertEvent(type=kind, ts=ts, alert=_alert(**changes)))
-        got = await store.get("A1")
+            await store.alerts.apply(AlertEvent(type=kind, ts=ts, alert=_alert(**changes)))
+        got = await store.alerts.get("A1")
         assert (got.start, got.raised, got.end) == (10.0, 130.0, 300.0)
-        assert (await store.get("B1")).raised == 95.0
-        assert (await store.listing("A1")).raised == 130.0
-        whole, listed = await store.detail("B1")
+        assert (await store.alerts.get("B1")).raised == 95.0
+        assert (await store.alerts.listing("A1")).raised == 130.0
+        whole, listed = await store.alerts.detail("B1")
         assert (whole.raised, listed.raised) == (95.0, 95.0)
-        page, _ = await store.page(AlertQuery(sort="start", direction="asc"), 10)
+        page, _ = await store.alerts.page(AlertQuery(sort="start", direction="asc"), 10)
         assert [(a.id, a.raised) for a in page] == [("A1", 130.0), ("B1", 95.0)]
-        assert {a.id: a.raised for a in await store.list()} == {"A1": 130.0, "B1": 95.0}
-        cleared = await store.clear("B1", "olga", "checked on site")
+        assert {a.id: a.raised for a in await store.alerts.list()} == {"A1": 130.0, "B1": 95.0}
+        cleared = await store.alerts.clear("B1", "olga", "checked on site")
         assert cleared.raised == 95.0
         async with store.engine.connect() as conn:
             opened = await conn.execute(
@@ -647,7 +671,7 @@ async def test_raised_is_written_by_the_open_and_never_changed(alert_db_url: str
 
 
 async def test_upgrade_from_0004_fills_raised_from_the_recorded_open(alert_db_url: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
         await upgrade(store.engine, "0004")
         async with store.engine.begin() as conn:
@@ -665,11 +689,11 @@ async def test_upgrade_from_0004_fills_raised_from_the_recorded_open(alert_db_ur
                 )
         await store.open()
         assert await current_revision(store.engine) == head_revision() == "0006"
-        assert (await store.get("A1")).raised == 70.0
-        assert (await store.get("B1")).raised == 20.0
+        assert (await store.alerts.get("A1")).raised == 70.0
+        assert (await store.alerts.get("B1")).raised == 20.0
         # The engine's later events for an alert it had open before keep the filled value.
-        await store.apply(AlertEvent(type=AlertEventType.UPDATE, ts=190, alert=_alert()))
-        assert (await store.get("A1")).raised == 70.0
+        await store.alerts.apply(AlertEvent(type=AlertEventType.UPDATE, ts=190, alert=_alert()))
+        assert (await store.alerts.get("A1")).raised == 70.0
         # Back down and up again: the column goes and comes back, the one-active index stays.
         await _downgrade(store.engine, "0004")
         async with store.engine.connect() as conn:
@@ -678,9 +702,9 @@ async def test_upgrade_from_0004_fills_raised_from_the_recorded_open(alert_db_ur
             )
         assert "raised" not in columns
         await upgrade(store.engine)
-        assert (await store.get("A1")).raised == 70.0
-        assert not await store.apply(_open(id="A2"))
-        assert store.duplicates_refused == 1
+        assert (await store.alerts.get("A1")).raised == 70.0
+        assert not await store.alerts.apply(_open(id="A2"))
+        assert store.alerts.duplicates_refused == 1
     finally:
         await store.close()
 
@@ -688,11 +712,11 @@ async def test_upgrade_from_0004_fills_raised_from_the_recorded_open(alert_db_ur
 async def test_password_login_gives_expiring_tokens_and_keeps_only_a_hash(
     alert_db_url: str,
 ) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
-        olga, api_key = await store.create_user("olga", "operator", password="correct horse")
+        olga, api_key = await store.users.create_user("olga", "operator", password="correct horse")
         assert olga.has_password
-        machine, machine_key = await store.create_user("scada", "viewer")
+        machine, machine_key = await store.users.create_user("scada", "viewer")
         assert not machine.has_password
         async with store.engine.begin() as conn:
             stored = (
@@ -700,25 +724,25 @@ async def test_password_login_gives_expiring_tokens_and_keeps_only_a_hash(
             ).scalar_one()
         assert stored.startswith("scrypt$")
         assert "correct horse" not in stored
-        assert await store.login("olga", "wrong horse!", 60) is None
-        assert await store.login("nobody", "correct horse", 60) is None
-        assert await store.login("scada", "", 60) is None  # no password: no login
-        found = await store.login("olga", "correct horse", 0.5)
+        assert await store.users.login("olga", "wrong horse!", 60) is None
+        assert await store.users.login("nobody", "correct horse", 60) is None
+        assert await store.users.login("scada", "", 60) is None  # no password: no login
+        found = await store.users.login("olga", "correct horse", 0.5)
         assert found is not None
         user, token, expires_at = found
         assert user.name == "olga"
         assert expires_at == pytest.approx(time.time() + 0.5, abs=0.3)
-        assert (await store.user_for_token(token)) == olga
+        assert (await store.users.user_for_token(token)) == olga
         await asyncio.sleep(0.7)
-        assert await store.user_for_token(token) is None  # expired
-        assert await store.user_for_token(api_key) == olga  # API keys do not expire
-        assert await store.user_for_token(machine_key) == machine
-        await store.set_password("scada", "now with a password")
-        assert await store.login("scada", "now with a password", 60) is not None
+        assert await store.users.user_for_token(token) is None  # expired
+        assert await store.users.user_for_token(api_key) == olga  # API keys do not expire
+        assert await store.users.user_for_token(machine_key) == machine
+        await store.users.set_password("scada", "now with a password")
+        assert await store.users.login("scada", "now with a password", 60) is not None
         with pytest.raises(KeyError):
-            await store.set_password("nobody", "some password")
+            await store.users.set_password("nobody", "some password")
         with pytest.raises(ValueError, match="at least 8"):
-            await store.set_password("olga", "short")
+            await store.users.set_password("olga", "short")
     finally:
         await store.close()
 
@@ -726,31 +750,33 @@ async def test_password_login_gives_expiring_tokens_and_keeps_only_a_hash(
 async def test_a_manual_clear_ends_the_alert_once_and_later_events_are_stale(
     alert_db_url: str,
 ) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
         evidence = {"onset": {"p1": -100.0}, "last_hold_ts": 130.0}
-        assert await store.apply(_open(evidence=evidence))
-        cleared = await store.clear("A1", "olga", "meter replaced", client_key="k1")
+        assert await store.alerts.apply(_open(evidence=evidence))
+        cleared = await store.alerts.clear("A1", "olga", "meter replaced", client_key="k1")
         assert cleared.end == 130.0
         assert cleared.evidence["cleared_by"]["manual"]["reason"] == "meter replaced"
         # A retry of the same call (its answer lost) gets the alert back, not an error...
-        again = await store.clear("A1", "olga", "meter replaced", client_key="k1")
+        again = await store.alerts.clear("A1", "olga", "meter replaced", client_key="k1")
         assert again.end == 130.0
         # ...while another clear is refused.
         with pytest.raises(AlertAlreadyClearedError):
-            await store.clear("A1", "olga", "again", client_key="k2")
+            await store.alerts.clear("A1", "olga", "again", client_key="k2")
         with pytest.raises(AlertNotFoundError):
-            await store.clear("nope", "olga", "x")
+            await store.alerts.clear("nope", "olga", "x")
         late = _alert(estimated_kwh_lost=9.0, evidence=evidence)
-        assert not await store.apply(AlertEvent(type=AlertEventType.UPDATE, ts=190, alert=late))
-        assert store.stale_events == 1
-        assert (await store.get("A1")).estimated_kwh_lost == 0.0
-        assert [h["type"] for h in await store.history("A1")] == ["open", "clear"]
-        clears = [e for e in await store.audit(alert_id="A1") if e.action == "clear"]
+        assert not await store.alerts.apply(
+            AlertEvent(type=AlertEventType.UPDATE, ts=190, alert=late)
+        )
+        assert store.alerts.stale_events == 1
+        assert (await store.alerts.get("A1")).estimated_kwh_lost == 0.0
+        assert [h["type"] for h in await store.alerts.history("A1")] == ["open", "clear"]
+        clears = [e for e in await store.cases.audit(alert_id="A1") if e.action == "clear"]
         assert [(e.actor, e.detail) for e in clears] == [("olga", {"reason": "meter replaced"})]
         # The meter may open a new alert of the kind at once.
-        assert await store.apply(_open(id="A2", start=200.0))
-        assert await store.open_by_kind() == {"reversal": (1, 0.0)}
+        assert await store.alerts.apply(_open(id="A2", start=200.0))
+        assert await store.alerts.open_by_kind() == {"reversal": (1, 0.0)}
     finally:
         await store.close()
 
@@ -758,21 +784,21 @@ async def test_a_manual_clear_ends_the_alert_once_and_later_events_are_stale(
 async def test_a_remembered_token_never_outlives_a_revocation_for_long(
     alert_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "TOKEN_CACHE_S", 0.5)
-    here, other = SqlAlertStore(alert_db_url), SqlAlertStore(alert_db_url)
+    monkeypatch.setattr(users_module, "TOKEN_CACHE_S", 0.5)
+    here, other = AlertDatabase(alert_db_url), AlertDatabase(alert_db_url)
     try:
-        _, key_a = await here.create_user("olga", "operator")
-        _, key_b = await here.create_user("otto", "operator")
-        assert (await here.user_for_token(key_a)).name == "olga"  # type: ignore[union-attr]
-        assert (await here.user_for_token(key_b)).name == "otto"  # type: ignore[union-attr]
+        _, key_a = await here.users.create_user("olga", "operator")
+        _, key_b = await here.users.create_user("otto", "operator")
+        assert (await here.users.user_for_token(key_a)).name == "olga"  # type: ignore[union-attr]
+        assert (await here.users.user_for_token(key_b)).name == "otto"  # type: ignore[union-attr]
         # Revoked by this process: refused at once.
-        assert await here.revoke_token(key_a)
-        assert await here.user_for_token(key_a) is None
+        assert await here.users.revoke_token(key_a)
+        assert await here.users.user_for_token(key_a) is None
         # Revoked by another process sharing the database: refused once the memory lapses.
-        assert await other.revoke_token(key_b)
+        assert await other.users.revoke_token(key_b)
         await asyncio.sleep(0.6)
-        assert await here.user_for_token(key_b) is None
-        assert await here.user_for_token("never-issued") is None
+        assert await here.users.user_for_token(key_b) is None
+        assert await here.users.user_for_token("never-issued") is None
     finally:
         await here.close()
         await other.close()
@@ -782,7 +808,7 @@ async def test_a_remembered_token_never_outlives_a_revocation_for_long(
 async def test_keyset_pages_walk_every_sort_on_both_databases(
     alert_db_url: str, sort: AlertSort
 ) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     rank = {"warning": 1, "minor": 2, "major": 3, "critical": 4}
     try:
         made = []
@@ -794,7 +820,7 @@ async def test_keyset_pages_walk_every_sort_on_both_databases(
                 start=100.0 + 10 * (n % 5),  # ties on every key but the id
                 estimated_kwh_lost=float(n % 3),
             )
-            assert await store.apply(AlertEvent(type=AlertEventType.OPEN, ts=1, alert=alert))
+            assert await store.alerts.apply(AlertEvent(type=AlertEventType.OPEN, ts=1, alert=alert))
             made.append(alert)
         keys = {
             "start": lambda a: (a.start, a.id),
@@ -806,7 +832,7 @@ async def test_keyset_pages_walk_every_sort_on_both_databases(
             query = AlertQuery(sort=sort, direction=direction)
             seen: list[str] = []
             while True:
-                page, after = await store.page(query, 5)
+                page, after = await store.alerts.page(query, 5)
                 seen += [a.id for a in page]
                 if after is None:
                     break
@@ -818,7 +844,7 @@ async def test_keyset_pages_walk_every_sort_on_both_databases(
 
 async def test_a_manual_clear_loses_to_a_clear_committed_meanwhile(tmp_path: Path) -> None:
     path = tmp_path / "alerts.sqlite"
-    store = SqlAlertStore(sqlite_url(path))
+    store = AlertDatabase(sqlite_url(path))
     fired: list[str] = []
 
     def engine_clears_first(*args: Any) -> None:
@@ -832,14 +858,14 @@ async def test_a_manual_clear_loses_to_a_clear_committed_meanwhile(tmp_path: Pat
             other.close()
 
     try:
-        await store.apply(_open(evidence={"last_hold_ts": 200.0}))
+        await store.alerts.apply(_open(evidence={"last_hold_ts": 200.0}))
         sa.event.listen(store.engine.sync_engine, "before_cursor_execute", engine_clears_first)
         with pytest.raises(AlertAlreadyClearedError):
-            await store.clear("A1", "olga", "rewired")
+            await store.alerts.clear("A1", "olga", "rewired")
         assert fired
-        assert (await store.get("A1")).end == 250.0
-        assert [e.action for e in await store.audit(alert_id="A1")] == ["alert_open"]
-        assert [h["type"] for h in await store.history("A1")] == ["open"]
+        assert (await store.alerts.get("A1")).end == 250.0
+        assert [e.action for e in await store.cases.audit(alert_id="A1")] == ["alert_open"]
+        assert [h["type"] for h in await store.alerts.history("A1")] == ["open"]
     finally:
         await store.close()
 
@@ -847,15 +873,15 @@ async def test_a_manual_clear_loses_to_a_clear_committed_meanwhile(tmp_path: Pat
 async def test_a_lookup_overlapping_a_logout_never_keeps_the_token_alive(
     alert_db_url: str,
 ) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
         accepted_after_logout = 0
         for n in range(15):
-            _, token = await store.create_user(f"u{n}", "operator")
-            logout, request = store.revoke_token(token), store.user_for_token(token)
+            _, token = await store.users.create_user(f"u{n}", "operator")
+            logout, request = store.users.revoke_token(token), store.users.user_for_token(token)
             revoked, _ = await asyncio.gather(logout, request)
             assert revoked
-            accepted_after_logout += await store.user_for_token(token) is not None
+            accepted_after_logout += await store.users.user_for_token(token) is not None
         assert accepted_after_logout == 0
     finally:
         await store.close()
@@ -864,14 +890,14 @@ async def test_a_lookup_overlapping_a_logout_never_keeps_the_token_alive(
 async def test_a_sqlite_store_with_every_connection_busy_says_unavailable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "SQLITE_POOL_WAIT_S", 0.3)
-    store = SqlAlertStore(sqlite_url(tmp_path / "alerts.sqlite"))
+    monkeypatch.setattr(core_module, "SQLITE_POOL_WAIT_S", 0.3)
+    store = AlertDatabase(sqlite_url(tmp_path / "alerts.sqlite"))
     try:
         await store.open()
         # Another part of the process holds both pooled connections (a lock elsewhere).
         async with store.engine.connect(), store.engine.connect():
             with pytest.raises(StoreUnavailableError, match="no free connection"):
-                await store.list()
-        assert await store.list() == []
+                await store.alerts.list()
+        assert await store.alerts.list() == []
     finally:
         await store.close()

@@ -22,7 +22,7 @@ async def pg_api(pg_database: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.
         meters=[Meter(id="M1", service="3p4w", nominal_v=230)],
     )
     runtime = Runtime.open(settings)
-    _, token = await runtime.alerts.create_user(f"olga-{tmp_path.name}", "operator")
+    _, token = await runtime.users.create_user(f"olga-{tmp_path.name}", "operator")
     alert = Alert(
         id=f"A-{tmp_path.name}",
         meter="M1",

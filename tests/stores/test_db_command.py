@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from meterguard.cli import main
-from meterguard.stores.alertdb import SqlAlertStore
+from meterguard.stores.alertdb import AlertDatabase
 from meterguard.stores.alertdb.migrate import head_revision
 
 
@@ -54,9 +54,9 @@ def test_db_add_user_with_a_password_from_stdin(
     assert "long enough pass" not in out
 
     async def login() -> bool:
-        store = SqlAlertStore(alert_db_url)
+        store = AlertDatabase(alert_db_url)
         try:
-            return await store.login("olga", "long enough pass", 60) is not None
+            return await store.users.login("olga", "long enough pass", 60) is not None
         finally:
             await store.close()
 

@@ -4,7 +4,7 @@ import pytest
 
 from meterguard.runtime import Runtime
 from meterguard.settings import load_settings
-from meterguard.stores.alertdb import SqlAlertStore
+from meterguard.stores.alertdb import AlertDatabase
 from meterguard.stores.influx import InfluxSeriesStore
 from meterguard.stores.sqlite_series import SqliteSeriesStore
 
@@ -16,8 +16,8 @@ async def test_default_storage_is_sqlite_files_in_the_data_dir(tmp_path: Path) -
     try:
         assert isinstance(runtime.series, SqliteSeriesStore)
         assert runtime.series.retention_days == 30
-        assert isinstance(runtime.alerts, SqlAlertStore)
-        assert runtime.alerts.url.endswith(str(tmp_path / "state" / "alertdb.sqlite"))
+        assert isinstance(runtime.alert_db, AlertDatabase)
+        assert runtime.alert_db.url.endswith(str(tmp_path / "state" / "alertdb.sqlite"))
         assert await runtime.alerts.list() == []  # migrated on first use
     finally:
         await runtime.close()
@@ -43,7 +43,7 @@ async def test_influxdb_backend_and_database_url_come_from_the_config_and_enviro
         assert series.settings.bucket == "readings"
         assert series.spool.folder == tmp_path / "data" / "influx-spool"
         assert runtime.gauges["influx_buffered_readings"]() == 0
-        assert isinstance(runtime.alerts, SqlAlertStore)
-        assert runtime.alerts.url == url
+        assert isinstance(runtime.alert_db, AlertDatabase)
+        assert runtime.alert_db.url == url
     finally:
         await runtime.close()

@@ -26,7 +26,7 @@ from meterguard.model import (
     ReadingBatch,
     Severity,
 )
-from meterguard.stores.alertdb import SqlAlertStore, sqlite_url
+from meterguard.stores.alertdb import AlertDatabase, sqlite_url
 from meterguard.stores.config import InfluxSettings
 from meterguard.stores.influx import InfluxSeriesStore
 from meterguard.stores.records import WorkOrderStatus
@@ -147,7 +147,7 @@ async def test_postgresql_restarted_while_alerts_are_raised(
     private_postgres: PrivatePostgres,
 ) -> None:
     url = private_postgres.dsn.replace("postgresql://", "postgresql+asyncpg://")
-    store = SqlAlertStore(url, retry_for_s=60)
+    store = AlertDatabase(url, retry_for_s=60)
     events = [_open(i) for i in range(200)]
     # Every alert also gets an update and every other one a clear.
     for i in range(200):
@@ -180,16 +180,16 @@ async def test_postgresql_restarted_while_alerts_are_raised(
 
         restarter = asyncio.create_task(restart_midway())
         for event in events:
-            await store.apply(event)
+            await store.alerts.apply(event)
             await asyncio.sleep(0.005)
         await restarter
         assert restarted.is_set()
-        assert store.retries > 0  # the restart did hit the writes
-        assert store.duplicates_refused == 0
-        assert store.orphan_events == 0
-        alerts = await store.list(limit=1000)
+        assert store.core.retries > 0  # the restart did hit the writes
+        assert store.alerts.duplicates_refused == 0
+        assert store.alerts.orphan_events == 0
+        alerts = await store.alerts.list(limit=1000)
         assert sorted(a.id for a in alerts) == sorted(e.alert.id for e in events[:200])
-        assert len(await store.list(active=True, limit=1000)) == 100
+        assert len(await store.alerts.list(active=True, limit=1000)) == 100
         assert all(a.estimated_kwh_lost == 1.0 for a in alerts if a.active)
         async with store.engine.connect() as conn:
             history = (await conn.execute(sa.text("SELECT COUNT(*) FROM alert_history"))).scalar()
@@ -202,10 +202,10 @@ async def test_postgresql_restarted_while_case_work_is_written(
     private_postgres: PrivatePostgres,
 ) -> None:
     url = private_postgres.dsn.replace("postgresql://", "postgresql+asyncpg://")
-    store = SqlAlertStore(url, retry_for_s=60)
+    store = AlertDatabase(url, retry_for_s=60)
     try:
         for i in range(20):
-            await store.apply(_open(i))
+            await store.alerts.apply(_open(i))
         restarted = asyncio.Event()
 
         async def restart_midway() -> None:
@@ -219,13 +219,13 @@ async def test_postgresql_restarted_while_case_work_is_written(
         rounds = 0
         while not restarted.is_set() or rounds < 60:
             alert_id = _open(rounds % 20).alert.id
-            await store.comment(alert_id, "olga", f"note {rounds}")
-            order = await store.create_work_order(alert_id, "olga", f"visit {rounds}")
-            await store.update_work_order(order.id, "olga", status=WorkOrderStatus.EN_ROUTE)
+            await store.cases.comment(alert_id, "olga", f"note {rounds}")
+            order = await store.cases.create_work_order(alert_id, "olga", f"visit {rounds}")
+            await store.cases.update_work_order(order.id, "olga", status=WorkOrderStatus.EN_ROUTE)
             rounds += 1
             await asyncio.sleep(0.005)
         await restarter
-        assert store.retries > 0  # the restart did hit the writes
+        assert store.core.retries > 0  # the restart did hit the writes
         async with store.engine.connect() as conn:
 
             async def count(sql: str) -> int:
@@ -255,7 +255,7 @@ def _spawn(port: int, data_dir: Path, db_url: str, log: Path) -> subprocess.Pope
         )
 
 
-async def _history(store: SqlAlertStore) -> list[tuple[str, str, float]]:
+async def _history(store: AlertDatabase) -> list[tuple[str, str, float]]:
     async with store.engine.connect() as conn:
         rows = await conn.execute(
             sa.text("SELECT alert_id, type, data_ts FROM alert_history ORDER BY seq")
@@ -274,20 +274,20 @@ async def test_meterguard_killed_mid_stream_keeps_its_open_alerts(tmp_path: Path
         port=port,
         clock=lambda: 12 * 3600.0 + time.time() - epoch,
     )
-    store = SqlAlertStore(url)
+    store = AlertDatabase(url)
     async with gateway:
         first = _spawn(port, tmp_path, url, log)
         try:
             deadline = time.monotonic() + 40
             while time.monotonic() < deadline:
-                if len(await store.list(active=True)) == len(truth):
+                if len(await store.alerts.list(active=True)) == len(truth):
                     break
                 await asyncio.sleep(0.3)
             await asyncio.sleep(1.5)  # updates flowing: the kill lands mid-stream
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait()
-        before = await store.list(limit=1000)
+        before = await store.alerts.list(limit=1000)
         assert {(a.meter, a.phase) for a in before if a.active} == {
             (t.meter, t.phase) for t in truth
         }, log.read_text()[-3000:]
@@ -308,7 +308,7 @@ async def test_meterguard_killed_mid_stream_keeps_its_open_alerts(tmp_path: Path
             except subprocess.TimeoutExpired:
                 second.kill()
                 second.wait()
-    after = await store.list(limit=1000)
+    after = await store.alerts.list(limit=1000)
     history = await _history(store)
     await store.close()
     # Same alerts, still open, carried on by the restarted process (updates to the same

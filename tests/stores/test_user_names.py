@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from meterguard.stores.alertdb import SqlAlertStore, UserExistsError
+from meterguard.stores.alertdb import AlertDatabase, UserExistsError
 from meterguard.stores.alertdb.migrate import current_revision, head_revision, upgrade
 
 
 async def test_a_name_in_another_case_is_taken(alert_db_url: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
-        await store.create_user("admin", "admin", password="admin-password")
+        await store.users.create_user("admin", "admin", password="admin-password")
         for other in ("ADMIN", "Admin", "admin"):
             with pytest.raises(UserExistsError, match="a user named 'admin' exists") as info:
-                await store.create_user(other, "viewer")
+                await store.users.create_user(other, "viewer")
             assert info.value.existing == "admin"
         # Nothing half-made was left behind by the refusals.
         async with store.engine.connect() as conn:
@@ -36,34 +36,34 @@ async def test_a_name_in_another_case_is_taken(alert_db_url: str) -> None:
 
 
 async def test_login_and_passwords_find_the_name_in_any_case(alert_db_url: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
-        await store.create_user("Olga", "operator", password="correct horse")
+        await store.users.create_user("Olga", "operator", password="correct horse")
         for typed in ("olga", "OLGA", "Olga"):
-            found = await store.login(typed, "correct horse", 60.0)
+            found = await store.users.login(typed, "correct horse", 60.0)
             assert found is not None
             assert found[0].name == "Olga"  # as created
-        assert await store.login("olga", "wrong horse", 60.0) is None
+        assert await store.users.login("olga", "wrong horse", 60.0) is None
         # Python folds the Kelvin sign to k; no user name is anything but ASCII.
-        assert await store.login("\u212aolga", "correct horse", 60.0) is None
-        await store.set_password("OLGA", "battery staple")
-        assert await store.login("olga", "battery staple", 60.0) is not None
+        assert await store.users.login("\u212aolga", "correct horse", 60.0) is None
+        await store.users.set_password("OLGA", "battery staple")
+        assert await store.users.login("olga", "battery staple", 60.0) is not None
     finally:
         await store.close()
 
 
 @pytest.mark.parametrize("name", ["", "with space", "x" * 101, "émile", "tab\t", "a/b"])
 async def test_names_outside_the_allowed_letters_are_refused(alert_db_url: str, name: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
         with pytest.raises(ValueError, match="user name"):
-            await store.create_user(name, "viewer")
+            await store.users.create_user(name, "viewer")
     finally:
         await store.close()
 
 
 async def test_upgrade_renames_names_that_differ_only_in_case(alert_db_url: str) -> None:
-    store = SqlAlertStore(alert_db_url)
+    store = AlertDatabase(alert_db_url)
     try:
         await upgrade(store.engine, "0005")
         async with store.engine.begin() as conn:
@@ -102,12 +102,12 @@ async def test_upgrade_renames_names_that_differ_only_in_case(alert_db_url: str)
             "digest-of-Olga",
             "digest-of-OLGA-2",
         ]
-        audit = [e for e in await store.audit() if e.action == "user_rename"]
+        audit = [e for e in await store.cases.audit() if e.action == "user_rename"]
         assert sorted((e.actor, e.detail["from"], e.detail["to"]) for e in audit) == [
             ("migration 0006", "OLGA", "OLGA-2-2"),
             ("migration 0006", "Olga", "Olga-4"),
         ]
         with pytest.raises(UserExistsError):
-            await store.create_user("olga-4", "viewer")
+            await store.users.create_user("olga-4", "viewer")
     finally:
         await store.close()
