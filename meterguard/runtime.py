@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from meterguard.alerting import AlertService
 from meterguard.broadcast import AlertBroadcaster
+from meterguard.clock import Clock, wall_time
 from meterguard.latest import LatestReadings
 from meterguard.model import MeterRegistry
 from meterguard.settings import Settings
@@ -86,10 +87,13 @@ class Runtime:
         self.alerting = AlertService(self.alerts, self.cases, self.broadcaster, self.counters)
 
     @classmethod
-    def open(cls, settings: Settings) -> Runtime:
-        """Open the stores [storage] names (the alert database migrates on first use)."""
+    def open(cls, settings: Settings, clock: Clock = wall_time) -> Runtime:
+        """Open the stores [storage] names (the alert database migrates on first use).
+
+        `clock` is the time the alert database stamps records with and judges tokens by.
+        """
         registry = MeterRegistry(settings.all_meters())
-        series, alert_db, gauges = open_stores(settings.storage, registry)
+        series, alert_db, gauges = open_stores(settings.storage, registry, clock)
         return cls(
             settings=settings, registry=registry, series=series, alert_db=alert_db, gauges=gauges
         )

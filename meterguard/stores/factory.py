@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from meterguard.clock import Clock, wall_time
 from meterguard.model import MeterRegistry
 from meterguard.stores import SeriesStore
 from meterguard.stores.alertdb import AlertDatabase, sqlite_url
@@ -18,9 +19,9 @@ def alert_db_url(storage: StorageSettings) -> str:
     return sqlite_url(storage.data_dir / "alertdb.sqlite")
 
 
-def open_alert_database(storage: StorageSettings) -> AlertDatabase:
+def open_alert_database(storage: StorageSettings, clock: Clock = wall_time) -> AlertDatabase:
     """Open the alert database and its repositories (migrated on first use)."""
-    return AlertDatabase(alert_db_url(storage))
+    return AlertDatabase(alert_db_url(storage), clock=clock)
 
 
 def open_series_store(
@@ -56,8 +57,8 @@ def open_series_store(
 
 
 def open_stores(
-    storage: StorageSettings, registry: MeterRegistry
+    storage: StorageSettings, registry: MeterRegistry, clock: Clock = wall_time
 ) -> tuple[SeriesStore, AlertDatabase, dict[str, Callable[[], float]]]:
-    """Open both stores as configured."""
+    """Open both stores as configured; the alert database reads `clock`."""
     series, gauges = open_series_store(storage, registry)
-    return series, open_alert_database(storage), gauges
+    return series, open_alert_database(storage, clock), gauges

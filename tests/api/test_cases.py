@@ -1,7 +1,5 @@
 """Roles, tokens and the case work of operators and crews, over the real app and database."""
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +10,7 @@ from api.app import create_app
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings
+from tests.clock import ManualClock
 
 
 @pytest.fixture
@@ -335,9 +334,10 @@ async def test_crew_records_checklist_outcome_and_recovered_energy_and_stats_fol
 async def test_password_login_logout_and_expiry(tmp_path: Path) -> None:
     settings = Settings(
         storage=StorageSettings(data_dir=tmp_path),
-        api=ApiSettings(anonymous_role=None, token_hours=1.0 / 3600),  # one second
+        api=ApiSettings(anonymous_role=None, token_hours=1.0),
     )
-    runtime = Runtime.open(settings)
+    clock = ManualClock()
+    runtime = Runtime.open(settings, clock=clock)
     try:
         _, api_key = await runtime.users.create_user("olga", "operator", password="s3cret-pass")
         transport = httpx.ASGITransport(app=create_app(settings, runtime))
@@ -350,7 +350,7 @@ async def test_password_login_logout_and_expiry(tmp_path: Path) -> None:
             assert made.status_code == 200
             session = made.json()
             assert (session["name"], session["role"]) == ("olga", "operator")
-            assert session["expires_at"] == pytest.approx(time.time() + 1.0, abs=0.5)
+            assert session["expires_at"] == clock.now + 3600
             bearer = {"Authorization": f"Bearer {session['token']}"}
             assert (await client.get("/api/me", headers=bearer)).json()["name"] == "olga"
 
@@ -365,7 +365,7 @@ async def test_password_login_logout_and_expiry(tmp_path: Path) -> None:
             assert (await client.post("/api/logout")).status_code == 401
             assert (await client.get("/api/me", headers=bearer)).status_code == 200
 
-            await asyncio.sleep(1.3)
+            clock.advance(3601)
             expired = await client.get("/api/me", headers=bearer)
             assert expired.status_code == 401
             assert "expired" in expired.json()["detail"]

@@ -14,26 +14,17 @@ from api.app import create_app
 from api.login_guard import LoginGuard, LoginRefusedError
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings, load_settings
+from tests.clock import ManualClock
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "meterguard.example.toml"
 PASSWORDS = {"olga": "olga-right-horse", "carl": "carl-battery-staple"}
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 5_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
 class Setup:
     app: FastAPI
     runtime: Runtime
-    clock: Clock
+    clock: ManualClock
     checks: list[str]  # names whose password the store was asked to check
 
     def client(self, address: str = "10.0.0.1") -> httpx.AsyncClient:
@@ -55,7 +46,7 @@ async def _setup(tmp_path: Path, api: ApiSettings, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(runtime.users, "login", counted_login)
     app = create_app(settings, runtime)
-    clock = Clock()
+    clock = ManualClock(5_000.0)
     app.state.login_guard = LoginGuard.from_settings(settings.api, clock=clock)
     return Setup(app, runtime, clock, checks)
 
@@ -186,7 +177,7 @@ def _fail(guard: LoginGuard, name: str, address: str | None = None) -> None:
 
 
 def test_old_keys_are_pruned_and_the_table_is_capped() -> None:
-    clock = Clock()
+    clock = ManualClock(5_000.0)
     guard = LoginGuard(2, 60.0, max_keys=3, clock=clock)
     for name in ["a", "b", "c"]:
         _fail(guard, name)
@@ -207,7 +198,7 @@ def test_old_keys_are_pruned_and_the_table_is_capped() -> None:
 
 
 def test_attempts_in_flight_count_against_the_limit() -> None:
-    guard = LoginGuard(1, 60.0, clock=Clock())
+    guard = LoginGuard(1, 60.0, clock=ManualClock(5_000.0))
     with guard.attempt("olga", "10.0.0.1"):
         with pytest.raises(LoginRefusedError) as info:
             _fail(guard, "olga", "10.0.0.2")

@@ -36,6 +36,7 @@ from meterguard.stores.records import (
     Outcome,
     WorkOrderStatus,
 )
+from tests.clock import ManualClock
 
 
 def _alert(**changes: object) -> Alert:
@@ -712,7 +713,8 @@ async def test_upgrade_from_0004_fills_raised_from_the_recorded_open(alert_db_ur
 async def test_password_login_gives_expiring_tokens_and_keeps_only_a_hash(
     alert_db_url: str,
 ) -> None:
-    store = AlertDatabase(alert_db_url)
+    clock = ManualClock()
+    store = AlertDatabase(alert_db_url, clock=clock)
     try:
         olga, api_key = await store.users.create_user("olga", "operator", password="correct horse")
         assert olga.has_password
@@ -727,14 +729,17 @@ async def test_password_login_gives_expiring_tokens_and_keeps_only_a_hash(
         assert await store.users.login("olga", "wrong horse!", 60) is None
         assert await store.users.login("nobody", "correct horse", 60) is None
         assert await store.users.login("scada", "", 60) is None  # no password: no login
-        found = await store.users.login("olga", "correct horse", 0.5)
+        found = await store.users.login("olga", "correct horse", 60)
         assert found is not None
         user, token, expires_at = found
         assert user.name == "olga"
-        assert expires_at == pytest.approx(time.time() + 0.5, abs=0.3)
+        assert expires_at == clock.now + 60
         assert (await store.users.user_for_token(token)) == olga
-        await asyncio.sleep(0.7)
-        assert await store.users.user_for_token(token) is None  # expired
+        clock.advance(59.5)
+        assert (await store.users.user_for_token(token)) == olga  # remembered from here on
+        clock.advance(1)
+        # Expired, remembered or not: the memory never outlives the token.
+        assert await store.users.user_for_token(token) is None
         assert await store.users.user_for_token(api_key) == olga  # API keys do not expire
         assert await store.users.user_for_token(machine_key) == machine
         await store.users.set_password("scada", "now with a password")
@@ -782,10 +787,11 @@ async def test_a_manual_clear_ends_the_alert_once_and_later_events_are_stale(
 
 
 async def test_a_remembered_token_never_outlives_a_revocation_for_long(
-    alert_db_url: str, monkeypatch: pytest.MonkeyPatch
+    alert_db_url: str,
 ) -> None:
-    monkeypatch.setattr(users_module, "TOKEN_CACHE_S", 0.5)
-    here, other = AlertDatabase(alert_db_url), AlertDatabase(alert_db_url)
+    clock = ManualClock()
+    here = AlertDatabase(alert_db_url, clock=clock)
+    other = AlertDatabase(alert_db_url, clock=clock)
     try:
         _, key_a = await here.users.create_user("olga", "operator")
         _, key_b = await here.users.create_user("otto", "operator")
@@ -796,7 +802,9 @@ async def test_a_remembered_token_never_outlives_a_revocation_for_long(
         assert await here.users.user_for_token(key_a) is None
         # Revoked by another process sharing the database: refused once the memory lapses.
         assert await other.users.revoke_token(key_b)
-        await asyncio.sleep(0.6)
+        clock.advance(users_module.TOKEN_CACHE_S - 0.5)
+        assert (await here.users.user_for_token(key_b)).name == "otto"  # type: ignore[union-attr]
+        clock.advance(1)
         assert await here.users.user_for_token(key_b) is None
         assert await here.users.user_for_token("never-issued") is None
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import logging
-import time
 from collections.abc import Awaitable
 from typing import Any, Literal
 
@@ -85,7 +84,7 @@ class SqlAlertRepository:
         if event.type is AlertEventType.OPEN and alert.raised is None:
             # An open happens at the reading that raised the alert: its data time is `raised`.
             alert = alert.model_copy(update={"raised": event.ts})
-        now = time.time()
+        now = self._db.clock()
         # `raised` is not among the values an update or a replayed open rewrites: the first
         # open wrote it for good.
         values = {
@@ -257,7 +256,7 @@ class SqlAlertRepository:
         The alert ends at the last data time it was seen to hold. AlertAlreadyClearedError
         when it has ended already (unless this very call, by client key, ended it).
         """
-        now = time.time()
+        now = self._db.clock()
         key = new_key(client_key)
         a = t.alerts
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,7 +63,7 @@ class SqlCaseRepository:
         self, alert_id: str, user: str, note: str = "", *, client_key: str | None = None
     ) -> Acknowledgement:
         """Record that a user acknowledged an alert (once per client key)."""
-        now = time.time()
+        now = self._db.clock()
         key = new_key(client_key)
 
         async def write(conn: AsyncConnection) -> sa.RowMapping:
@@ -90,7 +89,7 @@ class SqlCaseRepository:
         self, alert_id: str, assignee: str, assigned_by: str, *, client_key: str | None = None
     ) -> Assignment:
         """Hand an alert to someone (once per client key)."""
-        now = time.time()
+        now = self._db.clock()
         key = new_key(client_key)
 
         async def write(conn: AsyncConnection) -> sa.RowMapping:
@@ -117,7 +116,7 @@ class SqlCaseRepository:
         self, alert_id: str, author: str, text: str, *, client_key: str | None = None
     ) -> Comment:
         """Add a comment to an alert (once per client key)."""
-        now = time.time()
+        now = self._db.clock()
         key = new_key(client_key)
 
         async def write(conn: AsyncConnection) -> sa.RowMapping:
@@ -161,7 +160,7 @@ class SqlCaseRepository:
         ids = [alert_ids] if isinstance(alert_ids, str) else list(dict.fromkeys(alert_ids))
         if not ids:
             raise ValueError("a work order needs at least one alert")
-        now = time.time()
+        now = self._db.clock()
         key = new_key(client_key)
 
         async def write(conn: AsyncConnection) -> WorkOrder:
@@ -212,7 +211,7 @@ class SqlCaseRepository:
             raise ValueError("recovered kWh must be a number >= 0")
         w, log_ = t.work_orders, t.audit_log
         key = new_key(client_key)
-        changes: dict[str, Any] = {"updated_at": time.time()}
+        changes: dict[str, Any] = {"updated_at": self._db.clock()}
         if assignee is not None:
             changes["assignee"] = assignee
         if outcome is not None:

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from meterguard.clock import Clock, wall_time
 from meterguard.errors import StoreUnavailableError
 from meterguard.stores.alertdb import tables as t
 from meterguard.stores.alertdb.migrate import upgrade
@@ -96,8 +97,17 @@ class Database:
     again (a client resending a request) returns the first call's record.
     """
 
-    def __init__(self, url: str, *, retry_for_s: float = 120.0, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        retry_for_s: float = 120.0,
+        echo: bool = False,
+        clock: Clock = wall_time,
+    ) -> None:
         self.url = url
+        #: The time every record is stamped with and every token's expiry is judged by.
+        self.clock = clock
         # A server can drop pooled connections (restart, failover): ping before use. A
         # SQLite file cannot, and the ping would cost a thread hop per query.
         parsed = sa.engine.make_url(url)
@@ -201,7 +211,7 @@ class Database:
     ) -> None:
         """Write an audit entry in the caller's transaction (once per client key)."""
         stmt = self.insert(t.audit_log).values(
-            at=time.time(),
+            at=self.clock(),
             actor=actor,
             action=action,
             alert_id=alert_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from meterguard.clock import Clock, wall_time
 from meterguard.stores.alertdb.alerts import SqlAlertRepository
 from meterguard.stores.alertdb.cases import SqlCaseRepository
 from meterguard.stores.alertdb.core import Database
@@ -13,8 +14,15 @@ from meterguard.stores.alertdb.users import SqlUserRepository
 class AlertDatabase:
     """Opens the database core once and builds each repository over it."""
 
-    def __init__(self, url: str, *, retry_for_s: float = 120.0, echo: bool = False) -> None:
-        self.core = Database(url, retry_for_s=retry_for_s, echo=echo)
+    def __init__(
+        self,
+        url: str,
+        *,
+        retry_for_s: float = 120.0,
+        echo: bool = False,
+        clock: Clock = wall_time,
+    ) -> None:
+        self.core = Database(url, retry_for_s=retry_for_s, echo=echo, clock=clock)
         self.alerts = SqlAlertRepository(self.core)
         self.cases = SqlCaseRepository(self.core)
         self.users = SqlUserRepository(self.core)

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import re
 import secrets
-import time
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -91,7 +90,7 @@ class SqlUserRepository:
             )
         token = secrets.token_urlsafe(32)
         token_hash = _hash_token(token)
-        now = time.time()
+        now = self._db.clock()
         key = new_key(None)
         password_hash = (
             None if password is None else await asyncio.to_thread(hash_password, password)
@@ -149,7 +148,7 @@ class SqlUserRepository:
         if not await asyncio.to_thread(check_password, password, stored) or not rows:
             return None
         token = secrets.token_urlsafe(32)
-        now = time.time()
+        now = self._db.clock()
         expires_at = now + ttl_s
 
         async def write(conn: AsyncConnection) -> None:
@@ -173,7 +172,7 @@ class SqlUserRepository:
         process sharing the database within that time.
         """
         digest = _hash_token(token)
-        now = time.time()
+        now = self._db.clock()
         cached = self._token_cache.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
@@ -215,7 +214,7 @@ class SqlUserRepository:
             result = await conn.execute(
                 sa.update(k)
                 .where(k.c.token_sha256 == digest, k.c.revoked_at.is_(None))
-                .values(revoked_at=time.time())
+                .values(revoked_at=self._db.clock())
             )
             return bool(result.rowcount)
 
