@@ -45,6 +45,10 @@ class AlertBroadcaster:
         self._changed = asyncio.Event()
         return numbered
 
+    def recent(self) -> tuple[NumberedEvent, ...]:
+        """Return the events the ring still holds, oldest first."""
+        return tuple(self._ring)
+
     def _resume_point(self, last_event_id: str | None) -> int | None:
         """Return the seq to continue after, or None when the client must resync."""
         if not last_event_id:

@@ -103,6 +103,11 @@ class Service:
         self._commit_failing = False
         #: Batches the engine raised on (logged; the readings are still stored).
         self.engine_failures = 0
+        #: Batches done with: validated, judged, their alert events stored and published,
+        #: their readings written to the series store. Every batch taken counts, in the
+        #: order it came, empty ones and those the engine failed on too.
+        self.batches_done = 0
+        self._batch_done = asyncio.Condition()
         runtime.gauges["engine_queue_batches"] = self._queue.qsize
         runtime.gauges["series_queue_batches"] = self._series_queue.qsize
         runtime.gauges["engine_failed_batches"] = lambda: self.engine_failures
@@ -250,6 +255,9 @@ class Service:
                     self._series_queue.empty() or self._held_rows >= COMMIT_HELD_ROWS
                 ):
                     await self._commit_held()
+                self.batches_done += 1
+                async with self._batch_done:
+                    self._batch_done.notify_all()
             finally:
                 self._series_queue.task_done()
 
@@ -300,6 +308,11 @@ class Service:
             if failing:
                 log.info("store took %s after failures", what)
             return answer
+
+    async def wait_batches_done(self, count: int) -> None:
+        """Wait until `count` batches in all are done with (batches_done)."""
+        async with self._batch_done:
+            await self._batch_done.wait_for(lambda: self.batches_done >= count)
 
     async def restore(self) -> int:
         """Take back the alerts still open from the last run."""

@@ -352,8 +352,8 @@ async def test_the_last_case_event_of_an_alert_carries_its_latest_state(
         return found
 
     monkeypatch.setattr(store, "listing", listing)
-    ring = listed.runtime.broadcaster._ring
-    before = len(ring)
+    broadcaster = listed.runtime.broadcaster
+    before = len(broadcaster.recent())
 
     async def assign_meanwhile() -> httpx.Response:
         await slow_first.wait()
@@ -366,6 +366,6 @@ async def test_the_last_case_event_of_an_alert_carries_its_latest_state(
         assign_meanwhile(),
     )
     assert (acked.status_code, assigned.status_code) == (200, 200)
-    cases = [n.event for n in list(ring)[before:] if isinstance(n.event, CaseState)]
+    cases = [n.event for n in broadcaster.recent()[before:] if isinstance(n.event, CaseState)]
     assert len(cases) == 2
     assert (cases[-1].acknowledged_by, cases[-1].assignee) == ("olga", "carl")

@@ -86,7 +86,7 @@ async def test_store_failures_are_retried_and_a_clean_stop_drains(tmp_path: Path
     service = Service(runtime, sources=[ListSource([make_batch(rows[:25]), make_batch(rows[25:])])])
     task = asyncio.create_task(service.run())
     try:
-        await _until(lambda: runtime.counters.readings_in == 50)
+        await asyncio.wait_for(service.wait_batches_done(2), 30)
         service.request_stop()
         await asyncio.wait_for(task, 30)
         alerts = await runtime.alerts.list()
@@ -124,17 +124,28 @@ async def test_a_manual_clear_makes_the_engine_raise_a_new_alert(tmp_path: Path)
     )
     runtime = Runtime.open(settings)
     _, token = await runtime.users.create_user("olga", "operator")
+    real_apply = runtime.alerts.apply
+
+    async def slow_apply(event: AlertEvent) -> bool:
+        # A slow alert store: the test must wait until a batch is done, not until it came.
+        await asyncio.sleep(0.05)
+        return await real_apply(event)
+
+    runtime.alerts.apply = slow_apply  # type: ignore[method-assign]
     source = QueueSource()
     service = Service(runtime, sources=[source])
     task = asyncio.create_task(service.run())
     t0 = 1_767_225_600.0
     reversed_p2 = {"v1": 230.0, "p1": 500.0, "p2": -800.0, "p3": 400.0}
+    fed = 0
 
     async def feed(first: int, count: int) -> None:
+        nonlocal fed
         await source.queue.put(
             make_batch([(t0 + 60 * k, 0, reversed_p2) for k in range(first, first + count)])
         )
-        await _until(lambda: runtime.counters.readings_in == first + count)
+        fed += 1
+        await asyncio.wait_for(service.wait_batches_done(fed), 30)
 
     transport = httpx.ASGITransport(app=create_app(settings, runtime))
     try:
@@ -148,7 +159,7 @@ async def test_a_manual_clear_makes_the_engine_raise_a_new_alert(tmp_path: Path)
             )
             assert cleared.status_code == 200
             assert cleared.json()["active"] is False
-            published = len(runtime.broadcaster._ring)
+            published = len(runtime.broadcaster.recent())
             # The reversal goes on: 4 more minutes are under raise_after_s, so nothing opens.
             await feed(10, 4)
             assert await runtime.alerts.list(active=True) == []
@@ -162,7 +173,7 @@ async def test_a_manual_clear_makes_the_engine_raise_a_new_alert(tmp_path: Path)
         await runtime.close()
     assert second.id != first.id
     assert second.start == t0 + 60 * 10
-    after_clear = [n.event for n in list(runtime.broadcaster._ring)[published - 1 :]]
+    after_clear = [n.event for n in runtime.broadcaster.recent()[published - 1 :]]
     seen = [(e.type.value, e.alert.id) for e in after_clear if isinstance(e, AlertEvent)]
     assert [e for e in seen if e[1] == first.id] == [("clear", first.id)]
     assert next(e for e in seen if e[1] != first.id) == ("open", second.id)
@@ -227,8 +238,7 @@ async def test_commit_callbacks_run_in_order_once_the_series_store_has_committed
         # Without callbacks (a Modbus source) the store commits on its own schedule.
         commits = sum(e.startswith("commit") for e in log)
         await plain.queue.put(make_batch([(t0 + 9, 0, {"v1": 230.0})]))
-        await _until(lambda: runtime.counters.readings_in == 4)
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(service.wait_batches_done(5), 30)
         assert sum(e.startswith("commit") for e in log) == commits
     finally:
         service.request_stop()
@@ -264,7 +274,8 @@ async def test_an_engine_failure_loses_one_batch_s_detection_and_stops_nothing(
     try:
         for k in range(3):
             await source.queue.put(make_batch([(t0 + 60 * k, 0, {"v1": 230.0})]))
-        await _until(lambda: calls["n"] == 3)
+        await asyncio.wait_for(service.wait_batches_done(3), 30)
+        assert calls["n"] == 3
         assert runtime.gauges["engine_failed_batches"]() == 1
     finally:
         service.request_stop()
