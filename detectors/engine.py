@@ -183,7 +183,7 @@ class _Incident:
 
 
 @dataclass(frozen=True, slots=True)
-class _Rows:
+class Rows:
     """The rows one lifecycle step looks at: times, slots, verdicts, credit and evidence."""
 
     ts: FloatArray
@@ -205,7 +205,7 @@ def _describer(detector: Detector, slots: IntArray, times: FloatArray) -> Snapsh
     return describe
 
 
-class _Lifecycle:
+class Lifecycle:
     """Per-detector incident state: persistence before raising, hysteresis before clearing.
 
     Everything is judged in data time, never in readings: a reading's verdict stands for
@@ -286,7 +286,7 @@ class _Lifecycle:
             else inc.last_hold + float(self.clear_after[slot])
         )
 
-    def advance(self, rows: _Rows, out: list[AlertEvent]) -> None:
+    def advance(self, rows: Rows, out: list[AlertEvent]) -> None:
         """Apply one set of verdicts, appending the events they cause to `out`."""
         holds = rows.cond.holds
         held = holds == HOLDS
@@ -336,7 +336,7 @@ class _Lifecycle:
         return max(float(self.clear_after[slot]), float(self.silence_s[slot]), 2.0 * dt)
 
     def _advance_slot(
-        self, slot: int, index: npt.NDArray[np.int64], rows: _Rows, out: list[AlertEvent]
+        self, slot: int, index: npt.NDArray[np.int64], rows: Rows, out: list[AlertEvent]
     ) -> None:
         """Walk one meter's rows run by run (a run: consecutive rows with one verdict)."""
         cond = rows.cond
@@ -505,7 +505,7 @@ class Engine:
         #: implies (data time), learned from the readings themselves.
         self.interval_s = np.full(n, np.nan)
         self.silence_s = np.full(n, MIN_SILENCE_S)
-        self._lifecycles = [_Lifecycle(d, registry, self.silence_s) for d in self.detectors]
+        self.lifecycles = [Lifecycle(d, registry, self.silence_s) for d in self.detectors]
         #: Per slot, a bit per quantity the meter has ever sent (QUANTITIES order).
         self.seen = np.zeros(n, dtype=np.int64)
         self.now = -math.inf
@@ -623,25 +623,25 @@ class Engine:
         def snapshot(row: int) -> dict[str, Any]:
             return _snapshot(batch, row)
 
-        for life in self._lifecycles:
+        for life in self.lifecycles:
             cond = life.detector.step(batch, ctx)
-            life.advance(_Rows(batch.ts, batch.slot, cond, dt, snapshot, batch), events)
+            life.advance(Rows(batch.ts, batch.slot, cond, dt, snapshot, batch), events)
 
     def _poll(self, at: float, events: list[AlertEvent]) -> None:
         """Collect the verdicts detectors reach without a reading, at tick time `at`."""
         self.ledger.expire(at, self.silence_s)
         ctx = self._context(ReadingBatch.empty(0), np.zeros(0), at)
-        for life in self._lifecycles:
+        for life in self.lifecycles:
             polled = life.detector.poll(ctx)
             if polled is None or not len(polled.slot):
                 continue
             times = polled.ts if polled.ts is not None else np.full(len(polled.slot), at)
             described = _describer(life.detector, polled.slot, times)
-            life.advance(_Rows(times, polled.slot, polled.conditions, polled.dt, described), events)
+            life.advance(Rows(times, polled.slot, polled.conditions, polled.dt, described), events)
 
     def restore(self, alerts: Iterable[Alert]) -> int:
         """Take back the active alerts of a previous run; return how many were taken."""
-        by_kind = {life.detector.kind: life for life in self._lifecycles}
+        by_kind = {life.detector.kind: life for life in self.lifecycles}
         taken = 0
         for alert in alerts:
             life = by_kind.get(alert.kind)
@@ -660,7 +660,7 @@ class Engine:
         if alert.meter not in self.registry:
             return False
         slot = self.registry.slot(alert.meter)
-        for life in self._lifecycles:
+        for life in self.lifecycles:
             inc = life.incidents.get(slot)
             if life.detector.kind is alert.kind and inc is not None and inc.alert_id == alert.id:
                 life._drop(slot)
@@ -691,8 +691,8 @@ class Engine:
 
     def active_count(self) -> int:
         """Return how many alerts are open now."""
-        return sum(1 for life in self._lifecycles for inc in life.incidents.values() if inc.raised)
+        return sum(1 for life in self.lifecycles for inc in life.incidents.values() if inc.raised)
 
     def open_alerts(self) -> list[Alert]:
         """Return every alert open now (replay writes these with end null at the end)."""
-        return [a for life in self._lifecycles for a in life.open_alerts(self.now)]
+        return [a for life in self.lifecycles for a in life.open_alerts(self.now)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from detectors.base import DETECTORS, HOLDS, Conditions
-from detectors.engine import Engine, _Lifecycle, _Rows, build_detectors, load_detector_modules
+from detectors.engine import Engine, Lifecycle, Rows, build_detectors, load_detector_modules
 from meterguard.errors import ConfigError
 from meterguard.model import AlertEvent, Meter, MeterRegistry
 from tests.detectors.physics import feed, only, opened, reading
@@ -55,8 +55,8 @@ def test_a_restart_verdict_closes_the_open_alert_and_opens_a_new_one(
     classes: MeterRegistry,
 ) -> None:
     engine = Engine(classes, build_detectors({"reversal": {"raise_after_s": 0}}, classes))
-    life = next(lf for lf in engine._lifecycles if lf.detector.name == "reversal")
-    assert isinstance(life, _Lifecycle)
+    life = next(lf for lf in engine.lifecycles if lf.detector.name == "reversal")
+    assert isinstance(life, Lifecycle)
     events: list[AlertEvent] = []
 
     def verdict(ts: float, restart: bool) -> None:
@@ -68,7 +68,7 @@ def test_a_restart_verdict_closes_the_open_alert_and_opens_a_new_one(
         )  # fmt: skip
         # Hourly window verdicts: each covers the hour before it.
         window = np.array([3600.0])
-        rows = _Rows(np.array([ts]), np.array([1], np.int32), step, window, lambda i: {})
+        rows = Rows(np.array([ts]), np.array([1], np.int32), step, window, lambda i: {})
         life.advance(rows, events)
 
     verdict(0.0, False)
@@ -140,7 +140,7 @@ def test_class_options_match_case_insensitively_and_unknown_ones_are_logged(
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "detectors.reversal.classes.industral"
     ]
-    life = next(lf for lf in engine._lifecycles if lf.detector.name == "reversal")
+    life = next(lf for lf in engine.lifecycles if lf.detector.name == "reversal")
     assert life.raise_after.tolist() == [120.0, 600.0]
 
 
