@@ -375,8 +375,13 @@ class ReadingsReader:
         registry: MeterRegistry,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         max_ahead_s: float = MAX_AHEAD_S,
+        *,
+        arrow: bool = True,
     ) -> None:
         self.path = path
+        #: False: every chunk goes to the line-by-line parser, the one Arrow's rows fall
+        #: back to (slower; what the fast path is checked against).
+        self.arrow = arrow
         self.max_ahead_s = max_ahead_s
         #: Data time of the stream (latest good row) and of each meter's latest good row.
         self._data_time = np.array([-np.inf])
@@ -543,7 +548,8 @@ class ReadingsReader:
             chunk = cleaned.tobytes()
         row_lines = numbers[usable]
         self.stats.rows += int(usable.sum()) + len(bad_rows)
-        parsed = self._parse(chunk, names, row_lines.size) if row_lines.size else None
+        use_arrow = self.arrow and row_lines.size > 0
+        parsed = self._parse(chunk, names, row_lines.size) if use_arrow else None
         if parsed is None:
             table, invalid = _parse_lines(chunk, layout, usable, names)
         else:

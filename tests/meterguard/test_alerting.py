@@ -128,7 +128,7 @@ async def path(tmp_path: Path) -> AsyncIterator[Wired]:
 
 
 def _published(broadcaster: AlertBroadcaster) -> list[AlertEvent | CaseState]:
-    return [n.event for n in broadcaster._ring]
+    return [n.event for n in broadcaster.recent()]
 
 
 async def test_an_engine_event_is_persisted_then_published_then_notified(path: Wired) -> None:
@@ -289,7 +289,7 @@ async def test_case_changes_are_persisted_then_published_and_not_notified(path: 
     assert [e.type for e in notifier.events] == [AlertEventType.OPEN]
     with pytest.raises(AlertNotFoundError):
         await path.service.acknowledge("nope", "olga")
-    assert len(path.broadcaster._ring) == 3
+    assert len(path.broadcaster.recent()) == 3
 
 
 async def test_listeners_hear_what_the_path_published(path: Wired) -> None:

@@ -1,5 +1,7 @@
 """The embedded series store; the alert database is tested in tests/stores/."""
 
+import contextlib
+import sqlite3
 import time
 from pathlib import Path
 
@@ -58,9 +60,10 @@ async def test_series_later_row_with_fewer_quantities_merges_instead_of_erasing(
         assert series.values["v1"].tolist() == [231.0]  # a value sent again wins
         assert series.values["p1"].tolist() == [1000.0]  # not sent again: kept
         assert series.values["i1"].tolist() == [4.5]
-        events = await store._worker.run(
-            lambda c: c.execute("SELECT events FROM readings").fetchone()[0]
-        )
+        await store.commit()
+        # The event bits are in the file, not in what query() answers: read them there.
+        with contextlib.closing(sqlite3.connect(tmp_path / "s.sqlite")) as conn:
+            [(events,)] = conn.execute("SELECT events FROM readings").fetchall()
         assert events == 0b11
     finally:
         await store.close()

@@ -1,14 +1,13 @@
 """The alert database on SQLite and PostgreSQL: lifecycle, uniqueness, replays, migrations."""
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -390,27 +389,26 @@ async def test_sqlite_default_file_is_created_with_its_folder(tmp_path: Path) ->
         await again.close()
 
 
-class _LosingCommitAnswers:
-    """An engine whose next `lose` transactions commit, then report a lost connection.
+class LosingCommitAnswers:
+    """Makes the engine's next `lose` transactions commit, then report a lost connection.
 
     Stands in for a server that went away between committing and answering: the store
     must retry (it cannot know the COMMIT took) without doubling anything.
     """
 
-    def __init__(self, engine: AsyncEngine, lose: int) -> None:
-        self._engine = engine
-        self.lose = lose
+    def __init__(self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.lose = 0
+        dialect = engine.dialect
+        commit = dialect.do_commit
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
+        def do_commit(dbapi_connection: Any) -> None:
+            commit(dbapi_connection)
+            if self.lose > 0:
+                self.lose -= 1
+                raise ConnectionResetError("the answer to COMMIT was lost")
 
-    @contextlib.asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.begin() as conn:
-            yield conn
-        if self.lose > 0:
-            self.lose -= 1
-            raise sa.exc.OperationalError("COMMIT", {}, ConnectionResetError("answer lost"))
+        # The dialect's COMMIT, public in SQLAlchemy's dialect API, wrapped for the test.
+        monkeypatch.setattr(dialect, "do_commit", do_commit)
 
 
 async def _count(store: AlertDatabase, table: str) -> int:
@@ -425,8 +423,7 @@ async def test_case_work_retried_after_a_lost_commit_answer_is_not_doubled(
     try:
         await store.alerts.apply(_open())
         audited = await _count(store, "audit_log")
-        losing = _LosingCommitAnswers(store.engine, lose=0)
-        monkeypatch.setattr(store.core, "_engine", losing)
+        losing = LosingCommitAnswers(store.engine, monkeypatch)
         calls: list[Callable[[], Awaitable[object]]] = [
             lambda: store.cases.comment("A1", "olga", "CT reversed"),
             lambda: store.cases.acknowledge("A1", "olga", "seen"),

@@ -156,7 +156,11 @@ async def test_the_repositories_share_one_database_and_close_together(
 ) -> None:
     db = AlertDatabase(alert_db_url)
     await db.open()
-    assert db.alerts._db is db.cases._db is db.users._db is db.core
+    # What one repository writes the others see: one database under all three.
+    assert await db.alerts.apply(_open("A1", "M1", AlertKind.REVERSAL, 100.0, 1.0))
+    await db.users.create_user("olga", "operator")
+    await db.cases.acknowledge("A1", "olga")
+    assert (await db.alerts.listing("A1")).acknowledged_by == "olga"
     await db.close()
     for call in (
         db.alerts.list(),
