@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Collection
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -221,7 +221,7 @@ class ModbusSource:
         self._down_since = None
         self._attempt = 0
 
-    async def _ensure_connected(self) -> bool:
+    async def ensure_connected(self) -> bool:
         """Connect if needed; an outage is logged once, by _gateway_down."""
         if self._client.connected:
             return True
@@ -278,7 +278,7 @@ class ModbusSource:
 
     async def _poll_device(self, device: _Device) -> dict[str, float] | None:
         """Read every request of one meter; pymodbus re-sends a request that times out."""
-        if not self._client.connected and not await self._ensure_connected():
+        if not self._client.connected and not await self.ensure_connected():
             self._record_failure(device, ReadFailedError("connection", "gateway not connected"))
             return None
         values: dict[str, float] = {}
@@ -338,10 +338,17 @@ class ModbusSource:
                 "meter %s (unit %d on %s) failed: %s", device.meter, device.unit, self.name, failure
             )
 
-    async def poll_once(self, devices: list[_Device] | None = None) -> ReadingBatch:
-        """Poll the given meters (default: all) once, in bus order; return what answered."""
+    async def poll_once(self, meters: Collection[str] | None = None) -> ReadingBatch:
+        """Poll the given meters (ids; default: all) once, in bus order; return what answered."""
+        chosen = (
+            self._devices if meters is None else [d for d in self._devices if d.meter in meters]
+        )
+        return await self._poll(chosen)
+
+    async def _poll(self, devices: list[_Device]) -> ReadingBatch:
+        """Poll these meters once, in the order given; return what answered."""
         rows: list[tuple[float, int, dict[str, float], int]] = []
-        for device in self._devices if devices is None else devices:
+        for device in devices:
             values = await self._poll_device(device)
             if values is not None:
                 rows.append((time.time(), device.slot, values, 0))
@@ -361,7 +368,7 @@ class ModbusSource:
         if not self._devices:
             await asyncio.Event().wait()  # a gateway without meters has nothing to read
         while True:
-            if not await self._ensure_connected():
+            if not await self.ensure_connected():
                 await self._backoff()
                 continue
             now = time.monotonic()
@@ -369,7 +376,7 @@ class ModbusSource:
             if not due:
                 await asyncio.sleep(min(d.next_due for d in self._devices) - now)
                 continue
-            batch = await self.poll_once(due)
+            batch = await self._poll(due)
             done = time.monotonic()
             for device in due:
                 # Behind schedule: poll again as soon as the bus allows, never in a burst.

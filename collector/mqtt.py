@@ -147,7 +147,7 @@ class _Route:
     meter: str | None
 
 
-class _Template:
+class TopicTemplate:
     """A topic template like `shellies/{meter}/status/em:0` as a filter and a matcher."""
 
     def __init__(self, template: str) -> None:
@@ -183,7 +183,8 @@ class MqttSource:
         self._registry = registry
         self._status = status
         self._templates = [
-            (_Template(s.topic), make_decoder(s.format, s.timezone)) for s in settings.subscriptions
+            (TopicTemplate(s.topic), make_decoder(s.format, s.timezone))
+            for s in settings.subscriptions
         ]
         self._routes: dict[bytes, _Route | None] = {}
         self._slots: dict[str, int | None] = {}

@@ -173,7 +173,7 @@ async def test_modbus_requests_show_in_metrics_and_the_list(api: Api) -> None:
         ModbusGateway(sims, port=port) as gateway,
         ModbusSource(settings, api.runtime.registry, api.runtime.status) as source,
     ):
-        assert await source._ensure_connected()
+        assert await source.ensure_connected()
         await source.poll_once()
         await source.poll_once()
     assert gateway.requests_served == 4  # an SDM630 takes two reads per poll

@@ -12,8 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import collector.mqtt
 from collector.mqtt import MqttSource, RawMessage
-from collector.mqtt_decoders import Reading, ShellyDecoder, decode_meterguard, decode_tasmota
+from collector.mqtt_decoders import (
+    Decoder,
+    Reading,
+    ShellyDecoder,
+    decode_meterguard,
+    decode_tasmota,
+    make_decoder,
+)
 from meterguard.errors import DecodeError
 from meterguard.model import QUANTITY_INDEX, Meter, MeterRegistry
 from meterguard.settings import MqttSourceSettings
@@ -175,6 +183,21 @@ def test_the_source_turns_any_message_into_rows_or_a_dead_letter(
     assert set(decoded.slot.tolist()) <= {0, 1}
 
 
+def _source_decoding_m1_with(decoder: Decoder, monkeypatch: pytest.MonkeyPatch) -> MqttSource:
+    """A source whose meterguard subscription hands M1's payloads to `decoder`."""
+
+    def make(format_: str, timezone: str | None = None) -> Decoder:
+        plain = make_decoder(format_, timezone)
+
+        def for_m1(payload: bytes, meter: str | None, now: float) -> list[Reading]:
+            return (decoder if meter == "M1" else plain)(payload, meter, now)
+
+        return for_m1 if format_ == "meterguard" else plain
+
+    monkeypatch.setattr(collector.mqtt, "make_decoder", make)
+    return _source()
+
+
 class BoomError(Exception):
     """What a broken decoder might raise."""
 
@@ -184,11 +207,8 @@ class BoomError(Exception):
     [IndexError("out of range"), KeyError("x"), BoomError("no"), RecursionError()],
 )
 def test_a_decoder_that_raises_anything_loses_only_its_payload(
-    error: Exception, caplog: pytest.LogCaptureFixture
+    error: Exception, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = _source()
-    meterguard_route = source._route(b"mg/M1")
-    assert meterguard_route is not None
     good = b'{"ts": 1767225600, "v1": 230.0}'
     poison = b'{"ENERGY":{"Frequency":[]}}'
 
@@ -197,7 +217,7 @@ def test_a_decoder_that_raises_anything_loses_only_its_payload(
             raise error
         return decode_meterguard(payload, meter, now)
 
-    source._routes[b"mg/M1"] = type(meterguard_route)(broken, "M1")
+    source = _source_decoding_m1_with(broken, monkeypatch)
     items: list[RawMessage] = [(b"mg/M1", p, k + 1, 0) for k, p in enumerate([good, poison, good])]
     batch = source.decode(items)
     batch = source.decode(items)  # the second time is only counted, not logged again
@@ -210,16 +230,14 @@ def test_a_decoder_that_raises_anything_loses_only_its_payload(
     assert len([r for r in caplog.records if "broke its decoder" in r.getMessage()]) == 1
 
 
-def test_rows_of_a_payload_that_fails_halfway_are_taken_back() -> None:
-    source = _source()
-    route = source._route(b"mg/M1")
-    assert route is not None
-
+def test_rows_of_a_payload_that_fails_halfway_are_taken_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def half(payload: bytes, meter: str | None, now: float) -> list[Reading]:
         # A first good reading, then one whose quantity the batch has no row for.
         return [("M1", NOW, {"v1": 230.0}, 0), ("M1", NOW + 1, {"v9": 1.0}, 0)]
 
-    source._routes[b"mg/M1"] = type(route)(half, "M1")
+    source = _source_decoding_m1_with(half, monkeypatch)
     items: list[RawMessage] = [(b"mg/M1", b"{}", 1, 0), (b"mg/dev", b'{"ts": 1, "p1": 5}', 2, 0)]
     batch = source.decode(items)
     assert len(batch) == 1

@@ -22,7 +22,7 @@ FLEET = [
 ]
 
 
-def _free_ports(n: int) -> int:
+def free_ports(n: int) -> int:
     """Return the first of n consecutive free ports."""
     for _ in range(50):
         with socket.socket() as probe:
@@ -84,7 +84,7 @@ def _source(port: int, transport: str, **extra: object) -> DlmsSource:
 
 @pytest.mark.parametrize("transport", ["wrapper", "hdlc"])
 async def test_registers_with_scaler_and_unit_and_tamper_events(transport: str) -> None:
-    port = _free_ports(3)
+    port = free_ports(3)
     # Meter 0: cover opened 1.5 s after start; meter 1: IDIS 93 (inverse current), which
     # the model has no bit for and which is kept by code; meter 2: a cover opened two
     # days ago, history on the first read of its log, never reported.
@@ -122,7 +122,7 @@ async def test_registers_with_scaler_and_unit_and_tamper_events(transport: str) 
 
 
 async def test_events_are_found_after_the_ring_buffer_log_is_full() -> None:
-    port = _free_ports(3)
+    port = free_ports(3)
     # Meter 0's log keeps two entries; five events a second apart overwrite it twice,
     # so the entry count sticks at 2 from the second event on.
     codes = [40, 41, 44, 45, 42]
@@ -152,7 +152,7 @@ async def test_events_are_found_after_the_ring_buffer_log_is_full() -> None:
 
 
 async def test_a_meter_without_neutral_element_leaves_the_neutral_current_unmeasured() -> None:
-    port = _free_ports(3)
+    port = free_ports(3)
     with simulator(port, False, [], ("--no-neutral", "1")):
         async with _source(port, "wrapper") as source:
             batch = await source.poll_once()
@@ -185,7 +185,7 @@ async def _slow_proxy(target: int, delay_s: float) -> tuple[asyncio.Server, int]
 
 
 async def test_a_slow_meter_does_not_hold_back_the_others() -> None:
-    port = _free_ports(3)
+    port = free_ports(3)
     with simulator(port, False, []):
         # Meter 1 answers each frame within the timeout, but its association (some twenty
         # frames) takes far longer than one round.
@@ -220,7 +220,7 @@ async def test_a_slow_meter_does_not_hold_back_the_others() -> None:
 
 
 async def test_association_is_made_again_after_the_meter_restarts() -> None:
-    port = _free_ports(3)
+    port = free_ports(3)
     source = _source(port, "wrapper")
     async with source:
         with simulator(port, False, []):
@@ -241,7 +241,7 @@ async def test_association_is_made_again_after_the_meter_restarts() -> None:
 
 @pytest.mark.parametrize(("password", "answers"), [("12345678", 3), ("wrong", 0)])
 async def test_low_level_security_password(password: str, answers: int) -> None:
-    port = _free_ports(3)
+    port = free_ports(3)
     with simulator(port, True, [], ("--lls-password", "12345678")):
         source = _source(port, "hdlc", client_address=17, password=password)
         async with source:

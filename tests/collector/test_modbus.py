@@ -62,7 +62,7 @@ async def test_poll_reads_every_unit_with_consistent_physics(framer: str) -> Non
         ModbusGateway(units, port=port, framer=framer) as gateway,
         _source(port, registry, status, framer=framer) as source,
     ):
-        assert await source._ensure_connected()
+        assert await source.ensure_connected()
         batch = await source.poll_once()
     assert batch.slot.tolist() == [0, 1, 2]
     assert gateway.requests_served == 5  # two reads per SDM630, one per SDM120
@@ -90,7 +90,7 @@ async def test_missing_unit_fails_alone_and_is_counted() -> None:
         ModbusGateway(list(enumerate(_sims(), start=1)), port=port),
         _source(port, registry, status, ghost) as source,
     ):
-        assert await source._ensure_connected()
+        assert await source.ensure_connected()
         first = await source.poll_once()
         second = await source.poll_once()
     assert first.slot.tolist() == [0, 1, 2]

@@ -295,7 +295,7 @@ async def test_the_bus_answers_one_request_at_a_time_at_line_speed() -> None:
         b = _source(port, StatusBoard(), timeout_s=2.0)
         async with a, b:
             first, second = await asyncio.gather(
-                a.poll_once(a._devices[:1]), b.poll_once(b._devices[1:2])
+                a.poll_once([FLEET[0].id]), b.poll_once([FLEET[1].id])
             )
     assert len(first) == len(second) == 1
     log = sorted(gateway.bus_log, key=lambda entry: entry[1])

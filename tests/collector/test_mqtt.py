@@ -40,7 +40,7 @@ def _settings(broker: Broker, fmt: str, **extra: object) -> MqttSourceSettings:
     )
 
 
-async def _collect(source: MqttSource, rows: int, within_s: float = 10.0) -> ReadingBatch:
+async def collect_readings(source: MqttSource, rows: int, within_s: float = 10.0) -> ReadingBatch:
     got: list[ReadingBatch] = []
     total = 0
 
@@ -68,7 +68,7 @@ async def _publish_marker_round(source: MqttSource, broker: Broker, qos: int = 1
     twice before it shows up here with another time stamp."""
     with MqttPublisher(_sims(), port=broker.port, format_="meterguard", qos=qos) as publisher:
         publisher.publish_round(MARKER_TS)
-    return await _collect(source, 3)
+    return await collect_readings(source, 3)
 
 
 @pytest.mark.parametrize("fmt", ["shelly", "shelly-rpc", "tasmota", "meterguard"])
@@ -84,7 +84,7 @@ async def test_each_payload_format_arrives_as_readings(broker: Broker, fmt: str)
         with MqttPublisher(publisher_sims, port=broker.port, format_=fmt) as publisher:
             publisher.publish_round(ts)
             publisher.publish_round(ts + 60)
-        batch = await _collect(source, 6)
+        batch = await collect_readings(source, 6)
     assert len(batch) == 6
     expected = [twin.read(t) for t in (ts, ts + 60) for twin in twins]
     for row, want in enumerate(expected):
@@ -118,7 +118,7 @@ async def test_garbage_is_counted_per_topic_and_the_rest_flows(broker: Broker) -
             publisher.publish_raw("meterguard/S1/reading", b"[1, 2]")
             publisher.publish_round(1_767_225_660.0)
         # The garbage came between the two rounds: it is counted by the time both are in.
-        batch = await _collect(source, 6)
+        batch = await collect_readings(source, 6)
     assert len(batch) == 6
     # A meter not in the fleet is its own event, not a malformed payload.
     assert source.counters["malformed"] == 4
@@ -153,7 +153,7 @@ async def test_readings_published_while_away_and_across_a_broker_restart_arrive(
             publisher.publish_round(t0 + 60 * k)
     source = MqttSource(settings, registry, StatusBoard())
     async with source:
-        batch = await _collect(source, 600, within_s=20)
+        batch = await collect_readings(source, 600, within_s=20)
         marker = await _publish_marker_round(source, broker)
     assert len(batch) == 600
     assert set(marker.ts.tolist()) == {MARKER_TS}  # nothing came twice before the marker
@@ -176,7 +176,7 @@ async def test_source_reconnects_after_a_broker_restart(broker: Broker) -> None:
         await source.wait_connected(10)
         with MqttPublisher(_sims(), port=broker.port, format_="meterguard") as publisher:
             publisher.publish_round(1_767_225_600.0)
-        batch = await _collect(source, 3)
+        batch = await collect_readings(source, 3)
     assert len(batch) == 3
 
 
@@ -224,7 +224,7 @@ async def test_a_meter_silent_for_three_intervals_is_reported_offline(broker: Br
         await source.wait_connected(10)
         with MqttPublisher(_sims(), port=broker.port, format_="meterguard") as publisher:
             publisher.publish_round(1_767_225_600.0)
-            await _collect(source, 3)
+            await collect_readings(source, 3)
             now = time.time()
             assert source.check_silence(now) == 0
             assert source.check_silence(now + 0.25) == 0  # within three intervals of 0.1 s
@@ -235,7 +235,7 @@ async def test_a_meter_silent_for_three_intervals_is_reported_offline(broker: Br
             assert t1.last_error is not None
             assert "silent" in t1.last_error
             publisher.publish_round(1_767_225_660.0)
-            await _collect(source, 3)
+            await collect_readings(source, 3)
     assert t1.online
     assert status.summary() == {"polled": 3, "online": 3, "failing": 0}
 
@@ -248,7 +248,7 @@ async def test_qos_2_subscription_goes_through_paho_exactly_once(broker: Broker)
         with MqttPublisher(_sims(), port=broker.port, format_="meterguard", qos=2) as publisher:
             for k in range(5):
                 publisher.publish_round(1_767_225_600.0 + 60 * k)
-        batch = await _collect(source, 15)
+        batch = await collect_readings(source, 15)
         marker = await _publish_marker_round(source, broker, qos=2)
     assert len(batch) == 15
     assert set(marker.ts.tolist()) == {MARKER_TS}
@@ -274,7 +274,7 @@ async def test_receive_maximum_holds_the_broker_back_and_nothing_is_lost(broker:
         assert source.counters["inbox_full"] == 0  # 20 < the cap of 40: the broker held back
         # Mosquitto 2.0 overshoots Receive Maximum once a batch of acknowledgements comes
         # in; the capped inbox (40) then holds the client thread, and TCP the broker.
-        batch = await _collect(source, 102)
+        batch = await collect_readings(source, 102)
     assert len(batch) == 102
     pairs = set(zip(batch.slot.tolist(), batch.ts.tolist(), strict=True))
     assert pairs == {(s, t0 + 60 * k) for k in range(34) for s in range(3)}
@@ -299,7 +299,7 @@ async def test_the_inbox_has_a_hard_cap_counted_and_logged(
                 await asyncio.sleep(0.02)
         # The client thread waits at the cap: the inbox never holds more.
         assert source.inbox_size == 40
-        batch = await _collect(source, 102)
+        batch = await collect_readings(source, 102)
     # Nothing was dropped: the rest waited in the socket until there was room.
     assert len(batch) == 102
     pairs = set(zip(batch.slot.tolist(), batch.ts.tolist(), strict=True))

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collector.mqtt import _Template
+from collector.mqtt import TopicTemplate
 from collector.mqtt_decoders import (
     ShellyDecoder,
     decode_meterguard,
@@ -212,12 +212,12 @@ def test_parse_ts_forms() -> None:
 
 
 def test_topic_templates_match_and_extract_the_meter() -> None:
-    shelly = _Template("shellies/{meter}/status/em:0")
+    shelly = TopicTemplate("shellies/{meter}/status/em:0")
     assert shelly.filter == "shellies/+/status/em:0"
     assert shelly.match("shellies/house-7/status/em:0") == (True, "house-7")
     assert shelly.match("shellies/house-7/status/em:1") == (False, None)
     assert shelly.match("shellies/a/b/status/em:0") == (False, None)
-    deep = _Template("site/+/{meter}/#")
+    deep = TopicTemplate("site/+/{meter}/#")
     assert deep.match("site/north/M9/tele/SENSOR") == (True, "M9")
     assert deep.match("other/north/M9/x") == (False, None)
 

@@ -13,7 +13,7 @@ from meterguard.status import StatusBoard
 from simulators.meter import SimulatedMeter
 from simulators.mqtt_publisher import MqttPublisher
 from tests.collector.conftest import Broker
-from tests.collector.test_mqtt import _collect
+from tests.collector.test_mqtt import collect_readings
 from tests.conftest import free_port
 
 FLEET = [Meter(id="T1", service="3p4w", nominal_v=230)]
@@ -92,6 +92,6 @@ async def test_tls_with_password_receives_and_a_wrong_password_does_not(
         )
         publisher.publish_round(1_767_225_600.0)
         publisher.close()
-        batch = await _collect(source, 1)
+        batch = await collect_readings(source, 1)
     assert len(batch) == 1
     assert 200 < batch.col("v1")[0] < 250

@@ -17,7 +17,7 @@ from meterguard.status import StatusBoard
 from simulators.live import LiveFleet
 from simulators.physics import FleetModel
 from simulators.scenario import HOUR_S, load_scenario
-from tests.collector.test_dlms import _free_ports
+from tests.collector.test_dlms import free_ports
 
 FLEET = "[fleet]\nmeters = 30\nseed = 21\ndays = 3\n"
 
@@ -61,7 +61,7 @@ async def test_dlms_registers_carry_the_fleet_physics(tmp_path: Path) -> None:
     fleet = LiveFleet(FleetModel(load_scenario(spec)))
     three = next(m for m in fleet.meters if m.meter.role == "customer" and m.meter.phases == 3)
     single = next(m for m in fleet.meters if m.meter.phases == 1)
-    port = _free_ports(2)
+    port = free_ports(2)
     at = fleet.model.scenario.start_s + 34 * HOUR_S
     args = ["--scenario", str(spec), "--port", str(port), "--speed", "0", "--start-h", "34"]
     with served([*args, "--only", three.meter.id, "--only", single.meter.id]) as ids:
@@ -98,7 +98,7 @@ async def test_dlms_fraud_log_carries_the_scenarios_tamper_events(tmp_path: Path
         "start_h = 30.0667\nduration_h = 3\n"
     )
     fleet = LiveFleet(FleetModel(load_scenario(spec)))
-    port = _free_ports(1)
+    port = free_ports(1)
     args = ["--scenario", str(spec), "--port", str(port), "--speed", "60", "--start-h", "30"]
     batches: list[ReadingBatch] = []
     with served([*args, "--only", meter.meter.id]) as ids:
