@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,16 +49,47 @@ def _meters() -> list[Meter]:
     ]
 
 
-@pytest.fixture
-async def listed(tmp_path: Path) -> AsyncIterator[Fixture]:
-    """45 alerts with ties in start and loss, some cleared, acknowledged or assigned."""
-    meters = _meters()
-    settings = Settings(
-        storage=StorageSettings(data_dir=tmp_path),
+def _settings(data_dir: Path) -> Settings:
+    return Settings(
+        storage=StorageSettings(data_dir=data_dir),
         api=ApiSettings(anonymous_role=None),
-        meters=meters,
+        meters=_meters(),
     )
+
+
+@dataclass
+class Made:
+    """The stores' folder as the module's fixture left it, and what it put there."""
+
+    folder: Path
+    headers: dict[str, dict[str, str]]
+    alerts: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
+    """The stores, made once per module: each test gets a copy of its own (`listed`)."""
+    folder = tmp_path_factory.mktemp("listed")
+    headers, alerts = asyncio.run(_fill(folder))
+    return Made(folder, headers, alerts)
+
+
+@pytest.fixture
+async def listed(made: Made, tmp_path: Path) -> AsyncIterator[Fixture]:
+    """45 alerts with ties in start and loss, some cleared, acknowledged or assigned."""
+    shutil.copytree(made.folder, tmp_path, dirs_exist_ok=True)
+    settings = _settings(tmp_path)
     runtime = Runtime.open(settings)
+    transport = httpx.ASGITransport(app=create_app(settings, runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield Fixture(client, made.headers, [dict(a) for a in made.alerts], runtime)
+    await runtime.close()
+
+
+async def _fill(folder: Path) -> tuple[dict[str, dict[str, str]], list[dict[str, Any]]]:
+    """Create the users and the 45 alerts in the stores under folder; return what was made."""
+    meters = _meters()
+    runtime = Runtime.open(_settings(folder))
     headers = {}
     for name, role in (("olga", "operator"), ("vic", "viewer"), ("carl", "crew")):
         _, token = await runtime.users.create_user(name, role)
@@ -109,10 +141,8 @@ async def listed(tmp_path: Path) -> AsyncIterator[Fixture]:
                 "assignee": assignee,
             }
         )
-    transport = httpx.ASGITransport(app=create_app(settings, runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield Fixture(client, headers, made, runtime)
     await runtime.close()
+    return headers, made
 
 
 def _key(sort: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
