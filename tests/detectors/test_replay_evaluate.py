@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -9,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from meterguard.cli import main
 
 METERS = """meter,service,nominal_v,transformer,role,generation
 M1,3p4w,230,T1,customer,false
@@ -22,6 +26,15 @@ FDR2,3p4w,230,T2,feeder,false
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the command in this process: its parser, its code, its output and exit code."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def _cli_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the command as acceptance does: `python -m meterguard.cli` in a process."""
     return subprocess.run(
         [sys.executable, "-m", "meterguard.cli", *args],
         capture_output=True,
@@ -248,7 +261,7 @@ def test_replay_then_evaluate_a_simulated_fleet(tmp_path: Path) -> None:
     made = _cli("simulate", "--mix", "3", "--meters", "40", "--days", "2", "--out", str(data))
     assert made.returncode == 0, made.stderr
     out = tmp_path / "alerts.jsonl"
-    done = _cli("replay", str(data), "--out", str(out))
+    done = _cli_process("replay", str(data), "--out", str(out))
     assert done.returncode == 0, done.stderr
     alerts = [json.loads(line) for line in out.read_text().splitlines()]
     assert alerts
@@ -256,7 +269,7 @@ def test_replay_then_evaluate_a_simulated_fleet(tmp_path: Path) -> None:
         assert alert["start"].endswith("Z")
         assert alert["end"] is None or alert["end"] >= alert["start"]
         assert alert["raised"] is None or alert["raised"] >= alert["start"]
-    scored = _cli("evaluate", str(data), str(out), "--json")
+    scored = _cli_process("evaluate", str(data), str(out), "--json")
     assert scored.returncode == 0, scored.stderr
     result = json.loads(scored.stdout)
     assert result["incidents"] > 10
