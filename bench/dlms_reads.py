@@ -28,10 +28,10 @@ from gurux_dlms import GXByteBuffer, GXDLMSClient, GXDLMSException, GXReplyData
 from gurux_dlms.enums import Authentication, InterfaceType
 from gurux_dlms.objects import GXDLMSRegister
 
-from collector.dlms import OBIS_QUANTITIES, READ_LIST_MAX, TOTAL_POWER, DlmsSource
+from collector.dlms import DlmsSourceSettings
+from collector.dlms_gurux import OBIS_QUANTITIES, READ_LIST_MAX, TOTAL_POWER, DlmsSource
 from meterguard.model import Meter, MeterRegistry
-from meterguard.settings import DlmsSourceSettings
-from meterguard.status import StatusBoard
+from meterguard.status import StatusBoard, failure_count
 
 
 def fleet_of(meters: int) -> list[Meter]:
@@ -58,7 +58,7 @@ async def meterguard(
     source = DlmsSource(settings, MeterRegistry(fleet), StatusBoard())
     async with source:
         first = await source.poll_once()  # associate (and read scaler/unit) outside the clock
-        while len(first) < meters and source.counters["failures"] == 0:
+        while len(first) < meters and failure_count(source.counters) == 0:
             first = await source.poll_once()
         values = readings = 0
         cpu = time.process_time()
@@ -68,8 +68,8 @@ async def meterguard(
             readings += len(batch)
             values += int((batch.values == batch.values).sum())  # measured (not NaN) cells
         cpu = time.process_time() - cpu
-    if source.counters["failures"]:
-        raise RuntimeError(f"{source.counters['failures']} failed polls")
+    if failure_count(source.counters):
+        raise RuntimeError(f"failed polls: {dict(source.counters)}")
     return readings, values, cpu
 
 

@@ -22,10 +22,9 @@ import time
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from collector.modbus import ModbusSource
+from collector.modbus import ModbusSource, ModbusSourceSettings
 from collector.profiles import builtin_profile, plan_requests
 from meterguard.model import Meter, MeterRegistry
-from meterguard.settings import ModbusSourceSettings
 from meterguard.status import StatusBoard
 
 

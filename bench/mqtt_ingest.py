@@ -1,25 +1,27 @@
-"""MQTT ingest: what acknowledging only stored readings costs, against acking on receipt.
+"""MQTT ingest: meterguard's source in the service pipeline against a bare loop.
 
 A private mosquitto queues N readings (~200-byte JSON, 1,000 meters, QoS 1) for a
 persistent session while the consumer is away; then the consumer connects and the clock
-runs until all N have been taken in. Three consumers:
+runs until all N have been taken in. Three consumers, all on the same client library
+(paho-mqtt) and the same JSON decoder (orjson):
 
-- `bare`: stock paho-mqtt with an on_message that only json-decodes, acknowledging each
-  message on receipt (paho's default): a reference for the client library alone;
-- `receipt`: meterguard's own client and JSON decoder (collector/mqtt.py) in the whole
-  service pipeline (validation, engine, embedded SQLite series store), but acknowledging
-  messages as soon as they are read (one PUBACK write per socket read), as a consumer
-  that may lose readings would;
+- `bare`: paho's own network loop (`loop_start`) with an on_message that only decodes
+  the payload with orjson, acknowledging each message on receipt (paho's default): what
+  a plain consumer of this library and decoder does, and a reference for both;
+- `receipt`: meterguard's MQTT source (collector/mqtt.py: paho driven by the event loop
+  through its public socket hooks, manual acknowledgement) in the whole service pipeline
+  (validation, engine, embedded SQLite series store), acknowledging each batch as soon
+  as it is decoded, as a consumer that may lose readings would;
 - `committed`: the same, acknowledging each batch only once the series store has
   committed it, as the service does (a crash loses nothing the broker accepted).
 
-`receipt` and `committed` differ only in when the PUBACKs go out; the clock stops when the
-engine has taken the last reading (`committed` also waits for the commits that release
-the broker's next messages). The detectors are switched off: their cost is not what is
-measured here (bench/engine.py). Runs alternate `--rounds` times; the best of each is
-compared.
+The clock stops when the engine has taken the last reading (`committed` also waits for
+the commits that release the broker's next messages). The detectors are switched off:
+their cost is not what is measured here (bench/engine.py). Runs alternate `--rounds`
+times; the best of each is compared. `--protocol 3.1.1` runs every consumer on MQTT 3.1.1
+instead of 5 (paho parses the properties of every MQTT 5 PUBLISH, which costs it CPU).
 
-usage: python bench/mqtt_ingest.py [-n 200000] [-m 1000] [--rounds 2]
+usage: python bench/mqtt_ingest.py [-n 200000] [-m 1000] [--rounds 2] [--protocol 5]
 """
 
 from __future__ import annotations
@@ -38,21 +40,21 @@ import threading
 import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any
 
+import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.base import Delivery
-from collector.mqtt import MqttSource
+from collector.mqtt import MqttSource, MqttSourceSettings
 from detectors.base import DETECTORS
 from detectors.engine import load_detector_modules
 from meterguard.model import Meter
 from meterguard.runtime import Runtime
 from meterguard.service import Service
-from meterguard.settings import ApiSettings, MqttSourceSettings, Settings, StorageSettings
+from meterguard.settings import ApiSettings, Settings, StorageSettings
 
 TOPIC = "bench/meters/{meter}/reading"
 
@@ -119,20 +121,21 @@ def publish(port: int, msgs: list[tuple[bytes, bytes]]) -> None:
     sock.close()
 
 
-def session(port: int, client_id: str, keep: bool) -> None:
+def session(port: int, client_id: str, keep: bool, protocol: str) -> None:
     """Start a fresh session for client_id (subscribed, kept after disconnect) or end it.
 
     Run before each timed run so that the consumer's queue holds exactly the stream
     published next, and after it so that the next stream is not queued for it as well.
     """
     subscribed = threading.Event()
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
-    )
+    client = _client(client_id, protocol, clean=not keep)
     client.on_subscribe = lambda *a: subscribed.set()
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 3600 if keep else 0
-    client.connect("127.0.0.1", port, clean_start=True, properties=props)
+    if protocol == "5":
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600 if keep else 0
+        client.connect("127.0.0.1", port, clean_start=True, properties=props)
+    else:
+        client.connect("127.0.0.1", port)
     client.loop_start()
     if keep:
         client.subscribe("bench/meters/+/reading", qos=1)
@@ -142,26 +145,41 @@ def session(port: int, client_id: str, keep: bool) -> None:
     client.loop_stop()
 
 
-def bare(port: int, n: int) -> tuple[float, float]:
-    """Return wall and CPU seconds for a bare paho client to receive and decode n messages."""
+def _client(client_id: str, protocol: str, clean: bool = False) -> paho.Client:
+    """Return a paho client of the protocol; a 3.1.1 one keeps its session unless `clean`."""
+    if protocol == "5":
+        return paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+        )
+    return paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv311,
+        clean_session=clean,
+    )
+
+
+def bare(port: int, n: int, protocol: str) -> tuple[float, float]:
+    """Return wall and CPU seconds for paho's own loop + orjson to take in n messages."""
     got = 0
     finished = threading.Event()
 
     def on_message(c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
         nonlocal got
-        json.loads(msg.payload)
+        orjson.loads(msg.payload)
         got += 1
         if got >= n:
             finished.set()
 
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=MQTTProtocolVersion.MQTTv5
-    )
+    client = _client("bench-bare", protocol)
     client.on_message = on_message
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 3600
     started, cpu = time.perf_counter(), time.process_time()
-    client.connect("127.0.0.1", port, clean_start=False, properties=props)
+    if protocol == "5":
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        client.connect("127.0.0.1", port, clean_start=False, properties=props)
+    else:
+        client.connect("127.0.0.1", port)
     client.loop_start()
     if not finished.wait(300):
         raise RuntimeError(f"bare client got {got} of {n}")
@@ -172,42 +190,19 @@ def bare(port: int, n: int) -> tuple[float, float]:
 
 
 class _AckOnReceipt(MqttSource):
-    """meterguard's client and decoder, acknowledging messages as soon as they are read.
-
-    The PUBACKs of every message one socket read brought (64 KiB, some 300 messages) go
-    out in one write right after the read: the cheapest way to acknowledge on receipt.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._received: list[int] = []  # touched by the client thread only
-
-    def _sink(self, topic: bytes, payload: bytes, mid: int) -> None:
-        super()._sink(topic, payload, mid)
-        if mid:
-            self._received.append(mid)
-
-    def _make_client(self) -> Any:
-        client = super()._make_client()
-        read = client.loop_read
-
-        def loop_read(max_packets: int = 1) -> Any:
-            rc = read(max_packets)
-            if self._received:
-                mids, self._received = self._received, []
-                client.ack_many(mids)
-            return rc
-
-        client.loop_read = loop_read  # type: ignore[method-assign]
-        return client
+    """meterguard's source, acknowledging each batch as soon as it is decoded."""
 
     async def deliveries(self) -> AsyncGenerator[Delivery, None]:
         """Yield the batches with nothing left to acknowledge."""
         async for delivery in super().deliveries():
+            if delivery.on_committed is not None:
+                delivery.on_committed()
             yield Delivery(delivery.batch)
 
 
-async def meterguard(port: int, n: int, m: int, mode: str, data_dir: Path) -> tuple[float, float]:
+async def meterguard(
+    port: int, n: int, m: int, mode: str, data_dir: Path, protocol: str
+) -> tuple[float, float]:
     """Return wall and CPU seconds for the service pipeline to take in n queued readings."""
     meters = [Meter(id=f"m{k:05d}", service="3p4w", nominal_v=230) for k in range(m)]
     source_settings = MqttSourceSettings.model_validate(
@@ -215,6 +210,7 @@ async def meterguard(port: int, n: int, m: int, mode: str, data_dir: Path) -> tu
             "name": "bench",
             "port": port,
             "client_id": f"bench-{mode}",
+            "protocol": protocol,
             "subscriptions": [{"topic": TOPIC, "format": "meterguard"}],
         }
     )
@@ -258,6 +254,7 @@ def main() -> None:
     ap.add_argument(
         "--consumers", default="bare,receipt,committed", help="comma-separated, in run order"
     )
+    ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
     a = ap.parse_args()
     names = a.consumers.split(",")
     msgs = messages(a.n, a.m)
@@ -280,16 +277,20 @@ def main() -> None:
         for r in range(a.rounds):
             for name in names:
                 client_id = f"bench-{name}"
-                session(port, client_id, keep=True)  # subscribed, then away
+                session(port, client_id, keep=True, protocol=a.protocol)  # subscribed, then away
                 publish(port, msgs)  # queued for the session while the consumer is away
                 if name == "bare":
-                    seconds, cpu = bare(port, a.n)
+                    seconds, cpu = bare(port, a.n, a.protocol)
                 else:
                     data_dir = tmp / f"{name}-{r}"
                     data_dir.mkdir()
-                    seconds, cpu = asyncio.run(meterguard(port, a.n, a.m, name, data_dir))
+                    seconds, cpu = asyncio.run(
+                        meterguard(port, a.n, a.m, name, data_dir, a.protocol)
+                    )
                     shutil.rmtree(data_dir, ignore_errors=True)
-                session(port, client_id, keep=False)  # not queued the next stream
+                session(
+                    port, client_id, keep=False, protocol=a.protocol
+                )  # not queued the next stream
                 rate = a.n / seconds
                 results[name].append(rate)
                 cpu_us[name].append(cpu / a.n * 1e6)
@@ -305,12 +306,13 @@ def main() -> None:
     best = {name: max(rates) for name, rates in results.items()}
     print(
         f"\n{platform.node()} python {platform.python_version()}, {a.n} readings, {a.m} meters, "
-        f"QoS 1, best of {a.rounds}:"
+        f"QoS 1, MQTT {a.protocol}, best of {a.rounds}:"
     )
     for name, rate in best.items():
         print(f"  {name:10s} {rate:8.0f} readings/s, {min(cpu_us[name]):.1f} us CPU per reading")
-    if "receipt" in best and "committed" in best:
-        print(f"committed / receipt: {best['committed'] / best['receipt']:.2f}")
+    for name in ("receipt", "committed"):
+        if name in best and "bare" in best:
+            print(f"{name} / bare: {best[name] / best['bare']:.2f}")
 
 
 if __name__ == "__main__":

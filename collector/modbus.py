@@ -1,4 +1,10 @@
-"""Modbus TCP / RTU-over-TCP source: polls the meters on one gateway's bus, one at a time."""
+"""Modbus TCP / RTU-over-TCP source: polls the meters on one gateway's bus, one at a time.
+
+A failed read is classified from what pymodbus hands back, never from its message text:
+an ExceptionResponse is the device's (or for codes 10 and 11 the gateway's) exception, a
+ConnectionException or a request that ended with the connection gone means unreachable,
+a ModbusIOException on a live connection means no answer in time.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,16 @@ import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Collection
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
 from collector.base import batch_from_rows, jittered_backoff
 from collector.profiles import (
@@ -22,12 +32,20 @@ from collector.profiles import (
     decode,
     default_profile,
     plan_requests,
+    profile_misfit,
     resolve_profile,
 )
-from meterguard.errors import DecodeError
+from collector.registry import Problem, register_source
+from meterguard.errors import ConfigError, DecodeError
 from meterguard.model import MeterRegistry, ReadingBatch
-from meterguard.settings import ModbusSourceSettings
-from meterguard.status import MeterStatus, StatusBoard
+from meterguard.source_settings import SourceSettingsBase
+from meterguard.status import (
+    FailureKind,
+    MeterStatus,
+    ReadFailedError,
+    StatusBoard,
+    record_failure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +78,9 @@ EXCEPTION_MEANINGS = {
 }
 #: Exception codes a gateway sends for the device behind it, counted as `gateway` failures.
 GATEWAY_EXCEPTIONS = (10, 11)
+#: Failures that say nothing answers at all: when every meter of a bus fails so, the
+#: gateway (not one meter) is out, and is reconnected with backoff.
+_OUTAGE_KINDS = frozenset((FailureKind.TIMEOUT.value, FailureKind.UNREACHABLE.value))
 #: Successful polls of a meter after start-up whose values are checked for the impossible.
 STARTUP_CHECKS = 3
 #: Magnitudes and registers that cannot go below zero (powers can: export).
@@ -68,15 +89,109 @@ _NEVER_NEGATIVE = frozenset(("v1", "v2", "v3", "i1", "i2", "i3", "in", "e_imp", 
 _LIVE_POWER_W = 20.0
 
 
-def describe_exception(code: object) -> tuple[str, str]:
-    """Return the failure kind and a readable detail for a Modbus exception answer."""
-    meaning = EXCEPTION_MEANINGS.get(code) if isinstance(code, int) else None
-    if isinstance(code, int) and code in GATEWAY_EXCEPTIONS:
+class ModbusDeviceSettings(BaseModel):
+    """One meter behind a Modbus gateway."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    meter: str = Field(min_length=1, description="Meter id (must be in the registry).")
+    unit: int = Field(ge=1, le=247, description="Modbus unit id on the gateway's bus.")
+    profile: str | None = Field(
+        default=None,
+        description="Register map: sdm630, sdm120, or the path of a profile TOML file "
+        "(relative to the config file; format in docs/COLLECTORS.md). Default: by the "
+        "meter's service, sdm120 for 1p2w and sdm630 for 3p4w and 3p3w. A map that does not "
+        "fit the service (three-phase on 1p2w, single-phase on three-phase) is refused.",
+    )
+    interval_s: float | None = Field(
+        default=None, gt=0, description="Seconds between polls of this meter (default: gateway's)."
+    )
+    timeout_s: float | None = Field(
+        default=None, gt=0, description="Seconds to wait for one answer (default: gateway's)."
+    )
+    retries: int | None = Field(
+        default=None, ge=0, le=10, description="Retries of a failed poll (default: gateway's)."
+    )
+
+
+class ModbusSourceSettings(SourceSettingsBase):
+    """A Modbus TCP (or RTU-over-TCP) gateway and the meters on its bus."""
+
+    type: Literal["modbus"] = "modbus"
+    host: str = Field(default="127.0.0.1", description="Gateway address.")
+    port: int = Field(default=502, ge=1, le=65535, description="Gateway TCP port.")
+    framer: Literal["socket", "rtu"] = Field(
+        default="socket", description="socket: Modbus TCP (MBAP); rtu: RTU frames over TCP."
+    )
+    interval_s: float = Field(default=5.0, gt=0, description="Seconds between polls of a meter.")
+    timeout_s: float = Field(default=2.0, gt=0, description="Seconds to wait for one answer.")
+    retries: int = Field(default=1, ge=0, le=10, description="Retries of a failed poll.")
+    pause_s: float = Field(
+        default=0.0, ge=0, description="Pause between two requests on the bus (slow gateways)."
+    )
+    backoff_max_s: float = Field(
+        default=60.0, gt=0, description="Longest wait between reconnects to a dead gateway."
+    )
+    devices: list[ModbusDeviceSettings] = Field(
+        default_factory=list, description="Meters on this gateway's bus."
+    )
+
+    @model_validator(mode="after")
+    def _units_unique(self) -> ModbusSourceSettings:
+        units = [d.unit for d in self.devices]
+        if len(units) != len(set(units)):
+            raise ValueError(f"gateway {self.name!r} lists a unit id twice")
+        return self
+
+    def meter_ids(self) -> list[str]:
+        """Return the meters this source reads."""
+        return [d.meter for d in self.devices]
+
+    def resolve_paths(self, base: Path) -> None:
+        """Make profile file paths absolute against the config file's folder."""
+        for device in self.devices:
+            profile = device.profile
+            if (
+                profile is not None
+                and profile.endswith(".toml")
+                and not Path(profile).is_absolute()
+            ):
+                device.profile = str(base / profile)
+
+
+def describe_exception(code: int) -> ReadFailedError:
+    """Return the failure a Modbus exception answer with this code stands for."""
+    meaning = EXCEPTION_MEANINGS.get(code)
+    if code in GATEWAY_EXCEPTIONS:
         # The gateway answered, the meter behind it did not (or cannot be reached).
-        return "gateway", f"{meaning} (exception {code})"
-    if meaning is None:
-        return "exception", f"exception code {code}"
-    return "exception", f"{meaning} (exception {code})"
+        return ReadFailedError(FailureKind.GATEWAY, f"{meaning} (exception {code})", code)
+    detail = f"exception code {code}" if meaning is None else f"{meaning} (exception {code})"
+    return ReadFailedError(FailureKind.DEVICE_EXCEPTION, detail, code)
+
+
+def classify_error(
+    exc: ModbusException, connected: bool, timeout_s: float, tries: int
+) -> ReadFailedError:
+    """Return the failure a pymodbus exception raised by a request stands for.
+
+    `connected` is whether the client still has its connection after the request: a
+    request whose connection went away meanwhile failed for that, not for a slow meter.
+    """
+    if isinstance(exc, ConnectionException) or not connected:
+        return ReadFailedError(FailureKind.UNREACHABLE, "connection lost or refused")
+    if isinstance(exc, ModbusIOException):
+        # pymodbus gives up on a request after its retries without an answer (or with
+        # answers of another transaction or unit, which count the same: none of ours).
+        detail = f"no answer within {timeout_s:g} s ({tries} tries)"
+        return ReadFailedError(FailureKind.TIMEOUT, detail)
+    return ReadFailedError(FailureKind.MALFORMED, f"{type(exc).__name__}: {exc}")
+
+
+def classify_response(response: ModbusPDU) -> ReadFailedError | None:
+    """Return the failure an answer stands for (an exception response), else None."""
+    if isinstance(response, ExceptionResponse):
+        return describe_exception(response.exception_code)
+    return None
 
 
 def impossible_values(values: dict[str, float], phases: int) -> dict[str, str]:
@@ -103,14 +218,6 @@ def impossible_values(values: dict[str, float], phases: int) -> dict[str, str]:
     if live and "f" in values and "f" not in problems and values["f"] == 0.0:
         problems["f"] = "answers 0 Hz while the voltage is live"
     return problems
-
-
-class ReadFailedError(Exception):
-    """A read got no usable answer; `kind` says how (counted per source)."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
 
 
 @dataclass(slots=True)
@@ -176,15 +283,9 @@ class ModbusSource:
         self._rng = np.random.default_rng()
         self._down_since: float | None = None
         self._attempt = 0
-        #: Failed reads by kind (timeout, exception, gateway, bad_length, connection),
-        #: requests sent and backoffs taken.
+        #: Failed reads by kind (FailureKind), readings, requests sent and backoffs taken.
         self.counters: Counter[str] = Counter()
         self.health = status.register_source(self.name, self.counters, kind=settings.type)
-
-    @property
-    def decode_errors(self) -> int:
-        """Answers with the wrong number of registers."""
-        return self.counters["bad_length"]
 
     async def __aenter__(self) -> Self:
         return self
@@ -228,7 +329,7 @@ class ModbusSource:
         self._comm.comm_params.timeout_connect = self.settings.timeout_s
         if await self._client.connect():
             return True
-        self.counters["connection"] += 1
+        self.counters["connect_failures"] += 1
         self._gateway_down("unreachable")
         return False
 
@@ -252,34 +353,31 @@ class ModbusSource:
         failure: ReadFailedError | None = None
         try:
             response = await call(request.address, count=request.count, device_id=device.unit)
-        except ModbusException:
-            if not self._client.connected:
-                failure = ReadFailedError("connection", "connection lost")
-            else:
-                failure = ReadFailedError(
-                    "timeout",
-                    f"no answer within {device.timeout_s:g} s ({device.retries + 1} tries)",
-                )
-                if self.settings.framer == "rtu":
-                    # RTU frames carry no transaction id: a late answer could pass for the
-                    # next meter's, so that one starts on a fresh connection.
-                    self._client.close()
+        except ModbusException as exc:
+            failure = classify_error(
+                exc, self._client.connected, device.timeout_s, device.retries + 1
+            )
+            if failure.kind is FailureKind.TIMEOUT and self.settings.framer == "rtu":
+                # RTU frames carry no transaction id: a late answer could pass for the
+                # next meter's, so that one starts on a fresh connection.
+                self._client.close()
+        else:
+            failure = classify_response(response)
         # Not in a finally: a cancelled poll must stop at once, not after the pause.
         if self.settings.pause_s:
             await asyncio.sleep(self.settings.pause_s)
         if failure is not None:
             raise failure
-        if response.isError():
-            raise ReadFailedError(*describe_exception(getattr(response, "exception_code", None)))
         try:
             return decode(request, response.registers)
         except DecodeError as exc:
-            raise ReadFailedError("bad_length", exc.reason) from exc
+            raise ReadFailedError(FailureKind.MALFORMED, exc.reason) from exc
 
     async def _poll_device(self, device: _Device) -> dict[str, float] | None:
         """Read every request of one meter; pymodbus re-sends a request that times out."""
         if not self._client.connected and not await self.ensure_connected():
-            self._record_failure(device, ReadFailedError("connection", "gateway not connected"))
+            failure = ReadFailedError(FailureKind.UNREACHABLE, "gateway not connected")
+            self._record_failure(device, failure)
             return None
         values: dict[str, float] = {}
         try:
@@ -292,21 +390,19 @@ class ModbusSource:
         return values
 
     def _record_success(self, device: _Device, values: dict[str, float]) -> None:
-        status = device.status
         if device.checks_left:
             device.checks_left -= 1
             self._check_values(device, values)
-        if status.consecutive_failures:
+        self.counters["readings"] += 1
+        ended = device.status.succeeded(time.time())
+        if ended:
             log.info(
                 "meter %s (unit %d on %s) answers again after %d failed polls",
                 device.meter,
                 device.unit,
                 self.name,
-                status.consecutive_failures,
+                ended,
             )
-        status.consecutive_failures = 0
-        status.last_ok = time.time()
-        status.readings += 1
         self._gateway_up()
 
     def _check_values(self, device: _Device, values: dict[str, float]) -> None:
@@ -327,13 +423,7 @@ class ModbusSource:
             )
 
     def _record_failure(self, device: _Device, failure: ReadFailedError) -> None:
-        self.counters[failure.kind] += 1
-        status = device.status
-        status.errors += 1
-        status.consecutive_failures += 1
-        status.last_error = str(failure)
-        status.last_error_at = time.time()
-        if status.consecutive_failures == 1:
+        if record_failure(device.status, self.counters, failure, time.time()):
             log.warning(
                 "meter %s (unit %d on %s) failed: %s", device.meter, device.unit, self.name, failure
             )
@@ -357,9 +447,7 @@ class ModbusSource:
     def _gateway_silent(self) -> bool:
         """Tell whether no meter on the bus answers at all: the gateway, not one meter, is out."""
         return all(
-            d.status.consecutive_failures > 0
-            and d.status.last_error is not None
-            and d.status.last_error.startswith(("timeout", "connection"))
+            d.status.consecutive_failures > 0 and d.status.last_failure in _OUTAGE_KINDS
             for d in self._devices
         )
 
@@ -387,3 +475,29 @@ class ModbusSource:
                 self._gateway_down("does not answer")
                 self._client.close()
                 await self._backoff()
+
+
+def check_profiles(settings: ModbusSourceSettings, fleet: MeterRegistry) -> list[Problem]:
+    """Return devices whose profile cannot be loaded or does not fit the meter's service.
+
+    Keys are relative to the source's entry, e.g. `devices[2].profile`; the config check
+    (`meterguard run --check`) and the service's start both come through here.
+    """
+    problems: list[Problem] = []
+    for d, device in enumerate(settings.devices):
+        meter = fleet.get(device.meter)
+        if meter is None:
+            continue  # reported as an unknown meter
+        key = f"devices[{d}].profile"
+        try:
+            profile = resolve_profile(device.profile or default_profile(meter.service))
+        except ConfigError as exc:
+            problems += [(key, f"{where}: {message}") for where, message in exc.problems]
+            continue
+        misfit = profile_misfit(profile, meter)
+        if misfit is not None:
+            problems.append((key, misfit))
+    return problems
+
+
+register_source("modbus", ModbusSourceSettings, ModbusSource, check_profiles)

@@ -11,15 +11,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from collector.modbus import ModbusDeviceSettings, ModbusSourceSettings
 from meterguard.runtime import Runtime
 from meterguard.service import Service, stop_on_signals
-from meterguard.settings import (
-    ApiSettings,
-    ModbusDeviceSettings,
-    ModbusSourceSettings,
-    Settings,
-    StorageSettings,
-)
+from meterguard.settings import ApiSettings, Settings, StorageSettings
 from simulators.fleet import GroundTruth, live_demo_fleet
 from simulators.modbus_gateway import MeterModel, ModbusGateway
 
@@ -38,9 +33,13 @@ def free_port() -> int:
 
 
 def demo_settings(
-    fleet: Sequence[MeterModel], ports: list[int], data_dir: Path, api_port: int
+    fleet: Sequence[MeterModel],
+    ports: list[int],
+    data_dir: Path,
+    api_port: int,
+    interval_s: float = 2.0,
 ) -> Settings:
-    """Return settings that poll the demo gateways and raise alerts within seconds."""
+    """Return settings that poll the demo gateways every `interval_s` and alert quickly."""
     sources = []
     for g, port in enumerate(ports):
         members = fleet[g * METERS_PER_GATEWAY : (g + 1) * METERS_PER_GATEWAY]
@@ -49,7 +48,7 @@ def demo_settings(
                 name=f"gw{g + 1}",
                 host="127.0.0.1",
                 port=port,
-                interval_s=2.0,
+                interval_s=interval_s,
                 timeout_s=1.0,
                 devices=[
                     ModbusDeviceSettings(

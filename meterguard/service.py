@@ -22,7 +22,7 @@ import uvicorn
 
 from api.app import create_app
 from collector.base import Source, deliveries, jittered_backoff
-from collector.factory import build_source, check_sources
+from collector.registry import build_sources as build_registered_sources
 from detectors.engine import Engine, build_detectors
 from meterguard.calendar import Calendar
 from meterguard.model import ReadingBatch
@@ -51,13 +51,12 @@ _Item = tuple[ReadingBatch, Callable[[], None] | None]
 
 
 def build_sources(runtime: Runtime) -> list[Source]:
-    """Build one source per configured gateway, broker subscription or DLMS source.
+    """Build one source per [[sources]] entry, by the source type its `type` names.
 
-    Profiles that cannot be loaded or do not fit their meter's service are refused first,
-    each with its key (`sources[i].devices[j].profile`).
+    Every entry is checked first (its type's settings, known meters, profiles that fit
+    their meter's service), each problem with its key (`sources[i].devices[j].profile`).
     """
-    check_sources(runtime.settings.sources, runtime.registry)
-    return [build_source(s, runtime.registry, runtime.status) for s in runtime.settings.sources]
+    return build_registered_sources(runtime.settings, runtime.registry, runtime.status)
 
 
 @dataclass(slots=True)

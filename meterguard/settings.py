@@ -6,20 +6,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from meterguard.calendar import CalendarSettings
 from meterguard.errors import ConfigError, MeterCsvError
 from meterguard.model import Meter
 from meterguard.notifiers import NotifySettings
-from meterguard.source_settings import DlmsDeviceSettings as DlmsDeviceSettings
-from meterguard.source_settings import DlmsSourceSettings as DlmsSourceSettings
-from meterguard.source_settings import ModbusDeviceSettings as ModbusDeviceSettings
-from meterguard.source_settings import ModbusSourceSettings as ModbusSourceSettings
-from meterguard.source_settings import MqttSourceSettings as MqttSourceSettings
-from meterguard.source_settings import MqttSubscription as MqttSubscription
-from meterguard.source_settings import SourceSettings as SourceSettings
+from meterguard.source_settings import SourceTable, entry_name
 from meterguard.stores.config import InfluxSettings as InfluxSettings
 from meterguard.stores.config import StorageSettings as StorageSettings
 from meterguard.validation import ValidationSettings
@@ -106,14 +100,33 @@ class Settings(BaseSettings):
         default=None, description="A meters.csv to load the fleet from (docs/FORMATS.md)."
     )
     meters: list[Meter] = Field(default_factory=list, description="Meters listed inline.")
-    sources: list[SourceSettings] = Field(
+    sources: list[SourceTable] = Field(
         default_factory=list,
-        description="Where readings come from: type = modbus, dlms or mqtt.",
+        description="Where readings come from: type = modbus, dlms, mqtt or another "
+        "registered source type; each is checked by its own type's settings when the "
+        "sources are built.",
     )
     detectors: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per-detector options by detector name; each detector validates its own.",
     )
+
+    _origin: str = PrivateAttr(default="defaults and environment")
+    _config_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def origin(self) -> str:
+        """Where the settings came from, for error messages: the file, or the defaults."""
+        return self._origin
+
+    @property
+    def config_dir(self) -> Path:
+        """The folder relative paths are taken from: the file's, else the working folder."""
+        return self._config_dir or Path.cwd()
+
+    def loaded_from(self, origin: str, folder: Path) -> None:
+        """Record where the settings were read from (load_settings does)."""
+        self._origin, self._config_dir = origin, folder
 
     @classmethod
     def settings_customise_sources(
@@ -135,14 +148,10 @@ class Settings(BaseSettings):
         return fleet + list(self.meters)
 
 
-_SOURCE_TAGS = ("modbus", "dlms", "mqtt")
-
-
-def _format_loc(loc: tuple[int | str, ...]) -> str:
+def config_key(loc: tuple[int | str, ...]) -> str:
+    """Return a validation error's location as the key in the file, e.g. sources[0].port."""
     parts: list[str] = []
-    for k, part in enumerate(loc):
-        if k == 2 and loc[0] == "sources" and part in _SOURCE_TAGS:
-            continue  # the union's tag (the entry's `type`) is not a key in the file
+    for part in loc:
         if isinstance(part, int):
             parts.append(f"[{part}]")
         else:
@@ -177,19 +186,22 @@ def load_settings(path: Path | None = None) -> Settings:
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        problems = [(_format_loc(err["loc"]), err["msg"]) for err in exc.errors()]
+        problems = [(config_key(err["loc"]), err["msg"]) for err in exc.errors()]
         raise ConfigError(source, problems) from exc
     settings.storage.data_dir = _resolve(base, settings.storage.data_dir) or base
     settings.meters_csv = _resolve(base, settings.meters_csv)
-    for src in settings.sources:
-        if not isinstance(src, DlmsSourceSettings):
-            src.resolve_paths(base)
+    # The sources' own paths are resolved against these when their tables are typed.
+    settings.loaded_from(source, base)
     check_fleet(settings, source)
     return settings
 
 
 def check_fleet(settings: Settings, source: str) -> None:
-    """Check that meter ids and source names are unique and sources name known meters."""
+    """Check that meter ids and source names are unique.
+
+    That each source names meters of the fleet is checked with the rest of its settings,
+    by the source registry (collector/registry.py).
+    """
     try:
         fleet = settings.all_meters()
     except (MeterCsvError, OSError) as exc:
@@ -203,12 +215,11 @@ def check_fleet(settings: Settings, source: str) -> None:
     names: set[str] = set()
     for s, src in enumerate(settings.sources):
         # Counters and status are kept by source name: two of one name would mix them.
-        if src.name in names:
-            problems.append((f"sources[{s}].name", f"another source is named {src.name!r}"))
-        names.add(src.name)
-        for d, meter_id in enumerate(src.meter_ids()):
-            if meter_id not in ids:
-                where = "meter_map" if isinstance(src, MqttSourceSettings) else f"devices[{d}]"
-                problems.append((f"sources[{s}].{where}.meter", f"unknown meter {meter_id!r}"))
+        name = entry_name(src)
+        if name is None:
+            continue  # the source's own settings report the missing name
+        if name in names:
+            problems.append((f"sources[{s}].name", f"another source is named {name!r}"))
+        names.add(name)
     if problems:
         raise ConfigError(source, problems)

@@ -3,24 +3,69 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from meterguard.errors import ConfigError
 
 
+class FailureKind(StrEnum):
+    """How reading a meter failed, in the same words for every protocol.
+
+    They key each source's counters, each meter's `failures` and /metrics alike.
+    """
+
+    #: Asked, and no answer came in time.
+    TIMEOUT = "timeout"
+    #: No connection: refused, reset, lost, or no route to the gateway, meter or broker.
+    UNREACHABLE = "unreachable"
+    #: The device answered with an exception (its code is kept with the failure).
+    DEVICE_EXCEPTION = "device_exception"
+    #: A gateway answered that the device behind it could not be reached (Modbus 10, 11).
+    GATEWAY = "gateway"
+    #: An answer or payload that is not what its protocol or format says (a wrong
+    #: register count, a payload without its time, ...).
+    MALFORMED = "malformed"
+    #: The decoder itself failed on an answer or payload, in a way it did not foresee.
+    DECODE_ERROR = "decode_error"
+    #: A device that publishes on its own went quiet for several of its intervals.
+    SILENT = "silent"
+
+
+class ReadFailedError(Exception):
+    """A read of a meter that failed: its kind, a readable detail, the device's code if any."""
+
+    def __init__(self, kind: FailureKind, detail: str, code: int | None = None) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.code = code
+
+
+def failure_count(counters: Mapping[str, int]) -> int:
+    """Return the failed reads among a source's counters (every kind together)."""
+    return sum(counters.get(kind, 0) for kind in FailureKind)
+
+
 @dataclass(slots=True)
 class MeterStatus:
-    """How polling one meter is going."""
+    """How reading one meter is going, kept alike by every source."""
 
     source: str
     last_ok: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
+    #: The kind of the last failure (a FailureKind value), and the device's exception
+    #: code when it sent one.
+    last_failure: str | None = None
+    last_exception_code: int | None = None
     errors: int = 0
     consecutive_failures: int = 0
     readings: int = 0
+    #: Failed reads by kind (FailureKind values), since start.
+    failures: dict[str, int] = field(default_factory=dict)
     #: Registers whose answers no meter of this kind can give (a NaN float, a negative
     #: current, no voltage while current flows), by quantity: usually a wrong profile,
     #: register type or word order. Checked on the first polls after start-up.
@@ -34,6 +79,34 @@ class MeterStatus:
     def as_dict(self) -> dict[str, Any]:
         """Return the status as plain data for the API."""
         return {**asdict(self), "online": self.online}
+
+    def succeeded(self, at: float, readings: int = 1) -> int:
+        """Record readings taken at `at`; return the failures in a row they end (0: none)."""
+        ended = self.consecutive_failures
+        self.consecutive_failures = 0
+        self.last_ok = at
+        self.readings += readings
+        return ended
+
+    def failed(self, failure: ReadFailedError, at: float) -> bool:
+        """Record a failed read; return True when it is the first of a spell (worth a log)."""
+        self.errors += 1
+        self.consecutive_failures += 1
+        kind = failure.kind.value
+        self.failures[kind] = self.failures.get(kind, 0) + 1
+        self.last_error = str(failure)
+        self.last_error_at = at
+        self.last_failure = kind
+        self.last_exception_code = failure.code
+        return self.consecutive_failures == 1
+
+
+def record_failure(
+    status: MeterStatus, counters: MutableMapping[str, int], failure: ReadFailedError, at: float
+) -> bool:
+    """Count a failed read for its meter and its source; return True on the first of a spell."""
+    counters[failure.kind.value] = counters.get(failure.kind.value, 0) + 1
+    return status.failed(failure, at)
 
 
 class DeadLetterView(Protocol):

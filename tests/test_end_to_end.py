@@ -36,10 +36,8 @@ async def test_reversed_meters_are_alerted_and_honest_ones_are_not(tmp_path: Pat
     fleet, truth = demo_fleet(24, seed=3, thieves=2, solar=3)
     ports = [free_port(), free_port()]
     api_port = free_port()
-    settings = demo_settings(fleet, ports, tmp_path, api_port)
+    settings = demo_settings(fleet, ports, tmp_path, api_port, interval_s=0.5)
     settings.detectors["reversal"]["raise_after_s"] = 4
-    for source in settings.sources:
-        source.interval_s = 0.5
     runtime = Runtime.open(settings)
     gateways = [
         ModbusGateway(

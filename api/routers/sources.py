@@ -49,14 +49,17 @@ class SourceOut(BaseModel):
     last_error: str | None = Field(description="The last failure that stopped the source.")
     last_error_at: str | None = Field(description="When it failed last (RFC 3339, UTC).")
     counters: dict[str, int] = Field(
-        description="The source's own counts by event since start. Modbus: requests, "
-        "backoffs, and failed reads by kind: timeout, exception (a Modbus exception from "
-        "the meter), gateway (the gateway's exception 10 path unavailable or 11 target "
-        "device did not respond), bad_length, connection. MQTT: received, readings, "
-        "connects, inbox_full, and what could not be used: malformed (the payload is not "
-        "what its format says), decoder_error (the decoder failed on it), unknown_meter "
-        "(a meter not in the fleet), unrouted (a topic no template matches); the first three "
-        "are kept as dead letters. DLMS: frames, associations, failures."
+        description="The source's own counts by event since start. Every source counts "
+        "readings and its failed reads by kind, in the same words as each meter's "
+        "`collector.failures` and /metrics: timeout, unreachable (refused, reset, lost), "
+        "device_exception (the device's exception answer), gateway (Modbus exception 10 or "
+        "11: the device behind the gateway did not answer), malformed (an answer or payload "
+        "not as its protocol or format says), decode_error (the decoder failed on it), silent "
+        "(a publishing meter went quiet). Besides: Modbus requests, backoffs and "
+        "connect_failures; MQTT received, connects, connect_failures, inbox_full, "
+        "unknown_meter (a meter not in the fleet) and unrouted (a topic no template "
+        "matches); malformed, decode_error and unknown_meter payloads are kept as dead "
+        "letters. DLMS frames, associations and events."
     )
     meters_polled: int = Field(description="Meters this source has reported on.")
     meters_online: int = Field(description="Of those, meters whose latest read succeeded.")

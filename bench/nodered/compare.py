@@ -1,13 +1,19 @@
 """Node-RED vs bare paho vs meterguard on the Node-RED peer harness's stream, in one run.
 
-Needs a writable copy of the peer harness (gen.py, pub.py, bare_sub.py, flow.json,
-settings.js) on which its setup.sh has run (node_modules, .venv). For each consumer it
+Needs a writable copy of the peer harness (gen.py, pub.py, flow.json, settings.js) on
+which its setup.sh has run (node_modules, .venv); give its folder with --harness or in
+MG_NODERED_HARNESS. The bare consumer is meterguard's own reference: the same client
+library and JSON decoder as meterguard (paho-mqtt on its own loop, orjson), only
+decoding and counting (mg_sub.py --bare). For each consumer it
 starts a private mosquitto configured like the harness's run.sh, starts the consumer, waits
 for its subscription, runs the harness's pub.py (which times first publish -> bench/done
 and checks the count), and stops everything. One JSON line per consumer goes to
 --results; a Markdown table is printed at the end.
 
-usage: compare.py --harness DIR [-n 200000] [-m 1000] [--modes nodered,bare,meterguard,workers2]
+Modes: nodered, bare, bare311, meterguard, meterguard311 (3.1.1 instead of MQTT 5),
+workersN (N meterguard processes on a shared subscription).
+
+usage: compare.py --harness DIR [-n 200000] [-m 1000] [--modes nodered,bare,meterguard]
 """
 
 from __future__ import annotations
@@ -125,16 +131,15 @@ def run_mode(
             str(tmp / "nr" / "flow.json"),
         ]
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
-    elif mode == "bare":
-        label, check = "python bare paho subscriber (receive + json.loads)", []
-        procs.append(
-            subprocess.Popen(
-                [hpy, str(harness / "bare_sub.py"), "--port", str(port)], stdout=log, stderr=log
-            )
-        )
-    elif mode == "meterguard":
-        label, check = "meterguard MqttSource + detectors, 1 process", []
-        procs.append(subprocess.Popen(mg, stdout=log, stderr=log))
+    elif mode in ("bare", "bare311"):
+        protocol = "3.1.1" if mode == "bare311" else "5"
+        label, check = f"paho-mqtt + orjson bare loop, MQTT {protocol}", []
+        bare = [*mg, "--bare", "--protocol", protocol, "--client-id", "bench-bare"]
+        procs.append(subprocess.Popen(bare, stdout=log, stderr=log))
+    elif mode in ("meterguard", "meterguard311"):
+        protocol = "3.1.1" if mode == "meterguard311" else "5"
+        label, check = f"meterguard MqttSource + detectors, 1 process, MQTT {protocol}", []
+        procs.append(subprocess.Popen([*mg, "--protocol", protocol], stdout=log, stderr=log))
     elif mode.startswith("workers"):
         consumers = int(mode.removeprefix("workers"))
         label, check = f"meterguard, {consumers} worker processes (shared subscription)", []
@@ -196,12 +201,19 @@ def run_mode(
 def main() -> None:
     """Run every consumer on the same stream and print the figures side by side."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--harness", type=Path, required=True)
+    ap.add_argument(
+        "--harness",
+        type=Path,
+        default=os.environ.get("MG_NODERED_HARNESS"),
+        help="the harness copy (default: $MG_NODERED_HARNESS)",
+    )
     ap.add_argument("-n", type=int, default=200_000)
     ap.add_argument("-m", type=int, default=1000)
-    ap.add_argument("--modes", default="nodered,bare,meterguard,workers2")
+    ap.add_argument("--modes", default="nodered,bare,meterguard")
     ap.add_argument("--results", type=Path, default=Path("compare-results.jsonl"))
     a = ap.parse_args()
+    if a.harness is None:
+        ap.error("give the harness folder with --harness or MG_NODERED_HARNESS")
     harness = a.harness.resolve()
     data = harness / "data" / f"messages_{a.n}_{a.m}.jsonl"
     if not Path(str(data) + ".expected.json").exists():

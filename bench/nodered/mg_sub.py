@@ -7,8 +7,12 @@ marker (a payload without ts: a dead letter to meterguard) publishes {"messages"
 bench/done. The fleet is the harness's (gen.py make_meters with the same seed), as an
 operator's meters.csv would give it.
 
-usage: mg_sub.py --harness DIR --port PORT [-m 1000] [--share GROUP --client-id ID]
-       [--profile FILE]
+With --bare it is the reference instead: the same client library (paho-mqtt, on its own
+network loop) and the same JSON decoder (orjson) that meterguard uses, in a bare loop
+that only decodes and counts each reading, acknowledged on receipt (paho's default).
+
+usage: mg_sub.py --harness DIR --port PORT [-m 1000] [--protocol 5|3.1.1]
+       [--share GROUP --client-id ID] [--profile FILE] [--bare]
 """
 
 from __future__ import annotations
@@ -22,13 +26,13 @@ import random
 import sys
 import time
 
+import orjson
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from collector.mqtt import MqttSource
+from collector.mqtt import MqttSource, MqttSourceSettings, MqttSubscription
 from detectors.engine import Engine, build_detectors
 from meterguard.model import AlertEventType, Meter, MeterRegistry
-from meterguard.settings import MqttSourceSettings, MqttSubscription
 from meterguard.status import StatusBoard
 
 END_TOPIC = "bench/meters/end/reading"
@@ -59,6 +63,7 @@ async def consume(args: argparse.Namespace) -> None:
         port=args.port,
         client_id=args.client_id,
         share_group=args.share,
+        protocol=args.protocol,
         subscriptions=[MqttSubscription(topic="bench/meters/{meter}/reading", format="meterguard")],
         dead_letters=100,
     )
@@ -101,6 +106,33 @@ async def consume(args: argparse.Namespace) -> None:
     out.loop_stop()
 
 
+def bare(args: argparse.Namespace) -> None:
+    """Receive, decode with orjson and count until the end marker, on paho's own loop."""
+    count = 0
+    v5 = args.protocol == "5"
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=args.client_id,
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+    )
+
+    def on_message(c: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        nonlocal count
+        reading = orjson.loads(msg.payload)
+        if msg.topic == END_TOPIC:
+            c.publish("bench/done", json.dumps({"messages": count}), qos=1)
+            return
+        count += 1 if "ts" in reading else 0
+
+    def on_connect(c: paho.Client, *rest: object) -> None:
+        c.subscribe("bench/meters/+/reading", qos=1)
+
+    client.on_connect = on_connect
+    client.on_message = on_message
+    client.connect("127.0.0.1", args.port, keepalive=60)
+    client.loop_forever()
+
+
 def main() -> None:
     """Parse the arguments and run the consumer (optionally under cProfile)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -111,8 +143,12 @@ def main() -> None:
     ap.add_argument("--share", default=None, help="MQTT 5 shared subscription group")
     ap.add_argument("--client-id", default="meterguard-bench")
     ap.add_argument("--profile", default=None, help="write a cProfile of the run here")
+    ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    ap.add_argument("--bare", action="store_true", help="paho + orjson only, no meterguard")
     args = ap.parse_args()
-    if args.profile:
+    if args.bare:
+        bare(args)
+    elif args.profile:
         cProfile.runctx("asyncio.run(consume(args))", globals(), locals(), args.profile)
     else:
         asyncio.run(consume(args))

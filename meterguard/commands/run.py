@@ -32,10 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, build every part, and run until Ctrl-C (or only check with --check)."""
+    from collector.registry import typed_sources
+    from meterguard.model import MeterRegistry
     from meterguard.runtime import Runtime
     from meterguard.service import Service, stop_on_signals
 
     settings = load_settings(args.config)
+    # The sources' own settings are checked before any store is opened.
+    typed_sources(settings, MeterRegistry(settings.all_meters()))
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -58,9 +58,8 @@ async def live_service(tmp_path: Path) -> AsyncIterator[Live]:
     """
     fleet, truth = demo_fleet(12, seed=5, thieves=1, solar=1)
     port, api_port = free_port(), free_port()
-    settings = demo_settings(fleet, [port], tmp_path, api_port)
+    settings = demo_settings(fleet, [port], tmp_path, api_port, interval_s=0.5)
     settings.detectors["reversal"]["raise_after_s"] = 6
-    settings.sources[0].interval_s = 0.5
     runtime = Runtime.open(settings)
     tokens: dict[str, str] = {}
     for name, role in (("operator", "operator"), ("crew1", "crew")):

@@ -16,10 +16,11 @@ import pytest
 
 import meterguard.service
 from api.app import create_app
+from collector.modbus import ModbusSourceSettings
 from meterguard.model import Meter, ReadingBatch
 from meterguard.runtime import Runtime
 from meterguard.service import Service
-from meterguard.settings import ApiSettings, ModbusSourceSettings, Settings, StorageSettings
+from meterguard.settings import ApiSettings, Settings, StorageSettings
 from meterguard.status import StatusBoard
 from meterguard.stores.alertdb import AlertDatabase, sqlite_url
 from simulators.meter import SimulatedMeter

@@ -13,17 +13,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from collector.modbus import ModbusSource
-from collector.mqtt import MqttSource
+from collector.modbus import ModbusSource, ModbusSourceSettings
+from collector.mqtt import MqttSource, MqttSourceSettings
 from meterguard.model import Meter
 from meterguard.runtime import Runtime
-from meterguard.settings import (
-    ApiSettings,
-    ModbusSourceSettings,
-    MqttSourceSettings,
-    Settings,
-    StorageSettings,
-)
+from meterguard.settings import ApiSettings, Settings, StorageSettings
 from meterguard.status import DuplicateSourceError
 from simulators.meter import SimulatedMeter
 from simulators.modbus_gateway import ModbusGateway
@@ -187,7 +181,7 @@ async def test_modbus_requests_show_in_metrics_and_the_list(api: Api) -> None:
     listed = await api.client.get("/api/sources", headers=api.auth("olga"))
     [gw] = listed.json()["items"]
     assert gw["kind"] == "modbus"
-    assert gw["counters"] == {"requests": 4}
+    assert gw["counters"] == {"requests": 4, "readings": 2}
     assert (gw["meters_polled"], gw["meters_online"]) == (1, 1)
     assert gw["dead_letters_kept"] is None
     assert gw["dead_letters"] is None

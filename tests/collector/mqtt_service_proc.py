@@ -13,11 +13,11 @@ import logging
 import sys
 from pathlib import Path
 
-from collector.mqtt import MqttSource
+from collector.mqtt import MqttSource, MqttSourceSettings
 from meterguard.model import Meter
 from meterguard.runtime import Runtime
 from meterguard.service import Service, stop_on_signals
-from meterguard.settings import ApiSettings, MqttSourceSettings, Settings, StorageSettings
+from meterguard.settings import ApiSettings, Settings, StorageSettings
 
 TOPIC = "durable/{meter}/reading"
 CLIENT_ID = "mg-durable"

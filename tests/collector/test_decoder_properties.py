@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import collector.mqtt
-from collector.mqtt import MqttSource, RawMessage
+from collector.mqtt import MqttSource, MqttSourceSettings, RawMessage
 from collector.mqtt_decoders import (
     Decoder,
     Reading,
@@ -24,11 +24,13 @@ from collector.mqtt_decoders import (
 )
 from meterguard.errors import DecodeError
 from meterguard.model import QUANTITY_INDEX, Meter, MeterRegistry
-from meterguard.settings import MqttSourceSettings
 from meterguard.status import StatusBoard
+from tests.tiers import examples
 
 NOW = 1_767_225_600.0
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 numbers = st.one_of(
     st.integers(),
@@ -172,14 +174,14 @@ def test_the_source_turns_any_message_into_rows_or_a_dead_letter(
     batch: list[tuple[str, bytes]],
 ) -> None:
     source = _source()
-    items: list[RawMessage] = [(t.encode(), p, k + 1, 0) for k, (t, p) in enumerate(batch)]
+    items: list[RawMessage] = [(t, p, k + 1, 1, 0) for k, (t, p) in enumerate(batch)]
     decoded = source.decode(items)
     counts = source.counters
     assert counts["received"] == len(items)
     assert counts["readings"] == len(decoded)
-    kept = counts["malformed"] + counts["decoder_error"] + counts["unknown_meter"]
+    kept = counts["malformed"] + counts["decode_error"] + counts["unknown_meter"]
     assert len(source.dead_letters) == kept
-    assert counts["decoder_error"] == 0  # the decoders raise nothing but DecodeError
+    assert counts["decode_error"] == 0  # the decoders raise nothing but DecodeError
     assert set(decoded.slot.tolist()) <= {0, 1}
 
 
@@ -218,11 +220,13 @@ def test_a_decoder_that_raises_anything_loses_only_its_payload(
         return decode_meterguard(payload, meter, now)
 
     source = _source_decoding_m1_with(broken, monkeypatch)
-    items: list[RawMessage] = [(b"mg/M1", p, k + 1, 0) for k, p in enumerate([good, poison, good])]
+    items: list[RawMessage] = [
+        ("mg/M1", p, k + 1, 1, 0) for k, p in enumerate([good, poison, good])
+    ]
     batch = source.decode(items)
     batch = source.decode(items)  # the second time is only counted, not logged again
     assert len(batch) == 2
-    assert source.counters["decoder_error"] == 2
+    assert source.counters["decode_error"] == 2
     assert source.counters["malformed"] == 0
     [letter, _] = source.dead_letters
     assert letter.reason.startswith(f"decoder failed: {type(error).__name__}")
@@ -238,10 +242,13 @@ def test_rows_of_a_payload_that_fails_halfway_are_taken_back(
         return [("M1", NOW, {"v1": 230.0}, 0), ("M1", NOW + 1, {"v9": 1.0}, 0)]
 
     source = _source_decoding_m1_with(half, monkeypatch)
-    items: list[RawMessage] = [(b"mg/M1", b"{}", 1, 0), (b"mg/dev", b'{"ts": 1, "p1": 5}', 2, 0)]
+    items: list[RawMessage] = [
+        ("mg/M1", b"{}", 1, 1, 0),
+        ("mg/dev", b'{"ts": 1, "p1": 5}', 2, 1, 0),
+    ]
     batch = source.decode(items)
     assert len(batch) == 1
     assert batch.slot.tolist() == [1]
     assert math.isnan(batch.col("v1")[0])
     assert batch.col("p1")[0] == 5.0
-    assert source.counters["decoder_error"] == 1
+    assert source.counters["decode_error"] == 1

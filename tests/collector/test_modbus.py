@@ -5,9 +5,8 @@ import math
 
 import pytest
 
-from collector.modbus import ModbusSource
+from collector.modbus import ModbusDeviceSettings, ModbusSource, ModbusSourceSettings
 from meterguard.model import Meter, MeterRegistry
-from meterguard.settings import ModbusDeviceSettings, ModbusSourceSettings
 from meterguard.status import StatusBoard
 from simulators.meter import Reversal, SimulatedMeter
 from simulators.modbus_gateway import ModbusGateway
@@ -103,7 +102,9 @@ async def test_missing_unit_fails_alone_and_is_counted() -> None:
     # The gateway answers for a unit nobody has: exception 0x0B, target failed to respond.
     assert ghost_status.last_error == "gateway: target device did not respond (exception 11)"
     assert source.counters["gateway"] == 2
-    assert source.counters["exception"] == 0
+    assert source.counters["device_exception"] == 0
+    assert ghost_status.last_failure == "gateway"
+    assert ghost_status.last_exception_code == 11
     assert status.summary()["online"] == 3
 
 
@@ -124,7 +125,7 @@ async def test_source_waits_for_a_late_gateway_then_streams() -> None:
         while source.counters["backoffs"] < 2:
             await asyncio.sleep(0.02)
     assert not reader.done()
-    assert source.counters["connection"] >= 2
+    assert source.counters["connect_failures"] >= 2
     async with ModbusGateway(list(enumerate(_sims(), start=1)), port=port):
         assert await asyncio.wait_for(reader, timeout=10) == 3
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.modbus import ModbusSource
+from collector.modbus import ModbusSource, ModbusSourceSettings
+from collector.registry import typed_sources
 from meterguard.model import Meter, MeterRegistry
-from meterguard.settings import ModbusSourceSettings, Settings
-from meterguard.status import StatusBoard
+from meterguard.settings import Settings
+from meterguard.status import StatusBoard, failure_count
 from simulators.meter import SimulatedMeter
 from simulators.modbus_gateway import Fault, ModbusGateway
 from tests.conftest import free_port
@@ -50,9 +51,9 @@ def _source(
     ("fault", "kind"),
     [
         (Fault.SILENT, "timeout"),
-        (Fault.EXCEPTION, "exception"),
-        (Fault.SHORT, "bad_length"),
-        (Fault.RESET, "connection"),
+        (Fault.EXCEPTION, "device_exception"),
+        (Fault.SHORT, "malformed"),
+        (Fault.RESET, "unreachable"),
     ],
 )
 async def test_one_faulty_unit_fails_alone_and_recovers(
@@ -81,10 +82,10 @@ async def test_one_faulty_unit_fails_alone_and_recovers(
     assert m2.online
     assert m2.last_error is not None
     assert m2.last_error.split(":")[0] == kind
+    assert m2.last_failure == kind
+    assert m2.failures == {kind: 2}
     assert source.counters[kind] == 2
-    assert (
-        sum(source.counters[k] for k in ("timeout", "exception", "bad_length", "connection")) == 2
-    )
+    assert failure_count(source.counters) == 2
     assert status.summary() == {"polled": 4, "online": 4, "failing": 0}
     # Two failed polls, one warning (the first); pymodbus's own error lines are filtered.
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -149,7 +150,7 @@ async def test_dead_gateway_is_logged_once_backs_off_and_recovery_is_logged(
 
     task = asyncio.create_task(consume())
     # Several reconnect attempts against a closed port, each after a backoff.
-    await _until(lambda: source.counters["connection"] >= 3)
+    await _until(lambda: source.counters["connect_failures"] >= 3)
     assert source.counters["backoffs"] >= 2
     async with _gateway(port):
         await asyncio.wait_for(task, timeout=10)
@@ -232,12 +233,13 @@ def test_user_profile_file_is_loaded_by_path_relative_to_config(tmp_path: Path) 
         "]\n"
     )
     (tmp_path / "meterguard.toml").write_text(
-        '[[meters]]\nid = "M1"\nservice = "3p4w"\nnominal_v = 230\n'
+        # A single-phase map: it fits a 1p2w meter only (typing the sources checks that).
+        '[[meters]]\nid = "M1"\nservice = "1p2w"\nnominal_v = 230\n'
         '[[sources]]\ntype = "modbus"\nname = "gw"\n'
         '[[sources.devices]]\nmeter = "M1"\nunit = 1\nprofile = "profiles/mini.toml"\n'
     )
     settings = load_settings(tmp_path / "meterguard.toml")
-    source_settings = settings.sources[0]
+    [source_settings] = typed_sources(settings, MeterRegistry(settings.all_meters()))
     assert isinstance(source_settings, ModbusSourceSettings)
     profile = source_settings.devices[0].profile
     assert profile is not None

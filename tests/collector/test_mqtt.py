@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from collector.mqtt import MqttSource
+from collector.mqtt import MqttSource, MqttSourceSettings
 from meterguard.model import Meter, MeterRegistry, ReadingBatch
-from meterguard.settings import MqttSourceSettings
 from meterguard.status import StatusBoard
 from simulators.meter import SimulatedMeter
 from simulators.mqtt_publisher import TOPICS, MqttPublisher, PublishTimeoutError

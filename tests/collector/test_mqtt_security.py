@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.mqtt import MqttSource
+from collector.mqtt import MqttSource, MqttSourceSettings
 from meterguard.model import Meter, MeterRegistry
-from meterguard.settings import MqttSourceSettings
 from meterguard.status import StatusBoard
 from simulators.meter import SimulatedMeter
 from simulators.mqtt_publisher import MqttPublisher

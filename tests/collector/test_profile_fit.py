@@ -7,19 +7,23 @@ from __future__ import annotations
 import logging
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from collector.factory import check_sources
-from collector.modbus import ModbusSource, describe_exception, impossible_values
+from collector.modbus import (
+    ModbusSource,
+    ModbusSourceSettings,
+    describe_exception,
+    impossible_values,
+)
+from collector.registry import check_sources
 from meterguard.errors import ConfigError
 from meterguard.model import Meter, MeterRegistry
-from meterguard.settings import ModbusSourceSettings
 from meterguard.status import StatusBoard
 from simulators.meter import Reversal, SimulatedMeter
 from simulators.modbus_gateway import ModbusGateway
+from tests.cli import run_cli
 from tests.conftest import free_port
 
 CONFIG = """
@@ -50,12 +54,7 @@ unit = 2
 def _check(tmp_path: Path, house: str = "", shop: str = "") -> subprocess.CompletedProcess[str]:
     config = tmp_path / "meterguard.toml"
     config.write_text(CONFIG.format(house=house, shop=shop))
-    return subprocess.run(
-        [sys.executable, "-m", "meterguard.cli", "run", "--check", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli("run", "--check", "--config", str(config))
 
 
 def test_check_refuses_a_three_phase_map_on_a_single_phase_meter(tmp_path: Path) -> None:
@@ -191,7 +190,11 @@ def test_impossible_values_leave_the_possible_alone() -> None:
 
 
 def test_gateway_exceptions_say_what_they_mean() -> None:
-    assert describe_exception(11) == ("gateway", "target device did not respond (exception 11)")
-    assert describe_exception(10) == ("gateway", "path unavailable (exception 10)")
-    assert describe_exception(2) == ("exception", "illegal data address (exception 2)")
-    assert describe_exception(77) == ("exception", "exception code 77")
+    def described(code: int) -> tuple[str, str, int | None]:
+        failure = describe_exception(code)
+        return failure.kind, failure.detail, failure.code
+
+    assert described(11) == ("gateway", "target device did not respond (exception 11)", 11)
+    assert described(10) == ("gateway", "path unavailable (exception 10)", 10)
+    assert described(2) == ("device_exception", "illegal data address (exception 2)", 2)
+    assert described(77) == ("device_exception", "exception code 77", 77)

@@ -17,12 +17,12 @@ import pytest
 import collector.mqtt_decoders
 import meterguard.service
 from api.app import create_app
-from collector.mqtt import MqttSource
+from collector.mqtt import MqttSource, MqttSourceSettings
 from collector.mqtt_decoders import Reading
 from meterguard.model import Meter, ReadingBatch
 from meterguard.runtime import Runtime
 from meterguard.service import Service
-from meterguard.settings import ApiSettings, MqttSourceSettings, Settings, StorageSettings
+from meterguard.settings import ApiSettings, Settings, StorageSettings
 from meterguard.status import StatusBoard
 from simulators.meter import SimulatedMeter
 from simulators.mqtt_publisher import MqttPublisher
@@ -155,7 +155,7 @@ async def test_a_poison_payload_is_dead_lettered_once_and_the_service_keeps_serv
         [mq] = listed.json()["items"]
         assert mq["state"] == "running"
         assert mq["restarts"] == 0
-        assert mq["counters"]["decoder_error"] == 1
+        assert mq["counters"]["decode_error"] == 1
         assert mq["counters"]["readings"] == 2
         [letter] = mq["dead_letters"]
         assert letter["reason"].startswith("decoder failed: IndexError")
@@ -170,7 +170,7 @@ async def test_a_poison_payload_is_dead_lettered_once_and_the_service_keeps_serv
         await asyncio.sleep(0.3)  # anything redelivered would have come before the marker
         counters = second.mqtt.counters
         assert counters["received"] == 1
-        assert counters["decoder_error"] == 0
+        assert counters["decode_error"] == 0
         assert list(second.mqtt.dead_letters) == []
         stored = await second.runtime.series.query("T1", t0 - 1, t0 + 61, ["p1"])
         assert stored.ts.tolist() == [t0, t0 + 60]

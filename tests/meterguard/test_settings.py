@@ -2,10 +2,12 @@ from pathlib import Path
 
 import pytest
 
+from collector.modbus import ModbusSourceSettings
+from collector.registry import typed_sources
 from detectors.engine import build_detectors
 from meterguard.errors import ConfigError
 from meterguard.model import MeterRegistry
-from meterguard.settings import ModbusSourceSettings, load_settings
+from meterguard.settings import load_settings
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "meterguard.example.toml"
 
@@ -13,7 +15,7 @@ EXAMPLE = Path(__file__).parents[2] / "deploy" / "meterguard.example.toml"
 def test_example_config_loads_and_builds_every_part() -> None:
     settings = load_settings(EXAMPLE)
     assert [m.id for m in settings.all_meters()] == ["M0001", "M0002"]
-    modbus = settings.sources[0]
+    modbus = typed_sources(settings, MeterRegistry(settings.all_meters()))[0]
     assert isinstance(modbus, ModbusSourceSettings)
     assert modbus.devices[1].profile == "sdm120"
     assert settings.storage.data_dir == EXAMPLE.parent / "data"
@@ -45,16 +47,33 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert settings.log_level == "DEBUG"
 
 
+def _typed(path: Path) -> None:
+    """Load a config and type its sources, as `meterguard run` does."""
+    settings = load_settings(path)
+    typed_sources(settings, MeterRegistry(settings.all_meters()))
+
+
 def test_bad_values_name_the_key(tmp_path: Path) -> None:
     path = tmp_path / "m.toml"
-    path.write_text(
-        '[api]\nport = "eighty"\n[[sources]]\nname = "gw"\nportt = 5\n'
-        '[[sources.devices]]\nmeter = "X"\nunit = 300\n'
-    )
+    path.write_text('[api]\nport = "eighty"\n')
     with pytest.raises(ConfigError) as info:
         load_settings(path)
+    assert {key for key, _ in info.value.problems} == {"api.port"}
+    assert str(path) in str(info.value)
+    # A source's table is checked by its own type's settings, every key of it at once.
+    path.write_text(
+        '[[sources]]\nname = "gw"\nportt = 5\n[[sources.devices]]\nmeter = "X"\nunit = 300\n'
+        '[[sources]]\ntype = "mqtt"\nname = "mq"\nport = "x"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        _typed(path)
     keys = {key for key, _ in info.value.problems}
-    assert {"api.port", "sources[0].portt", "sources[0].devices[0].unit"} <= keys
+    assert keys == {
+        "sources[0].portt",
+        "sources[0].devices[0].unit",
+        "sources[1].port",
+        "sources[1].subscriptions",
+    }
     assert str(path) in str(info.value)
 
 
@@ -62,7 +81,7 @@ def test_unknown_meter_in_a_source_and_bad_toml(tmp_path: Path) -> None:
     path = tmp_path / "m.toml"
     path.write_text('[[sources]]\nname = "gw"\n[[sources.devices]]\nmeter = "NOPE"\nunit = 1\n')
     with pytest.raises(ConfigError, match=r"sources\[0\]\.devices\[0\]\.meter: unknown meter"):
-        load_settings(path)
+        _typed(path)
     twice = '[[sources]]\nname = "gw"\n[[sources]]\nname = "gw"\nport = 5021\n'
     path.write_text(twice)
     with pytest.raises(ConfigError, match=r"sources\[1\]\.name: another source is named 'gw'"):

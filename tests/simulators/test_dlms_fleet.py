@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from collector.dlms import DlmsSource
+from collector.dlms import DlmsSourceSettings
+from collector.dlms_gurux import DlmsSource
 from meterguard.model import MeterEvent, MeterRegistry, ReadingBatch
-from meterguard.settings import DlmsSourceSettings
 from meterguard.status import StatusBoard
 from simulators.live import LiveFleet
 from simulators.physics import FleetModel

@@ -23,11 +23,9 @@ FLEET = {"n_meters": 10, "seed": 5, "thieves": 3, "solar": 2}
 async def main(port: int, data_dir: Path, db_url: str) -> None:
     """Run the service until killed."""
     fleet, _ = demo_fleet(**FLEET)
-    settings = demo_settings(fleet, [port], data_dir, 0)
+    settings = demo_settings(fleet, [port], data_dir, 0, interval_s=0.3)
     settings.storage.alert_db_url = db_url
     settings.detectors["reversal"].update(raise_after_s=2, clear_after_s=120, update_every_s=1)
-    for source in settings.sources:
-        source.interval_s = 0.3
     runtime = Runtime.open(settings)
     try:
         await Service(runtime).run(serve_api=False)
