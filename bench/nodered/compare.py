@@ -61,8 +61,12 @@ def broker(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     """Start a private mosquitto for the run; return its process."""
     conf = tmp / "mosquitto.conf"
     conf.write_text(
+        # The harness's run.sh settings, and Mosquitto's in-flight window as
+        # deploy/mosquitto.conf sets it: the default of 20 unacknowledged messages holds
+        # back any consumer that acknowledges after processing, as meterguard does.
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_queued_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n"
+        "max_queued_messages 0\nmax_inflight_messages 10000\n"
+        "log_dest stderr\nlog_type error\nlog_type warning\n"
         "log_type notice\nlog_type subscribe\n"
     )
     log = open(tmp / "mosquitto.log", "wb")  # noqa: SIM115 - lives as long as the broker
