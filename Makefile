@@ -8,8 +8,6 @@ BIN := $(VENV)/bin
 # extras (GPL: see the README's licence section), so `make demo` installs nothing GPL.
 BASE_STAMP := $(VENV)/.installed-base
 DEV_STAMP := $(VENV)/.installed-dev
-# Markers of the tests that need a server (pyproject.toml, tests/tiers.py).
-SERVER_MARKERS := postgres or influxdb or victoriametrics or mqtt or browser
 
 .PHONY: demo test test-fast servers lint install clean
 
@@ -40,8 +38,9 @@ servers:
 test: servers lint
 	$(BIN)/pytest
 
+# The tests marked with no server and not slow (tests/tiers.py), in two processes.
 test-fast: $(DEV_STAMP)
-	$(BIN)/pytest -m "not ($(SERVER_MARKERS) or slow)"
+	$(BIN)/python -m tests.run_fast
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 import meterguard
+from tests.cli import run_cli
 from tests.conftest import free_port
 
 EXAMPLE = Path(__file__).parents[1] / "deploy" / "meterguard.example.toml"
@@ -28,7 +29,7 @@ def test_version() -> None:
 def test_check_accepts_the_example(tmp_path: Path) -> None:
     config = tmp_path / "meterguard.toml"
     config.write_text(EXAMPLE.read_text())
-    done = _cli("run", "--check", "--config", str(config))
+    done = run_cli("run", "--check", "--config", str(config))
     assert done.returncode == 0, done.stderr
     assert "2 meters, 2 sources" in done.stdout  # a Modbus gateway and an MQTT broker
 
@@ -36,12 +37,12 @@ def test_check_accepts_the_example(tmp_path: Path) -> None:
 def test_bad_config_names_the_key_and_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "meterguard.toml"
     config.write_text('[api]\nport = 99999\n[detectors.reversal]\nmin_power_w = "lots"\n')
-    done = _cli("run", "--config", str(config))
+    done = run_cli("run", "--config", str(config))
     assert done.returncode == 2
     assert "api.port" in done.stderr
     assert "Traceback" not in done.stderr
     config.write_text('[detectors.reversal]\nmin_power_w = "lots"\n')
-    done = _cli("run", "--check", "--config", str(config))
+    done = run_cli("run", "--check", "--config", str(config))
     assert done.returncode == 2
     assert "detectors.reversal.min_power_w" in done.stderr
 

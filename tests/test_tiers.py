@@ -4,14 +4,13 @@ and a test that reaches a server its markers do not name fails."""
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from tests import tiers
+from tests import run_fast, tiers
 
 ROOT = Path(__file__).parents[1]
 
@@ -21,11 +20,18 @@ def test_every_server_marker_is_registered_and_left_out_of_test_fast() -> None:
     registered = {m.split(":")[0] for m in pyproject["tool"]["pytest"]["ini_options"]["markers"]}
     assert {*tiers.SERVER_MARKERS, "slow"} <= registered
     assert set(tiers.FIXTURE_MARKERS.values()) <= set(tiers.SERVER_MARKERS)
-    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    listed = re.search(r"^SERVER_MARKERS := (.+)$", makefile, re.MULTILINE)
-    assert listed is not None
-    assert listed[1].split(" or ") == list(tiers.SERVER_MARKERS)
-    assert '-m "not ($(SERVER_MARKERS) or slow)"' in makefile
+    assert run_fast.SELECTION == (
+        "not (postgres or influxdb or victoriametrics or mqtt or browser or slow)"
+    )
+    assert "$(BIN)/python -m tests.run_fast" in (ROOT / "Makefile").read_text(encoding="utf-8")
+
+
+def test_test_fast_deals_every_test_file_to_one_process_and_balances_them() -> None:
+    files = sorted(run_fast.TESTS.rglob("test_*.py"))
+    groups = run_fast.deal(files, 2)
+    assert sorted(f for group in groups for f in group) == files
+    weights = [sum(map(run_fast.weight, group)) for group in groups]
+    assert max(weights) - min(weights) <= max(run_fast.WEIGHTS.values())
 
 
 def test_reaching_the_machine_s_broker_unmarked_fails_the_test(

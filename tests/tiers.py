@@ -22,6 +22,9 @@ PG_DSN = os.environ.get("MG_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/
 #: The machine's Mosquitto (anonymous, on 127.0.0.1).
 MQTT_PORT = 1883
 
+#: Set by `make test-fast` (tests/run_fast.py): property tests try fewer examples there.
+FAST = os.environ.get("MG_TEST_FAST") == "1"
+
 #: The markers of tests that need a server (described in pyproject.toml); `make test-fast`
 #: runs the tests with none of them.
 SERVER_MARKERS = ("postgres", "influxdb", "victoriametrics", "mqtt", "browser")
@@ -47,6 +50,11 @@ _current: pytest.Item | None = None
 _refused: list[str] = []
 #: Ports of the machine's servers (Mosquitto, PostgreSQL) and the marker each needs.
 _machine_ports: dict[int, str] = {}
+
+
+def examples(n: int) -> int:
+    """Examples a property test tries: n, or a quarter of n (at least 10) in test-fast."""
+    return max(10, n // 4) if FAST else n
 
 
 def mark_by_fixtures(items: list[pytest.Item]) -> None:

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from api.login_guard import LoginGuard, LoginRefusedError
+from meterguard import passwords
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings, load_settings
 from tests.clock import ManualClock
@@ -49,6 +50,12 @@ async def _setup(tmp_path: Path, api: ApiSettings, monkeypatch: pytest.MonkeyPat
     clock = ManualClock(5_000.0)
     app.state.login_guard = LoginGuard.from_settings(settings.api, clock=clock)
     return Setup(app, runtime, clock, checks)
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash the test users' passwords at a low cost: the guard counts, scrypt is elsewhere."""
+    monkeypatch.setattr(passwords, "SCRYPT_N", 2**10)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings
 from tests.conftest import make_batch
+from tests.tiers import examples
 
 
 def _seeded_runtime(data_dir: Path) -> tuple[Runtime, str]:
@@ -105,7 +106,7 @@ def _only_requests_one_could_make(context: Any, case: schemathesis.Case[Any]) ->
 
 
 @schema.parametrize()
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
     # As admin, so that every operation gets past authorisation to its real work. Every
     # check runs: the schema names the fleet's transformers and classes, the times and

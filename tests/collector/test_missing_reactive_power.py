@@ -17,6 +17,7 @@ from collector.mqtt_decoders import ShellyDecoder, decode_tasmota
 from detectors.engine import Engine, build_detectors
 from meterguard.model import QUANTITY_INDEX, AlertEvent, Meter, MeterRegistry, ReadingBatch
 from simulators.mqtt_publisher import shelly_em, tasmota_sensor
+from tests.tiers import examples
 
 ANGLES = (0.0, -2.0 * math.pi / 3.0, 2.0 * math.pi / 3.0)
 T0 = 1_767_225_600.0
@@ -166,7 +167,7 @@ factors = st.lists(st.floats(0.6, 1.0), min_size=3, max_size=3)
 leads = st.lists(st.booleans(), min_size=3, max_size=3)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(amps=phases, pf=factors, leading=leads)
 def test_honest_loads_of_any_shape_raise_nothing(
     amps: list[float], pf: list[float], leading: list[bool]
@@ -175,7 +176,7 @@ def test_honest_loads_of_any_shape_raise_nothing(
     assert run(bypass_engine(), via_shelly(stream)) == []
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     amps=phases,
     pf=factors,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import subprocess
 import sys
@@ -12,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from meterguard.cli import main
+from tests.cli import run_cli
 
 METERS = """meter,service,nominal_v,transformer,role,generation
 M1,3p4w,230,T1,customer,false
@@ -23,14 +21,6 @@ FDR,3p4w,230,T1,feeder,false
 M5,3p4w,230,T2,customer,false
 FDR2,3p4w,230,T2,feeder,false
 """
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the command in this process: its parser, its code, its output and exit code."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def _cli_process(*args: str) -> subprocess.CompletedProcess[str]:
@@ -77,7 +67,7 @@ def test_evaluate_scores_hand_written_alerts(tmp_path: Path) -> None:
         _alert("M2", "reversal", "2026-01-05T11:40:00Z"),  # 40 min after the end: false
     ]
     (tmp_path / "alerts.jsonl").write_text("\n".join(alerts) + "\n")
-    done = _cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"), "--json")
+    done = run_cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert (result["incidents"], result["detected"], result["diagnosed"]) == (4, 3, 2)
@@ -97,7 +87,7 @@ def test_evaluate_scores_hand_written_alerts(tmp_path: Path) -> None:
     assert kinds["comms_loss"]["detected"] == 0
     assert kinds["energy_balance"]["false_alarms"] == 1
     assert kinds["reversal"]["alerts_per_detected_incident"] == 1.0
-    text = _cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"))
+    text = run_cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"))
     last = text.stdout.strip().splitlines()[-1]
     assert last.startswith("detection recall 0.750, diagnosis recall 0.500, precision 0.571")
 
@@ -129,7 +119,7 @@ def test_evaluate_reports_the_time_to_raise_beside_the_onset_error(tmp_path: Pat
         alert("M5", "bypass", "2026-01-05T20:00:00Z", raised=None),
     ]
     (tmp_path / "alerts.jsonl").write_text("\n".join(alerts) + "\n")
-    done = _cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"), "--json")
+    done = run_cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     kinds = result["per_kind"]
@@ -154,7 +144,7 @@ def test_evaluate_reports_the_time_to_raise_beside_the_onset_error(tmp_path: Pat
         "median_time_to_raise_s": 420,
     }
     assert result["timing"]["consumption_drop"]["median_time_to_raise_s"] == 10800
-    text = _cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl")).stdout
+    text = run_cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl")).stdout
     head = text.splitlines()[0]
     assert "onset error" in head
     assert "time to raise" in head
@@ -179,7 +169,7 @@ def _score_one_label(
     )
     (tmp_path / "labels.csv").write_text("meter,kind,start,end,phase,magnitude\n" + label)
     (tmp_path / "alerts.jsonl").write_text("\n".join(alerts) + "\n")
-    done = _cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"), "--json")
+    done = run_cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"), "--json")
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result
@@ -235,7 +225,7 @@ def test_replay_counts_bad_rows_with_their_lines_and_keeps_the_rest(tmp_path: Pa
     lines.append("M1,1767572000,1,1,1,230,cover_open;zap")  # unknown event code kept
     (tmp_path / "readings.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "alerts.jsonl"
-    done = _cli("replay", str(tmp_path), "--out", str(out))
+    done = run_cli("replay", str(tmp_path), "--out", str(out))
     assert done.returncode == 0, done.stderr
     reported = [line for line in done.stderr.splitlines() if "readings.csv:" in line]
     assert [int(line.split(":")[1]) for line in reported] == [4, 7, 11, 13]
@@ -258,7 +248,7 @@ def test_replay_counts_bad_rows_with_their_lines_and_keeps_the_rest(tmp_path: Pa
 
 def test_replay_then_evaluate_a_simulated_fleet(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    made = _cli("simulate", "--mix", "3", "--meters", "40", "--days", "2", "--out", str(data))
+    made = run_cli("simulate", "--mix", "3", "--meters", "40", "--days", "2", "--out", str(data))
     assert made.returncode == 0, made.stderr
     out = tmp_path / "alerts.jsonl"
     done = _cli_process("replay", str(data), "--out", str(out))
@@ -294,7 +284,7 @@ def test_a_row_from_a_broken_clock_is_a_bad_row_not_the_data_time(tmp_path: Path
             lines.append(f"{ts - 120},M1,{three}")  # a late row: line 430
     (tmp_path / "readings.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "alerts.jsonl"
-    done = _cli("replay", str(tmp_path), "--out", str(out))
+    done = run_cli("replay", str(tmp_path), "--out", str(out))
     assert done.returncode == 0, done.stderr
     reported = [line for line in done.stderr.splitlines() if "readings.csv:" in line]
     assert [int(line.split(":")[1]) for line in reported] == [429, 430]

@@ -20,11 +20,14 @@ from hypothesis import strategies as st
 
 from meterguard.model import QUANTITY_INDEX, Meter, MeterRegistry, ReadingBatch
 from meterguard.telemetry_csv import ReadingsCsvError, ReadingsReader, ReadStats
+from tests.tiers import examples
 
 FLEET = MeterRegistry([Meter(id=m, service="3p4w", nominal_v=230) for m in ("A", "B", "C")])
 HEADER = b"ts,meter,v1,i1,events\n"
 T0 = 1_767_571_200
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @dataclass

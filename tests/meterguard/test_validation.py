@@ -14,6 +14,7 @@ from meterguard.model import QUANTITIES, Meter, MeterRegistry
 from meterguard.validation import ReadingValidator, ValidationSettings
 from tests.conftest import make_batch
 from tests.detectors.physics import feed, reading
+from tests.tiers import examples
 
 NOW = 1_780_000_000.0
 
@@ -94,7 +95,7 @@ def test_one_future_reading_never_moves_the_fleets_data_time(fleet: MeterRegistr
     assert engine.now == NOW + 59 * 60.0
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     values=st.lists(
         st.one_of(
