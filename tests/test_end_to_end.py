@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from meterguard.demo import demo_settings
 from meterguard.runtime import Runtime
@@ -76,6 +77,7 @@ async def test_reversed_meters_are_alerted_and_honest_ones_are_not(tmp_path: Pat
         await reopened.close()
 
 
+@pytest.mark.slow  # the demo as shipped: its reversals take some 25 s of real time
 def test_demo_command_shows_a_reversal_within_a_minute(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from collector.dlms import DlmsSourceSettings
 from collector.dlms_gurux import DlmsSource
 from meterguard.model import MeterEvent, MeterRegistry, ReadingBatch
@@ -83,6 +85,7 @@ async def test_dlms_registers_carry_the_fleet_physics(tmp_path: Path) -> None:
     assert math.isnan(batch.col("v2")[1])
 
 
+@pytest.mark.slow  # a simulated fleet served over DLMS and read back, in real time
 async def test_dlms_fraud_log_carries_the_scenarios_tamper_events(tmp_path: Path) -> None:
     probe = tmp_path / "probe.toml"
     probe.write_text(FLEET)

@@ -24,7 +24,8 @@ from meterguard.timeparse import parse_time
 from simulators.load import class_load_kw
 from simulators.population import BoolArray, FleetOptions, FloatArray, build_population
 
-pytestmark = pytest.mark.load_libraries
+# Slow: other authors' load models run over a whole fleet before the first test.
+pytestmark = [pytest.mark.load_libraries, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED, METERS = 4, 40

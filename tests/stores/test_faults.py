@@ -263,6 +263,7 @@ async def _history(store: AlertDatabase) -> list[tuple[str, str, float]]:
         return [(r[0], r[1], r[2]) for r in rows]
 
 
+@pytest.mark.slow  # two service processes over a live fleet, in real time
 async def test_meterguard_killed_mid_stream_keeps_its_open_alerts(tmp_path: Path) -> None:
     fleet, truth = demo_fleet(**FLEET)
     port = free_port()
