@@ -166,8 +166,10 @@ async def test_a_poison_payload_is_dead_lettered_once_and_the_service_keeps_serv
         await second.mqtt.wait_connected(10)
         with MqttPublisher([], port=broker.port) as publisher:
             publisher.publish_raw("tele/T1/SENSOR", _tasmota(t0 + 60))
-        await _until(lambda: second.runtime.counters.readings_in >= 1)
-        await asyncio.sleep(0.3)  # anything redelivered would have come before the marker
+        # Wait for the marker itself: anything redelivered would have come before it.
+        async with asyncio.timeout(10):
+            while not len((await second.runtime.series.query("T1", t0 + 59, t0 + 61, ["p1"])).ts):
+                await asyncio.sleep(0.02)
         counters = second.mqtt.counters
         assert counters["received"] == 1
         assert counters["decode_error"] == 0
