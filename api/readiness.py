@@ -44,7 +44,7 @@ async def check_readiness(
     except Exception as exc:  # any failure means "not ready"; the reason is reported
         errors["alert_store"] = str(exc) or type(exc).__name__
     try:
-        await series.query("", 0.0, 0.0, [])
+        await series.ping()
         errors["series_store"] = None
     except Exception as exc:  # as above
         errors["series_store"] = str(exc) or type(exc).__name__

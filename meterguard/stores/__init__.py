@@ -47,5 +47,8 @@ class SeriesStore(Protocol):
         aligned to multiples of the bucket width; each bucket is stamped with its start.
         """
 
+    async def ping(self) -> None:
+        """Ask the store a trivial question; raise StoreUnavailableError if it does not answer."""
+
     async def close(self) -> None:
         """Flush and release the store."""

@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from api.readiness import check_readiness
 from meterguard.errors import StoreUnavailableError
 from meterguard.model import QUANTITY_INDEX, Meter, MeterRegistry, ReadingBatch
+from meterguard.status import StatusBoard
+from meterguard.stores.alertdb import AlertDatabase, sqlite_url
 from meterguard.stores.config import InfluxSettings
 from meterguard.stores.influx import InfluxSeriesStore
 from meterguard.stores.influx.lineproto import LineEncoder
@@ -422,3 +425,31 @@ def test_spool_never_drops_a_chunk_being_sent(tmp_path: Path) -> None:
         out.append(chunk.load())
         spool.remove(chunk)
     assert out == ["c", "d"]
+
+
+async def test_readiness_asks_influxdb_itself_and_says_unavailable_when_it_is_down(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    registry = _registry(2)
+    alerts = AlertDatabase(sqlite_url(tmp_path / "alerts.sqlite"))
+    await alerts.open()
+    # A database that does not exist yet: a fresh server before the first write is ready.
+    up = InfluxSeriesStore(_settings(influxdb.url), registry, api="v1", spool_dir=tmp_path / "a")
+    down = InfluxSeriesStore(
+        _settings(f"http://127.0.0.1:{free_port()}"), registry, api="v1", spool_dir=tmp_path / "b"
+    )
+    try:
+        await up.ping()
+        ready = await check_readiness(alerts.alerts, up, StatusBoard())
+        assert ready.status == "ok"
+        assert ready.store_errors == {"alert_store": None, "series_store": None}
+        with pytest.raises(StoreUnavailableError, match="InfluxDB unavailable"):
+            await down.ping()
+        failed = await check_readiness(alerts.alerts, down, StatusBoard())
+        assert failed.status == "unavailable"
+        assert failed.store_errors["alert_store"] is None
+        assert "InfluxDB unavailable" in str(failed.store_errors["series_store"])
+    finally:
+        await up.close()
+        await down.close()
+        await alerts.close()

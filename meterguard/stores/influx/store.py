@@ -335,6 +335,12 @@ class InfluxSeriesStore:
             raise InfluxQueryError(str(result["error"]))
         return result
 
+    async def ping(self) -> None:
+        """Ask the server for its databases: it answers, through the reads' credentials."""
+        # SHOW DATABASES needs no database to exist yet (a fresh server before the first
+        # write is up, not down) and goes through the same session and auth as every read.
+        await self.influxql("SHOW DATABASES")
+
     async def create_database(self) -> None:
         """CREATE DATABASE (v1; a no-op if it exists)."""
         await self.influxql(f"CREATE DATABASE {_quote_ident(self.settings.database)}")
