@@ -1,0 +1,1 @@
+"""The composition root: the service, the `meterguard` command, the demo, replay and evaluate."""
