@@ -169,7 +169,7 @@ async def main() -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "meterguard.cli",
+            "service.cli",
             "run",
             "--config",
             str(config),

@@ -25,10 +25,10 @@ import numpy as np
 import pyarrow
 
 from detectors.engine import Engine, build_detectors
-from detectors.replay import split_by_time
 from meterguard.meters_csv import read_meters_csv
 from meterguard.model import MeterRegistry, ReadingBatch
-from meterguard.telemetry_csv import ReadingsReader
+from service.replay import split_by_time
+from service.telemetry_csv import ReadingsReader
 from simulators.output import write_run
 from simulators.scenario import mix_scenario
 

@@ -53,8 +53,8 @@ from detectors.base import DETECTORS
 from detectors.engine import load_detector_modules
 from meterguard.model import Meter
 from meterguard.runtime import Runtime
-from meterguard.service import Service
 from meterguard.settings import ApiSettings, Settings, StorageSettings
+from service.supervisor import Service
 
 TOPIC = "bench/meters/{meter}/reading"
 

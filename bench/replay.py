@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 
 from meterguard.meters_csv import read_meters_csv
 from meterguard.model import MeterRegistry
-from meterguard.telemetry_csv import ReadingsReader
+from service.telemetry_csv import ReadingsReader
 from simulators.output import write_run
 from simulators.population import CUSTOMERS_PER_TRANSFORMER
 from simulators.scenario import mix_scenario
@@ -50,7 +50,7 @@ def main() -> None:
         data = Path(tmp) / "data"
         summary = write_run(mix_scenario(args.seed, meters, 1.0), data)
         size_mb = (data / "readings.csv").stat().st_size / 1e6
-        command = [sys.executable, "-m", "meterguard.cli", "replay", str(data), "--out",
+        command = [sys.executable, "-m", "service.cli", "replay", str(data), "--out",
                    str(Path(tmp) / "alerts.jsonl")]  # fmt: skip
         replay_s = math.inf
         report = ""

@@ -65,7 +65,9 @@ _QUANTITY_BITS = np.arange(len(QUANTITIES), dtype=np.int64)
 #: Weight of a new interval in a meter's usual interval (on a log scale, one step at most
 #: doubling or halving it, so one long silence does not pass for a new cadence).
 _INTERVAL_RATE = 0.2
-_NOT_DETECTOR_MODULES = {"base", "engine", "context", "ledger", "balance"}
+#: Modules of the detectors package that hold the detectors' infrastructure, not a detector;
+#: every other module must register at least one (tests/detectors/test_loader.py).
+INFRASTRUCTURE_MODULES = frozenset({"base", "engine", "context", "ledger", "balance"})
 
 Snapshot = Callable[[int], dict[str, Any]]
 #: What an incident keeps of its onset until it raises: a dict, or (batch, row) not yet
@@ -73,11 +75,13 @@ Snapshot = Callable[[int], dict[str, Any]]
 Onset = dict[str, Any] | tuple[ReadingBatch, int]
 
 
-def load_detector_modules() -> None:
-    """Import every module of the detectors package so that each registers itself."""
+def load_detector_modules() -> list[str]:
+    """Import every detector module of the package so that each registers itself; name them."""
+    loaded = []
     for info in pkgutil.iter_modules(detectors.__path__):
-        if info.name not in _NOT_DETECTOR_MODULES and not info.name.startswith("_"):
-            importlib.import_module(f"detectors.{info.name}")
+        if info.name not in INFRASTRUCTURE_MODULES and not info.name.startswith("_"):
+            loaded.append(importlib.import_module(f"detectors.{info.name}").__name__)
+    return loaded
 
 
 def build_detectors(

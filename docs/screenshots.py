@@ -89,7 +89,7 @@ async def main() -> None:
         demo = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "meterguard.cli",
+            "service.cli",
             "demo",
             "--port",
             str(port),

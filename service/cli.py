@@ -1,4 +1,4 @@
-"""The `meterguard` command; each subcommand lives in meterguard/commands/."""
+"""The `meterguard` command; each subcommand lives in service/commands/."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import importlib
 import sys
 
-from meterguard.commands import COMMAND_MODULES, Command
 from meterguard.errors import MeterguardError
+from service.commands import COMMAND_MODULES, Command
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:

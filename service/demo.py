@@ -13,8 +13,8 @@ from pathlib import Path
 
 from collector.modbus import ModbusDeviceSettings, ModbusSourceSettings
 from meterguard.runtime import Runtime
-from meterguard.service import Service, stop_on_signals
 from meterguard.settings import ApiSettings, Settings, StorageSettings
+from service.supervisor import Service, stop_on_signals
 from simulators.fleet import GroundTruth, live_demo_fleet
 from simulators.modbus_gateway import MeterModel, ModbusGateway
 

@@ -15,8 +15,8 @@ import numpy as np
 from meterguard.errors import MeterguardError
 from meterguard.meters_csv import read_header, read_meters_csv, read_rows
 from meterguard.model import QUANTITY_INDEX, AlertKind, Meter, MeterRegistry
-from meterguard.telemetry_csv import ReadingsReader, parse_time_text
 from meterguard.textinput import Fail, locate, open_input, read_lines
+from service.telemetry_csv import ReadingsReader, parse_time_text
 
 #: An alert detects an incident when it starts this long before the incident at most...
 EARLY_S = 5 * 60.0

@@ -16,9 +16,9 @@ from detectors.engine import Engine, build_detectors
 from meterguard.calendar import Calendar, CalendarSettings
 from meterguard.meters_csv import read_meters_csv
 from meterguard.model import Alert, MeterRegistry, ReadingBatch
-from meterguard.telemetry_csv import DEFAULT_CHUNK_BYTES, ReadingsReader, ReadStats
 from meterguard.timefmt import rfc3339
 from meterguard.validation import ReadingValidator, ValidationReport, ValidationSettings
+from service.telemetry_csv import DEFAULT_CHUNK_BYTES, ReadingsReader, ReadStats
 
 #: Data time one engine batch spans: live, the engine sees a batch per poll round; replay
 #: cuts the file the same way so that silence and windows are judged as promptly.

@@ -6,7 +6,7 @@ import contextlib
 import io
 import subprocess
 
-from meterguard.cli import main
+from service.cli import main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -29,7 +29,7 @@ WEIGHTS = {
     "test_cli.py": 4.5,
     "stores/test_alertdb.py": 14.0,
     "collector/test_profile_fit.py": 1.5,
-    "detectors/test_replay_evaluate.py": 11.0,
+    "service/test_replay_evaluate.py": 11.0,
     "collector/test_modbus_faults.py": 7.5,
     "simulators/test_foreign_fleet.py": 0.5,
     "simulators/test_dlms_fleet.py": 1.0,
@@ -39,12 +39,12 @@ WEIGHTS = {
     "detectors/test_cadence.py": 8.0,
     "api/test_hardening.py": 6.0,
     "detectors/test_window_detectors.py": 5.0,
-    "meterguard/test_replay_input_errors.py": 9.0,
+    "service/test_replay_input_errors.py": 9.0,
     "api/test_alert_list.py": 5.0,
     "simulators/test_world.py": 3.5,
     "api/test_cases.py": 3.0,
     "api/test_health_summary.py": 3.0,
-    "meterguard/test_telemetry_csv_properties.py": 3.0,
+    "service/test_telemetry_csv_properties.py": 3.0,
 }
 
 

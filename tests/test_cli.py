@@ -16,7 +16,7 @@ EXAMPLE = Path(__file__).parents[1] / "deploy" / "meterguard.example.toml"
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "meterguard.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "service.cli", *args], capture_output=True, text=True, timeout=60
     )
 
 
@@ -54,7 +54,7 @@ def test_sigterm_stops_the_service_cleanly(tmp_path: Path) -> None:
         f'[api]\nport = {port}\n[[meters]]\nid = "M1"\nservice = "1p2w"\nnominal_v = 230\n'
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "meterguard.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "service.cli", "run", "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from meterguard.demo import demo_settings
 from meterguard.runtime import Runtime
-from meterguard.service import Service
+from service.demo import demo_settings
+from service.supervisor import Service
 from simulators.fleet import demo_fleet
 from simulators.modbus_gateway import ModbusGateway
 from tests.conftest import free_port
@@ -84,7 +84,7 @@ def test_demo_command_shows_a_reversal_within_a_minute(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "meterguard.cli",
+            "service.cli",
             "demo",
             "--port",
             str(port),

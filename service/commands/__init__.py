@@ -22,11 +22,11 @@ Runner = Callable[[argparse.Namespace], int]
 
 #: Command modules in the order `meterguard --help` lists them.
 COMMAND_MODULES = (
-    "meterguard.commands.run",
-    "meterguard.commands.demo",
-    "meterguard.commands.replay",
-    "meterguard.commands.evaluate",
-    "meterguard.commands.simulate",
-    "meterguard.commands.db",
-    "meterguard.commands.version",
+    "service.commands.run",
+    "service.commands.demo",
+    "service.commands.replay",
+    "service.commands.evaluate",
+    "service.commands.simulate",
+    "service.commands.db",
+    "service.commands.version",
 )

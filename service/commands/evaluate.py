@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print per-kind and overall figures, ending with a one-line summary."""
-    from detectors.evaluate import evaluate, report, summary_line
-    from meterguard.commands.replay import check_data_dir
+    from service.commands.replay import check_data_dir
+    from service.evaluate import evaluate, report, summary_line
 
     check_data_dir(args.data_dir)
     result = evaluate(args.data_dir, args.alerts)

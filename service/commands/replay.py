@@ -15,7 +15,7 @@ from meterguard.errors import MeterguardError
 
 if TYPE_CHECKING:
     from meterguard.calendar import CalendarSettings
-    from meterguard.telemetry_csv import ReadStats
+    from service.telemetry_csv import ReadStats
 
 NAME = "replay"
 HELP = "run DATA_DIR/readings.csv through the detectors and write alerts.jsonl"
@@ -144,9 +144,9 @@ def run(args: argparse.Namespace) -> int:
     """Replay the folder and report what was read and raised."""
     from tqdm import tqdm
 
-    from detectors.replay import replay
     from meterguard.settings import load_settings
     from meterguard.textinput import locate
+    from service.replay import replay
 
     settings = load_settings(args.config)
     options = settings.detectors if args.config else {}

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from collector.registry import typed_sources
     from meterguard.model import MeterRegistry
     from meterguard.runtime import Runtime
-    from meterguard.service import Service, stop_on_signals
+    from service.supervisor import Service, stop_on_signals
 
     settings = load_settings(args.config)
     # The sources' own settings are checked before any store is opened.

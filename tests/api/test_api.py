@@ -208,7 +208,7 @@ async def test_an_unreachable_series_server_is_a_503(tmp_path: Path) -> None:
 async def test_what_the_reading_checks_refused_is_shown(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    from meterguard.service import Service
+    from service.supervisor import Service
     from tests.conftest import make_batch
 
     service = Service(runtime, sources=[])
@@ -229,7 +229,7 @@ async def test_what_the_reading_checks_refused_is_shown(
 async def test_a_meter_says_which_detectors_cannot_judge_it(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    from meterguard.service import Service
+    from service.supervisor import Service
     from tests.conftest import make_batch
 
     service = Service(runtime, sources=[])

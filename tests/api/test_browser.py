@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from meterguard.demo import demo_settings
 from meterguard.runtime import Runtime
-from meterguard.service import Service
+from service.demo import demo_settings
+from service.supervisor import Service
 from simulators.fleet import demo_fleet
 from simulators.modbus_gateway import ModbusGateway
 from tests.conftest import free_port

@@ -14,15 +14,15 @@ from typing import Any, Self
 import httpx
 import pytest
 
-import meterguard.service
 from api.app import create_app
 from collector.modbus import ModbusSourceSettings
 from meterguard.model import Meter, ReadingBatch
 from meterguard.runtime import Runtime
-from meterguard.service import Service
 from meterguard.settings import ApiSettings, Settings, StorageSettings
 from meterguard.status import StatusBoard
 from meterguard.stores.alertdb import AlertDatabase, sqlite_url
+from service import supervisor
+from service.supervisor import Service
 from simulators.meter import SimulatedMeter
 from simulators.modbus_gateway import ModbusGateway
 from tests.api.serving import serving
@@ -209,7 +209,7 @@ class FailingOnce:
 async def test_a_failed_source_degrades_the_service_until_its_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(meterguard.service, "SOURCE_RESTART_FIRST_S", 2.0)
+    monkeypatch.setattr(supervisor, "SOURCE_RESTART_FIRST_S", 2.0)
     settings = Settings(
         storage=StorageSettings(data_dir=tmp_path),
         api=ApiSettings(enabled=False),

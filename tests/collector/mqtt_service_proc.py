@@ -16,8 +16,8 @@ from pathlib import Path
 from collector.mqtt import MqttSource, MqttSourceSettings
 from meterguard.model import Meter
 from meterguard.runtime import Runtime
-from meterguard.service import Service, stop_on_signals
 from meterguard.settings import ApiSettings, Settings, StorageSettings
+from service.supervisor import Service, stop_on_signals
 
 TOPIC = "durable/{meter}/reading"
 CLIENT_ID = "mg-durable"

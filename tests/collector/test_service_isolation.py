@@ -15,15 +15,15 @@ import httpx
 import pytest
 
 import collector.mqtt_decoders
-import meterguard.service
 from api.app import create_app
 from collector.mqtt import MqttSource, MqttSourceSettings
 from collector.mqtt_decoders import Reading
 from meterguard.model import Meter, ReadingBatch
 from meterguard.runtime import Runtime
-from meterguard.service import Service
 from meterguard.settings import ApiSettings, Settings, StorageSettings
 from meterguard.status import StatusBoard
+from service import supervisor
+from service.supervisor import Service
 from simulators.meter import SimulatedMeter
 from simulators.mqtt_publisher import MqttPublisher
 from tests.collector.conftest import Broker
@@ -236,7 +236,7 @@ class SteadySource:
 async def test_a_failing_source_is_restarted_with_backoff_and_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(meterguard.service, "SOURCE_RESTART_FIRST_S", 0.4)
+    monkeypatch.setattr(supervisor, "SOURCE_RESTART_FIRST_S", 0.4)
     settings = Settings(
         storage=StorageSettings(data_dir=tmp_path),
         api=ApiSettings(enabled=False, anonymous_role="viewer"),

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detectors.replay import replay
 from meterguard.model import AlertEvent, Meter, MeterRegistry
+from service.replay import replay
 from simulators.output import write_run
 from simulators.scenario import mix_scenario
 from tests.detectors.physics import feed, only, opened, reading

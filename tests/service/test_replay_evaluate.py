@@ -24,9 +24,9 @@ FDR2,3p4w,230,T2,feeder,false
 
 
 def _cli_process(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the command as acceptance does: `python -m meterguard.cli` in a process."""
+    """Run the command as acceptance does: `python -m service.cli` in a process."""
     return subprocess.run(
-        [sys.executable, "-m", "meterguard.cli", *args],
+        [sys.executable, "-m", "service.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -296,8 +296,8 @@ def test_a_row_from_a_broken_clock_is_a_bad_row_not_the_data_time(tmp_path: Path
 
 
 def test_replay_writes_when_each_alert_was_raised() -> None:
-    from detectors.replay import alert_record
     from meterguard.model import Alert, AlertKind, Severity
+    from service.replay import alert_record
 
     alert = Alert(
         id="M2-reversal-1767571200",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from meterguard.cli import main
+from service.cli import main
 
 SUITE_ARGS = ["--mix", "3", "--meters", "30", "--days", "1"]
 

@@ -15,9 +15,9 @@ from api.app import create_app
 from collector.base import Delivery
 from meterguard.model import AlertEvent, Meter, ReadingBatch
 from meterguard.runtime import Runtime
-from meterguard.service import Service
 from meterguard.settings import ApiSettings, Settings, StorageSettings
 from meterguard.stores.repositories import AlertRepository
+from service.supervisor import Service
 from tests.conftest import make_batch
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from meterguard.errors import MeterguardError
 from meterguard.model import QUANTITY_INDEX, Meter, MeterEvent, MeterRegistry, ReadingBatch
-from meterguard.telemetry_csv import ReadingsCsvError, ReadingsReader, parse_time_text
+from service.telemetry_csv import ReadingsCsvError, ReadingsReader, parse_time_text
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meterguard.model import QUANTITY_INDEX, Meter, MeterRegistry, ReadingBatch
-from meterguard.telemetry_csv import ReadingsCsvError, ReadingsReader, ReadStats
+from service.telemetry_csv import ReadingsCsvError, ReadingsReader, ReadStats
 from tests.tiers import examples
 
 FLEET = MeterRegistry([Meter(id=m, service="3p4w", nominal_v=230) for m in ("A", "B", "C")])

@@ -19,8 +19,8 @@ import pytest
 
 from meterguard.meters_csv import read_meters_csv
 from meterguard.model import MeterRegistry, ReadingBatch
-from meterguard.telemetry_csv import ReadingsReader
 from meterguard.timeparse import parse_time
+from service.telemetry_csv import ReadingsReader
 from simulators.load import class_load_kw
 from simulators.population import BoolArray, FleetOptions, FloatArray, build_population
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from meterguard.cli import main
 from meterguard.meters_csv import read_meters_csv
 from meterguard.model import EVENT_NAMES, AlertKind
+from service.cli import main
 from simulators.output import READING_COLUMNS, write_run
 from simulators.physics import FleetModel
 from simulators.scenario import ScenarioError, load_scenario, mix_scenario

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from meterguard.cli import main
 from meterguard.model import AlertKind
+from service.cli import main
 from simulators.scenario import METHODS, mix_scenario
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from meterguard.cli import main
 from meterguard.meters_csv import read_meters_csv
+from service.cli import main
 from simulators import output
 from simulators.calendars import HolidayCalendar
 from simulators.cli import add_world_arguments, apply_world_arguments, world_argv

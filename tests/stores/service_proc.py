@@ -12,9 +12,9 @@ import logging
 import sys
 from pathlib import Path
 
-from meterguard.demo import demo_settings
 from meterguard.runtime import Runtime
-from meterguard.service import Service
+from service.demo import demo_settings
+from service.supervisor import Service
 from simulators.fleet import demo_fleet
 
 FLEET = {"n_meters": 10, "seed": 5, "thieves": 3, "solar": 2}

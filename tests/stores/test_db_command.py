@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from meterguard.cli import main
 from meterguard.stores.alertdb import AlertDatabase
 from meterguard.stores.alertdb.migrate import head_revision
+from service.cli import main
 
 
 def test_db_upgrade_then_current_then_add_user(
