@@ -4,9 +4,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The demo needs meterguard alone; the tests add the dev tools and the optional DLMS
-# extras (GPL: see the README's licence section), so `make demo` installs nothing GPL.
+# The demo needs meterguard and the simulators (their own distribution, simulators/); the
+# tests add the dev tools and the optional DLMS extras (GPL: see the README's licence
+# section), so `make demo` installs nothing GPL.
 BASE_STAMP := $(VENV)/.installed-base
+SIM_STAMP := $(VENV)/.installed-simulators
 DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: demo test test-fast servers lint install clean
@@ -17,13 +19,17 @@ $(BASE_STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(DEV_STAMP): $(BASE_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,dlms,dlms-simulator]'
+$(SIM_STAMP): $(BASE_STAMP) simulators/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ./simulators
+	touch $@
+
+$(DEV_STAMP): $(SIM_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,dlms]' -e './simulators[dlms]'
 	touch $@
 
 install: $(DEV_STAMP)
 
-demo: $(BASE_STAMP)
+demo: $(SIM_STAMP)
 	$(BIN)/meterguard demo
 
 lint: $(DEV_STAMP)

@@ -8,6 +8,7 @@ import sys
 
 from meterguard.errors import MeterguardError
 from service.commands import COMMAND_MODULES, Command
+from service.optional import SimulatorsMissingError
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
@@ -20,14 +21,27 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     for module_name in COMMAND_MODULES:
         module: Command = importlib.import_module(module_name)
         commands[module.NAME] = module
-        module.add_arguments(sub.add_parser(module.NAME, help=module.HELP, description=module.HELP))
+        command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        try:
+            module.add_arguments(command)
+        except SimulatorsMissingError as exc:
+            # The command stays listed; run, it says what to install (main) instead of
+            # argparse refusing the options it could not declare.
+            command.description = f"{module.HELP}. {exc}"
+            command.set_defaults(unavailable=exc)
     return parser, commands
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `meterguard` console script."""
     parser, commands = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    unavailable: SimulatorsMissingError | None = getattr(args, "unavailable", None)
+    if unavailable is not None:
+        print(f"meterguard: {unavailable}", file=sys.stderr)
+        return 2
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return commands[args.command].run(args)
     except MeterguardError as exc:

@@ -7,6 +7,8 @@ import logging
 import tempfile
 from pathlib import Path
 
+from service.optional import require_simulators
+
 NAME = "demo"
 HELP = "simulated fleet + service + API on 127.0.0.1, until Ctrl-C"
 
@@ -25,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo until Ctrl-C."""
+    """Run the demo until Ctrl-C (SimulatorsMissingError without the simulators)."""
+    require_simulators(NAME)
     from service import demo
 
     logging.basicConfig(

@@ -9,7 +9,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from simulators.cli import add_world_arguments, apply_world_arguments, step_seconds, world_argv
+from service.optional import require_simulators
 
 if TYPE_CHECKING:
     from simulators.scenario import Scenario
@@ -19,7 +19,11 @@ HELP = "generate meters.csv, readings.csv and labels.csv (or serve the fleet liv
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the simulate options."""
+    """Declare the simulate options (SimulatorsMissingError without the simulators)."""
+    # Some options are the simulators' own: without them there is nothing to declare.
+    require_simulators(NAME)
+    from simulators.cli import add_world_arguments, step_seconds
+
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--scenario", type=Path, help="scenario file (TOML, see docs/SIMULATORS.md)"
@@ -108,6 +112,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _scenario(args: argparse.Namespace) -> Scenario:
+    from simulators.cli import apply_world_arguments
+
     scenario = _base_scenario(args)
     # Meter clocks and reporting intervals are drawn apart from the rest of the fleet, so
     # changing them keeps the same customers and incidents.
@@ -216,6 +222,8 @@ def _serve_dlms(args: argparse.Namespace) -> int:
     """Run the DLMS front-end as a child process (its library's licence keeps it apart)."""
     import subprocess
     import sys
+
+    from simulators.cli import world_argv
 
     child = [sys.executable, "-m", "simulators.dlms_fleet"]
     child += ["--scenario", str(args.scenario)] if args.scenario else ["--mix", str(args.mix)]
