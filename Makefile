@@ -44,7 +44,7 @@ servers:
 test: servers lint
 	$(BIN)/pytest
 
-# The tests marked with no server and not slow (tests/tiers.py), in two processes.
+# The tests marked with no server and not slow (tests/tiers.py), in three pytest-xdist workers.
 test-fast: $(DEV_STAMP)
 	$(BIN)/python -m tests.run_fast
 

@@ -26,12 +26,13 @@ def test_every_server_marker_is_registered_and_left_out_of_test_fast() -> None:
     assert "$(BIN)/python -m tests.run_fast" in (ROOT / "Makefile").read_text(encoding="utf-8")
 
 
-def test_test_fast_deals_every_test_file_to_one_process_and_balances_them() -> None:
-    files = sorted(run_fast.TESTS.rglob("test_*.py"))
-    groups = run_fast.deal(files, 2)
-    assert sorted(f for group in groups for f in group) == files
-    weights = [sum(map(run_fast.weight, group)) for group in groups]
-    assert max(weights) - min(weights) <= max(run_fast.WEIGHTS.values())
+def test_test_fast_keeps_files_whole_on_parallel_workers() -> None:
+    argv = run_fast.command(["-x"])
+    assert argv[argv.index("-m", 2) + 1] == run_fast.SELECTION
+    assert argv[argv.index("-n") + 1] == str(run_fast.PROCESSES)
+    # A module's fixtures are made once: its tests must not be spread over workers.
+    assert argv[argv.index("--dist") + 1] == "loadfile"
+    assert argv[-1] == "-x"
 
 
 def test_reaching_the_machine_s_broker_unmarked_fails_the_test(
