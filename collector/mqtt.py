@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import ssl
 import threading
 import time
@@ -78,6 +79,8 @@ READ_BURST = 1000
 #: Seconds between keepalive checks (loop_misc) and checks for a lost connection.
 SUPERVISE_S = 0.5
 CONNECT_BACKOFF_BASE_S = 1.0
+#: What loop_read returns while the connection lasts.
+_READ_OK = MQTTErrorCode.MQTT_ERR_SUCCESS
 #: The topic queued for a message whose topic is not UTF-8: no template matches it.
 _UNREADABLE_TOPIC = "\x00"
 
@@ -351,20 +354,22 @@ class MqttSource:
         client = self._client
         if client is None:
             return
-        start = len(self._inbox)
-        while len(self._inbox) - start < READ_BURST:
-            before = len(self._inbox)
+        inbox = self._inbox  # on_message appends here; only _take() swaps it, between calls
+        count = len(inbox)
+        stop = min(count + READ_BURST, self._inbox_max)
+        read = client.loop_read
+        while count < stop:
             # One packet per call, or nothing when the socket has no more (paho tells the
             # two apart for nobody): a call that queued no message ends the burst, and a
             # socket that still has data makes the loop call again.
-            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if read() != _READ_OK:
                 return  # the connection is gone; paho has closed it and said so
-            if len(self._inbox) >= self._inbox_max:
-                self._pause()
+            before, count = count, len(inbox)
+            if count == before and not _tls_pending(client):
                 break
-            if len(self._inbox) == before and not _tls_pending(client):
-                break
-        if len(self._inbox) >= self.settings.batch_max and self._wake is not None:
+        if count >= self._inbox_max:
+            self._pause()
+        if count >= self.settings.batch_max and self._wake is not None:
             self._wake.set()
 
     def _pause(self) -> None:
@@ -588,9 +593,6 @@ class MqttSource:
         return items
 
     def _route(self, topic: str) -> _Route | None:
-        route = self._routes.get(topic, False)
-        if route is not False:
-            return route  # type: ignore[return-value]
         found: _Route | None = None
         for template, decoder in self._templates:
             ok, meter = template.match(topic)
@@ -644,58 +646,59 @@ class MqttSource:
         taken back and it is kept as a dead letter with the reason.
         """
         now = time.time()
-        slots = self._slots
-        n = max(1, len(items))
-        ts = np.empty(n, dtype=np.float64)
-        slot = np.empty(n, dtype=np.int32)
-        events = np.zeros(n, dtype=np.uint32)
-        values = np.full((len(QUANTITY_INDEX), n), np.nan, dtype=np.float64)
-        index = QUANTITY_INDEX
-        seen: dict[int, int] = {}
+        slots, routes, index = self._slots, self._routes, QUANTITY_INDEX
+        # Columns as Python lists, one per quantity, sized for one reading per message
+        # (the usual case) and grown when a message carries more: a list store costs a
+        # fraction of a numpy element store, and one conversion at the end makes the array.
+        size = len(items)
+        columns = [[math.nan] * size for _ in QUANTITY_INDEX]
+        ts: list[float] = []
+        slot: list[int] = []
+        events: list[int] = []
         r = 0
         for topic, payload, _mid, _qos, _gen in items:
-            route = self._route(topic)
+            route = routes.get(topic)
+            if route is None and topic not in routes:  # None: no template matches
+                route = self._route(topic)
             if route is None:
                 self.counters["unrouted"] += 1
                 continue
             first = r
-            placed: list[int] = []
             try:
-                readings = route.decoder(payload, route.meter, now)
-                for meter, t, quantities, mask in readings:
+                for meter, t, quantities, mask in route.decoder(payload, route.meter, now):
                     s = slots.get(meter, -1)
                     if s == -1:
                         s = self._slot(meter)
                     if s is None:
                         self._dead(topic, payload, f"unknown meter {meter!r}", "unknown_meter")
                         continue
-                    if r == n:  # a message carried several readings: grow
-                        n *= 2
-                        ts = np.concatenate([ts, np.empty(n - r)])
-                        slot = np.concatenate([slot, np.empty(n - r, dtype=np.int32)])
-                        events = np.concatenate([events, np.zeros(n - r, dtype=np.uint32)])
-                        grown = np.full((len(index), n), np.nan)
-                        grown[:, :r] = values[:, :r]
-                        values = grown
-                    ts[r] = t
-                    slot[r] = s
-                    events[r] = mask
+                    if r == size:  # a message carried several readings: grow
+                        for column in columns:
+                            column.extend([math.nan] * (size + 1))
+                        size += size + 1
                     for q, v in quantities.items():
-                        values[index[q], r] = v
-                    placed.append(s)
+                        columns[index[q]][r] = v
+                    ts.append(t)
+                    slot.append(s)
+                    events.append(mask)
                     r += 1
             except Exception as exc:  # any failure loses this payload only
-                values[:, first:r] = np.nan
-                events[first:r] = 0
+                for column in columns:
+                    column[first:r] = [math.nan] * (r - first)
+                del ts[first:], slot[first:], events[first:]
                 r = first
                 self._reject(topic, payload, route, exc)
                 continue
-            for s in placed:
-                seen[s] = seen.get(s, 0) + 1
         self.counters["received"] += len(items)
         self.counters["readings"] += r
-        self._update_status(seen, now)
-        return ReadingBatch(ts=ts[:r], slot=slot[:r], values=values[:, :r], events=events[:r])
+        self._update_status(Counter(slot), now)
+        values = np.array(columns, dtype=np.float64)[:, :r]
+        return ReadingBatch(
+            ts=np.array(ts, dtype=np.float64),
+            slot=np.array(slot, dtype=np.int32),
+            values=np.ascontiguousarray(values),
+            events=np.array(events, dtype=np.uint32),
+        )
 
     def _slot(self, meter: str) -> int | None:
         """Look a meter up in the registry once; the answer is cached (also a miss)."""
@@ -712,7 +715,7 @@ class MqttSource:
             status = self._seen[slot] = self._status.meter(meter_id, self.name)
         return status
 
-    def _update_status(self, seen: dict[int, int], now: float) -> None:
+    def _update_status(self, seen: Counter[int], now: float) -> None:
         for s, count in seen.items():
             if self._meter_status(s).succeeded(now, count):
                 log.info("meter %s publishes again", self._registry.by_slot(s).id)
