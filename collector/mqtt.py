@@ -15,10 +15,15 @@ acknowledged only once it is stored; if meterguard dies first the broker deliver
 again (at least once). A payload that cannot be used, whatever the reason, is kept as a
 dead letter and acknowledged with its batch: it is never delivered again.
 
-The inbox is bounded twice: the broker may have at most Receive Maximum (MQTT 5, sent as
-2 x batch_max) unacknowledged QoS 1/2 messages in flight to us (for MQTT 3.1.1 the
-broker's own `max_inflight_messages` sets that limit, see deploy/mosquitto.conf), and
-the inbox has a hard cap of INBOX_FACTOR x batch_max messages. The cap is what holds
+MQTT 3.1.1 is the default protocol and MQTT 5 an option: the source needs nothing of
+MQTT 5 that 3.1.1 lacks (a persistent session, QoS 1, manual acknowledgement), and paho
+parses a properties object for every MQTT 5 PUBLISH, which about doubles its CPU per
+message (docs/COLLECTORS.md).
+
+The inbox is bounded twice: the broker may have only so many unacknowledged QoS 1/2
+messages in flight to us (MQTT 3.1.1: the broker's own `max_inflight_messages`, see
+deploy/mosquitto.conf; MQTT 5: the Receive Maximum we send, 2 x batch_max), and the
+inbox has a hard cap of INBOX_FACTOR x batch_max messages. The cap is what holds
 when the first bound does not: QoS 0 has no flow control, and Mosquitto 2.0 overshoots
 Receive Maximum after a burst of acknowledgements. At the cap the source stops reading
 the socket until the inbox is taken, so TCP holds the broker back and nothing is
@@ -128,13 +133,19 @@ class MqttSourceSettings(SourceSettingsBase):
         description="Fixed client id of the persistent session (default: meterguard-<name>); "
         "workers sharing a fleet each need their own.",
     )
-    protocol: Literal["5", "3.1.1"] = Field(default="5", description="MQTT protocol version.")
+    protocol: Literal["3.1.1", "5"] = Field(
+        default="3.1.1",
+        description="MQTT protocol version: 3.1.1 (the default: the same guarantees here at "
+        "about half the client's CPU per message) or 5 (docs/COLLECTORS.md).",
+    )
     qos: Literal[0, 1, 2] = Field(default=1, description="Subscription QoS.")
     session_expiry_s: int = Field(
         default=86400,
         ge=0,
         description="How long the broker keeps the session (and queues readings) while "
-        "meterguard is away; MQTT 3.1.1 uses clean_session=false instead.",
+        "meterguard is away. MQTT 3.1.1 has no duration: 0 asks for a clean session, any "
+        "other value keeps it (clean_session=false) as long as the broker's own expiry "
+        "allows (Mosquitto: persistent_client_expiration).",
     )
     interval_s: float = Field(
         default=60.0,
@@ -151,8 +162,9 @@ class MqttSourceSettings(SourceSettingsBase):
     key_file: Path | None = Field(default=None, description="Client key for TLS.")
     share_group: str | None = Field(
         default=None,
-        description="Subscribe as $share/<group>/<topic> (MQTT 5 shared subscription) so "
-        "several workers split one fleet.",
+        description="Subscribe as $share/<group>/<topic> (a shared subscription: MQTT 5, "
+        "and MQTT 3.1.1 on brokers that take it, Mosquitto among them) so several workers "
+        "split one fleet.",
     )
     meter_map: dict[str, str] = Field(
         default_factory=dict,
@@ -465,7 +477,8 @@ class MqttSource:
             CallbackAPIVersion.VERSION2,
             client_id=s.client_id or f"meterguard-{s.name}",
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if v5 else False,
+            # 3.1.1 cannot say how long: 0 is a clean session, anything else a kept one.
+            clean_session=None if v5 else s.session_expiry_s == 0,
             # Acknowledged once stored: see the module docstring.
             manual_ack=True,
         )

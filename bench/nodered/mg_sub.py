@@ -11,7 +11,7 @@ With --bare it is the reference instead: the same client library (paho-mqtt, on 
 network loop) and the same JSON decoder (orjson) that meterguard uses, in a bare loop
 that only decodes and counts each reading, acknowledged on receipt (paho's default).
 
-usage: mg_sub.py --harness DIR --port PORT [-m 1000] [--protocol 5|3.1.1]
+usage: mg_sub.py --harness DIR --port PORT [-m 1000] [--protocol 3.1.1|5]
        [--share GROUP --client-id ID] [--profile FILE] [--bare]
 """
 
@@ -140,10 +140,15 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("-m", type=int, default=1000, help="meters in the stream")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--share", default=None, help="MQTT 5 shared subscription group")
+    ap.add_argument("--share", default=None, help="shared subscription group")
     ap.add_argument("--client-id", default="meterguard-bench")
     ap.add_argument("--profile", default=None, help="write a cProfile of the run here")
-    ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    ap.add_argument(
+        "--protocol",
+        choices=["3.1.1", "5"],
+        default=MqttSourceSettings.model_fields["protocol"].default,
+        help="MQTT protocol (default: the MQTT source's)",
+    )
     ap.add_argument("--bare", action="store_true", help="paho + orjson only, no meterguard")
     args = ap.parse_args()
     if args.bare:
