@@ -18,10 +18,11 @@ runs until all N have been taken in. Three consumers, all on the same client lib
 The clock stops when the engine has taken the last reading (`committed` also waits for
 the commits that release the broker's next messages). The detectors are switched off:
 their cost is not what is measured here (bench/engine.py). Runs alternate `--rounds`
-times; the best of each is compared. `--protocol 3.1.1` runs every consumer on MQTT 3.1.1
-instead of 5 (paho parses the properties of every MQTT 5 PUBLISH, which costs it CPU).
+times; the best of each is compared. Every consumer speaks the MQTT source's default
+protocol (3.1.1); `--protocol 5` runs them all on MQTT 5 instead (paho parses the
+properties of every MQTT 5 PUBLISH, which costs it CPU).
 
-usage: python bench/mqtt_ingest.py [-n 200000] [-m 1000] [--rounds 2] [--protocol 5]
+usage: python bench/mqtt_ingest.py [-n 200000] [-m 1000] [--rounds 2] [--protocol 3.1.1|5]
 """
 
 from __future__ import annotations
@@ -254,7 +255,12 @@ def main() -> None:
     ap.add_argument(
         "--consumers", default="bare,receipt,committed", help="comma-separated, in run order"
     )
-    ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    ap.add_argument(
+        "--protocol",
+        choices=["3.1.1", "5"],
+        default=MqttSourceSettings.model_fields["protocol"].default,
+        help="MQTT protocol of every consumer (default: the MQTT source's)",
+    )
     a = ap.parse_args()
     names = a.consumers.split(",")
     msgs = messages(a.n, a.m)

@@ -15,10 +15,15 @@ acknowledged only once it is stored; if meterguard dies first the broker deliver
 again (at least once). A payload that cannot be used, whatever the reason, is kept as a
 dead letter and acknowledged with its batch: it is never delivered again.
 
-The inbox is bounded twice: the broker may have at most Receive Maximum (MQTT 5, sent as
-2 x batch_max) unacknowledged QoS 1/2 messages in flight to us (for MQTT 3.1.1 the
-broker's own `max_inflight_messages` sets that limit, see deploy/mosquitto.conf), and
-the inbox has a hard cap of INBOX_FACTOR x batch_max messages. The cap is what holds
+MQTT 3.1.1 is the default protocol and MQTT 5 an option: the source needs nothing of
+MQTT 5 that 3.1.1 lacks (a persistent session, QoS 1, manual acknowledgement), and paho
+parses a properties object for every MQTT 5 PUBLISH, which about doubles its CPU per
+message (docs/COLLECTORS.md).
+
+The inbox is bounded twice: the broker may have only so many unacknowledged QoS 1/2
+messages in flight to us (MQTT 3.1.1: the broker's own `max_inflight_messages`, see
+deploy/mosquitto.conf; MQTT 5: the Receive Maximum we send, 2 x batch_max), and the
+inbox has a hard cap of INBOX_FACTOR x batch_max messages. The cap is what holds
 when the first bound does not: QoS 0 has no flow control, and Mosquitto 2.0 overshoots
 Receive Maximum after a burst of acknowledgements. At the cap the source stops reading
 the socket until the inbox is taken, so TCP holds the broker back and nothing is
@@ -31,6 +36,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import ssl
 import threading
 import time
@@ -78,6 +84,8 @@ READ_BURST = 1000
 #: Seconds between keepalive checks (loop_misc) and checks for a lost connection.
 SUPERVISE_S = 0.5
 CONNECT_BACKOFF_BASE_S = 1.0
+#: What loop_read returns while the connection lasts.
+_READ_OK = MQTTErrorCode.MQTT_ERR_SUCCESS
 #: The topic queued for a message whose topic is not UTF-8: no template matches it.
 _UNREADABLE_TOPIC = "\x00"
 
@@ -125,13 +133,19 @@ class MqttSourceSettings(SourceSettingsBase):
         description="Fixed client id of the persistent session (default: meterguard-<name>); "
         "workers sharing a fleet each need their own.",
     )
-    protocol: Literal["5", "3.1.1"] = Field(default="5", description="MQTT protocol version.")
+    protocol: Literal["3.1.1", "5"] = Field(
+        default="3.1.1",
+        description="MQTT protocol version: 3.1.1 (the default: the same guarantees here at "
+        "about half the client's CPU per message) or 5 (docs/COLLECTORS.md).",
+    )
     qos: Literal[0, 1, 2] = Field(default=1, description="Subscription QoS.")
     session_expiry_s: int = Field(
         default=86400,
         ge=0,
         description="How long the broker keeps the session (and queues readings) while "
-        "meterguard is away; MQTT 3.1.1 uses clean_session=false instead.",
+        "meterguard is away. MQTT 3.1.1 has no duration: 0 asks for a clean session, any "
+        "other value keeps it (clean_session=false) as long as the broker's own expiry "
+        "allows (Mosquitto: persistent_client_expiration).",
     )
     interval_s: float = Field(
         default=60.0,
@@ -148,8 +162,9 @@ class MqttSourceSettings(SourceSettingsBase):
     key_file: Path | None = Field(default=None, description="Client key for TLS.")
     share_group: str | None = Field(
         default=None,
-        description="Subscribe as $share/<group>/<topic> (MQTT 5 shared subscription) so "
-        "several workers split one fleet.",
+        description="Subscribe as $share/<group>/<topic> (a shared subscription: MQTT 5, "
+        "and MQTT 3.1.1 on brokers that take it, Mosquitto among them) so several workers "
+        "split one fleet.",
     )
     meter_map: dict[str, str] = Field(
         default_factory=dict,
@@ -351,20 +366,22 @@ class MqttSource:
         client = self._client
         if client is None:
             return
-        start = len(self._inbox)
-        while len(self._inbox) - start < READ_BURST:
-            before = len(self._inbox)
+        inbox = self._inbox  # on_message appends here; only _take() swaps it, between calls
+        count = len(inbox)
+        stop = min(count + READ_BURST, self._inbox_max)
+        read = client.loop_read
+        while count < stop:
             # One packet per call, or nothing when the socket has no more (paho tells the
             # two apart for nobody): a call that queued no message ends the burst, and a
             # socket that still has data makes the loop call again.
-            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if read() != _READ_OK:
                 return  # the connection is gone; paho has closed it and said so
-            if len(self._inbox) >= self._inbox_max:
-                self._pause()
+            before, count = count, len(inbox)
+            if count == before and not _tls_pending(client):
                 break
-            if len(self._inbox) == before and not _tls_pending(client):
-                break
-        if len(self._inbox) >= self.settings.batch_max and self._wake is not None:
+        if count >= self._inbox_max:
+            self._pause()
+        if count >= self.settings.batch_max and self._wake is not None:
             self._wake.set()
 
     def _pause(self) -> None:
@@ -460,7 +477,8 @@ class MqttSource:
             CallbackAPIVersion.VERSION2,
             client_id=s.client_id or f"meterguard-{s.name}",
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if v5 else False,
+            # 3.1.1 cannot say how long: 0 is a clean session, anything else a kept one.
+            clean_session=None if v5 else s.session_expiry_s == 0,
             # Acknowledged once stored: see the module docstring.
             manual_ack=True,
         )
@@ -588,9 +606,6 @@ class MqttSource:
         return items
 
     def _route(self, topic: str) -> _Route | None:
-        route = self._routes.get(topic, False)
-        if route is not False:
-            return route  # type: ignore[return-value]
         found: _Route | None = None
         for template, decoder in self._templates:
             ok, meter = template.match(topic)
@@ -644,58 +659,59 @@ class MqttSource:
         taken back and it is kept as a dead letter with the reason.
         """
         now = time.time()
-        slots = self._slots
-        n = max(1, len(items))
-        ts = np.empty(n, dtype=np.float64)
-        slot = np.empty(n, dtype=np.int32)
-        events = np.zeros(n, dtype=np.uint32)
-        values = np.full((len(QUANTITY_INDEX), n), np.nan, dtype=np.float64)
-        index = QUANTITY_INDEX
-        seen: dict[int, int] = {}
+        slots, routes, index = self._slots, self._routes, QUANTITY_INDEX
+        # Columns as Python lists, one per quantity, sized for one reading per message
+        # (the usual case) and grown when a message carries more: a list store costs a
+        # fraction of a numpy element store, and one conversion at the end makes the array.
+        size = len(items)
+        columns = [[math.nan] * size for _ in QUANTITY_INDEX]
+        ts: list[float] = []
+        slot: list[int] = []
+        events: list[int] = []
         r = 0
         for topic, payload, _mid, _qos, _gen in items:
-            route = self._route(topic)
+            route = routes.get(topic)
+            if route is None and topic not in routes:  # None: no template matches
+                route = self._route(topic)
             if route is None:
                 self.counters["unrouted"] += 1
                 continue
             first = r
-            placed: list[int] = []
             try:
-                readings = route.decoder(payload, route.meter, now)
-                for meter, t, quantities, mask in readings:
+                for meter, t, quantities, mask in route.decoder(payload, route.meter, now):
                     s = slots.get(meter, -1)
                     if s == -1:
                         s = self._slot(meter)
                     if s is None:
                         self._dead(topic, payload, f"unknown meter {meter!r}", "unknown_meter")
                         continue
-                    if r == n:  # a message carried several readings: grow
-                        n *= 2
-                        ts = np.concatenate([ts, np.empty(n - r)])
-                        slot = np.concatenate([slot, np.empty(n - r, dtype=np.int32)])
-                        events = np.concatenate([events, np.zeros(n - r, dtype=np.uint32)])
-                        grown = np.full((len(index), n), np.nan)
-                        grown[:, :r] = values[:, :r]
-                        values = grown
-                    ts[r] = t
-                    slot[r] = s
-                    events[r] = mask
+                    if r == size:  # a message carried several readings: grow
+                        for column in columns:
+                            column.extend([math.nan] * (size + 1))
+                        size += size + 1
                     for q, v in quantities.items():
-                        values[index[q], r] = v
-                    placed.append(s)
+                        columns[index[q]][r] = v
+                    ts.append(t)
+                    slot.append(s)
+                    events.append(mask)
                     r += 1
             except Exception as exc:  # any failure loses this payload only
-                values[:, first:r] = np.nan
-                events[first:r] = 0
+                for column in columns:
+                    column[first:r] = [math.nan] * (r - first)
+                del ts[first:], slot[first:], events[first:]
                 r = first
                 self._reject(topic, payload, route, exc)
                 continue
-            for s in placed:
-                seen[s] = seen.get(s, 0) + 1
         self.counters["received"] += len(items)
         self.counters["readings"] += r
-        self._update_status(seen, now)
-        return ReadingBatch(ts=ts[:r], slot=slot[:r], values=values[:, :r], events=events[:r])
+        self._update_status(Counter(slot), now)
+        values = np.array(columns, dtype=np.float64)[:, :r]
+        return ReadingBatch(
+            ts=np.array(ts, dtype=np.float64),
+            slot=np.array(slot, dtype=np.int32),
+            values=np.ascontiguousarray(values),
+            events=np.array(events, dtype=np.uint32),
+        )
 
     def _slot(self, meter: str) -> int | None:
         """Look a meter up in the registry once; the answer is cached (also a miss)."""
@@ -712,7 +728,7 @@ class MqttSource:
             status = self._seen[slot] = self._status.meter(meter_id, self.name)
         return status
 
-    def _update_status(self, seen: dict[int, int], now: float) -> None:
+    def _update_status(self, seen: Counter[int], now: float) -> None:
         for s, count in seen.items():
             if self._meter_status(s).succeeded(now, count):
                 log.info("meter %s publishes again", self._registry.by_slot(s).id)

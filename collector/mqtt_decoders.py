@@ -16,6 +16,7 @@ import functools
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
+from math import isfinite
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,10 @@ def parse_ts(value: Any, where: str, zone: tzinfo = UTC) -> float:
     A time without an offset is taken in `zone` (the device's own, when it sends local
     time; UTC by default).
     """
+    if type(value) is str and zone is UTC:  # the common case: a time seen a moment ago
+        cached = _TS_CACHE.get(value)
+        if cached is not None:
+            return cached
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
             ts = float(value)
@@ -97,7 +102,11 @@ def _own_reading(
     values: dict[str, float] = {}
     for key, value in obj.items():
         if key in QUANTITY_INDEX and value is not None:
-            values[key] = _number(value, key, where)
+            # A finite float is what nearly every value is: taken without a call.
+            if type(value) is float and isfinite(value):
+                values[key] = value
+            else:
+                values[key] = _number(value, key, where)
     if not values:
         raise DecodeError(where, "no measured quantity in the reading")
     events = obj.get("events")

@@ -10,10 +10,12 @@ for its subscription, runs the harness's pub.py (which times first publish -> be
 and checks the count), and stops everything. One JSON line per consumer goes to
 --results; a Markdown table is printed at the end.
 
-Modes: nodered, bare, bare311, meterguard, meterguard311 (3.1.1 instead of MQTT 5),
-workersN (N meterguard processes on a shared subscription).
+Modes: nodered; bare and meterguard on the MQTT source's default protocol (3.1.1), bare5
+and meterguard5 on MQTT 5 (bare311 and meterguard311 name 3.1.1 explicitly); workersN (N
+meterguard processes on a shared subscription).
 
 usage: compare.py --harness DIR [-n 200000] [-m 1000] [--modes nodered,bare,meterguard]
+                  [--rounds 1]
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ def broker(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=log)
     wait_listening(port)
     return proc
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return a process's user+system CPU seconds so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def aggregator(port: int, n: int, workers: int) -> threading.Event:
@@ -135,13 +143,13 @@ def run_mode(
             str(tmp / "nr" / "flow.json"),
         ]
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
-    elif mode in ("bare", "bare311"):
-        protocol = "3.1.1" if mode == "bare311" else "5"
+    elif mode in ("bare", "bare311", "bare5"):
+        protocol = "5" if mode == "bare5" else "3.1.1"
         label, check = f"paho-mqtt + orjson bare loop, MQTT {protocol}", []
         bare = [*mg, "--bare", "--protocol", protocol, "--client-id", "bench-bare"]
         procs.append(subprocess.Popen(bare, stdout=log, stderr=log))
-    elif mode in ("meterguard", "meterguard311"):
-        protocol = "3.1.1" if mode == "meterguard311" else "5"
+    elif mode in ("meterguard", "meterguard311", "meterguard5"):
+        protocol = "5" if mode == "meterguard5" else "3.1.1"
         label, check = f"meterguard MqttSource + detectors, 1 process, MQTT {protocol}", []
         procs.append(subprocess.Popen([*mg, "--protocol", protocol], stdout=log, stderr=log))
     elif mode.startswith("workers"):
@@ -168,6 +176,7 @@ def run_mode(
             )
         if consumers > 1:
             aggregator(port, n, consumers)
+        broker_cpu = cpu_seconds(bproc.pid)
         subprocess.run(
             [
                 hpy,
@@ -187,6 +196,7 @@ def run_mode(
             ],
             check=False,
         )
+        broker_cpu = cpu_seconds(bproc.pid) - broker_cpu
     finally:
         for p in reversed(procs):
             p.send_signal(signal.SIGTERM)
@@ -199,6 +209,8 @@ def run_mode(
         print((tmp / "consumer.log").read_text(errors="replace")[-2000:])
         shutil.rmtree(tmp, ignore_errors=True)
     summary: dict[str, object] = json.loads(results.read_text().splitlines()[-1])
+    # The broker shares the machine's cores with the consumer: its CPU shows what is left.
+    summary["broker_cpu_s"] = round(broker_cpu, 1)
     return summary
 
 
@@ -214,6 +226,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=200_000)
     ap.add_argument("-m", type=int, default=1000)
     ap.add_argument("--modes", default="nodered,bare,meterguard")
+    ap.add_argument("--rounds", type=int, default=1, help="run the modes this many times, in turn")
     ap.add_argument("--results", type=Path, default=Path("compare-results.jsonl"))
     a = ap.parse_args()
     if a.harness is None:
@@ -234,13 +247,22 @@ def main() -> None:
             ],
             check=True,
         )
-    rows = [run_mode(mode, harness, data, a.n, a.m, a.results) for mode in a.modes.split(",")]
-    print("\n| consumer | readings/s | seconds | CPU s | peak RSS MiB | ok |")
-    print("|---|---|---|---|---|---|")
+    rows = [
+        run_mode(mode, harness, data, a.n, a.m, a.results)
+        for _ in range(a.rounds)
+        for mode in a.modes.split(",")
+    ]
+    print(
+        "\n| consumer | readings/s | seconds | CPU s | CPU µs per reading | broker CPU s "
+        "| peak RSS MiB | ok |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
+        cpu = r.get("cpu_s")
+        per = f"{float(cpu) / a.n * 1e6:.1f}" if isinstance(cpu, int | float) else "-"
         print(
-            f"| {r['label']} | {r.get('msg_per_s')} | {r.get('seconds')} | {r.get('cpu_s')} | "
-            f"{r.get('rss_peak_mib')} | {r['ok']} |"
+            f"| {r['label']} | {r.get('msg_per_s')} | {r.get('seconds')} | {cpu} | {per} | "
+            f"{r.get('broker_cpu_s')} | {r.get('rss_peak_mib')} | {r['ok']} |"
         )
 
 

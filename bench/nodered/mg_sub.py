@@ -2,16 +2,17 @@
 
 Subscribes to bench/meters/{meter}/reading at QoS 1 through meterguard's MqttSource (the
 readings are meterguard's own JSON), runs every enabled detector of the engine on each
-batch, publishes opened alerts as {"meter","kind","ts"} on bench/alerts, and on the end
-marker (a payload without ts: a dead letter to meterguard) publishes {"messages": N} on
-bench/done. The fleet is the harness's (gen.py make_meters with the same seed), as an
-operator's meters.csv would give it.
+batch and then acknowledges it (what the service does after its commit), publishes
+opened alerts as {"meter","kind","ts"} on bench/alerts, and on the end marker (a payload
+without ts: a dead letter to meterguard) publishes {"messages": N} on bench/done. The
+fleet is the harness's (gen.py make_meters with the same seed), as an operator's
+meters.csv would give it.
 
 With --bare it is the reference instead: the same client library (paho-mqtt, on its own
 network loop) and the same JSON decoder (orjson) that meterguard uses, in a bare loop
 that only decodes and counts each reading, acknowledged on receipt (paho's default).
 
-usage: mg_sub.py --harness DIR --port PORT [-m 1000] [--protocol 5|3.1.1]
+usage: mg_sub.py --harness DIR --port PORT [-m 1000] [--protocol 3.1.1|5]
        [--share GROUP --client-id ID] [--profile FILE] [--bare]
 """
 
@@ -75,17 +76,20 @@ async def consume(args: argparse.Namespace) -> None:
     alerts = 0
     decode_s = detect_s = 0.0
     async with source:
-        batches = source.batches()
+        # Every delivery, an empty one too: the end marker may come alone in its batch.
+        deliveries = source.deliveries()
         while True:
             t0 = time.perf_counter()
-            batch = await anext(batches)
+            delivery = await anext(deliveries)
             t1 = time.perf_counter()
-            for event in engine.process(batch):
+            for event in engine.process(delivery.batch) if len(delivery.batch) else ():
                 if event.type is AlertEventType.OPEN:
                     alerts += 1
                     a = event.alert
                     body = {"meter": a.meter, "kind": str(a.kind), "ts": a.start}
                     out.publish("bench/alerts", json.dumps(body), qos=1)
+            if delivery.on_committed is not None:
+                delivery.on_committed()  # acknowledged once processed, as the service does
             detect_s += time.perf_counter() - t1
             decode_s += t1 - t0
             ended = bool(source.malformed[END_TOPIC])
@@ -140,10 +144,15 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("-m", type=int, default=1000, help="meters in the stream")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--share", default=None, help="MQTT 5 shared subscription group")
+    ap.add_argument("--share", default=None, help="shared subscription group")
     ap.add_argument("--client-id", default="meterguard-bench")
     ap.add_argument("--profile", default=None, help="write a cProfile of the run here")
-    ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    ap.add_argument(
+        "--protocol",
+        choices=["3.1.1", "5"],
+        default=MqttSourceSettings.model_fields["protocol"].default,
+        help="MQTT protocol (default: the MQTT source's)",
+    )
     ap.add_argument("--bare", action="store_true", help="paho + orjson only, no meterguard")
     args = ap.parse_args()
     if args.bare:

@@ -1,6 +1,6 @@
 """A meterguard service process reading one MQTT subscription, for the kill -9 test.
 
-Run as `python -m tests.collector.mqtt_service_proc BROKER_PORT DATA_DIR METERS`; it runs
+Run as `python -m tests.collector.mqtt_service_proc BROKER_PORT DATA_DIR METERS PROTOCOL`; it runs
 Service.run exactly as `meterguard run` does (Runtime.open, every detector, SIGTERM for a
 clean stop), prints `subscribed` once the broker has acknowledged the subscription, and runs
 until killed or stopped.
@@ -23,7 +23,7 @@ TOPIC = "durable/{meter}/reading"
 CLIENT_ID = "mg-durable"
 
 
-def settings(port: int, data_dir: Path, meters: int) -> Settings:
+def settings(port: int, data_dir: Path, meters: int, protocol: str = "3.1.1") -> Settings:
     """Return the service's settings: small batches, so a kill falls between many of them."""
     return Settings(
         storage=StorageSettings(data_dir=data_dir),
@@ -35,6 +35,7 @@ def settings(port: int, data_dir: Path, meters: int) -> Settings:
                     "name": "mq",
                     "port": port,
                     "client_id": CLIENT_ID,
+                    "protocol": protocol,
                     "batch_max": 40,
                     "flush_s": 0.01,
                     "subscriptions": [{"topic": TOPIC, "format": "meterguard"}],
@@ -44,9 +45,9 @@ def settings(port: int, data_dir: Path, meters: int) -> Settings:
     )
 
 
-async def main(port: int, data_dir: Path, meters: int) -> None:
+async def main(port: int, data_dir: Path, meters: int, protocol: str) -> None:
     """Run the service until killed or stopped."""
-    runtime = Runtime.open(settings(port, data_dir, meters))
+    runtime = Runtime.open(settings(port, data_dir, meters, protocol))
     service = Service(runtime)
     stop_on_signals(service)
     [source] = service.sources
@@ -64,4 +65,4 @@ async def main(port: int, data_dir: Path, meters: int) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(main(int(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])))
+    asyncio.run(main(int(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]))

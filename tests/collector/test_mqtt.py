@@ -22,6 +22,10 @@ FLEET = [
     Meter(id="S1", service="1p2w", nominal_v=230),
 ]
 SOURCE_FORMAT = {"shelly": "shelly", "shelly-rpc": "shelly", "tasmota": "tasmota"}
+#: Both protocols the source speaks, for the tests where they differ: the session kept
+#: while away (session expiry against clean session), reconnects, shared subscriptions,
+#: QoS 2, and the connection a message is acknowledged on.
+PROTOCOLS = pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 
 
 def _settings(broker: Broker, fmt: str, **extra: object) -> MqttSourceSettings:
@@ -70,11 +74,14 @@ async def _publish_marker_round(source: MqttSource, broker: Broker, qos: int = 1
     return await collect_readings(source, 3)
 
 
+@PROTOCOLS
 @pytest.mark.parametrize("fmt", ["shelly", "shelly-rpc", "tasmota", "meterguard"])
-async def test_each_payload_format_arrives_as_readings(broker: Broker, fmt: str) -> None:
+async def test_each_payload_format_arrives_as_readings(
+    broker: Broker, fmt: str, protocol: str
+) -> None:
     registry = MeterRegistry(FLEET)
     status = StatusBoard()
-    source = MqttSource(_settings(broker, fmt), registry, status)
+    source = MqttSource(_settings(broker, fmt, protocol=protocol), registry, status)
     publisher_sims = _sims()
     twins = _sims()  # same seeds: what the publisher's meters read at the same times
     async with source:
@@ -134,11 +141,12 @@ async def test_garbage_is_counted_per_topic_and_the_rest_flows(broker: Broker) -
     assert "unknown meter" in source.dead_letters[1].reason
 
 
+@PROTOCOLS
 async def test_readings_published_while_away_and_across_a_broker_restart_arrive(
-    broker: Broker,
+    broker: Broker, protocol: str
 ) -> None:
     registry = MeterRegistry(FLEET)
-    settings = _settings(broker, "meterguard")
+    settings = _settings(broker, "meterguard", protocol=protocol)
     # First run: the persistent session is created, then meterguard goes away.
     async with MqttSource(settings, registry, StatusBoard()) as first:
         await first.wait_connected(10)
@@ -162,9 +170,28 @@ async def test_readings_published_while_away_and_across_a_broker_restart_arrive(
     assert pairs[-1] == (2, t0 + 60 * 199)
 
 
-async def test_source_reconnects_after_a_broker_restart(broker: Broker) -> None:
+@PROTOCOLS
+async def test_a_session_expiry_of_0_keeps_nothing_while_away(
+    broker: Broker, protocol: str
+) -> None:
     registry = MeterRegistry(FLEET)
-    source = MqttSource(_settings(broker, "meterguard", backoff_max_s=2), registry, StatusBoard())
+    settings = _settings(broker, "meterguard", session_expiry_s=0, protocol=protocol)
+    async with MqttSource(settings, registry, StatusBoard()) as first:
+        await first.wait_connected(10)
+    with MqttPublisher(_sims(), port=broker.port, format_="meterguard") as publisher:
+        publisher.publish_round(1_767_225_600.0)  # nobody's session queues this
+    source = MqttSource(settings, registry, StatusBoard())
+    async with source:
+        await source.wait_connected(10)
+        marker = await _publish_marker_round(source, broker)
+    assert set(marker.ts.tolist()) == {MARKER_TS}
+
+
+@PROTOCOLS
+async def test_source_reconnects_after_a_broker_restart(broker: Broker, protocol: str) -> None:
+    registry = MeterRegistry(FLEET)
+    settings = _settings(broker, "meterguard", backoff_max_s=2, protocol=protocol)
+    source = MqttSource(settings, registry, StatusBoard())
     async with source:
         await source.wait_connected(10)
         await asyncio.to_thread(broker.restart)
@@ -179,13 +206,17 @@ async def test_source_reconnects_after_a_broker_restart(broker: Broker) -> None:
     assert len(batch) == 3
 
 
-async def test_shared_subscription_splits_the_stream_between_workers(broker: Broker) -> None:
+@PROTOCOLS
+async def test_shared_subscription_splits_the_stream_between_workers(
+    broker: Broker, protocol: str
+) -> None:
     registry = MeterRegistry(FLEET)
+    shared = {"share_group": "mg", "protocol": protocol}
     a = MqttSource(
-        _settings(broker, "meterguard", share_group="mg", client_id="w1"), registry, StatusBoard()
+        _settings(broker, "meterguard", client_id="w1", **shared), registry, StatusBoard()
     )
     b = MqttSource(
-        _settings(broker, "meterguard", share_group="mg", client_id="w2"), registry, StatusBoard()
+        _settings(broker, "meterguard", client_id="w2", **shared), registry, StatusBoard()
     )
     async with a, b:
         await a.wait_connected(10)
@@ -239,9 +270,13 @@ async def test_a_meter_silent_for_three_intervals_is_reported_offline(broker: Br
     assert status.summary() == {"polled": 3, "online": 3, "failing": 0}
 
 
-async def test_qos_2_subscription_goes_through_paho_exactly_once(broker: Broker) -> None:
+@PROTOCOLS
+async def test_qos_2_subscription_goes_through_paho_exactly_once(
+    broker: Broker, protocol: str
+) -> None:
     registry = MeterRegistry(FLEET)
-    source = MqttSource(_settings(broker, "meterguard", qos=2), registry, StatusBoard())
+    settings = _settings(broker, "meterguard", qos=2, protocol=protocol)
+    source = MqttSource(settings, registry, StatusBoard())
     async with source:
         await source.wait_connected(10)
         with MqttPublisher(_sims(), port=broker.port, format_="meterguard", qos=2) as publisher:
@@ -256,8 +291,10 @@ async def test_qos_2_subscription_goes_through_paho_exactly_once(broker: Broker)
 
 async def test_receive_maximum_holds_the_broker_back_and_nothing_is_lost(broker: Broker) -> None:
     registry = MeterRegistry(FLEET)
-    # MQTT 5, batch_max 10: Receive Maximum 20 unacknowledged messages in flight.
-    source = MqttSource(_settings(broker, "meterguard", batch_max=10), registry, StatusBoard())
+    # MQTT 5, batch_max 10: Receive Maximum 20 unacknowledged messages in flight. (MQTT
+    # 3.1.1 has no such property: there the broker's max_inflight_messages is the bound.)
+    settings = _settings(broker, "meterguard", batch_max=10, protocol="5")
+    source = MqttSource(settings, registry, StatusBoard())
     t0 = 1_767_225_600.0
     async with source:
         await source.wait_connected(10)
@@ -349,10 +386,14 @@ async def _stored_round(source: MqttSource, broker: Broker, ts: float) -> Readin
     return ReadingBatch.concat(got)
 
 
-async def test_a_source_entered_again_after_it_exited_reads_on(broker: Broker) -> None:
+@PROTOCOLS
+async def test_a_source_entered_again_after_it_exited_reads_on(
+    broker: Broker, protocol: str
+) -> None:
     # What the service does when it restarts a failed source: the same object again.
     registry = MeterRegistry(FLEET)
-    source = MqttSource(_settings(broker, "meterguard"), registry, StatusBoard())
+    settings = _settings(broker, "meterguard", protocol=protocol)
+    source = MqttSource(settings, registry, StatusBoard())
     async with source:
         await source.wait_connected(10)
         first = await _stored_round(source, broker, MARKER_TS)

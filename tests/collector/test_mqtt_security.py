@@ -53,10 +53,11 @@ def secure_broker(tmp_path: Path) -> Iterator[tuple[Broker, int]]:
         broker.stop()
 
 
-def _settings(port: int, tmp_path: Path, password: str) -> MqttSourceSettings:
+def _settings(port: int, tmp_path: Path, password: str, protocol: str) -> MqttSourceSettings:
     return MqttSourceSettings.model_validate(
         {
             "name": "secure",
+            "protocol": protocol,
             "port": port,
             "tls": True,
             "ca_file": tmp_path / "ca.pem",
@@ -69,12 +70,14 @@ def _settings(port: int, tmp_path: Path, password: str) -> MqttSourceSettings:
     )
 
 
+# The brokers refuse a login with different CONNACK codes in the two protocols.
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 async def test_tls_with_password_receives_and_a_wrong_password_does_not(
-    secure_broker: tuple[Broker, int], tmp_path: Path
+    secure_broker: tuple[Broker, int], tmp_path: Path, protocol: str
 ) -> None:
     broker, tls_port = secure_broker
     registry = MeterRegistry(FLEET)
-    refused = MqttSource(_settings(tls_port, tmp_path, "wrong"), registry, StatusBoard())
+    refused = MqttSource(_settings(tls_port, tmp_path, "wrong", protocol), registry, StatusBoard())
     async with refused:
         with pytest.raises(TimeoutError):
             await refused.wait_connected(2)
@@ -83,7 +86,7 @@ async def test_tls_with_password_receives_and_a_wrong_password_does_not(
     assert refused.health.state == "unreachable"
     assert refused.health.reason is not None
     assert refused.health.reason.startswith(f"broker 127.0.0.1:{tls_port} ")
-    source = MqttSource(_settings(tls_port, tmp_path, "s3cret"), registry, StatusBoard())
+    source = MqttSource(_settings(tls_port, tmp_path, "s3cret", protocol), registry, StatusBoard())
     async with source:
         await source.wait_connected(10)
         publisher = MqttPublisher(
