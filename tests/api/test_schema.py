@@ -19,7 +19,7 @@ from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings
 from tests.conftest import make_batch
-from tests.tiers import examples
+from tests.tiers import FAST, examples
 
 
 def _seeded_runtime(data_dir: Path) -> tuple[Runtime, str]:
@@ -68,6 +68,10 @@ schema = (
     .exclude(path="/api/stream")
     .exclude(path="/api/logout")
 )
+# The coverage phase (boundary and type-violating values for every parameter) is built
+# while pytest collects, some 4 s in each process; test-fast keeps the generated examples
+# and leaves it to make test.
+schema.config.phases.coverage.enabled = not FAST
 
 
 @pytest.fixture(scope="module", autouse=True)
