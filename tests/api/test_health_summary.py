@@ -40,7 +40,9 @@ def _gateway_source(name: str, port: int, meter: str) -> ModbusSourceSettings:
             "name": name,
             "port": port,
             "interval_s": 0.2,
-            "timeout_s": 0.5,
+            # Generous: the gateways share the test's event loop with the service and the
+            # API, which a loaded machine can stall for half a second.
+            "timeout_s": 3.0,
             "retries": 0,
             "backoff_max_s": 0.5,
             "devices": [{"meter": meter, "unit": 1, "profile": "sdm630"}],
