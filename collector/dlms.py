@@ -65,6 +65,10 @@ class DlmsSourceSettings(SourceSettingsBase):
         """Return the meters this source reads."""
         return [d.meter for d in self.devices]
 
+    def lease_key(self) -> str:
+        """Return the source by name: its meters are read by one process at a time."""
+        return f"dlms:{self.name}"
+
 
 def build_dlms_source(
     settings: DlmsSourceSettings, registry: MeterRegistry, status: StatusBoard

@@ -136,6 +136,10 @@ class ModbusSourceSettings(SourceSettingsBase):
         default_factory=list, description="Meters on this gateway's bus."
     )
 
+    def lease_key(self) -> str:
+        """Return the gateway itself: one poller at a time on its bus."""
+        return f"modbus://{self.host}:{self.port}"
+
     @model_validator(mode="after")
     def _units_unique(self) -> ModbusSourceSettings:
         units = [d.unit for d in self.devices]

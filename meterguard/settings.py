@@ -72,6 +72,28 @@ class EngineSettings(_Section):
     )
 
 
+class LeaseSettings(_Section):
+    """Gateway leases: several processes share the polled sources, each polled by one."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Poll a Modbus gateway or DLMS source only while holding its lease in the "
+        "alert database, so that processes sharing that database poll each exactly once.",
+    )
+    ttl_s: float = Field(
+        default=15.0,
+        ge=1.0,
+        le=300.0,
+        description="Seconds a lease lasts unless renewed (renewed every third of it); a dead "
+        "process's gateways are taken over within about 1 1/3 of it.",
+    )
+    owner: str = Field(
+        default="",
+        max_length=200,
+        description="This process's name in the leases (empty: host name and process id).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything meterguard reads from meterguard.toml and MG_* variables."""
 
@@ -95,6 +117,9 @@ class Settings(BaseSettings):
     )
     notify: NotifySettings = Field(
         default_factory=NotifySettings, description="Webhook and MQTT receivers of alerts."
+    )
+    leases: LeaseSettings = Field(
+        default_factory=LeaseSettings, description="Gateway leases shared between processes."
     )
     meters_csv: Path | None = Field(
         default=None, description="A meters.csv to load the fleet from (docs/FORMATS.md)."

@@ -34,6 +34,14 @@ class SourceSettingsBase(BaseModel):
         """Return where the `index`-th of meter_ids() is set, relative to the entry."""
         return f"devices[{index}].meter"
 
+    def lease_key(self) -> str | None:
+        """Return what only one process may poll at once (None: the source needs no lease).
+
+        Polled sources name their gateway, so that processes sharing the alert database
+        with `[leases]` on poll each exactly once; subscriptions need none.
+        """
+        return None
+
     def resolve_paths(self, base: Path) -> None:
         """Make file paths absolute against the config file's folder (none by default)."""
 

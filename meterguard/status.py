@@ -125,7 +125,7 @@ class DeadLetterView(Protocol):
 #: What a source is doing: `starting` (not run yet, or connecting for the first time),
 #: `running`, `unreachable` (running, but its broker or gateway cannot be reached),
 #: `failed` (it raised; restarted after a backoff) or `stopped`.
-SourceState = Literal["starting", "running", "unreachable", "failed", "stopped"]
+SourceState = Literal["starting", "running", "standby", "unreachable", "failed", "stopped"]
 
 
 @dataclass(slots=True)
@@ -137,6 +137,9 @@ class SourceHealth:
     #: Set by the service: the source raised and waits for its restart.
     failed: bool = False
     stopped: bool = False
+    #: Set by a leased source: another process holds its gateway's lease; this one waits
+    #: to take over (not a fault).
+    standby: bool = False
     #: Set by the source: its broker or gateway answers (None: not known, or none).
     reachable: bool | None = None
     #: Why the upstream cannot be reached, as the source last saw it.
@@ -153,6 +156,8 @@ class SourceHealth:
             return "stopped"
         if self.failed:
             return "failed"
+        if self.standby:
+            return "standby"
         if self.reachable is False:
             return "unreachable"
         return "running" if self.running else "starting"

@@ -22,13 +22,14 @@ import uvicorn
 
 from api.app import create_app
 from collector.base import Source, deliveries, jittered_backoff
-from collector.registry import build_sources as build_registered_sources
+from collector.registry import build_source, typed_sources
 from detectors.engine import Engine, build_detectors
 from meterguard.calendar import Calendar
 from meterguard.model import ReadingBatch
 from meterguard.notifiers import build_notifiers
 from meterguard.runtime import Runtime
 from meterguard.validation import ReadingValidator, wall_clock
+from service.leasing import LeasedSource, default_owner
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,29 @@ def build_sources(runtime: Runtime) -> list[Source]:
 
     Every entry is checked first (its type's settings, known meters, profiles that fit
     their meter's service), each problem with its key (`sources[i].devices[j].profile`).
+    With `[leases]` on, a polled source reads only while this process holds its
+    gateway's lease in the alert database (service/leasing.py).
     """
-    return build_registered_sources(runtime.settings, runtime.registry, runtime.status)
+    settings = runtime.settings
+    typed = typed_sources(settings, runtime.registry)
+    built = [build_source(s, runtime.registry, runtime.status) for s in typed]
+    leases = settings.leases
+    if not leases.enabled:
+        return built
+    owner = leases.owner or default_owner()
+    return [
+        source
+        if (key := entry.lease_key()) is None
+        else LeasedSource(
+            source,
+            runtime.alert_db.leases,
+            key,
+            owner,
+            leases.ttl_s,
+            runtime.status.health(source.name),
+        )
+        for entry, source in zip(typed, built, strict=True)
+    ]
 
 
 @dataclass(slots=True)

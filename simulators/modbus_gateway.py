@@ -80,6 +80,8 @@ class ModbusGateway:
         #: Every request that reached the bus: (unit, start, end) on the monotonic clock;
         #: tests read it to check that the bus serves one request at a time.
         self.bus_log: deque[tuple[int, float, float]] = deque(maxlen=100_000)
+        #: (client's port, unit, monotonic time) of every request: who polled whom, when.
+        self.request_log: deque[tuple[int, int, float]] = deque(maxlen=100_000)
         self._clock = clock
         self._bus = asyncio.Lock()
         self._server: asyncio.Server | None = None
@@ -123,12 +125,15 @@ class ModbusGateway:
     ) -> None:
         self._writers.add(writer)
         read_frame = self._read_rtu if self.framer == "rtu" else self._read_mbap
+        peer = writer.get_extra_info("peername")
+        client_port = int(peer[1]) if peer else 0
         try:
             while True:
                 frame = await read_frame(reader)
                 if frame is None:
                     continue  # garbage on the line: a real device stays silent
                 header, unit, pdu = frame
+                self.request_log.append((client_port, unit, time.monotonic()))
                 answer = await self._answer(unit, pdu)
                 if answer is None:
                     continue

@@ -56,9 +56,10 @@ class SourceHealthOut(BaseModel):
     name: str = Field(description="The source's name in the config.")
     kind: str | None = Field(description="modbus, mqtt or dlms; null if it never registered.")
     state: SourceState = Field(
-        description="starting, running, unreachable (its broker or gateway cannot be "
-        "reached), failed (it raised; restarted after a backoff) or stopped. unreachable "
-        "and failed make the service degraded."
+        description="starting, running, standby (another process holds its gateway's "
+        "lease: see [leases]), unreachable (its broker or gateway cannot be reached), failed "
+        "(it raised; restarted after a backoff) or stopped. unreachable and failed make the "
+        "service degraded."
     )
     reason: str | None = Field(description="Why it is unreachable or failed; null otherwise.")
     restarts: int = Field(description="Restarts after a failure since the service started.")

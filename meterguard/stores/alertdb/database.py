@@ -1,4 +1,4 @@
-"""One alert database and its three repositories: alerts, case work, users."""
+"""One alert database and its repositories: alerts, case work, users, leases."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from meterguard.clock import Clock, wall_time
 from meterguard.stores.alertdb.alerts import SqlAlertRepository
 from meterguard.stores.alertdb.cases import SqlCaseRepository
 from meterguard.stores.alertdb.core import Database
+from meterguard.stores.alertdb.leases import SqlLeaseRepository
 from meterguard.stores.alertdb.users import SqlUserRepository
 
 
@@ -26,6 +27,7 @@ class AlertDatabase:
         self.alerts = SqlAlertRepository(self.core)
         self.cases = SqlCaseRepository(self.core)
         self.users = SqlUserRepository(self.core)
+        self.leases = SqlLeaseRepository(self.core)
 
     @property
     def url(self) -> str:

@@ -174,3 +174,15 @@ tokens = sa.Table(
     # 0004: login tokens stop working then; API keys for machines have none.
     sa.Column("expires_at", sa.Float),
 )
+
+#: 0007: who polls what. One row per exclusive resource (a Modbus gateway, a DLMS source):
+#: its owner holds it until expires_at, in the database server's own time (epoch s), so
+#: the clocks of the processes sharing it do not matter.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("resource", sa.String(200), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("acquired_at", sa.Float, nullable=False),
+)
