@@ -23,6 +23,7 @@ from api.openapi import openapi_schema
 from api.routers import (
     alerts,
     cases,
+    evidence,
     fleet,
     health,
     meters,
@@ -100,6 +101,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(stream.router, responses=AUTH_RESPONSES)
     app.include_router(metrics.router)
     app.include_router(cases.router, responses=AUTH_RESPONSES)
+    app.include_router(evidence.router, responses=AUTH_RESPONSES)
     app.include_router(work_orders.router, responses=AUTH_RESPONSES)
     app.include_router(users.router, responses=AUTH_RESPONSES)
     app.include_router(session.router, responses=AUTH_RESPONSES)

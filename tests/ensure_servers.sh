@@ -15,6 +15,9 @@ need=()
 # Debian ships venv's pip apart from python3; only the first `make` needs it.
 [ -x .venv/bin/python ] || "$PYTHON" -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v chromium >/dev/null || need+=(chromium)  # the pages, in headless Chromium
+command -v pdftoppm >/dev/null || need+=(poppler-utils)  # the evidence reports, rendered
+# The CJK font the evidence reports embed for Chinese findings.
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 # The machine's broker, the private brokers of the MQTT tests and their password file.
 { command -v mosquitto && command -v mosquitto_passwd; } >/dev/null || need+=(mosquitto)
 command -v openssl >/dev/null || need+=(openssl)  # the MQTT TLS test makes its certificates

@@ -25,9 +25,10 @@ MQTT_PORT = 1883
 #: Set by `make test-fast` (tests/run_fast.py): property tests try fewer examples there.
 FAST = os.environ.get("MG_TEST_FAST") == "1"
 
-#: The markers of tests that need a server (described in pyproject.toml); `make test-fast`
-#: runs the tests with none of them.
-SERVER_MARKERS = ("postgres", "influxdb", "victoriametrics", "mqtt", "browser")
+#: The markers of tests that need a server, or a program of the machine that make test
+#: installs (poppler), described in pyproject.toml; `make test-fast` runs the tests with
+#: none of them.
+SERVER_MARKERS = ("postgres", "influxdb", "victoriametrics", "mqtt", "browser", "poppler")
 
 #: Fixtures that start or reach a server, and the marker each gives the tests using it.
 FIXTURE_MARKERS = {

@@ -121,8 +121,11 @@ class CaseRepository(Protocol):
     async def outcomes_by_kind(self) -> dict[str, dict[str, int]]:
         """Count the work orders' outcomes per alert kind (the detectors' feedback)."""
 
-    async def audit(self, *, alert_id: str) -> list[AuditEntry]:
+    async def audit(self, *, alert_id: str, limit: int = 100) -> list[AuditEntry]:
         """Return an alert's audit entries, newest first."""
+
+    async def record(self, alert_id: str, actor: str, action: str, detail: dict[str, Any]) -> None:
+        """Write what someone did with a case that changes no record (an export) to the audit."""
 
 
 class UserRepository(Protocol):

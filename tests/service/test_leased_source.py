@@ -89,7 +89,8 @@ async def test_a_held_lease_keeps_the_source_in_standby_until_it_is_free() -> No
         await asyncio.sleep(0.5)
         assert (health.state, ticker.open, first.done()) == ("standby", False, False)
         await asyncio.wait_for(first, 3.0)  # the third claim, a second later, takes it
-        assert health.state != "standby" and ticker.open
+        assert health.state != "standby"
+        assert ticker.open
         assert len(leases.claims) == 3
         await stream.aclose()
     # A clean stop gives the lease up for the next process.

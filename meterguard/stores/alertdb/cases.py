@@ -129,6 +129,15 @@ class SqlCaseRepository:
 
         return Comment.model_validate(dict(await self._db.run(write)))
 
+    async def record(self, alert_id: str, actor: str, action: str, detail: dict[str, Any]) -> None:
+        """Write what someone did with a case that changes no record (an export) to the audit."""
+
+        async def write(conn: AsyncConnection) -> None:
+            await _require_alert(conn, alert_id)
+            await self._db.audit(conn, actor, action, alert_id, detail)
+
+        await self._db.run(write)
+
     async def comments(self, alert_id: str) -> list[Comment]:
         """Return an alert's comments, oldest first."""
         c = t.comments
