@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -160,7 +160,7 @@ class LeasedSource:
         async for delivery in self.deliveries():
             yield delivery.batch
 
-    async def deliveries(self) -> AsyncIterator[Delivery]:
+    async def deliveries(self) -> AsyncGenerator[Delivery, None]:
         """Take the lease, then yield the source's deliveries until it is lost or given up."""
         valid_until = await self._acquire()
         keeper = asyncio.ensure_future(self._keep(valid_until))
