@@ -18,6 +18,7 @@ from meterguard.model import (
     MeterRegistry,
     ReadingBatch,
     Severity,
+    SummaryMessage,
 )
 
 if TYPE_CHECKING:
@@ -181,6 +182,15 @@ class IncidentFacts:
     peak_magnitude: float
     kwh_lost: float
 
+    def params(self) -> dict[str, float | int | str]:
+        """Return the figures a summary message carries."""
+        return {
+            "phase": self.phase,
+            "duration_s": round(self.duration_s, 1),
+            "magnitude": round(self.peak_magnitude, 4),
+            "kwh": round(self.kwh_lost, 4),
+        }
+
 
 class Detector(ABC):
     """A detector: subclasses set the class variables and implement `step` and `summarise`."""
@@ -214,6 +224,10 @@ class Detector(ABC):
     @abstractmethod
     def summarise(self, facts: IncidentFacts) -> str:
         """Return the one-line human summary of an incident."""
+
+    def summary_message(self, facts: IncidentFacts) -> SummaryMessage:
+        """Return the summary as a catalogue key and figures (the API renders it per reader)."""
+        return SummaryMessage(key=f"summary.{self.name}", params=facts.params())
 
 
 DETECTORS: dict[str, type[Detector]] = {}

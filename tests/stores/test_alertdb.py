@@ -686,7 +686,7 @@ async def test_upgrade_from_0004_fills_raised_from_the_recorded_open(alert_db_ur
                     {"type": kind, "ts": ts},
                 )
         await store.open()
-        assert await current_revision(store.engine) == head_revision() == "0006"
+        assert await current_revision(store.engine) == head_revision() == "0007"
         assert (await store.alerts.get("A1")).raised == 70.0
         assert (await store.alerts.get("B1")).raised == 20.0
         # The engine's later events for an alert it had open before keep the filled value.

@@ -81,7 +81,7 @@ async def test_upgrade_renames_names_that_differ_only_in_case(alert_db_url: str)
                 )
             )
         await upgrade(store.engine)
-        assert await current_revision(store.engine) == head_revision() == "0006"
+        assert await current_revision(store.engine) == head_revision() == "0007"
         async with store.engine.connect() as conn:
             names = (await conn.execute(sa.text("SELECT id, name FROM users ORDER BY id"))).all()
             tokens = (

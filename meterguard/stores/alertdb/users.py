@@ -135,6 +135,19 @@ class SqlUserRepository:
 
         await self._db.run(write)
 
+    async def set_language(self, user_id: int, language: str | None) -> None:
+        """Store the language a user chose for the pages (None: let the browser say)."""
+        u = t.users
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(sa.update(u).where(u.c.id == user_id).values(language=language))
+
+        await self._db.run(write)
+        # The remembered users of this one's tokens carry the old language: forget them.
+        self._token_cache = {
+            digest: held for digest, held in self._token_cache.items() if held[0].id != user_id
+        }
+
     async def login(self, name: str, password: str, ttl_s: float) -> tuple[User, str, float] | None:
         """Check a password; on success return the user, a new token and its expiry time.
 
