@@ -21,6 +21,9 @@ from meterguard.model import (
     SummaryMessage,
 )
 
+# Re-exported: the detectors' summaries take it from here.
+from meterguard.timefmt import format_duration as format_duration
+
 if TYPE_CHECKING:
     from detectors.context import BatchContext
 
@@ -186,9 +189,9 @@ class IncidentFacts:
         """Return the figures a summary message carries."""
         return {
             "phase": self.phase,
-            "duration_s": round(self.duration_s, 1),
-            "magnitude": round(self.peak_magnitude, 4),
-            "kwh": round(self.kwh_lost, 4),
+            "duration_s": self.duration_s,
+            "magnitude": self.peak_magnitude,
+            "kwh": self.kwh_lost,
         }
 
 
@@ -239,17 +242,6 @@ def register(cls: type[Detector]) -> type[Detector]:
         raise ValueError(f"detector name {cls.name!r} registered twice")
     DETECTORS[cls.name] = cls
     return cls
-
-
-def format_duration(seconds: float) -> str:
-    """Render a duration the way an operator reads it: 42 s, 14 min, 3.5 h, 2.1 d."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 def phase_label(phase: int) -> str:
