@@ -74,8 +74,9 @@ function wireActions(id, active) {
     ["#clear-form", async (f) => {
       const reason = f.reason.value.trim();
       if (!reason) {
-        MG.showError(MG.t("Clearing an alert needs a reason."));
-        throw new Error("no reason");
+        const message = MG.t("Clearing an alert needs a reason.");
+        MG.showError(message);
+        throw new Error(message);
       }
       await MG.api("POST", `${base}/clear`, {reason});
       location.reload();  // the state, the end and the history all change
