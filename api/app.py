@@ -26,6 +26,7 @@ from api.routers import (
     evidence,
     fleet,
     health,
+    i18n,
     meters,
     metrics,
     session,
@@ -105,6 +106,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(work_orders.router, responses=AUTH_RESPONSES)
     app.include_router(users.router, responses=AUTH_RESPONSES)
     app.include_router(session.router, responses=AUTH_RESPONSES)
+    app.include_router(i18n.router, responses=AUTH_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(StoreUnavailableError)

@@ -27,6 +27,8 @@ class Principal:
     name: str
     role: Role
     authenticated: bool
+    #: The language the user chose for the pages; None: not chosen (or anonymous).
+    language: str | None = None
 
 
 #: Methods that change nothing: the only ones a cookie alone may authorise.
@@ -42,7 +44,8 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
-def _token(request: Request) -> str | None:
+def request_token(request: Request) -> str | None:
+    """Return the token a request carries: its header, or the cookie for a safe method."""
     header_token = bearer_token(request)
     if header_token is not None:
         return header_token
@@ -62,7 +65,7 @@ async def current_principal(
     request: Request, users: UserRepoDep, settings: SettingsDep
 ) -> Principal:
     """Return the caller; 401 for a wrong token, or for none where anonymity is off."""
-    token = _token(request)
+    token = request_token(request)
     if token is not None:
         user = await users.user_for_token(token)
         if user is None:
@@ -71,7 +74,7 @@ async def current_principal(
             role = Role(user.role)
         except ValueError:
             raise HTTPException(status_code=403, detail=f"unknown role {user.role!r}") from None
-        return Principal(name=user.name, role=role, authenticated=True)
+        return Principal(name=user.name, role=role, authenticated=True, language=user.language)
     anonymous = settings.api.anonymous_role
     if anonymous is None:
         raise unauthorized("missing bearer token")

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from api.i18n.summaries import summary_text
 from meterguard.model import Alert, AlertKind, Meter, Severity
 from meterguard.stores.records import AlertListing, CaseState
 from meterguard.timefmt import rfc3339
@@ -38,7 +39,10 @@ class AlertOut(BaseModel):
     estimated_kwh_lost: float | None = Field(
         description="Estimated energy lost, kWh; null when it is not a finite figure."
     )
-    summary: str
+    summary: str = Field(description="The summary in English, for machines.")
+    summary_text: str = Field(
+        description="The summary in the reader's language (docs/LANGUAGES.md), for people."
+    )
     transformer: str | None = Field(default=None, description="The meter's transformer.")
     customer_class: str | None = Field(default=None, description="The meter's customer class.")
     acknowledged_by: str | None = None
@@ -46,8 +50,10 @@ class AlertOut(BaseModel):
     assignee: str | None = None
 
     @classmethod
-    def of(cls, alert: Alert | AlertListing, meter: Meter | None = None) -> AlertOut:
-        """Build the API view of an alert; a listing brings its case fields along."""
+    def of(
+        cls, alert: Alert | AlertListing, meter: Meter | None = None, language: str = "en"
+    ) -> AlertOut:
+        """Build the API view of an alert (summary_text in `language`), case fields and all."""
         case: dict[str, Any] = {}
         if isinstance(alert, AlertListing):
             case = {
@@ -68,6 +74,7 @@ class AlertOut(BaseModel):
             confidence=alert.confidence,
             estimated_kwh_lost=finite(alert.estimated_kwh_lost),
             summary=alert.summary,
+            summary_text=summary_text(alert, language),
             transformer=meter.transformer if meter else None,
             customer_class=meter.customer_class if meter else None,
             **case,

@@ -18,7 +18,11 @@ from meterguard.model import (
     MeterRegistry,
     ReadingBatch,
     Severity,
+    SummaryMessage,
 )
+
+# Re-exported: the detectors' summaries take it from here.
+from meterguard.timefmt import format_duration as format_duration
 
 if TYPE_CHECKING:
     from detectors.context import BatchContext
@@ -181,6 +185,15 @@ class IncidentFacts:
     peak_magnitude: float
     kwh_lost: float
 
+    def params(self) -> dict[str, float | int | str]:
+        """Return the figures a summary message carries."""
+        return {
+            "phase": self.phase,
+            "duration_s": self.duration_s,
+            "magnitude": self.peak_magnitude,
+            "kwh": self.kwh_lost,
+        }
+
 
 class Detector(ABC):
     """A detector: subclasses set the class variables and implement `step` and `summarise`."""
@@ -215,6 +228,10 @@ class Detector(ABC):
     def summarise(self, facts: IncidentFacts) -> str:
         """Return the one-line human summary of an incident."""
 
+    def summary_message(self, facts: IncidentFacts) -> SummaryMessage:
+        """Return the summary as a catalogue key and figures (the API renders it per reader)."""
+        return SummaryMessage(key=f"summary.{self.name}", params=facts.params())
+
 
 DETECTORS: dict[str, type[Detector]] = {}
 
@@ -225,17 +242,6 @@ def register(cls: type[Detector]) -> type[Detector]:
         raise ValueError(f"detector name {cls.name!r} registered twice")
     DETECTORS[cls.name] = cls
     return cls
-
-
-def format_duration(seconds: float) -> str:
-    """Render a duration the way an operator reads it: 42 s, 14 min, 3.5 h, 2.1 d."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 def phase_label(phase: int) -> str:

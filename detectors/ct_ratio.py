@@ -27,11 +27,19 @@ from detectors.base import (
 )
 from detectors.context import BatchContext, phase_block
 from meterguard.calendar import HOUR_S, DayType
-from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity
+from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity, SummaryMessage
 
 _BIN = 0.02
 _BINS = 101  # 0-2x rating in 2 % steps, the last bin holds everything above
 DAY_S = 86_400.0
+#: The CT load bands a summary names, by the key its message carries.
+BANDS = {
+    "floor": "below the 20 % floor: excitation error",
+    "low": "below the 30 % target",
+    "saturation": "above 120 %: core saturation",
+    "high": "above the rating",
+    "within": "within the 30-100 % target",
+}
 
 
 class CtRatioConfig(DetectorConfig):
@@ -164,17 +172,20 @@ class CtRatioDetector(Detector):
         )
         return SlotConditions(slot=slots, conditions=cond, dt=np.full(k, cfg.judge_every_s))
 
-    def _band(self, share: float) -> str:
+    def _band_key(self, share: float) -> str:
         cfg = self.cfg
         if share < cfg.floor_ratio:
-            return "below the 20 % floor: excitation error"
+            return "floor"
         if share < cfg.low_ratio:
-            return "below the 30 % target"
+            return "low"
         if share > cfg.saturation_ratio:
-            return "above 120 %: core saturation"
+            return "saturation"
         if share > cfg.high_ratio:
-            return "above the rating"
-        return "within the 30-100 % target"
+            return "high"
+        return "within"
+
+    def _band(self, share: float) -> str:
+        return BANDS[self._band_key(share)]
 
     def evidence(self, slot: int) -> dict[str, Any]:
         """Give the typical load against the CT rating and its band."""
@@ -192,4 +203,11 @@ class CtRatioDetector(Detector):
             f"typical load {facts.peak_magnitude:.0%} of the CT rating "
             f"({self._band(facts.peak_magnitude)}: metering accuracy lost), judged over "
             f"{format_duration(facts.duration_s)}"
+        )
+
+    def summary_message(self, facts: IncidentFacts) -> SummaryMessage:
+        """Carry the band as a key, so that the reader's language names it."""
+        message = super().summary_message(facts)
+        return message.model_copy(
+            update={"params": {**message.params, "band": self._band_key(facts.peak_magnitude)}}
         )

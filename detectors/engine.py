@@ -262,6 +262,7 @@ class Lifecycle:
             confidence=round(min(max(_finite(inc.confidence), 0.0), 1.0), 3),
             estimated_kwh_lost=round(_finite(inc.kwh_lost), 4),
             summary=det.summarise(facts),
+            summary_message=det.summary_message(facts),
             evidence={
                 **inc.evidence,
                 "onset": _onset_dict(inc),

@@ -19,7 +19,14 @@ from detectors.base import (
     register,
 )
 from detectors.context import BatchContext, phase_block
-from meterguard.model import AlertKind, MeterEvent, MeterRegistry, ReadingBatch, Severity
+from meterguard.model import (
+    AlertKind,
+    MeterEvent,
+    MeterRegistry,
+    ReadingBatch,
+    Severity,
+    SummaryMessage,
+)
 
 _OPENING = int(MeterEvent.COVER_OPEN | MeterEvent.TERMINAL_COVER_OPEN)
 _CLOSING = int(MeterEvent.COVER_CLOSED | MeterEvent.TERMINAL_COVER_CLOSED)
@@ -47,6 +54,10 @@ class TamperConfig(DetectorConfig):
         "meter reported it, even when the cover closed within the same interval (meters "
         "repeat a field's log entry hourly while it lasts).",
     )
+
+
+#: The fall of metered power below which a summary says the readings were unchanged.
+POWER_FELL = 0.05
 
 
 @register
@@ -146,10 +157,17 @@ class TamperDetector(Detector):
         """Describe the tamper event and its effect on the readings."""
         effect = (
             f"metered power fell up to {facts.peak_magnitude:.0%}"
-            if facts.peak_magnitude >= 0.05
+            if facts.peak_magnitude >= POWER_FELL
             else "readings unchanged"
         )
         return (
             f"meter reported cover opening or magnetic field; {effect}; "
             f"{format_duration(facts.duration_s)} ({facts.kwh_lost:.1f} kWh est.)"
         )
+
+    def summary_message(self, facts: IncidentFacts) -> SummaryMessage:
+        """Name the variant the English summary takes: power fell, or readings unchanged."""
+        message = super().summary_message(facts)
+        if facts.peak_magnitude >= POWER_FELL:
+            return message
+        return message.model_copy(update={"key": "summary.tamper_unchanged"})

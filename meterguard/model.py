@@ -254,6 +254,15 @@ class AlertEventType(enum.StrEnum):
     CLEAR = "clear"
 
 
+class SummaryMessage(BaseModel):
+    """An alert's summary as a catalogue key and its figures, rendered in a reader's language."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(description="Message key in the catalogues, e.g. summary.bypass.")
+    params: dict[str, float | int | str] = Field(default_factory=dict)
+
+
 class Alert(BaseModel):
     """One incident at one meter, as raised by the engine and kept by the alert store."""
 
@@ -275,7 +284,10 @@ class Alert(BaseModel):
     phase: int | None = None
     confidence: float = Field(ge=0, le=1)
     estimated_kwh_lost: float = 0.0
-    summary: str
+    summary: str = Field(description="The summary in English, for machines and logs.")
+    summary_message: SummaryMessage | None = Field(
+        default=None, description="The summary as a key and figures; None for older alerts."
+    )
     evidence: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from api.auth import Reader
 from api.deps import AlertRepoDep, RegistryDep
+from api.i18n.reader import ReaderLanguage
 from api.params import time_param, time_schema
 from api.schemas import AlertDetail, AlertList, AlertOut
 from meterguard.errors import AlertNotFoundError
@@ -54,6 +55,7 @@ def meters_in_scope(
 @router.get("", response_model=AlertList, responses={422: {"description": "Bad filter or cursor"}})
 async def list_alerts(
     who: Reader,
+    language: ReaderLanguage,
     alerts: AlertRepoDep,
     registry: RegistryDep,
     active: Annotated[bool | None, Query(description="true: open only; false: cleared")] = None,
@@ -111,7 +113,7 @@ async def list_alerts(
             raise HTTPException(status_code=422, detail=f"cursor: {exc}") from None
     listings, last_key = await alerts.page(query, limit)
     return AlertList(
-        items=[AlertOut.of(a, registry.get(a.meter)) for a in listings],
+        items=[AlertOut.of(a, registry.get(a.meter), language) for a in listings],
         count=len(listings),
         next_cursor=None if last_key is None else encode_cursor(query, last_key),
     )
@@ -121,7 +123,11 @@ async def list_alerts(
     "/{alert_id}", response_model=AlertDetail, responses={404: {"description": "No such alert"}}
 )
 async def get_alert(
-    who: Reader, alert_id: str, alerts: AlertRepoDep, registry: RegistryDep
+    who: Reader,
+    language: ReaderLanguage,
+    alert_id: str,
+    alerts: AlertRepoDep,
+    registry: RegistryDep,
 ) -> AlertDetail:
     """Return one alert with its evidence, history and case fields."""
     try:
@@ -129,5 +135,5 @@ async def get_alert(
     except AlertNotFoundError:
         raise HTTPException(status_code=404, detail=f"no alert {alert_id!r}") from None
     history = await alerts.history(alert_id)
-    out = AlertOut.of(listing, registry.get(alert.meter))
+    out = AlertOut.of(listing, registry.get(alert.meter), language)
     return AlertDetail(**out.model_dump(), evidence=alert.evidence, history=history)

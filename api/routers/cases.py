@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import OPERATORS, Operator, Principal, Reader, require
 from api.deps import AlertRepoDep, AlertServiceDep, CaseRepoDep, RegistryDep
+from api.i18n.reader import ReaderLanguage
 from api.schemas import AlertOut, finite
 from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError
 from meterguard.roles import Role
@@ -175,6 +176,7 @@ async def clear(
     alert_id: str,
     body: ClearIn,
     who: Operator,
+    language: ReaderLanguage,
     alerting: AlertServiceDep,
     alerts: AlertRepoDep,
     registry: RegistryDep,
@@ -192,7 +194,7 @@ async def clear(
         ended = f"alert {alert_id!r} has ended already"
         raise HTTPException(status_code=409, detail=ended) from None
     listing = await alerts.listing(alert_id)
-    return AlertOut.of(listing, registry.get(alert.meter))
+    return AlertOut.of(listing, registry.get(alert.meter), language)
 
 
 @router.get("/alerts/{alert_id}/case", response_model=CaseOut, responses=NOT_FOUND)

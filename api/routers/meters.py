@@ -20,6 +20,7 @@ from api.deps import (
     StatusDep,
     ValidationDep,
 )
+from api.i18n.reader import ReaderLanguage
 from api.params import time_param, time_schema
 from api.schemas import AlertOut, MeterDetail, MeterList, MeterOut, SeriesOut
 from meterguard.model import QUANTITIES, Meter, MeterRegistry
@@ -99,6 +100,7 @@ async def list_meters(
 @router.get("/{meter_id}", response_model=MeterDetail, responses=NOT_FOUND)
 async def get_meter(
     who: Reader,
+    language: ReaderLanguage,
     meter_id: str,
     registry: RegistryDep,
     views: MeterViewsDep,
@@ -113,7 +115,7 @@ async def get_meter(
         **views.out(meter).model_dump(),
         latest=latest,
         latest_at=None if latest is None else rfc3339(latest["ts"]),
-        alerts=[AlertOut.of(a, meter) for a in recent],
+        alerts=[AlertOut.of(a, meter, language) for a in recent],
     )
 
 

@@ -10,6 +10,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.auth import Reader
 from api.deps import AlertServiceDep, RegistryDep
+from api.i18n.reader import ReaderLanguage
 from api.schemas import AlertOut, CaseOutline
 from meterguard.broadcast import ResyncNeeded
 from meterguard.stores.records import CaseState
@@ -20,6 +21,7 @@ router = APIRouter(tags=["stream"])
 @router.get("/api/stream", response_class=EventSourceResponse)
 async def stream(
     who: Reader,
+    language: ReaderLanguage,
     alerting: AlertServiceDep,
     registry: RegistryDep,
     last_event_id: Annotated[str | None, Header(max_length=100)] = None,
@@ -44,7 +46,7 @@ async def stream(
                 id=item.id, event="case", data=CaseOutline.of(event).model_dump(mode="json")
             )
             continue
-        alert = AlertOut.of(event.alert, registry.get(event.alert.meter))
+        alert = AlertOut.of(event.alert, registry.get(event.alert.meter), language)
         # Engine events do not know the case fields: they are left out, not sent as null.
         data = alert.model_dump(mode="json", exclude_unset=True)
         if data["raised"] is None:

@@ -19,6 +19,9 @@ class Me(BaseModel):
     name: str
     role: Role
     authenticated: bool
+    language: str | None = Field(
+        default=None, description="The language the user chose (PUT /api/me/language)."
+    )
 
 
 class UserIn(BaseModel):
@@ -41,7 +44,7 @@ class NewUser(BaseModel):
 @router.get("/me", response_model=Me)
 async def me(who: AnyUser) -> Me:
     """Return who the caller is."""
-    return Me(name=who.name, role=who.role, authenticated=who.authenticated)
+    return Me(name=who.name, role=who.role, authenticated=who.authenticated, language=who.language)
 
 
 @router.post(

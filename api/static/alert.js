@@ -13,9 +13,9 @@ function evidenceTable(evidence) {
     .sort(([a], [b]) => rank(a) - rank(b));
   const head = document.querySelector("#evidence thead");
   const body = document.querySelector("#evidence tbody");
-  head.replaceChildren(MG.el("tr", {}, MG.el("th", {}, "quantity"),
+  head.replaceChildren(MG.el("tr", {}, MG.el("th", {}, MG.t("quantity")),
     ...snapshots.map(([name, snap]) => MG.el("th", {class: "num"},
-      `${name.replace("_", " ")} (${MG.epochTime(snap.ts)})`))));
+      `${MG.label("evidence", name)} (${MG.epochTime(snap.ts)})`))));
   body.replaceChildren(...QUANTITY_ORDER
     .filter((q) => snapshots.some(([, s]) => q in s))
     .map((q) => MG.el("tr", {}, MG.el("td", {}, q), ...snapshots.map(([, s]) =>
@@ -24,7 +24,9 @@ function evidenceTable(evidence) {
   for (const [k, v] of other) {
     // Keys ending in _ts are data times; show them as times, not epoch numbers.
     const text = k.endsWith("_ts") ? MG.epochTime(v) : String(v);
-    body.append(MG.el("tr", {}, MG.el("td", {}, k.replace(/_ts$/, "").replaceAll("_", " ")),
+    const name = k.replace(/_ts$/, "");
+    const label = MG.label("evidence", name);
+    body.append(MG.el("tr", {}, MG.el("td", {}, label === name ? name.replaceAll("_", " ") : label),
       MG.el("td", {colspan: snapshots.length || 1}, text)));
   }
 }
@@ -36,22 +38,26 @@ async function drawCase(id) {
   const list = (title, cls, items, line) => MG.el("section", {class: `case-part ${cls}`},
     MG.el("h3", {}, `${title} (${items.length})`),
     items.length ? MG.el("ul", {}, ...items.map((x) => MG.el("li", {}, line(x))))
-      : MG.el("p", {class: "muted"}, "none"));
+      : MG.el("p", {class: "muted"}, MG.t("none")));
   document.querySelector("#case").replaceChildren(
-    list("Acknowledgements", "acks", c.acknowledgements,
+    list(MG.t("Acknowledgements"), "acks", c.acknowledgements,
       (a) => `${when(a.at)} · ${a.user}${a.note ? `: ${a.note}` : ""}`),
-    list("Assignments", "assignments", c.assignments,
+    list(MG.t("Assignments"), "assignments", c.assignments,
       (a) => `${when(a.at)} · ${a.assigned_by} → ${a.assignee}`),
-    list("Comments", "comments", c.comments, (m) => `${when(m.at)} · ${m.author}: ${m.text}`),
-    list("Work orders", "work-orders", c.work_orders, (w) =>
-      `#${w.id} ${w.status} · crew ${w.assignee ?? "unassigned"}` +
-      `${w.instructions ? ` · ${w.instructions}` : ""}` +
-      `${w.outcome ? ` · outcome ${w.outcome}${w.outcome_method ? ` by ${w.outcome_method}` : ""}` +
-        `${w.outcome_note ? `: ${w.outcome_note}` : ""}` : ""}` +
-      `${w.recovered_kwh != null ? ` · ${w.recovered_kwh} kWh recovered` : ""}` +
-      `${w.alert_ids.length > 1 ? ` · with ${w.alert_ids.filter((a) => a !== id).join(", ")}` : ""}`),
-    list("Audit trail", "audit", c.audit, (e) =>
-      `${when(e.at)} · ${e.actor} ${e.action}` +
+    list(MG.t("Comments"), "comments", c.comments, (m) => `${when(m.at)} · ${m.author}: ${m.text}`),
+    list(MG.t("Work orders"), "work-orders", c.work_orders, (w) => [
+      `#${w.id} ${MG.label("status", w.status)}`,
+      MG.t("crew {name}", {name: w.assignee ?? MG.t("unassigned")}),
+      w.instructions,
+      w.outcome && MG.t(w.outcome_method ? "outcome {outcome} by {method}" : "outcome {outcome}",
+        {outcome: MG.label("outcome", w.outcome), method: w.outcome_method}) +
+        (w.outcome_note ? `: ${w.outcome_note}` : ""),
+      w.recovered_kwh != null && MG.t("{kwh} kWh recovered", {kwh: w.recovered_kwh}),
+      w.alert_ids.length > 1 &&
+        MG.t("with {alerts}", {alerts: w.alert_ids.filter((a) => a !== id).join(", ")}),
+    ].filter(Boolean).join(" · ")),
+    list(MG.t("Audit trail"), "audit", c.audit, (e) =>
+      `${when(e.at)} · ${e.actor} ${MG.label("action", e.action)}` +
       `${Object.keys(e.detail).length ? ` ${JSON.stringify(e.detail)}` : ""}`));
 }
 
@@ -68,8 +74,9 @@ function wireActions(id, active) {
     ["#clear-form", async (f) => {
       const reason = f.reason.value.trim();
       if (!reason) {
-        MG.showError("Clearing an alert needs a reason.");
-        throw new Error("no reason");
+        const message = MG.t("Clearing an alert needs a reason.");
+        MG.showError(message);
+        throw new Error(message);
       }
       await MG.api("POST", `${base}/clear`, {reason});
       location.reload();  // the state, the end and the history all change
@@ -93,34 +100,41 @@ function wireActions(id, active) {
 }
 
 async function main() {
+  await MG.ready;
   const id = MG.lastPathPart();
   const a = await MG.json(`/api/alerts/${encodeURIComponent(id)}`);
-  document.title = `meterguard - ${a.kind} at ${a.meter}`;
+  const kind = MG.label("kind", a.kind);
+  document.title = `meterguard - ${MG.t("{kind} at {meter}", {kind, meter: a.meter})}`;
+  const meterLink = MG.el("a", {href: `/meters/${encodeURIComponent(a.meter)}`}, a.meter);
+  // "{kind} at {meter}" in the reader's language, with the meter as a link.
+  const [before, after] = MG.t("{kind} at {meter}", {kind}).split("{meter}");
   document.querySelector("#title").replaceChildren(
-    MG.el("span", {class: `badge ${a.severity}`}, a.severity), " ",
-    `${a.kind} at `, MG.el("a", {href: `/meters/${encodeURIComponent(a.meter)}`}, a.meter));
-  document.querySelector("#summary").textContent = a.summary;
+    MG.el("span", {class: `badge ${a.severity}`}, MG.label("severity", a.severity)), " ",
+    before, meterLink, after ?? "");
+  document.querySelector("#summary").textContent = a.summary_text ?? a.summary;
   const facts = [
-    ["state", a.active ? "active" : "cleared"], ["phase", a.phase ?? "—"],
-    ["start", MG.time(a.start)], ["raised", a.raised ? MG.time(a.raised) : "—"],
-    ["end", a.end ? MG.time(a.end) : "still open"],
-    ["confidence", MG.percent(a.confidence)],
-    ["estimated kWh lost", MG.kwh(a.estimated_kwh_lost)],
-    ["acknowledged by", a.acknowledged_by ?? "—"], ["assignee", a.assignee ?? "—"],
-    ["alert id", a.id],
+    [MG.t("state"), MG.label("state", a.active ? "active" : "cleared")],
+    [MG.t("phase"), a.phase ?? "—"],
+    [MG.t("start"), MG.time(a.start)], [MG.t("raised"), a.raised ? MG.time(a.raised) : "—"],
+    [MG.t("end"), a.end ? MG.time(a.end) : MG.t("still open")],
+    [MG.t("confidence"), MG.percent(a.confidence)],
+    [MG.t("estimated kWh lost"), MG.kwh(a.estimated_kwh_lost)],
+    [MG.t("acknowledged by"), a.acknowledged_by ?? "—"],
+    [MG.t("assignee"), a.assignee ?? "—"],
+    [MG.t("alert id"), a.id],
   ];
   const manual = a.evidence.cleared_by?.manual;
-  if (manual) facts.push(["cleared by hand", `${manual.by}: ${manual.reason}`]);
+  if (manual) facts.push([MG.t("cleared by hand"), `${manual.by}: ${manual.reason}`]);
   document.querySelector("#facts").replaceChildren(
     ...facts.flatMap(([k, v]) => [MG.el("dt", {}, k), MG.el("dd", {}, v)]));
   evidenceTable(a.evidence);
   document.querySelector("#history tbody").replaceChildren(...a.history.map((h) =>
-    MG.el("tr", {}, MG.el("td", {}, h.type), MG.el("td", {}, MG.epochTime(h.ts)),
+    MG.el("tr", {}, MG.el("td", {}, MG.label("event", h.type)), MG.el("td", {}, MG.epochTime(h.ts)),
       MG.el("td", {}, MG.epochTime(h.recorded_at)))));
-  await MG.ready;
   if (MG.can("operator", "admin")) wireActions(id, a.active);
   drawCase(id).catch((err) => {
-    document.querySelector("#case").textContent = `Could not load the case: ${err.message}`;
+    document.querySelector("#case").textContent =
+      MG.t("Could not load the case: {error}", {error: err.message});
   });
   const start = Date.parse(a.start) / 1000;
   const end = a.end ? Date.parse(a.end) / 1000 : Date.now() / 1000;
@@ -131,5 +145,6 @@ async function main() {
 }
 
 main().catch((err) => {
-  document.querySelector("#summary").textContent = `Could not load the alert: ${err.message}`;
+  document.querySelector("#summary").textContent =
+    MG.t("Could not load the alert: {error}", {error: err.message});
 });

@@ -22,7 +22,12 @@ const board = {
 const rowEls = new Map();
 let canAct = false;
 
-for (const k of KINDS) form.kind.append(MG.el("option", {}, k));
+function kindOptions() {
+  for (const k of KINDS) form.kind.append(MG.el("option", {value: k}, MG.label("kind", k)));
+  for (const option of form.severity.options) {
+    if (option.value) option.textContent = MG.label("severity", option.value);
+  }
+}
 
 function readFilters() {
   const f = new FormData(form);
@@ -82,14 +87,14 @@ function inLoadedRange(a) {
 }
 
 const FIELDS = {
-  severity: (a) => a.severity ?? "",
+  severity: (a) => MG.label("severity", a.severity),
   phase: (a) => a.phase ?? "",
   start: (a) => MG.time(a.start),
-  state: (a) => (a.active ? "active" : "cleared"),
+  state: (a) => MG.label("state", a.active ? "active" : "cleared"),
   kwh: (a) => MG.kwh(a.estimated_kwh_lost),
   acknowledged: (a) => a.acknowledged_by ?? "",
   assignee: (a) => a.assignee ?? "",
-  summary: (a) => a.summary ?? "",
+  summary: (a) => a.summary_text ?? a.summary ?? "",
 };
 
 function cell(label, field, cls = "") {
@@ -98,14 +103,14 @@ function cell(label, field, cls = "") {
 
 function buildRow(a) {
   const tr = MG.el("tr", {dataset: {alertId: a.id}},
-    cell("Severity", "severity"),
-    MG.el("td", {"data-label": "Meter"},
+    cell(MG.t("Severity"), "severity"),
+    MG.el("td", {"data-label": MG.t("Meter")},
       MG.el("a", {href: `/meters/${encodeURIComponent(a.meter)}`}, a.meter)),
-    MG.el("td", {"data-label": "Kind"},
-      MG.el("a", {href: `/alerts/${encodeURIComponent(a.id)}`}, a.kind)),
-    cell("Phase", "phase"), cell("Since", "start"), cell("State", "state"),
-    cell("kWh lost", "kwh", "num"), cell("Acknowledged", "acknowledged"),
-    cell("Assignee", "assignee"), cell("Summary", "summary", "summary"));
+    MG.el("td", {"data-label": MG.t("Kind")},
+      MG.el("a", {href: `/alerts/${encodeURIComponent(a.id)}`}, MG.label("kind", a.kind))),
+    cell(MG.t("Phase"), "phase"), cell(MG.t("Since"), "start"), cell(MG.t("State"), "state"),
+    cell(MG.t("kWh lost"), "kwh", "num"), cell(MG.t("Acknowledged"), "acknowledged"),
+    cell(MG.t("Assignee"), "assignee"), cell(MG.t("Summary"), "summary", "summary"));
   if (canAct) tr.append(actionsCell(a.id));
   return tr;
 }
@@ -128,17 +133,17 @@ function fillRow(tr, a) {
 // Ack, assign and clear (with its reason) for one row; each answer updates the row at once.
 function actionsCell(id) {
   const url = `/api/alerts/${encodeURIComponent(id)}`;
-  const ack = MG.el("button", {type: "button", class: "ack"}, "Ack");
+  const ack = MG.el("button", {type: "button", class: "ack"}, MG.t("Ack"));
   const assign = MG.el("form", {class: "assign"},
-    MG.el("input", {name: "assignee", list: "assignees", placeholder: "assignee",
-      "aria-label": "assignee", autocomplete: "off", maxlength: "100"}),
-    MG.el("button", {type: "submit"}, "Assign"));
-  const clear = MG.el("button", {type: "button", class: "clear"}, "Clear");
+    MG.el("input", {name: "assignee", list: "assignees", placeholder: MG.t("assignee"),
+      "aria-label": MG.t("assignee"), autocomplete: "off", maxlength: "100"}),
+    MG.el("button", {type: "submit"}, MG.t("Assign")));
+  const clear = MG.el("button", {type: "button", class: "clear"}, MG.t("Clear"));
   const reason = MG.el("form", {class: "clear-reason"},
-    MG.el("input", {name: "reason", placeholder: "reason for clearing", required: "",
-      "aria-label": "reason for clearing", maxlength: "2000", autocomplete: "off"}),
-    MG.el("button", {type: "submit"}, "Clear alert"),
-    MG.el("button", {type: "button", class: "cancel"}, "Cancel"));
+    MG.el("input", {name: "reason", placeholder: MG.t("reason for clearing"), required: "",
+      "aria-label": MG.t("reason for clearing"), maxlength: "2000", autocomplete: "off"}),
+    MG.el("button", {type: "submit"}, MG.t("Clear alert")),
+    MG.el("button", {type: "button", class: "cancel"}, MG.t("Cancel")));
   reason.hidden = true;
   const onText = (f, field, label, missing, send) => f.addEventListener("submit", (event) => {
     // Spaces alone are no name and no reason, though they would pass the API's length check.
@@ -147,11 +152,11 @@ function actionsCell(id) {
     if (text) act(id, label, f, () => send(text));
     else MG.showError(`${label}: ${missing}`);
   });
-  ack.addEventListener("click", () => act(id, "Acknowledge", ack, async () => {
+  ack.addEventListener("click", () => act(id, MG.t("Acknowledge"), ack, async () => {
     const done = await MG.api("POST", `${url}/acknowledge`, {note: ""});
     return {acknowledged_by: done.user, acknowledged_at: new Date(done.at * 1000).toISOString()};
   }));
-  onText(assign, "assignee", "Assign", "type who takes the alert", async (name) => {
+  onText(assign, "assignee", MG.t("Assign"), MG.t("type who takes the alert"), async (name) => {
     const done = await MG.api("POST", `${url}/assign`, {assignee: name});
     assign.reset();
     remember([done.assignee]);
@@ -164,9 +169,9 @@ function actionsCell(id) {
   };
   clear.addEventListener("click", () => showReason(true));
   reason.querySelector(".cancel").addEventListener("click", () => showReason(false));
-  onText(reason, "reason", "Clear", "a reason is required",
+  onText(reason, "reason", MG.t("Clear"), MG.t("a reason is required"),
     (text) => MG.api("POST", `${url}/clear`, {reason: text}));
-  return MG.el("td", {class: "row-actions", "data-label": "Actions"},
+  return MG.el("td", {class: "row-actions", "data-label": MG.t("Actions")},
     MG.el("div", {class: "controls"}, ack, assign, clear, reason));
 }
 
@@ -183,7 +188,7 @@ async function act(id, label, control, call) {
       draw();
     }
   } catch (err) {
-    MG.showError(`${label} failed: ${err.message}`);
+    MG.showError(MG.t("{action} failed: {error}", {action: label, error: err.message}));
   } finally {
     for (const b of buttons) b.disabled = false;
   }
@@ -227,12 +232,13 @@ function draw() {
   });
   if (!trs.length) {
     body.append(MG.el("tr", {}, MG.el("td", {colspan: COLUMNS},
-      board.failed ? `could not load the alerts: ${board.failed}` : "no alerts")));
+      board.failed ? MG.t("could not load the alerts: {error}", {error: board.failed}) :
+        MG.t("no alerts"))));
   }
   more.hidden = !board.cursor;
-  document.querySelector("#updated").textContent =
-    `${trs.length} shown${board.cursor ? " (more to load)" : ""} · ` +
-    `updated ${new Date().toLocaleTimeString()}`;
+  document.querySelector("#updated").textContent = MG.t(board.cursor ?
+    "{n} shown (more to load) · updated {time}" : "{n} shown · updated {time}",
+  {n: trs.length, time: MG.clock()});
 }
 
 function remember(names) {
@@ -262,7 +268,7 @@ async function reload() {
   board.rows = page ? page.items : [];
   board.byId = new Map(board.rows.map((a) => [a.id, a]));
   board.cursor = page ? page.next_cursor ?? null : null;
-  if (failed) MG.showError(`Loading the alerts failed: ${failed}`);
+  if (failed) MG.showError(MG.t("Loading the alerts failed: {error}", {error: failed}));
   board.loading = false;
   const queued = board.queued;
   board.queued = [];
@@ -285,7 +291,7 @@ async function loadMore() {
     board.cursor = page.next_cursor ?? null;
     remember(page.items.map((a) => a.assignee));
   } catch (err) {
-    MG.showError(`Loading more alerts failed: ${err.message}`);
+    MG.showError(MG.t("Loading more alerts failed: {error}", {error: err.message}));
   } finally {
     more.disabled = false;
     if (generation === board.generation) {  // else a reload took over, queue and all
@@ -309,7 +315,7 @@ async function fetchIn(id) {
       draw();
     }
   } catch (err) {
-    MG.showError(`Fetching alert ${id} failed: ${err.message}`);
+    MG.showError(MG.t("Fetching alert {id} failed: {error}", {id, error: err.message}));
   }
 }
 
@@ -353,11 +359,12 @@ function take(type, data) {
 async function health() {
   try {
     const h = await MG.json("/healthz");
-    document.querySelector("#health").textContent =
-      `${h.meters} meters · ${h.collector.online}/${h.collector.polled} online · ` +
-      `${h.counters.readings_in.toLocaleString()} readings`;
+    document.querySelector("#health").textContent = MG.t(
+      "{meters} meters · {online}/{polled} online · {readings} readings",
+      {meters: h.meters, online: h.collector.online, polled: h.collector.polled,
+        readings: h.counters.readings_in.toLocaleString(MG.i18n.language)});
   } catch (err) {
-    document.querySelector("#health").textContent = "API unreachable";
+    document.querySelector("#health").textContent = MG.t("API unreachable");
   }
 }
 
@@ -371,24 +378,24 @@ async function stats() {
     const s = await MG.json("/api/stats/detectors?open_cases=0");
     const num = (outcome, value) => MG.el("td", {class: "num", dataset: {outcome}}, value);
     table.replaceChildren(...s.detectors.map((d) => MG.el("tr", {dataset: {kind: d.kind}},
-      MG.el("td", {}, d.kind),
+      MG.el("td", {}, MG.label("kind", d.kind)),
       num("raised", d.raised ?? MG.DASH),
       num("open", d.open ?? MG.DASH),
       num("open_kwh", MG.kwh(d.open_kwh)),
       ...OUTCOMES.map((o) => num(o, (s.outcomes[d.kind] ?? {})[o] ?? 0)),
       num("precision", MG.percent(d.precision)))));
     if (!s.detectors.length) {
-      table.append(MG.el("tr", {}, MG.el("td", {colspan: 10}, "no closed work orders yet")));
+      table.append(MG.el("tr", {}, MG.el("td", {colspan: 10}, MG.t("no closed work orders yet"))));
     }
     const open = s.detectors.reduce((n, d) => n + (d.open ?? 0), 0);
     // A kind whose loss is not a finite figure makes the sum unknown, not smaller.
     const kwh = s.detectors.reduce(
       (n, d) => n + (d.open_kwh === undefined ? 0 : d.open_kwh ?? NaN), 0);
-    summary.textContent = `${open} open case${open === 1 ? "" : "s"} · ` +
-      `${kwh === 0 ? "0" : MG.kwh(kwh)} kWh estimated lost`;
+    summary.textContent = MG.t(open === 1 ? "{n} open case · {kwh} kWh estimated lost" :
+      "{n} open cases · {kwh} kWh estimated lost", {n: open, kwh: kwh === 0 ? "0" : MG.kwh(kwh)});
   } catch (err) {
     table.replaceChildren(MG.el("tr", {}, MG.el("td", {colspan: 10}, err.message)));
-    summary.textContent = `open cases unknown: ${err.message}`;
+    summary.textContent = MG.t("open cases unknown: {error}", {error: err.message});
   }
 }
 
@@ -406,7 +413,8 @@ async function pickers() {
     form.elements.namedItem("transformer").append(...fleet.transformers.map(option));
     form.elements.namedItem("class").append(...fleet.classes.map(option));
   } catch (err) {
-    MG.showError(`Loading the transformers and classes failed: ${err.message}`);
+    MG.showError(MG.t("Loading the transformers and classes failed: {error}",
+      {error: err.message}));
   }
 }
 
@@ -416,7 +424,7 @@ async function crewNames() {
     const orders = await MG.json("/api/work-orders?limit=1000");
     remember(orders.items.map((o) => o.assignee));
   } catch (err) {
-    MG.showError(`Loading the crews' work orders failed: ${err.message}`);
+    MG.showError(MG.t("Loading the crews' work orders failed: {error}", {error: err.message}));
   }
 }
 
@@ -437,7 +445,7 @@ function follow() {
       try {
         data = JSON.parse(msg.data);
       } catch (err) {
-        MG.showError(`A live update could not be read: ${err.message}`);
+        MG.showError(MG.t("A live update could not be read: {error}", {error: err.message}));
         return;
       }
       if (data && typeof data.id === "string") take(type, data);
@@ -469,16 +477,17 @@ more.addEventListener("click", loadMore);
 
 async function main() {
   await MG.ready;
+  kindOptions();
   canAct = MG.can("operator", "admin");
   document.querySelector("#actions-head").hidden = !canAct;
   pickers();
   if (canAct) crewNames();
   reload();
   follow();
+  health();
+  setInterval(health, 5000);
+  stats();
+  setInterval(stats, 3000);
 }
 
 main();
-health();
-setInterval(health, 5000);
-stats();
-setInterval(stats, 3000);

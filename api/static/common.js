@@ -1,14 +1,34 @@
-// Helpers shared by the pages: sign-in, fetching, building elements, times, charts (uPlot).
+// Helpers shared by the pages: sign-in, language, fetching, building elements, times,
+// charts (uPlot).
 "use strict";
 
 const TOKEN_KEY = "mg_token";
 // Set when the token came from a password login: signing out then revokes it on the server
 // (a pasted token may be a machine's API key, which signing out of a page must not revoke).
 const LOGIN_KEY = "mg_login";
+// The language a visitor chose in the header, for the server to read (a signed-in user's
+// choice is kept on the user record too).
+const LANGUAGE_COOKIE = "mg_lang";
+// Attributes of the static pages whose text is translated with the page's text nodes.
+const TRANSLATED_ATTRIBUTES = ["placeholder", "aria-label", "title"];
 
 const MG = {
   // The signed-in user ({name, role, authenticated}); set by MG.ready before pages use it.
   user: null,
+  // The reader's language and its messages (GET /api/i18n); set by MG.ready, English until.
+  i18n: {language: "en", languages: [], messages: {}},
+
+  // A message in the reader's language; {name} in it takes params.name.
+  t(msgid, params = {}) {
+    const text = MG.i18n.messages[msgid] ?? msgid;
+    return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
+  },
+  // The name of a code (kind, severity, outcome, status...) in the reader's language; a code
+  // the catalogues do not know shows as it is.
+  label(group, code) {
+    if (code == null || code === "") return "";
+    return MG.i18n.messages[`${group}.${code}`] ?? String(code);
+  },
 
   token() {
     return localStorage.getItem(TOKEN_KEY);
@@ -35,7 +55,7 @@ const MG = {
     if (!resp.ok) {
       let detail = data && data.detail;
       if (Array.isArray(detail)) detail = detail.map((d) => d.msg).join("; ");
-      const hint = resp.status === 401 ? " (sign in)" : "";
+      const hint = resp.status === 401 ? ` ${MG.t("(sign in)")}` : "";
       const message = `${method} ${url}: ${resp.status} ${detail || resp.statusText}${hint}`;
       MG.showError(message);
       throw new Error(message);
@@ -60,7 +80,7 @@ const MG = {
   // localStorage (for the Authorization header) and a cookie (for EventSource and GETs).
   async signIn(token) {
     const resp = await fetch("/api/me", {headers: {Authorization: `Bearer ${token}`}});
-    if (!resp.ok) throw new Error(resp.status === 401 ? "unknown or revoked token" :
+    if (!resp.ok) throw new Error(resp.status === 401 ? MG.t("unknown or revoked token") :
       `HTTP ${resp.status}`);
     localStorage.setItem(TOKEN_KEY, token);
     document.cookie = `${TOKEN_KEY}=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
@@ -70,7 +90,7 @@ const MG = {
   async logIn(name, password) {
     const resp = await fetch("/api/login", {method: "POST",
       headers: {"Content-Type": "application/json"}, body: JSON.stringify({name, password})});
-    if (!resp.ok) throw new Error(resp.status === 401 ? "wrong name or password" :
+    if (!resp.ok) throw new Error(resp.status === 401 ? MG.t("wrong name or password") :
       `HTTP ${resp.status}`);
     const session = await resp.json();
     localStorage.setItem(LOGIN_KEY, "1");
@@ -106,22 +126,24 @@ const MG = {
       header.append(box);
     }
     if (MG.user && MG.user.authenticated) {
-      const out = MG.el("button", {type: "button", id: "sign-out", class: "link"}, "Sign out");
+      const out = MG.el("button", {type: "button", id: "sign-out", class: "link"},
+        MG.t("Sign out"));
       out.addEventListener("click", MG.signOut);
       box.replaceChildren(
-        MG.el("span", {id: "whoami"}, `${MG.user.name} (${MG.user.role})`), " · ", out);
+        MG.el("span", {id: "whoami"}, `${MG.user.name} (${MG.label("role", MG.user.role)})`),
+        " · ", out);
       return;
     }
-    const open = MG.el("button", {type: "button", id: "sign-in", class: "link"}, "Sign in");
+    const open = MG.el("button", {type: "button", id: "sign-in", class: "link"}, MG.t("Sign in"));
     const form = MG.el("form", {id: "sign-in-form", class: "sign-in"},
-      MG.el("input", {name: "username", placeholder: "name", autocomplete: "username",
-        "aria-label": "name"}),
-      MG.el("input", {name: "password", type: "password", placeholder: "password",
-        autocomplete: "current-password", "aria-label": "password"}),
-      MG.el("span", {class: "muted"}, "or"),
-      MG.el("input", {name: "token", type: "password", placeholder: "paste your token",
-        autocomplete: "off", "aria-label": "token"}),
-      MG.el("button", {type: "submit"}, "Sign in"),
+      MG.el("input", {name: "username", placeholder: MG.t("name"), autocomplete: "username",
+        "aria-label": MG.t("name")}),
+      MG.el("input", {name: "password", type: "password", placeholder: MG.t("password"),
+        autocomplete: "current-password", "aria-label": MG.t("password")}),
+      MG.el("span", {class: "muted"}, MG.t("or")),
+      MG.el("input", {name: "token", type: "password", placeholder: MG.t("paste your token"),
+        autocomplete: "off", "aria-label": MG.t("token")}),
+      MG.el("button", {type: "submit"}, MG.t("Sign in")),
       MG.el("span", {class: "auth-error"}));
     form.hidden = true;
     open.addEventListener("click", () => {
@@ -150,10 +172,14 @@ const MG = {
     return node;
   },
   time(iso) {
-    return iso ? new Date(iso).toLocaleString() : "";
+    return iso ? new Date(iso).toLocaleString(MG.i18n.language) : "";
   },
   epochTime(seconds) {
-    return MG.figure(seconds) ? new Date(seconds * 1000).toLocaleString() : MG.DASH;
+    return MG.figure(seconds) ? new Date(seconds * 1000).toLocaleString(MG.i18n.language) :
+      MG.DASH;
+  },
+  clock() {
+    return new Date().toLocaleTimeString(MG.i18n.language);
   },
   // Every figure a page shows goes through these: null, undefined, NaN, infinities and
   // anything that is not a number show as a dash instead of throwing or printing "NaN".
@@ -185,7 +211,7 @@ const MG = {
       `&start=${startEpoch}&end=${endEpoch}&points=600`;
     const series = await MG.json(url);
     if (!series.ts.length) {
-      container.append(MG.el("p", {class: "muted"}, "no readings stored for this window"));
+      container.append(MG.el("p", {class: "muted"}, MG.t("no readings stored for this window")));
       return 0;
     }
     const v = series.values;
@@ -194,10 +220,11 @@ const MG = {
       return p == null || !s ? null : p / s;
     }));
     const groups = [
-      {title: "Voltage (V)", data: [v.v1, v.v2, v.v3], labels: ["V1", "V2", "V3"]},
-      {title: "Current (A)", data: [v.i1, v.i2, v.i3, v.in], labels: ["I1", "I2", "I3", "In"]},
-      {title: "Active power (W)", data: [v.p1, v.p2, v.p3], labels: ["P1", "P2", "P3"]},
-      {title: "Power factor", data: pf, labels: ["PF1", "PF2", "PF3"]},
+      {title: MG.t("Voltage (V)"), data: [v.v1, v.v2, v.v3], labels: ["V1", "V2", "V3"]},
+      {title: MG.t("Current (A)"), data: [v.i1, v.i2, v.i3, v.in],
+        labels: ["I1", "I2", "I3", "In"]},
+      {title: MG.t("Active power (W)"), data: [v.p1, v.p2, v.p3], labels: ["P1", "P2", "P3"]},
+      {title: MG.t("Power factor"), data: pf, labels: ["PF1", "PF2", "PF3"]},
     ];
     const width = Math.max(320, Math.min(container.clientWidth || 900, 1100));
     let drawn = 0;
@@ -236,5 +263,64 @@ const MG = {
   },
 };
 
-// Every page waits on this before drawing what depends on the user's role.
-MG.ready = MG.loadUser().catch(() => null);
+// The reader's language: its messages, the static page's text in it, the header's switch.
+MG.loadLanguage = async function loadLanguage() {
+  const resp = await fetch("/api/i18n", {headers: MG.headers()});
+  if (!resp.ok) throw new Error(`/api/i18n: HTTP ${resp.status}`);
+  MG.i18n = await resp.json();
+  document.documentElement.lang = MG.i18n.language;
+  MG.translatePage(document.body);
+  document.title = MG.t(document.title);
+  MG.drawLanguageSwitch();
+};
+
+// Put the static page's text (text nodes and a few attributes) in the reader's language;
+// an element marked translate="no" (a name such as the brand) keeps its text.
+MG.translatePage = function translatePage(root) {
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
+    acceptNode: (node) => (node.parentElement.closest("[translate=no], script, style") ?
+      NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT),
+  });
+  const texts = [];
+  while (walker.nextNode()) texts.push(walker.currentNode);
+  for (const node of texts) {
+    const text = node.nodeValue.trim();
+    if (text && text in MG.i18n.messages) {
+      node.nodeValue = node.nodeValue.replace(text, MG.i18n.messages[text]);
+    }
+  }
+  for (const name of TRANSLATED_ATTRIBUTES) {
+    for (const el of root.querySelectorAll(`[${name}]`)) {
+      const value = el.getAttribute(name);
+      if (value in MG.i18n.messages) el.setAttribute(name, MG.i18n.messages[value]);
+    }
+  }
+};
+
+// The header's language switch: a signed-in user's choice is stored on the server, a
+// visitor's in a cookie; the page then loads again in the new language.
+MG.drawLanguageSwitch = function drawLanguageSwitch() {
+  const header = document.querySelector("header");
+  const select = MG.el("select", {id: "language", "aria-label": MG.t("Language")},
+    ...MG.i18n.languages.map((l) => MG.el("option", {value: l.code}, l.name)));
+  select.value = MG.i18n.language;
+  select.addEventListener("change", async () => {
+    const language = select.value;
+    document.cookie = `${LANGUAGE_COOKIE}=${encodeURIComponent(language)}; path=/; ` +
+      "SameSite=Strict; max-age=31536000";
+    if (MG.user && MG.user.authenticated) {
+      try {
+        await MG.api("PUT", "/api/me/language", {language});
+      } catch (err) {
+        return;  // MG.api has shown the error
+      }
+    }
+    location.reload();
+  });
+  header.querySelector("#language")?.remove();
+  header.append(select);
+};
+
+// Every page waits on this before drawing: the language first (the sign-in control is
+// drawn in it), then the user, whose role decides what is drawn.
+MG.ready = MG.loadLanguage().catch(() => null).then(() => MG.loadUser()).catch(() => null);

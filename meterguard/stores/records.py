@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from meterguard.model import AlertKind, Severity
+from meterguard.model import AlertKind, Severity, SummaryMessage
 
 
 class Outcome(enum.StrEnum):
@@ -137,6 +137,7 @@ class User(_Record):
     role: str
     created_at: float
     has_password: bool = False
+    language: str | None = None
 
 
 class CaseState(_Record):
@@ -210,6 +211,7 @@ class AlertListing:
     acknowledged_by: str | None
     acknowledged_at: float | None
     assignee: str | None
+    summary_message: SummaryMessage | None = None
 
     @property
     def active(self) -> bool:

@@ -149,3 +149,6 @@ class UserRepository(Protocol):
 
     async def revoke_token(self, token: str) -> bool:
         """Revoke a token; True if it was active."""
+
+    async def set_language(self, name: str, language: str | None) -> None:
+        """Store the language a user chose for the pages (None: none); KeyError: no user."""

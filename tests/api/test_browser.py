@@ -195,7 +195,7 @@ async def test_operator_and_crew_close_a_case_and_the_statistics_count_it(
     await order.get_by_role("button", name="Record outcome").click()
     await expect(order).to_have_attribute("data-status", "done")
     await expect(order).to_contain_text(
-        "done: theft_confirmed by reversal · 125.5 kWh recovered · CT on L1 turned round"
+        "done: theft confirmed by reversal · 125.5 kWh recovered · CT on L1 turned round"
     )
     await expect(order).to_contain_text("Seals intact: no · Wiring correct: no")
     await expect(order).to_contain_text("evidence: photos 3 and 4")

@@ -65,7 +65,12 @@ async def test_tokens_and_roles_decide_access(
     assert (await client.get("/api/alerts", headers=_as(tokens, "vic"))).status_code == 200
     # The web pages carry the token in a cookie.
     cookie = await client.get("/api/me", headers={"Cookie": f"mg_token={tokens['olga']}"})
-    assert cookie.json() == {"name": "olga", "role": "operator", "authenticated": True}
+    assert cookie.json() == {
+        "name": "olga",
+        "role": "operator",
+        "authenticated": True,
+        "language": None,
+    }
     forbidden = await client.post("/api/alerts/a0/acknowledge", headers=_as(tokens, "vic"))
     assert forbidden.status_code == 403
     assert "viewer may not" in forbidden.json()["detail"]

@@ -12,7 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from meterguard.errors import AlertAlreadyClearedError, AlertNotFoundError
-from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
+from meterguard.model import (
+    Alert,
+    AlertEvent,
+    AlertEventType,
+    AlertKind,
+    Severity,
+    SummaryMessage,
+)
 from meterguard.stores.alertdb import tables as t
 from meterguard.stores.alertdb.core import ENGINE_ACTOR, Database, Row, new_key
 from meterguard.stores.alertdb.paging import order_by, sort_values, where_clauses
@@ -42,7 +49,12 @@ def _alert_fields(row: Row) -> dict[str, Any]:
         "confidence": row["confidence"],
         "estimated_kwh_lost": row["estimated_kwh_lost"],
         "summary": row["summary"],
+        "summary_message": _message(row["summary_message"]),
     }
+
+
+def _message(stored: dict[str, Any] | None) -> SummaryMessage | None:
+    return None if stored is None else SummaryMessage.model_validate(stored)
 
 
 def _row_to_alert(row: Row) -> Alert:
@@ -94,6 +106,9 @@ class SqlAlertRepository:
             "confidence": alert.confidence,
             "estimated_kwh_lost": alert.estimated_kwh_lost,
             "summary": alert.summary,
+            "summary_message": (
+                None if alert.summary_message is None else alert.summary_message.model_dump()
+            ),
             "evidence": alert.evidence,
             "active": alert.end is None,
             "updated_at": now,

@@ -40,6 +40,8 @@ alerts = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     # 0005: data time of the reading that raised it; written by the open, never changed.
     sa.Column("raised", sa.Float),
+    # 0008: the summary as a message key and figures (a SummaryMessage); null before.
+    sa.Column("summary_message", sa.JSON),
     # The database itself refuses a second active alert for one meter and kind, so two
     # processes (or a restart mid-incident) can never open a duplicate.
     sa.Index(
@@ -156,6 +158,8 @@ users = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     # 0004: a salted scrypt hash (meterguard.passwords), never the password; null: no login.
     sa.Column("password_hash", sa.String(200)),
+    # 0008: the language the user chose for the pages (BCP 47, e.g. zh-CN); null: none.
+    sa.Column("language", sa.String(16)),
     *_client_key("users"),
 )
 

@@ -135,6 +135,26 @@ class SqlUserRepository:
 
         await self._db.run(write)
 
+    async def set_language(self, name: str, language: str | None) -> None:
+        """Store the language a user chose for the pages (None: let the browser say)."""
+        u = t.users
+
+        async def write(conn: AsyncConnection) -> None:
+            result = await conn.execute(
+                sa.update(u).where(same_name(u.c.name, name)).values(language=language)
+            )
+            if not result.rowcount:
+                raise KeyError(f"no user {name!r}")
+
+        await self._db.run(write)
+        # The remembered users of this one's tokens carry the old language: forget them.
+        folded = name.lower()
+        self._token_cache = {
+            digest: held
+            for digest, held in self._token_cache.items()
+            if held[0].name.lower() != folded
+        }
+
     async def login(self, name: str, password: str, ttl_s: float) -> tuple[User, str, float] | None:
         """Check a password; on success return the user, a new token and its expiry time.
 

@@ -1,0 +1,1 @@
+"""The control room in several languages: catalogues, the reader's language, summaries."""
