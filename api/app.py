@@ -32,6 +32,7 @@ from api.routers import (
     session,
     sources,
     stream,
+    tips,
     users,
     work_orders,
 )
@@ -103,6 +104,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(cases.router, responses=AUTH_RESPONSES)
     app.include_router(evidence.router, responses=AUTH_RESPONSES)
+    app.include_router(tips.router, responses=AUTH_RESPONSES)
     app.include_router(work_orders.router, responses=AUTH_RESPONSES)
     app.include_router(users.router, responses=AUTH_RESPONSES)
     app.include_router(session.router, responses=AUTH_RESPONSES)

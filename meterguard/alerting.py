@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from meterguard.broadcast import AlertBroadcaster, NumberedEvent, ResyncNeeded
 from meterguard.model import Alert, AlertEvent, AlertEventType
@@ -89,6 +89,22 @@ class AlertService:
             log.info("alert opened: %s %s - %s", alert.meter, alert.kind, alert.summary)
         elif event.type is AlertEventType.CLEAR:
             counters.alerts_cleared += 1
+        return True
+
+    async def open_by_hand(self, alert: Alert, user: str, detail: dict[str, Any]) -> bool:
+        """Open an alert a person reported (a tip), recording who; False if one is open.
+
+        The meter's open alert of the same kind stays as it is (the database keeps one per
+        meter and kind); nothing is published then.
+        """
+        event = AlertEvent(type=AlertEventType.OPEN, ts=alert.start, alert=alert)
+        if not await self._alerts.apply(event):
+            return False
+        await self._cases.record(alert.id, user, f"{alert.kind.value}_open", detail)
+        self._announce(event)
+        self._counters.alert_events += 1
+        self._counters.alerts_opened += 1
+        log.info("alert opened by %s: %s %s - %s", user, alert.meter, alert.kind, alert.summary)
         return True
 
     async def clear(self, alert_id: str, user: str, reason: str) -> Alert:

@@ -244,6 +244,13 @@ class AlertKind(enum.StrEnum):
     COMMS_LOSS = "comms_loss"
     ENERGY_BALANCE = "energy_balance"
     CT_RATIO = "ct_ratio"
+    #: A report of suspected theft from a person (hotline, WeChat, web, in person), entered
+    #: by an operator (POST /api/tips): a case like a detector's, raised by no detector.
+    TIP = "tip"
+
+
+#: Where a tip came in: the customer-service channels of an inspection department.
+TipChannel = Literal["hotline", "wechat", "web", "in_person", "letter", "other"]
 
 
 class AlertEventType(enum.StrEnum):

@@ -9,11 +9,12 @@ import re
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import get_args
 
 from babel.messages.pofile import read_po
 
 from api.i18n.catalogue import DEFAULT_LANGUAGE, LANGUAGES, po_path
-from meterguard.model import AlertEventType, AlertKind, Severity
+from meterguard.model import AlertEventType, AlertKind, Severity, TipChannel
 from meterguard.roles import Role
 from meterguard.stores.records import CheckAnswer, Checklist, Outcome, WorkOrderStatus
 
@@ -51,7 +52,13 @@ CODE_GROUPS: dict[str, tuple[str, ...]] = {
         "user_create",
         "password_set",
         "user_rename",
+        "tip_open",
+        "evidence_pack",
+        "evidence_report",
     ),
+    "channel": get_args(TipChannel),
+    # Summaries of alerts no detector raises (api/routers/tips.py).
+    "summary": ("tip",),
     "evidence": ("onset", "at_raise", "latest", "cleared_by", "last_hold", "peak_magnitude"),
     # The words an alert summary is made of (api/i18n/summaries.py).
     "phase": ("meter", "1", "2", "3"),

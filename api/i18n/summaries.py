@@ -30,6 +30,9 @@ def _figures(params: dict[str, Any], language: str) -> dict[str, str]:
     }
     if "band" in params:
         figures["band"] = translate(language, f"band.{params['band']}")
+    if "channel" in params:  # a tip: where it came in, and the reporter's words as said
+        figures["channel"] = translate(language, f"channel.{params['channel']}")
+        figures["text"] = str(params.get("text", ""))
     return figures
 
 

@@ -6,7 +6,7 @@ import builtins
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from meterguard.model import Alert, AlertEvent
+from meterguard.model import Alert, AlertEvent, AlertKind
 from meterguard.stores.records import (
     Acknowledgement,
     AlertListing,
@@ -37,6 +37,7 @@ class AlertRepository(Protocol):
         *,
         active: bool | None = None,
         meter: str | None = None,
+        kind: AlertKind | None = None,
         order: AlertSort = "start",
         limit: int = 100,
     ) -> list[Alert]:

@@ -12,11 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.app import create_app
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
 from meterguard.runtime import Runtime
-from meterguard.settings import ApiSettings, Settings, StorageSettings
 from meterguard.stores.records import CheckAnswer, Checklist, Outcome
+from tests.api.control_room import control_room as signed_in
 from tests.conftest import make_batch
 
 ONSET = 1_767_225_600.0
@@ -28,15 +27,12 @@ Client = tuple[httpx.AsyncClient, dict[str, str], Runtime]
 
 @pytest.fixture
 async def case(tmp_path: Path) -> AsyncIterator[Client]:
-    settings = Settings(
-        storage=StorageSettings(data_dir=tmp_path),
-        api=ApiSettings(anonymous_role=None),
-        meters=[Meter(id="M1", service="3p4w", nominal_v=230, transformer="T7")],
-    )
-    runtime = Runtime.open(settings)
-    tokens = {}
-    for name, role in [("olga", "operator"), ("carl", "crew"), ("vic", "viewer")]:
-        _, tokens[name] = await runtime.users.create_user(name, role)
+    meters = [Meter(id="M1", service="3p4w", nominal_v=230, transformer="T7")]
+    async with signed_in(tmp_path, meters) as (client, tokens, runtime):
+        yield await _open_case(client, tokens, runtime)
+
+
+async def _open_case(client: httpx.AsyncClient, tokens: dict[str, str], runtime: Runtime) -> Client:
     alert = Alert(
         id="M1-bypass-1767225600",
         meter="M1",
@@ -72,10 +68,7 @@ async def case(tmp_path: Path) -> AsyncIterator[Client]:
         outcome_method="bypass",
         checklist=Checklist(seals_intact=CheckAnswer.NO, notes="seal 0412 cut"),
     )
-    transport = httpx.ASGITransport(app=create_app(settings, runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client, tokens, runtime
-    await runtime.close()
+    return client, tokens, runtime
 
 
 def _as(tokens: dict[str, str], name: str) -> dict[str, str]:
