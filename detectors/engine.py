@@ -498,8 +498,11 @@ class Engine:
         registry: MeterRegistry,
         detector_list: Iterable[Detector],
         calendar: Calendar | None = None,
+        tick_s: float = TICK_S,
     ) -> None:
         self.registry = registry
+        #: Data time between two polls of the detectors (silences, closed windows), s.
+        self.tick_s = tick_s
         self.fleet = FleetArrays.from_registry(registry)
         self.calendar = calendar or Calendar()
         self.ledger = HourlyLedger(self.fleet)
@@ -589,13 +592,13 @@ class Engine:
             batch = batch.take(np.flatnonzero(~ahead))
         if np.any(batch.ts[1:] < batch.ts[:-1]):
             batch = batch.take(np.argsort(batch.ts, kind="stable"))
-        ticks = np.floor(batch.ts / TICK_S).astype(np.int64)
+        ticks = np.floor(batch.ts / self.tick_s).astype(np.int64)
         cuts = np.flatnonzero(ticks[1:] != ticks[:-1]) + 1
         bounds = [0, *cuts.tolist(), len(batch)]
         for a, b in itertools.pairwise(bounds):
             tick = int(ticks[a])
             if self._tick is not None and tick > self._tick:
-                self._poll(tick * TICK_S, events)
+                self._poll(tick * self.tick_s, events)
             self._tick = tick if self._tick is None else max(self._tick, tick)
             part = batch if (a, b) == (0, len(batch)) else _slice(batch, a, b)
             self._step(part, events)

@@ -70,6 +70,14 @@ class EngineSettings(_Section):
     queue_batches: int = Field(
         default=256, ge=1, description="Batches that may wait between sources and the engine."
     )
+    tick_s: float = Field(
+        default=300.0,
+        ge=1.0,
+        le=3600.0,
+        description="Data time between the detectors' polls for verdicts reached without a "
+        "reading (a silent meter, an hourly window closed), s: a silence is raised at the "
+        "first poll after it is long enough.",
+    )
 
 
 class LeaseSettings(_Section):

@@ -100,6 +100,7 @@ class Service:
             runtime.registry,
             build_detectors(settings.detectors, runtime.registry),
             Calendar(settings.calendar),
+            tick_s=settings.engine.tick_s,
         )
         runtime.silent_detectors = self.engine.silent_reasons
         self.validator = ReadingValidator(runtime.registry, settings.validation)

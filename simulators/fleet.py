@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from meterguard.model import Meter
-from simulators.live import LiveFleet, LiveMeter
 from simulators.meter import Reversal, SimulatedMeter
-from simulators.physics import FleetModel
-from simulators.population import INDUSTRIAL, FleetOptions, build_population
-from simulators.scenario import Confounder, Incident, Scenario
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,39 +59,3 @@ def demo_fleet(
             truth.append(GroundTruth(meter=meter.id, kind="reversal", phase=phase))
         fleet.append(sim)
     return fleet, truth
-
-
-def live_demo_fleet(
-    n_meters: int = 36, seed: int = 7, thieves: int = 3, solar: int = 3
-) -> tuple[list[LiveMeter], list[GroundTruth]]:
-    """Build the demo fleet on the vectorised physics: feeders, customers, reversed CTs.
-
-    The same story as `demo_fleet` (a few reversed CTs from the start, a few solar
-    customers that export legitimately) on transformers with feeder meters; the returned
-    meters list the customers first and the feeder meters last.
-    """
-    if thieves + solar > n_meters:
-        raise ValueError("more thieves and solar customers than meters")
-    options = FleetOptions(customers=n_meters, seed=seed, solar_share=0.0)
-    pop = build_population(options)
-    rng = np.random.default_rng([seed, 0xDE30])
-    honest = np.flatnonzero(pop.cls != INDUSTRIAL)
-    order = [int(i) for i in rng.permutation(honest)]
-    incidents = []
-    truth = []
-    for i in order[:thieves]:
-        meter = pop.customers[i]
-        phase = int(rng.integers(1, 4)) if meter.phases == 3 else 1
-        incidents.append(
-            Incident(kind="reversal", start_s=0.0, end_s=math.inf, meter=meter.id, phase=phase)
-        )
-        truth.append(GroundTruth(meter=meter.id, kind="reversal", phase=phase))
-    confounders = [
-        Confounder(kind="solar", meters=tuple(pop.customers[i].id for i in order[thieves:][:solar]),
-                   magnitude=2.0)
-    ]  # fmt: skip
-    scenario = Scenario(options=options, incidents=incidents, confounders=confounders)
-    fleet = LiveFleet(FleetModel(scenario, population=pop))
-    customers = [m for m in fleet.meters if m.meter.role == "customer"]
-    feeders = [m for m in fleet.meters if m.meter.role == "feeder"]
-    return customers + feeders, truth

@@ -34,7 +34,7 @@ _ROW_FORMAT = (
 )
 #: Readings per chunk: bounds memory whatever the fleet size.
 CHUNK_READINGS = 60_000
-#: Where the energy registers and the frequency sit among the value columns of _values.
+#: Where the energy registers and the frequency sit among the value columns of frame_values.
 _E = slice(13, 15)
 _F = 15
 
@@ -56,7 +56,7 @@ def _grid(scenario: Scenario) -> FloatArray:
     return out
 
 
-def _values(frame: Frame) -> FloatArray:
+def frame_values(frame: Frame) -> FloatArray:
     """Return (T, customers + feeders, 16) in the value-column order of readings.csv."""
     cust = np.concatenate(
         [frame.v, frame.i, frame.neutral[:, :, None], frame.p, frame.q,
@@ -88,7 +88,7 @@ def _interval_frame(
     """
     offsets = step * (np.arange(1, parts + 1) / parts - 1.0)
     frame = model.compute((ts[:, None] + offsets[None, :]).ravel())
-    values = _values(frame).reshape(ts.size, parts, -1, len(READING_COLUMNS) - 3)
+    values = frame_values(frame).reshape(ts.size, parts, -1, len(READING_COLUMNS) - 3)
     with warnings.catch_warnings():
         # A meter dead for a whole interval has no frequency: its mean stays blank.
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -143,7 +143,7 @@ def write_readings(
                 all_values, all_present, all_events = _interval_frame(model, ts, step, samples)
             else:
                 frame = model.compute(ts)
-                all_values, all_events = _values(frame), frame.events
+                all_values, all_events = frame_values(frame), frame.events
                 all_present = np.concatenate([frame.present, frame.f_present], axis=1)
             values = all_values[:, order_arr, :]
             present = all_present[:, order_arr]
