@@ -29,6 +29,7 @@ from api.routers import (
     i18n,
     meters,
     metrics,
+    photos,
     session,
     sources,
     stream,
@@ -105,6 +106,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(cases.router, responses=AUTH_RESPONSES)
     app.include_router(evidence.router, responses=AUTH_RESPONSES)
     app.include_router(tips.router, responses=AUTH_RESPONSES)
+    app.include_router(photos.router, responses=AUTH_RESPONSES)
     app.include_router(work_orders.router, responses=AUTH_RESPONSES)
     app.include_router(users.router, responses=AUTH_RESPONSES)
     app.include_router(session.router, responses=AUTH_RESPONSES)
