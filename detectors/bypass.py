@@ -109,8 +109,10 @@ def _judge(  # one pass over the rows, every figure at once
             counted = 0
             measured = True
             reversed_phase = False
-            # Bits of the phases whose angle sign is unknown.
+            # Bits of the phases whose angle sign is unknown, and of those carrying no
+            # measured current (their angle is unknown altogether).
             unsigned = 0
+            undirected = 0
             for k in range(3):
                 p = values[p0 + k, r]
                 q = values[q0 + k, r]
@@ -132,8 +134,9 @@ def _judge(  # one pass over the rows, every figure at once
                 if math.isnan(volts) or volts <= 0:
                     volts = ref_v[s]
                 if math.isnan(amps) or amps <= 0 or not volts > 0:
-                    dr[k] = 1.0  # no current: its direction does not matter
+                    dr[k] = 1.0  # no current: it adds nothing to the metered sum
                     di[k] = 0.0
+                    undirected |= 1 << k
                     continue
                 c = min(max(p / (volts * amps), -1.0), 1.0)
                 dr[k] = c
@@ -184,8 +187,10 @@ def _judge(  # one pass over the rows, every figure at once
                     disc = neutral * neutral - along_i * along_i
                     if disc < 0:
                         # Off this phase's line by more than the measurement's noise:
-                        # no extra current of this phase alone explains the neutral.
-                        if abs(along_i) - neutral > min_amps:
+                        # no extra current of this phase alone explains the neutral. A
+                        # phase that shows no current at all (wholly shunted) has no line
+                        # to be off: its lost current's angle is unknown.
+                        if abs(along_i) - neutral > min_amps and not undirected >> k & 1:
                             continue
                         disc = 0.0
                     root = math.sqrt(disc)

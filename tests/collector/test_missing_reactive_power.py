@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from collector.base import batch_from_rows
@@ -184,6 +184,9 @@ def test_honest_loads_of_any_shape_raise_nothing(
     shunted=st.integers(0, 2),
     share=st.floats(0.0, 0.7),
 )
+# A wholly shunted phase shows no current, so no angle: it was once ruled out by the angle
+# it was assumed to have, and the bypass put on phase 1.
+@example(amps=[1.0, 2.0, 3.0], pf=[0.75, 1.0, 0.75], leading=[False] * 3, shunted=2, share=0.0)
 def test_a_bypass_is_never_put_on_a_wrong_phase(
     amps: list[float], pf: list[float], leading: list[bool], shunted: int, share: float
 ) -> None:
