@@ -34,6 +34,7 @@ from api.routers import (
     sources,
     stream,
     tips,
+    transformers,
     users,
     work_orders,
 )
@@ -100,6 +101,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(alerts.router, responses=AUTH_RESPONSES)
     app.include_router(meters.router, responses=AUTH_RESPONSES)
     app.include_router(fleet.router, responses=AUTH_RESPONSES)
+    app.include_router(transformers.router, responses=AUTH_RESPONSES)
     app.include_router(sources.router, responses=AUTH_RESPONSES)
     app.include_router(stream.router, responses=AUTH_RESPONSES)
     app.include_router(metrics.router)
@@ -172,6 +174,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @app.get("/meters/{meter_id}", include_in_schema=False)
     async def meter_page(meter_id: str) -> FileResponse:
         return FileResponse(STATIC_DIR / "meter.html")
+
+    @app.get("/transformers/{transformer_id}", include_in_schema=False)
+    async def transformer_page(transformer_id: str) -> FileResponse:
+        return FileResponse(STATIC_DIR / "transformer.html")
 
     @app.get("/crew", include_in_schema=False)
     async def crew_page() -> FileResponse:

@@ -9,9 +9,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
+from meterguard.model import AlertKind, Meter
 from meterguard.runtime import Runtime
 from tests.api.control_room import control_room as signed_in
+from tests.api.control_room import open_alert
 
 ONSET = 1_767_225_600.0
 #: The file type box of an AVIF photo: an ISO base media file, but not HEIC.
@@ -44,31 +45,14 @@ def _as(tokens: dict[str, str], name: str, media_type: str | None = None) -> dic
     return headers
 
 
-async def _alert(runtime: Runtime, meter: str) -> str:
-    alert = Alert(
-        id=f"{meter}-bypass-{int(ONSET)}",
-        meter=meter,
-        kind=AlertKind.BYPASS,
-        severity=Severity.MAJOR,
-        start=ONSET,
-        raised=ONSET + 120,
-        confidence=0.9,
-        estimated_kwh_lost=12.0,
-        summary="phase 1 bypassed",
-        evidence={},
-    )
-    await runtime.alerts.apply(AlertEvent(type=AlertEventType.OPEN, ts=ONSET + 120, alert=alert))
-    return alert.id
-
-
 @pytest.fixture
 async def room(tmp_path: Path) -> AsyncIterator[Room]:
     meters = [Meter(id=m, service="3p4w", nominal_v=230, transformer="T1") for m in ("M1", "M2")]
     async with signed_in(tmp_path, meters) as (client, tokens, runtime):
         _, tokens["cleo"] = await runtime.users.create_user("cleo", "crew")
         for meter, crew in (("M1", "carl"), ("M2", "cleo")):
-            alert_id = await _alert(runtime, meter)
-            await runtime.cases.create_work_order([alert_id], "olga", "check the seals", crew)
+            alert = await open_alert(runtime, meter, AlertKind.BYPASS, ONSET)
+            await runtime.cases.create_work_order([alert.id], "olga", "check the seals", crew)
         yield client, tokens, runtime
 
 
