@@ -45,7 +45,8 @@ class HourBalance:
 
     start: float
     feeder_kwh: float | None
-    customers_kwh: float
+    #: The customers' sum (None when none of them sent a reading in the hour).
+    customers_kwh: float | None
     #: Check meter minus customers (None without a check meter reading).
     gap_kwh: float | None
     allowance_kwh: float | None
@@ -93,12 +94,12 @@ async def balance(
     rows = []
     for h in range(hours):
         feeder_kwh = _sum([f.kwh[h] for f in fed]) if fed else None
-        customers_kwh = _sum([c.kwh[h] for c in used]) or 0.0
+        customers_kwh = _sum([c.kwh[h] for c in used])
         covered = [x.coverage[h] >= MIN_COVERAGE for x in found]
         complete = bool(fed) and all(covered)
         gap = allowance = excess = None
         if feeder_kwh is not None:
-            gap = feeder_kwh - customers_kwh
+            gap = feeder_kwh - (customers_kwh or 0.0)
             allowance = terms.loss_allowance * max(feeder_kwh, 0.0)
             excess = gap - allowance
         rows.append(

@@ -90,7 +90,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     "/work-orders/{work_order_id}/photos",
     response_model=Photo,
     status_code=201,
-    responses={**REFUSALS, 404: {"description": "No such work order"}},
+    responses={
+        **REFUSALS,
+        404: {"description": "No such work order"},
+        409: {"description": "A crew's work order that is closed"},
+    },
     openapi_extra=IMAGE_BODY,
 )
 async def upload(
@@ -148,7 +152,11 @@ async def upload(
     )
 
 
-@router.get("/work-orders/{work_order_id}/photos", response_model=PhotoList)
+@router.get(
+    "/work-orders/{work_order_id}/photos",
+    response_model=PhotoList,
+    responses={404: {"description": "No such work order"}},
+)
 async def work_order_photos(
     work_order_id: WorkOrderId, who: Reader, cases: CaseRepoDep, photos: PhotoRepoDep
 ) -> PhotoList:

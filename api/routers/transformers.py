@@ -30,7 +30,9 @@ class HourOut(BaseModel):
     start: str = Field(description="RFC 3339 UTC, the hour's beginning.")
     ts: float = Field(description="The same as epoch seconds.")
     feeder_kwh: float | None = Field(description="The check meter; null: no reading.")
-    customers_kwh: float = Field(description="The sum of the customers' meters.")
+    customers_kwh: float | None = Field(
+        description="The sum of the customers' meters; null: none sent a reading."
+    )
     gap_kwh: float | None = Field(description="Check meter minus customers.")
     allowance_kwh: float | None = Field(description="Technical losses allowed.")
     excess_kwh: float | None = Field(description="The gap beyond the allowance.")
@@ -45,7 +47,7 @@ class HourOut(BaseModel):
             start=rfc3339(row.start),
             ts=row.start,
             feeder_kwh=finite(row.feeder_kwh),
-            customers_kwh=row.customers_kwh,
+            customers_kwh=finite(row.customers_kwh),
             gap_kwh=finite(row.gap_kwh),
             allowance_kwh=finite(row.allowance_kwh),
             excess_kwh=finite(row.excess_kwh),
@@ -90,7 +92,7 @@ class TransformerBalance(BaseModel):
 def _totals(rows: list[HourBalance]) -> Totals:
     done = [r for r in rows if r.complete and r.feeder_kwh is not None]
     feeder = sum(r.feeder_kwh or 0.0 for r in done)
-    customers = sum(r.customers_kwh for r in done)
+    customers = sum(r.customers_kwh or 0.0 for r in done)
     return Totals(
         hours=len(done),
         feeder_kwh=feeder if done else None,

@@ -132,6 +132,14 @@ async function main() {
     [MG.t("assignee"), a.assignee ?? "—"],
     [MG.t("alert id"), a.id],
   ];
+  if (a.transformer) {
+    // Where the energy goes on the meter's transformer: the first place to look for a balance.
+    facts.push([MG.t("transformer"), MG.el("a", {id: "transformer-link",
+      href: `/transformers/${encodeURIComponent(a.transformer)}`},
+    a.kind === "energy_balance" ?
+      MG.t("{transformer}: check meter against customers", {transformer: a.transformer}) :
+      a.transformer)]);
+  }
   const manual = a.evidence.cleared_by?.manual;
   if (manual) facts.push([MG.t("cleared by hand"), `${manual.by}: ${manual.reason}`]);
   document.querySelector("#facts").replaceChildren(
