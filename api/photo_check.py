@@ -127,6 +127,8 @@ def _decode(data: bytes, media_type: str) -> PhotoFacts:
             image.load()
     except PhotoRefusedError:
         raise
+    except Image.DecompressionBombError:
+        raise PhotoRefusedError(422, "not_an_image", "more pixels than any camera takes") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PhotoRefusedError(
             422, "not_an_image", f"the file cannot be decoded as {media_type}: {exc}"

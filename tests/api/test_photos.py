@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -36,6 +37,15 @@ def encoded(fmt: str) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (20, 10), "blue").save(out, fmt)
     return out.getvalue()
+
+
+def bomb() -> bytes:
+    """A tiny PNG whose header claims 60000 x 60000 pixels (a decompression bomb)."""
+    data = bytearray(encoded("PNG"))
+    ihdr = 8 + 4  # after the signature and the chunk's length
+    data[ihdr + 4 : ihdr + 12] = (60_000).to_bytes(4, "big") * 2
+    data[ihdr + 17 : ihdr + 21] = zlib.crc32(bytes(data[ihdr : ihdr + 17])).to_bytes(4, "big")
+    return bytes(data)
 
 
 def _as(tokens: dict[str, str], name: str, media_type: str | None = None) -> dict[str, str]:
@@ -128,9 +138,10 @@ async def test_png_webp_and_heic_are_taken(room: Room) -> None:
         (encoded("GIF"), "application/octet-stream", 415, "unsupported_type"),
         (jpeg(), "application/pdf", 415, "unsupported_type"),
         (jpeg(), "image/png", 415, "type_mismatch"),
+        (bomb(), "image/png", 422, "not_an_image"),  # refused before decoding
         (AVIF, "", 415, "unsupported_type"),
     ],
-    ids=["text", "truncated", "gif", "gif-unlabelled", "pdf-label", "mislabelled", "avif"],
+    ids=["text", "truncated", "gif", "gif-unlabelled", "pdf-label", "mislabelled", "bomb", "avif"],
 )
 async def test_bad_uploads_get_a_clear_error_and_a_count(
     room: Room, data: bytes, media_type: str, status: int, reason: str
