@@ -69,6 +69,11 @@ async def test_the_balance_page_is_linked_from_its_alert_and_the_board(
     await expect(f1).to_contain_text("台区总表")
     await expect(f1.get_by_role("link", name="线损异常（疑似无表窃电）")).to_be_visible()
     await expect(page.locator("#meters tbody tr")).to_have_count(3)  # not T2's C9
+    # Each meter's page leads back to its transformer.
+    await page.locator("#meters tbody tr[data-meter=C1] a").first.click()
+    await expect(page.locator("#title")).to_have_text("电能表 C1")
+    await page.locator("#transformer-link").click()
+    await expect(page.locator("#title")).to_have_text("变压器 T1")
 
     await page.goto(base + "/")
     board_link = page.locator("#transformer-link")
