@@ -19,6 +19,7 @@ from api.auth import READERS, Principal, Reader
 from api.deps import CaseRepoDep, PhotoFilesDep, PhotoRepoDep, RuntimeDep, SettingsDep
 from api.photo_check import PhotoRefusedError, check_photo, thumbnail, too_large
 from meterguard.roles import Role
+from meterguard.stores.photofiles import PhotoFiles
 from meterguard.stores.records import NewPhoto, Photo, WorkOrder, WorkOrderStatus
 
 router = APIRouter(prefix="/api", tags=["photos"])
@@ -191,6 +192,15 @@ async def _photo(photo_id: int, who: Principal, cases: CaseRepoDep, photos: Phot
     return photo
 
 
+async def _read(files: PhotoFiles, photo: Photo) -> bytes:
+    """Return a photo's bytes; 404 naming the hash when the photo store has lost the file."""
+    try:
+        return await asyncio.to_thread(files.read, photo.sha256)
+    except FileNotFoundError:
+        detail = f"the photo store has no file {photo.sha256} (photo {photo.id})"
+        raise HTTPException(status_code=404, detail=detail) from None
+
+
 def _image(data: bytes, media_type: str, photo: Photo) -> Response:
     # A photo never changes under its id: the browser may keep it.
     headers = {"Cache-Control": "private, max-age=86400", "X-Photo-SHA256": photo.sha256}
@@ -200,7 +210,10 @@ def _image(data: bytes, media_type: str, photo: Photo) -> Response:
 @router.get(
     "/photos/{photo_id}",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No such photo"}},
+    responses={
+        200: {"content": {"image/jpeg": {}}},
+        404: {"description": "No such photo, or its file is missing from the photo store"},
+    },
 )
 async def photo_file(
     photo_id: PhotoId,
@@ -211,7 +224,7 @@ async def photo_file(
 ) -> Response:
     """Return the photo as uploaded, byte for byte."""
     photo = await _photo(photo_id, who, cases, photos)
-    return _image(await asyncio.to_thread(files.read, photo.sha256), photo.media_type, photo)
+    return _image(await _read(files, photo), photo.media_type, photo)
 
 
 @router.get(
@@ -219,7 +232,7 @@ async def photo_file(
     response_class=Response,
     responses={
         200: {"content": {"image/jpeg": {}}},
-        404: {"description": "No such photo, or none that can be shown small (HEIC)"},
+        404: {"description": "No such photo, none that can be shown small (HEIC), or no file"},
     },
 )
 async def photo_thumbnail(
@@ -233,5 +246,5 @@ async def photo_thumbnail(
     photo = await _photo(photo_id, who, cases, photos)
     if photo.width is None:
         raise HTTPException(status_code=404, detail=f"no thumbnail of a {photo.media_type}")
-    data = await asyncio.to_thread(files.read, photo.sha256)
+    data = await _read(files, photo)
     return _image(await asyncio.to_thread(thumbnail, data), "image/jpeg", photo)

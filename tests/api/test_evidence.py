@@ -147,6 +147,25 @@ async def test_the_pack_holds_the_crews_photos_as_uploaded(case: Client) -> None
     )
 
 
+async def test_a_photo_the_store_lost_is_named_and_the_pack_still_made(case: Client) -> None:
+    client, tokens, runtime = case
+    photo = jpeg("olive")
+    uploaded = await client.post(
+        "/api/work-orders/1/photos",
+        content=photo,
+        headers={**_as(tokens, "olga"), "Content-Type": "image/jpeg"},
+    )
+    runtime.photo_files.path(uploaded.json()["sha256"]).unlink()
+    reply = await client.get(
+        "/api/alerts/M1-bypass-1767225600/evidence.zip", headers=_as(tokens, "olga")
+    )
+    assert reply.status_code == 200
+    pack = zipfile.ZipFile(io.BytesIO(reply.content))
+    assert not [n for n in pack.namelist() if n.startswith("photos/")]
+    (record,) = json.loads(pack.read("photos.json"))
+    assert (record["sha256"], record["file"]) == (hashlib.sha256(photo).hexdigest(), None)
+
+
 async def test_only_operators_get_packs_and_unknown_alerts_are_404(case: Client) -> None:
     client, tokens, _ = case
     url = "/api/alerts/M1-bypass-1767225600/evidence"

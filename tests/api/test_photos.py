@@ -221,3 +221,13 @@ async def test_a_photo_documents_only_an_alert_its_order_covers(room: Room) -> N
     assert reply.status_code == 422
     reply = await _upload(client, tokens, jpeg(), query="?lat=31.2")
     assert reply.status_code == 422
+
+
+async def test_a_photo_whose_file_was_lost_is_a_404_that_names_it(room: Room) -> None:
+    client, tokens, runtime = room
+    photo = (await _upload(client, tokens, jpeg("gray"))).json()
+    runtime.photo_files.path(photo["sha256"]).unlink()
+    for url in (f"/api/photos/{photo['id']}", f"/api/photos/{photo['id']}/thumbnail"):
+        reply = await client.get(url, headers=_as(tokens, "olga"))
+        assert reply.status_code == 404
+        assert photo["sha256"] in reply.json()["detail"]
