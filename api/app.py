@@ -29,10 +29,12 @@ from api.routers import (
     i18n,
     meters,
     metrics,
+    photos,
     session,
     sources,
     stream,
     tips,
+    transformers,
     users,
     work_orders,
 )
@@ -99,12 +101,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(alerts.router, responses=AUTH_RESPONSES)
     app.include_router(meters.router, responses=AUTH_RESPONSES)
     app.include_router(fleet.router, responses=AUTH_RESPONSES)
+    app.include_router(transformers.router, responses=AUTH_RESPONSES)
     app.include_router(sources.router, responses=AUTH_RESPONSES)
     app.include_router(stream.router, responses=AUTH_RESPONSES)
     app.include_router(metrics.router)
     app.include_router(cases.router, responses=AUTH_RESPONSES)
     app.include_router(evidence.router, responses=AUTH_RESPONSES)
     app.include_router(tips.router, responses=AUTH_RESPONSES)
+    app.include_router(photos.router, responses=AUTH_RESPONSES)
     app.include_router(work_orders.router, responses=AUTH_RESPONSES)
     app.include_router(users.router, responses=AUTH_RESPONSES)
     app.include_router(session.router, responses=AUTH_RESPONSES)
@@ -170,6 +174,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @app.get("/meters/{meter_id}", include_in_schema=False)
     async def meter_page(meter_id: str) -> FileResponse:
         return FileResponse(STATIC_DIR / "meter.html")
+
+    @app.get("/transformers/{transformer_id}", include_in_schema=False)
+    async def transformer_page(transformer_id: str) -> FileResponse:
+        return FileResponse(STATIC_DIR / "transformer.html")
 
     @app.get("/crew", include_in_schema=False)
     async def crew_page() -> FileResponse:

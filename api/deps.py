@@ -14,7 +14,13 @@ from meterguard.runtime import Counters, EngineActivity, Runtime
 from meterguard.settings import Settings
 from meterguard.status import StatusBoard
 from meterguard.stores import SeriesStore
-from meterguard.stores.repositories import AlertRepository, CaseRepository, UserRepository
+from meterguard.stores.photofiles import PhotoFiles
+from meterguard.stores.repositories import (
+    AlertRepository,
+    CaseRepository,
+    PhotoRepository,
+    UserRepository,
+)
 from meterguard.validation import ValidationReport
 
 #: Per meter id, the detectors that cannot judge it from what it sends, and why.
@@ -59,6 +65,16 @@ async def get_case_repository(runtime: RuntimeDep) -> CaseRepository:
 async def get_user_repository(runtime: RuntimeDep) -> UserRepository:
     """Return the user and token repository."""
     return runtime.users
+
+
+async def get_photo_repository(runtime: RuntimeDep) -> PhotoRepository:
+    """Return the photo records."""
+    return runtime.photos
+
+
+async def get_photo_files(runtime: RuntimeDep) -> PhotoFiles:
+    """Return the photo store (the bytes, by SHA-256)."""
+    return runtime.photo_files
 
 
 async def get_series(runtime: RuntimeDep) -> SeriesStore:
@@ -106,6 +122,8 @@ AlertServiceDep = Annotated[AlertService, Depends(get_alert_service)]
 AlertRepoDep = Annotated[AlertRepository, Depends(get_alert_repository)]
 CaseRepoDep = Annotated[CaseRepository, Depends(get_case_repository)]
 UserRepoDep = Annotated[UserRepository, Depends(get_user_repository)]
+PhotoRepoDep = Annotated[PhotoRepository, Depends(get_photo_repository)]
+PhotoFilesDep = Annotated[PhotoFiles, Depends(get_photo_files)]
 SeriesDep = Annotated[SeriesStore, Depends(get_series)]
 LatestDep = Annotated[LatestReadings, Depends(get_latest)]
 StatusDep = Annotated[StatusBoard, Depends(get_status)]

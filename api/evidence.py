@@ -4,8 +4,10 @@ A pack is a ZIP of the alert with its detector figures and history (alert.json),
 meter's readings from a day before onset to the end of the alert or now (readings.csv),
 the case (case.json: acknowledgements, assignments, comments, work orders with their
 checklists and findings, the audit trail), a report of all of it with plots
-(evidence.pdf), and the manifest: every file's size and SHA-256 (manifest.json, and
-SHA256SUMS for `sha256sum -c`), and the pack's own digest over those lines.
+(evidence.pdf), the crews' photos as uploaded (photos/<sha256>.<ext>, with who took
+them, when and where in photos.json), and the manifest: every file's size and SHA-256
+(manifest.json, and SHA256SUMS for `sha256sum -c`), and the pack's own digest over those
+lines.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from meterguard.stores.records import (
     Assignment,
     AuditEntry,
     Comment,
+    Photo,
     WorkOrder,
 )
 from meterguard.stores.repositories import AlertRepository, CaseRepository
@@ -67,6 +70,9 @@ class CaseRecord:
     readings: dict[str, list[float]] = field(default_factory=dict)
     #: Bucketed readings for the plots.
     plotted: dict[str, list[float]] = field(default_factory=dict)
+    #: The photos documenting the alert, and their bytes by SHA-256 (absent: file missing).
+    photos: list[Photo] = field(default_factory=list)
+    photo_bytes: dict[str, bytes] = field(default_factory=dict)
 
 
 def rfc3339(ts: float) -> str:
@@ -147,6 +153,37 @@ def case_json(record: CaseRecord) -> bytes:
             "audit": [e.model_dump(mode="json") for e in record.audit],
         }
     )
+
+
+#: File name extensions of the photo types, in the pack.
+PHOTO_EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/heic": "heic",
+}
+
+
+def photo_name(photo: Photo) -> str:
+    """Return a photo's name in the pack: photos/<sha256>.<extension>."""
+    return f"photos/{photo.sha256}.{PHOTO_EXTENSIONS.get(photo.media_type, 'bin')}"
+
+
+def photo_files(record: CaseRecord) -> dict[str, bytes]:
+    """Return the photos' files by name in the pack (one per content) and photos.json."""
+    files = {
+        photo_name(p): record.photo_bytes[p.sha256]
+        for p in record.photos
+        if p.sha256 in record.photo_bytes
+    }
+    listed = [
+        {
+            **p.model_dump(mode="json"),
+            "file": photo_name(p) if p.sha256 in record.photo_bytes else None,
+        }
+        for p in record.photos
+    ]
+    return {**files, "photos.json": _json(listed)} if record.photos else {}
 
 
 def sha256(data: bytes) -> str:

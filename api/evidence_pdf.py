@@ -20,6 +20,7 @@ from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import (
     Flowable,
+    Image,
     KeepTogether,
     Paragraph,
     SimpleDocTemplate,
@@ -29,7 +30,8 @@ from reportlab.platypus import (
 )
 from reportlab.platypus.doctemplate import LayoutError
 
-from api.evidence import PLOTS, CaseRecord, rfc3339
+from api.evidence import PLOTS, CaseRecord, photo_name, rfc3339
+from api.photo_check import thumbnail
 
 #: One colour per phase (and the neutral), as the web pages draw them.
 PHASE_COLOURS = {
@@ -150,6 +152,38 @@ def _plot(record: CaseRecord, title: str, quantities: tuple[str, ...]) -> Drawin
     return drawing
 
 
+def _photo_rows(record: CaseRecord, style: ParagraphStyle) -> list[Flowable]:
+    """Return a row per photo: a thumbnail (JPEG, PNG, WebP) beside who, when, where, hash."""
+    rows: list[Flowable] = []
+    for photo in record.photos:
+        data = record.photo_bytes.get(photo.sha256)
+        where = (
+            f"{photo.latitude:.6f}, {photo.longitude:.6f}"
+            if photo.latitude is not None and photo.longitude is not None
+            else "not given"
+        )
+        facts: list[list[Any]] = [
+            ["photo", f"{photo.id} ({photo.file_name or 'unnamed'}, {photo.media_type})"],
+            ["work order", photo.work_order_id],
+            ["uploaded", f"{rfc3339(photo.uploaded_at)} by {photo.uploaded_by}"],
+            ["taken (camera)", photo.taken_at or "not recorded"],
+            ["where (phone)", where],
+            ["file", photo_name(photo) if data is not None else "missing from the photo store"],
+            ["SHA-256", photo.sha256],
+        ]
+        side = 40 * mm
+        picture: Flowable | str = "no thumbnail"
+        if data is not None and photo.width is not None:
+            picture = Image(
+                io.BytesIO(thumbnail(data)), kind="proportional", width=side, height=side
+            )
+        text = _table(facts, style, [24 * mm, WIDTH - side - 28 * mm])
+        row = Table([[picture, text]], colWidths=[side + 4 * mm, WIDTH - side - 4 * mm])
+        row.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        rows += [KeepTogether(row), Spacer(1, 2 * mm)]
+    return rows
+
+
 def render_pdf(
     record: CaseRecord, created_by: str, created_at: float, files: dict[str, str]
 ) -> bytes:
@@ -222,6 +256,8 @@ def render_pdf(
     for comment in record.comments:
         line = f"{rfc3339(comment.at)} {comment.author}: {comment.text}"
         story.append(Paragraph(_escape(line), st["small"]))
+    if record.photos:
+        story += [Paragraph("Photos", st["h2"]), *_photo_rows(record, st["small"])]
     listing = [["file", "SHA-256"], *([n, d] for n, d in sorted(files.items()))]
     story += [
         Paragraph("Files of the pack", st["h2"]),

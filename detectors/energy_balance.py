@@ -20,6 +20,7 @@ from detectors.base import (
     register,
 )
 from detectors.context import BatchContext
+from meterguard.losses import DEFAULT_GAP_MARGIN, DEFAULT_LOSS_ALLOWANCE
 from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity
 
 HOUR_S = 3600.0
@@ -37,14 +38,14 @@ class EnergyBalanceConfig(DetectorConfig):
     clear_after_s: float = Field(default=7200.0, ge=0, description="Absence before clearing.")
     severity: Severity = Field(default=Severity.MAJOR, description="Severity of its alerts.")
     loss_allowance: float = Field(
-        default=0.06,
+        default=DEFAULT_LOSS_ALLOWANCE,
         ge=0,
         lt=1,
         description="Technical losses allowed, as a share of the feeder's energy, until the "
         "transformer's own losses are learned (and never above it once they are).",
     )
     gap_margin: float = Field(
-        default=0.015,
+        default=DEFAULT_GAP_MARGIN,
         ge=0,
         description="Unexplained energy must pass this share of the feeder's energy ...",
     )

@@ -14,8 +14,14 @@ from meterguard.settings import Settings
 from meterguard.status import StatusBoard
 from meterguard.stores import SeriesStore
 from meterguard.stores.alertdb import AlertDatabase
-from meterguard.stores.factory import open_stores
-from meterguard.stores.repositories import AlertRepository, CaseRepository, UserRepository
+from meterguard.stores.factory import open_photo_files, open_stores
+from meterguard.stores.photofiles import PhotoFiles
+from meterguard.stores.repositories import (
+    AlertRepository,
+    CaseRepository,
+    PhotoRepository,
+    UserRepository,
+)
 from meterguard.validation import ValidationReport
 
 
@@ -64,6 +70,9 @@ class Runtime:
     alerts: AlertRepository = field(init=False)
     cases: CaseRepository = field(init=False)
     users: UserRepository = field(init=False)
+    photos: PhotoRepository = field(init=False)
+    #: The photos' bytes, one file per SHA-256 ([storage] photo_dir).
+    photo_files: PhotoFiles = field(init=False)
     status: StatusBoard = field(default_factory=StatusBoard)
     counters: Counters = field(default_factory=Counters)
     engine_activity: EngineActivity = field(default_factory=EngineActivity)
@@ -75,6 +84,9 @@ class Runtime:
     alerting: AlertService = field(init=False)
     #: What the reading checks blanked and refused (meterguard/validation.py).
     validation: ValidationReport = field(default_factory=ValidationReport)
+    #: Photo uploads refused, by reason (too_large, not_an_image, unsupported_type,
+    #: type_mismatch).
+    photos_refused: dict[str, int] = field(default_factory=dict)
     #: Per meter id, the detectors that cannot judge it from what it sends, and why (set by
     #: the service that runs the engine; none without one).
     silent_detectors: Callable[[str], dict[str, str]] | None = None
@@ -84,6 +96,8 @@ class Runtime:
         self.alerts = self.alert_db.alerts
         self.cases = self.alert_db.cases
         self.users = self.alert_db.users
+        self.photos = self.alert_db.photos
+        self.photo_files = open_photo_files(self.settings.storage)
         self.alerting = AlertService(self.alerts, self.cases, self.broadcaster, self.counters)
 
     @classmethod

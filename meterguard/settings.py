@@ -56,6 +56,12 @@ class ApiSettings(_Section):
         description="Failed logins from one client address (any names) within login_window_s"
         " before it is refused; 0 where one address stands for many users (a proxy, NAT).",
     )
+    photo_max_mb: float = Field(
+        default=10.0,
+        gt=0,
+        le=200,
+        description="Largest photo a crew may upload, in MB (10^6 bytes); larger ones get 413.",
+    )
     login_window_s: float = Field(
         default=300.0,
         gt=0,
@@ -223,6 +229,7 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError(source, problems) from exc
     settings.storage.data_dir = _resolve(base, settings.storage.data_dir) or base
     settings.meters_csv = _resolve(base, settings.meters_csv)
+    settings.storage.photo_dir = _resolve(base, settings.storage.photo_dir)
     # The sources' own paths are resolved against these when their tables are typed.
     settings.loaded_from(source, base)
     check_fleet(settings, source)

@@ -55,6 +55,7 @@ CODE_GROUPS: dict[str, tuple[str, ...]] = {
         "tip_open",
         "evidence_pack",
         "evidence_report",
+        "photo",
     ),
     "channel": get_args(TipChannel),
     # Summaries of alerts no detector raises (api/routers/tips.py).

@@ -8,6 +8,7 @@ pack produced later in court can be checked against the record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -16,12 +17,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Response
 
 from api.auth import Operator
-from api.deps import AlertRepoDep, CaseRepoDep, RegistryDep, SeriesDep
+from api.deps import (
+    AlertRepoDep,
+    CaseRepoDep,
+    PhotoFilesDep,
+    PhotoRepoDep,
+    RegistryDep,
+    SeriesDep,
+)
 from api.evidence import (
+    CaseRecord,
     alert_json,
     case_json,
     gather,
     manifest,
+    photo_files,
     readings_csv,
     sha256,
     sums_text,
@@ -29,6 +39,7 @@ from api.evidence import (
 )
 from api.evidence_pdf import render_pdf
 from meterguard.errors import AlertNotFoundError
+from meterguard.stores.photofiles import PhotoFiles
 
 router = APIRouter(prefix="/api", tags=["cases"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such alert"}}
@@ -52,6 +63,8 @@ async def _pack(
     cases: CaseRepoDep,
     series: SeriesDep,
     registry: RegistryDep,
+    photos: PhotoRepoDep,
+    store: PhotoFilesDep,
 ) -> Pack:
     """Gather the case and make its files (404 for an unknown alert)."""
     now = time.time()
@@ -60,15 +73,27 @@ async def _pack(
         record = await gather(alert_id, alerts, cases, series, registry.get(listing.meter), now)
     except AlertNotFoundError:
         raise HTTPException(status_code=404, detail=f"no alert {alert_id!r}") from None
+    record.photos = await photos.of_alert(alert_id)
+    record.photo_bytes = await asyncio.to_thread(_read_photos, store, record)
     files = {
         "alert.json": alert_json(record),
         "case.json": case_json(record),
         "readings.csv": readings_csv(record),
+        **photo_files(record),
     }
     digests = {name: sha256(data) for name, data in files.items()}
     # Laying out pages is CPU work of up to a second: off the event loop.
     files["evidence.pdf"] = await asyncio.to_thread(render_pdf, record, who.name, now, digests)
     return Pack(alert_id, files, who.name, now)
+
+
+def _read_photos(store: PhotoFiles, record: CaseRecord) -> dict[str, bytes]:
+    """Read the photos' files; one the store lost is left out (photos.json says so)."""
+    found: dict[str, bytes] = {}
+    for photo in record.photos:
+        with contextlib.suppress(FileNotFoundError):
+            found[photo.sha256] = store.read(photo.sha256)
+    return found
 
 
 PackDep = Annotated[Pack, Depends(_pack)]

@@ -66,6 +66,15 @@ class RuntimeCollector(Collector):
             "Alert events a notifier refused to take (the stream and the others still had them).",
             value=c.notify_failures,
         )
+        photos = CounterMetricFamily(
+            "meterguard_photos_refused",
+            "Photo uploads refused, by reason (too_large, not_an_image, unsupported_type,"
+            " type_mismatch).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.runtime.photos_refused.items()):
+            photos.add_metric([reason], count)
+        yield photos
         polls: dict[str, int] = defaultdict(int)
         errors: dict[str, int] = defaultdict(int)
         online: dict[str, int] = defaultdict(int)

@@ -61,6 +61,15 @@ async function drawCase(id) {
       `${Object.keys(e.detail).length ? ` ${JSON.stringify(e.detail)}` : ""}`));
 }
 
+// The crews' photos of the alert (a crew sees only those of its own work orders).
+async function drawPhotos(id) {
+  const list = await MG.json(`/api/alerts/${encodeURIComponent(id)}/photos`);
+  const box = document.querySelector("#photos");
+  box.hidden = false;
+  box.replaceChildren(MG.el("h3", {}, MG.t("Photos ({count})", {count: list.count})),
+    list.count ? MG.photoStrip(list.items) : MG.el("p", {class: "muted"}, MG.t("none")));
+}
+
 // Operators and admins act on the alert; each form posts, clears itself and redraws the case.
 function wireActions(id, active) {
   const base = `/api/alerts/${encodeURIComponent(id)}`;
@@ -123,6 +132,14 @@ async function main() {
     [MG.t("assignee"), a.assignee ?? "—"],
     [MG.t("alert id"), a.id],
   ];
+  if (a.transformer) {
+    // Where the energy goes on the meter's transformer: the first place to look for a balance.
+    facts.push([MG.t("transformer"), MG.el("a", {id: "transformer-link",
+      href: `/transformers/${encodeURIComponent(a.transformer)}`},
+    a.kind === "energy_balance" ?
+      MG.t("{transformer}: check meter against customers", {transformer: a.transformer}) :
+      a.transformer)]);
+  }
   const manual = a.evidence.cleared_by?.manual;
   if (manual) facts.push([MG.t("cleared by hand"), `${manual.by}: ${manual.reason}`]);
   document.querySelector("#facts").replaceChildren(
@@ -132,6 +149,12 @@ async function main() {
     MG.el("tr", {}, MG.el("td", {}, MG.label("event", h.type)), MG.el("td", {}, MG.epochTime(h.ts)),
       MG.el("td", {}, MG.epochTime(h.recorded_at)))));
   if (MG.can("operator", "admin")) wireActions(id, a.active);
+  if (MG.can("operator", "admin", "crew")) {
+    drawPhotos(id).catch((err) => {
+      document.querySelector("#photos").textContent =
+        MG.t("Could not load the photos: {error}", {error: err.message});
+    });
+  }
   drawCase(id).catch((err) => {
     document.querySelector("#case").textContent =
       MG.t("Could not load the case: {error}", {error: err.message});

@@ -461,8 +461,17 @@ function follow() {
   source.onerror = () => { live.className = "live off"; };
 }
 
+// The chosen transformer's own page: its check meter against its customers by hour.
+function transformerLink() {
+  const chosen = readFilters().transformer;
+  const link = document.querySelector("#transformer-link");
+  link.hidden = !chosen;
+  if (chosen) link.href = `/transformers/${encodeURIComponent(chosen)}`;
+}
+
 let typing = null;
 form.addEventListener("input", (event) => {
+  if (event.target.name === "transformer") transformerLink();
   clearTimeout(typing);
   // Typed text waits for a pause; a picked option asks at once.
   if (event.target.name === "meter") typing = setTimeout(reload, 300);
@@ -481,6 +490,7 @@ async function main() {
   canAct = MG.can("operator", "admin");
   document.querySelector("#actions-head").hidden = !canAct;
   pickers();
+  transformerLink();
   if (canAct) crewNames();
   reload();
   follow();

@@ -50,6 +50,15 @@ const MG = {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
+    return MG.send(url, init);
+  },
+  // A file sent as the body, as it is (a photo from the camera); errors as MG.api's.
+  async upload(url, file) {
+    const type = file.type || "application/octet-stream";
+    return MG.send(url, {method: "POST", headers: MG.headers({"Content-Type": type}), body: file});
+  },
+  async send(url, init) {
+    const method = init.method;
     const resp = await fetch(url, init);
     const data = await resp.json().catch(() => null);
     if (!resp.ok) {
@@ -197,6 +206,22 @@ const MG = {
   },
   percent(x) {
     return MG.figure(x) ? `${Math.round(x * 100)} %` : MG.DASH;
+  },
+  // Photos as thumbnails, each a link to the photo as taken, with who took it, when and where.
+  photoStrip(photos) {
+    return MG.el("div", {class: "photos"}, ...photos.map((p) => {
+      const original = `/api/photos/${p.id}`;
+      const picture = p.width != null ?
+        MG.el("img", {src: `${original}/thumbnail`, alt: p.file_name || `#${p.id}`, loading: "lazy"}) :
+        MG.el("span", {class: "no-thumb"}, MG.t("{type} photo", {type: p.media_type}));
+      const where = p.latitude != null ?
+        MG.t("at {lat}, {lon}", {lat: p.latitude.toFixed(5), lon: p.longitude.toFixed(5)}) : "";
+      const caption = [MG.epochTime(p.uploaded_at), p.uploaded_by,
+        p.taken_at && MG.t("taken {time}", {time: p.taken_at}), where].filter(Boolean).join(" · ");
+      return MG.el("figure", {class: "photo", dataset: {photo: p.id, sha256: p.sha256}},
+        MG.el("a", {href: original, target: "_blank", rel: "noopener"}, picture),
+        MG.el("figcaption", {}, caption));
+    }));
   },
   lastPathPart() {
     return decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());

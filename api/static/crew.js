@@ -98,6 +98,44 @@ async function change(order, body) {
   await draw();
 }
 
+// Where the phone is, if the crew lets the browser say (no answer within a few seconds: none).
+function position() {
+  if (!navigator.geolocation) return Promise.resolve(null);
+  return new Promise((resolve) => navigator.geolocation.getCurrentPosition(
+    (pos) => resolve(pos.coords), () => resolve(null),
+    {enableHighAccuracy: true, timeout: 5000, maximumAge: 60000}));
+}
+
+// The order's photos, and on an open order a button that opens the phone's camera.
+async function photoSection(order, open) {
+  const list = await MG.json(`/api/work-orders/${order.id}/photos`);
+  const section = MG.el("section", {class: "order-photos"},
+    MG.el("h3", {}, MG.t("Photos ({count})", {count: list.count})), MG.photoStrip(list.items));
+  if (!open) return section;
+  const input = MG.el("input", {type: "file", accept: "image/*", capture: "environment",
+    name: "photo", "aria-label": MG.t("take or choose a photo")});
+  input.addEventListener("change", async () => {
+    const file = input.files[0];
+    if (!file) return;
+    const coords = await position();
+    const query = new URLSearchParams({name: file.name.slice(0, 200)});
+    if (coords) {
+      query.set("lat", coords.latitude);
+      query.set("lon", coords.longitude);
+    }
+    try {
+      await MG.upload(`/api/work-orders/${order.id}/photos?${query}`, file);
+    } catch (err) {
+      input.value = "";
+      return;  // MG.upload has shown why (too large, not a photo)
+    }
+    await draw();
+  });
+  section.append(MG.el("label", {class: "photo-input"},
+    MG.el("span", {}, MG.t("Add a photo (seals, terminal block, wiring, display)")), input));
+  return section;
+}
+
 async function card(order) {
   const alert = await alertSummary(order.alert_id);
   const closed = CLOSED.has(order.status);
@@ -126,7 +164,7 @@ async function card(order) {
       order.outcome_note,
     ];
     node.append(MG.el("p", {class: "outcome-done"}, done.filter(Boolean).join(" · ")),
-      findings(order));
+      findings(order), await photoSection(order, false));
     return node;
   }
   if (NEXT[order.status]) {
@@ -136,7 +174,7 @@ async function card(order) {
     node.append(go);
   }
   // What was saved so far, so the crew sees the server has it.
-  node.append(findings(order), siteForm(order));
+  node.append(findings(order), await photoSection(order, true), siteForm(order));
   return node;
 }
 

@@ -16,7 +16,8 @@ async function main() {
     [MG.t("service"), m.service], [MG.t("nominal voltage"), `${m.nominal_v} V`],
     [MG.t("CT primary"), m.ct_primary_a ? `${m.ct_primary_a} A` : MG.t("whole-current")],
     [MG.t("generation"), MG.t(m.generation ? "yes (may export)" : "no")],
-    [MG.t("transformer"), m.transformer ?? "—"], [MG.t("role"), MG.label("meter_role", m.role)],
+    [MG.t("transformer"), m.transformer ? MG.el("a", {id: "transformer-link",
+      href: `/transformers/${encodeURIComponent(m.transformer)}`}, m.transformer) : "—"], [MG.t("role"), MG.label("meter_role", m.role)],
     [MG.t("class"), m.customer_class ?? "—"],
     [MG.t("collector"), collector],
   ];

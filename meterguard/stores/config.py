@@ -79,4 +79,9 @@ class StorageSettings(_Section):
         description="SQLAlchemy URL of the alert database, e.g. "
         "postgresql+asyncpg://user@host/db (empty: <data_dir>/alertdb.sqlite).",
     )
+    photo_dir: Path | None = Field(
+        default=None,
+        description="Folder of the crews' photos, one file per SHA-256 (default:"
+        " <data_dir>/photos); processes sharing one alert database must share it too.",
+    )
     influxdb: InfluxSettings = Field(default_factory=InfluxSettings)

@@ -9,6 +9,7 @@ from meterguard.model import MeterRegistry
 from meterguard.stores import SeriesStore
 from meterguard.stores.alertdb import AlertDatabase, sqlite_url
 from meterguard.stores.config import StorageSettings
+from meterguard.stores.photofiles import PhotoFiles
 
 
 def alert_db_url(storage: StorageSettings) -> str:
@@ -62,3 +63,8 @@ def open_stores(
     """Open both stores as configured; the alert database reads `clock`."""
     series, gauges = open_series_store(storage, registry)
     return series, open_alert_database(storage, clock), gauges
+
+
+def open_photo_files(storage: StorageSettings) -> PhotoFiles:
+    """Return the photo store: the configured folder, or `photos` in data_dir."""
+    return PhotoFiles(storage.photo_dir or storage.data_dir / "photos")

@@ -129,6 +129,46 @@ class AuditEntry(_Record):
     detail: dict[str, Any]
 
 
+class Photo(_Record):
+    """A photo a crew took on site: its content hash, and who took it, when and where."""
+
+    id: int
+    sha256: str = Field(description="SHA-256 of the file as uploaded (its name in the store).")
+    media_type: str = Field(description="image/jpeg, image/png, image/webp or image/heic.")
+    bytes: int
+    width: int | None = Field(default=None, description="Pixels (none for HEIC).")
+    height: int | None = None
+    work_order_id: int
+    alert_id: str = Field(description="The alert it documents (one the work order covers).")
+    uploaded_by: str
+    uploaded_at: float
+    latitude: float | None = Field(default=None, description="Where the phone said it was.")
+    longitude: float | None = None
+    taken_at: str | None = Field(
+        default=None,
+        description="When the camera says it was taken (EXIF, the camera's local time).",
+    )
+    file_name: str = Field(default="", description="The name the phone gave the file.")
+
+
+@dataclass(frozen=True, slots=True)
+class NewPhoto:
+    """A checked photo to record: its file's hash and facts, and who took it where."""
+
+    sha256: str
+    media_type: str
+    bytes: int
+    width: int | None
+    height: int | None
+    work_order_id: int
+    alert_id: str
+    uploaded_by: str
+    latitude: float | None = None
+    longitude: float | None = None
+    taken_at: str | None = None
+    file_name: str = ""
+
+
 class User(_Record):
     """Someone allowed to use the control room."""
 

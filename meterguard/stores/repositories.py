@@ -16,7 +16,9 @@ from meterguard.stores.records import (
     AuditEntry,
     Checklist,
     Comment,
+    NewPhoto,
     Outcome,
+    Photo,
     User,
     WorkOrder,
     WorkOrderStatus,
@@ -119,6 +121,9 @@ class CaseRepository(Protocol):
     ) -> list[WorkOrder]:
         """Return work orders, newest first."""
 
+    async def work_order(self, work_order_id: int) -> WorkOrder | None:
+        """Return one work order with the alerts it covers (None if there is none)."""
+
     async def outcomes_by_kind(self) -> dict[str, dict[str, int]]:
         """Count the work orders' outcomes per alert kind (the detectors' feedback)."""
 
@@ -153,3 +158,19 @@ class UserRepository(Protocol):
 
     async def set_language(self, name: str, language: str | None) -> None:
         """Store the language a user chose for the pages (None: none); KeyError: no user."""
+
+
+class PhotoRepository(Protocol):
+    """Records of the photos crews took on site (the bytes are in the photo store)."""
+
+    async def add(self, photo: NewPhoto, *, client_key: str | None = None) -> Photo:
+        """Record a photo (once per client key) and note it in the alert's audit trail."""
+
+    async def get(self, photo_id: int) -> Photo | None:
+        """Return one photo's record (None if there is none)."""
+
+    async def of_alert(self, alert_id: str) -> list[Photo]:
+        """Return the photos documenting an alert, oldest first."""
+
+    async def of_work_order(self, work_order_id: int) -> list[Photo]:
+        """Return the photos taken for a work order, oldest first."""

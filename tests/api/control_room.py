@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from api.app import create_app
-from meterguard.model import Meter
+from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter, Severity
 from meterguard.runtime import Runtime
 from meterguard.settings import ApiSettings, Settings, StorageSettings
 
@@ -35,3 +35,21 @@ async def control_room(
             yield client, tokens, runtime
     finally:
         await runtime.close()
+
+
+async def open_alert(runtime: Runtime, meter: str, kind: AlertKind, start: float) -> Alert:
+    """Open an alert of a kind on a meter, as the engine would, raised an hour after start."""
+    alert = Alert(
+        id=f"{meter}-{kind.value}-{int(start)}",
+        meter=meter,
+        kind=kind,
+        severity=Severity.MAJOR,
+        start=start,
+        raised=start + 3600,
+        confidence=0.8,
+        estimated_kwh_lost=12.0,
+        summary=f"{kind.value} at {meter}",
+        evidence={},
+    )
+    await runtime.alerts.apply(AlertEvent(type=AlertEventType.OPEN, ts=alert.raised, alert=alert))
+    return alert

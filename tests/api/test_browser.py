@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, FilePayload, Page, async_playwright, expect
 
 from meterguard.runtime import Runtime
 from service.demo import demo_settings
 from service.supervisor import Service
 from simulators.fleet import demo_fleet
 from simulators.modbus_gateway import ModbusGateway
+from tests.api.test_photos import jpeg
 from tests.conftest import free_port
 
 CHROMIUM = shutil.which("chromium")
@@ -130,7 +131,11 @@ async def test_operator_and_crew_close_a_case_and_the_statistics_count_it(
     browser: Browser, live_service: Live
 ) -> None:
     base, thief = live_service.base, live_service.thief
-    page = await browser.new_page()
+    # The crew's phone lets the page know where it is: the photo records it.
+    context = await browser.new_context(
+        geolocation={"latitude": 31.2304, "longitude": 121.4737}, permissions=["geolocation"]
+    )
+    page = await context.new_page()
     await open_when_up(page, base + "/")
     await sign_in(page, live_service.tokens["operator"], "operator (operator)")
     await expect(page.locator("#live")).to_have_class("live on")
@@ -179,6 +184,21 @@ async def test_operator_and_crew_close_a_case_and_the_statistics_count_it(
     await expect(order.get_by_role("button", name="En route")).to_have_count(0)
     await order.get_by_role("button", name="On site").click()
     await expect(order).to_have_attribute("data-status", "on_site")
+    # A photo of the seal, as the phone's camera gives it to the file input.
+    photo = FilePayload(name="seal.jpg", mimeType="image/jpeg", buffer=jpeg("maroon"))
+    await order.locator("input[type=file][capture=environment]").set_input_files(photo)
+    figure = order.locator(".order-photos figure.photo")
+    await expect(figure).to_have_count(1)
+    await expect(figure).to_contain_text("crew1")
+    await expect(figure).to_contain_text("31.23040, 121.47370")
+    await expect(figure.locator("img")).to_have_js_property("complete", True)
+    assert await figure.locator("img").evaluate("img => img.naturalWidth") == 64
+    # Not a photo: the server says why, and nothing is added.
+    text = FilePayload(name="notes.jpg", mimeType="image/jpeg", buffer=b"seal 0412 cut")
+    await order.locator("input[type=file]").set_input_files(text)
+    await expect(page.locator("#mg-error")).to_contain_text("422")
+    await expect(order.locator(".order-photos figure.photo")).to_have_count(1)
+    alert_url = await order.locator("h2 a").get_attribute("href")
     await order.get_by_label("Seals intact").select_option("no")
     await order.get_by_label("Wiring correct").select_option("no")
     await order.get_by_label("CT ratio fits the load").select_option("yes")
@@ -210,3 +230,10 @@ async def test_operator_and_crew_close_a_case_and_the_statistics_count_it(
     await expect(reversal.locator("[data-outcome=theft_confirmed]")).to_have_text("1")
     await expect(reversal.locator("[data-outcome=no_fault_found]")).to_have_text("0")
     await expect(reversal.locator("[data-outcome=precision]")).to_have_text("100 %")
+    # The operator sees the crew's photo on the alert page.
+    await page.goto(base + str(alert_url))
+    shown = page.locator("#photos figure.photo")
+    await expect(shown).to_have_count(1)
+    await expect(shown).to_contain_text("crew1")
+    await expect(shown.locator("img")).to_have_js_property("complete", True)
+    assert await shown.locator("img").evaluate("img => img.naturalWidth") == 64

@@ -1,9 +1,10 @@
 """The pages in zh-CN and in English in headless Chromium, and the header's language switch."""
 
 import httpx
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, FilePayload, expect
 
 from tests.api.test_browser import Live, browser, live_service, open_when_up
+from tests.api.test_photos import jpeg
 
 __all__ = ["browser", "live_service"]  # fixtures shared with the pages' other browser tests
 
@@ -64,6 +65,11 @@ async def test_board_alert_and_crew_pages_in_chinese_then_english_by_the_switch(
     await expect(order.locator("legend")).to_have_text("现场检查清单")
     await expect(order.get_by_label("封印完好")).to_have_value("not_checked")
     await expect(order.get_by_role("button", name="出发")).to_be_visible()
+    # A photo of the seal from the phone's camera, in Chinese too.
+    camera = order.get_by_label("拍照或选择照片")
+    await camera.set_input_files(FilePayload(name="封印.jpg", mimeType="image/jpeg", buffer=jpeg()))
+    await expect(order.locator(".order-photos h3")).to_have_text("照片（1）")
+    await expect(order.locator(".order-photos figure.photo")).to_contain_text("crew1")
 
     # The switch: a signed-in crew member's choice goes on their record.
     await page.locator("#language").select_option("en")

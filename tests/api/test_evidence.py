@@ -16,6 +16,7 @@ from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Meter
 from meterguard.runtime import Runtime
 from meterguard.stores.records import CheckAnswer, Checklist, Outcome
 from tests.api.control_room import control_room as signed_in
+from tests.api.test_photos import jpeg
 from tests.conftest import make_batch
 
 ONSET = 1_767_225_600.0
@@ -119,6 +120,52 @@ async def test_the_pack_holds_the_case_and_its_manifest_verifies(case: Client) -
     assert audit[0].detail["pack_sha256"] == manifest["pack_sha256"]
 
 
+async def test_the_pack_holds_the_crews_photos_as_uploaded(case: Client) -> None:
+    client, tokens, _ = case
+    # The order is closed: the office files the photo the crew handed in.
+    photo = jpeg("navy")
+    uploaded = await client.post(
+        "/api/work-orders/1/photos?lat=31.5&lon=121.25&name=terminal.jpg",
+        content=photo,
+        headers={**_as(tokens, "olga"), "Content-Type": "image/jpeg"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    digest = hashlib.sha256(photo).hexdigest()
+    reply = await client.get(
+        "/api/alerts/M1-bypass-1767225600/evidence.zip", headers=_as(tokens, "olga")
+    )
+    pack = zipfile.ZipFile(io.BytesIO(reply.content))
+    assert pack.read(f"photos/{digest}.jpg") == photo
+    listed = {f["name"]: f["sha256"] for f in json.loads(pack.read("manifest.json"))["files"]}
+    assert listed[f"photos/{digest}.jpg"] == digest
+    assert "photos.json" in listed
+    (record,) = json.loads(pack.read("photos.json"))
+    assert (record["uploaded_by"], record["latitude"], record["file"]) == (
+        "olga",
+        31.5,
+        f"photos/{digest}.jpg",
+    )
+
+
+async def test_a_photo_the_store_lost_is_named_and_the_pack_still_made(case: Client) -> None:
+    client, tokens, runtime = case
+    photo = jpeg("olive")
+    uploaded = await client.post(
+        "/api/work-orders/1/photos",
+        content=photo,
+        headers={**_as(tokens, "olga"), "Content-Type": "image/jpeg"},
+    )
+    runtime.photo_files.path(uploaded.json()["sha256"]).unlink()
+    reply = await client.get(
+        "/api/alerts/M1-bypass-1767225600/evidence.zip", headers=_as(tokens, "olga")
+    )
+    assert reply.status_code == 200
+    pack = zipfile.ZipFile(io.BytesIO(reply.content))
+    assert not [n for n in pack.namelist() if n.startswith("photos/")]
+    (record,) = json.loads(pack.read("photos.json"))
+    assert (record["sha256"], record["file"]) == (hashlib.sha256(photo).hexdigest(), None)
+
+
 async def test_only_operators_get_packs_and_unknown_alerts_are_404(case: Client) -> None:
     client, tokens, _ = case
     url = "/api/alerts/M1-bypass-1767225600/evidence"
@@ -153,6 +200,12 @@ async def test_the_report_renders_page_by_page_with_the_case_in_it(
     case: Client, tmp_path: Path
 ) -> None:
     client, tokens, runtime = case
+    photo = jpeg("teal")
+    await client.post(
+        "/api/work-orders/1/photos?name=seal.jpg",
+        content=photo,
+        headers={**_as(tokens, "olga"), "Content-Type": "image/jpeg"},
+    )
     url = "/api/alerts/M1-bypass-1767225600/evidence.pdf"
     reply = await client.get(url, headers=_as(tokens, "olga"))
     assert reply.status_code == 200
@@ -169,6 +222,9 @@ async def test_the_report_renders_page_by_page_with_the_case_in_it(
         "theft_confirmed",
         "readings.csv",
         "seal 0412 cut",
+        "Photos",
+        "seal.jpg",
+        hashlib.sha256(photo).hexdigest(),
     )
     for phrase in expected:
         assert phrase in text, phrase

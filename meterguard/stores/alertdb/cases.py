@@ -282,6 +282,16 @@ class SqlCaseRepository:
 
         return await self._db.run(read)
 
+    async def work_order(self, work_order_id: int) -> WorkOrder | None:
+        """Return one work order with the alerts it covers (None if there is none)."""
+        query = sa.select(t.work_orders).where(t.work_orders.c.id == work_order_id)
+
+        async def read(conn: AsyncConnection) -> list[WorkOrder]:
+            return await _with_alerts(conn, list((await conn.execute(query)).mappings().all()))
+
+        found = await self._db.run(read)
+        return found[0] if found else None
+
     async def outcomes_by_kind(self) -> dict[str, dict[str, int]]:
         """Count recorded outcomes per alert kind: the detectors' false-alarm feedback.
 

@@ -1,4 +1,4 @@
-"""One alert database and its repositories: alerts, case work, users, leases."""
+"""One alert database and its repositories: alerts, case work, users, leases, photos."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from meterguard.stores.alertdb.alerts import SqlAlertRepository
 from meterguard.stores.alertdb.cases import SqlCaseRepository
 from meterguard.stores.alertdb.core import Database
 from meterguard.stores.alertdb.leases import SqlLeaseRepository
+from meterguard.stores.alertdb.photos import SqlPhotoRepository
 from meterguard.stores.alertdb.users import SqlUserRepository
 
 
@@ -28,6 +29,7 @@ class AlertDatabase:
         self.cases = SqlCaseRepository(self.core)
         self.users = SqlUserRepository(self.core)
         self.leases = SqlLeaseRepository(self.core)
+        self.photos = SqlPhotoRepository(self.core)
 
     @property
     def url(self) -> str:

@@ -190,3 +190,26 @@ leases = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Column("acquired_at", sa.Float, nullable=False),
 )
+
+#: 0009: photos crews took on site; the bytes are in the photo store, named by sha256.
+photos = sa.Table(
+    "photos",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("media_type", sa.String(40), nullable=False),
+    sa.Column("bytes", sa.Integer, nullable=False),
+    sa.Column("width", sa.Integer),
+    sa.Column("height", sa.Integer),
+    sa.Column("work_order_id", sa.Integer, sa.ForeignKey("work_orders.id"), nullable=False),
+    sa.Column("alert_id", sa.String(200), sa.ForeignKey("alerts.id"), nullable=False),
+    sa.Column("uploaded_by", sa.String(100), nullable=False),
+    sa.Column("uploaded_at", sa.Float, nullable=False),
+    sa.Column("latitude", sa.Float),
+    sa.Column("longitude", sa.Float),
+    sa.Column("taken_at", sa.String(40)),
+    sa.Column("file_name", sa.String(200), nullable=False),
+    sa.Index("photos_alert", "alert_id"),
+    sa.Index("photos_work_order", "work_order_id"),
+    *_client_key("photos"),
+)
