@@ -68,7 +68,7 @@ class PartitionProgress:
     counters: Counter[str] = field(default_factory=Counter)
 
 
-def _suppressed(event: AlertEvent, stored: dict[str, Alert]) -> bool:
+def already_stored(event: AlertEvent, stored: dict[str, Alert]) -> bool:
     """Tell whether the previous owner already wrote what the event says."""
     held = stored.get(event.alert.id)
     if held is None:
@@ -172,7 +172,7 @@ class PartitionRunner:
         events = self.engine.process(batch)
         self.progress.readings += len(batch)
         for event in events:
-            if _suppressed(event, self._stored):
+            if already_stored(event, self._stored):
                 self.progress.counters["events_already_stored"] += 1
                 continue
             await self._write(event)
