@@ -36,7 +36,7 @@ from service.scale.stream import last_sequence, subject
 
 log = logging.getLogger(__name__)
 
-#: Messages fetched (and judged as one batch) at most at a time.
+#: Messages fetched at most at a time.
 FETCH_MESSAGES = 64
 FETCH_WAIT_S = 1.0
 #: A consumer of a worker that died is removed by the server after this long unused.
@@ -136,9 +136,13 @@ class PartitionRunner:
                     continue
                 if not msgs:
                     continue
-                batches = [b for b in (self._decode(m.data) for m in msgs) if b is not None]
-                if batches:
-                    await self._judge(ReadingBatch.concat(batches))
+                # Message by message: each is a batch as the ingest cut it, and the engine
+                # is judged on the same batches as one process would be (its events can
+                # differ at a tick's edge when rows of two ticks come in one batch).
+                for msg in msgs:
+                    batch = self._decode(msg.data)
+                    if batch is not None:
+                        await self._judge(batch)
                 progress.seq = int(msgs[-1].metadata.sequence.stream)
                 self._mark_caught_up_if(progress.seq >= progress.catch_up_to)
                 # The detectors ran without a pause: let the lease keeper and the other
