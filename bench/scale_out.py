@@ -266,6 +266,7 @@ class Outcome:
     run_alerts: int
     seconds: float
     cpu_us_per_reading: dict[str, float]
+    max_rss_mb: dict[str, float]
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -279,6 +280,7 @@ class Outcome:
             "alerts": self.reference_alerts,
             "seconds": round(self.seconds, 1),
             "cpu_us_per_reading": self.cpu_us_per_reading,
+            "max_rss_mb": self.max_rss_mb,
         }
 
 
@@ -368,6 +370,7 @@ def scale_out(
                     and line["at"] >= killed_at
                 ]
                 takeover = max(caught) - killed_at if caught else None
+            rss = {p.name: p.status.get("max_rss_mb", 0.0) for p in procs if p.proc.poll() is None}
             cpu = {
                 p.name: round(1e6 * p.status["cpu_s"] / max(1, p.status["readings"]), 1)
                 for p in procs
@@ -395,6 +398,7 @@ def scale_out(
         run_alerts=len(got),
         seconds=seconds,
         cpu_us_per_reading=cpu,
+        max_rss_mb=rss,
     )
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from nats.js import JetStreamContext
@@ -34,6 +35,19 @@ log = logging.getLogger(__name__)
 
 #: Seconds between the worker's status lines.
 STATUS_EVERY_S = 1.0
+
+
+def peak_rss_mb() -> float | None:
+    """Return this process's peak resident memory in MB (None where /proc has none)."""
+    # Not getrusage: its maximum survives exec, so it would report the parent's.
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
 
 
 def default_worker_name() -> str:
@@ -142,6 +156,7 @@ class Worker:
             readings=sum(r.progress.readings for r, _t in self.runners.values()),
             alert_events=self.counters.alert_events,
             cpu_s=time.process_time(),
+            max_rss_mb=peak_rss_mb(),
         )
 
     async def run(self, stop: asyncio.Event) -> None:
