@@ -14,7 +14,7 @@ Measured per engine:
 Servers: a private nats-server with JetStream (Debian's, on a free 127.0.0.1 port) and
 the machine's RabbitMQ on 127.0.0.1:5672 (guest); the bench's queues are deleted after.
 
-usage: python bench/stream_engines.py [--meters 2000] [--days 0.25] [--partitions 12]
+usage: python -m bench.stream_engines [--meters 2000] [--days 0.25] [--partitions 12]
 """
 
 from __future__ import annotations
