@@ -134,7 +134,13 @@ def reference_alerts(data: Path) -> set[AlertKey]:
 
 
 def write_config(
-    path: Path, data: Path, nats_url: str, db_url: str, partitions: int, ttl: float
+    path: Path,
+    data: Path,
+    nats_url: str,
+    db_url: str,
+    partitions: int,
+    ttl: float,
+    snapshot_every_s: float = 0.0,
 ) -> Path:
     """Write the config every ingest and worker of the run shares."""
     path.write_text(
@@ -149,6 +155,7 @@ def write_config(
                 f'nats_url = "{nats_url}"',
                 f"partitions = {partitions}",
                 f"lease_ttl_s = {ttl}",
+                f"snapshot_every_s = {snapshot_every_s}",
             ]
         )
         + "\n"
@@ -267,6 +274,8 @@ class Outcome:
     seconds: float
     cpu_us_per_reading: dict[str, float]
     max_rss_mb: dict[str, float]
+    #: The dead worker's partitions that their new owner loaded from a snapshot.
+    taken_from_snapshots: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -281,6 +290,7 @@ class Outcome:
             "seconds": round(self.seconds, 1),
             "cpu_us_per_reading": self.cpu_us_per_reading,
             "max_rss_mb": self.max_rss_mb,
+            "taken_from_snapshots": self.taken_from_snapshots,
         }
 
 
@@ -293,6 +303,7 @@ def scale_out(
     ttl: float,
     timeout: float = 600.0,
     nats_url: str | None = None,
+    snapshot_every_s: float = 0.0,
 ) -> Outcome:
     """Run ingest + workers over `data` (meters.csv, readings.csv) and compare the alerts.
 
@@ -303,7 +314,9 @@ def scale_out(
         if nats_url is None:
             nats_url = stack.enter_context(nats_server(workdir / "nats"))
         db_url = stack.enter_context(pg_database())
-        config = write_config(workdir / "scale.toml", data, nats_url, db_url, partitions, ttl)
+        config = write_config(
+            workdir / "scale.toml", data, nats_url, db_url, partitions, ttl, snapshot_every_s
+        )
         procs: list[WorkerProc] = []
         try:
             for i in range(workers):
@@ -360,16 +373,18 @@ def scale_out(
             seconds = time.monotonic() - started
             time.sleep(1.0)  # the last events' writes
             takeover = None
+            from_snapshots = 0
             if killed_at is not None:
-                caught = [
-                    line["at"]
+                taken = [
+                    line
                     for p in procs[1:]
                     for line in list(p.lines)
                     if line.get("event") == "caught_up"
                     and line["partition"] in victim_parts
                     and line["at"] >= killed_at
                 ]
-                takeover = max(caught) - killed_at if caught else None
+                takeover = max(t["at"] for t in taken) - killed_at if taken else None
+                from_snapshots = sum(1 for t in taken if t.get("started_from", 0) > 0)
             rss = {p.name: p.status.get("max_rss_mb", 0.0) for p in procs if p.proc.poll() is None}
             cpu = {
                 p.name: round(1e6 * p.status["cpu_s"] / max(1, p.status["readings"]), 1)
@@ -399,6 +414,7 @@ def scale_out(
         seconds=seconds,
         cpu_us_per_reading=cpu,
         max_rss_mb=rss,
+        taken_from_snapshots=from_snapshots,
     )
 
 
@@ -411,12 +427,26 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--ttl", type=float, default=6.0, help="lease time to live, s")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--snapshot-every",
+        type=float,
+        default=0.0,
+        help="seconds between state snapshots (0: a new owner replays the whole window)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mg-scale-") as tmp:
         workdir = Path(tmp)
         data = workdir / "fleet"
         simulate(data, args.meters, args.days, args.seed)
-        outcome = scale_out(data, workdir, args.workers, args.kill_one, args.partitions, args.ttl)
+        outcome = scale_out(
+            data,
+            workdir,
+            args.workers,
+            args.kill_one,
+            args.partitions,
+            args.ttl,
+            snapshot_every_s=args.snapshot_every,
+        )
     s = outcome.summary()
     print(
         f"{s['workers']} workers, {s['readings']:,} readings in {s['seconds']} s: "

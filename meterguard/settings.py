@@ -132,6 +132,18 @@ class ScaleSettings(_Section):
         description="Seconds a worker's partition lease lasts unless renewed (every third "
         "of it); a dead worker's partitions are taken over within about 1 1/3 of it.",
     )
+    snapshot_every_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        description="Seconds between snapshots of each partition's detector state, kept in "
+        "a JetStream object store: a worker taking a partition over loads the snapshot and "
+        "replays only what followed it (0: no snapshots, replay the whole window).",
+    )
+    snapshot_bucket: str = Field(
+        default="MG_SNAPSHOTS",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The object store bucket of the snapshots (only workers may write it).",
+    )
     worker: str = Field(
         default="",
         max_length=200,

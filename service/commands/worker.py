@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         from meterguard.model import MeterRegistry
         from meterguard.stores.factory import open_alert_database
         from service.scale.process import stop_event
+        from service.scale.snapshots import SnapshotStore
         from service.scale.stream import connect
         from service.scale.worker import Worker
 
@@ -39,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
             await alert_db.open()
             nc, js = await connect(settings.scale, "meterguard-worker")
             try:
-                await Worker(settings, registry, alert_db, js, sys.stdout).run(stop)
+                snapshots = None
+                if settings.scale.snapshot_every_s:
+                    snapshots = SnapshotStore(js, settings.scale)
+                    await snapshots.open()
+                worker = Worker(settings, registry, alert_db, js, sys.stdout, snapshots)
+                await worker.run(stop)
             finally:
                 await nc.drain()
         finally:

@@ -32,6 +32,7 @@ from meterguard.model import Alert, AlertEvent, AlertEventType, ReadingBatch
 from meterguard.partitioning import PartitionFleet
 from meterguard.settings import Settings
 from meterguard.stores.alertdb.alerts import SqlAlertRepository
+from service.scale.snapshots import SnapshotError, SnapshotStore, decode_snapshot, encode_snapshot
 from service.scale.stream import last_sequence, subject
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class PartitionProgress:
     readings: int = 0
     #: Stream sequence that was the newest when the partition was taken (0: it was empty).
     catch_up_to: int = 0
+    #: Stream sequence of the snapshot the partition was taken from (0: replayed whole).
+    started_from: int = 0
     caught_up: bool = False
     #: Wall clock (epoch s) when the partition was taken, and when it had caught up.
     taken_at: float = field(default_factory=time.time)
@@ -91,6 +94,7 @@ class PartitionRunner:
         fleet_digest: bytes,
         fleet_size: int,
         lease_valid: Callable[[], bool],
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self.fleet = fleet
         self.partition = fleet.partition
@@ -101,6 +105,7 @@ class PartitionRunner:
         self.digest = fleet_digest
         self.fleet_size = fleet_size
         self.lease_valid = lease_valid
+        self.snapshots = snapshots
         self.progress = PartitionProgress(self.partition)
         self.engine = Engine(
             fleet.registry,
@@ -110,20 +115,28 @@ class PartitionRunner:
         #: The partition's alerts the database held when it was taken, by id.
         self._stored: dict[str, Alert] = {}
         self._restored = False
+        #: Data time of the snapshot the engine was loaded from (None: a fresh engine).
+        self._snapshot_time: float | None = None
+        self._snapshot_at = time.monotonic()
 
     async def run(self) -> None:
-        """Replay the retained window, then follow the partition until cancelled."""
+        """Load the snapshot or replay the window, then follow the partition until cancelled."""
         scale = self.settings.scale
         progress = self.progress
+        start = await self._load_snapshot()
+        progress.seq = progress.started_from = start
         progress.catch_up_to = await last_sequence(self.js, scale, self.partition)
-        self._mark_caught_up_if(progress.catch_up_to == 0)
+        self._mark_caught_up_if(progress.catch_up_to <= start)
+        where = (
+            {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start + 1}
+            if start
+            else {"deliver_policy": DeliverPolicy.ALL}
+        )
         sub = await self.js.pull_subscribe(
             subject(scale, self.partition),
             stream=scale.stream,
             config=ConsumerConfig(
-                ack_policy=AckPolicy.NONE,
-                deliver_policy=DeliverPolicy.ALL,
-                inactive_threshold=CONSUMER_IDLE_S,
+                ack_policy=AckPolicy.NONE, inactive_threshold=CONSUMER_IDLE_S, **where
             ),
         )
         try:
@@ -145,11 +158,49 @@ class PartitionRunner:
                         await self._judge(batch)
                 progress.seq = int(msgs[-1].metadata.sequence.stream)
                 self._mark_caught_up_if(progress.seq >= progress.catch_up_to)
+                await self._maybe_snapshot()
                 # The detectors ran without a pause: let the lease keeper and the other
                 # partitions have the loop before the next fetch.
                 await asyncio.sleep(0)
         finally:
             await sub.unsubscribe()
+
+    async def _load_snapshot(self) -> int:
+        """Take the engine from the partition's snapshot; return its sequence (0: none)."""
+        if self.snapshots is None:
+            return 0
+        scale = self.settings.scale
+        data = await self.snapshots.load(self.partition)
+        if data is None:
+            return 0
+        try:
+            snapshot = decode_snapshot(data, self.digest, scale.partitions)
+        except SnapshotError as exc:
+            self.progress.counters["snapshots_refused"] += 1
+            log.warning("partition %d: snapshot ignored, replaying: %s", self.partition, exc)
+            return 0
+        self.engine = snapshot.engine
+        self._snapshot_time = self.engine.now
+        return snapshot.seq
+
+    async def _maybe_snapshot(self) -> None:
+        """Write the engine's state when it is due, caught up, and the lease is held."""
+        every = self.settings.scale.snapshot_every_s
+        if self.snapshots is None or not every or not self.progress.caught_up:
+            return
+        if time.monotonic() - self._snapshot_at < every or not self.lease_valid():
+            return
+        self._snapshot_at = time.monotonic()
+        data = encode_snapshot(
+            self.engine, self.progress.seq, self.digest, self.settings.scale.partitions
+        )
+        try:
+            await self.snapshots.save(self.partition, data)
+        except Exception as exc:  # the next one may succeed; the stream still has it all
+            self.progress.counters["snapshot_failures"] += 1
+            log.warning("partition %d: writing the snapshot failed: %s", self.partition, exc)
+            return
+        self.progress.counters["snapshots"] += 1
 
     def _mark_caught_up_if(self, done: bool) -> None:
         progress = self.progress
@@ -189,9 +240,14 @@ class PartitionRunner:
         """
         self._restored = True
         members = {m.id for m in self.fleet.registry}
-        stored = [a for a in await self.alerts.since(window_start) if a.meter in members]
+        # After a snapshot, the previous owner's writes since its data time are what the
+        # replay of the messages that followed must not repeat.
+        since = window_start if self._snapshot_time is None else self._snapshot_time
+        stored = [a for a in await self.alerts.since(since) if a.meter in members]
         if not self.progress.caught_up:
             self._stored = {a.id: a for a in stored}
+        if self._snapshot_time is not None:
+            return  # the snapshot's engine holds its open incidents already
         older = [a for a in stored if a.end is None and a.start < window_start]
         if older:
             taken = self.engine.restore(older)

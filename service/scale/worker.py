@@ -30,6 +30,7 @@ from meterguard.settings import Settings
 from meterguard.stores.alertdb import AlertDatabase
 from service.scale.ownership import Ownership
 from service.scale.partition import PartitionRunner
+from service.scale.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Worker:
         alert_db: AlertDatabase,
         js: JetStreamContext,
         out: TextIO | None = None,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         scale = settings.scale
         self.settings = settings
@@ -72,6 +74,7 @@ class Worker:
         self.alert_db = alert_db
         self.js = js
         self.out = out
+        self.snapshots = snapshots
         self.name = scale.worker or default_worker_name()
         self.partitioner = Partitioner(registry, scale.partitions)
         self.digest = fleet_digest(registry)
@@ -112,6 +115,7 @@ class Worker:
             self.digest,
             len(self.registry),
             lambda: self.ownership.valid(partition),
+            self.snapshots,
         )
         task = asyncio.create_task(runner.run(), name=f"partition-{partition}")
         self.runners[partition] = (runner, task)
@@ -146,6 +150,7 @@ class Worker:
                     partition=partition,
                     at=progress.caught_up_at,
                     taken_at=progress.taken_at,
+                    started_from=progress.started_from,
                     readings=progress.readings,
                 )
         self._emit(
