@@ -249,6 +249,27 @@ async def run_alerts(db_url: str) -> tuple[set[AlertKey], int]:
     return keys, int(again)
 
 
+def regained_at(
+    survivors: list[WorkerProc], parts: set[int], reached: dict[int, int], killed_at: float
+) -> float | None:
+    """Return seconds from the kill until the dead worker's partitions were judged as far again.
+
+    `reached` is how far the dead worker had judged each (its last status line).
+    """
+    when: dict[int, float] = {}
+    for w in survivors:
+        with w.lock:
+            lines = list(w.lines)
+        for line in lines:
+            if line.get("event") != "status" or line["t"] < killed_at:
+                continue
+            for p, (seq, _n) in line["partitions"].items():
+                part = int(p)
+                if part in parts and seq >= reached.get(part, 0) and part not in when:
+                    when[part] = line["t"]
+    return max(when.values()) - killed_at if len(when) == len(parts) else None
+
+
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
     """Poll `predicate` every 0.2 s until it holds; raise after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -276,6 +297,9 @@ class Outcome:
     max_rss_mb: dict[str, float]
     #: The dead worker's partitions that their new owner loaded from a snapshot.
     taken_from_snapshots: int = 0
+    #: From the kill until the survivors had judged each of the dead worker's partitions
+    #: as far as it had (its last status line).
+    regained_s: float | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -291,6 +315,7 @@ class Outcome:
             "cpu_us_per_reading": self.cpu_us_per_reading,
             "max_rss_mb": self.max_rss_mb,
             "taken_from_snapshots": self.taken_from_snapshots,
+            "regained_s": None if self.regained_s is None else round(self.regained_s, 1),
         }
 
 
@@ -304,6 +329,7 @@ def scale_out(
     timeout: float = 600.0,
     nats_url: str | None = None,
     snapshot_every_s: float = 0.0,
+    rate: float | None = None,
 ) -> Outcome:
     """Run ingest + workers over `data` (meters.csv, readings.csv) and compare the alerts.
 
@@ -337,6 +363,7 @@ def scale_out(
                 [
                     *(sys.executable, "-m", "service.cli", "ingest", "-c", str(config)),
                     *("--readings", str(data)),
+                    *(("--rate", str(rate)) if rate else ()),
                 ],
                 stdout=subprocess.PIPE,
                 stderr=(workdir / "ingest.log").open("w"),
@@ -353,6 +380,10 @@ def scale_out(
                     "the workers to judge 40 % of the readings",
                 )
                 victim_parts = {p for p, o in owned(procs).items() if o[0] == victim.name}
+                with victim.lock:
+                    victim_seq = {
+                        int(p): seq for p, (seq, _n) in victim.status["partitions"].items()
+                    }
                 victim.proc.send_signal(signal.SIGKILL)
                 victim.proc.wait()
                 killed_at = time.time()
@@ -372,7 +403,7 @@ def scale_out(
             )
             seconds = time.monotonic() - started
             time.sleep(1.0)  # the last events' writes
-            takeover = None
+            takeover = regained = None
             from_snapshots = 0
             if killed_at is not None:
                 taken = [
@@ -385,6 +416,7 @@ def scale_out(
                 ]
                 takeover = max(t["at"] for t in taken) - killed_at if taken else None
                 from_snapshots = sum(1 for t in taken if t.get("started_from", 0) > 0)
+                regained = regained_at(procs[1:], victim_parts, victim_seq, killed_at)
             rss = {p.name: p.status.get("max_rss_mb", 0.0) for p in procs if p.proc.poll() is None}
             cpu = {
                 p.name: round(1e6 * p.status["cpu_s"] / max(1, p.status["readings"]), 1)
@@ -415,6 +447,7 @@ def scale_out(
         cpu_us_per_reading=cpu,
         max_rss_mb=rss,
         taken_from_snapshots=from_snapshots,
+        regained_s=regained,
     )
 
 
@@ -433,6 +466,9 @@ def main() -> None:
         default=0.0,
         help="seconds between state snapshots (0: a new owner replays the whole window)",
     )
+    parser.add_argument(
+        "--rate", type=float, default=None, help="ingest pace, readings/s (default: at once)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mg-scale-") as tmp:
         workdir = Path(tmp)
@@ -446,13 +482,15 @@ def main() -> None:
             args.partitions,
             args.ttl,
             snapshot_every_s=args.snapshot_every,
+            rate=args.rate,
         )
     s = outcome.summary()
     print(
         f"{s['workers']} workers, {s['readings']:,} readings in {s['seconds']} s: "
         f"{s['readings_per_s']:,} readings/s; alerts {outcome.run_alerts} "
         f"(reference {outcome.reference_alerts}), lost {s['lost']}, duplicated "
-        f"{s['duplicated']}, takeover {s['takeover_s']} s; CPU per reading "
+        f"{s['duplicated']}, takeover {s['takeover_s']} s (position regained in "
+        f"{s['regained_s']} s); CPU per reading "
         f"{s['cpu_us_per_reading']} µs"
     )
     print(json.dumps(s))
