@@ -9,6 +9,7 @@ that process goes out, so every partition's messages keep the order of the readi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -68,9 +69,16 @@ class Publisher:
         payloads = {p: encode_batch(part, self.digest) for p, part in parts.items()}
         # One message per partition, all in flight together: a subject has at most one
         # message of this process outstanding, so its order is the readings' order.
+        # The payload's digest as the message id: a batch sent again within the stream's
+        # duplicate window (a retry, an MQTT redelivery of what was published) is stored once.
         await asyncio.gather(
             *(
-                self.js.publish(subject(self.settings, p), data, stream=self.settings.stream)
+                self.js.publish(
+                    subject(self.settings, p),
+                    data,
+                    stream=self.settings.stream,
+                    headers={"Nats-Msg-Id": hashlib.blake2b(data, digest_size=16).hexdigest()},
+                )
                 for p, data in payloads.items()
             )
         )

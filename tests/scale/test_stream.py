@@ -164,3 +164,22 @@ async def test_a_partition_owner_refuses_damaged_and_foreign_messages(
     finally:
         await db.close()
         await nc.close()
+
+
+async def test_a_batch_published_again_is_stored_once(nats_url: str) -> None:
+    registry = _fleet()
+    settings = ScaleSettings(nats_url=nats_url, partitions=PARTITIONS)
+    nc, js = await connect(settings, "test-ingest")
+    try:
+        publisher = Publisher(js, settings, registry)
+        batch = _readings(registry, NOW)
+        await publisher.publish(batch)
+        first = {p: await last_sequence(js, settings, p) for p in range(PARTITIONS)}
+        await publisher.publish(batch)  # a retry, or a redelivered MQTT batch
+        again = {p: await last_sequence(js, settings, p) for p in range(PARTITIONS)}
+        assert again == first
+        await publisher.publish(_readings(registry, NOW + 300.0))  # new readings are kept
+        later = {p: await last_sequence(js, settings, p) for p in range(PARTITIONS)}
+        assert all(later[p] > first[p] for p in range(PARTITIONS) if first[p])
+    finally:
+        await nc.close()
