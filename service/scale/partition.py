@@ -27,7 +27,7 @@ from detectors.engine import Engine, build_detectors
 from meterguard.alerting import AlertService
 from meterguard.batch_codec import BatchCodecError, decode_batch
 from meterguard.calendar import Calendar
-from meterguard.errors import MeterguardError
+from meterguard.errors import AlertNotFoundError, MeterguardError
 from meterguard.model import Alert, AlertEvent, AlertEventType, ReadingBatch
 from meterguard.partitioning import PartitionFleet
 from meterguard.settings import Settings
@@ -260,8 +260,7 @@ class PartitionRunner:
             if not self.lease_valid():
                 raise LeaseExpiredError(f"partition {self.partition}: lease may have expired")
             try:
-                await self.alerting.engine_event(event)
-                return
+                taken = await self.alerting.engine_event(event)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -269,3 +268,22 @@ class PartitionRunner:
                 log.warning("partition %d: storing an alert event failed: %s", self.partition, exc)
                 await asyncio.sleep(delay)
                 delay = min(STORE_RETRY_MAX_S, delay * 2)
+                continue
+            if not taken and event.type is AlertEventType.UPDATE:
+                await self._forget_if_cleared(event.alert)
+            return
+
+    async def _forget_if_cleared(self, alert: Alert) -> None:
+        """Drop an incident whose alert an operator cleared by hand in another process.
+
+        The API that cleared it runs apart from this engine, so the engine learns of it
+        when the store calls its next update stale; a condition that still holds then
+        starts a new incident (one process does so at the clear itself).
+        """
+        try:
+            held = await self.alerts.get(alert.id)
+        except AlertNotFoundError:
+            return  # its open was refused (a second active alert): nothing to forget
+        if held.end is not None and self.engine.forget(held):
+            self.progress.counters["cleared_by_hand"] += 1
+            log.info("partition %d: %s cleared by hand; incident dropped", self.partition, held.id)

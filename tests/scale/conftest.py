@@ -6,8 +6,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nats.js import JetStreamContext
 
 from bench.scale_out import nats_server, simulate
+from meterguard.alerting import AlertService
+from meterguard.broadcast import AlertBroadcaster
+from meterguard.model import MeterRegistry
+from meterguard.partitioning import Partitioner, fleet_digest
+from meterguard.runtime import Counters
+from meterguard.settings import Settings
+from meterguard.stores.alertdb import AlertDatabase
+from service.scale.partition import PartitionRunner
 from tests.tiers import require_marker
 
 
@@ -25,3 +34,23 @@ def small_fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fleet")
     simulate(out, meters=120, days=1, seed=7)
     return out
+
+
+def partition_runner(
+    registry: MeterRegistry,
+    settings: Settings,
+    js: JetStreamContext,
+    db: AlertDatabase,
+    partition: int,
+) -> PartitionRunner:
+    """A runner for one partition of `registry`, writing to `db`, its lease always held."""
+    return PartitionRunner(
+        Partitioner(registry, settings.scale.partitions).fleet(partition),
+        settings,
+        js,
+        db.alerts,
+        AlertService(db.alerts, db.cases, AlertBroadcaster(), Counters()),
+        fleet_digest(registry),
+        len(registry),
+        lambda: True,
+    )

@@ -18,19 +18,16 @@ from typing import Self
 import numpy as np
 
 from collector.base import Delivery
-from meterguard.alerting import AlertService
 from meterguard.batch_codec import decode_batch, encode_batch
-from meterguard.broadcast import AlertBroadcaster
 from meterguard.model import Meter, MeterRegistry, ReadingBatch
 from meterguard.partitioning import Partitioner, fleet_digest
-from meterguard.runtime import Counters
 from meterguard.settings import ScaleSettings, Settings
 from meterguard.stores.alertdb import AlertDatabase, sqlite_url
 from meterguard.validation import ReadingValidator
 from service.scale.ingest import Publisher, pump_source
-from service.scale.partition import PartitionRunner
 from service.scale.stream import connect, last_sequence, subject
 from tests.conftest import make_batch
+from tests.scale.conftest import partition_runner
 
 PARTITIONS = 4
 #: Readings of an hour ago: the live checks refuse a reading from a wrong clock.
@@ -141,16 +138,7 @@ async def test_a_partition_owner_refuses_damaged_and_foreign_messages(
         await js.publish(where, b"not a batch")
         await js.publish(where, encode_batch(good, b"otherfl1"))
         await js.publish(where, encode_batch(good, fleet_digest(registry)))
-        runner = PartitionRunner(
-            split.fleet(partition),
-            settings,
-            js,
-            db.alerts,
-            AlertService(db.alerts, db.cases, AlertBroadcaster(), Counters()),
-            fleet_digest(registry),
-            len(registry),
-            lambda: True,
-        )
+        runner = partition_runner(registry, settings, js, db, partition)
         task = asyncio.create_task(runner.run())
         deadline = time.monotonic() + 10
         while not runner.progress.caught_up and time.monotonic() < deadline:
