@@ -227,9 +227,10 @@ class PhaseShiftDetector(Detector):
         return out
 
     def evidence(self, slot: int) -> dict[str, Any]:
-        """Give the usual power angle of each phase."""
+        """Give the usual power angle of each phase (None for a phase not learned)."""
         angles = np.degrees(np.arctan2(self.base_sin[:, slot], self.base_cos[:, slot]))
-        return {"usual_angle_deg": [round(float(a), 1) for a in angles]}
+        # JSON has no NaN: PostgreSQL refuses it, so a phase never seen is null.
+        return {"usual_angle_deg": [round(float(a), 1) if np.isfinite(a) else None for a in angles]}
 
     def summarise(self, facts: IncidentFacts) -> str:
         """Describe the shifted phase."""

@@ -108,6 +108,63 @@ class LeaseSettings(_Section):
     )
 
 
+class ScaleSettings(_Section):
+    """Partitioned mode: ingest publishes readings to NATS JetStream, workers judge them."""
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222", description="The NATS server (JetStream enabled)."
+    )
+    stream: str = Field(
+        default="MG_READINGS",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="JetStream stream holding the readings, created if missing.",
+    )
+    subject_prefix: str = Field(
+        default="mg.readings",
+        pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+        description="Readings of partition p go to subject <prefix>.<p>.",
+    )
+    partitions: int = Field(
+        default=16,
+        ge=1,
+        le=4096,
+        description="Partitions (by transformer); every ingest and worker must agree on it.",
+    )
+    retention_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="Age of the readings the stream keeps: the window a worker replays to "
+        "rebuild a partition it takes over (it should cover the detectors' learning).",
+    )
+    replicas: int = Field(
+        default=1, ge=1, le=5, description="Stream replicas in a NATS cluster (1: one server)."
+    )
+    lease_ttl_s: float = Field(
+        default=10.0,
+        ge=3.0,
+        le=300.0,
+        description="Seconds a worker's partition lease lasts unless renewed (every third "
+        "of it); a dead worker's partitions are taken over within about 1 1/3 of it.",
+    )
+    snapshot_every_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        description="Seconds between snapshots of each partition's detector state, kept in "
+        "a JetStream object store: a worker taking a partition over loads the snapshot and "
+        "replays only what followed it (0: no snapshots, replay the whole window).",
+    )
+    snapshot_bucket: str = Field(
+        default="MG_SNAPSHOTS",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The object store bucket of the snapshots (only workers may write it).",
+    )
+    worker: str = Field(
+        default="",
+        max_length=200,
+        description="This worker's name in the leases (empty: host name and process id).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything meterguard reads from meterguard.toml and MG_* variables."""
 
@@ -134,6 +191,11 @@ class Settings(BaseSettings):
     )
     leases: LeaseSettings = Field(
         default_factory=LeaseSettings, description="Gateway leases shared between processes."
+    )
+    scale: ScaleSettings = Field(
+        default_factory=ScaleSettings,
+        description="Partitioned ingest and workers (meterguard ingest / worker); unused by "
+        "meterguard run.",
     )
     meters_csv: Path | None = Field(
         default=None, description="A meters.csv to load the fleet from (docs/FORMATS.md)."

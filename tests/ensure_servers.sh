@@ -23,6 +23,8 @@ command -v pdftoppm >/dev/null || need+=(poppler-utils)  # the evidence reports,
 command -v openssl >/dev/null || need+=(openssl)  # the MQTT TLS test makes its certificates
 command -v influxd >/dev/null || need+=(influxdb)
 command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
+# The partitioned mode's tests start private nats-servers with JetStream.
+{ [ -x /usr/sbin/nats-server ] || command -v nats-server; } >/dev/null || need+=(nats-server)
 # The machine's cluster, and the private one the restart tests make with initdb/pg_ctl.
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)

@@ -21,7 +21,8 @@ def test_every_server_marker_is_registered_and_left_out_of_test_fast() -> None:
     assert {*tiers.SERVER_MARKERS, "slow"} <= registered
     assert set(tiers.FIXTURE_MARKERS.values()) <= set(tiers.SERVER_MARKERS)
     assert run_fast.SELECTION == (
-        "not (postgres or influxdb or victoriametrics or mqtt or browser or poppler or slow)"
+        "not (postgres or influxdb or victoriametrics or mqtt or nats or browser or poppler"
+        " or slow)"
     )
     assert "$(BIN)/python -m tests.run_fast" in (ROOT / "Makefile").read_text(encoding="utf-8")
 

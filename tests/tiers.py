@@ -28,7 +28,15 @@ FAST = os.environ.get("MG_TEST_FAST") == "1"
 #: The markers of tests that need a server, or a program of the machine that make test
 #: installs (poppler), described in pyproject.toml; `make test-fast` runs the tests with
 #: none of them.
-SERVER_MARKERS = ("postgres", "influxdb", "victoriametrics", "mqtt", "browser", "poppler")
+SERVER_MARKERS = (
+    "postgres",
+    "influxdb",
+    "victoriametrics",
+    "mqtt",
+    "nats",
+    "browser",
+    "poppler",
+)
 
 #: Fixtures that start or reach a server, and the marker each gives the tests using it.
 FIXTURE_MARKERS = {
@@ -38,6 +46,7 @@ FIXTURE_MARKERS = {
     "private_postgres": "postgres",
     "influxdb": "influxdb",
     "victoria": "victoriametrics",
+    "nats_url": "nats",
     "browser": "browser",
 }
 

@@ -24,6 +24,8 @@ Runner = Callable[[argparse.Namespace], int]
 COMMAND_MODULES = (
     "service.commands.run",
     "service.commands.demo",
+    "service.commands.ingest",
+    "service.commands.worker",
     "service.commands.replay",
     "service.commands.evaluate",
     "service.commands.simulate",

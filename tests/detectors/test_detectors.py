@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -310,3 +312,14 @@ def test_a_detector_the_data_cannot_support_says_so(fleet: MeterRegistry) -> Non
     assert silent["reversal"] == "silent: the meter never sent p1"
     assert silent["consumption_drop"] == "silent: the meter never sent e_imp or p1"
     assert "tamper" not in silent  # events need no quantity
+
+
+def test_phase_shift_evidence_is_json_for_phases_never_learned() -> None:
+    # A single-phase meter learns phase 1 only; PostgreSQL refuses NaN in a JSON column.
+    registry = MeterRegistry([Meter(id="SINGLE", service="1p2w", nominal_v=230)])
+    detector = next(d for d in build_detectors({}, registry) if d.name == "phase_shift")
+    detector.base_sin[0, 0], detector.base_cos[0, 0] = 0.25, 0.97  # type: ignore[attr-defined]
+    evidence = detector.evidence(0)
+    json.dumps(evidence, allow_nan=False)
+    assert evidence["usual_angle_deg"][0] == pytest.approx(14.5, abs=0.1)
+    assert evidence["usual_angle_deg"][1:] == [None, None]

@@ -70,6 +70,29 @@ async def test_the_alert_repository_keeps_lists_pages_and_counts_alerts(
         await db.close()
 
 
+async def test_alerts_since_a_data_time_are_the_active_and_the_later_ended(
+    alert_db_url: str,
+) -> None:
+    # What a partitioned worker reads when it takes a partition over.
+    db = AlertDatabase(alert_db_url)
+    try:
+        for event in (
+            _open("OLD", "M1", AlertKind.BYPASS, 100.0, 1.0),
+            _open("LATE", "M2", AlertKind.BYPASS, 200.0, 1.0),
+            _open("OPEN", "M3", AlertKind.REVERSAL, 300.0, 1.0),
+        ):
+            assert await db.alerts.apply(event)
+        for alert_id, end in (("OLD", 150.0), ("LATE", 1_000.0)):
+            stored = await db.alerts.get(alert_id)
+            ended = stored.model_copy(update={"end": end})
+            assert await db.alerts.apply(AlertEvent(type=AlertEventType.CLEAR, ts=end, alert=ended))
+        assert sorted(a.id for a in await db.alerts.since(500.0)) == ["LATE", "OPEN"]
+        assert sorted(a.id for a in await db.alerts.since(0.0)) == ["LATE", "OLD", "OPEN"]
+        assert [a.id for a in await db.alerts.since(2_000.0)] == ["OPEN"]
+    finally:
+        await db.close()
+
+
 async def test_the_case_repository_keeps_the_work_on_alerts(alert_db_url: str) -> None:
     db = AlertDatabase(alert_db_url)
     cases: CaseRepository = db.cases

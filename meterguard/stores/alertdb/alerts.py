@@ -340,3 +340,13 @@ class SqlAlertRepository:
             .group_by(a.c.kind)
         )
         return {r["kind"]: (int(r["n"]), float(r["kwh"])) for r in await self._db.fetch(query)}
+
+    async def since(self, data_ts: float) -> builtins.list[Alert]:
+        """Return every alert active now or ended at or after data time `data_ts`.
+
+        A partitioned worker that takes a partition over reads these once: what the
+        previous owner stored, so that replaying the partition repeats none of it.
+        """
+        a = t.alerts
+        query = sa.select(a).where(a.c.active.is_(True) | (a.c.end_ts >= data_ts))
+        return [_row_to_alert(r) for r in await self._db.fetch(query)]

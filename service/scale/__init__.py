@@ -1,0 +1,1 @@
+"""Partitioned mode: a stateless ingest tier and detector workers joined by NATS JetStream."""
