@@ -115,7 +115,7 @@ class ConsumptionDropConfig(DetectorConfig):
         "noise, a false alarm every 120 meter-days or so before the other checks) ...",
     )
     confirmed_h: float = Field(
-        default=1.0,
+        default=0.5,
         gt=0,
         description="... and with the check meter's balance (or a tamper event) confirming, this.",
     )
@@ -449,12 +449,16 @@ class ConsumptionDropDetector(Detector):
         # The shape since the change point: the step itself does not count against it.
         in_run = ok & (np.arange(24)[None, :] <= (hour - self.low_since[meters])[:, None])
         run_shape = _correlation(e, b, in_run)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            run_ratio = np.where(in_run, e, 0.0).sum(axis=1) / np.where(in_run, b, 0.0).sum(axis=1)
         proportional = base_fall < 0.5 * y
         # The fall goes on: the last hours are low too (a closure that ended is not a tap).
-        plausible = low & ~idle & ~exporting & (recent_ratio < cfg.drop_ratio)
-        plausible &= self.low_since[meters] >= 0
+        # ... and since the change point: the balance may confirm a fall the day's window does
+        # not show yet; alone, the day must show it too.
+        plausible = (run_ratio < cfg.drop_ratio) & ~idle & ~exporting
+        plausible &= (recent_ratio < cfg.drop_ratio) & (self.low_since[meters] >= 0)
         deficit = np.where(judged, (b_sum - e_sum) / np.maximum(count, 1), 0.0)
-        alone = plausible & proportional & (run_shape >= cfg.shape_correlation)
+        alone = plausible & low & proportional & (run_shape >= cfg.shape_correlation)
         alone &= after >= cfg.alone_h
         # A fall that took longer than that to pass the threshold is a drift of the meter's
         # normal (a season, heating switched off for the summer), not a tap: a tap is a step.

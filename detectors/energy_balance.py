@@ -124,12 +124,13 @@ class EnergyBalanceDetector(Detector):
         self.hours_since_start = np.zeros(nt, dtype=np.int64)
         self.firing = np.zeros(nt, dtype=np.bool_)
         # Per transformer: the CUSUM of unexplained energy in spreads, the hour it last left
-        # zero, the unexplained energy since then, and the pooled square of the spreads.
+        # zero, the unexplained energy since then, and the mean square of the unexplained
+        # energy as a share of the load over clean hours.
         self.cusum = np.zeros(nt)
         self.seg_start = np.zeros(nt, dtype=np.int64)
         self.seg_sum = np.zeros(nt)
         self.seg_n = np.zeros(nt, dtype=np.int64)
-        self.z_var = np.ones(nt)
+        self.share_var = np.full(nt, config.gap_margin**2)
         self.seg_clear = np.zeros(nt, dtype=np.bool_)
         self.figures: dict[int, dict[str, float]] = {}
         self._pending: list[SlotConditions] = []
@@ -179,13 +180,14 @@ class EnergyBalanceDetector(Detector):
             )
             tr = int(t[i])
             excess[i] = float(gap[i] - expected[0])
+            share = excess[i] / max(float(load[i]), 1.0)
             if learned[0]:
-                raw_z = excess[i] / float(spread[0])
-                # The spreads of single day-type hours are learned from a few days each: the
-                # transformer's pooled square of them (1 when they are right) rescales them.
-                z = raw_z / float(np.sqrt(max(self.z_var[tr], 1.0)))
+                # The spread of one day type's hour is learned from a few days only: the
+                # transformer's spread over all its hours, as a share of the load, is its floor.
+                pooled = float(np.sqrt(self.share_var[tr])) * float(load[i])
+                z = excess[i] / max(float(spread[0]), pooled)
             else:
-                raw_z = z = excess[i] / max(cfg.gap_margin * float(load[i]), cfg.min_excess_w)
+                z = excess[i] / max(cfg.gap_margin * float(load[i]), cfg.min_excess_w)
             z_all[i] = z
             before = float(self.cusum[tr])
             s = max(0.0, before + min(z, cfg.cusum_cap) - cfg.cusum_k)
@@ -214,10 +216,13 @@ class EnergyBalanceDetector(Detector):
                 s = 0.0
             s = min(s, 2.0 * cfg.cusum_h)
             self.cusum[tr] = s
-            if learned[0] and s <= 0.0:
-                self.z_var[tr] += _POOL_RATE * (min(raw_z * raw_z, 16.0) - self.z_var[tr])
-            # Hours that add to the evidence are not the transformer's normal gap.
-            if s <= 0.0 or not learned[0]:
+            # Hours not (yet) significant are the transformer's normal: learning only those
+            # with no evidence at all would bias the gap and its spread low.
+            normal = s < cfg.cusum_h
+            if learned[0] and normal:
+                bound = 9.0 * self.share_var[tr]  # one odd hour moves it by 3 spreads at most
+                self.share_var[tr] += _POOL_RATE * (min(share * share, bound) - self.share_var[tr])
+            if normal or not learned[0]:
                 self.gap.learn(t[one], feeder_w[one], gap[one], day_type[one], local_hour[one])
             # A new source of unmetered power on a transformer that already had one is a
             # new incident: a step above the lower of the two hours before.
@@ -238,14 +243,14 @@ class EnergyBalanceDetector(Detector):
             self.firing[tr] = firing[i]
             onset[i] = (self.seg_start[tr] + 1) * HOUR_S
         slots = self.feeder_slot[t]
-        share = excess / np.maximum(load, 1.0)
+        shares = excess / np.maximum(load, 1.0)
         end = (hours + 1).astype(np.float64) * HOUR_S
         cond = Conditions(
             holds=np.where(firing, HOLDS, CLEAR).astype(np.int8),
             phase=np.zeros(k, dtype=np.int8),
             loss_w=np.where(firing, np.maximum(excess, 0.0), 0.0),
-            score=np.where(firing, np.clip(0.5 + 10.0 * share, 0.0, 0.95), 0.0),
-            magnitude=np.where(firing, share, 0.0),
+            score=np.where(firing, np.clip(0.5 + 10.0 * shares, 0.0, 0.95), 0.0),
+            magnitude=np.where(firing, shares, 0.0),
             onset=np.where(firing, onset, np.nan),
             restart=restart,
         )
