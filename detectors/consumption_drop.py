@@ -1,18 +1,19 @@
 """Consumption drop: a sustained fall of a meter's energy against its own history.
 
 Each meter's hourly energy (detectors/ledger.py) is compared with what its history expects
-for that hour of that kind of day (weekday, Saturday, Sunday or public holiday). Every
-hour, the last 24 hours' energy against their expectation gives a ratio; its logarithm,
-less the same figure's median over the meter's class (weather, an unlisted holiday), is
-judged against the meter's own day-to-day spread of it. A tap before the meter keeps the
-shape of the load and lowers every hour alike; a shop closed, a plant shut down or a home
-on holiday falls to a flat idle and is left alone.
+for that hour of that kind of day (weekday, Saturday, Sunday or public holiday). Every hour's
+shortfall, as a share of the meter's usual hour and less its class's common change (weather,
+an unlisted holiday), is added to a one-sided CUSUM in units of the meter's own day-to-day
+spread, so a sustained fall accumulates hour by hour while a quiet afternoon does not; the
+change point is where the sum last rose from near zero. A tap before the meter keeps the
+shape of the load and lowers every hour alike; a shop closed, a plant shut down or a home on
+holiday falls to a flat idle and is left alone.
 
 Where the meter's transformer has a check meter, its balance decides: a tap shows there as
 unexplained energy that matches the customer's fall and follows its load (raised with high
-confidence, major, after a few hours); a fall the balance does not see is honest. Without
-a check meter (or when the balance is too noisy to tell), only a fall well beyond the
-meter's own spread, held for hours, is raised, and with low confidence.
+confidence, major, at a low threshold of the sum); a fall the balance does not see is honest.
+Without a check meter (or when the balance is too noisy to tell), only a sum past a higher
+threshold within two days of its change point is raised, and with low confidence.
 """
 
 from __future__ import annotations

@@ -96,8 +96,9 @@ class EnergyBalanceDetector(Detector):
     Per transformer and hour (from the hourly ledger): the check meter's energy against the
     sum of its customers'. The normal gap is learned from the transformer's own clean hours:
     technical losses as a share that grows with the load (I²R), corrected by day type and
-    hour of the day (an unmetered street light at night), with the spread around it. Before
-    a day of clean hours is seen, the loss allowance stands in. Raised on the feeder meter.
+    hour of the day (an unmetered street light at night), with the spread around it. The
+    unexplained energy, in spreads, feeds a one-sided CUSUM: a small persistent tap adds up
+    until significant, an odd hour does not. Raised on the feeder meter.
     """
 
     name = "energy_balance"
