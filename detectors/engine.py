@@ -17,7 +17,6 @@ from pydantic import ValidationError
 
 import detectors
 from detectors.base import (
-    CLEAR,
     DETECTORS,
     HOLDS,
     SEVERITY_LEVELS,
@@ -25,6 +24,7 @@ from detectors.base import (
     Detector,
     IncidentFacts,
 )
+from detectors.compiled import triage_compiled
 from detectors.context import BatchContext, FleetArrays
 from detectors.ledger import HourlyLedger
 from meterguard.calendar import Calendar
@@ -67,12 +67,14 @@ _QUANTITY_BITS = np.arange(len(QUANTITIES), dtype=np.int64)
 _INTERVAL_RATE = 0.2
 #: Modules of the detectors package that hold the detectors' infrastructure, not a detector;
 #: every other module must register at least one (tests/detectors/test_loader.py).
-INFRASTRUCTURE_MODULES = frozenset({"base", "engine", "context", "ledger", "balance"})
+INFRASTRUCTURE_MODULES = frozenset({"base", "engine", "context", "ledger", "balance", "compiled"})
 
 Snapshot = Callable[[int], dict[str, Any]]
 #: What an incident keeps of its onset until it raises: a dict, or (batch, row) not yet
 #: turned into one (most pending incidents are blips that never need it).
 Onset = dict[str, Any] | tuple[ReadingBatch, int]
+#: An incident's figures the compiled pass keeps per slot (rows 1.. of `Lifecycle.state`).
+_FIGURES = ("kwh_lost", "held_s", "last_hold", "peak_magnitude", "confidence", "last_event_ts")
 
 
 def load_detector_modules() -> list[str]:
@@ -223,9 +225,15 @@ class Lifecycle:
         #: cleared the last one by hand, and a detector whose onset lies in the past
         #: (comms_loss, consumption_drop) would otherwise reopen the same alert id.
         self.not_before: dict[int, float] = {}
+        #: Per slot, the figures the compiled pass updates in place (rows: `_FIGURES`); they
+        #: hold an incident's own while it exists, taken into it when Python code reads it.
+        self.state = np.zeros((len(_FIGURES) + 1, len(registry)))
         #: Per slot, from which data time a clear verdict could end its open alert (inf:
         #: none open). A clear verdict before then changes nothing and is not looked at.
-        self.clears_at = np.full(len(registry), np.inf)
+        self.clears_at = self.state[0]
+        self.clears_at[:] = np.inf
+        #: Per slot, whether an incident open as an alert exists.
+        self.raised = np.zeros(len(registry), dtype=np.bool_)
         #: The engine's per-slot silence limit (shared, kept up to date by the engine).
         self.silence_s = silence_s
         cfg = detector.config
@@ -278,11 +286,23 @@ class Lifecycle:
     def _drop(self, slot: int) -> None:
         del self.incidents[slot]
         self.clears_at[slot] = np.inf
+        self.raised[slot] = False
+
+    def _pull(self, slot: int) -> _Incident:
+        """Return a meter's incident with the figures the compiled pass keeps taken in."""
+        inc = self.incidents[slot]
+        for row, name in enumerate(_FIGURES, start=1):
+            setattr(inc, name, float(self.state[row, slot]))
+        return inc
 
     def _sync(self, slot: int) -> None:
-        """Keep the per-slot arrays the vectorised filter reads in step with the incident."""
+        """Keep the per-slot arrays the compiled pass reads in step with the incident."""
         inc = self.incidents.get(slot)
         pending = inc is not None and not inc.raised
+        self.raised[slot] = inc is not None and inc.raised
+        if inc is not None:
+            for row, name in enumerate(_FIGURES, start=1):
+                self.state[row, slot] = getattr(inc, name)
         self.clears_at[slot] = (
             -np.inf
             if pending
@@ -294,47 +314,38 @@ class Lifecycle:
     def advance(self, rows: Rows, out: list[AlertEvent]) -> None:
         """Apply one set of verdicts, appending the events they cause to `out`."""
         holds = rows.cond.holds
-        held = holds == HOLDS
-        if not self.incidents and not held.any():
+        if not self.incidents and not (holds == HOLDS).any():
             return  # the common case: nothing holds and nothing is pending or open
-        # A clear verdict matters to a pending incident, or once the hysteresis has passed.
-        clearing = (holds == CLEAR) & (rows.ts >= self.clears_at[rows.slot])
-        look = np.flatnonzero(held | clearing)
-        if look.size == 0:
-            return
-        order = look[np.lexsort((rows.ts[look], rows.slot[look]))].astype(np.int64)
-        slots = rows.slot[order]
-        starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
-        ends = np.r_[starts[1:], order.size]
         cond = rows.cond
-        # Per meter, the figures of an open alert that held on every row, all at once: the
-        # common case costs a few attribute updates per meter, not a walk over its rows.
-        all_held = np.minimum.reduceat(cond.holds[order], starts) == HOLDS
-        credit = np.add.reduceat(cond.loss_w[order] * rows.dt[order], starts) / 3.6e6
-        span = np.add.reduceat(rows.dt[order], starts)
-        peak = np.maximum.reduceat(cond.magnitude[order], starts)
-        score = np.maximum.reduceat(cond.score[order], starts)
-        last_row = order[ends - 1]
-        last_ts = rows.ts[last_row]
-        update_every = self.detector.config.update_every_s
-        # Verdicts that may restart an incident or change its severity take the long path.
-        may_restart = cond.restart is not None or cond.severity is not None
-        for g, slot in enumerate(slots[starts].tolist()):
-            inc = self.incidents.get(slot)
-            if inc is None or not inc.raised or not all_held[g] or may_restart:
-                self._advance_slot(slot, order[starts[g] : ends[g]], rows, out)
+        # A clear verdict matters to a pending incident, or once the hysteresis has passed.
+        # Per meter, the figures of an open alert that held on every row are updated in
+        # the compiled pass: the common case costs no Python per meter. Verdicts that may
+        # restart an incident or change its severity take the long path.
+        order, lows, highs, update_only = triage_compiled(
+            holds,
+            rows.ts,
+            rows.slot,
+            cond.loss_w,
+            rows.dt,
+            cond.magnitude,
+            cond.score,
+            self.state,
+            self.raised,
+            self.clear_after,
+            self.detector.config.update_every_s,
+            cond.restart is None and cond.severity is None,
+        )
+        for lo, hi, update in zip(lows.tolist(), highs.tolist(), update_only.tolist(), strict=True):
+            slot = int(rows.slot[order[lo]])
+            if not update:
+                self._advance_slot(slot, order[lo:hi], rows, out)
                 self._sync(slot)
                 continue
-            inc.kwh_lost += float(credit[g])
-            inc.held_s += float(span[g])
-            inc.last_hold = max(inc.last_hold, float(last_ts[g]))
-            self.clears_at[slot] = inc.last_hold + float(self.clear_after[slot])
-            inc.peak_magnitude = max(inc.peak_magnitude, float(peak[g]))
-            inc.confidence = max(inc.confidence, float(score[g]))
-            if inc.last_hold - inc.last_event_ts >= update_every:
-                inc.last_event_ts = inc.last_hold
-                inc.evidence["latest"] = rows.snapshot(int(last_row[g]))
-                out.append(self._event(AlertEventType.UPDATE, inc.last_hold, slot, inc))
+            inc = self._pull(slot)
+            inc.last_event_ts = inc.last_hold
+            self.state[_FIGURES.index("last_event_ts") + 1, slot] = inc.last_hold
+            inc.evidence["latest"] = rows.snapshot(int(order[hi - 1]))
+            out.append(self._event(AlertEventType.UPDATE, inc.last_hold, slot, inc))
 
     def _tolerance(self, slot: int, dt: float) -> float:
         """Return how long a condition may go unseen and still be the same incident."""
@@ -344,6 +355,8 @@ class Lifecycle:
         self, slot: int, index: npt.NDArray[np.int64], rows: Rows, out: list[AlertEvent]
     ) -> None:
         """Walk one meter's rows run by run (a run: consecutive rows with one verdict)."""
+        if slot in self.incidents:
+            self._pull(slot)
         cond = rows.cond
         ts = rows.ts[index]
         dt = rows.dt[index]
@@ -484,7 +497,7 @@ class Lifecycle:
     def open_alerts(self, latest_ts: float) -> list[Alert]:
         """Return the alerts open now, as they stand."""
         return [
-            self._alert(slot, inc, None, latest_ts)
+            self._alert(slot, self._pull(slot), None, latest_ts)
             for slot, inc in sorted(self.incidents.items())
             if inc.raised
         ]
