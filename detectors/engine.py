@@ -24,7 +24,12 @@ from detectors.base import (
     Detector,
     IncidentFacts,
 )
-from detectors.compiled import triage_compiled
+from detectors.compiled import (
+    by_meter_compiled,
+    gaps_compiled,
+    mark_seen_compiled,
+    triage_compiled,
+)
 from detectors.context import BatchContext, FleetArrays
 from detectors.ledger import HourlyLedger
 from meterguard.calendar import Calendar
@@ -61,7 +66,6 @@ TICK_S = 300.0
 #: 90 % of the batch lies if later) is refused: one device's wrong clock must not move the
 #: data time of every other meter.
 MAX_AHEAD_S = 3600.0
-_QUANTITY_BITS = np.arange(len(QUANTITIES), dtype=np.int64)
 #: Weight of a new interval in a meter's usual interval (on a log scale, one step at most
 #: doubling or halving it, so one long silence does not pass for a new cadence).
 _INTERVAL_RATE = 0.2
@@ -540,32 +544,17 @@ class Engine:
         #: with the reading validator's report when the service runs one).
         self.clock_report: ValidationReport = ValidationReport()
 
-    def _intervals(self, batch: ReadingBatch) -> FloatArray:
+    def _intervals(self, batch: ReadingBatch, order: npt.NDArray[np.int64]) -> FloatArray:
         """Return, per row, the data time its reading covers; learn each meter's interval.
 
         A reading covers the time since the same meter's previous one, unless that gap was
-        a silence (longer than the meter's silence limit): then it covers nothing.
+        a silence (longer than the meter's silence limit): then it covers nothing. `order`
+        has the rows by meter (`by_meter`).
         """
-        order = np.argsort(batch.slot, kind="stable")
-        slots = batch.slot[order]
-        times = batch.ts[order]
-        prev = np.empty_like(times)
-        prev[1:] = times[:-1]
-        first = np.ones(len(slots), dtype=np.bool_)
-        first[1:] = slots[1:] != slots[:-1]
-        prev[first] = self._last_ts[slots[first]]
-        gaps = times - prev
-        known = np.isfinite(gaps) & (gaps > 0)
-        covered = np.where(known & (gaps <= self.silence_s[slots]), gaps, 0.0)
-        dt = np.empty_like(covered)
-        dt[order] = covered
-        starts = np.flatnonzero(first)
-        latest = np.maximum.reduceat(times, starts)
-        group_slots = slots[starts]
-        self._last_ts[group_slots] = np.maximum(self._last_ts[group_slots], latest)
+        dt, group_slots, shortest = gaps_compiled(
+            batch.ts, batch.slot, order, self._last_ts, self.silence_s, MAX_INTERVAL_S
+        )
         # Each meter's shortest gap here moves its usual interval a step (on a log scale).
-        usable = known & (gaps <= MAX_INTERVAL_S)
-        shortest = np.minimum.reduceat(np.where(usable, gaps, np.inf), starts)
         seen = np.isfinite(shortest)
         if seen.any():
             s, g = group_slots[seen], shortest[seen]
@@ -595,9 +584,12 @@ class Engine:
             return events
         # The fleet's data time: the latest seen, or where most of this batch lies (a few
         # rows of one device with a wrong clock cannot carry it).
-        reference = max(self.now, float(np.quantile(batch.ts, 0.9)))
-        ahead = batch.ts > reference + MAX_AHEAD_S
-        if ahead.any():
+        if float(batch.ts.max()) <= self.now + MAX_AHEAD_S:
+            ahead = None  # the fleet's data time is at least `now`: no row can be ahead
+        else:
+            reference = max(self.now, float(np.quantile(batch.ts, 0.9)))
+            ahead = batch.ts > reference + MAX_AHEAD_S
+        if ahead is not None and ahead.any():
             self.rows_dropped += int(ahead.sum())
             self.clock_report.readings_refused["clock_ahead"] += int(ahead.sum())
             for slot in batch.slot[ahead].tolist():
@@ -634,11 +626,11 @@ class Engine:
 
     def _step(self, batch: ReadingBatch, events: list[AlertEvent]) -> None:
         """Run every detector over rows of one tick."""
-        dt = self._intervals(batch)
+        order = by_meter_compiled(batch.slot, len(self.registry))
+        dt = self._intervals(batch, order)
         self.now = max(self.now, float(batch.ts.max()))
-        bits = (np.isfinite(batch.values).astype(np.int64) << _QUANTITY_BITS[:, None]).sum(axis=0)
-        np.bitwise_or.at(self.seen, batch.slot, bits)
-        self.ledger.add(batch, dt)
+        mark_seen_compiled(batch.values, batch.slot, self.seen)
+        self.ledger.add(batch, dt, order)
         ctx = self._context(batch, dt, self.now)
 
         def snapshot(row: int) -> dict[str, Any]:

@@ -104,12 +104,17 @@ class HourlyLedger:
 
     # ------------------------------------------------------------ readings
 
-    def add(self, batch: ReadingBatch, dt: FloatArray) -> None:
-        """Take the readings of one tick (rows in time order) with the interval each covers."""
+    def add(self, batch: ReadingBatch, dt: FloatArray, order: Int64Array | None = None) -> None:
+        """Take the readings of one tick (rows in time order) with the interval each covers.
+
+        `order` has the rows by (meter, time) when the caller has it already.
+        """
         if len(batch) == 0:
             return
+        if order is None:
+            order = np.lexsort((batch.ts, batch.slot))
         slot, hour, wh, span = _rows_compiled(
-            batch.values, batch.ts, batch.slot, dt, self.last_register, self.last_export
+            batch.values, batch.ts, batch.slot, order, dt, self.last_register, self.last_export
         )
         # A row of an hour already closed (overdue) counts towards the open one.
         hour = np.maximum(hour, self.open_hour[slot])
@@ -216,11 +221,12 @@ def _rows(
     values: FloatArray,
     ts: FloatArray,
     slot: IntArray,
+    order: Int64Array,
     dt: FloatArray,
     last_register: FloatArray,
     last_export: FloatArray,
 ) -> tuple[IntArray, Int64Array, FloatArray, FloatArray]:
-    """Return the rows by (meter, time): slot, hour, energy, covered span; compiled.
+    """Return the rows in `order` (by meter, then time): slot, hour, energy, span; compiled.
 
     The registers' step, where the meter's previous row had them too and the step is
     believable, is the interval's energy; else active power times the interval. Each
@@ -228,8 +234,6 @@ def _rows(
     register readings are kept for the next batch.
     """
     n = ts.shape[0]
-    order = np.argsort(ts, kind="mergesort")
-    order = order[np.argsort(slot[order], kind="mergesort")]
     out_slot = np.empty(n, slot.dtype)
     out_hour = np.empty(n, np.int64)
     out_wh = np.empty(n)
