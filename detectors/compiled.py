@@ -22,6 +22,8 @@ FloatArray = npt.NDArray[np.float64]
 _HOLDS, _CLEAR = int(HOLDS), int(CLEAR)
 Int64Array = npt.NDArray[np.int64]
 
+#: What np.nan_to_num turns an infinity into.
+_BIGGEST = float(np.finfo(np.float64).max)
 #: numpy sums blocks of up to this many values with eight running sums (pairwise_sum).
 _PAIRWISE_BLOCK = 128
 
@@ -62,6 +64,18 @@ def _pairwise(a: FloatArray, lo: int, hi: int) -> float:
 _pairwise_compiled = cast(
     Callable[[FloatArray, int, int], float], numba.njit(cache=True)(_pairwise)
 )
+
+
+def nan_to_num(x: float) -> float:
+    """Return x as np.nan_to_num gives it: NaN as 0, infinities as the largest floats."""
+    if math.isnan(x):
+        return 0.0
+    if math.isinf(x):
+        return _BIGGEST if x > 0 else -_BIGGEST
+    return x
+
+
+nan_to_num_compiled = cast(Callable[[float], float], numba.njit(cache=True)(nan_to_num))
 
 
 def reduce_sum(a: FloatArray, lo: int, hi: int) -> float:

@@ -25,12 +25,11 @@ from detectors.base import (
     phase_label,
     register,
 )
+from detectors.compiled import nan_to_num_compiled
 from detectors.context import BatchContext
 from meterguard.model import AlertKind, MeterRegistry, ReadingBatch
 
 _DEFAULT_PF = 0.95
-#: What np.nan_to_num turns an infinity into.
-_BIGGEST = float(np.finfo(np.float64).max)
 
 
 class VoltageLossConfig(DetectorConfig):
@@ -48,18 +47,6 @@ class VoltageLossConfig(DetectorConfig):
     min_current_a: float = Field(
         default=0.2, gt=0, description="Current must flow on the low phase, A."
     )
-
-
-def _nan_to_num(x: float) -> float:
-    """Return x as np.nan_to_num gives it: NaN as 0, infinities as the largest floats."""
-    if math.isnan(x):
-        return 0.0
-    if math.isinf(x):
-        return _BIGGEST if x > 0 else -_BIGGEST
-    return x
-
-
-_nan_to_num_compiled = cast(Callable[[float], float], numba.njit(cache=True)(_nan_to_num))
 
 
 def _judge(  # one pass over the rows, the numpy expression's arithmetic in its order
@@ -118,13 +105,13 @@ def _judge(  # one pass over the rows, the numpy expression's arithmetic in its 
         phase[r] = worst + 1
         best = reference[worst]
         lost = (
-            _nan_to_num_compiled(best) * ref * _nan_to_num_compiled(values[I1_ROW + worst, r])
+            nan_to_num_compiled(best) * ref * nan_to_num_compiled(values[I1_ROW + worst, r])
             * _DEFAULT_PF
-            - _nan_to_num_compiled(values[P1_ROW + worst, r])
+            - nan_to_num_compiled(values[P1_ROW + worst, r])
         )  # fmt: skip
         loss[r] = lost if (lost >= 0.0 or math.isnan(lost)) else 0.0
         floor = best if (best >= 1e-6 or math.isnan(best)) else 1e-6
-        shortfall = _nan_to_num_compiled(1.0 - rel[worst] / floor)
+        shortfall = nan_to_num_compiled(1.0 - rel[worst] / floor)
         score[r] = min(max(0.5 + shortfall, 0.0), 1.0)
         magnitude[r] = shortfall
 
