@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -24,7 +23,7 @@ from detectors.base import (
     format_duration,
     register,
 )
-from detectors.compiled import nan_to_num_compiled
+from detectors.compiled import nan_to_num_compiled, phase_sum_compiled
 from detectors.context import BatchContext
 from meterguard.model import AlertKind, MeterEvent, MeterRegistry, ReadingBatch, Severity
 
@@ -56,13 +55,10 @@ def _follow(
         s = slot[r]
         half = 0.5 * ref_v[s]
         live = False
-        power = 0.0
+        power = phase_sum_compiled(values, P1_ROW, r)
         for k in range(3):
             if nan_to_num_compiled(values[V1_ROW + k, r]) >= half:
                 live = True
-            p = values[P1_ROW + k, r]
-            part = 0.0 if math.isnan(p) else p
-            power = part if k == 0 else power + part
         live = live and (events[r] & _POWER_DOWN) == 0
         if ts[r] >= latest[s]:
             latest[s] = ts[r]

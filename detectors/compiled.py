@@ -78,6 +78,21 @@ def nan_to_num(x: float) -> float:
 nan_to_num_compiled = cast(Callable[[float], float], numba.njit(cache=True)(nan_to_num))
 
 
+def phase_sum(values: FloatArray, first: int, r: int) -> float:
+    """Return np.nansum over the three phase rows from `first` at row r (in its order)."""
+    total = 0.0
+    for k in range(3):
+        v = values[first + k, r]
+        part = 0.0 if math.isnan(v) else v
+        total = part if k == 0 else total + part
+    return total
+
+
+phase_sum_compiled = cast(
+    Callable[[FloatArray, int, int], float], numba.njit(cache=True)(phase_sum)
+)
+
+
 def reduce_sum(a: FloatArray, lo: int, hi: int) -> float:
     """Return np.add.reduceat's sum of a[lo:hi] (hi > lo): the first value, then the rest."""
     if hi - lo == 1:

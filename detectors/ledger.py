@@ -20,6 +20,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from detectors.compiled import phase_sum_compiled
 from meterguard.model import QUANTITY_INDEX, FloatArray, IntArray, ReadingBatch
 
 if TYPE_CHECKING:
@@ -243,15 +244,10 @@ def _rows(
         s = slot[r]
         span = dt[r]
         first = i == 0 or slot[order[i - 1]] != s
-        total = 0.0
         measured = False
         for k in range(3):
-            p = values[_P1 + k, r]
-            if not math.isnan(p):
-                measured = True
-            # nansum: a missing phase adds nothing (the first value starts the sum).
-            part = 0.0 if math.isnan(p) else p
-            total = part if k == 0 else total + part
+            measured |= not math.isnan(values[_P1 + k, r])
+        total = phase_sum_compiled(values, _P1, r)
         wh = (total if measured else np.nan) * span / HOUR_S
         imported = (
             values[_E_IMP, r] - (last_register[s] if first else values[_E_IMP, order[i - 1]])
