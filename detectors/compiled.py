@@ -240,42 +240,59 @@ def gaps(
     order: Int64Array,
     last_ts: FloatArray,
     silence_s: FloatArray,
-    max_interval_s: float,
+    interval_s: FloatArray,
+    limits: FloatArray,
 ) -> tuple[FloatArray, Int64Array, FloatArray]:
-    """Return each row's covered interval, and per meter its shortest usable gap; compiled.
+    """Return each row's covered interval and learn the meters' intervals; compiled.
 
     A reading covers the time since the same meter's previous one (its latest before the
     batch for its first row), unless that gap was a silence: then it covers nothing. The
-    meters' latest times are moved on in place. The meters come in slot order with the
-    shortest gap up to `max_interval_s` (inf: none).
+    meters' latest times move on in place. Each meter's shortest gap up to the longest
+    interval (limits: that, the shortest silence, intervals per silence) moves its usual
+    interval a step on a log scale: old * ratio ** rate with the ratio clipped to 0.5-2.
+    A meter whose interval is new or unchanged (ratio 1, and 1 ** rate is 1) is updated
+    here; the others come back with their ratio, for numpy's power (its SIMD power is not
+    libm's, bit for bit) and the caller to finish.
     """
+    max_interval_s, min_silence_s, silence_intervals = limits[0], limits[1], limits[2]
     n = ts.shape[0]
     dt = np.empty(n)
-    group_slots = np.empty(n, np.int64)
-    shortest = np.empty(n)
-    g = -1
-    previous = -1
+    moved = np.empty(n, np.int64)
+    ratios = np.empty(n)
+    k = 0
+    shortest = np.inf
+    latest = -np.inf
     for i in range(n):
         r = order[i]
         s = slot[r]
-        if s != previous:
-            g += 1
-            group_slots[g] = s
-            shortest[g] = np.inf
+        if i == 0 or slot[order[i - 1]] != s:
             before = last_ts[s]
             latest = ts[r]
-            previous = s
+            shortest = np.inf
         else:
             before = ts[order[i - 1]]
             latest = max(latest, ts[r])
         gap = ts[r] - before
         known = math.isfinite(gap) and gap > 0
         dt[r] = gap if known and gap <= silence_s[s] else 0.0
-        if known and gap <= max_interval_s and gap < shortest[g]:
-            shortest[g] = gap
-        if i == n - 1 or slot[order[i + 1]] != s:
-            last_ts[s] = max(last_ts[s], latest)
-    return dt, group_slots[: g + 1], shortest[: g + 1]
+        if known and gap <= max_interval_s and gap < shortest:
+            shortest = gap
+        if i < n - 1 and slot[order[i + 1]] == s:
+            continue
+        last_ts[s] = max(last_ts[s], latest)
+        if not math.isfinite(shortest):
+            continue
+        old = interval_s[s]
+        if math.isfinite(old):
+            ratio = min(max(shortest / old, 0.5), 2.0)
+            if ratio != 1.0:
+                moved[k], ratios[k] = s, ratio
+                k += 1
+                continue
+        else:
+            interval_s[s] = shortest
+        silence_s[s] = max(min_silence_s, silence_intervals * interval_s[s])
+    return dt, moved[:k], ratios[:k]
 
 
 gaps_compiled = cast(
@@ -285,12 +302,13 @@ gaps_compiled = cast(
 
 def mark_seen(values: FloatArray, slot: npt.NDArray[np.int32], seen: Int64Array) -> None:
     """Set, per row's meter, the bit of each quantity the row has a value of; compiled."""
-    for r in range(slot.shape[0]):
-        bits = 0
-        for q in range(values.shape[0]):
+    bits = np.zeros(slot.shape[0], np.int64)
+    for q in range(values.shape[0]):  # quantity by quantity: each is one contiguous row
+        for r in range(slot.shape[0]):
             if math.isfinite(values[q, r]):
-                bits |= 1 << q
-        seen[slot[r]] |= bits
+                bits[r] |= 1 << q
+    for r in range(slot.shape[0]):
+        seen[slot[r]] |= bits[r]
 
 
 mark_seen_compiled = cast(Callable[..., None], numba.njit(cache=True)(mark_seen))

@@ -69,6 +69,7 @@ MAX_AHEAD_S = 3600.0
 #: Weight of a new interval in a meter's usual interval (on a log scale, one step at most
 #: doubling or halving it, so one long silence does not pass for a new cadence).
 _INTERVAL_RATE = 0.2
+_INTERVAL_LIMITS = np.array([MAX_INTERVAL_S, MIN_SILENCE_S, SILENCE_INTERVALS])
 #: Modules of the detectors package that hold the detectors' infrastructure, not a detector;
 #: every other module must register at least one (tests/detectors/test_loader.py).
 INFRASTRUCTURE_MODULES = frozenset({"base", "engine", "context", "ledger", "balance", "compiled"})
@@ -551,17 +552,21 @@ class Engine:
         a silence (longer than the meter's silence limit): then it covers nothing. `order`
         has the rows by meter (`by_meter`).
         """
-        dt, group_slots, shortest = gaps_compiled(
-            batch.ts, batch.slot, order, self._last_ts, self.silence_s, MAX_INTERVAL_S
+        dt, moved, ratio = gaps_compiled(
+            batch.ts,
+            batch.slot,
+            order,
+            self._last_ts,
+            self.silence_s,
+            self.interval_s,
+            _INTERVAL_LIMITS,
         )
-        # Each meter's shortest gap here moves its usual interval a step (on a log scale).
-        seen = np.isfinite(shortest)
-        if seen.any():
-            s, g = group_slots[seen], shortest[seen]
-            old = self.interval_s[s]
-            ratio = np.clip(g / np.where(np.isfinite(old), old, g), 0.5, 2.0)
-            self.interval_s[s] = np.where(np.isfinite(old), old * ratio**_INTERVAL_RATE, g)
-            self.silence_s[s] = np.maximum(MIN_SILENCE_S, SILENCE_INTERVALS * self.interval_s[s])
+        if moved.size:
+            # A changed interval moves a step (on a log scale): the rest is done already.
+            self.interval_s[moved] = self.interval_s[moved] * ratio**_INTERVAL_RATE
+            self.silence_s[moved] = np.maximum(
+                MIN_SILENCE_S, SILENCE_INTERVALS * self.interval_s[moved]
+            )
         return dt
 
     def process(self, batch: ReadingBatch) -> list[AlertEvent]:
