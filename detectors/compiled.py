@@ -312,3 +312,41 @@ def mark_seen(values: FloatArray, slot: npt.NDArray[np.int32], seen: Int64Array)
 
 
 mark_seen_compiled = cast(Callable[..., None], numba.njit(cache=True)(mark_seen))
+
+
+def scan(
+    ts: FloatArray, slot: npt.NDArray[np.int32], last_ts: FloatArray, tick_s: float
+) -> tuple[bool, float, Int64Array]:
+    """Look over a batch's times once; compiled.
+
+    Returns whether every row has a finite time not before its meter's latest, the
+    latest time (-inf for none), and, when the times are in order, where they cross a
+    tick (np.floor(ts / tick_s) changes; the rows' count closes the list) and else an
+    empty list.
+    """
+    n = ts.shape[0]
+    fine = True
+    latest = -np.inf
+    ordered = True
+    for r in range(n):
+        t = ts[r]
+        if not (math.isfinite(t) and t >= last_ts[slot[r]]):
+            fine = False
+        if t > latest:
+            latest = t
+        if r and t < ts[r - 1]:
+            ordered = False
+    bounds = np.empty(n + 2 if ordered else 0, np.int64)
+    if not ordered:
+        return fine, latest, bounds
+    k = 1
+    bounds[0] = 0
+    for r in range(1, n):
+        if math.floor(ts[r] / tick_s) != math.floor(ts[r - 1] / tick_s):
+            bounds[k] = r
+            k += 1
+    bounds[k] = n
+    return fine, latest, bounds[: k + 1]
+
+
+scan_compiled = cast(Callable[..., tuple[bool, float, Int64Array]], numba.njit(cache=True)(scan))

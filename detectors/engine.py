@@ -28,6 +28,7 @@ from detectors.compiled import (
     by_meter_compiled,
     gaps_compiled,
     mark_seen_compiled,
+    scan_compiled,
     triage_compiled,
 )
 from detectors.context import BatchContext, FleetArrays
@@ -137,7 +138,7 @@ def warn_unknown_classes(built: Iterable[Detector], registry: MeterRegistry) -> 
 
 def _snapshot(batch: ReadingBatch, row: int) -> dict[str, Any]:
     """Return one reading as a dict of its measured quantities, for evidence."""
-    column = np.round(batch.values[:, row], 4).tolist()
+    column = batch.values[:, row].round(4).tolist()
     out: dict[str, Any] = {"ts": float(batch.ts[row])}
     out.update({q: v for q, v in zip(QUANTITIES, column, strict=True) if v == v})  # NaN != NaN
     if batch.events[row]:
@@ -581,15 +582,18 @@ class Engine:
         readings were batched.
         """
         events: list[AlertEvent] = []
-        usable = np.isfinite(batch.ts) & (batch.ts >= self._last_ts[batch.slot])
-        if not usable.all():
+        # The common case (every row usable, in time order, none ahead) in one look.
+        fine, latest, bounds = scan_compiled(batch.ts, batch.slot, self._last_ts, self.tick_s)
+        if not fine:
+            usable = np.isfinite(batch.ts) & (batch.ts >= self._last_ts[batch.slot])
             self.rows_dropped += int((~usable).sum())
             batch = batch.take(np.flatnonzero(usable))
+            latest = float(batch.ts.max()) if len(batch) else -math.inf
         if len(batch) == 0:
             return events
         # The fleet's data time: the latest seen, or where most of this batch lies (a few
         # rows of one device with a wrong clock cannot carry it).
-        if float(batch.ts.max()) <= self.now + MAX_AHEAD_S:
+        if latest <= self.now + MAX_AHEAD_S:
             ahead = None  # the fleet's data time is at least `now`: no row can be ahead
         else:
             reference = max(self.now, float(np.quantile(batch.ts, 0.9)))
@@ -600,13 +604,12 @@ class Engine:
             for slot in batch.slot[ahead].tolist():
                 self.clock_report.clock_off[self.registry.by_slot(slot).id] += 1
             batch = batch.take(np.flatnonzero(~ahead))
-        if np.any(batch.ts[1:] < batch.ts[:-1]):
-            batch = batch.take(np.argsort(batch.ts, kind="stable"))
-        ticks = np.floor(batch.ts / self.tick_s).astype(np.int64)
-        cuts = np.flatnonzero(ticks[1:] != ticks[:-1]) + 1
-        bounds = [0, *cuts.tolist(), len(batch)]
-        for a, b in itertools.pairwise(bounds):
-            tick = int(ticks[a])
+        if not fine or (ahead is not None and ahead.any()) or not bounds.size:
+            if np.any(batch.ts[1:] < batch.ts[:-1]):
+                batch = batch.take(np.argsort(batch.ts, kind="stable"))
+            _, _, bounds = scan_compiled(batch.ts, batch.slot, self._last_ts, self.tick_s)
+        for a, b in itertools.pairwise(bounds.tolist()):
+            tick = math.floor(float(batch.ts[a]) / self.tick_s)
             if self._tick is not None and tick > self._tick:
                 self._poll(tick * self.tick_s, events)
             self._tick = tick if self._tick is None else max(self._tick, tick)

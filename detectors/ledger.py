@@ -118,9 +118,9 @@ class HourlyLedger:
             batch.values, batch.ts, batch.slot, order, dt, self.last_register, self.last_export
         )
         # A row of an hour already closed (overdue) counts towards the open one.
-        hour = np.maximum(hour, self.open_hour[slot])
+        current = self.open_hour[slot]
+        hour = np.maximum(hour, current)
         while slot.size:
-            current = self.open_hour[slot]
             fresh = current < 0
             if fresh.any():
                 # A meter's first hour: nothing to close; it joins its transformer's balance.
@@ -139,6 +139,7 @@ class HourlyLedger:
             self._close(movers.astype(np.int64))
             starts = np.flatnonzero(np.r_[True, np.diff(slot) != 0])
             self.open_hour[movers] = np.minimum.reduceat(hour, starts)
+            current = self.open_hour[slot]
 
     def _close(self, slots: Int64Array) -> None:
         """Close these meters' open hours: record them, and count them towards transformers."""
@@ -317,9 +318,14 @@ def _accumulate(
 _accumulate_compiled = cast(Callable[..., Int64Array], numba.njit(cache=True)(_accumulate))
 
 
+#: What most ticks close: nothing (empty arrays, so one shared set will do).
+_NO_HOURS = ClosedHours.none()
+_NO_BALANCES = Balances.none()
+
+
 def _join_hours(parts: list[ClosedHours]) -> ClosedHours:
     if not parts:
-        return ClosedHours.none()
+        return _NO_HOURS
     return ClosedHours(
         np.concatenate([p.slot for p in parts]),
         np.concatenate([p.hour for p in parts]),
@@ -330,7 +336,7 @@ def _join_hours(parts: list[ClosedHours]) -> ClosedHours:
 
 def _join_balances(parts: list[Balances]) -> Balances:
     if not parts:
-        return Balances.none()
+        return _NO_BALANCES
     return Balances(
         np.concatenate([p.transformer for p in parts]),
         np.concatenate([p.hour for p in parts]),
