@@ -350,3 +350,17 @@ def scan(
 
 
 scan_compiled = cast(Callable[..., tuple[bool, float, Int64Array]], numba.njit(cache=True)(scan))
+
+
+def quiet(
+    holds: npt.NDArray[np.int8], ts: FloatArray, slot: npt.NDArray[np.int32], clears_at: FloatArray
+) -> bool:
+    """Return whether no verdict needs a look: none holds, no clear one is due; compiled."""
+    for r in range(holds.shape[0]):
+        h = holds[r]
+        if h == _HOLDS or (h == _CLEAR and ts[r] >= clears_at[slot[r]]):
+            return False
+    return True
+
+
+quiet_compiled = cast(Callable[..., bool], numba.njit(cache=True)(quiet))

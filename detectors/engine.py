@@ -28,6 +28,7 @@ from detectors.compiled import (
     by_meter_compiled,
     gaps_compiled,
     mark_seen_compiled,
+    quiet_compiled,
     scan_compiled,
     triage_compiled,
 )
@@ -194,7 +195,7 @@ class _Incident:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per detector and batch, and frozen costs
 class Rows:
     """The rows one lifecycle step looks at: times, slots, verdicts, credit and evidence."""
 
@@ -320,8 +321,8 @@ class Lifecycle:
     def advance(self, rows: Rows, out: list[AlertEvent]) -> None:
         """Apply one set of verdicts, appending the events they cause to `out`."""
         holds = rows.cond.holds
-        if not self.incidents and not (holds == HOLDS).any():
-            return  # the common case: nothing holds and nothing is pending or open
+        if quiet_compiled(holds, rows.ts, rows.slot, self.clears_at):
+            return  # the common case: nothing holds, no clear verdict can end anything
         cond = rows.cond
         # A clear verdict matters to a pending incident, or once the hysteresis has passed.
         # Per meter, the figures of an open alert that held on every row are updated in
