@@ -82,6 +82,7 @@ Snapshot = Callable[[int], dict[str, Any]]
 Onset = dict[str, Any] | tuple[ReadingBatch, int]
 #: An incident's figures the compiled pass keeps per slot (rows 1.. of `Lifecycle.state`).
 _FIGURES = ("kwh_lost", "held_s", "last_hold", "peak_magnitude", "confidence", "last_event_ts")
+_LAST_EVENT_ROW = _FIGURES.index("last_event_ts") + 1
 
 
 def load_detector_modules() -> list[str]:
@@ -298,8 +299,14 @@ class Lifecycle:
     def _pull(self, slot: int) -> _Incident:
         """Return a meter's incident with the figures the compiled pass keeps taken in."""
         inc = self.incidents[slot]
-        for row, name in enumerate(_FIGURES, start=1):
-            setattr(inc, name, float(self.state[row, slot]))
+        (
+            inc.kwh_lost,
+            inc.held_s,
+            inc.last_hold,
+            inc.peak_magnitude,
+            inc.confidence,
+            inc.last_event_ts,
+        ) = self.state[1:, slot].tolist()
         return inc
 
     def _sync(self, slot: int) -> None:
@@ -308,8 +315,14 @@ class Lifecycle:
         pending = inc is not None and not inc.raised
         self.raised[slot] = inc is not None and inc.raised
         if inc is not None:
-            for row, name in enumerate(_FIGURES, start=1):
-                self.state[row, slot] = getattr(inc, name)
+            self.state[1:, slot] = (
+                inc.kwh_lost,
+                inc.held_s,
+                inc.last_hold,
+                inc.peak_magnitude,
+                inc.confidence,
+                inc.last_event_ts,
+            )
         self.clears_at[slot] = (
             -np.inf
             if pending
@@ -350,7 +363,7 @@ class Lifecycle:
                 continue
             inc = self._pull(slot)
             inc.last_event_ts = inc.last_hold
-            self.state[_FIGURES.index("last_event_ts") + 1, slot] = inc.last_hold
+            self.state[_LAST_EVENT_ROW, slot] = inc.last_hold
             inc.evidence["latest"] = rows.snapshot(int(order[hi - 1]))
             out.append(self._event(AlertEventType.UPDATE, inc.last_hold, slot, inc))
 
@@ -374,9 +387,11 @@ class Lifecycle:
         fraction = cfg.persist_fraction
         tolerance = self._tolerance(slot, float(dt.max()))
         # Holds this far apart (silence or unknown verdicts between them) are not one run.
-        gapped = held[1:] & held[:-1] & (np.diff(ts) > tolerance)
-        cuts = np.flatnonzero((held[1:] != held[:-1]) | gapped) + 1
-        bounds = [0, *cuts.tolist(), len(index)]
+        bounds = [0, len(index)]
+        if len(index) > 1:
+            gapped = held[1:] & held[:-1] & (np.diff(ts) > tolerance)
+            cuts = np.flatnonzero((held[1:] != held[:-1]) | gapped) + 1
+            bounds = [0, *cuts.tolist(), len(index)]
         for a, b in itertools.pairwise(bounds):
             run = index[a:b]
             inc = self.incidents.get(slot)
