@@ -83,6 +83,7 @@ Onset = dict[str, Any] | tuple[ReadingBatch, int]
 #: An incident's figures the compiled pass keeps per slot (rows 1.. of `Lifecycle.state`).
 _FIGURES = ("kwh_lost", "held_s", "last_hold", "peak_magnitude", "confidence", "last_event_ts")
 _LAST_EVENT_ROW = _FIGURES.index("last_event_ts") + 1
+_HOLDS_CODE = int(HOLDS)
 
 
 def load_detector_modules() -> list[str]:
@@ -146,6 +147,21 @@ def _snapshot(batch: ReadingBatch, row: int) -> dict[str, Any]:
     if batch.events[row]:
         out["events"] = decode_events(int(batch.events[row]))
     return out
+
+
+def _np_maximum(a: float, b: float) -> float:
+    """Return np.maximum(a, b) of two floats: NaN if either is."""
+    if a != a or b != b:  # NaN != NaN
+        return math.nan
+    return a if a >= b else b
+
+
+def _np_max(values: list[float]) -> float:
+    """Return np.max of a non-empty list of floats: NaN if any is."""
+    top = values[0]
+    for v in values[1:]:
+        top = _np_maximum(top, v)
+    return top
 
 
 def _finite(value: float) -> float:
@@ -374,26 +390,31 @@ class Lifecycle:
     def _advance_slot(
         self, slot: int, index: npt.NDArray[np.int64], rows: Rows, out: list[AlertEvent]
     ) -> None:
-        """Walk one meter's rows run by run (a run: consecutive rows with one verdict)."""
+        """Walk one meter's rows run by run (a run: consecutive rows with one verdict).
+
+        A meter has a row or a few here: they are walked as Python floats, in numpy's
+        order of operations (running sums as np.cumsum's, maxima as np.max's).
+        """
         if slot in self.incidents:
             self._pull(slot)
         cond = rows.cond
-        ts = rows.ts[index]
-        dt = rows.dt[index]
-        held = cond.holds[index] == HOLDS
+        idx: list[int] = index.tolist()
+        ts: list[float] = rows.ts[index].tolist()
+        dt: list[float] = rows.dt[index].tolist()
+        held = [h == _HOLDS_CODE for h in cond.holds[index].tolist()]
         raise_after = float(self.raise_after[slot])
         clear_after = float(self.clear_after[slot])
         cfg = self.detector.config
         fraction = cfg.persist_fraction
-        tolerance = self._tolerance(slot, float(dt.max()))
+        tolerance = self._tolerance(slot, _np_max(dt))
         # Holds this far apart (silence or unknown verdicts between them) are not one run.
-        bounds = [0, len(index)]
-        if len(index) > 1:
-            gapped = held[1:] & held[:-1] & (np.diff(ts) > tolerance)
-            cuts = np.flatnonzero((held[1:] != held[:-1]) | gapped) + 1
-            bounds = [0, *cuts.tolist(), len(index)]
-        for a, b in itertools.pairwise(bounds):
-            run = index[a:b]
+        cuts = [
+            i
+            for i in range(1, len(idx))
+            if held[i] != held[i - 1] or (held[i] and held[i - 1] and ts[i] - ts[i - 1] > tolerance)
+        ]
+        for a, b in itertools.pairwise([0, *cuts, len(idx)]):
+            run = idx[a:b]
             inc = self.incidents.get(slot)
             if not held[a]:
                 if inc is None:
@@ -401,36 +422,38 @@ class Lifecycle:
                 if not inc.raised:
                     # A pending incident survives a blip: it is given up once the condition
                     # was absent for more than its share of the window, or unseen too long.
-                    absent = inc.absent_s + np.cumsum(dt[a:b])
-                    allowed = (1.0 - fraction) * np.maximum(raise_after, ts[a:b] - inc.start)
-                    gone = (absent > allowed) | (ts[a:b] - inc.last_hold > tolerance)
-                    if gone.any():
+                    absent = [inc.absent_s + c for c in itertools.accumulate(dt[a:b])]
+                    gone = any(
+                        gap > (1.0 - fraction) * _np_maximum(raise_after, t - inc.start)
+                        or t - inc.last_hold > tolerance
+                        for gap, t in zip(absent, ts[a:b], strict=True)
+                    )
+                    if gone:
                         self._drop(slot)
                     else:
-                        inc.absent_s = float(absent[-1])
+                        inc.absent_s = absent[-1]
                     continue
-                waited = ts[a:b] - inc.last_hold
-                past = np.flatnonzero(waited >= clear_after)
-                if past.size:
-                    row = int(run[past[0]])
-                    inc.evidence["cleared_by"] = rows.snapshot(row)
-                    out.append(self._event(AlertEventType.CLEAR, float(ts[a + past[0]]), slot, inc))
+                past = [i for i in range(a, b) if ts[i] - inc.last_hold >= clear_after]
+                if past:
+                    inc.evidence["cleared_by"] = rows.snapshot(idx[past[0]])
+                    out.append(self._event(AlertEventType.CLEAR, ts[past[0]], slot, inc))
                     self._drop(slot)
                 continue
             if cond.restart is not None and inc is not None and cond.restart[run[0]]:
                 if inc.raised:
-                    inc.evidence["cleared_by"] = {"restart": rows.snapshot(int(run[0]))}
-                    out.append(self._event(AlertEventType.CLEAR, float(ts[a]), slot, inc))
+                    inc.evidence["cleared_by"] = {"restart": rows.snapshot(run[0])}
+                    out.append(self._event(AlertEventType.CLEAR, ts[a], slot, inc))
                 self._drop(slot)
                 inc = None
             if inc is not None and not inc.raised and ts[a] - inc.last_hold > tolerance:
                 self._drop(slot)  # the condition was not seen to hold meanwhile
                 inc = None
-            credit = cond.loss_w[run] * dt[a:b] / 3.6e6
-            covered = dt[a:b].copy()
+            loss_w: list[float] = cond.loss_w[run].tolist()
+            covered = dt[a:b]
+            credit = [w * d / 3.6e6 for w, d in zip(loss_w, covered, strict=True)]
             if inc is None:
-                first = int(run[0])
-                onset_ts = float(ts[a])
+                first = run[0]
+                onset_ts = ts[a]
                 if cond.onset is not None and not math.isnan(cond.onset[first]):
                     onset_ts = min(onset_ts, float(cond.onset[first]))
                 if slot in self.not_before:
@@ -442,49 +465,48 @@ class Lifecycle:
                 self.incidents[slot] = inc
                 # The incident's window opens at its start: a reading's interval before it
                 # earns nothing, a window verdict's own span does.
-                covered[0] = min(covered[0], float(ts[a]) - onset_ts)
-                credit[0] = cond.loss_w[first] * covered[0] / 3.6e6
-            cumulative = np.cumsum(credit)
-            held_s = inc.held_s + np.cumsum(covered)
+                covered[0] = min(covered[0], ts[a] - onset_ts)
+                credit[0] = loss_w[0] * covered[0] / 3.6e6
+            cumulative = list(itertools.accumulate(credit))
+            held_s = [inc.held_s + c for c in itertools.accumulate(covered)]
             base_kwh = inc.kwh_lost
-            inc.last_hold = max(inc.last_hold, float(ts[b - 1]))
+            inc.last_hold = max(inc.last_hold, ts[b - 1])
             if not inc.phase:
-                phases = cond.phase[run]
-                nonzero = phases[phases != 0]
-                inc.phase = int(nonzero[0]) if nonzero.size else 0
-            inc.peak_magnitude = max(inc.peak_magnitude, float(cond.magnitude[run].max()))
-            inc.confidence = max(inc.confidence, float(cond.score[run].max()))
+                inc.phase = next((p for p in cond.phase[run].tolist() if p != 0), 0)
+            inc.peak_magnitude = max(inc.peak_magnitude, _np_max(cond.magnitude[run].tolist()))
+            inc.confidence = max(inc.confidence, _np_max(cond.score[run].tolist()))
             if cond.severity is not None:
                 inc.severity_code = max(inc.severity_code, int(cond.severity[run].max()))
             if not inc.raised:
                 # Raised once the window has passed with the condition held for most of it;
                 # never on the reading it began with (no alert is 0 s long).
-                elapsed = ts[a:b] - inc.start
-                due = np.flatnonzero(
-                    (elapsed >= raise_after)
-                    & (elapsed > 0)
-                    & (held_s >= fraction * (held_s + inc.absent_s))
-                )
-                if due.size:
-                    k = int(due[0])
+                due = [
+                    k
+                    for k in range(b - a)
+                    if ts[a + k] - inc.start >= raise_after
+                    and ts[a + k] - inc.start > 0
+                    and held_s[k] >= fraction * (held_s[k] + inc.absent_s)
+                ]
+                if due:
+                    k = due[0]
                     inc.raised = True
-                    inc.raised_at = float(ts[a + k])
+                    inc.raised_at = ts[a + k]
                     inc.onset = _onset_dict(inc)
                     meter = self.detector.registry.by_slot(slot).id
                     inc.alert_id = f"{meter}-{self.detector.name}-{int(inc.start)}"
-                    inc.evidence["at_raise"] = rows.snapshot(int(run[k]))
+                    inc.evidence["at_raise"] = rows.snapshot(run[k])
                     inc.evidence.update(self.detector.evidence(slot))
-                    inc.kwh_lost = base_kwh + float(cumulative[k])
-                    inc.last_event_ts = float(ts[a + k])
-                    hold_then, inc.last_hold = inc.last_hold, float(ts[a + k])
-                    out.append(self._event(AlertEventType.OPEN, float(ts[a + k]), slot, inc))
+                    inc.kwh_lost = base_kwh + cumulative[k]
+                    inc.last_event_ts = ts[a + k]
+                    hold_then, inc.last_hold = inc.last_hold, ts[a + k]
+                    out.append(self._event(AlertEventType.OPEN, ts[a + k], slot, inc))
                     inc.last_hold = hold_then
-            inc.kwh_lost = base_kwh + float(cumulative[-1])
-            inc.held_s = float(held_s[-1])
-            last_ts = float(ts[b - 1])
+            inc.kwh_lost = base_kwh + cumulative[-1]
+            inc.held_s = held_s[-1]
+            last_ts = ts[b - 1]
             if inc.raised and last_ts - inc.last_event_ts >= cfg.update_every_s:
                 inc.last_event_ts = last_ts
-                inc.evidence["latest"] = rows.snapshot(int(run[-1]))
+                inc.evidence["latest"] = rows.snapshot(run[-1])
                 out.append(self._event(AlertEventType.UPDATE, last_ts, slot, inc))
 
     def restore(self, slot: int, alert: Alert) -> None:
