@@ -71,6 +71,7 @@ MAX_AHEAD_S = 3600.0
 #: Weight of a new interval in a meter's usual interval (on a log scale, one step at most
 #: doubling or halving it, so one long silence does not pass for a new cadence).
 _INTERVAL_RATE = 0.2
+#: The interval limits as the compiled gaps pass takes them.
 _INTERVAL_LIMITS = np.array([MAX_INTERVAL_S, MIN_SILENCE_S, SILENCE_INTERVALS])
 #: Modules of the detectors package that hold the detectors' infrastructure, not a detector;
 #: every other module must register at least one (tests/detectors/test_loader.py).
