@@ -120,6 +120,48 @@ reduce_max_compiled = cast(
 )
 
 
+def sorted_by(major: Int64Array, minor: FloatArray) -> Int64Array:
+    """Return the positions ordered by (major, minor), ties in position order; compiled.
+
+    What np.lexsort((minor, major)) gives, by a bottom-up merge sort: numba's own stable
+    argsort takes seconds to compile, and every process compiles it once.
+    """
+    n = major.shape[0]
+    order = np.arange(n)
+    spare = np.empty(n, np.int64)
+    width = 1
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i, j = lo, mid
+            for k in range(lo, hi):
+                if j >= hi:
+                    take_left = True
+                elif i >= mid:
+                    take_left = False
+                else:
+                    a, b = order[i], order[j]
+                    # Left wins ties: the earlier position stays first (stable).
+                    take_left = major[a] < major[b] or (
+                        major[a] == major[b] and not minor[b] < minor[a]
+                    )
+                if take_left:
+                    spare[k] = order[i]
+                    i += 1
+                else:
+                    spare[k] = order[j]
+                    j += 1
+        order, spare = spare, order
+        width *= 2
+    return order
+
+
+sorted_by_compiled = cast(
+    Callable[[Int64Array, FloatArray], Int64Array], numba.njit(cache=True)(sorted_by)
+)
+
+
 def triage(
     holds: npt.NDArray[np.int8],
     ts: FloatArray,
@@ -154,8 +196,15 @@ def triage(
             look[m] = r
             m += 1
     look = look[:m]
-    look = look[np.argsort(ts[look], kind="mergesort")]
-    order = look[np.argsort(slot[look], kind="mergesort")]
+    major = np.empty(m, np.int64)
+    minor = np.empty(m)
+    for i in range(m):
+        major[i] = slot[look[i]]
+        minor[i] = ts[look[i]]
+    ranked = sorted_by_compiled(major, minor)
+    order = np.empty(m, np.int64)
+    for i in range(m):
+        order[i] = look[ranked[i]]
     credit = np.empty(m)
     span = np.empty(m)
     peaks = np.empty(m)

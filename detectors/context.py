@@ -11,6 +11,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from detectors.compiled import sorted_by_compiled
 from detectors.ledger import Balances, ClosedHours
 from meterguard.calendar import Calendar
 from meterguard.model import QUANTITY_INDEX, FloatArray, IntArray, MeterRegistry, ReadingBatch
@@ -160,23 +161,27 @@ def _neighbours(
     Rows group by (transformer, minute); each group's sums run in row order from 0, as
     np.bincount's do, so the means are bit for bit those of the numpy expression.
     """
+    # Plain loops, no array expressions: each costs compile time in every fresh process.
     n = ts.shape[0]
-    bucket = np.floor(ts / NEIGHBOUR_BUCKET_S)
-    low = bucket.min()
-    span = int(bucket.max() - low) + 1
-    key = np.full(n, -1, np.int64)
+    bucket = np.empty(n)
+    low, high = np.inf, -np.inf
+    for r in range(n):
+        bucket[r] = float(math.floor(ts[r] / NEIGHBOUR_BUCKET_S))
+        low, high = min(low, bucket[r]), max(high, bucket[r])
+    span = int(high - low) + 1
+    key = np.empty(n, np.int64)
     for r in range(n):
         t = transformer[slot[r]]
-        if t >= 0:
-            key[r] = t * span + int(bucket[r] - low)
+        key[r] = t * span + int(bucket[r] - low) if t >= 0 else -1
     size = n_transformers * span
     if size > 4 * n + 64:
         # Many (transformer, minute) pairs for the rows: number the pairs present instead.
-        order = np.argsort(key, kind="mergesort")
-        dense = np.full(n, -1, np.int64)
+        order = sorted_by_compiled(key, np.zeros(n))
+        dense = np.empty(n, np.int64)
         groups = -1
         previous = -1
         for r in order:
+            dense[r] = -1
             if key[r] >= 0:
                 if key[r] != previous:
                     groups += 1

@@ -93,9 +93,10 @@ def _observe(
         seconds[s] += dt[r]
         energy[s] += nan_to_num_compiled(phase_sum_compiled(values, P1_ROW, r)) * dt[r]
         touched[s] = True
-    for s in np.flatnonzero(touched):
-        observed_s[s] += seconds[s]
-        sum_w[s] += energy[s]
+    for s in range(size):
+        if touched[s]:
+            observed_s[s] += seconds[s]
+            sum_w[s] += energy[s]
 
 
 _observe_compiled = cast(Callable[..., None], numba.njit(cache=True)(_observe))

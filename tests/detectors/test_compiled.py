@@ -11,6 +11,7 @@ from detectors.compiled import (
     reduce_max_compiled,
     reduce_sum_compiled,
     scan_compiled,
+    sorted_by_compiled,
 )
 from detectors.context import BatchContext, FleetArrays
 from meterguard.model import QUANTITIES, QUANTITY_INDEX, Meter, MeterRegistry, ReadingBatch
@@ -37,6 +38,14 @@ def test_rows_by_meter_are_the_stable_order() -> None:
     order = by_meter_compiled(slot, 40)
     assert order.tolist() == np.argsort(slot, kind="stable").tolist()
     assert order.tolist() == np.lexsort((ts, slot)).tolist()
+
+
+def test_the_merge_sort_is_lexsorts_order_ties_and_all() -> None:
+    rng = np.random.default_rng(5)
+    for size in (0, 1, 2, 3, 64, 1001):
+        major = rng.integers(0, 9, size).astype(np.int64)
+        minor = rng.integers(0, 4, size).astype(np.float64)  # many exact ties
+        assert sorted_by_compiled(major, minor).tolist() == np.lexsort((minor, major)).tolist()
 
 
 def test_the_scan_finds_tick_cuts_late_rows_and_disorder() -> None:
