@@ -117,19 +117,22 @@ class Conditions:
     @classmethod
     def none(cls, n: int) -> Conditions:
         """Return conditions that hold nowhere in a batch of n rows."""
+        # Two blocks, not five arrays: every detector makes these for every batch.
+        codes = np.zeros((2, n), dtype=np.int8)
+        figures = np.zeros((3, n))
         return cls(
-            holds=np.zeros(n, dtype=np.int8),
-            phase=np.zeros(n, dtype=np.int8),
-            loss_w=np.zeros(n),
-            score=np.zeros(n),
-            magnitude=np.zeros(n),
+            holds=codes[0],
+            phase=codes[1],
+            loss_w=figures[0],
+            score=figures[1],
+            magnitude=figures[2],
         )
 
     @classmethod
     def unknown(cls, n: int) -> Conditions:
         """Return conditions that cannot be told on any row of a batch of n rows."""
         base = cls.none(n)
-        base.holds[:] = UNKNOWN
+        base.holds.fill(UNKNOWN)
         return base
 
     def outputs(

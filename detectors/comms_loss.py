@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
+import numba
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import (
-    CLEAR,
     HOLDS,
+    P1_ROW,
+    V1_ROW,
     Conditions,
     Detector,
     DetectorConfig,
@@ -19,10 +23,54 @@ from detectors.base import (
     format_duration,
     register,
 )
-from detectors.context import BatchContext, phase_block
+from detectors.compiled import nan_to_num_compiled, phase_sum_compiled
+from detectors.context import BatchContext
 from meterguard.model import AlertKind, MeterEvent, MeterRegistry, ReadingBatch, Severity
 
 _POWER_DOWN = int(MeterEvent.POWER_DOWN)
+
+
+def _follow(
+    values: npt.NDArray[np.float64],
+    ts: npt.NDArray[np.float64],
+    slot: npt.NDArray[np.int32],
+    events: npt.NDArray[np.uint32],
+    ref_v: npt.NDArray[np.float64],
+    weight: npt.NDArray[np.float64],
+    last_live: npt.NDArray[np.float64],
+    last_was_live: npt.NDArray[np.bool_],
+    usual_w: npt.NDArray[np.float64],
+) -> None:
+    """Follow each meter's live readings and usual power over the rows; compiled.
+
+    A row is live when some phase has half its reference voltage and the meter did not
+    say power_down. A meter's latest row (by time, then row) says whether it was last
+    live; its usual power moves from the value before the batch, the last row's move
+    standing (as numpy's indexed assignment leaves it).
+    """
+    n = ts.shape[0]
+    latest = np.full(last_live.shape[0], -np.inf)
+    moved = np.empty(n)
+    for r in range(n):
+        s = slot[r]
+        half = 0.5 * ref_v[s]
+        live = False
+        power = phase_sum_compiled(values, P1_ROW, r)
+        for k in range(3):
+            if nan_to_num_compiled(values[V1_ROW + k, r]) >= half:
+                live = True
+        live = live and (events[r] & _POWER_DOWN) == 0
+        if ts[r] >= latest[s]:
+            latest[s] = ts[r]
+            last_was_live[s] = live
+        if live and ts[r] > last_live[s]:
+            last_live[s] = ts[r]
+        moved[r] = usual_w[s] + weight[r] * (power - usual_w[s])
+    for r in range(n):
+        usual_w[slot[r]] = moved[r]
+
+
+_follow_compiled = cast(Callable[..., None], numba.njit(cache=True)(_follow))
 
 
 class CommsLossConfig(DetectorConfig):
@@ -66,32 +114,18 @@ class CommsLossDetector(Detector):
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Every reading says its meter is not silent; remember who was live, and when."""
-        n = len(batch)
-        slot = batch.slot
-        volts = phase_block(batch, "v1")
-        ref = ctx.fleet.ref_v[slot]
-        live = (np.nan_to_num(volts) >= 0.5 * ref).any(axis=0) & (
-            (batch.events.astype(np.int64) & _POWER_DOWN) == 0
+        _follow_compiled(
+            batch.values,
+            batch.ts,
+            batch.slot,
+            batch.events,
+            ctx.fleet.ref_v,
+            ewma_weight(ctx.dt, 3600.0),
+            self.last_live,
+            self.last_was_live,
+            self.usual_w,
         )
-        size = len(self.last_live)
-        order = np.lexsort((batch.ts, slot))
-        s = slot[order]
-        last_rows = order[np.r_[s[1:] != s[:-1], True]]
-        self.last_was_live[slot[last_rows]] = live[last_rows]
-        live_ts = np.where(live, batch.ts, -np.inf)
-        latest_live = np.full(size, -np.inf)
-        np.maximum.at(latest_live, slot, live_ts)
-        self.last_live = np.maximum(self.last_live, latest_live)
-        power = np.nansum(phase_block(batch, "p1"), axis=0)
-        w = ewma_weight(ctx.dt, 3600.0)
-        self.usual_w[slot] += w * (power - self.usual_w[slot])
-        return Conditions(
-            holds=np.full(n, CLEAR, dtype=np.int8),
-            phase=np.zeros(n, dtype=np.int8),
-            loss_w=np.zeros(n),
-            score=np.zeros(n),
-            magnitude=np.zeros(n),
-        )
+        return Conditions.none(len(batch))
 
     def poll(self, ctx: BatchContext) -> SlotConditions | None:
         """Judge silence at the batch's data time, against the meter's transformer."""

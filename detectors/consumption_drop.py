@@ -233,7 +233,7 @@ class ConsumptionDropDetector(Detector):
             slot = batch.slot
             # Export at a customer without generation is the reversal detector's: its
             # energy says nothing about consumption for a day.
-            exporting = (np.nan_to_num(phase_block(batch, "p1")) < -30.0).any(axis=0)
+            exporting = (phase_block(batch, "p1") < -30.0).any(axis=0)
             hit = np.flatnonzero(exporting)
             if hit.size:
                 np.maximum.at(self.reversed_until, slot[hit], batch.ts[hit] + 24 * HOUR_S)

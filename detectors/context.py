@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
+from detectors.compiled import sorted_by_compiled
 from detectors.ledger import Balances, ClosedHours
 from meterguard.calendar import Calendar
 from meterguard.model import QUANTITY_INDEX, FloatArray, IntArray, MeterRegistry, ReadingBatch
@@ -16,6 +20,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 #: Readings are grouped by this many seconds when a meter is compared with its neighbours.
 NEIGHBOUR_BUCKET_S = 60.0
+_V1 = QUANTITY_INDEX["v1"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,36 +131,86 @@ class BatchContext:
         The mean of voltage / reference over the OTHER meters on the row's transformer in
         the same minute; NaN when none reported.
         """
-        if self._neighbour_v is not None:
-            return self._neighbour_v
-        batch = self.batch
-        n = len(batch)
-        out = np.full((3, n), np.nan)
-        trafo = self.fleet.transformer[batch.slot]
-        bucket = np.floor(batch.ts / NEIGHBOUR_BUCKET_S)
-        has_trafo = trafo >= 0
-        if n and has_trafo.any():
-            span = int(bucket.max() - bucket.min()) + 1
-            key_full = trafo.astype(np.int64) * span + (bucket - bucket.min()).astype(np.int64)
-            key_full = np.where(has_trafo, key_full, -1)
-            if self.fleet.n_transformers * span > 4 * n:
-                _, key = np.unique(key_full, return_inverse=True)
-            else:
-                key = key_full - key_full.min()
-            size = int(key.max()) + 1
-            ref = self.fleet.ref_v[batch.slot]
-            first = QUANTITY_INDEX["v1"]
-            for k in range(3):
-                rel = batch.values[first + k] / ref
-                valid = np.isfinite(rel) & has_trafo
-                sums = np.bincount(key, weights=np.where(valid, rel, 0.0), minlength=size)
-                counts = np.bincount(key, weights=valid.astype(np.float64), minlength=size)
-                other_sum = sums[key] - np.where(valid, rel, 0.0)
-                other_n = counts[key] - valid
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    out[k] = np.where(other_n > 0, other_sum / other_n, np.nan)
-        self._neighbour_v = out
-        return out
+        if self._neighbour_v is None:
+            batch = self.batch
+            self._neighbour_v = np.full((3, len(batch)), np.nan)
+            if len(batch):
+                _neighbours_compiled(
+                    batch.values,
+                    batch.ts,
+                    batch.slot,
+                    self.fleet.transformer,
+                    self.fleet.n_transformers,
+                    self.fleet.ref_v,
+                    self._neighbour_v,
+                )
+        return self._neighbour_v
+
+
+def _neighbours(
+    values: FloatArray,
+    ts: FloatArray,
+    slot: IntArray,
+    transformer: IntArray,
+    n_transformers: int,
+    ref_v: FloatArray,
+    out: FloatArray,
+) -> None:
+    """Fill `out` with each row's neighbours' mean relative voltage per phase; compiled.
+
+    Rows group by (transformer, minute); each group's sums run in row order from 0, as
+    np.bincount's do, so the means are bit for bit those of the numpy expression.
+    """
+    # Plain loops, no array expressions: each costs compile time in every fresh process.
+    n = ts.shape[0]
+    bucket = np.empty(n)
+    low, high = np.inf, -np.inf
+    for r in range(n):
+        bucket[r] = float(math.floor(ts[r] / NEIGHBOUR_BUCKET_S))
+        low, high = min(low, bucket[r]), max(high, bucket[r])
+    span = int(high - low) + 1
+    key = np.empty(n, np.int64)
+    for r in range(n):
+        t = transformer[slot[r]]
+        key[r] = t * span + int(bucket[r] - low) if t >= 0 else -1
+    size = n_transformers * span
+    if size > 4 * n + 64:
+        # Many (transformer, minute) pairs for the rows: number the pairs present instead.
+        order = sorted_by_compiled(key, np.zeros(n))
+        dense = np.empty(n, np.int64)
+        groups = -1
+        previous = -1
+        for r in order:
+            dense[r] = -1
+            if key[r] >= 0:
+                if key[r] != previous:
+                    groups += 1
+                    previous = key[r]
+                dense[r] = groups
+        key = dense
+        size = groups + 1
+    rel = np.empty((3, n))
+    sums = np.zeros((3, size))
+    counts = np.zeros((3, size))
+    for r in range(n):
+        ref = ref_v[slot[r]]
+        for k in range(3):
+            rel[k, r] = values[_V1 + k, r] / ref
+            if key[r] >= 0 and math.isfinite(rel[k, r]):
+                sums[k, key[r]] += rel[k, r]
+                counts[k, key[r]] += 1.0
+    for r in range(n):
+        g = key[r]
+        if g < 0:
+            continue
+        for k in range(3):
+            valid = math.isfinite(rel[k, r])
+            other_n = counts[k, g] - (1.0 if valid else 0.0)
+            if other_n > 0:
+                out[k, r] = (sums[k, g] - (rel[k, r] if valid else 0.0)) / other_n
+
+
+_neighbours_compiled = cast(Callable[..., None], numba.njit(cache=True)(_neighbours))
 
 
 def phase_block(batch: ReadingBatch, first: str) -> FloatArray:

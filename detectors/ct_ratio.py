@@ -8,14 +8,20 @@ rating. Each band outside that target is an alert of its own severity.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable
+from typing import Any, cast
 
+import numba
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import (
     CLEAR,
     HOLDS,
+    I1_ROW,
+    P1_ROW,
     SEVERITY_LEVELS,
     Conditions,
     Detector,
@@ -25,7 +31,8 @@ from detectors.base import (
     format_duration,
     register,
 )
-from detectors.context import BatchContext, phase_block
+from detectors.compiled import nan_to_num_compiled, phase_sum_compiled
+from detectors.context import BatchContext
 from meterguard.calendar import HOUR_S, DayType
 from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity, SummaryMessage
 
@@ -40,6 +47,59 @@ BANDS = {
     "high": "above the rating",
     "within": "within the 30-100 % target",
 }
+
+
+def _observe(
+    values: npt.NDArray[np.float64],
+    ts: npt.NDArray[np.float64],
+    slot: npt.NDArray[np.int32],
+    dt: npt.NDArray[np.float64],
+    weekday: npt.NDArray[np.bool_],
+    rating: npt.NDArray[np.float64],
+    first_seen: npt.NDArray[np.float64],
+    hist: npt.NDArray[np.float64],
+    observed_s: npt.NDArray[np.float64],
+    sum_w: npt.NDArray[np.float64],
+) -> None:
+    """Add each CT meter's rows to its load histogram and totals; compiled.
+
+    The service's load current is the mean of its measured phase currents (a lopsided
+    customer's one heavy phase is its wiring, not the CT's fit). Histogram bins add in
+    row order; a meter's totals are summed from 0 over its rows, then added (as
+    np.bincount's sums are), so every figure is the numpy expression's.
+    """
+    size = observed_s.shape[0]
+    seconds = np.zeros(size)
+    energy = np.zeros(size)
+    touched = np.zeros(size, np.bool_)
+    for r in range(slot.shape[0]):
+        s = slot[r]
+        if not math.isfinite(rating[s]):
+            continue
+        measured = 0
+        for k in range(3):
+            if not math.isnan(values[I1_ROW + k, r]):
+                measured += 1
+        total = phase_sum_compiled(values, I1_ROW, r)
+        if measured == 0 or not math.isfinite(total / measured):
+            continue
+        load = total / measured
+        if math.isnan(first_seen[s]) or ts[r] < first_seen[s]:
+            first_seen[s] = ts[r]
+        if not weekday[r]:
+            continue
+        index = min(int(load / rating[s] / _BIN), _BINS - 1)
+        hist[s, index] += dt[r]
+        seconds[s] += dt[r]
+        energy[s] += nan_to_num_compiled(phase_sum_compiled(values, P1_ROW, r)) * dt[r]
+        touched[s] = True
+    for s in range(size):
+        if touched[s]:
+            observed_s[s] += seconds[s]
+            sum_w[s] += energy[s]
+
+
+_observe_compiled = cast(Callable[..., None], numba.njit(cache=True)(_observe))
 
 
 class CtRatioConfig(DetectorConfig):
@@ -112,31 +172,19 @@ class CtRatioDetector(Detector):
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Add the batch's CT meters' load on working days to their histograms."""
-        slot = batch.slot
-        rating = self.rating[slot]
-        # The service's load current: the mean of its phase currents (a lopsided customer's
-        # one heavy phase is its wiring, not the CT's fit).
-        currents = phase_block(batch, "i1")
-        measured = np.isfinite(currents).sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            load = np.where(measured > 0, np.nansum(currents, axis=0) / measured, np.nan)
-        ok = np.isfinite(rating) & np.isfinite(load)
-        if ok.any():
-            np.fmin.at(self.first_seen, slot[ok], batch.ts[ok])
+        if len(batch):
             _, day_type = ctx.calendar.hours(np.floor(batch.ts / HOUR_S).astype(np.int64))
-            ok &= day_type == DayType.WEEKDAY
-        if ok.any():
-            ratio = load[ok] / rating[ok]
-            bins = np.minimum((ratio / _BIN).astype(np.int64), _BINS - 1)
-            seconds = ctx.dt[ok]
-            flat = slot[ok].astype(np.int64) * _BINS + bins
-            # Only the CT meters' rows: a scattered add, not a pass over every histogram.
-            np.add.at(self.hist.reshape(-1), flat, seconds)
-            size = len(self.observed_s)
-            self.observed_s += np.bincount(slot[ok], weights=seconds, minlength=size)
-            power = np.nansum(phase_block(batch, "p1"), axis=0)[ok]
-            self.sum_w += np.bincount(
-                slot[ok], weights=np.nan_to_num(power) * seconds, minlength=size
+            _observe_compiled(
+                batch.values,
+                batch.ts,
+                batch.slot,
+                ctx.dt,
+                day_type == DayType.WEEKDAY,
+                self.rating,
+                self.first_seen,
+                self.hist,
+                self.observed_s,
+                self.sum_w,
             )
         return Conditions.unknown(len(batch))
 

@@ -17,13 +17,20 @@ from pydantic import ValidationError
 
 import detectors
 from detectors.base import (
-    CLEAR,
     DETECTORS,
     HOLDS,
     SEVERITY_LEVELS,
     Conditions,
     Detector,
     IncidentFacts,
+)
+from detectors.compiled import (
+    by_meter_compiled,
+    gaps_compiled,
+    mark_seen_compiled,
+    quiet_compiled,
+    scan_compiled,
+    triage_compiled,
 )
 from detectors.context import BatchContext, FleetArrays
 from detectors.ledger import HourlyLedger
@@ -61,18 +68,23 @@ TICK_S = 300.0
 #: 90 % of the batch lies if later) is refused: one device's wrong clock must not move the
 #: data time of every other meter.
 MAX_AHEAD_S = 3600.0
-_QUANTITY_BITS = np.arange(len(QUANTITIES), dtype=np.int64)
 #: Weight of a new interval in a meter's usual interval (on a log scale, one step at most
 #: doubling or halving it, so one long silence does not pass for a new cadence).
 _INTERVAL_RATE = 0.2
+#: The interval limits as the compiled gaps pass takes them.
+_INTERVAL_LIMITS = np.array([MAX_INTERVAL_S, MIN_SILENCE_S, SILENCE_INTERVALS])
 #: Modules of the detectors package that hold the detectors' infrastructure, not a detector;
 #: every other module must register at least one (tests/detectors/test_loader.py).
-INFRASTRUCTURE_MODULES = frozenset({"base", "engine", "context", "ledger", "balance"})
+INFRASTRUCTURE_MODULES = frozenset({"base", "engine", "context", "ledger", "balance", "compiled"})
 
 Snapshot = Callable[[int], dict[str, Any]]
 #: What an incident keeps of its onset until it raises: a dict, or (batch, row) not yet
 #: turned into one (most pending incidents are blips that never need it).
 Onset = dict[str, Any] | tuple[ReadingBatch, int]
+#: An incident's figures the compiled pass keeps per slot (rows 1.. of `Lifecycle.state`).
+_FIGURES = ("kwh_lost", "held_s", "last_hold", "peak_magnitude", "confidence", "last_event_ts")
+_LAST_EVENT_ROW = _FIGURES.index("last_event_ts") + 1
+_HOLDS_CODE = int(HOLDS)
 
 
 def load_detector_modules() -> list[str]:
@@ -130,12 +142,27 @@ def warn_unknown_classes(built: Iterable[Detector], registry: MeterRegistry) -> 
 
 def _snapshot(batch: ReadingBatch, row: int) -> dict[str, Any]:
     """Return one reading as a dict of its measured quantities, for evidence."""
-    column = np.round(batch.values[:, row], 4).tolist()
+    column = batch.values[:, row].round(4).tolist()
     out: dict[str, Any] = {"ts": float(batch.ts[row])}
     out.update({q: v for q, v in zip(QUANTITIES, column, strict=True) if v == v})  # NaN != NaN
     if batch.events[row]:
         out["events"] = decode_events(int(batch.events[row]))
     return out
+
+
+def _np_maximum(a: float, b: float) -> float:
+    """Return np.maximum(a, b) of two floats: NaN if either is."""
+    if a != a or b != b:  # NaN != NaN
+        return math.nan
+    return a if a >= b else b
+
+
+def _np_max(values: list[float]) -> float:
+    """Return np.max of a non-empty list of floats: NaN if any is."""
+    top = values[0]
+    for v in values[1:]:
+        top = _np_maximum(top, v)
+    return top
 
 
 def _finite(value: float) -> float:
@@ -186,7 +213,7 @@ class _Incident:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per detector and batch, and frozen costs
 class Rows:
     """The rows one lifecycle step looks at: times, slots, verdicts, credit and evidence."""
 
@@ -223,9 +250,15 @@ class Lifecycle:
         #: cleared the last one by hand, and a detector whose onset lies in the past
         #: (comms_loss, consumption_drop) would otherwise reopen the same alert id.
         self.not_before: dict[int, float] = {}
+        #: Per slot, the figures the compiled pass updates in place (rows: `_FIGURES`); they
+        #: hold an incident's own while it exists, taken into it when Python code reads it.
+        self.state = np.zeros((len(_FIGURES) + 1, len(registry)))
         #: Per slot, from which data time a clear verdict could end its open alert (inf:
         #: none open). A clear verdict before then changes nothing and is not looked at.
-        self.clears_at = np.full(len(registry), np.inf)
+        self.clears_at = self.state[0]
+        self.clears_at[:] = np.inf
+        #: Per slot, whether an incident open as an alert exists.
+        self.raised = np.zeros(len(registry), dtype=np.bool_)
         #: The engine's per-slot silence limit (shared, kept up to date by the engine).
         self.silence_s = silence_s
         cfg = detector.config
@@ -278,11 +311,35 @@ class Lifecycle:
     def _drop(self, slot: int) -> None:
         del self.incidents[slot]
         self.clears_at[slot] = np.inf
+        self.raised[slot] = False
+
+    def _pull(self, slot: int) -> _Incident:
+        """Return a meter's incident with the figures the compiled pass keeps taken in."""
+        inc = self.incidents[slot]
+        (
+            inc.kwh_lost,
+            inc.held_s,
+            inc.last_hold,
+            inc.peak_magnitude,
+            inc.confidence,
+            inc.last_event_ts,
+        ) = self.state[1:, slot].tolist()
+        return inc
 
     def _sync(self, slot: int) -> None:
-        """Keep the per-slot arrays the vectorised filter reads in step with the incident."""
+        """Keep the per-slot arrays the compiled pass reads in step with the incident."""
         inc = self.incidents.get(slot)
         pending = inc is not None and not inc.raised
+        self.raised[slot] = inc is not None and inc.raised
+        if inc is not None:
+            self.state[1:, slot] = (
+                inc.kwh_lost,
+                inc.held_s,
+                inc.last_hold,
+                inc.peak_magnitude,
+                inc.confidence,
+                inc.last_event_ts,
+            )
         self.clears_at[slot] = (
             -np.inf
             if pending
@@ -294,47 +351,38 @@ class Lifecycle:
     def advance(self, rows: Rows, out: list[AlertEvent]) -> None:
         """Apply one set of verdicts, appending the events they cause to `out`."""
         holds = rows.cond.holds
-        held = holds == HOLDS
-        if not self.incidents and not held.any():
-            return  # the common case: nothing holds and nothing is pending or open
-        # A clear verdict matters to a pending incident, or once the hysteresis has passed.
-        clearing = (holds == CLEAR) & (rows.ts >= self.clears_at[rows.slot])
-        look = np.flatnonzero(held | clearing)
-        if look.size == 0:
-            return
-        order = look[np.lexsort((rows.ts[look], rows.slot[look]))].astype(np.int64)
-        slots = rows.slot[order]
-        starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
-        ends = np.r_[starts[1:], order.size]
+        if quiet_compiled(holds, rows.ts, rows.slot, self.clears_at):
+            return  # the common case: nothing holds, no clear verdict can end anything
         cond = rows.cond
-        # Per meter, the figures of an open alert that held on every row, all at once: the
-        # common case costs a few attribute updates per meter, not a walk over its rows.
-        all_held = np.minimum.reduceat(cond.holds[order], starts) == HOLDS
-        credit = np.add.reduceat(cond.loss_w[order] * rows.dt[order], starts) / 3.6e6
-        span = np.add.reduceat(rows.dt[order], starts)
-        peak = np.maximum.reduceat(cond.magnitude[order], starts)
-        score = np.maximum.reduceat(cond.score[order], starts)
-        last_row = order[ends - 1]
-        last_ts = rows.ts[last_row]
-        update_every = self.detector.config.update_every_s
-        # Verdicts that may restart an incident or change its severity take the long path.
-        may_restart = cond.restart is not None or cond.severity is not None
-        for g, slot in enumerate(slots[starts].tolist()):
-            inc = self.incidents.get(slot)
-            if inc is None or not inc.raised or not all_held[g] or may_restart:
-                self._advance_slot(slot, order[starts[g] : ends[g]], rows, out)
+        # A clear verdict matters to a pending incident, or once the hysteresis has passed.
+        # Per meter, the figures of an open alert that held on every row are updated in
+        # the compiled pass: the common case costs no Python per meter. Verdicts that may
+        # restart an incident or change its severity take the long path.
+        order, lows, highs, update_only = triage_compiled(
+            holds,
+            rows.ts,
+            rows.slot,
+            cond.loss_w,
+            rows.dt,
+            cond.magnitude,
+            cond.score,
+            self.state,
+            self.raised,
+            self.clear_after,
+            self.detector.config.update_every_s,
+            cond.restart is None and cond.severity is None,
+        )
+        for lo, hi, update in zip(lows.tolist(), highs.tolist(), update_only.tolist(), strict=True):
+            slot = int(rows.slot[order[lo]])
+            if not update:
+                self._advance_slot(slot, order[lo:hi], rows, out)
                 self._sync(slot)
                 continue
-            inc.kwh_lost += float(credit[g])
-            inc.held_s += float(span[g])
-            inc.last_hold = max(inc.last_hold, float(last_ts[g]))
-            self.clears_at[slot] = inc.last_hold + float(self.clear_after[slot])
-            inc.peak_magnitude = max(inc.peak_magnitude, float(peak[g]))
-            inc.confidence = max(inc.confidence, float(score[g]))
-            if inc.last_hold - inc.last_event_ts >= update_every:
-                inc.last_event_ts = inc.last_hold
-                inc.evidence["latest"] = rows.snapshot(int(last_row[g]))
-                out.append(self._event(AlertEventType.UPDATE, inc.last_hold, slot, inc))
+            inc = self._pull(slot)
+            inc.last_event_ts = inc.last_hold
+            self.state[_LAST_EVENT_ROW, slot] = inc.last_hold
+            inc.evidence["latest"] = rows.snapshot(int(order[hi - 1]))
+            out.append(self._event(AlertEventType.UPDATE, inc.last_hold, slot, inc))
 
     def _tolerance(self, slot: int, dt: float) -> float:
         """Return how long a condition may go unseen and still be the same incident."""
@@ -343,22 +391,31 @@ class Lifecycle:
     def _advance_slot(
         self, slot: int, index: npt.NDArray[np.int64], rows: Rows, out: list[AlertEvent]
     ) -> None:
-        """Walk one meter's rows run by run (a run: consecutive rows with one verdict)."""
+        """Walk one meter's rows run by run (a run: consecutive rows with one verdict).
+
+        A meter has a row or a few here: they are walked as Python floats, in numpy's
+        order of operations (running sums as np.cumsum's, maxima as np.max's).
+        """
+        if slot in self.incidents:
+            self._pull(slot)
         cond = rows.cond
-        ts = rows.ts[index]
-        dt = rows.dt[index]
-        held = cond.holds[index] == HOLDS
+        idx: list[int] = index.tolist()
+        ts: list[float] = rows.ts[index].tolist()
+        dt: list[float] = rows.dt[index].tolist()
+        held = [h == _HOLDS_CODE for h in cond.holds[index].tolist()]
         raise_after = float(self.raise_after[slot])
         clear_after = float(self.clear_after[slot])
         cfg = self.detector.config
         fraction = cfg.persist_fraction
-        tolerance = self._tolerance(slot, float(dt.max()))
+        tolerance = self._tolerance(slot, _np_max(dt))
         # Holds this far apart (silence or unknown verdicts between them) are not one run.
-        gapped = held[1:] & held[:-1] & (np.diff(ts) > tolerance)
-        cuts = np.flatnonzero((held[1:] != held[:-1]) | gapped) + 1
-        bounds = [0, *cuts.tolist(), len(index)]
-        for a, b in itertools.pairwise(bounds):
-            run = index[a:b]
+        cuts = [
+            i
+            for i in range(1, len(idx))
+            if held[i] != held[i - 1] or (held[i] and held[i - 1] and ts[i] - ts[i - 1] > tolerance)
+        ]
+        for a, b in itertools.pairwise([0, *cuts, len(idx)]):
+            run = idx[a:b]
             inc = self.incidents.get(slot)
             if not held[a]:
                 if inc is None:
@@ -366,36 +423,38 @@ class Lifecycle:
                 if not inc.raised:
                     # A pending incident survives a blip: it is given up once the condition
                     # was absent for more than its share of the window, or unseen too long.
-                    absent = inc.absent_s + np.cumsum(dt[a:b])
-                    allowed = (1.0 - fraction) * np.maximum(raise_after, ts[a:b] - inc.start)
-                    gone = (absent > allowed) | (ts[a:b] - inc.last_hold > tolerance)
-                    if gone.any():
+                    absent = [inc.absent_s + c for c in itertools.accumulate(dt[a:b])]
+                    gone = any(
+                        gap > (1.0 - fraction) * _np_maximum(raise_after, t - inc.start)
+                        or t - inc.last_hold > tolerance
+                        for gap, t in zip(absent, ts[a:b], strict=True)
+                    )
+                    if gone:
                         self._drop(slot)
                     else:
-                        inc.absent_s = float(absent[-1])
+                        inc.absent_s = absent[-1]
                     continue
-                waited = ts[a:b] - inc.last_hold
-                past = np.flatnonzero(waited >= clear_after)
-                if past.size:
-                    row = int(run[past[0]])
-                    inc.evidence["cleared_by"] = rows.snapshot(row)
-                    out.append(self._event(AlertEventType.CLEAR, float(ts[a + past[0]]), slot, inc))
+                past = [i for i in range(a, b) if ts[i] - inc.last_hold >= clear_after]
+                if past:
+                    inc.evidence["cleared_by"] = rows.snapshot(idx[past[0]])
+                    out.append(self._event(AlertEventType.CLEAR, ts[past[0]], slot, inc))
                     self._drop(slot)
                 continue
             if cond.restart is not None and inc is not None and cond.restart[run[0]]:
                 if inc.raised:
-                    inc.evidence["cleared_by"] = {"restart": rows.snapshot(int(run[0]))}
-                    out.append(self._event(AlertEventType.CLEAR, float(ts[a]), slot, inc))
+                    inc.evidence["cleared_by"] = {"restart": rows.snapshot(run[0])}
+                    out.append(self._event(AlertEventType.CLEAR, ts[a], slot, inc))
                 self._drop(slot)
                 inc = None
             if inc is not None and not inc.raised and ts[a] - inc.last_hold > tolerance:
                 self._drop(slot)  # the condition was not seen to hold meanwhile
                 inc = None
-            credit = cond.loss_w[run] * dt[a:b] / 3.6e6
-            covered = dt[a:b].copy()
+            loss_w: list[float] = cond.loss_w[run].tolist()
+            covered = dt[a:b]
+            credit = [w * d / 3.6e6 for w, d in zip(loss_w, covered, strict=True)]
             if inc is None:
-                first = int(run[0])
-                onset_ts = float(ts[a])
+                first = run[0]
+                onset_ts = ts[a]
                 if cond.onset is not None and not math.isnan(cond.onset[first]):
                     onset_ts = min(onset_ts, float(cond.onset[first]))
                 if slot in self.not_before:
@@ -407,49 +466,48 @@ class Lifecycle:
                 self.incidents[slot] = inc
                 # The incident's window opens at its start: a reading's interval before it
                 # earns nothing, a window verdict's own span does.
-                covered[0] = min(covered[0], float(ts[a]) - onset_ts)
-                credit[0] = cond.loss_w[first] * covered[0] / 3.6e6
-            cumulative = np.cumsum(credit)
-            held_s = inc.held_s + np.cumsum(covered)
+                covered[0] = min(covered[0], ts[a] - onset_ts)
+                credit[0] = loss_w[0] * covered[0] / 3.6e6
+            cumulative = list(itertools.accumulate(credit))
+            held_s = [inc.held_s + c for c in itertools.accumulate(covered)]
             base_kwh = inc.kwh_lost
-            inc.last_hold = max(inc.last_hold, float(ts[b - 1]))
+            inc.last_hold = max(inc.last_hold, ts[b - 1])
             if not inc.phase:
-                phases = cond.phase[run]
-                nonzero = phases[phases != 0]
-                inc.phase = int(nonzero[0]) if nonzero.size else 0
-            inc.peak_magnitude = max(inc.peak_magnitude, float(cond.magnitude[run].max()))
-            inc.confidence = max(inc.confidence, float(cond.score[run].max()))
+                inc.phase = next((p for p in cond.phase[run].tolist() if p != 0), 0)
+            inc.peak_magnitude = max(inc.peak_magnitude, _np_max(cond.magnitude[run].tolist()))
+            inc.confidence = max(inc.confidence, _np_max(cond.score[run].tolist()))
             if cond.severity is not None:
                 inc.severity_code = max(inc.severity_code, int(cond.severity[run].max()))
             if not inc.raised:
                 # Raised once the window has passed with the condition held for most of it;
                 # never on the reading it began with (no alert is 0 s long).
-                elapsed = ts[a:b] - inc.start
-                due = np.flatnonzero(
-                    (elapsed >= raise_after)
-                    & (elapsed > 0)
-                    & (held_s >= fraction * (held_s + inc.absent_s))
-                )
-                if due.size:
-                    k = int(due[0])
+                due = [
+                    k
+                    for k in range(b - a)
+                    if ts[a + k] - inc.start >= raise_after
+                    and ts[a + k] - inc.start > 0
+                    and held_s[k] >= fraction * (held_s[k] + inc.absent_s)
+                ]
+                if due:
+                    k = due[0]
                     inc.raised = True
-                    inc.raised_at = float(ts[a + k])
+                    inc.raised_at = ts[a + k]
                     inc.onset = _onset_dict(inc)
                     meter = self.detector.registry.by_slot(slot).id
                     inc.alert_id = f"{meter}-{self.detector.name}-{int(inc.start)}"
-                    inc.evidence["at_raise"] = rows.snapshot(int(run[k]))
+                    inc.evidence["at_raise"] = rows.snapshot(run[k])
                     inc.evidence.update(self.detector.evidence(slot))
-                    inc.kwh_lost = base_kwh + float(cumulative[k])
-                    inc.last_event_ts = float(ts[a + k])
-                    hold_then, inc.last_hold = inc.last_hold, float(ts[a + k])
-                    out.append(self._event(AlertEventType.OPEN, float(ts[a + k]), slot, inc))
+                    inc.kwh_lost = base_kwh + cumulative[k]
+                    inc.last_event_ts = ts[a + k]
+                    hold_then, inc.last_hold = inc.last_hold, ts[a + k]
+                    out.append(self._event(AlertEventType.OPEN, ts[a + k], slot, inc))
                     inc.last_hold = hold_then
-            inc.kwh_lost = base_kwh + float(cumulative[-1])
-            inc.held_s = float(held_s[-1])
-            last_ts = float(ts[b - 1])
+            inc.kwh_lost = base_kwh + cumulative[-1]
+            inc.held_s = held_s[-1]
+            last_ts = ts[b - 1]
             if inc.raised and last_ts - inc.last_event_ts >= cfg.update_every_s:
                 inc.last_event_ts = last_ts
-                inc.evidence["latest"] = rows.snapshot(int(run[-1]))
+                inc.evidence["latest"] = rows.snapshot(run[-1])
                 out.append(self._event(AlertEventType.UPDATE, last_ts, slot, inc))
 
     def restore(self, slot: int, alert: Alert) -> None:
@@ -484,7 +542,7 @@ class Lifecycle:
     def open_alerts(self, latest_ts: float) -> list[Alert]:
         """Return the alerts open now, as they stand."""
         return [
-            self._alert(slot, inc, None, latest_ts)
+            self._alert(slot, self._pull(slot), None, latest_ts)
             for slot, inc in sorted(self.incidents.items())
             if inc.raised
         ]
@@ -527,39 +585,28 @@ class Engine:
         #: with the reading validator's report when the service runs one).
         self.clock_report: ValidationReport = ValidationReport()
 
-    def _intervals(self, batch: ReadingBatch) -> FloatArray:
+    def _intervals(self, batch: ReadingBatch, order: npt.NDArray[np.int64]) -> FloatArray:
         """Return, per row, the data time its reading covers; learn each meter's interval.
 
         A reading covers the time since the same meter's previous one, unless that gap was
-        a silence (longer than the meter's silence limit): then it covers nothing.
+        a silence (longer than the meter's silence limit): then it covers nothing. `order`
+        has the rows by meter (`by_meter`).
         """
-        order = np.argsort(batch.slot, kind="stable")
-        slots = batch.slot[order]
-        times = batch.ts[order]
-        prev = np.empty_like(times)
-        prev[1:] = times[:-1]
-        first = np.ones(len(slots), dtype=np.bool_)
-        first[1:] = slots[1:] != slots[:-1]
-        prev[first] = self._last_ts[slots[first]]
-        gaps = times - prev
-        known = np.isfinite(gaps) & (gaps > 0)
-        covered = np.where(known & (gaps <= self.silence_s[slots]), gaps, 0.0)
-        dt = np.empty_like(covered)
-        dt[order] = covered
-        starts = np.flatnonzero(first)
-        latest = np.maximum.reduceat(times, starts)
-        group_slots = slots[starts]
-        self._last_ts[group_slots] = np.maximum(self._last_ts[group_slots], latest)
-        # Each meter's shortest gap here moves its usual interval a step (on a log scale).
-        usable = known & (gaps <= MAX_INTERVAL_S)
-        shortest = np.minimum.reduceat(np.where(usable, gaps, np.inf), starts)
-        seen = np.isfinite(shortest)
-        if seen.any():
-            s, g = group_slots[seen], shortest[seen]
-            old = self.interval_s[s]
-            ratio = np.clip(g / np.where(np.isfinite(old), old, g), 0.5, 2.0)
-            self.interval_s[s] = np.where(np.isfinite(old), old * ratio**_INTERVAL_RATE, g)
-            self.silence_s[s] = np.maximum(MIN_SILENCE_S, SILENCE_INTERVALS * self.interval_s[s])
+        dt, moved, ratio = gaps_compiled(
+            batch.ts,
+            batch.slot,
+            order,
+            self._last_ts,
+            self.silence_s,
+            self.interval_s,
+            _INTERVAL_LIMITS,
+        )
+        if moved.size:
+            # A changed interval moves a step (on a log scale): the rest is done already.
+            self.interval_s[moved] = self.interval_s[moved] * ratio**_INTERVAL_RATE
+            self.silence_s[moved] = np.maximum(
+                MIN_SILENCE_S, SILENCE_INTERVALS * self.interval_s[moved]
+            )
         return dt
 
     def process(self, batch: ReadingBatch) -> list[AlertEvent]:
@@ -574,29 +621,34 @@ class Engine:
         readings were batched.
         """
         events: list[AlertEvent] = []
-        usable = np.isfinite(batch.ts) & (batch.ts >= self._last_ts[batch.slot])
-        if not usable.all():
+        # The common case (every row usable, in time order, none ahead) in one look.
+        fine, latest, bounds = scan_compiled(batch.ts, batch.slot, self._last_ts, self.tick_s)
+        if not fine:
+            usable = np.isfinite(batch.ts) & (batch.ts >= self._last_ts[batch.slot])
             self.rows_dropped += int((~usable).sum())
             batch = batch.take(np.flatnonzero(usable))
+            latest = float(batch.ts.max()) if len(batch) else -math.inf
         if len(batch) == 0:
             return events
         # The fleet's data time: the latest seen, or where most of this batch lies (a few
         # rows of one device with a wrong clock cannot carry it).
-        reference = max(self.now, float(np.quantile(batch.ts, 0.9)))
-        ahead = batch.ts > reference + MAX_AHEAD_S
-        if ahead.any():
+        if latest <= self.now + MAX_AHEAD_S:
+            ahead = None  # the fleet's data time is at least `now`: no row can be ahead
+        else:
+            reference = max(self.now, float(np.quantile(batch.ts, 0.9)))
+            ahead = batch.ts > reference + MAX_AHEAD_S
+        if ahead is not None and ahead.any():
             self.rows_dropped += int(ahead.sum())
             self.clock_report.readings_refused["clock_ahead"] += int(ahead.sum())
             for slot in batch.slot[ahead].tolist():
                 self.clock_report.clock_off[self.registry.by_slot(slot).id] += 1
             batch = batch.take(np.flatnonzero(~ahead))
-        if np.any(batch.ts[1:] < batch.ts[:-1]):
-            batch = batch.take(np.argsort(batch.ts, kind="stable"))
-        ticks = np.floor(batch.ts / self.tick_s).astype(np.int64)
-        cuts = np.flatnonzero(ticks[1:] != ticks[:-1]) + 1
-        bounds = [0, *cuts.tolist(), len(batch)]
-        for a, b in itertools.pairwise(bounds):
-            tick = int(ticks[a])
+        if not fine or (ahead is not None and ahead.any()) or not bounds.size:
+            if np.any(batch.ts[1:] < batch.ts[:-1]):
+                batch = batch.take(np.argsort(batch.ts, kind="stable"))
+            _, _, bounds = scan_compiled(batch.ts, batch.slot, self._last_ts, self.tick_s)
+        for a, b in itertools.pairwise(bounds.tolist()):
+            tick = math.floor(float(batch.ts[a]) / self.tick_s)
             if self._tick is not None and tick > self._tick:
                 self._poll(tick * self.tick_s, events)
             self._tick = tick if self._tick is None else max(self._tick, tick)
@@ -621,11 +673,11 @@ class Engine:
 
     def _step(self, batch: ReadingBatch, events: list[AlertEvent]) -> None:
         """Run every detector over rows of one tick."""
-        dt = self._intervals(batch)
+        order = by_meter_compiled(batch.slot, len(self.registry))
+        dt = self._intervals(batch, order)
         self.now = max(self.now, float(batch.ts.max()))
-        bits = (np.isfinite(batch.values).astype(np.int64) << _QUANTITY_BITS[:, None]).sum(axis=0)
-        np.bitwise_or.at(self.seen, batch.slot, bits)
-        self.ledger.add(batch, dt)
+        mark_seen_compiled(batch.values, batch.slot, self.seen)
+        self.ledger.add(batch, dt, order)
         ctx = self._context(batch, dt, self.now)
 
         def snapshot(row: int) -> dict[str, Any]:

@@ -11,12 +11,16 @@ the check meter with the sum of its customers.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
+from detectors.compiled import phase_sum_compiled
 from meterguard.model import QUANTITY_INDEX, FloatArray, IntArray, ReadingBatch
 
 if TYPE_CHECKING:
@@ -101,46 +105,22 @@ class HourlyLedger:
 
     # ------------------------------------------------------------ readings
 
-    def add(self, batch: ReadingBatch, dt: FloatArray) -> None:
-        """Take the readings of one tick (rows in time order) with the interval each covers."""
+    def add(self, batch: ReadingBatch, dt: FloatArray, order: Int64Array | None = None) -> None:
+        """Take the readings of one tick (rows in time order) with the interval each covers.
+
+        `order` has the rows by (meter, time) when the caller has it already.
+        """
         if len(batch) == 0:
             return
-        order = np.lexsort((batch.ts, batch.slot))
-        slot = batch.slot[order]
-        ts = batch.ts[order]
-        span = dt[order]
-        power = batch.values[_P1 : _P1 + 3, order]
-        measured = np.isfinite(power).any(axis=0)
-        wh = np.where(measured, np.nansum(power, axis=0), np.nan) * span / HOUR_S
-        # The registers' step, where the meter's previous row had them too and the step is
-        # believable, is the interval's energy; else active power times the interval.
-        first = np.r_[True, slot[1:] != slot[:-1]]
-        last = np.r_[slot[1:] != slot[:-1], True]
-        steps = []
-        for row, kept in ((_E_IMP, self.last_register), (_E_EXP, self.last_export)):
-            register = batch.values[row, order]
-            prev = np.empty_like(register)
-            prev[1:] = register[:-1]
-            prev[first] = kept[slot[first]]
-            steps.append((register - prev) * 1000.0)
-            kept[slot[last]] = register[last]
-        imported, exported = steps
-        limit = _MAX_REGISTER_W * span / HOUR_S
-        with np.errstate(invalid="ignore"):
-            believable = (imported >= 0) & (imported <= limit) & (span > 0)
-            # Net of the export register where the meter has one (solar customers).
-            has_export = (exported >= 0) & (exported <= limit)
-        step_wh = imported - np.where(has_export, exported, 0.0)
-        wh = np.where(believable, step_wh, wh)
-        usable = np.isfinite(wh) & (span > 0)
-        wh = np.where(usable, wh, 0.0)
-        span = np.where(usable, span, 0.0)
-        hour = np.floor((ts - dt[order] / 2.0) / HOUR_S).astype(np.int64)
+        if order is None:
+            order = np.lexsort((batch.ts, batch.slot))
+        slot, hour, wh, span = _rows_compiled(
+            batch.values, batch.ts, batch.slot, order, dt, self.last_register, self.last_export
+        )
         # A row of an hour already closed (overdue) counts towards the open one.
-        hour = np.maximum(hour, self.open_hour[slot])
-        n = len(self.open_hour)
+        current = self.open_hour[slot]
+        hour = np.maximum(hour, current)
         while slot.size:
-            current = self.open_hour[slot]
             fresh = current < 0
             if fresh.any():
                 # A meter's first hour: nothing to close; it joins its transformer's balance.
@@ -151,17 +131,15 @@ class HourlyLedger:
                     hour[fresh], np.flatnonzero(np.r_[True, np.diff(slot[fresh]) != 0])
                 )
                 current = self.open_hour[slot]
-            now = hour == current
-            self.acc_wh += np.bincount(slot[now], weights=wh[now], minlength=n)
-            self.acc_s += np.bincount(slot[now], weights=span[now], minlength=n)
-            later = ~now
-            if not later.any():
+            later = _accumulate_compiled(slot, hour, wh, span, current, self.acc_wh, self.acc_s)
+            if not later.size:
                 break
             slot, hour, wh, span = slot[later], hour[later], wh[later], span[later]
             movers = np.unique(slot)
             self._close(movers.astype(np.int64))
             starts = np.flatnonzero(np.r_[True, np.diff(slot) != 0])
             self.open_hour[movers] = np.minimum.reduceat(hour, starts)
+            current = self.open_hour[slot]
 
     def _close(self, slots: Int64Array) -> None:
         """Close these meters' open hours: record them, and count them towards transformers."""
@@ -241,9 +219,113 @@ class HourlyLedger:
         return _join_hours(closed), _join_balances(balances)
 
 
+def _rows(
+    values: FloatArray,
+    ts: FloatArray,
+    slot: IntArray,
+    order: Int64Array,
+    dt: FloatArray,
+    last_register: FloatArray,
+    last_export: FloatArray,
+) -> tuple[IntArray, Int64Array, FloatArray, FloatArray]:
+    """Return the rows in `order` (by meter, then time): slot, hour, energy, span; compiled.
+
+    The registers' step, where the meter's previous row had them too and the step is
+    believable, is the interval's energy; else active power times the interval. Each
+    figure is the numpy expression's, in its order of operations; the meters' latest
+    register readings are kept for the next batch.
+    """
+    n = ts.shape[0]
+    out_slot = np.empty(n, slot.dtype)
+    out_hour = np.empty(n, np.int64)
+    out_wh = np.empty(n)
+    out_span = np.empty(n)
+    for i in range(n):
+        r = order[i]
+        s = slot[r]
+        span = dt[r]
+        first = i == 0 or slot[order[i - 1]] != s
+        measured = False
+        for k in range(3):
+            measured |= not math.isnan(values[_P1 + k, r])
+        total = phase_sum_compiled(values, _P1, r)
+        wh = (total if measured else np.nan) * span / HOUR_S
+        imported = (
+            values[_E_IMP, r] - (last_register[s] if first else values[_E_IMP, order[i - 1]])
+        ) * 1000.0
+        exported = (
+            values[_E_EXP, r] - (last_export[s] if first else values[_E_EXP, order[i - 1]])
+        ) * 1000.0
+        limit = _MAX_REGISTER_W * span / HOUR_S
+        # Net of the export register where the meter has one (solar customers).
+        if imported >= 0 and imported <= limit and span > 0:
+            wh = imported - (exported if exported >= 0 and exported <= limit else 0.0)
+        usable = math.isfinite(wh) and span > 0
+        out_slot[i] = s
+        out_hour[i] = math.floor((ts[r] - span / 2.0) / HOUR_S)
+        out_wh[i] = wh if usable else 0.0
+        out_span[i] = span if usable else 0.0
+        if i == n - 1 or slot[order[i + 1]] != s:
+            last_register[s] = values[_E_IMP, r]
+            last_export[s] = values[_E_EXP, r]
+    return out_slot, out_hour, out_wh, out_span
+
+
+_rows_compiled = cast(
+    Callable[..., tuple[IntArray, Int64Array, FloatArray, FloatArray]],
+    numba.njit(cache=True)(_rows),
+)
+
+
+def _accumulate(
+    slot: IntArray,
+    hour: Int64Array,
+    wh: FloatArray,
+    span: FloatArray,
+    current: Int64Array,
+    acc_wh: FloatArray,
+    acc_s: FloatArray,
+) -> Int64Array:
+    """Add the rows of each meter's open hour to it; return the other rows; compiled.
+
+    Rows come grouped by meter: each meter's rows are summed from 0 in order, then added,
+    as np.bincount's per-meter sums are.
+    """
+    n = slot.shape[0]
+    later = np.empty(n, np.int64)
+    k = 0
+    i = 0
+    while i < n:
+        s = slot[i]
+        got = False
+        total_wh = 0.0
+        total_s = 0.0
+        while i < n and slot[i] == s:
+            if hour[i] == current[i]:
+                total_wh += wh[i]
+                total_s += span[i]
+                got = True
+            else:
+                later[k] = i
+                k += 1
+            i += 1
+        if got:
+            acc_wh[s] += total_wh
+            acc_s[s] += total_s
+    return later[:k]
+
+
+_accumulate_compiled = cast(Callable[..., Int64Array], numba.njit(cache=True)(_accumulate))
+
+
+#: What most ticks close: nothing (empty arrays, so one shared set will do).
+_NO_HOURS = ClosedHours.none()
+_NO_BALANCES = Balances.none()
+
+
 def _join_hours(parts: list[ClosedHours]) -> ClosedHours:
     if not parts:
-        return ClosedHours.none()
+        return _NO_HOURS
     return ClosedHours(
         np.concatenate([p.slot for p in parts]),
         np.concatenate([p.hour for p in parts]),
@@ -254,7 +336,7 @@ def _join_hours(parts: list[ClosedHours]) -> ClosedHours:
 
 def _join_balances(parts: list[Balances]) -> Balances:
     if not parts:
-        return Balances.none()
+        return _NO_BALANCES
     return Balances(
         np.concatenate([p.transformer for p in parts]),
         np.concatenate([p.hour for p in parts]),

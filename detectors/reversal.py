@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import cast
+
+import numba
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import (
     CLEAR,
     HOLDS,
-    UNKNOWN,
+    P1_ROW,
     Conditions,
     Detector,
     DetectorConfig,
@@ -17,7 +23,47 @@ from detectors.base import (
     register,
 )
 from detectors.context import BatchContext
-from meterguard.model import QUANTITY_INDEX, AlertKind, MeterRegistry, ReadingBatch
+from meterguard.model import AlertKind, MeterRegistry, ReadingBatch
+
+
+def _judge(
+    values: npt.NDArray[np.float64],
+    slot: npt.NDArray[np.int32],
+    eligible: npt.NDArray[np.bool_],
+    min_power_w: float,
+    holds: npt.NDArray[np.int8],
+    phase: npt.NDArray[np.int8],
+    loss: npt.NDArray[np.float64],
+    score: npt.NDArray[np.float64],
+    magnitude: npt.NDArray[np.float64],
+) -> None:
+    """Judge every row's phases (p1, p2, p3; a missing one counts as 0 W); compiled."""
+    for r in range(slot.shape[0]):
+        measured = False
+        lowest = np.inf
+        most_negative = 0
+        exported = 0.0
+        for k in range(3):
+            p = values[P1_ROW + k, r]
+            measured |= not math.isnan(p)
+            filled = 0.0 if math.isnan(p) else p
+            if filled < lowest:
+                lowest, most_negative = filled, k
+            part = -filled if filled < -min_power_w else 0.0
+            exported = part if k == 0 else exported + part
+        if not measured:
+            continue
+        holds[r] = CLEAR
+        if eligible[slot[r]] and lowest < -min_power_w:
+            holds[r] = HOLDS
+            phase[r] = most_negative + 1
+            loss[r] = exported
+            magnitude[r] = exported
+            share = 0.5 + 0.5 * (exported / (10.0 * min_power_w))
+            score[r] = min(max(share, 0.0), 1.0) if not math.isnan(share) else share
+
+
+_judge_compiled = cast(Callable[..., None], numba.njit(cache=True)(_judge))
 
 
 class ReversalConfig(DetectorConfig):
@@ -49,28 +95,9 @@ class ReversalDetector(Detector):
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Mark rows where some phase's active power is below -min_power_w."""
-        n = len(batch)
-        if n == 0:
-            return Conditions.none(0)
-        first = QUANTITY_INDEX["p1"]
-        power = batch.values[first : first + 3]  # p1, p2, p3 are adjacent columns
-        measured = ~np.isnan(power)
-        filled = np.where(measured, power, 0.0)
-        most_negative = filled.argmin(axis=0)
-        lowest = filled[most_negative, np.arange(n)]
-        eligible = self._eligible[batch.slot]
-        holds = np.where(measured.any(axis=0), CLEAR, UNKNOWN).astype(np.int8)
-        firing = eligible & (lowest < -self.min_power_w)
-        holds[firing] = HOLDS
-        exported = np.where(filled < -self.min_power_w, -filled, 0.0).sum(axis=0)
-        score = np.clip(0.5 + 0.5 * (exported / (10.0 * self.min_power_w)), 0.0, 1.0)
-        return Conditions(
-            holds=holds,
-            phase=np.where(firing, most_negative + 1, 0).astype(np.int8),
-            loss_w=np.where(firing, exported, 0.0),
-            score=np.where(firing, score, 0.0),
-            magnitude=np.where(firing, exported, 0.0),
-        )
+        out = Conditions.unknown(len(batch))
+        _judge_compiled(batch.values, batch.slot, self._eligible, self.min_power_w, *out.outputs())
+        return out
 
     def summarise(self, facts: IncidentFacts) -> str:
         """Describe the reversed phase and how long it has run backwards."""

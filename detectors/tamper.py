@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable
+from typing import Any, cast
 
+import numba
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import (
     CLEAR,
     HOLDS,
+    P1_ROW,
     Conditions,
     Detector,
     DetectorConfig,
@@ -18,7 +23,8 @@ from detectors.base import (
     format_duration,
     register,
 )
-from detectors.context import BatchContext, phase_block
+from detectors.compiled import phase_sum_compiled
+from detectors.context import BatchContext
 from meterguard.model import (
     AlertKind,
     MeterEvent,
@@ -60,6 +66,76 @@ class TamperConfig(DetectorConfig):
 POWER_FELL = 0.05
 
 
+def _judge(
+    values: npt.NDArray[np.float64],
+    ts: npt.NDArray[np.float64],
+    slot: npt.NDArray[np.int32],
+    events: npt.NDArray[np.uint32],
+    dt: npt.NDArray[np.float64],
+    event_hold_s: float,
+    cover_open: npt.NDArray[np.bool_],
+    last_event: npt.NDArray[np.float64],
+    usual_w: npt.NDArray[np.float64],
+    holds: npt.NDArray[np.int8],
+    phase: npt.NDArray[np.int8],
+    loss: npt.NDArray[np.float64],
+    score: npt.NDArray[np.float64],
+    magnitude: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Follow each meter's cover and field reports row by row and judge; compiled.
+
+    Returns the meters with clean rows (no tamper, metered power known), with the data
+    time those rows cover and their power times seconds, each summed from 0 in row order
+    as np.bincount's sums are; the caller moves the usual power with them.
+    """
+    size = usual_w.shape[0]
+    covered = np.zeros(size)
+    sums = np.zeros(size)
+    slots = np.empty(size, np.int64)
+    for r in range(slot.shape[0]):
+        s = slot[r]
+        code = events[r]
+        if code & (_OPENING | _MAGNET):
+            last_event[s] = ts[r]
+        # A close in the same interval as an opening: the opening came first.
+        if code & _CLOSING:
+            cover_open[s] = False
+        elif code & _OPENING:
+            cover_open[s] = True
+        firing = cover_open[s] or ts[r] - last_event[s] <= event_hold_s
+        metered = phase_sum_compiled(values, P1_ROW, r)
+        usual = usual_w[s]
+        if firing:
+            drop_w = 0.0
+            if math.isfinite(usual):
+                gap = usual - metered
+                drop_w = gap if (gap >= 0.0 or math.isnan(gap)) else 0.0
+            drop = drop_w / usual if usual > 0 else 0.0
+            share = min(max(drop, 0.0), 1.0) if not math.isnan(drop) else drop
+            holds[r] = HOLDS
+            loss[r] = drop_w
+            # An event that changed the readings is stronger proof than the flag alone.
+            score[r] = 0.6 + 0.4 * share
+            magnitude[r] = share
+        else:
+            holds[r] = CLEAR
+            if math.isfinite(metered):
+                covered[s] += dt[r]
+                sums[s] += metered * dt[r]
+    k = 0
+    for s in range(size):  # compacted in place: fewer array expressions, less to compile
+        if covered[s] > 0:
+            covered[k], sums[k], slots[k] = covered[s], sums[s], s
+            k += 1
+    return slots[:k], covered[:k], sums[:k]
+
+
+_judge_compiled = cast(
+    Callable[..., tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]],
+    numba.njit(cache=True)(_judge),
+)
+
+
 @register
 class TamperDetector(Detector):
     """Holds from a cover opening until it closes, and for an hour after any opening or field."""
@@ -81,66 +157,26 @@ class TamperDetector(Detector):
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Mark rows under an open cover or a magnetic field; learn the usual power otherwise."""
-        n = len(batch)
-        slot = batch.slot
-        events = batch.events.astype(np.int64)
-        open_now = self.cover_open[slot].copy()
-        last_event = self.last_event[slot].copy()
-        touched = np.flatnonzero(events & (_OPENING | _CLOSING | _MAGNET))
-        if touched.size:
-            # Tamper events are rare: follow each affected meter's rows in order.
-            for meter in np.unique(slot[touched]).tolist():
-                rows = np.flatnonzero(slot == meter)
-                state = bool(self.cover_open[meter])
-                latest = float(self.last_event[meter])
-                for r in rows.tolist():
-                    if events[r] & (_OPENING | _MAGNET):
-                        latest = float(batch.ts[r])
-                    # A close in the same interval as an opening: the opening came first.
-                    if events[r] & _CLOSING:
-                        state = False
-                    elif events[r] & _OPENING:
-                        state = True
-                    open_now[r] = state
-                    last_event[r] = latest
-                self.cover_open[meter] = state
-                self.last_event[meter] = latest
-        firing = open_now | (batch.ts - last_event <= self.cfg.event_hold_s)
-        holds = np.where(firing, HOLDS, CLEAR).astype(np.int8)
-        metered = np.nansum(phase_block(batch, "p1"), axis=0)
-        usual = self.usual_w[slot]
-        drop_w = np.where(np.isfinite(usual), np.maximum(usual - metered, 0.0), 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            drop = np.where(usual > 0, drop_w / usual, 0.0)
-        self._learn(ctx, metered, ~firing, slot)
-        return Conditions(
-            holds=holds,
-            phase=np.zeros(n, dtype=np.int8),
-            loss_w=np.where(firing, drop_w, 0.0),
-            # An event that changed the readings is stronger proof than the flag alone.
-            score=np.where(firing, 0.6 + 0.4 * np.clip(drop, 0.0, 1.0), 0.0),
-            magnitude=np.where(firing, np.clip(drop, 0.0, 1.0), 0.0),
+        out = Conditions.none(len(batch))
+        slots, covered, sums = _judge_compiled(
+            batch.values,
+            batch.ts,
+            batch.slot,
+            batch.events,
+            ctx.dt,
+            self.cfg.event_hold_s,
+            self.cover_open,
+            self.last_event,
+            self.usual_w,
+            *out.outputs(),
         )
-
-    def _learn(
-        self,
-        ctx: BatchContext,
-        metered: np.ndarray[Any, np.dtype[np.float64]],
-        clean: np.ndarray[Any, np.dtype[np.bool_]],
-        slot: np.ndarray[Any, np.dtype[np.int32]],
-    ) -> None:
-        size = len(self.usual_w)
-        ok = clean & np.isfinite(metered)
-        seconds = np.where(ok, ctx.dt, 0.0)
-        covered = np.bincount(slot, weights=seconds, minlength=size).astype(np.float64)
-        touched = np.flatnonzero(covered > 0)
-        if touched.size == 0:
-            return
-        sums = np.bincount(slot, weights=np.where(ok, metered, 0.0) * seconds, minlength=size)
-        mean = sums[touched] / covered[touched]
-        old = self.usual_w[touched]
-        weight = ewma_weight(covered[touched], self.cfg.usual_tau_s)
-        self.usual_w[touched] = np.where(np.isfinite(old), old + weight * (mean - old), mean)
+        if slots.size:
+            # The usual power moves towards the clean rows' mean by the time they cover.
+            mean = sums / covered
+            old = self.usual_w[slots]
+            weight = ewma_weight(covered, self.cfg.usual_tau_s)
+            self.usual_w[slots] = np.where(np.isfinite(old), old + weight * (mean - old), mean)
+        return out
 
     def evidence(self, slot: int) -> dict[str, Any]:
         """Give the usual power before the event and whether the cover is open."""

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import cast
+
+import numba
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import (
     CLEAR,
     HOLDS,
-    UNKNOWN,
+    I1_ROW,
+    P1_ROW,
+    V1_ROW,
     Conditions,
     Detector,
     DetectorConfig,
@@ -17,7 +25,8 @@ from detectors.base import (
     phase_label,
     register,
 )
-from detectors.context import BatchContext, phase_block
+from detectors.compiled import nan_to_num_compiled
+from detectors.context import BatchContext
 from meterguard.model import AlertKind, MeterRegistry, ReadingBatch
 
 _DEFAULT_PF = 0.95
@@ -38,6 +47,76 @@ class VoltageLossConfig(DetectorConfig):
     min_current_a: float = Field(
         default=0.2, gt=0, description="Current must flow on the low phase, A."
     )
+
+
+def _judge(  # one pass over the rows, the numpy expression's arithmetic in its order
+    values: npt.NDArray[np.float64],
+    slot: npt.NDArray[np.int32],
+    ref_v: npt.NDArray[np.float64],
+    three: npt.NDArray[np.bool_],
+    eligible: npt.NDArray[np.bool_],
+    neighbours: npt.NDArray[np.float64],
+    min_current: float,
+    max_ratio: float,
+    healthy_ratio: float,
+    holds: npt.NDArray[np.int8],
+    phase: npt.NDArray[np.int8],
+    loss: npt.NDArray[np.float64],
+    score: npt.NDArray[np.float64],
+    magnitude: npt.NDArray[np.float64],
+) -> None:
+    """Judge every row against its neighbours (or its own best phase); compiled.
+
+    Without neighbours in the same minute, the meter's own healthiest phase is the
+    reference (three-phase only: a lone single-phase meter cannot be told from a sag).
+    """
+    rel = np.empty(3)
+    reference = np.empty(3)
+    for r in range(slot.shape[0]):
+        s = slot[r]
+        ref = ref_v[s]
+        own_best = -np.inf
+        for k in range(3):
+            rel[k] = values[V1_ROW + k, r] / ref
+            if math.isfinite(rel[k]) and rel[k] > own_best:
+                own_best = rel[k]
+        if not math.isfinite(own_best):
+            own_best = np.nan
+        judged = False
+        worst = 0
+        deepest = -np.inf
+        for k in range(3):
+            near = neighbours[k, r]
+            reference[k] = near if math.isfinite(near) else (own_best if three[s] else np.nan)
+            current = values[I1_ROW + k, r]
+            usable = math.isfinite(rel[k]) and math.isfinite(current) and current >= min_current
+            judged |= usable and math.isfinite(reference[k])
+            if usable and rel[k] < max_ratio and reference[k] >= healthy_ratio:
+                depth = reference[k] - rel[k]
+                if depth > deepest:
+                    worst, deepest = k, depth
+        if not eligible[s]:
+            continue
+        if judged:
+            holds[r] = CLEAR
+        if deepest == -np.inf:
+            continue  # no low phase: not firing
+        holds[r] = HOLDS
+        phase[r] = worst + 1
+        best = reference[worst]
+        lost = (
+            nan_to_num_compiled(best) * ref * nan_to_num_compiled(values[I1_ROW + worst, r])
+            * _DEFAULT_PF
+            - nan_to_num_compiled(values[P1_ROW + worst, r])
+        )  # fmt: skip
+        loss[r] = lost if (lost >= 0.0 or math.isnan(lost)) else 0.0
+        floor = best if (best >= 1e-6 or math.isnan(best)) else 1e-6
+        shortfall = nan_to_num_compiled(1.0 - rel[worst] / floor)
+        score[r] = min(max(0.5 + shortfall, 0.0), 1.0)
+        magnitude[r] = shortfall
+
+
+_judge_compiled = cast(Callable[..., None], numba.njit(cache=True)(_judge))
 
 
 @register
@@ -66,46 +145,21 @@ class VoltageLossDetector(Detector):
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Mark rows with a low phase voltage the neighbourhood does not share."""
-        n = len(batch)
+        out = Conditions.unknown(len(batch))
         cfg = self.cfg
-        slot = batch.slot
-        volts = phase_block(batch, "v1")
-        current = phase_block(batch, "i1")
-        power = phase_block(batch, "p1")
-        ref = ctx.fleet.ref_v[slot]
-        rel = volts / ref
-        neighbours = ctx.neighbour_voltage()
-        # Without neighbours in the same minute, the meter's own healthiest phase is the
-        # reference (three-phase only: a lone single-phase meter cannot be told from a sag).
-        own_best = np.nanmax(np.where(np.isfinite(rel), rel, -np.inf), axis=0)
-        own_best = np.where(np.isfinite(own_best), own_best, np.nan)
-        three = ctx.fleet.three_phase[slot]
-        reference = np.where(np.isfinite(neighbours), neighbours, np.where(three, own_best, np.nan))
-        flowing = current >= cfg.min_current_a
-        measured = np.isfinite(rel) & np.isfinite(current)
-        low = measured & flowing & (rel < cfg.max_ratio) & (reference >= cfg.healthy_ratio)
-        # A phase on which the meter's own best phase is low too is a service-wide sag.
-        judged = measured & flowing & np.isfinite(reference)
-        eligible = self._eligible[slot]
-        firing = eligible & low.any(axis=0)
-        holds = np.full(n, UNKNOWN, dtype=np.int8)
-        holds[eligible & judged.any(axis=0)] = CLEAR
-        holds[firing] = HOLDS
-        depth = np.where(low, reference - rel, -np.inf)
-        worst = depth.argmax(axis=0)
-        rows = np.arange(n)
-        true_v = np.nan_to_num(reference[worst, rows]) * ref
-        lost = true_v * np.nan_to_num(current[worst, rows]) * _DEFAULT_PF - np.nan_to_num(
-            power[worst, rows]
+        _judge_compiled(
+            batch.values,
+            batch.slot,
+            ctx.fleet.ref_v,
+            ctx.fleet.three_phase,
+            self._eligible,
+            ctx.neighbour_voltage(),
+            cfg.min_current_a,
+            cfg.max_ratio,
+            cfg.healthy_ratio,
+            *out.outputs(),
         )
-        shortfall = np.nan_to_num(1.0 - rel[worst, rows] / np.maximum(reference[worst, rows], 1e-6))
-        return Conditions(
-            holds=holds,
-            phase=np.where(firing, worst + 1, 0).astype(np.int8),
-            loss_w=np.where(firing, np.maximum(lost, 0.0), 0.0),
-            score=np.where(firing, np.clip(0.5 + shortfall, 0.0, 1.0), 0.0),
-            magnitude=np.where(firing, shortfall, 0.0),
-        )
+        return out
 
     def summarise(self, facts: IncidentFacts) -> str:
         """Describe the low phase."""
