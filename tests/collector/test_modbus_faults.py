@@ -192,12 +192,12 @@ async def test_per_meter_interval_and_pause() -> None:
         {
             "name": "gw",
             "port": port,
-            "interval_s": 0.1,
-            "timeout_s": 0.3,
+            "interval_s": 0.2,
+            "timeout_s": 0.5,
             "pause_s": 0.01,
             "devices": [
                 {"meter": "M1", "unit": 1},
-                {"meter": "M2", "unit": 2, "interval_s": 0.5},
+                {"meter": "M2", "unit": 2, "interval_s": 1.0},
             ],
         }
     )
@@ -208,12 +208,13 @@ async def test_per_meter_interval_and_pause() -> None:
         slow = status.meter("M2", "gw")
         batches = source.batches()
         async with asyncio.timeout(20):
-            while slow.readings < 4:
+            while slow.readings < 5:
                 await anext(batches)
         await batches.aclose()
     fast = status.meter("M1", "gw")
-    # Five fast polls per slow one (0.1 s against 0.5 s), whatever the machine's speed.
-    assert 3.0 <= fast.readings / slow.readings <= 6.0
+    # Five fast polls per slow one (0.2 s against 1 s); a loaded machine's slower rounds
+    # may cost the fast meter a few, never make the two alike.
+    assert 2.5 <= fast.readings / slow.readings <= 6.0
     # Two requests per SDM630 poll, each followed by the pause before the next goes out.
     assert source.counters["requests"] == 2 * (fast.readings + slow.readings)
     log = list(gateway.bus_log)
