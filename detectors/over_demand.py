@@ -36,7 +36,11 @@ class OverDemandConfig(DetectorConfig):
     raise_after_s: float = Field(
         default=1800.0, ge=0, description="Demand must stay above the limit this long, s."
     )
-    clear_after_s: float = Field(default=3600.0, ge=0, description="Absence before clearing.")
+    clear_after_s: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="Absence before clearing: a misfit that shows every working day is one case.",
+    )
     severity: Severity = Field(default=Severity.MINOR, description="Severity of its alerts.")
     margin: float = Field(
         default=0.10,

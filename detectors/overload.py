@@ -38,7 +38,11 @@ class OverloadConfig(DetectorConfig):
         ge=0,
         description="Persistence before raising: longer than a motor start or a kettle.",
     )
-    clear_after_s: float = Field(default=3600.0, ge=0, description="Absence before clearing.")
+    clear_after_s: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="Absence before clearing: a misfit that shows every working day is one case.",
+    )
     severity: Severity = Field(default=Severity.MAJOR, description="Severity of its alerts.")
     overload_ratio: float = Field(
         default=1.2,
