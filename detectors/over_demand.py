@@ -4,7 +4,9 @@ A customer whose demand stays well above the capacity it contracted has added lo
 without declaring it (违约用电, 私增容量): its supply, CT and tariff were sized for less.
 Demand is the mean power over a demand window (15 minutes, as demand registers keep it),
 so a motor's start-up peak of a few minutes is not demand; persistence then asks for the
-excess over `raise_after_s` (30 minutes) of data time.
+excess over `raise_after_s` (2 hours) of data time: a household's cooking or a washing
+machine's heater lifts the demand of a small contract for half an hour or so, added load
+stays.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class OverDemandConfig(DetectorConfig):
     """Options of the over-demand detector."""
 
     raise_after_s: float = Field(
-        default=1800.0, ge=0, description="Demand must stay above the limit this long, s."
+        default=7200.0, ge=0, description="Demand must stay above the limit this long, s."
     )
     clear_after_s: float = Field(
         default=86_400.0,
