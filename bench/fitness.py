@@ -4,8 +4,8 @@ Runs `meterguard simulate`, `replay` and `evaluate` as a user would, on
 simulators/scenarios/fitness.toml (incidents and look-alikes of wiring_misfit, overload
 and over_demand) and on the standard mix of other seeds (honest meters, CTs and
 contracts drawn by the simulator, the suite's thefts, a few fitness incidents), at each
-cadence, and prints one line per run: the fitness kinds' incidents, detected, diagnosed,
-alerts and false alerts.
+cadence, and prints one line per run: per fitness kind, incidents/detected/diagnosed, its
+false alerts (matching no incident) and the median time to raise.
 
     .venv/bin/python bench/fitness.py                        # 1min and 15min
     .venv/bin/python bench/fitness.py --cadences 1min 15min 30min --seeds 3 4 --days 7
@@ -45,18 +45,21 @@ def score(folder: Path, generate: list[str], country: str | None) -> dict[str, A
         _run([str(BIN / "meterguard"), "evaluate", str(folder), str(alerts), "--json"])
     )
     kinds = result["per_kind"]
-    fit = [kinds[k] for k in FITNESS if k in kinds]
+    empty = {"incidents": 0, "detected": 0, "diagnosed": 0, "false_alarms": 0}
     return {
-        "incidents": sum(k["incidents"] for k in fit),
-        "detected": sum(k["detected"] for k in fit),
-        "diagnosed": sum(k["diagnosed"] for k in fit),
-        "alerts": sum(k["alerts"] for k in fit),
-        "false": sum(k["false_alarms"] for k in fit),
-        "false_by_kind": {k: kinds[k]["false_alarms"] for k in FITNESS if k in kinds},
+        "kinds": {k: kinds.get(k, empty) for k in FITNESS},
         "meter_days": result.get("meter_days"),
-        "all_false_per_1000": result.get("false_alarms_per_1000_meter_days"),
-        "raise_s": result["timing"]["fitness"]["median_time_to_raise_s"],
     }
+
+
+def _line(figures: dict[str, Any]) -> str:
+    """Return one kind's figures: incidents/detected/diagnosed, false alerts, time to raise."""
+    raise_s = figures.get("median_time_to_raise_s")
+    raised = "-" if raise_s is None else f"{raise_s / 60:.0f} min"
+    return (
+        f"{figures['incidents']}/{figures['detected']}/{figures['diagnosed']} "
+        f"false {figures['false_alarms']} raise {raised}"
+    )
 
 
 def main() -> None:
@@ -90,13 +93,9 @@ def main() -> None:
             for name, generate, country in runs:
                 folder = Path(tmp) / f"{name.replace(' ', '-')}-{cadence}"
                 r = score(folder, generate, country)
-                print(
-                    f"{cadence:>6} {name:<11} incidents {r['incidents']:>2} detected "
-                    f"{r['detected']:>2} diagnosed {r['diagnosed']:>2} fitness alerts "
-                    f"{r['alerts']:>3} false {r['false']:>2} {r['false_by_kind']} "
-                    f"raise {r['raise_s']} s",
-                    flush=True,
-                )
+                kinds = "; ".join(f"{k} {_line(f)}" for k, f in r["kinds"].items())
+                days = f"{r['meter_days']:.0f} meter-days"
+                print(f"{cadence:>6} {name:<11} {days}: {kinds}", flush=True)
 
 
 if __name__ == "__main__":
