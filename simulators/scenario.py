@@ -411,8 +411,8 @@ FITNESS_SUITE: tuple[_Recipe, ...] = (
 FITNESS_CONFOUNDERS = (
     ("balanced_3p3w", "ct", math.nan, (math.inf, math.inf)),
     ("ct_heavy", "ct", 1.1, (3.0, 24.0)),
-    ("inrush", "commercial", 2.5, (0.05, 0.08)),
-    ("inrush", "commercial", 2.0, (0.05, 0.08)),
+    ("inrush", "3p", 2.5, (0.05, 0.08)),
+    ("inrush", "3p", 2.0, (0.05, 0.08)),
 )
 #: Customers per round of the suite; bigger fleets get several rounds.
 SUITE_ROUND_METERS = 150

@@ -68,7 +68,7 @@ duration_h = 8
 
 [[confounder]]
 kind = "inrush"
-pool = "commercial"
+pool = "3p"
 count = 2
 magnitude = 2.5
 start_h = 9
