@@ -13,9 +13,13 @@ import numpy as np
 import pytest
 
 from api.i18n.catalogue import translate
+from api.i18n.summaries import render_summary
+from detectors.base import IncidentFacts
+from detectors.over_demand import OverDemandDetector
 from meterguard.model import Meter, MeterRegistry
 from service.replay import replay
 from simulators.fitness import two_element_readings
+from simulators.live import LiveFleet
 from simulators.output import write_run
 from simulators.scenario import load_scenario
 from tests.detectors.physics import feed, only, opened, reading
@@ -217,3 +221,26 @@ def test_the_kinds_have_names_in_both_languages() -> None:
     assert "三相三线" in translate("zh-CN", "kind.wiring_misfit")
     assert "过载" in translate("zh-CN", "kind.overload")
     assert translate("en", "kind.overload") == "CT or meter overload"
+
+
+def test_a_live_3p3w_meter_reads_two_elements_and_no_neutral(tmp_path: Path) -> None:
+    (tmp_path / "scenario.toml").write_text(SCENARIO, encoding="utf-8")
+    scenario = load_scenario(tmp_path / "scenario.toml")
+    fleet = LiveFleet.from_scenario(scenario)
+    meter = next(m for m in fleet.meters if m.meter.service == "3p3w")
+    values = meter.read(scenario.start_s + 3600.0)
+    assert {"v1", "v2", "v3", "i1", "i3", "p1", "p3"} <= set(values)
+    assert not {"i2", "p2", "q2", "in"} & set(values)
+    # Line-to-line voltages.
+    assert values["v1"] == pytest.approx(230.0 * math.sqrt(3), rel=0.08)
+
+
+def test_a_summary_renders_in_chinese_with_the_practices_terms() -> None:
+    facts = IncidentFacts(phase=0, duration_s=3 * 3600.0, peak_magnitude=1.3, kwh_lost=42.0)
+    detector = OverDemandDetector(OverDemandDetector.config_model(), SHOP)
+    english = detector.summarise(facts)
+    chinese = render_summary(detector.summary_message(facts), english, "zh-CN")
+    assert "私增容量" in chinese
+    assert "130%" in chinese
+    assert "42.0" in chinese
+    assert render_summary(detector.summary_message(facts), english, "en") == english
