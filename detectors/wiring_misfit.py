@@ -76,7 +76,7 @@ class WiringMisfitDetector(Detector):
     name = "wiring_misfit"
     kind = AlertKind.WIRING_MISFIT
     config_model = WiringMisfitConfig
-    needs = ("i1", "i2", "i3", "p1", "p3", "q1", "q3", "v1", "v3")
+    needs = ("i1", "i3", "p1", "p3", "q1", "q3", "v1", "v3")
     requires = (("i1",), ("i3",))
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
@@ -96,13 +96,15 @@ class WiringMisfitDetector(Detector):
         if n == 0:
             return Conditions.none(0)
         cfg = self.cfg
-        currents = phase_block(batch, "i1")
+        # The two elements' currents: a 3p3w meter has no CT on line 2, and an i2 it reports
+        # (zero, or computed from the other two) is no measurement.
+        currents = phase_block(batch, "i1")[[0, 2]]
         measured = np.isfinite(currents)
         high = np.where(measured, currents, -np.inf).max(axis=0)
         low = np.where(measured, currents, np.inf).min(axis=0)
         judged = (
             self._eligible[batch.slot]
-            & (measured.sum(axis=0) >= 2)
+            & measured.all(axis=0)
             & (high >= self.min_current[batch.slot])
         )
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -123,7 +125,7 @@ class WiringMisfitDetector(Detector):
         seen = np.isfinite(volts).sum(axis=0)
         phase_v = np.nansum(volts, axis=0) / np.maximum(seen, 1) / math.sqrt(3)
         # What is at stake: the unbalanced part of the current, times the phase voltage.
-        at_stake = np.abs(np.nan_to_num(currents[0] - currents[2])) / 2.0 * phase_v * _DEFAULT_PF
+        at_stake = np.abs(np.nan_to_num(currents[0] - currents[1])) / 2.0 * phase_v * _DEFAULT_PF
         if firing.any():
             rows = np.flatnonzero(firing)
             np.maximum.at(self.peak_unbalance, batch.slot[rows], unbalance[rows])

@@ -20,7 +20,9 @@ from meterguard.model import Meter, MeterRegistry
 from service.replay import replay
 from simulators.fitness import two_element_readings
 from simulators.live import LiveFleet
+from simulators.mqtt_publisher import shelly_em
 from simulators.output import write_run
+from simulators.registers import SDM630, register_image
 from simulators.scenario import load_scenario
 from tests.detectors.physics import feed, only, opened, reading
 
@@ -233,6 +235,16 @@ def test_a_live_3p3w_meter_reads_two_elements_and_no_neutral(tmp_path: Path) -> 
     assert not {"i2", "p2", "q2", "in"} & set(values)
     # Line-to-line voltages.
     assert values["v1"] == pytest.approx(230.0 * math.sqrt(3), rel=0.08)
+    # Served over Modbus and MQTT, the absent element reads zero or is left out.
+    assert register_image(values, 3)[SDM630["i2"]] == 0.0
+    assert "b_current" not in shelly_em(values, 3)
+
+
+def test_an_i2_a_3p3w_meter_reports_is_no_measurement() -> None:
+    # An SDM630 in 3P3W mode served over Modbus shows zero on line 2.
+    rows = _two_element([50.0, 50.0, 50.0], [25.0, 25.0, 25.0]) | {"i2": 0.0}
+    engine = only(DELTA, "wiring_misfit")
+    assert opened(feed(engine, [(T0 + t, 0, rows) for t in np.arange(0, 3600, 60.0)])) == []
 
 
 def test_a_summary_renders_in_chinese_with_the_practices_terms() -> None:
