@@ -90,6 +90,16 @@ class GapModel:
         allowance = self.allowance * load
         expected = np.where(known, usual + np.where(own, shift, 0.0), allowance)
         spread = np.where(own, spread, np.where(known, np.maximum(borrowed, spread), allowance))
+        # A day type seen once (the second Sunday, a holiday after a Sunday): its one clean
+        # hour is the usual gap, judged by the stand-in's spread scaled to this load, doubled.
+        once = known & ~own & (self.n[t, day_type, hour] == 1)
+        if once.any():
+            first = self.gap_w[t, day_type, hour]
+            scale = load / np.maximum(np.abs(usual_load), 1.0)
+            wide = 2.0 * np.sqrt(self.var[t, cell, hour]) * np.clip(scale, 0.25, 4.0)
+            own_floor = np.maximum(_FLOOR_SHARE * load + _FLOOR_W, _FLOOR_OF_GAP * np.abs(first))
+            expected = np.where(once, first, expected)
+            spread = np.where(once, np.maximum(wide, 2.0 * own_floor), spread)
         return expected, np.maximum(spread, _FLOOR_W), known
 
     def learn(

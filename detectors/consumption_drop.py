@@ -1,18 +1,19 @@
 """Consumption drop: a sustained fall of a meter's energy against its own history.
 
 Each meter's hourly energy (detectors/ledger.py) is compared with what its history expects
-for that hour of that kind of day (weekday, Saturday, Sunday or public holiday). Every
-hour, the last 24 hours' energy against their expectation gives a ratio; its logarithm,
-less the same figure's median over the meter's class (weather, an unlisted holiday), is
-judged against the meter's own day-to-day spread of it. A tap before the meter keeps the
-shape of the load and lowers every hour alike; a shop closed, a plant shut down or a home
-on holiday falls to a flat idle and is left alone.
+for that hour of that kind of day (weekday, Saturday, Sunday or public holiday). Every hour's
+shortfall, as a share of the meter's usual hour and less its class's common change (weather,
+an unlisted holiday), is added to a one-sided CUSUM in units of the meter's own day-to-day
+spread, so a sustained fall accumulates hour by hour while a quiet afternoon does not; the
+change point is where the sum last rose from near zero. A tap before the meter keeps the
+shape of the load and lowers every hour alike; a shop closed, a plant shut down or a home on
+holiday falls to a flat idle and is left alone.
 
 Where the meter's transformer has a check meter, its balance decides: a tap shows there as
 unexplained energy that matches the customer's fall and follows its load (raised with high
-confidence, major, after a few hours); a fall the balance does not see is honest. Without
-a check meter (or when the balance is too noisy to tell), only a fall well beyond the
-meter's own spread, held for hours, is raised, and with low confidence.
+confidence, major, at a low threshold of the sum); a fall the balance does not see is honest.
+Without a check meter (or when the balance is too noisy to tell), only a sum past a higher
+threshold within two days of its change point is raised, and with low confidence.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ _CONFIRM_HOURS = 36
 _PRIOR_WEIGHT = 24.0
 _TAMPER = int(MeterEvent.COVER_OPEN | MeterEvent.TERMINAL_COVER_OPEN | MeterEvent.MAGNETIC_FIELD)
 _MAJOR = SEVERITY_LEVELS.index(Severity.MAJOR)
+#: The CUSUM counts as left zero above this (spreads x days): its change point.
+_NEAR_ZERO = 0.5
+#: Weight of an honest hour in the meter's mean clipped deviation (about 4 days).
+_BIAS_RATE = 1.0 / 96.0
+#: Hours a suspected fall may hold its hours back from the baseline.
+_WEIGH_HOURS = 48
 BoolArray = npt.NDArray[np.bool_]
 Int64Array = npt.NDArray[np.int64]
 
@@ -95,22 +102,23 @@ class ConsumptionDropConfig(DetectorConfig):
         description="Below this share over the last 6 hours the load is idle (shutdown, "
         "holiday): not this detector.",
     )
-    alone_sigmas: float = Field(
-        default=4.0,
+    cusum_k: float = Field(
+        default=0.5,
+        ge=0,
+        description="CUSUM reference: each day's fall counts beyond this many of the meter's "
+        "own day-to-day spreads (half the smallest fall to find quickly).",
+    )
+    alone_h: float = Field(
+        default=3.0,
         gt=0,
-        description="Without corroboration, the fall must pass this many of the meter's own "
-        "day-to-day spreads ...",
+        description="Without corroboration, the CUSUM of the meter's hourly fall (in spreads "
+        "x days) must reach this within 2 days of its change point (for normal day-to-day "
+        "noise, a false alarm every 120 meter-days or so before the other checks) ...",
     )
-    alone_hours: int = Field(
-        default=6, ge=1, description="... for this many hourly judgements in a row."
-    )
-    confirmed_sigmas: float = Field(
-        default=2.0,
+    confirmed_h: float = Field(
+        default=0.5,
         gt=0,
-        description="With the check meter's balance confirming it, this many spreads ...",
-    )
-    confirmed_hours: int = Field(
-        default=3, ge=1, description="... for this many hourly judgements in a row."
+        description="... and with the check meter's balance (or a tamper event) confirming, this.",
     )
     confirm_share: float = Field(
         default=0.5,
@@ -199,6 +207,11 @@ class ConsumptionDropDetector(Detector):
         self.earlier_w = np.full(n, np.nan)
         self.run_alone = np.zeros(n, dtype=np.int64)
         self.run_confirmed = np.zeros(n, dtype=np.int64)
+        # The CUSUM of each meter's hourly fall (spreads x days), and the mean of its
+        # clipped hourly deviation on honest hours (clipping bursts biases it).
+        self.cusum = np.zeros(n)
+        self.bias = np.zeros(n)
+        self.held_hour = np.full(n, -1, dtype=np.int64)
         self.reversed_until = np.full(n, -np.inf)
         self.tamper_at = np.full(n, -np.inf)
         nt = len(trafos)
@@ -327,7 +340,12 @@ class ConsumptionDropDetector(Detector):
         raised = self.run_alone[meters] + self.run_confirmed[meters] > 0
         # A fall being raised: the hours it covers must never become the meter's normal.
         self.learned_until[meters[raised]] = hour - 1
-        ready = meters[~raised & (self.low_since[meters] < 0)]
+        # A fall being weighed holds its hours back, for 2 days at most: by then it is
+        # raised or it is the meter's new normal.
+        weighing = (self.cusum[meters] >= 0.5 * cfg.alone_h) & (
+            hour - self.low_since[meters] < _WEIGH_HOURS
+        )
+        ready = meters[~raised & ~weighing]
         if not ready.size:
             return
         first = np.maximum(self.learned_until[ready] + 1, oldest)
@@ -389,30 +407,69 @@ class ConsumptionDropDetector(Detector):
         y = x - common
         spread = self._spread(meters)
         low = np.isfinite(y) & (y < np.log(cfg.drop_ratio))
-        starting = low & (self.low_since[meters] < 0)
+        exporting = self.reversed_until[meters] > hour * HOUR_S - 24 * HOUR_S
+        # This hour's deviation from what the meter's history expects of it, as a share of
+        # the meter's usual hour, clipped (one burst must not wipe out a day's evidence),
+        # less the class's change this hour and the meter's own mean of the clipped figure.
+        now_ok = ok[:, 0] & judged & ~exporting
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_b = b_sum / np.maximum(count, 1)
+            u = np.clip((e[:, 0] - b[:, 0]) / np.maximum(mean_b, 1e-9), -1.0, 1.0)
+        u = np.where(now_ok, u, np.nan)
+        u_common = np.zeros(meters.size)
+        for c in np.unique(cls).tolist():
+            peers = (cls == c) & now_ok
+            if peers.sum() >= 5:
+                u_common[cls == c] = np.median(u[peers])
+        dev = u - u_common - self.bias[meters]
+        # One-sided CUSUM in units of the meter's day-to-day spread: a day whose energy is
+        # a share f below its expectation adds f / spread - k; each hour adds its 24th.
+        before = self.cusum[meters]
+        step = np.where(now_ok, (-dev / spread - cfg.cusum_k) / 24.0, 0.0)
+        after = np.clip(before + step, 0.0, 2.0 * cfg.alone_h)
+        # Consumption back at its usual over the last 6 hours ends the evidence.
+        after = np.where(np.isfinite(recent_ratio) & (recent_ratio >= 1.0), 0.0, after)
+        self.cusum[meters] = after
+        honest = now_ok & (after <= _NEAR_ZERO)
+        self.bias[meters[honest]] += _BIAS_RATE * (u - u_common - self.bias[meters])[honest]
+        # The change point: the first hour after the sum was last near zero.
+        starting = (after > _NEAR_ZERO) & (self.low_since[meters] < 0)
         self.low_since[meters[starting]] = hour
         self._note_earlier(meters[starting], hour)
-        self.low_since[meters[~low]] = -1
-        # The spread is the meter's honest variation: a fall that has lasted for hours is
-        # what is being judged, and must not widen the yardstick it is judged by.
-        sustained = (self.low_since[meters] >= 0) & (hour - self.low_since[meters] >= 6)
-        learn = np.isfinite(y) & (np.abs(y) < 3.0 * spread) & ~sustained
+        self.low_since[meters[after <= _NEAR_ZERO]] = -1
+        # The spread is the meter's honest variation: a fall being weighed (the sum away
+        # from zero) must not widen the yardstick it is judged by.
+        weighed = (self.low_since[meters] >= 0) & (y < 0)
+        learn = np.isfinite(y) & (np.abs(y) < 3.0 * spread) & ~weighed
         self.var_sum[meters[learn]] += y[learn] ** 2
         self.var_n[meters[learn]] += 1.0
-        idle = (recent_ratio < cfg.idle_ratio) | ((cv_b > 0.2) & (cv_e < 0.4 * cv_b))
+        # Idle: the last hours nearly empty, or flat where the usual day is not (a tap
+        # keeps the day's shape, an empty home or a closed shop loses it).
+        flat = (cv_b > 0.2) & (cv_e < 0.4 * cv_b)
+        idle = (recent_ratio < 0.5 * cfg.idle_ratio) | (flat & (recent_ratio < 2 * cfg.idle_ratio))
+        # The shape since the change point: the step itself does not count against it.
+        in_run = ok & (np.arange(24)[None, :] <= (hour - self.low_since[meters])[:, None])
+        run_shape = _correlation(e, b, in_run)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            run_ratio = np.where(in_run, e, 0.0).sum(axis=1) / np.where(in_run, b, 0.0).sum(axis=1)
         proportional = base_fall < 0.5 * y
-        exporting = self.reversed_until[meters] > hour * HOUR_S - 24 * HOUR_S
         # The fall goes on: the last hours are low too (a closure that ended is not a tap).
-        plausible = low & ~idle & ~exporting & (recent_ratio < cfg.drop_ratio)
+        # ... and since the change point: the balance may confirm a fall the day's window does
+        # not show yet; alone, the day must show it too.
+        plausible = (run_ratio < cfg.drop_ratio) & ~idle & ~exporting
+        plausible &= (recent_ratio < cfg.drop_ratio) & (self.low_since[meters] >= 0)
         deficit = np.where(judged, (b_sum - e_sum) / np.maximum(count, 1), 0.0)
-        alone = plausible & proportional & (shape >= cfg.shape_correlation)
-        alone &= y < -cfg.alone_sigmas * spread
+        alone = plausible & low & proportional & (run_shape >= cfg.shape_correlation)
+        alone &= after >= cfg.alone_h
+        # A fall that took longer than that to pass the threshold is a drift of the meter's
+        # normal (a season, heating switched off for the summer), not a tap: a tap is a step.
+        alone &= hour - self.low_since[meters] < _WEIGH_HOURS
         alone &= deficit >= cfg.min_loss_w
         support, informative, correlation = self._balance(meters, hour)
         confirmed_now = informative & (support >= cfg.confirm_share) & (support <= 3.0)
         confirmed_now &= correlation >= 0.3
         # Only a young fall can be matched to the balance: later, unexplained energy that
-        # appears may be anyone's on the transformer (the window lags the fall by a day).
+        # appears may be anyone's on the transformer.
         confirmed_now &= hour - self.low_since[meters] <= _CONFIRM_HOURS
         since = self.low_since[meters]
         # A cover opened or a magnet applied in the day before the fall began.
@@ -420,23 +477,29 @@ class ConsumptionDropDetector(Detector):
         tampered = (
             (since >= 0) & (tamper_at >= (since - 24) * HOUR_S) & (tamper_at <= since * HOUR_S)
         )
-        tampered &= y < -(cfg.confirmed_sigmas + 1.0) * spread
-        confirmed = plausible & (y < -cfg.confirmed_sigmas * spread) & (confirmed_now | tampered)
-        confirmed &= shape >= cfg.shape_correlation - 0.1
+        confirmed = plausible & (after >= cfg.confirmed_h) & (confirmed_now | tampered)
+        confirmed &= ~(run_shape < cfg.shape_correlation - 0.1)
         refuted = informative & (support < 0.1)
         self.last_z[meters] = np.where(np.isfinite(y), y / spread, 0.0)
-        alone &= ~refuted & ~self._shared(meters, alone)
+        # Falls that others of the class began with (a warm spell switching electric
+        # heating off) are not one customer's doing, whatever the balance says.
+        shared = self._shared(meters, alone | confirmed)
+        alone &= ~refuted & ~shared
+        confirmed &= ~shared
         self.run_alone[meters] = np.where(alone, self.run_alone[meters] + 1, 0)
         self.run_confirmed[meters] = np.where(confirmed, self.run_confirmed[meters] + 1, 0)
-        holds = (self.run_alone[meters] >= cfg.alone_hours) | (
-            self.run_confirmed[meters] >= cfg.confirmed_hours
-        )
-        strong = holds & (self.run_confirmed[meters] >= cfg.confirmed_hours)
-        # The alert starts with the first hour of the run that raised it: the day-long
-        # window may have dipped before the fall by chance, and a start before the fall
-        # would point the crew at the wrong time.
-        run = np.where(strong, self.run_confirmed[meters], self.run_alone[meters])
-        onset = np.maximum(since, hour - run + 1) * HOUR_S
+        holds = alone | confirmed
+        # A fall held again after its alert cleared is a new alert: it starts after the
+        # last hour the old one held (one start, one alert).
+        last = self.held_hour[meters]
+        renewed = holds & (last >= 0) & ((hour - last) * HOUR_S > cfg.clear_after_s)
+        self.low_since[meters[renewed]] = np.maximum(since[renewed], last[renewed] + 1)
+        since = self.low_since[meters]
+        self.held_hour[meters[holds]] = hour
+        strong = confirmed
+        # The alert starts at the change point: the end of the first hour the sum counted
+        # (never before the change, so the crew is not pointed at an honest hour).
+        onset = (since + 1).astype(np.float64) * HOUR_S
         verdict = np.where(holds, HOLDS, np.where(np.isfinite(y), CLEAR, UNKNOWN)).astype(np.int8)
         told = verdict != UNKNOWN
         self._dbg = dict(locals())
@@ -472,6 +535,8 @@ class ConsumptionDropDetector(Detector):
                 "ratio_after_class_change": round(float(np.exp(y[j])), 3),
                 "own_spread": round(float(spread[j]), 3),
                 "sigmas": round(float(y[j] / spread[j]), 1),
+                "cusum": round(float(after[j]), 2),
+                "hours_since_change": int(hour - since[j]),
                 "hourly_wh": [round(float(v), 1) for v in np.nan_to_num(e[j, ::-1])],
                 "expected_wh": [round(float(v), 1) for v in np.nan_to_num(b[j, ::-1])],
                 "transformer_confirms": bool(confirmed_now[j]),

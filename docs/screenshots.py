@@ -1,6 +1,10 @@
 """Take the README's screenshots: runs the demo, opens each page in headless Chromium.
 
-Usage: .venv/bin/python docs/screenshots.py (writes docs/screenshots/*.png)
+Usage: .venv/bin/python docs/screenshots.py (writes docs/screenshots/{en,zh-CN}/*.png)
+
+The demo plays its story quickly (--pace 5) and the pages are taken once every kind of the
+story is on the board, once in English and once in Simplified Chinese (the browser's
+Accept-Language chooses).
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 OUT = Path(__file__).parent / "screenshots"
+#: The kinds of the demo's story (docs/SIMULATORS.md): the board shows them all.
+STORY_KINDS = 7
+LANGUAGES = ("en", "zh-CN")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -73,9 +80,63 @@ async def _sign_in(page: Page, token: str) -> None:
 
 
 def _alerts(base: str) -> list[dict[str, object]]:
-    with urllib.request.urlopen(base + "/api/alerts?active=true") as resp:
+    with urllib.request.urlopen(base + "/api/alerts") as resp:
         items: list[dict[str, object]] = json.load(resp)["items"]
     return items
+
+
+def _transformer_of(base: str, meter: str) -> str | None:
+    """Return the transformer a meter hangs on, as the API knows it."""
+    with urllib.request.urlopen(f"{base}/api/meters/{meter}") as resp:
+        found = json.load(resp).get("transformer")
+    return None if found is None else str(found)
+
+
+async def _shoot(
+    browser: Browser,
+    base: str,
+    tokens: dict[str, str],
+    language: str,
+    alert_id: str,
+    meter: str,
+    transformer: str | None,
+) -> None:
+    """Take every page in one language into docs/screenshots/<language>/."""
+    out = OUT / language
+    out.mkdir(parents=True, exist_ok=True)
+    desk = await browser.new_context(locale=language, viewport={"width": 1280, "height": 720})
+    page = await desk.new_page()
+    await page.goto(base + "/")
+    await _sign_in(page, tokens["operator"])
+    pages = [
+        ("board.png", "/", False),
+        ("alert.png", f"/alerts/{alert_id}", True),
+        ("meter.png", f"/meters/{meter}", True),
+    ]
+    if transformer is not None:
+        pages.append(("transformer.png", f"/transformers/{transformer}", True))
+    for name, path, full in pages:
+        await page.goto(base + path)
+        await page.wait_for_load_state("networkidle")
+        await asyncio.sleep(1.0)
+        await page.screenshot(path=str(out / name), full_page=full)
+        print("wrote", out / name)
+    await desk.close()
+    phone = await browser.new_context(locale=language, viewport={"width": 390, "height": 800})
+    board = await phone.new_page()
+    await board.goto(base + "/")
+    await asyncio.sleep(1.5)
+    await board.screenshot(path=str(out / "board-phone.png"))
+    print("wrote", out / "board-phone.png")
+    crew = await phone.new_page()
+    await crew.set_viewport_size({"width": 390, "height": 844})
+    await crew.goto(base + "/crew")
+    await _sign_in(crew, tokens["crew1"])
+    await crew.locator("#orders article.order").first.wait_for()
+    await asyncio.sleep(0.5)
+    await crew.screenshot(path=str(out / "crew-phone.png"))
+    print("wrote", out / "crew-phone.png")
+    await phone.close()
 
 
 async def main() -> None:
@@ -95,6 +156,8 @@ async def main() -> None:
             str(port),
             "--data-dir",
             data_dir,
+            "--pace",
+            "5",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -104,14 +167,17 @@ async def main() -> None:
         reader = asyncio.create_task(_read_tokens(demo.stdout, tokens))
         try:
             alerts: list[dict[str, object]] = []
-            for _ in range(120):  # the demo's alerts need ~30 s of readings
+            for second in range(300):  # the story's last act is raised after ~2 minutes
                 with contextlib.suppress(OSError):
                     alerts = _alerts(base)
-                    if len(alerts) >= 3:
+                    if len({a["kind"] for a in alerts}) >= STORY_KINDS:
                         break
+                if second % 15 == 0:
+                    print(f"waiting for the story: {len(alerts)} alerts so far", flush=True)
                 await asyncio.sleep(1)
             await asyncio.sleep(20)  # a little more history for the plots
-            ranked = sorted(alerts, key=lambda a: -float(str(a["estimated_kwh_lost"])))
+            active = [a for a in alerts if a["end"] is None]
+            ranked = sorted(active, key=lambda a: -float(str(a["estimated_kwh_lost"])))
             first = ranked[0]
             # Give the crew something to do: two work orders, one of them already under way.
             for n, alert in enumerate(ranked[:2]):
@@ -155,35 +221,20 @@ async def main() -> None:
                     "note": "CT leads swapped at the meter",
                 }
                 _call(base, "PATCH", path, tokens["operator"], change)
-            OUT.mkdir(exist_ok=True)
+            balance = next((a for a in alerts if a["kind"] == "energy_balance"), None)
+            transformer = None if balance is None else _transformer_of(base, str(balance["meter"]))
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-                page = await browser.new_page(viewport={"width": 1280, "height": 720})
-                await page.goto(base + "/")
-                await _sign_in(page, tokens["operator"])
-                pages = [
-                    ("board.png", "/", False),
-                    ("alert.png", f"/alerts/{first['id']}", True),
-                    ("meter.png", f"/meters/{first['meter']}", True),
-                ]
-                for name, path, full in pages:
-                    await page.goto(base + path)
-                    await page.wait_for_load_state("networkidle")
-                    await asyncio.sleep(1.0)
-                    await page.screenshot(path=str(OUT / name), full_page=full)
-                    print("wrote", OUT / name)
-                phone = await browser.new_page(viewport={"width": 390, "height": 800})
-                await phone.goto(base + "/")
-                await asyncio.sleep(1.5)
-                await phone.screenshot(path=str(OUT / "board-phone.png"))
-                print("wrote", OUT / "board-phone.png")
-                crew = await browser.new_page(viewport={"width": 390, "height": 844})
-                await crew.goto(base + "/crew")
-                await _sign_in(crew, tokens["crew1"])
-                await crew.locator("#orders article.order").first.wait_for()
-                await asyncio.sleep(0.5)
-                await crew.screenshot(path=str(OUT / "crew-phone.png"))
-                print("wrote", OUT / "crew-phone.png")
+                for language in LANGUAGES:
+                    await _shoot(
+                        browser,
+                        base,
+                        tokens,
+                        language,
+                        str(first["id"]),
+                        str(first["meter"]),
+                        transformer,
+                    )
                 await browser.close()
         finally:
             demo.terminate()

@@ -1,7 +1,7 @@
 """The technical-loss terms of a transformer's energy balance, shared by detector and view.
 
 The energy-balance detector allows a share of the check meter's energy as the line and
-transformer losses no customer meter sees, and raises only past a further margin; the
+transformer losses no customer meter sees until it has learned the transformer's own; the
 transformer view draws the same allowance, read from the same `[detectors.energy_balance]`
 settings, so what the operator sees is what the detector judges by.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 #: Technical losses allowed, as a share of the check meter's energy, until learned.
 DEFAULT_LOSS_ALLOWANCE = 0.06
-#: The unexplained share that must pass the allowance before the detector raises.
+#: Until the gap is learned, the share of the load the detector takes as one spread of it.
 DEFAULT_GAP_MARGIN = 0.015
 #: The detector's name, and the settings table its options are in.
 ENERGY_BALANCE = "energy_balance"

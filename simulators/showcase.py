@@ -102,11 +102,11 @@ def build_showcase(
     tap_at = live_start_s - 1.5 * DAY_S
     acts.append(
         Act(tap_at, "energy_balance", pop.feeders[tapped_tx].id, None,
-            f"an 8 kW tap before every meter of {tx_id} (energy balance, in the history)")
+            f"a 20 kW tap before every meter of {tx_id} (energy balance, in the history)")
     )  # fmt: skip
     incidents.append(
         Incident(kind="unmetered_tap", start_s=tap_at, end_s=math.inf, transformer=tx_id,
-                 magnitude=8.0)
+                 magnitude=20.0)
     )  # fmt: skip
     at = live_start_s
     at += pace_s / 2

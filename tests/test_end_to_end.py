@@ -11,12 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import async_playwright, expect
 
 from meterguard.runtime import Runtime
 from service.demo import demo_settings
 from service.supervisor import Service
 from simulators.fleet import demo_fleet
 from simulators.modbus_gateway import ModbusGateway
+from tests.api.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import free_port
 
 
@@ -80,26 +82,44 @@ async def test_reversed_meters_are_alerted_and_honest_ones_are_not(tmp_path: Pat
         await reopened.close()
 
 
+#: How the board names each kind of the demo's story, in English.
+BOARD_KIND = {
+    "consumption_drop": "consumption drop",
+    "energy_balance": "energy balance",
+    "reversal": "reversal",
+    "bypass": "bypass",
+    "voltage_loss": "voltage loss",
+    "tamper": "tamper",
+    "comms_loss": "comms loss",
+}
+
+
 @pytest.mark.slow  # the demo as shipped: its story takes some 90 s of real time
-def test_demo_command_shows_every_kind_of_its_story(tmp_path: Path) -> None:
+@pytest.mark.browser
+def test_demo_command_shows_every_kind_of_its_story_on_the_board(tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "service.cli", "demo", "--port", str(port),
-            "--data-dir", str(tmp_path), "--pace", "5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    log = tmp_path / "demo.log"
+    with log.open("wb") as sink:  # a file, not a pipe nobody reads while the story plays
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "service.cli", "demo", "--port", str(port),
+                "--data-dir", str(tmp_path / "data"), "--pace", "5",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}/api/alerts"
     try:
         # Seven acts: two in the history, five live 5 s apart; the silence takes longest.
         items = asyncio.run(_wait_for_alerts(url, 7, 150, kinds=7))
+        showing = _open(items)
+        assert {kind for kind, _ in showing} >= set(BOARD_KIND), showing
+        asyncio.run(_board_shows(f"http://127.0.0.1:{port}/", showing))
     finally:
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=20)
+        proc.wait(timeout=60)
+    output = log.read_text(errors="replace")
     assert proc.returncode == 0, output
     story = output.split("What happens")[1].split("history of")[0].splitlines()[1:]
     acts = {_act(line) for line in story if line.startswith("  ")}  # not the log lines
@@ -118,6 +138,24 @@ def test_demo_command_shows_every_kind_of_its_story(tmp_path: Path) -> None:
         if kind not in ("consumption_drop", "energy_balance"):
             assert f"injected: {kind} at {meter}" in output
     assert "Traceback" not in output
+
+
+async def _board_shows(url: str, alerts: set[tuple[str, str]]) -> None:
+    """Open the board in headless Chromium, as an operator would, and find every alert."""
+    assert CHROMIUM, "Debian's chromium package is required (make test installs it)"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(url)
+        for kind, meter in alerts:
+            row = page.locator("#alerts tbody tr", has_text=meter).filter(has_text=BOARD_KIND[kind])
+            await expect(row.first).to_be_visible(timeout=10_000)
+        await browser.close()
+
+
+def _open(items: list[dict[str, object]]) -> set[tuple[str, str]]:
+    """Return (kind, meter) of the open alerts: the rows the board shows by default."""
+    return {(str(a["kind"]), str(a["meter"])) for a in items if a["end"] is None}
 
 
 def _act(line: str) -> tuple[str, str]:

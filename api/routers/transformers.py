@@ -83,7 +83,9 @@ class TransformerBalance(BaseModel):
     start: str = Field(description="RFC 3339 UTC, the first hour's beginning.")
     end: str = Field(description="RFC 3339 UTC, the last hour's end.")
     loss_allowance: float = Field(description="Share of the check meter's energy allowed.")
-    gap_margin: float = Field(description="Further share the detector wants before it raises.")
+    gap_margin: float = Field(
+        description="Until the gap is learned, the share of the load one spread of it is taken as."
+    )
     items: list[HourOut]
     totals: Totals
     meters: list[TransformerMeter]

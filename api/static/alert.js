@@ -91,6 +91,9 @@ function wireActions(id, active) {
       location.reload();  // the state, the end and the history all change
     }],
   ];
+  // The pack is a GET: the page's cookie signs it, so a plain link downloads it.
+  document.querySelector("#pack-pdf").href = `${base}/evidence.pdf`;
+  document.querySelector("#pack-zip").href = `${base}/evidence.zip`;
   document.querySelector("#clear-form").hidden = !active;
   for (const [selector, send] of actions) {
     const form = document.querySelector(selector);

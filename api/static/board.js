@@ -4,7 +4,7 @@
 
 const KINDS = ["bypass", "reversal", "imbalance", "voltage_loss", "phase_shift",
   "consumption_drop", "tamper", "comms_loss", "energy_balance", "ct_ratio", "wiring_misfit",
-  "overload", "over_demand"];
+  "overload", "over_demand", "tip"];
 const PAGE = 100;
 const COLUMNS = 11;
 const SEVERITY_RANK = {warning: 1, minor: 2, major: 3, critical: 4};
@@ -485,6 +485,37 @@ form.addEventListener("submit", (event) => {
 });
 more.addEventListener("click", loadMore);
 
+// A tip from the hotline, WeChat, the web or in person: it opens a case (kind tip) on the
+// board, or joins the meter's tip still open as a comment.
+const TIP_CHANNELS = ["hotline", "wechat", "web", "in_person", "letter", "other"];
+
+function tipForm() {
+  const tipForm = document.querySelector("#tip-form");
+  for (const c of TIP_CHANNELS) {
+    tipForm.channel.append(MG.el("option", {value: c}, MG.label("channel", c)));
+  }
+  document.querySelector("#tip-box").hidden = false;
+  tipForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const optional = (name) => tipForm[name].value.trim() || null;
+    const result = document.querySelector("#tip-result");
+    try {
+      const made = await MG.api("POST", "/api/tips", {
+        channel: tipForm.channel.value, meter: tipForm.meter.value.trim(),
+        text: tipForm.text.value, customer: optional("customer"),
+        address: optional("address"), reporter: optional("reporter")});
+      const link = MG.el("a", {href: `/alerts/${encodeURIComponent(made.alert.id)}`},
+        made.alert.id);
+      result.replaceChildren(made.new ? MG.t("Case opened:") : MG.t("Added to the open case:"),
+        " ", link);
+      tipForm.text.value = "";
+      reload();
+    } catch (err) {
+      result.textContent = "";  // MG.api has shown why
+    }
+  });
+}
+
 async function main() {
   await MG.ready;
   kindOptions();
@@ -492,7 +523,10 @@ async function main() {
   document.querySelector("#actions-head").hidden = !canAct;
   pickers();
   transformerLink();
-  if (canAct) crewNames();
+  if (canAct) {
+    crewNames();
+    tipForm();
+  }
   reload();
   follow();
   health();

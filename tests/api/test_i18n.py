@@ -139,6 +139,7 @@ PROSE = re.compile(r"[A-Za-z]{2,}[ ,;.'][ ]?[A-Za-z]{2,}|^[A-Z][a-z]+$")
 TECHNICAL = re.compile(
     r"^([\w-]*[#.\[]\S*( \S+)*"  # CSS selectors: the first part names an id, class or attribute
     r"|\[translate=no\], script, style|=?;? ?(path=/; )?SameSite=Strict(; max-age=\d+)?"
+    r"|/\S*"  # URL paths: /evidence.pdf
     r"|Content-Type|Authorization|Bearer|use strict)$"
 )
 

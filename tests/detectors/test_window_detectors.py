@@ -85,10 +85,15 @@ def _rows(
     holiday: int | None = None,
     step: float = 900.0,
     tap: Callable[[float], float] = lambda t: 0.0,
+    loss_noise: float = 0.0,
 ) -> list[Row]:
-    """Readings of the fleet every `step`, energy registers included; seeded noise."""
+    """Readings of the fleet every `step`, energy registers included; seeded noise.
+
+    `loss_noise`: the hour-to-hour spread of the transformer's losses, as a share of its load.
+    """
     rng = np.random.default_rng(7)
     factors = np.exp(rng.normal(0.0, 0.15, (HOMES, days + 1)))
+    losses = 1.03 + loss_noise * np.random.default_rng(11).normal(size=days * 24 + 1)
     registers = np.zeros(HOMES + 2)
     rows: list[Row] = []
     for t in np.arange(START, START + days * DAY, step):
@@ -108,7 +113,7 @@ def _rows(
             )
         if feeder:
             # Losses, and a load taken past every meter: only the check meter sees them.
-            through = true_total * 1.03 + tap(t)
+            through = true_total * losses[int((t - START) // HOUR)] + tap(t)
             per_phase = through / 3.0
             registers[-1] += through * step / HOUR / 1000.0
             values = {f"p{p}": per_phase for p in (1, 2, 3)}
@@ -146,6 +151,18 @@ def test_a_tap_confirmed_by_the_check_meter_is_raised_within_a_day() -> None:
     assert alert.severity == "major"
     assert alert.evidence["transformer_confirms"] is True
     assert 0.4 < alert.evidence["unexplained_share_of_fall"] < 2.5
+
+
+def test_a_sustained_30_percent_fall_is_raised_within_a_day_of_data() -> None:
+    # A 30 % fall is within a household's day-to-day spread: only its persistence, summed
+    # hour by hour, and the balance that sees the same energy tell it apart.
+    registry = _fleet(feeder=True)
+    events = _feed(_engine(registry, ["consumption_drop"]), _rows(11, metered=_tapped(0.7)))
+    alerts = [e.alert for e in opened(events)]
+    assert [a.meter for a in alerts] == ["H03"]
+    assert alerts[0].raised is not None
+    assert TAP_AT <= alerts[0].start < alerts[0].raised <= TAP_AT + DAY
+    assert alerts[0].evidence["cusum"] >= 1.0
 
 
 def test_without_a_check_meter_a_large_fall_is_raised_alone_and_minor() -> None:
@@ -237,6 +254,24 @@ def test_energy_balance_stays_quiet_on_15_minute_data_then_finds_a_tap() -> None
     assert [(a.meter, a.kind) for a in alerts] == [("FDR", "energy_balance")]
     assert tap_at < alerts[0].start < (alerts[0].raised or 0) <= tap_at + 3 * HOUR
     assert 1500 < alerts[0].evidence["unexplained_w"] < 2500
+
+
+def test_a_small_tap_inside_the_gap_s_hourly_spread_is_found_by_its_sum() -> None:
+    # Losses wander by 3 % of the load from hour to hour (about 200 W); 400 W taken past
+    # every meter is about two spreads an hour: rarely one hour alone, surely hours summed.
+    registry = _fleet(feeder=True)
+    tap_at = START + 9 * DAY + 9 * HOUR
+    rows = _rows(10, tap=lambda t: 400.0 if t > tap_at else 0.0, loss_noise=0.03)
+    events = _feed(_engine(registry, ["energy_balance"]), rows)
+    alerts = [e.alert for e in opened(events)]
+    assert [(a.meter, a.kind) for a in alerts] == [("FDR", "energy_balance")]
+    assert tap_at < alerts[0].start < (alerts[0].raised or 0) <= tap_at + 8 * HOUR
+
+
+def test_a_noisy_but_honest_transformer_stays_quiet() -> None:
+    registry = _fleet(feeder=True)
+    rows = _rows(14, loss_noise=0.03)
+    assert opened(_feed(_engine(registry, ["energy_balance"]), rows)) == []
 
 
 # ---------------------------------------------------------------- ct ratio
