@@ -65,7 +65,7 @@ def _judge(
     values: npt.NDArray[np.float64],
     slot: npt.NDArray[np.int32],
     dt: npt.NDArray[np.float64],
-    eligible: npt.NDArray[np.bool_],
+    eligible: npt.NDArray[np.int8],
     ref_v: npt.NDArray[np.float64],
     base_cos: npt.NDArray[np.float64],
     base_sin: npt.NDArray[np.float64],
@@ -138,7 +138,7 @@ def _judge(
                         worst_cos = cos_shift
                         worst_k = k
                     lost += max(apparent * ubc - p, 0.0)
-            elif pf < min_pf:
+            elif pf < min_pf and eligible[s] == 1:
                 fires = True
                 if pf < worst_cos:
                     worst_cos = pf
@@ -146,7 +146,7 @@ def _judge(
                 lost += max(apparent * 0.95 - p, 0.0)
             if fires:
                 fired = True
-            elif pf >= min_pf:
+            elif pf >= min_pf or eligible[s] == 2:
                 # A clean phase: move its learned angle towards this reading.
                 seen = learned[k, s]
                 if math.isnan(bc):
@@ -194,7 +194,13 @@ class PhaseShiftDetector(Detector):
         assert isinstance(config, PhaseShiftConfig)
         self.cfg = config
         # Solar and storage move the net angle legitimately; feeder meters are not billed.
-        self._eligible = registry.flag_array(lambda m: m.role == "customer" and not m.generation)
+        # 2: judged against its own history only (a two-element meter's elements read
+        # 30 degrees either side of the load's angle, so a low power factor is no sign).
+        self._eligible = np.where(
+            registry.flag_array(lambda m: m.role == "customer" and not m.generation),
+            np.where(registry.flag_array(lambda m: m.service == "3p3w"), 2, 1),
+            0,
+        ).astype(np.int8)
         n = len(registry)
         self.base_cos = np.full((3, n), np.nan)
         self.base_sin = np.full((3, n), np.nan)

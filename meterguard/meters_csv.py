@@ -16,6 +16,7 @@ from meterguard.textinput import Fail, open_input, read_lines, split_csv_line
 REQUIRED_COLUMNS = ("meter", "service", "nominal_v")
 OPTIONAL_COLUMNS = (
     "ct_primary_a", "generation", "transformer", "role", "customer_class", "contracted_kw",
+    "rated_a",
 )  # fmt: skip
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
@@ -150,5 +151,6 @@ def write_meters_csv(path: Path, meters: Iterable[Meter]) -> None:
                     m.role,
                     m.customer_class or "",
                     "" if m.contracted_kw is None else f"{m.contracted_kw:g}",
+                    "" if m.rated_a is None else f"{m.rated_a:g}",
                 ]
             )

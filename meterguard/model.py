@@ -160,6 +160,9 @@ class Meter(BaseModel):
     role: Role = Field(default="customer", description="customer, or feeder check meter.")
     customer_class: str | None = Field(default=None, description="residential, ...")
     contracted_kw: float | None = Field(default=None, ge=0, description="Contracted kW.")
+    rated_a: float | None = Field(
+        default=None, gt=0, description="Maximum rated current of a whole-current meter, A."
+    )
 
     @property
     def phases(self) -> int:
@@ -244,6 +247,10 @@ class AlertKind(enum.StrEnum):
     COMMS_LOSS = "comms_loss"
     ENERGY_BALANCE = "energy_balance"
     CT_RATIO = "ct_ratio"
+    #: Metering that does not fit the load (docs/PHYSICS.md, "Metering fitness").
+    WIRING_MISFIT = "wiring_misfit"
+    OVERLOAD = "overload"
+    OVER_DEMAND = "over_demand"
     #: A report of suspected theft from a person (hotline, WeChat, web, in person), entered
     #: by an operator (POST /api/tips): a case like a detector's, raised by no detector.
     TIP = "tip"

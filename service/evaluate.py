@@ -65,9 +65,16 @@ PHYSICS_KINDS: tuple[str, ...] = (
     AlertKind.PHASE_SHIFT.value,
     AlertKind.TAMPER.value,
 )
+#: Metering that does not fit the load: judged per reading, raised after 30 minutes.
+FITNESS_KINDS: tuple[str, ...] = (
+    AlertKind.WIRING_MISFIT.value,
+    AlertKind.OVERLOAD.value,
+    AlertKind.OVER_DEMAND.value,
+)
 TIMING_GROUPS: dict[str, tuple[str, ...]] = {
     "physics": PHYSICS_KINDS,
     "consumption_drop": (AlertKind.CONSUMPTION_DROP.value,),
+    "fitness": FITNESS_KINDS,
 }
 
 

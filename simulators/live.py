@@ -93,11 +93,11 @@ class LiveMeter:
         phases = self.meter.phases
         out: dict[str, float] = {}
         for n in range(phases):
-            out[f"v{n + 1}"] = float(v[n])
-            out[f"i{n + 1}"] = float(i[n])
-            out[f"p{n + 1}"] = float(p[n])
-            out[f"q{n + 1}"] = float(q[n])
-        if math.isnan(neutral) and phases == 3:
+            for name, value in (("v", v[n]), ("i", i[n]), ("p", p[n]), ("q", q[n])):
+                # A two-element (3p3w) meter has no second current element.
+                if not math.isnan(value):
+                    out[f"{name}{n + 1}"] = float(value)
+        if math.isnan(neutral) and phases == 3 and self.meter.service != "3p3w":
             phi = np.arctan2(q, p)
             neutral = float(abs((i * np.exp(1j * (self._angles - phi))).sum()))
         if not math.isnan(neutral):

@@ -42,7 +42,7 @@ def shelly_em(values: dict[str, float], phases: int) -> dict[str, Any]:
     em: dict[str, Any] = {"id": 0}
     total = 0.0
     for k, prefix in zip(range(1, 4), ("a_", "b_", "c_"), strict=True):
-        if k > phases:
+        if k > phases or f"i{k}" not in values:  # a 3p3w meter has no second element
             continue
         v, i, p = values[f"v{k}"], values[f"i{k}"], values[f"p{k}"]
         em[prefix + "voltage"] = round(v, 1)
@@ -79,7 +79,7 @@ def tasmota_sensor(values: dict[str, float], phases: int, ts: float) -> dict[str
     """Return a Tasmota tele/<topic>/SENSOR payload (arrays for three phases, Time in UTC)."""
 
     def per_phase(prefix: str, digits: int) -> float | list[float]:
-        numbers = [round(values[f"{prefix}{k}"], digits) for k in range(1, phases + 1)]
+        numbers = [round(values.get(f"{prefix}{k}", 0.0), digits) for k in range(1, phases + 1)]
         return numbers[0] if phases == 1 else numbers
 
     return {

@@ -16,6 +16,7 @@ import numpy as np
 
 from simulators import noise
 from simulators.calendars import HolidayCalendar
+from simulators.fitness import install_two_element, shape_loads, two_element_readings
 from simulators.load import DAY_S, LoadModel, class_load_kw, phase_loads_kw, solar_kw
 from simulators.population import (
     PHASE_ANGLES,
@@ -279,7 +280,11 @@ class FleetModel:
                 elif c.kind == "lopsided":
                     if not pop.three_phase[i]:
                         raise ScenarioError(f"confounder lopsided: {meter_id} is single-phase")
+                    before = pop.shares[i].max()
                     pop.shares[i] = c.shares or (0.68, 0.25, 0.07)
+                    if np.isfinite(pop.ct_primary[i]):
+                        # Its CT was sized for its heaviest phase, as the population's are.
+                        pop.ct_primary[i] = round(pop.ct_primary[i] * pop.shares[i].max() / before)
         for inc in scenario.incidents:
             if inc.kind != "ct_misfit":
                 continue
@@ -288,6 +293,10 @@ class FleetModel:
             typical = pop.size_kw[i] * 1000.0 * 0.8 / (3.0 * pop.tx_nominal_v[0] * pop.pf[i])
             pop.ct_primary[i] = round(typical / max(inc.magnitude, 1e-3))
         pop.refresh_meters()
+        try:
+            self._two = install_two_element(pop, scenario)
+        except (KeyError, ValueError) as exc:
+            raise ScenarioError(f"metering fitness: {exc}") from None
 
     def _bind(self, inc: Incident) -> _Bound:
         where = f"incident {inc.kind}"
@@ -396,6 +405,7 @@ class FleetModel:
 
         # True consumption and generation per element slot, W.
         p_load = phase_loads_kw(pop, t, self._idle(ts), self.load_model) * 1000.0
+        shape_loads(p_load, ts, pop, (b.incident for b in self.bound), self.scenario.confounders)
         tan_phi = self._tan_phi * (1.0 + 0.1 * noise.smooth(seed, _S_PF, np.arange(pop.n), t,
                                                             1800.0))  # fmt: skip
         q = p_load * tan_phi[:, :, None]
@@ -501,8 +511,7 @@ class FleetModel:
                 present[hit, m] = False
         v_m = v_true * (1.0 + nv) * v_fac
         i_m = i_meas * i_fac
-        p_m = v_m * i_m * np.cos(ang)
-        q_m = v_m * i_m * np.sin(ang)
+        v_m, i_m, p_m, q_m = two_element_readings(v_m, i_m, ang, self._angles, self._two)
         off = ~pop.active[None, :, :]
         for arr in (v_m, i_m, p_m, q_m):
             arr[np.broadcast_to(off, arr.shape)] = np.nan
@@ -577,7 +586,8 @@ def bound_incidents(model: FleetModel) -> list[tuple[Incident, str, int | None]]
             out.append((inc, model.pop.feeders[b.tx].id, None))
             continue
         phase = inc.phase if inc.phase is not None else None
-        if inc.kind in ("meterless_tap", "magnet", "silenced", "ct_misfit"):
+        if inc.kind in ("meterless_tap", "magnet", "silenced", "ct_misfit", "wiring_misfit",
+                        "ct_overload", "added_load"):  # fmt: skip
             phase = None
         out.append((inc, model.pop.customers[b.meter].id, phase))
     return out

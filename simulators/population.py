@@ -203,8 +203,9 @@ def build_population(options: FleetOptions) -> Population:
     cable_u = rng.uniform(0.0, 1.0, n)
     cable_r = np.where(three_phase, 0.002 + 0.008 * cable_u, 0.02 + 0.06 * cable_u)
     cable_x = cable_r * 0.3
-    # CT-connected: industrial customers; rating fits the load (30-100 % rule).
-    typical_a = size_kw * 1000.0 * 0.8 / (3.0 * options.nominal_v * pf)
+    # CT-connected: industrial customers; rating fits the load (30-100 % rule) on the
+    # heaviest phase, which is the one whose CT saturates first.
+    typical_a = size_kw * 1000.0 * 0.8 * shares.max(axis=1) / (options.nominal_v * pf)
     ct_steps = np.array([50, 75, 100, 150, 200, 250, 300, 400, 500, 600, 800, 1000], float)
     wanted = typical_a / rng.uniform(0.55, 0.8, n)
     ct_fit = ct_steps[np.minimum(np.searchsorted(ct_steps, wanted), ct_steps.size - 1)]

@@ -50,6 +50,9 @@ def float32_words(value: float) -> tuple[int, int]:
 def register_image(values: dict[str, float], phases: int) -> dict[int, float]:
     """Return address -> float value of every register a meter model serves for a reading."""
     three = phases == 3
+    # A quantity the meter does not measure (a 3p3w meter's second element) reads zero.
+    wanted = (*SDM630, *SDM120, "q1", "q2", "q3", "e_imp", "e_exp")
+    values = {q: values.get(q, 0.0) for q in wanted}
     image = {addr: values[q] for q, addr in (SDM630 if three else SDM120).items()}
     for k in range(1, phases + 1):
         apparent = values[f"v{k}"] * values[f"i{k}"]

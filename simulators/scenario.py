@@ -47,18 +47,23 @@ METHODS: dict[str, tuple[str, str]] = {
     "silenced": ("comms_loss", "unused (the meter sends nothing)"),
     "ct_misfit": ("ct_ratio", "typical load current as a fraction of the CT rating"),
     "unmetered_tap": ("energy_balance", "kW taken off the transformer past every meter"),
+    "wiring_misfit": ("wiring_misfit", "share of the load on the heaviest phase (`phase`)"),
+    "ct_overload": ("overload", "load current held at this share of the CT rating"),
+    "added_load": ("over_demand", "demand held at this share of the contracted capacity"),
 }
 DEFAULT_MAGNITUDE: dict[str, float] = {
     "bypass": 0.3, "ct_short": 0.05, "reversal": 1.0, "voltage_loss": 0.0,
     "phase_shift": 60.0, "meterless_tap": 0.5, "magnet": 0.5, "cover_open": 0.3,
     "silenced": 0.0, "ct_misfit": 0.1, "unmetered_tap": 5.0,
+    "wiring_misfit": 0.8, "ct_overload": 1.4, "added_load": 1.3,
 }  # fmt: skip
 #: Honest events that look like theft to a naive detector; never labelled.
 CONFOUNDERS = ("solar", "lopsided", "sag", "brownout", "outage", "holiday", "shutdown",
-               "vacation")  # fmt: skip
+               "vacation", "balanced_3p3w", "ct_heavy", "inrush")  # fmt: skip
 _CONFOUNDER_MAGNITUDE = {"sag": 0.92, "brownout": 0.8, "outage": 0.0, "holiday": 0.06,
                          "shutdown": 0.1, "solar": 1.5, "lopsided": 0.0,
-                         "vacation": math.nan}  # fmt: skip
+                         "vacation": math.nan, "balanced_3p3w": math.nan, "ct_heavy": 1.1,
+                         "inrush": 2.0}  # fmt: skip
 #: Vacations last this many days (capped at the run's end).
 VACATION_DAYS = (2.0, 10.0)
 #: A tap before the meter is a permanent installation: it lasts this many days in the mix
@@ -394,6 +399,21 @@ STANDARD_SUITE: tuple[_Recipe, ...] = (
     _Recipe("unmetered_tap", 3.0, "tx", phase=False),
     _Recipe("unmetered_tap", 8.0, "tx", phase=False),
 )  # fmt: skip
+#: Metering that does not fit the load, drawn after the suite from a generator of its own
+#: (the suite's draws stay as they were): two-element meters on one-phase-heavy loads, a
+#: CT held above 120 %, demand held above the contract; the heavy phase is 1 or 3.
+FITNESS_SUITE: tuple[_Recipe, ...] = (
+    _Recipe("ct_overload", 1.4, "ct", phase=False), _Recipe("wiring_misfit", 0.8, "ct"),
+    _Recipe("added_load", 1.3, "commercial", phase=False),
+    _Recipe("added_load", 1.2, "commercial", phase=False), _Recipe("wiring_misfit", 1.0, "ct"),
+)  # fmt: skip
+#: Their honest look-alikes: kind, pool, magnitude, duration range in hours.
+FITNESS_CONFOUNDERS = (
+    ("balanced_3p3w", "ct", math.nan, (math.inf, math.inf)),
+    ("ct_heavy", "ct", 1.1, (3.0, 24.0)),
+    ("inrush", "3p", 2.5, (0.05, 0.08)),
+    ("inrush", "3p", 2.0, (0.05, 0.08)),
+)
 #: Customers per round of the suite; bigger fleets get several rounds.
 SUITE_ROUND_METERS = 150
 
@@ -407,6 +427,7 @@ def _pools(pop: Population) -> dict[str, np.ndarray[Any, np.dtype[np.int64]]]:
         "1p": np.flatnonzero(honest & ~three),
         "1pn": np.flatnonzero(honest & ~three & nm),
         "ct": np.flatnonzero(honest & ct),
+        "wc": np.flatnonzero(honest & ~ct),
         "any": np.flatnonzero(honest),
         "residential": np.flatnonzero(honest & (pop.cls == RESIDENTIAL)),
         "commercial": np.flatnonzero(honest & (pop.cls == COMMERCIAL)),
@@ -512,7 +533,47 @@ def random_mix(pop: Population, seed: int, start_s: float, days: float) -> Scena
                 Confounder(kind="lopsided", meters=(pop.customers[i].id,),
                            shares=(float(shares[0]), float(shares[1]), float(shares[2])))
             )  # fmt: skip
+    _fitness_mix(out, pop, pick, seed, (rounds, earliest, latest, end))
     return out
+
+
+def _fitness_mix(
+    out: Scenario,
+    pop: Population,
+    pick: Any,
+    seed: int,
+    span: tuple[int, float, float, float],
+) -> None:
+    """Add the metering-fitness incidents and look-alikes to a mix, on meters still free.
+
+    `span`: the mix's rounds, earliest and latest start and end.
+    """
+    rounds, earliest, latest, end = span
+    rng = np.random.default_rng([seed, 0xF17])
+    for _ in range(rounds):
+        for recipe in FITNESS_SUITE:
+            s = float(rng.uniform(earliest, latest))
+            e = min(end - 1.0, s + float(rng.uniform(3.0, 24.0)) * HOUR_S)
+            heavy = int(rng.choice([1, 3]))
+            i = pick(recipe.pool)
+            if i is None:
+                continue
+            out.incidents.append(
+                Incident(kind=recipe.kind, start_s=s, end_s=e, meter=pop.customers[i].id,
+                         phase=heavy if recipe.phase else None, magnitude=recipe.magnitude)
+            )  # fmt: skip
+        for kind, pool, magnitude, (shortest, longest) in FITNESS_CONFOUNDERS:
+            whole = math.isinf(shortest)
+            s = float(rng.uniform(earliest, latest))
+            e = end if whole else min(end, s + float(rng.uniform(shortest, longest)) * HOUR_S)
+            i = pick(pool)
+            if i is None:
+                continue
+            out.confounders.append(
+                Confounder(kind=kind, start_s=out.start_s if whole else s, end_s=e,
+                           meters=(pop.customers[i].id,),
+                           magnitude=magnitude)
+            )  # fmt: skip
 
 
 def draw_vacations(

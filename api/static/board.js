@@ -3,7 +3,8 @@
 "use strict";
 
 const KINDS = ["bypass", "reversal", "imbalance", "voltage_loss", "phase_shift",
-  "consumption_drop", "tamper", "comms_loss", "energy_balance", "ct_ratio", "tip"];
+  "consumption_drop", "tamper", "comms_loss", "energy_balance", "ct_ratio", "wiring_misfit",
+  "overload", "over_demand", "tip"];
 const PAGE = 100;
 const COLUMNS = 11;
 const SEVERITY_RANK = {warning: 1, minor: 2, major: 3, critical: 4};

@@ -25,7 +25,8 @@ MINUTE = 60.0
 FLEET = MeterRegistry([Meter(id="H1", service="3p4w", nominal_v=230, transformer="T1")])
 DETECTORS = (
     "bypass", "comms_loss", "consumption_drop", "ct_ratio", "energy_balance", "imbalance",
-    "phase_shift", "reversal", "tamper", "voltage_loss",
+    "phase_shift", "reversal", "tamper", "voltage_loss", "wiring_misfit", "overload",
+    "over_demand",
 )  # fmt: skip
 
 

@@ -14,7 +14,8 @@ from tests.conftest import make_batch
 ANGLES = (0.0, -2.0 * math.pi / 3.0, 2.0 * math.pi / 3.0)
 ALL_DETECTORS = (
     "bypass", "comms_loss", "consumption_drop", "ct_ratio", "energy_balance", "imbalance",
-    "phase_shift", "reversal", "tamper", "voltage_loss",
+    "phase_shift", "reversal", "tamper", "voltage_loss", "wiring_misfit", "overload",
+    "over_demand",
 )  # fmt: skip
 
 
