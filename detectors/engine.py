@@ -253,9 +253,6 @@ class Lifecycle:
         #: Per slot, the figures the compiled pass updates in place (rows: `_FIGURES`); they
         #: hold an incident's own while it exists, taken into it when Python code reads it.
         self.state = np.zeros((len(_FIGURES) + 1, len(registry)))
-        #: Per slot, from which data time a clear verdict could end its open alert (inf:
-        #: none open). A clear verdict before then changes nothing and is not looked at.
-        self.clears_at = self.state[0]
         self.clears_at[:] = np.inf
         #: Per slot, whether an incident open as an alert exists.
         self.raised = np.zeros(len(registry), dtype=np.bool_)
@@ -271,6 +268,16 @@ class Lifecycle:
                 self.raise_after[slot] = timing.raise_after_s
             if timing is not None and timing.clear_after_s is not None:
                 self.clear_after[slot] = timing.clear_after_s
+
+    @property
+    def clears_at(self) -> FloatArray:
+        """Per slot, from which data time a clear verdict could end its open alert.
+
+        inf: none open; a clear verdict before then changes nothing and is not looked at.
+        A view of `state`'s first row, made on each use: an attribute holding the view
+        would become an array of its own in a snapshot (pickle copies views).
+        """
+        return self.state[0]
 
     def _alert(self, slot: int, inc: _Incident, end: float | None, latest_ts: float) -> Alert:
         det = self.detector
