@@ -277,7 +277,8 @@ class Lifecycle:
         A view of `state`'s first row, made on each use: an attribute holding the view
         would become an array of its own in a snapshot (pickle copies views).
         """
-        return self.state[0]
+        row: FloatArray = self.state[0]
+        return row
 
     def _alert(self, slot: int, inc: _Incident, end: float | None, latest_ts: float) -> Alert:
         det = self.detector
