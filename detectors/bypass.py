@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any, cast
@@ -46,7 +47,7 @@ class BypassConfig(DetectorConfig):
     )
 
     min_current_a: float = Field(
-        default=0.3, gt=0, description="Below this current, A, a mismatch cannot be told."
+        default=0.2, gt=0, description="Below this current, A, a mismatch cannot be told."
     )
     min_mismatch_ratio: float = Field(
         default=0.08,
@@ -57,10 +58,25 @@ class BypassConfig(DetectorConfig):
     min_mismatch_a: float = Field(
         default=0.1, gt=0, description="And at least this many amperes (measurement noise)."
     )
+    weak_mismatch_ratio: float = Field(
+        default=0.03,
+        gt=0,
+        lt=1,
+        description="A smaller mismatch, as a share of the load current, that counts once it "
+        "has gathered weak_persist_s of evidence (a partly bypassed phase whose lost current "
+        "lies across the neutral's phasor changes its magnitude little).",
+    )
+    weak_persist_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Data time of mismatch evidence a weak mismatch needs before it counts; "
+        "a clean reading takes back four times its own interval.",
+    )
 
 
 def _judge(  # one pass over the rows, every figure at once
     values: npt.NDArray[np.float64],
+    ts: npt.NDArray[np.float64],
     slot: npt.NDArray[np.int32],
     dt: npt.NDArray[np.float64],
     eligible: npt.NDArray[np.bool_],
@@ -68,12 +84,14 @@ def _judge(  # one pass over the rows, every figure at once
     generation: npt.NDArray[np.bool_],
     ref_v: npt.NDArray[np.float64],
     usual: npt.NDArray[np.float64],
+    evidence: npt.NDArray[np.float64],
     limits: npt.NDArray[np.float64],
     holds: npt.NDArray[np.int8],
     phase: npt.NDArray[np.int8],
     loss: npt.NDArray[np.float64],
     score: npt.NDArray[np.float64],
     magnitude: npt.NDArray[np.float64],
+    onset: npt.NDArray[np.float64],
 ) -> None:
     """Judge every row and follow each phase's usual current; compiled, one pass.
 
@@ -86,9 +104,15 @@ def _judge(  # one pass over the rows, every figure at once
     from P/(V·I) and its sign is unknown: every choice of signs is judged, the row holds
     only if each of them shows a mismatch, and a phase is named only if every choice
     under which one phase's lost current explains the neutral points at the same one.
+
+    A mismatch between weak_ratio and min_ratio of the load is evidence, not a verdict:
+    `evidence` keeps per meter the data time of mismatch gathered (a clean reading takes
+    back four times its interval), when it began and when it was last added to; such a
+    row holds once weak_persist of it has gathered, its onset where the evidence began,
+    and says nothing before.
     """
-    min_current, min_ratio, min_amps, reversed_w, tau = (
-        limits[0], limits[1], limits[2], limits[3], limits[4],
+    min_current, min_ratio, min_amps, reversed_w, tau, weak_ratio, weak_persist = (
+        limits[0], limits[1], limits[2], limits[3], limits[4], limits[5], limits[6],
     )  # fmt: skip
     v0, i0, n_col, p0, q0 = V1_ROW, I1_ROW, IN_ROW, P1_ROW, Q1_ROW
     cos_t = (1.0, -0.5, -0.5)
@@ -149,6 +173,7 @@ def _judge(  # one pass over the rows, every figure at once
             if load < min_current:
                 continue
             clean = False
+            weak = False
             ratio = np.inf
             mismatch = np.inf
             named = -2  # -2: no choice judged yet, -1: the choices disagree
@@ -167,9 +192,11 @@ def _judge(  # one pass over the rows, every figure at once
                         cr += amps * ur[k]
                         ci += amps * ui[k]
                 this_mismatch = abs(neutral - math.hypot(cr, ci))
-                if this_mismatch / load < min_ratio or this_mismatch < min_amps:
+                if this_mismatch / load < weak_ratio or this_mismatch < min_amps:
                     clean = True  # one reading of the angles explains the neutral
                     break
+                if this_mismatch / load < min_ratio:
+                    weak = True  # one reading of the angles leaves only a weak mismatch
                 if this_mismatch < mismatch:
                     mismatch = this_mismatch
                     ratio = mismatch / load
@@ -222,6 +249,7 @@ def _judge(  # one pass over the rows, every figure at once
                 unmetered = min(unmetered, best_delta if best_delta < np.inf else this_mismatch)
             if clean:
                 holds[r] = 0
+                _drain(evidence, s, dt[r])
                 # A clean row: follow the usual current of each phase.
                 w = 1.0 - math.exp(-(dt[r] if dt[r] > 0 else 60.0) / tau)
                 for k in range(3):
@@ -240,11 +268,16 @@ def _judge(  # one pass over the rows, every figure at once
                 continue
             mismatch = abs(neutral - amps)
             ratio = mismatch / load
-            if ratio < min_ratio or mismatch < min_amps:
+            if ratio < weak_ratio or mismatch < min_amps:
                 holds[r] = 0
+                _drain(evidence, s, dt[r])
                 continue
+            weak = ratio < min_ratio
             best_k = 0
             unmetered = mismatch
+        if not _gather(evidence, s, ts[r], dt[r], weak_persist) and weak:
+            continue  # too little evidence yet: the row says nothing
+        onset[r] = evidence[1, s]
         if best_k >= 0:
             volts = values[v0 + best_k, r]
             if math.isnan(volts) or volts <= 0:
@@ -264,6 +297,29 @@ def _judge(  # one pass over the rows, every figure at once
 
 
 _judge_compiled = cast(Callable[..., None], numba.njit(cache=True)(_judge))
+
+
+@numba.njit(cache=True)
+def _drain(evidence: npt.NDArray[np.float64], s: int, dt: float) -> None:
+    """Take back four times a clean reading's interval from a meter's evidence."""
+    step = dt if dt > 0 else 60.0
+    evidence[0, s] = max(evidence[0, s] - 4.0 * step, 0.0)
+
+
+@numba.njit(cache=True)
+def _gather(evidence: npt.NDArray[np.float64], s: int, t: float, dt: float, persist: float) -> bool:
+    """Add a mismatching reading's interval to a meter's evidence; True once it is enough.
+
+    Evidence left unadded for longer than `persist` (a quiet spell, a gap) starts afresh:
+    it belongs to another incident, if any.
+    """
+    step = dt if dt > 0 else 60.0
+    if evidence[0, s] <= 0.0 or t - evidence[2, s] > persist:
+        evidence[0, s] = 0.0
+        evidence[1, s] = t
+    evidence[0, s] += step
+    evidence[2, s] = t
+    return bool(evidence[0, s] >= persist)
 
 
 @register
@@ -288,6 +344,8 @@ class BypassDetector(Detector):
         self._three = registry.flag_array(lambda m: m.phases == 3)
         self._generation = registry.flag_array(lambda m: m.generation)
         self.usual_a = np.zeros((3, len(registry)))
+        # Per meter: mismatch evidence (s), when it began, when it was last added to.
+        self.evidence_s = np.zeros((3, len(registry)))
         self._limits = np.array(
             [
                 config.min_current_a,
@@ -295,14 +353,18 @@ class BypassDetector(Detector):
                 config.min_mismatch_a,
                 _REVERSED_W,
                 _USUAL_TAU_S,
+                config.weak_mismatch_ratio,
+                config.weak_persist_s,
             ]
         )
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
         """Mark rows whose neutral current disagrees with the metered phase currents."""
         out = Conditions.unknown(len(batch))
+        onset = np.full(len(batch), np.nan)
         _judge_compiled(
             np.ascontiguousarray(batch.values),
+            batch.ts,
             batch.slot,
             ctx.dt,
             self._eligible,
@@ -310,10 +372,12 @@ class BypassDetector(Detector):
             self._generation,
             ctx.fleet.ref_v,
             self.usual_a,
+            self.evidence_s,
             self._limits,
             *out.outputs(),
+            onset,
         )
-        return out
+        return dataclasses.replace(out, onset=onset)
 
     def evidence(self, slot: int) -> dict[str, Any]:
         """Give each phase's usual current before the mismatch."""

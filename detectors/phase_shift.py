@@ -42,7 +42,7 @@ class PhaseShiftConfig(DetectorConfig):
     )
 
     min_current_a: float = Field(
-        default=0.5, gt=0, description="Below this phase current, A, the angle is not judged."
+        default=0.05, gt=0, description="Below this phase current, A, the angle is not judged."
     )
     min_shift_deg: float = Field(
         default=15.0, gt=0, description="Angle change against the phase's history that fires."

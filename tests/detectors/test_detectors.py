@@ -200,6 +200,17 @@ def test_phase_shift_of_25_degrees_against_the_phase_history(fleet: MeterRegistr
     assert "25 deg" in alert.summary
 
 
+def test_phase_shift_of_a_standby_load_at_15_min_cadence(fleet: MeterRegistry) -> None:
+    engine = only(fleet, "phase_shift")
+    standby = [0.08, 0.15, 0.2]  # a few tens of watts per phase, at night
+    honest = [(t, A, reading(standby, pf=0.92)) for t in np.arange(0, 6 * HOUR, 900.0)]
+    assert feed(engine, honest) == []
+    shifted = reading(standby, pf=0.92, shift_deg=[25.0, 0.0, 0.0])
+    rows = [(t, A, shifted) for t in np.arange(6 * HOUR, 8 * HOUR, 900.0)]
+    alert = opened(feed(engine, rows))[0].alert
+    assert (alert.phase, alert.start) == (1, 6 * HOUR)
+
+
 def test_phase_shift_ignores_a_low_power_factor_load_and_solar(fleet: MeterRegistry) -> None:
     engine = only(fleet, "phase_shift", raise_after_s=0)
     motor = [(t, B, reading([8.0, 8.0, 8.0], pf=0.7)) for t in np.arange(0, 4 * HOUR, MINUTE)]
