@@ -427,7 +427,6 @@ def _pools(pop: Population) -> dict[str, np.ndarray[Any, np.dtype[np.int64]]]:
         "1p": np.flatnonzero(honest & ~three),
         "1pn": np.flatnonzero(honest & ~three & nm),
         "ct": np.flatnonzero(honest & ct),
-        "wc": np.flatnonzero(honest & ~ct),
         "any": np.flatnonzero(honest),
         "residential": np.flatnonzero(honest & (pop.cls == RESIDENTIAL)),
         "commercial": np.flatnonzero(honest & (pop.cls == COMMERCIAL)),
