@@ -54,7 +54,8 @@ class ImbalanceConfig(DetectorConfig):
     median_step: float = Field(
         default=0.001,
         gt=0,
-        description="Step of the per-phase median share tracker per minute of data.",
+        description="Step of the per-phase median share tracker per minute of data (at most "
+        "5 % of the share per reading, never less than a minute's step).",
     )
     warmup_s: float = Field(
         default=6 * 3600.0, ge=0, description="Data time of learning before it may fire, s."
@@ -153,12 +154,18 @@ def _judge(
         step_s = dt[r] if dt[r] > 0 else 60.0
         for k in range(3):
             old = base[k, s]
+            # At most 5 % of the share per reading (never less than a minute's step): read
+            # every 15 or 30 minutes, one sampled appliance burst would otherwise lift a small
+            # phase's usual share by a quarter, its honest readings would then look
+            # collapsed, and a baseline that does not learn from what it flags would never
+            # come back down.
+            step = min(median_step * step_s / 60.0, max(0.05 * old, median_step))
             if math.isnan(old):
                 base[k, s] = share[k]
             elif share[k] > old:
-                base[k, s] = min(old + median_step * step_s / 60.0, share[k])
+                base[k, s] = min(old + step, share[k])
             elif share[k] < old:
-                base[k, s] = max(old - median_step * step_s / 60.0, share[k])
+                base[k, s] = max(old - step, share[k])
         learned[s] += step_s
 
 

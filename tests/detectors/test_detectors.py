@@ -123,6 +123,22 @@ def test_imbalance_ignores_lopsided_loads_appliances_and_proportional_falls(
     assert feed(engine, kettle, per_batch=5) == []
 
 
+def test_imbalance_at_15_minutes_a_sampled_burst_does_not_lift_a_small_phase(
+    fleet: MeterRegistry,
+) -> None:
+    # A lopsided shop read every 15 minutes: phase 3 carries 7 % of the current, and now
+    # and then two readings catch a 10 A appliance on it. Such samples must not lift
+    # phase 3's usual share so far that its next honest reading looks collapsed.
+    engine = only(fleet, "imbalance")
+    rows = []
+    for n, t in enumerate(np.arange(0.0, 3 * 24 * HOUR, 15 * MINUTE)):
+        amps = [45.0, 16.5, 4.6]
+        if n % 23 in (7, 8):  # two readings in a row, now and then
+            amps[2] += 10.0
+        rows.append((t, B, reading(amps, neutral=False)))
+    assert feed(engine, rows, per_batch=4) == []
+
+
 # ---------------------------------------------------------------- voltage loss
 
 
