@@ -217,6 +217,9 @@ class ConsumptionDropDetector(Detector):
         nt = len(trafos)
         self.gap = GapModel(nt, learn_days=7.0, allowance=0.06)
         self.u_wh = np.full((nt, _RING), np.nan)
+        # The same against the loss allowance while the transformer's own gap is not yet
+        # learned (its first days): all that can be said of a day before a fall then.
+        self.u_allow = np.full((nt, _RING), np.nan)
         self.u_sd = np.full((nt, _RING), np.nan)
         self.u_hour = np.full((nt, _RING), -1, dtype=np.int64)
         self.pending: dict[int, list[tuple[Int64Array, FloatArray, FloatArray]]] = defaultdict(list)
@@ -268,6 +271,7 @@ class ConsumptionDropDetector(Detector):
                 cell = int(hour[k]) % _RING
                 self.u_hour[t[k], cell] = hour[k]
                 self.u_wh[t[k], cell] = unexplained if learned[0] else np.nan
+                self.u_allow[t[k], cell] = unexplained
                 self.u_sd[t[k], cell] = spread[0]
                 # Hours with unexplained energy are not the transformer's normal gap.
                 if not learned[0] or unexplained < 2.0 * float(spread[0]):
@@ -394,9 +398,6 @@ class ConsumptionDropDetector(Detector):
             # baseline's hour-to-hour variation; a closed shop or an empty home is flat.
             cv_e = _variation(e[:, :12], ok[:, :12])
             cv_b = _variation(b[:, :12], ok[:, :12])
-            # A tap lowers every hour in proportion, so the day keeps its usual shape; an
-            # empty home heated on a thermostat has a shape of its own.
-            shape = _correlation(e, b, ok)
         # The change common to the meter's class (weather, an unlisted holiday).
         common = np.zeros(meters.size)
         cls = self._class[meters]
@@ -502,7 +503,6 @@ class ConsumptionDropDetector(Detector):
         onset = (since + 1).astype(np.float64) * HOUR_S
         verdict = np.where(holds, HOLDS, np.where(np.isfinite(y), CLEAR, UNKNOWN)).astype(np.int8)
         told = verdict != UNKNOWN
-        self._dbg = dict(locals())
         if not told.any():
             return
         at = hour_end + cfg.judge_delay_s
@@ -580,8 +580,14 @@ class ConsumptionDropDetector(Detector):
             t = int(self._trafo[m])
             if t < 0:
                 continue
-            earlier = np.where(self.u_hour[t, cells] == before, self.u_wh[t, cells], np.nan)
+            kept = self.u_hour[t, cells] == before
+            earlier = np.where(kept, self.u_wh[t, cells], np.nan)
             known = np.isfinite(earlier)
+            if known.sum() < 6:
+                # The gap not learned yet: the day was clean if its gap kept within the
+                # loss allowance (an expected gap the model would have learned from it).
+                earlier = np.where(kept, self.u_allow[t, cells], np.nan)
+                known = np.isfinite(earlier)
             self.earlier_w[m] = float(earlier[known].mean()) if known.sum() >= 6 else np.nan
 
     def _spread(self, meters: Int64Array) -> FloatArray:

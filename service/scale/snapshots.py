@@ -28,7 +28,10 @@ from meterguard.settings import ScaleSettings
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+#: Raised whenever a detector's or the engine's state changes shape, so that a worker of a
+#: new release replays the window instead of loading an engine it cannot run (2: the
+#: consumption-drop detector's balance against the loss allowance).
+FORMAT = 2
 
 
 class SnapshotError(MeterguardError):

@@ -192,6 +192,23 @@ def test_a_tap_on_the_second_day_is_not_learned_as_the_meter_s_normal() -> None:
     assert alerts[0].raised <= tap_at + 2 * DAY
 
 
+def test_a_tap_in_the_transformer_s_first_days_is_confirmed_by_its_check_meter() -> None:
+    # On the second day the balance has no learned gap of its own yet: the day before the
+    # fall counts as clean when its gap kept within the loss allowance, so the check meter
+    # may confirm the fall instead of leaving it to the meter's history alone.
+    registry = _fleet(feeder=True)
+    tap_at = START + 1 * DAY + 10 * HOUR  # the first Tuesday morning
+    metered = lambda k, t: 0.5 if k == 3 and t >= tap_at else 1.0  # noqa: E731
+    events = _feed(_engine(registry, ["consumption_drop"]), _rows(5, metered=metered))
+    alerts = [e.alert for e in opened(events)]
+    assert [a.meter for a in alerts] == ["H03"]
+    alert = alerts[0]
+    assert alert.severity == "major"
+    assert alert.evidence["transformer_confirms"] is True
+    assert alert.raised is not None
+    assert tap_at <= alert.start < alert.raised <= tap_at + DAY
+
+
 def test_an_empty_home_heated_on_a_thermostat_is_not_a_tap() -> None:
     # Away for the second week, night-rate storage heating keeps the home warm: consumption
     # falls by half, in a shape of its own (the heating's night hours), not the household's
