@@ -2,8 +2,9 @@
 
 Most of these tests wait on something (a subprocess, a simulator's socket, the engine's
 compiled code) as much as they compute, so three pytest-xdist workers on two cores keep
-both busy. Files stay whole on one worker (`--dist loadfile`): a module's fixtures are made
-once, and the workers take the next file as they finish, heaviest or not.
+both busy. Tests are dealt out one by one and an idle worker takes over another's queue
+(`--dist worksteal`). Not whole files (`--dist loadfile`): schemathesis gives every case of
+the schema test the same node id, which per-file scheduling collapses into a single case.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def command(extra: list[str]) -> list[str]:
         "-n",
         str(PROCESSES),
         "--dist",
-        "loadfile",
+        "worksteal",
         *extra,
     ]
 
