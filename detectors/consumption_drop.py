@@ -584,8 +584,8 @@ class ConsumptionDropDetector(Detector):
             earlier = np.where(kept, self.u_wh[t, cells], np.nan)
             known = np.isfinite(earlier)
             if known.sum() < 6:
-                # The gap not learned yet: the day was clean if its gap kept within the
-                # loss allowance (an expected gap the model would have learned from it).
+                # The transformer's gap not learned yet: the day is judged by its gap above
+                # the loss allowance, which stands for the expected gap until then.
                 earlier = np.where(kept, self.u_allow[t, cells], np.nan)
                 known = np.isfinite(earlier)
             self.earlier_w[m] = float(earlier[known].mean()) if known.sum() >= 6 else np.nan

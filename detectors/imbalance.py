@@ -156,7 +156,7 @@ def _judge(
             old = base[k, s]
             # At most 5 % of the share per reading (never less than a minute's step): read
             # every 15 or 30 minutes, one sampled appliance burst would otherwise lift a small
-            # phase's usual share by a quarter, its honest readings would then look
+            # phase's usual share by a fifth, its honest readings would then look
             # collapsed, and a baseline that does not learn from what it flags would never
             # come back down.
             step = min(median_step * step_s / 60.0, max(0.05 * old, median_step))
