@@ -91,6 +91,16 @@ class DetectorConfig(BaseModel):
     )
 
 
+class MisfitConfig(DetectorConfig):
+    """Options of a metering-fitness detector: a misfit shows every working day, one case."""
+
+    clear_after_s: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="Absence before clearing: a misfit that shows every working day is one case.",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Conditions:
     """A detector's verdict on each row of a batch."""

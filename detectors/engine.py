@@ -324,14 +324,8 @@ class Lifecycle:
     def _pull(self, slot: int) -> _Incident:
         """Return a meter's incident with the figures the compiled pass keeps taken in."""
         inc = self.incidents[slot]
-        (
-            inc.kwh_lost,
-            inc.held_s,
-            inc.last_hold,
-            inc.peak_magnitude,
-            inc.confidence,
-            inc.last_event_ts,
-        ) = self.state[1:, slot].tolist()
+        for name, value in zip(_FIGURES, self.state[1:, slot].tolist(), strict=True):
+            setattr(inc, name, value)
         return inc
 
     def _sync(self, slot: int) -> None:
@@ -340,14 +334,7 @@ class Lifecycle:
         pending = inc is not None and not inc.raised
         self.raised[slot] = inc is not None and inc.raised
         if inc is not None:
-            self.state[1:, slot] = (
-                inc.kwh_lost,
-                inc.held_s,
-                inc.last_hold,
-                inc.peak_magnitude,
-                inc.confidence,
-                inc.last_event_ts,
-            )
+            self.state[1:, slot] = [getattr(inc, name) for name in _FIGURES]
         self.clears_at[slot] = (
             -np.inf
             if pending

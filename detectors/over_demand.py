@@ -25,6 +25,7 @@ from detectors.base import (
     Detector,
     DetectorConfig,
     IncidentFacts,
+    MisfitConfig,
     format_duration,
     register,
 )
@@ -32,16 +33,11 @@ from detectors.context import BatchContext, phase_block
 from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity
 
 
-class OverDemandConfig(DetectorConfig):
+class OverDemandConfig(MisfitConfig):
     """Options of the over-demand detector."""
 
     raise_after_s: float = Field(
         default=7200.0, ge=0, description="Demand must stay above the limit this long, s."
-    )
-    clear_after_s: float = Field(
-        default=86_400.0,
-        ge=0,
-        description="Absence before clearing: a misfit that shows every working day is one case.",
     )
     severity: Severity = Field(default=Severity.MINOR, description="Severity of its alerts.")
     margin: float = Field(

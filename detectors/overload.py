@@ -22,6 +22,7 @@ from detectors.base import (
     Detector,
     DetectorConfig,
     IncidentFacts,
+    MisfitConfig,
     format_duration,
     phase_label,
     register,
@@ -30,18 +31,13 @@ from detectors.context import BatchContext, phase_block
 from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity
 
 
-class OverloadConfig(DetectorConfig):
+class OverloadConfig(MisfitConfig):
     """Options of the overload detector."""
 
     raise_after_s: float = Field(
         default=1800.0,
         ge=0,
         description="Persistence before raising: longer than a motor start or a kettle.",
-    )
-    clear_after_s: float = Field(
-        default=86_400.0,
-        ge=0,
-        description="Absence before clearing: a misfit that shows every working day is one case.",
     )
     severity: Severity = Field(default=Severity.MAJOR, description="Severity of its alerts.")
     overload_ratio: float = Field(

@@ -26,6 +26,7 @@ from detectors.base import (
     Detector,
     DetectorConfig,
     IncidentFacts,
+    MisfitConfig,
     format_duration,
     register,
 )
@@ -36,16 +37,11 @@ from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity
 _DEFAULT_PF = 0.9
 
 
-class WiringMisfitConfig(DetectorConfig):
+class WiringMisfitConfig(MisfitConfig):
     """Options of the wiring-misfit detector."""
 
     raise_after_s: float = Field(
         default=1800.0, ge=0, description="Unbalanced use must persist this long, s."
-    )
-    clear_after_s: float = Field(
-        default=86_400.0,
-        ge=0,
-        description="Absence before clearing: a misfit that shows every working day is one case.",
     )
     severity: Severity = Field(default=Severity.MINOR, description="Severity of its alerts.")
     unbalance_ratio: float = Field(
