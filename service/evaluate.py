@@ -7,6 +7,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from meterguard.errors import MeterguardError
 from meterguard.meters_csv import read_header, read_meters_csv, read_rows
 from meterguard.model import QUANTITY_INDEX, AlertKind, Meter, MeterRegistry
 from meterguard.textinput import Fail, locate, open_input, read_lines
+from meterguard.timefmt import rfc3339
 from service.telemetry_csv import ReadingsReader, parse_time_text
 
 #: An alert detects an incident when it starts this long before the incident at most...
@@ -43,6 +45,8 @@ class Label:
     start: float
     end: float
     phase: int | None = None
+    #: The label's magnitude column as written (its meaning depends on the kind).
+    magnitude: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +164,18 @@ def read_labels(path: Path) -> list[Label]:
                 phase = int(float(phase_text)) if phase_text else None
             except (ValueError, OverflowError) as exc:
                 raise ScoringInputError(str(path), line, str(exc)) from exc
-            labels.append(Label(row["meter"].strip(), kind, start, end, phase))
+            # Not scored: a magnitude that is not a number is only left out of the listing.
+            magnitude = _number_or_none(row.get("magnitude", ""))
+            labels.append(Label(row["meter"].strip(), kind, start, end, phase, magnitude))
     return labels
+
+
+def _number_or_none(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _time_value(value: Any) -> float:
@@ -284,6 +298,7 @@ def score(
     for label in labels:
         labels_by_meter.setdefault(label.meter, []).append(label)
     kinds: dict[str, KindScore] = {}
+    per_incident: list[dict[str, Any]] = []
     for label in labels:
         ks = kinds.setdefault(label.kind, KindScore())
         ks.incidents += 1
@@ -291,16 +306,18 @@ def score(
             (a for a in by_meter.get(label.meter, []) if _matches(a, label)),
             key=lambda a: a.start,
         )
+        outcome = _incident_outcome(label, found)
+        per_incident.append(outcome)
         if not found:
             continue
         ks.detected += 1
         ks.alerts_on_detected += len(found)
-        first = found[0]
-        ks.latencies_s.append(first.start - label.start)
-        if first.raised is not None:
-            ks.raise_times_s.append(first.raised - label.start)
+        ks.latencies_s.append(outcome["onset_error_s"])
+        if outcome["time_to_raise_s"] is not None:
+            ks.raise_times_s.append(outcome["time_to_raise_s"])
         accepted = accepted_kinds(label, label.meter in coverage.neutral_measured)
         diagnosing = sum(1 for a in found if a.kind in accepted)
+        outcome["diagnosed"] = diagnosing > 0
         if diagnosing:
             ks.diagnosed += 1
             ks.diagnosing_alerts += diagnosing
@@ -361,6 +378,26 @@ def score(
         "timing": {
             group: _group_timing(kinds, members) for group, members in TIMING_GROUPS.items()
         },
+        "per_incident": per_incident,
+    }
+
+
+def _incident_outcome(label: Label, found: Sequence[ScoredAlert]) -> dict[str, Any]:
+    """Return one incident's outcome: its label and what its first matching alert did."""
+    first = found[0] if found else None
+    return {
+        "meter": label.meter,
+        "kind": label.kind,
+        "start": rfc3339(label.start),
+        "end": None if math.isinf(label.end) else rfc3339(label.end),
+        "magnitude": label.magnitude,
+        "detected": first is not None,
+        "diagnosed": False,
+        "first_alert_kind": None if first is None else first.kind,
+        "onset_error_s": None if first is None else first.start - label.start,
+        "time_to_raise_s": (
+            None if first is None or first.raised is None else first.raised - label.start
+        ),
     }
 
 
@@ -444,4 +481,30 @@ def report(result: dict[str, Any]) -> str:
         f"{result['bad_rows']} bad rows of readings.csv not counted."
     )
     lines.append(summary_line(result))
+    return "\n".join(lines)
+
+
+def _span(seconds: float | None) -> str:
+    """Return a duration in minutes below two hours, else in hours."""
+    if seconds is None:
+        return "-"
+    return f"{seconds / 60:.0f} min" if abs(seconds) < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def incidents_report(result: dict[str, Any]) -> str:
+    """Render one line per incident: when it began (and on which weekday), how it ended."""
+    head = (
+        f"{'meter':<14}{'kind':<17}{'magnitude':>10}  {'start (UTC)':<25}{'outcome':<11}"
+        f"{'first alert':<17}{'onset error':>12}{'time to raise':>15}"
+    )
+    lines = [head, "-" * len(head)]
+    for one in sorted(result["per_incident"], key=lambda o: (o["kind"], o["start"])):
+        started = datetime.fromisoformat(one["start"].replace("Z", "+00:00"))
+        outcome = "diagnosed" if one["diagnosed"] else "detected" if one["detected"] else "MISSED"
+        lines.append(
+            f"{one['meter']:<14}{one['kind']:<17}{_fmt(one['magnitude'], '{:g}'):>10}  "
+            f"{started.strftime('%a %Y-%m-%d %H:%M'):<25}{outcome:<11}"
+            f"{one['first_alert_kind'] or '-':<17}{_span(one['onset_error_s']):>12}"
+            f"{_span(one['time_to_raise_s']):>15}"
+        )
     return "\n".join(lines)

@@ -175,6 +175,73 @@ def _score_one_label(
     return result
 
 
+def test_evaluate_lists_each_incident_with_its_weekday_and_outcome(tmp_path: Path) -> None:
+    (tmp_path / "meters.csv").write_text(METERS)
+    # 2026-05-01 is a Friday, 2026-05-03 a Sunday.
+    (tmp_path / "labels.csv").write_text(
+        "meter,kind,start,end,phase,magnitude\n"
+        "M1,consumption_drop,2026-05-01T14:00:00Z,2026-05-06T00:00:00Z,,0.5\n"
+        "M2,consumption_drop,2026-05-03T19:30:00Z,,,not a number\n"
+        "M3,voltage_loss,2026-05-03T08:00:00Z,2026-05-03T09:00:00Z,1,0.3\n"
+    )
+    alerts = [
+        json.dumps(
+            {
+                "meter": "M1",
+                "kind": "consumption_drop",
+                "start": "2026-05-02T02:00:00Z",
+                "raised": "2026-05-02T06:05:00Z",
+            }
+        ),
+        json.dumps(
+            {
+                "meter": "M3",
+                "kind": "tamper",
+                "start": "2026-05-03T08:10:00Z",
+                "raised": "2026-05-03T08:12:00Z",
+            }
+        ),
+    ]
+    (tmp_path / "alerts.jsonl").write_text("\n".join(alerts) + "\n")
+    done = run_cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"), "--json")
+    assert done.returncode == 0, done.stderr
+    listed = {one["meter"]: one for one in json.loads(done.stdout)["per_incident"]}
+    assert listed["M1"] == {
+        "meter": "M1",
+        "kind": "consumption_drop",
+        "start": "2026-05-01T14:00:00Z",
+        "end": "2026-05-06T00:00:00Z",
+        "magnitude": 0.5,
+        "detected": True,
+        "diagnosed": True,
+        "first_alert_kind": "consumption_drop",
+        "onset_error_s": 12 * 3600.0,
+        "time_to_raise_s": 16 * 3600.0 + 300.0,
+    }
+    # No alert: missed, with no end and a magnitude that is not a number left out.
+    assert (listed["M2"]["detected"], listed["M2"]["end"], listed["M2"]["magnitude"]) == (
+        False,
+        None,
+        None,
+    )
+    # Found by another kind: detected, not diagnosed.
+    assert (listed["M3"]["detected"], listed["M3"]["diagnosed"]) == (True, False)
+    assert listed["M3"]["time_to_raise_s"] == 720.0
+    text = run_cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl"), "--incidents")
+    assert text.returncode == 0, text.stderr
+    rows = {line.split()[0]: line for line in text.stdout.splitlines() if line.startswith("M")}
+    assert "Fri 2026-05-01 14:00" in rows["M1"]
+    assert "diagnosed" in rows["M1"]
+    assert rows["M1"].rstrip().endswith("16.1 h")
+    assert "Sun 2026-05-03 19:30" in rows["M2"]
+    assert "MISSED" in rows["M2"]
+    assert "detected" in rows["M3"]
+    assert rows["M3"].rstrip().endswith("12 min")
+    # Without --incidents the report is the per-kind table alone.
+    plain = run_cli("evaluate", str(tmp_path), str(tmp_path / "alerts.jsonl")).stdout
+    assert "MISSED" not in plain
+
+
 @pytest.mark.parametrize(
     ("label", "alert_kind", "in_column", "diagnosed"),
     [
