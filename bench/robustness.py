@@ -3,7 +3,8 @@
 Each cell simulates a fleet (the standard mix on 14 days of weekdays, weekends and public
 holidays, noisy households with vacations and electric heating), replays it through the
 detectors and scores the alerts, all with the `meterguard` commands a user runs. It prints
-one line per cell as it finishes, then the whole table in Markdown:
+one line per cell as it finishes (with each consumption_drop tap: when it began, in UTC, the
+share of the load still metered and its time to raise), then the whole table in Markdown:
 
     .venv/bin/python bench/robustness.py                       # 1, 15, 30 min x feeders x 3 seeds
     .venv/bin/python bench/robustness.py --cadences 15min --seeds 1 --foreign
@@ -24,6 +25,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +104,21 @@ def run_cell(cell: Cell, args: argparse.Namespace, root: Path) -> dict[str, Any]
             for k, v in kinds.items()
             if v["incidents"] > v["detected"]
         },
+        "drop_taps": [
+            _tap(one) for one in result["per_incident"] if one["kind"] == "consumption_drop"
+        ],
         "simulate_s": simulated - started,
         "replay_s": replayed - simulated,
     }
+
+
+def _tap(one: dict[str, Any]) -> str:
+    """Return a consumption_drop incident as 'Fri 14:00 x0.5 74.1 h' (or 'missed')."""
+    started = datetime.fromisoformat(one["start"].replace("Z", "+00:00"))
+    raised = one["time_to_raise_s"]
+    outcome = "missed" if raised is None else f"{raised / 3600:.1f} h"
+    share = "" if one["magnitude"] is None else f" x{one['magnitude']:g}"
+    return f"{started:%a %H:%M}{share} {outcome}"
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -129,6 +143,7 @@ def line(row: dict[str, Any]) -> str:
         f"drop {_fmt(row['raise_drop_h'], '{:.1f} h')}  "
         f"{'ok' if _meets(row) else 'MISS'}  false {row['false_by_kind']} "
         f"missed {row['missed_by_kind']}  ({row['simulate_s']:.0f}+{row['replay_s']:.0f} s)"
+        f"\n{'':<34} taps: {' | '.join(row['drop_taps'])}"
     )
 
 
