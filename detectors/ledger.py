@@ -58,6 +58,9 @@ class Balances:
     hour: Int64Array
     feeder_wh: FloatArray
     customers_wh: FloatArray
+    #: The customers' hours each counted whatever its sign (import or export): with rooftop
+    #: solar their currents, and the losses, stay when the net nearly cancels.
+    customers_gross_wh: FloatArray
     #: True when the check meter and every customer covered the whole hour.
     complete: npt.NDArray[np.bool_]
 
@@ -67,6 +70,7 @@ class Balances:
         return cls(
             np.zeros(0, np.int64),
             np.zeros(0, np.int64),
+            np.zeros(0),
             np.zeros(0),
             np.zeros(0),
             np.zeros(0, np.bool_),
@@ -97,6 +101,7 @@ class HourlyLedger:
         self.ring_closed = np.zeros((nt, _RING), dtype=np.int64)
         self.ring_feeder = np.zeros((nt, _RING))
         self.ring_customers = np.zeros((nt, _RING))
+        self.ring_gross = np.zeros((nt, _RING))
         self.ring_short = np.zeros((nt, _RING), dtype=np.int64)
         #: Per transformer, the latest hour whose balance went out (later closes only).
         self.done_hour = np.full(nt, -1, dtype=np.int64)
@@ -164,6 +169,7 @@ class HourlyLedger:
         self.ring_hour[t, cells] = hours
         np.add.at(self.ring_feeder, (t, cells), np.where(feeder, wh, 0.0))
         np.add.at(self.ring_customers, (t, cells), np.where(feeder, 0.0, wh))
+        np.add.at(self.ring_gross, (t, cells), np.where(feeder, 0.0, np.abs(wh)))
         np.add.at(self.ring_short, (t, cells), covered < self.min_coverage * HOUR_S)
         np.add.at(self.ring_closed, (t, cells), 1)
         full = np.unique(np.stack([t, cells]), axis=1)
@@ -184,6 +190,7 @@ class HourlyLedger:
                     np.array([hour], np.int64),
                     np.array([self.ring_feeder[t, cell]]),
                     np.array([self.ring_customers[t, cell]]),
+                    np.array([self.ring_gross[t, cell]]),
                     np.array([complete]),
                 )
             )
@@ -192,6 +199,7 @@ class HourlyLedger:
         self.ring_closed[t, cell] = 0
         self.ring_feeder[t, cell] = 0.0
         self.ring_customers[t, cell] = 0.0
+        self.ring_gross[t, cell] = 0.0
         self.ring_short[t, cell] = 0
 
     # ------------------------------------------------------------ data time
@@ -342,5 +350,6 @@ def _join_balances(parts: list[Balances]) -> Balances:
         np.concatenate([p.hour for p in parts]),
         np.concatenate([p.feeder_wh for p in parts]),
         np.concatenate([p.customers_wh for p in parts]),
+        np.concatenate([p.customers_gross_wh for p in parts]),
         np.concatenate([p.complete for p in parts]),
     )
