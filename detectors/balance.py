@@ -7,8 +7,18 @@ Sundays), so the model keeps, per transformer and per day type (weekday, Saturda
 or holiday) and hour of the day, the usual gap and feeder load, in watts, with the spread
 of the gap around it; a day type not seen yet borrows the same hour of another. Losses grow
 with the load, so an hour whose load differs from the usual one moves its expected gap by
-the transformer's learned slope of gap against load. The unexplained energy of an hour is
-what the model does not expect, judged against that spread.
+the transformer's learned slope of gap against load.
+
+Once a day of clean hours is in, a loss curve takes over: I²R losses are a quadratic of the
+current, so the gap is fitted, per transformer, as a quadratic of the hour's energy flows
+(the customers' metered energy, import and export alike; least squares with the model's
+memory), plus what each hour of the day adds beyond it (a street light at night), with the
+spread of its own out-of-sample errors. It holds on every kind of day from the second on,
+where a day type's own hours take a week to learn, and its spread is a small fraction of
+theirs: the day-to-day swing of the load no longer counts as noise. Where the curve's
+spread is not the smaller (the gap follows something else), the hours of the day type stay
+in charge. The unexplained energy of an hour is what the model does not expect, judged
+against that spread.
 """
 
 from __future__ import annotations
@@ -32,6 +42,14 @@ _FALLBACK: dict[int, tuple[int, ...]] = {
 #: The spread is never taken below this share of the load plus this many watts (meter
 #: accuracy), nor below a share of the usual gap itself.
 _FLOOR_SHARE, _FLOOR_W, _FLOOR_OF_GAP = 0.002, 50.0, 0.1
+#: Clean hours the loss curve needs before it judges, and before its errors are counted.
+CURVE_MIN_HOURS, _CURVE_ERRORS_FROM = 24, 12
+#: Weight of a new error in the curve's spread (about two days).
+_CURVE_ERROR_RATE = 1.0 / 48.0
+#: Ridge on the curve's scaled terms: keeps a first day of nearly constant load solvable.
+_CURVE_RIDGE = 1e-3
+#: The curve's terms: 1, the customers' gross flow and its square.
+_TERMS = 3
 
 
 class GapModel:
@@ -50,6 +68,7 @@ class GapModel:
         self.decay = float(np.exp(-1.0 / (learn_days * 24.0)))
         self.sxx = np.zeros(n_transformers)
         self.sxy = np.zeros(n_transformers)
+        self.curve = LossCurve(n_transformers, self.decay, self.rate)
 
     def _cells(
         self, t: Int64Array, day_type: Int64Array, hour: Int64Array
@@ -65,7 +84,12 @@ class GapModel:
         return np.maximum(chosen, 0), chosen >= 0
 
     def expected(
-        self, t: Int64Array, load_w: FloatArray, day_type: Int64Array, hour: Int64Array
+        self,
+        t: Int64Array,
+        load_w: FloatArray,
+        gross_w: FloatArray,
+        day_type: Int64Array,
+        hour: Int64Array,
     ) -> tuple[FloatArray, FloatArray, BoolArray]:
         """Return the expected gap and the spread to judge it by, W, and if it is learned.
 
@@ -100,12 +124,18 @@ class GapModel:
             own_floor = np.maximum(_FLOOR_SHARE * load + _FLOOR_W, _FLOOR_OF_GAP * np.abs(first))
             expected = np.where(once, first, expected)
             spread = np.where(once, np.maximum(wide, 2.0 * own_floor), spread)
-        return expected, np.maximum(spread, _FLOOR_W), known
+        curve, curve_spread, fitted = self.curve.expected(t, gross_w, hour)
+        curve_spread = np.maximum(curve_spread, _FLOOR_SHARE * load + _FLOOR_W)
+        better = fitted & ~(own & (spread < curve_spread))
+        expected = np.where(better, curve, expected)
+        spread = np.where(better, curve_spread, spread)
+        return expected, np.maximum(spread, _FLOOR_W), known | fitted
 
     def learn(
         self,
         t: Int64Array,
         load_w: FloatArray,
+        gross_w: FloatArray,
         gap_w: FloatArray,
         day_type: Int64Array,
         hour: Int64Array,
@@ -128,7 +158,115 @@ class GapModel:
                 bound = 3.0 * max(float(np.sqrt(self.var[tk, dk, hk])), _FLOOR_W)
                 deviation = min(max(deviation, -bound), bound)
             self.gap_w[tk, dk, hk] = old_gap + rate * deviation
+            self.curve.learn(tk, float(gross_w[k]), float(gap_w[k]), hk)
             self.load_w[tk, dk, hk] += rate * (float(load_w[k]) - self.load_w[tk, dk, hk])
             if n:
                 self.var[tk, dk, hk] += rate * (deviation * deviation - self.var[tk, dk, hk])
             self.n[tk, dk, hk] = n + 1
+
+
+class LossCurve:
+    """Per transformer: the gap as a quadratic of the hour's energy flows, plus each hour.
+
+    Its variable is the customers' metered energy counted whatever its sign (import and
+    export alike carry current), scaled by the transformer's first load. Not the check
+    meter's: a tap raises that too, and the curve would take part of the theft for losses.
+    Beyond the flows it has learned the curve goes on along its slope, rising only above
+    and, below, never under the straight line to no flow at all: a curve fitted on a day's
+    loads says nothing of its far ends, and losses do not turn negative.
+    """
+
+    def __init__(self, n_transformers: int, decay: float, rate: float) -> None:
+        self.decay = decay
+        self.rate = rate
+        self.scale = np.zeros(n_transformers)
+        self.xtx = np.zeros((n_transformers, _TERMS, _TERMS))
+        self.xty = np.zeros((n_transformers, _TERMS))
+        self.n = np.zeros(n_transformers, dtype=np.int64)
+        self.low = np.full(n_transformers, np.inf)
+        self.high = np.full(n_transformers, -np.inf)
+        # What each hour of the day adds beyond the curve, and how many hours taught it.
+        self.offset = np.zeros((n_transformers, 24))
+        self.offset_n = np.zeros((n_transformers, 24), dtype=np.int64)
+        # The mean square of the curve's out-of-sample errors as a share of the hour's flow
+        # (losses, and their wander, grow with the load), and how many it holds.
+        self.var = np.zeros(n_transformers)
+        self.errors = np.zeros(n_transformers, dtype=np.int64)
+
+    def _flow(self, t: Int64Array, gross_w: FloatArray) -> FloatArray:
+        """Return each hour's scaled gross flow."""
+        flow: FloatArray = np.abs(gross_w) / np.maximum(self.scale[t], 1.0)
+        return flow
+
+    def _base(self, t: Int64Array, gross_w: FloatArray) -> FloatArray:
+        """Return the curve's gap for these flows, W (no hour offset)."""
+        eye = np.eye(_TERMS)[None, :, :] * _CURVE_RIDGE
+        coef = np.linalg.solve(self.xtx[t] + eye, self.xty[t][:, :, None])[:, :, 0]
+        flow = self._flow(t, gross_w)
+        inside = np.clip(flow, self.low[t], self.high[t])
+        value = coef[:, 0] + coef[:, 1] * inside + coef[:, 2] * inside**2
+        slope = coef[:, 1] + 2.0 * coef[:, 2] * inside
+        beyond = slope * (flow - inside)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            towards_zero = value * np.where(inside > 0, flow / inside, 1.0)
+        base: FloatArray = np.where(
+            flow < inside, np.maximum(value + beyond, towards_zero), value + np.maximum(beyond, 0.0)
+        )
+        return base
+
+    def _offset(self, t: Int64Array, hour: Int64Array) -> FloatArray:
+        """Return each hour of the day's learned offset, shrunk while it has few hours."""
+        n = self.offset_n[t, hour]
+        shrunk: FloatArray = self.offset[t, hour] * n / (n + 2.0)
+        return shrunk
+
+    def expected(
+        self, t: Int64Array, gross_w: FloatArray, hour: Int64Array
+    ) -> tuple[FloatArray, FloatArray, BoolArray]:
+        """Return the curve's expected gap and spread, W, and whether it may judge yet."""
+        fitted = (self.n[t] >= CURVE_MIN_HOURS) & (self.errors[t] >= _CURVE_ERRORS_FROM)
+        if not fitted.any():
+            zeros = np.zeros(t.size)
+            return zeros, zeros, fitted
+        expected = self._base(t, gross_w) + self._offset(t, hour)
+        return expected, np.sqrt(self.var[t]) * self._weight(t, gross_w), fitted
+
+    def _weight(self, t: Int64Array, gross_w: FloatArray) -> FloatArray:
+        """Return the flow an hour's error is counted against (a tenth of the usual at least)."""
+        weight: FloatArray = np.maximum(np.abs(gross_w), 0.1 * self.scale[t])
+        return weight
+
+    def learn(self, t: int, gross_w: float, gap_w: float, hour: int) -> None:
+        """Add one clean hour; its error before learning goes to the spread."""
+        if self.scale[t] == 0.0:
+            self.scale[t] = max(abs(gross_w), 1000.0)
+        tt = np.array([t], dtype=np.int64)
+        grosses = np.array([gross_w])
+        target = gap_w
+        if self.n[t] >= _CURVE_ERRORS_FROM:
+            at = np.array([hour], dtype=np.int64)
+            base = float(self._base(tt, grosses)[0])
+            offset = float(self._offset(tt, at)[0])
+            error = gap_w - base - offset
+            weight = float(self._weight(tt, grosses)[0])
+            if self.errors[t] >= 3:
+                # Huber-like: one odd hour moves the curve and its spread by 3 spreads at most.
+                bound = 3.0 * max(float(np.sqrt(self.var[t])) * weight, _FLOOR_W)
+                error = min(max(error, -bound), bound)
+                target = base + offset + error
+            k = int(self.errors[t])
+            share = (error / weight) ** 2
+            self.var[t] += max(1.0 / (k + 1.0), _CURVE_ERROR_RATE) * (share - self.var[t])
+            self.errors[t] = k + 1
+            n = int(self.offset_n[t, hour])
+            step = target - base - float(self.offset[t, hour])
+            self.offset[t, hour] += max(1.0 / (n + 1.0), self.rate) * step
+            self.offset_n[t, hour] = n + 1
+            target -= float(self._offset(tt, at)[0])
+        g = float(self._flow(tt, grosses)[0])
+        terms = np.array([1.0, g, g * g])
+        self.xtx[t] = self.xtx[t] * self.decay + np.outer(terms, terms)
+        self.xty[t] = self.xty[t] * self.decay + terms * target
+        self.n[t] += 1
+        self.low[t] = min(self.low[t], g)
+        self.high[t] = max(self.high[t], g)

@@ -261,11 +261,12 @@ class ConsumptionDropDetector(Detector):
             t, hour = bal.transformer[ok], bal.hour[ok]
             load = bal.feeder_wh[ok]  # an hour's Wh is its mean power in W
             gap = load - bal.customers_wh[ok]
+            gross = bal.customers_gross_wh[ok]
             local, day_type = ctx.calendar.hours(hour)
             for k in np.argsort(hour, kind="stable").tolist():
                 one = slice(k, k + 1)
                 expected, spread, learned = self.gap.expected(
-                    t[one], load[one], day_type[one], local[one]
+                    t[one], load[one], gross[one], day_type[one], local[one]
                 )
                 unexplained = float(gap[k] - expected[0])
                 cell = int(hour[k]) % _RING
@@ -275,7 +276,9 @@ class ConsumptionDropDetector(Detector):
                 self.u_sd[t[k], cell] = spread[0]
                 # Hours with unexplained energy are not the transformer's normal gap.
                 if not learned[0] or unexplained < 2.0 * float(spread[0]):
-                    self.gap.learn(t[one], load[one], gap[one], day_type[one], local[one])
+                    self.gap.learn(
+                        t[one], load[one], gross[one], gap[one], day_type[one], local[one]
+                    )
 
     # ------------------------------------------------------------ judging
 
@@ -466,7 +469,9 @@ class ConsumptionDropDetector(Detector):
         # normal (a season, heating switched off for the summer), not a tap: a tap is a step.
         alone &= hour - self.low_since[meters] < _WEIGH_HOURS
         alone &= deficit >= cfg.min_loss_w
-        support, informative, correlation = self._balance(meters, hour)
+        # Falls that could be taps claim the transformer's unexplained energy, deepest first.
+        claims = plausible & ~(run_shape < cfg.shape_correlation - 0.1)
+        support, whole, informative, correlation = self._balance(meters, hour, claims)
         confirmed_now = informative & (support >= cfg.confirm_share) & (support <= 3.0)
         confirmed_now &= correlation >= 0.3
         # Only a young fall can be matched to the balance: later, unexplained energy that
@@ -480,7 +485,7 @@ class ConsumptionDropDetector(Detector):
         )
         confirmed = plausible & (after >= cfg.confirmed_h) & (confirmed_now | tampered)
         confirmed &= ~(run_shape < cfg.shape_correlation - 0.1)
-        refuted = informative & (support < 0.1)
+        refuted = informative & (whole < 0.1)
         self.last_z[meters] = np.where(np.isfinite(y), y / spread, 0.0)
         # Falls that others of the class began with (a warm spell switching electric
         # heating off) are not one customer's doing, whatever the balance says.
@@ -609,12 +614,18 @@ class ConsumptionDropDetector(Detector):
         spread: FloatArray = np.maximum(np.sqrt(var), cfg.min_spread)
         return spread
 
-    def _balance(self, meters: Int64Array, hour: int) -> tuple[FloatArray, BoolArray, FloatArray]:
+    def _balance(
+        self, meters: Int64Array, hour: int, claims: BoolArray
+    ) -> tuple[FloatArray, FloatArray, BoolArray, FloatArray]:
         """Return what the transformer's balance says of each meter's fall.
 
         Per meter: the unexplained energy as a share of the meter's fall since it began
-        (at most 12 hours), whether the balance is precise enough to tell, and how the
-        unexplained energy follows the meter's metered energy (correlation).
+        (at most 12 hours), once to confirm and once to refute; whether the balance is
+        precise enough to tell; and how the unexplained energy follows the meter's metered
+        energy (correlation). To confirm, the falls on one transformer that could be taps
+        (`claims`) share its unexplained energy, the deepest taking its part first, so that
+        one tap does not confirm a neighbour's quiet day as well; to refute, each fall has
+        it all.
         """
         m = meters.size
         support = np.full(m, np.nan)
@@ -622,6 +633,9 @@ class ConsumptionDropDetector(Detector):
         correlation = np.full(m, np.nan)
         trafo = self._trafo[meters]
         since = self.low_since[meters]
+        whole = np.full(m, np.nan)
+        falls = np.full(m, np.nan)
+        unexplained = np.full(m, np.nan)
         for j in np.flatnonzero((trafo >= 0) & (since >= 0)).tolist():
             t = int(trafo[j])
             first = max(int(since[j]), hour - 11)
@@ -640,18 +654,26 @@ class ConsumptionDropDetector(Detector):
             if fall <= 0 or noise >= 0.35 * fall:
                 continue
             informative[j] = True
-            support[j] = float(u[ok].mean()) / fall
-            # Support counts only if the unexplained energy came with the fall: before the
-            # day in which it began (the window lags the fall by up to a day), the balance
-            # was clean; else it belongs to something else on the transformer.
-            earlier = self.earlier_w[meters[j]]
-            if not np.isfinite(earlier) or earlier > 0.3 * fall:
-                support[j] = min(support[j], 0.15)  # cannot confirm; may still refute
+            falls[j] = fall
+            unexplained[j] = float(u[ok].mean())
             if n >= 6 and np.std(e[ok]) > 0 and np.std(u[ok]) > 0:
                 correlation[j] = float(np.corrcoef(u[ok], e[ok])[0, 1])
             else:
                 correlation[j] = 1.0  # too few hours to tell the shape: the match decides
-        return support, informative, correlation
+        for t in np.unique(trafo[informative]).tolist():
+            mine = np.flatnonzero(informative & (trafo == t))
+            mine = mine[np.argsort(-falls[mine], kind="stable")]
+            claimed = np.where(claims[mine], falls[mine], 0.0)
+            taken = np.concatenate([[0.0], np.cumsum(claimed)[:-1]])
+            whole[mine] = unexplained[mine] / falls[mine]
+            support[mine] = (unexplained[mine] - taken) / falls[mine]
+            # Support counts only if the unexplained energy came with the fall: before the
+            # day in which it began (the window lags the fall by up to a day), the balance
+            # was clean; else it belongs to something else on the transformer.
+            earlier = self.earlier_w[meters[mine]]
+            dirty = ~np.isfinite(earlier) | (earlier > 0.3 * falls[mine])
+            support[mine[dirty]] = np.minimum(support[mine[dirty]], 0.15)  # may still refute
+        return support, whole, informative, correlation
 
     def evidence(self, slot: int) -> dict[str, Any]:
         """Give the last day's hourly energy against the baseline, and what corroborates it."""

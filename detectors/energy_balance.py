@@ -153,14 +153,16 @@ class EnergyBalanceDetector(Detector):
         hours = bal.hour[usable]
         feeder_w = bal.feeder_wh[usable]  # an hour's Wh is its mean power in W
         customers_w = bal.customers_wh[usable]
+        gross_w = bal.customers_gross_wh[usable]
         if t.size == 0:
             return
         order = np.argsort(hours, kind="stable")
-        t, hours, feeder_w, customers_w = (
+        t, hours, feeder_w, customers_w, gross_w = (
             t[order],
             hours[order],
             feeder_w[order],
             customers_w[order],
+            gross_w[order],
         )
         local_hour, day_type = ctx.calendar.hours(hours)
         load = np.abs(feeder_w)
@@ -177,7 +179,7 @@ class EnergyBalanceDetector(Detector):
         for i in range(k):
             one = slice(i, i + 1)
             expected, spread, learned = self.gap.expected(
-                t[one], feeder_w[one], day_type[one], local_hour[one]
+                t[one], feeder_w[one], gross_w[one], day_type[one], local_hour[one]
             )
             tr = int(t[i])
             excess[i] = float(gap[i] - expected[0])
@@ -224,7 +226,9 @@ class EnergyBalanceDetector(Detector):
                 bound = 9.0 * self.share_var[tr]  # one odd hour moves it by 3 spreads at most
                 self.share_var[tr] += _POOL_RATE * (min(share * share, bound) - self.share_var[tr])
             if normal or not learned[0]:
-                self.gap.learn(t[one], feeder_w[one], gap[one], day_type[one], local_hour[one])
+                self.gap.learn(
+                    t[one], feeder_w[one], gross_w[one], gap[one], day_type[one], local_hour[one]
+                )
             # A new source of unmetered power on a transformer that already had one is a
             # new incident: a step above the lower of the two hours before.
             prior = np.fmin(self.previous[0, tr], self.previous[1, tr])

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 
 #: Raised whenever a detector's or the engine's state changes shape, so that a worker of a
 #: new release replays the window instead of loading an engine it cannot run (2: the
-#: consumption-drop detector's balance against the loss allowance).
-FORMAT = 2
+#: consumption-drop detector's balance against the loss allowance; 3: the transformers'
+#: loss curve).
+FORMAT = 3
 
 
 class SnapshotError(MeterguardError):

@@ -372,3 +372,22 @@ def test_an_unknown_country_or_zone_is_a_clear_error() -> None:
         CalendarSettings(country="XX")
     with pytest.raises(ValidationError, match="unknown time zone"):
         CalendarSettings(timezone="Mars/Olympus")
+
+
+def test_a_small_tap_on_the_first_holiday_is_found_by_the_loss_curve() -> None:
+    # The third day is a holiday, a kind of day the transformer has never shown: its own
+    # hours cannot judge it, but the loss curve learned on two working days can, so 400 W
+    # (about 5 % of the load, within the 6 % loss allowance) is found that day.
+    registry = _fleet(feeder=True)
+    holiday = 2
+    tap_at = START + holiday * DAY + 9 * HOUR
+    engine = _engine(
+        registry,
+        ["energy_balance"],
+        extra_holidays=[dt.date(2026, 1, 5) + dt.timedelta(days=holiday)],
+    )
+    rows = _rows(4, holiday=holiday, tap=lambda t: 400.0 if t > tap_at else 0.0)
+    alerts = [e.alert for e in opened(_feed(engine, rows))]
+    assert [(a.meter, a.kind) for a in alerts] == [("FDR", "energy_balance")]
+    assert tap_at < alerts[0].start < (alerts[0].raised or 0) <= tap_at + 8 * HOUR
+    assert 250 < alerts[0].evidence["unexplained_w"] < 550
