@@ -656,10 +656,10 @@ class ConsumptionDropDetector(Detector):
             informative[j] = True
             falls[j] = fall
             unexplained[j] = float(u[ok].mean())
+            # Six hours at least: in fewer, any unexplained energy on the transformer (a
+            # neighbour's bypass) matches some meter's quiet hours by chance.
             if n >= 6 and np.std(e[ok]) > 0 and np.std(u[ok]) > 0:
                 correlation[j] = float(np.corrcoef(u[ok], e[ok])[0, 1])
-            else:
-                correlation[j] = 1.0  # too few hours to tell the shape: the match decides
         for t in np.unique(trafo[informative]).tolist():
             mine = np.flatnonzero(informative & (trafo == t))
             mine = mine[np.argsort(-falls[mine], kind="stable")]
