@@ -43,7 +43,7 @@ _FALLBACK: dict[int, tuple[int, ...]] = {
 #: accuracy), nor below a share of the usual gap itself.
 _FLOOR_SHARE, _FLOOR_W, _FLOOR_OF_GAP = 0.002, 50.0, 0.1
 #: Clean hours the loss curve needs before it judges, and before its errors are counted.
-CURVE_MIN_HOURS, _CURVE_ERRORS_FROM = 24, 12
+_CURVE_MIN_HOURS, _CURVE_ERRORS_FROM = 24, 12
 #: Weight of a new error in the curve's spread (about two days).
 _CURVE_ERROR_RATE = 1.0 / 48.0
 #: Ridge on the curve's scaled terms: keeps a first day of nearly constant load solvable.
@@ -98,7 +98,9 @@ class GapModel:
         and its own spread. One whose day type is new (the first Sunday, the first
         holiday) borrows the same hour of another day type, but its spread is the loss
         allowance of the larger of the two loads: the loads differ too much to tell more.
-        Before any day type's hour is known, the allowance stands for both.
+        Before any day type's hour is known, the allowance stands for both. Once the loss
+        curve has a day of clean hours it judges instead (`gross_w`: the customers' energy
+        counted whatever its sign), unless the day type's own hour has the smaller spread.
         """
         cell, known = self._cells(t, day_type, hour)
         own = known & (cell == day_type)
@@ -224,7 +226,7 @@ class LossCurve:
         self, t: Int64Array, gross_w: FloatArray, hour: Int64Array
     ) -> tuple[FloatArray, FloatArray, BoolArray]:
         """Return the curve's expected gap and spread, W, and whether it may judge yet."""
-        fitted = (self.n[t] >= CURVE_MIN_HOURS) & (self.errors[t] >= _CURVE_ERRORS_FROM)
+        fitted = (self.n[t] >= _CURVE_MIN_HOURS) & (self.errors[t] >= _CURVE_ERRORS_FROM)
         if not fitted.any():
             zeros = np.zeros(t.size)
             return zeros, zeros, fitted
