@@ -391,3 +391,27 @@ def test_a_small_tap_on_the_first_holiday_is_found_by_the_loss_curve() -> None:
     assert [(a.meter, a.kind) for a in alerts] == [("FDR", "energy_balance")]
     assert tap_at < alerts[0].start < (alerts[0].raised or 0) <= tap_at + 8 * HOUR
     assert 250 < alerts[0].evidence["unexplained_w"] < 550
+
+
+def _erratic_home(k: int, t: float, factor: float) -> float:
+    """H03 lives irregularly: some days 5 times busier than others, peaks at odd hours."""
+    if k != 3:
+        return _home_w(t, factor)
+    day = int((t - START) // DAY)
+    rng = np.random.default_rng(100 + day)
+    level, shift = float(np.exp(rng.normal(0.0, 0.9))), float(rng.uniform(-4.0, 4.0))
+    return 100.0 + level * _home_w(t + shift * HOUR, 1.0)
+
+
+def test_a_tap_on_an_erratic_household_is_traced_from_its_transformer() -> None:
+    # Its own history cannot tell half the load taken from a quiet day; the check meter's
+    # unexplained energy, hour by hour in proportion to its metered load, can.
+    registry = _fleet(feeder=True)
+    rows = _rows(11, home_w=_erratic_home, metered=_tapped(0.5))
+    alerts = [e.alert for e in opened(_feed(_engine(registry, ["consumption_drop"]), rows))]
+    assert [a.meter for a in alerts] == ["H03"]
+    assert alerts[0].severity == "major"
+    assert alerts[0].evidence["transformer_traces_its_load"] is True
+    assert TAP_AT <= alerts[0].start < (alerts[0].raised or 0) <= TAP_AT + 2 * DAY
+    honest = _rows(11, home_w=_erratic_home)
+    assert opened(_feed(_engine(registry, ["consumption_drop"]), honest)) == []
