@@ -719,7 +719,9 @@ class ConsumptionDropDetector(Detector):
             with np.errstate(invalid="ignore", divide="ignore"):
                 alpha = (e * u).sum(axis=1) / (e**2).sum(axis=1)
                 residual = ((u[None, :] - alpha[:, None] * e) ** 2).sum(axis=1)
-                explained = np.where(ok, 1.0 - residual / (u**2).sum(), -np.inf)
+                explained = 1.0 - residual / (u**2).sum()
+            # A meter that drew nothing in these hours explains nothing (its ratio is NaN).
+            explained = np.where(ok & np.isfinite(explained), explained, -np.inf)
             shape = _correlation(
                 np.broadcast_to(u, e.shape), e, np.broadcast_to(ok[:, None], e.shape)
             )
