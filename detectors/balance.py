@@ -26,19 +26,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from meterguard.calendar import DAY_TYPES, DayType
+from meterguard.calendar import DAY_TYPES, STAND_INS
 from meterguard.model import FloatArray
 
 Int64Array = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 #: Clean hours of one day type and hour before it is trusted.
 MIN_CELL_SAMPLES = 2
-#: When a day type's hour is not known yet, the same hour of these stands in.
-_FALLBACK: dict[int, tuple[int, ...]] = {
-    DayType.WEEKDAY: (DayType.WEEKDAY, DayType.SATURDAY, DayType.SUNDAY),
-    DayType.SATURDAY: (DayType.SATURDAY, DayType.SUNDAY, DayType.WEEKDAY),
-    DayType.SUNDAY: (DayType.SUNDAY, DayType.SATURDAY, DayType.WEEKDAY),
-}
 #: The spread is never taken below this share of the load plus this many watts (meter
 #: accuracy), nor below a share of the usual gap itself.
 _FLOOR_SHARE, _FLOOR_W, _FLOOR_OF_GAP = 0.002, 50.0, 0.1
@@ -77,7 +71,7 @@ class GapModel:
         chosen = np.full(t.size, -1, dtype=np.int64)
         for d in range(DAY_TYPES):
             mine = day_type == d
-            for other in _FALLBACK[d]:
+            for other in STAND_INS[d]:
                 free = mine & (chosen < 0)
                 known = self.n[t, other, hour] >= MIN_CELL_SAMPLES
                 chosen[free & known] = other

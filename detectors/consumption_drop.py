@@ -16,7 +16,9 @@ Without a check meter (or when the balance is too noisy to tell), only a sum pas
 threshold within two days of its change point is raised, and with low confidence. The
 balance is also read the other way round: unexplained energy that follows one customer's
 metered load hour by hour, in proportion, is that customer's tap even where its own history
-is too erratic to show a fall.
+is too erratic to show a fall. On a kind of day a meter has not shown yet (its first
+Saturday, the first holiday) the same hour of another kind stands in where the balance can
+confirm, so that a tap begun on a long weekend is not left to the next working day.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from detectors.base import (
     register,
 )
 from detectors.context import BatchContext, phase_block
-from meterguard.calendar import DAY_TYPES
+from meterguard.calendar import DAY_TYPES, STAND_INS
 from meterguard.model import (
     AlertKind,
     FloatArray,
@@ -74,6 +76,8 @@ _BIAS_RATE = 1.0 / 96.0
 _WEIGH_HOURS = 48
 #: Hours of a transformer's unexplained energy matched against each customer's load.
 _TRACE_HOURS = 12
+#: How much wider an hour judged by another day type's baseline is (its first Saturday).
+_STAND_IN_WIDENING = 2.0
 BoolArray = npt.NDArray[np.bool_]
 Int64Array = npt.NDArray[np.int64]
 
@@ -196,10 +200,15 @@ class ConsumptionDropDetector(Detector):
             [trafos[m.transformer] if m.transformer else -1 for m in registry], dtype=np.int64
         )
         self._feeder = registry.flag_array(lambda m: m.role == "feeder")
+        # Customers whose transformer has a check meter: its balance can confirm a fall.
+        checked = np.unique(self._trafo[self._feeder & (self._trafo >= 0)])
+        self._checked = np.isin(self._trafo, checked) & (self._trafo >= 0)
         self.base = np.full((n, DAY_TYPES, 24), np.nan)
         self.seen = np.zeros((n, DAY_TYPES, 24), dtype=np.int64)
         self.ring_e = np.full((n, _RING), np.nan)
         self.ring_b = np.full((n, _RING), np.nan)
+        # Whether the hour's baseline was another day type's (the meter's first Saturday).
+        self.ring_stand_in = np.zeros((n, _RING), dtype=np.bool_)
         self.ring_hour = np.full(n, -1, dtype=np.int64)
         self.var_sum = np.zeros(n)
         self.var_n = np.zeros(n)
@@ -320,10 +329,8 @@ class ConsumptionDropDetector(Detector):
         meters = np.flatnonzero(np.isfinite(wh) & self._eligible).astype(np.int64)
         valid = (covered[meters] >= 0.8 * HOUR_S) & (wh[meters] >= 0.0)
         valid &= self.reversed_until[meters] <= hour * HOUR_S
-        # An hour of a kind of day the meter has not shown yet (its first Sunday, the first
-        # holiday) cannot be judged: a shop's Sunday is not its Monday.
         self._release(meters, hour, ctx)
-        expected = self.base[meters, d, k]
+        expected, stand_in = self._expected(meters, d, k)
         cell = hour % _RING
         # The ring: hours not written since are unknown.
         stale = self.ring_hour[meters] < hour - _RING
@@ -336,8 +343,52 @@ class ConsumptionDropDetector(Detector):
             self.ring_b[meters[m], missed] = np.nan
         self.ring_e[meters, cell] = np.where(valid, wh[meters], np.nan)
         self.ring_b[meters, cell] = np.where(valid, expected, np.nan)
+        self.ring_stand_in[meters, cell] = stand_in
         self.ring_hour[meters] = hour
         self._window(meters, hour, hour_end, ctx)
+
+    def _expected(
+        self, meters: Int64Array, day_type: int, hour: int
+    ) -> tuple[FloatArray, BoolArray]:
+        """Return each meter's expected energy for this hour, and if another day type's stands in.
+
+        An hour of a kind of day the meter has not shown yet (its first Saturday, the first
+        holiday) is judged, where its transformer has a check meter, by the same hour of the
+        nearest kind it has shown on two days at least: the class's common change takes out
+        what such a day does to everyone, the hour counts with a wider spread (a household's
+        weekend differs from its weekday in its own way), and only the balance may confirm
+        a fall on such a day. Without a check meter the hour is not judged: alone, a shop's
+        first Sunday is not its Monday.
+        """
+        expected = self.base[meters, day_type, hour]
+        stand_in = np.zeros(meters.size, dtype=np.bool_)
+        for other in STAND_INS[day_type][1:]:
+            missing = ~np.isfinite(expected)
+            if not missing.any():
+                break
+            # A stand-in of one day is one day's noise: two at least.
+            usable = missing & (self.seen[meters, other, hour] >= 2) & self._checked[meters]
+            expected = np.where(usable, self.base[meters, other, hour], expected)
+            stand_in |= missing & np.isfinite(expected)
+        return expected, stand_in
+
+    def _widened(
+        self, spread: FloatArray, y: FloatArray, stand_in: BoolArray, cls: Int64Array
+    ) -> FloatArray:
+        """Return the spread each meter's hour is judged by: wider where another day stands in.
+
+        How far a household's first Saturday departs from its weekdays is its own: the
+        spread is at least the class's dispersion of that departure at this hour (its
+        members judged by a stand-in too), and twice the meter's own.
+        """
+        widened = np.where(stand_in, spread * _STAND_IN_WIDENING, spread)
+        for c in np.unique(cls[stand_in]).tolist():
+            peers = stand_in & (cls == c) & np.isfinite(y)
+            if peers.sum() >= 5:
+                dispersion = 1.4826 * float(np.median(np.abs(y[peers] - np.median(y[peers]))))
+                mine = stand_in & (cls == c)
+                widened[mine] = np.maximum(widened[mine], dispersion)
+        return widened
 
     def _release(self, meters: Int64Array, hour: int, ctx: BatchContext) -> None:
         """Learn into the baseline each meter's hours that are a day old and above suspicion.
@@ -434,12 +485,15 @@ class ConsumptionDropDetector(Detector):
         # One-sided CUSUM in units of the meter's day-to-day spread: a day whose energy is
         # a share f below its expectation adds f / spread - k; each hour adds its 24th.
         before = self.cusum[meters]
-        step = np.where(now_ok, (-dev / spread - cfg.cusum_k) / 24.0, 0.0)
+        widened = self._widened(spread, y, self.ring_stand_in[meters, hour % _RING], cls)
+        step = np.where(now_ok, (-dev / widened - cfg.cusum_k) / 24.0, 0.0)
         after = np.clip(before + step, 0.0, 2.0 * cfg.alone_h)
         # Consumption back at its usual over the last 6 hours ends the evidence.
         after = np.where(np.isfinite(recent_ratio) & (recent_ratio >= 1.0), 0.0, after)
         self.cusum[meters] = after
-        honest = now_ok & (after <= _NEAR_ZERO)
+        # Hours judged by another day type's baseline say nothing of the meter's own habits.
+        borrowed = (ok & self.ring_stand_in[meters][:, order]).any(axis=1)
+        honest = now_ok & (after <= _NEAR_ZERO) & ~borrowed
         self.bias[meters[honest]] += _BIAS_RATE * (u - u_common - self.bias[meters])[honest]
         # The change point: the first hour after the sum was last near zero.
         starting = (after > _NEAR_ZERO) & (self.low_since[meters] < 0)
@@ -449,7 +503,7 @@ class ConsumptionDropDetector(Detector):
         # The spread is the meter's honest variation: a fall being weighed (the sum away
         # from zero) must not widen the yardstick it is judged by.
         weighed = (self.low_since[meters] >= 0) & (y < 0)
-        learn = np.isfinite(y) & (np.abs(y) < 3.0 * spread) & ~weighed
+        learn = np.isfinite(y) & (np.abs(y) < 3.0 * spread) & ~weighed & ~borrowed
         self.var_sum[meters[learn]] += y[learn] ** 2
         self.var_n[meters[learn]] += 1.0
         # Idle: the last hours nearly empty, or flat where the usual day is not (a tap
@@ -470,6 +524,9 @@ class ConsumptionDropDetector(Detector):
         deficit = np.where(judged, (b_sum - e_sum) / np.maximum(count, 1), 0.0)
         alone = plausible & low & proportional & (run_shape >= cfg.shape_correlation)
         alone &= after >= cfg.alone_h
+        # A day judged by another day type's hours is for the check meter to confirm: alone,
+        # a household's first holiday differs from its weekdays too much to tell a tap.
+        alone &= ~borrowed
         # A fall that took longer than that to pass the threshold is a drift of the meter's
         # normal (a season, heating switched off for the summer), not a tap: a tap is a step.
         alone &= hour - self.low_since[meters] < _WEIGH_HOURS
@@ -493,7 +550,7 @@ class ConsumptionDropDetector(Detector):
         # The other way round: the transformer's unexplained energy follows this meter's
         # load hour by hour, in proportion, while its energy is below what it expects.
         traced, traced_from = self._traced(meters, hour)
-        traced &= np.isfinite(y) & (y < 0) & ~exporting
+        traced &= np.isfinite(y) & (y < 0) & ~exporting & ~borrowed
         fresh = traced & (self.low_since[meters] < 0)
         self.low_since[meters[fresh]] = traced_from[fresh]
         confirmed |= traced

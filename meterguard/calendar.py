@@ -25,6 +25,12 @@ class DayType(enum.IntEnum):
 
 
 DAY_TYPES = len(DayType)
+#: The day types whose same hour stands in for one not seen yet, nearest first (itself first).
+STAND_INS: dict[int, tuple[int, ...]] = {
+    DayType.WEEKDAY: (DayType.WEEKDAY, DayType.SATURDAY, DayType.SUNDAY),
+    DayType.SATURDAY: (DayType.SATURDAY, DayType.SUNDAY, DayType.WEEKDAY),
+    DayType.SUNDAY: (DayType.SUNDAY, DayType.SATURDAY, DayType.WEEKDAY),
+}
 
 
 def known_zone(value: str) -> str:

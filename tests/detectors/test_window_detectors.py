@@ -192,14 +192,26 @@ def test_a_tap_on_the_second_day_is_not_learned_as_the_meter_s_normal() -> None:
     assert alerts[0].raised <= tap_at + 2 * DAY
 
 
-def test_a_tap_in_the_transformer_s_first_days_is_confirmed_by_its_check_meter() -> None:
-    # On the second day the balance has no learned gap of its own yet: the day before the
-    # fall counts as clean when its gap kept within the loss allowance, so the check meter
-    # may confirm the fall instead of leaving it to the meter's history alone.
+@pytest.mark.parametrize(
+    ("tap_at", "days"),
+    [
+        # The transformer's first days: the balance has no learned gap of its own yet; the
+        # day before the fall counts as clean when its gap kept within the loss allowance,
+        # so the check meter may confirm the fall instead of leaving it to the meter's
+        # history alone.
+        (START + 1 * DAY + 10 * HOUR, 5),  # the first Tuesday morning
+        # No Saturday seen yet: the weekdays' hours stand in, and the check meter, whose
+        # balance sees the stolen energy, confirms the fall the same weekend.
+        (START + 5 * DAY + 10 * HOUR, 8),  # the first Saturday morning
+    ],
+    ids=["first-days", "first-saturday"],
+)
+def test_a_tap_before_the_meter_s_history_is_known_is_confirmed_by_its_check_meter(
+    tap_at: float, days: int
+) -> None:
     registry = _fleet(feeder=True)
-    tap_at = START + 1 * DAY + 10 * HOUR  # the first Tuesday morning
     metered = lambda k, t: 0.5 if k == 3 and t >= tap_at else 1.0  # noqa: E731
-    events = _feed(_engine(registry, ["consumption_drop"]), _rows(5, metered=metered))
+    events = _feed(_engine(registry, ["consumption_drop"]), _rows(days, metered=metered))
     alerts = [e.alert for e in opened(events)]
     assert [a.meter for a in alerts] == ["H03"]
     alert = alerts[0]
@@ -254,6 +266,21 @@ def test_weekends_a_holiday_and_a_vacation_raise_nothing() -> None:
     )
     assert engine.calendar.day_type(holiday) is DayType.SUNDAY
     events = _feed(engine, _rows(14, home_w=home, holiday=wednesday))
+    assert opened(events) == []
+
+
+@pytest.mark.parametrize("feeder", [True, False])
+def test_a_household_quieter_on_its_first_weekend_raises_nothing(feeder: bool) -> None:
+    # Half its weekday consumption, the shape kept: to its own history this looks like a
+    # tap, but the check meter sees no unexplained energy, and without one a first weekend
+    # judged by weekdays is never raised on the meter's history alone.
+    registry = _fleet(feeder=feeder)
+
+    def home(k: int, t: float, factor: float) -> float:
+        weekend = START + 5 * DAY <= t < START + 7 * DAY
+        return _home_w(t, factor) * (0.5 if k == 3 and weekend else 1.0)
+
+    events = _feed(_engine(registry, ["consumption_drop"]), _rows(9, feeder=feeder, home_w=home))
     assert opened(events) == []
 
 
