@@ -202,7 +202,7 @@ class ConsumptionDropDetector(Detector):
         self._feeder = registry.flag_array(lambda m: m.role == "feeder")
         # Customers whose transformer has a check meter: its balance can confirm a fall.
         checked = np.unique(self._trafo[self._feeder & (self._trafo >= 0)])
-        self._checked = np.isin(self._trafo, checked) & (self._trafo >= 0)
+        self._checked = np.isin(self._trafo, checked)
         self.base = np.full((n, DAY_TYPES, 24), np.nan)
         self.seen = np.zeros((n, DAY_TYPES, 24), dtype=np.int64)
         self.ring_e = np.full((n, _RING), np.nan)
@@ -779,16 +779,14 @@ class ConsumptionDropDetector(Detector):
                 explained = 1.0 - residual / (u**2).sum()
             # A meter that drew nothing in these hours explains nothing (its ratio is NaN).
             explained = np.where(ok & np.isfinite(explained), explained, -np.inf)
-            shape = _correlation(
-                np.broadcast_to(u, e.shape), e, np.broadcast_to(ok[:, None], e.shape)
-            )
             best = int(np.argmax(explained))
             runner_up = np.max(np.delete(explained, best), initial=-np.inf)
             if not (
                 0.25 <= alpha[best] <= 4.0
                 and explained[best] >= 0.8
-                and shape[best] >= 0.7
                 and runner_up < explained[best] - 0.2
+                and np.std(e[best]) > 0
+                and np.corrcoef(u, e[best])[0, 1] >= 0.7
             ):
                 continue
             traced[mine[best]] = True
