@@ -16,9 +16,11 @@ Without a check meter (or when the balance is too noisy to tell), only a sum pas
 threshold within two days of its change point is raised, and with low confidence. The
 balance is also read the other way round: unexplained energy that follows one customer's
 metered load hour by hour, in proportion, is that customer's tap even where its own history
-is too erratic to show a fall. On a kind of day a meter has not shown yet (its first
-Saturday, the first holiday) the same hour of another kind stands in where the balance can
-confirm, so that a tap begun on a long weekend is not left to the next working day.
+is too erratic to show a fall; among customers of one shape (shops open the same hours) it is
+the one whose energy clearly fell, by as much as the balance misses. On a kind of day a meter
+has not shown yet (its first Saturday, the first holiday) the same hour of another kind
+stands in where the balance can confirm, so that a tap begun on a long weekend is not left
+to the next working day.
 """
 
 from __future__ import annotations
@@ -549,7 +551,9 @@ class ConsumptionDropDetector(Detector):
         confirmed &= ~(run_shape < cfg.shape_correlation - 0.1)
         # The other way round: the transformer's unexplained energy follows this meter's
         # load hour by hour, in proportion, while its energy is below what it expects.
-        traced, traced_from = self._traced(meters, hour)
+        # A clear fall, still going on: enough to tell a tap among customers of one shape.
+        clear = (y <= -3.0 * spread) & (recent_ratio < cfg.drop_ratio) & ~idle
+        traced, traced_from = self._traced(meters, hour, y / spread, clear)
         traced &= np.isfinite(y) & (y < 0) & ~exporting & ~borrowed
         fresh = traced & (self.low_since[meters] < 0)
         self.low_since[meters[fresh]] = traced_from[fresh]
@@ -745,14 +749,19 @@ class ConsumptionDropDetector(Detector):
             support[mine[dirty]] = np.minimum(support[mine[dirty]], 0.15)  # may still refute
         return support, whole, informative, correlation
 
-    def _traced(self, meters: Int64Array, hour: int) -> tuple[BoolArray, Int64Array]:
+    def _traced(
+        self, meters: Int64Array, hour: int, z: FloatArray, clear: BoolArray
+    ) -> tuple[BoolArray, Int64Array]:
         """Return whether a transformer's unexplained energy follows each meter's load.
 
         Over the last 12 hours, on a transformer whose unexplained energy is significant
         (5 spreads summed, 200 W on average): the meter whose metered energy explains it
         in proportion (a tap taking 20-80 % of the load steals 0.25-4 times what is
         metered; 80 % of its square explained, correlation 0.7), and no other meter
-        nearly as well. With the hour after which the unexplained energy first stood out.
+        nearly as well. Shops of one kind share a shape, so that none stands out: then
+        only the customers whose last day is below what their history expects (`z`, in
+        spreads, under -1) compete, and the one picked must show a `clear` fall. With the
+        hour after which the unexplained energy first stood out.
         """
         traced = np.zeros(meters.size, dtype=np.bool_)
         since = np.full(meters.size, -1, dtype=np.int64)
@@ -779,20 +788,32 @@ class ConsumptionDropDetector(Detector):
                 explained = 1.0 - residual / (u**2).sum()
             # A meter that drew nothing in these hours explains nothing (its ratio is NaN).
             explained = np.where(ok & np.isfinite(explained), explained, -np.inf)
-            best = int(np.argmax(explained))
-            runner_up = np.max(np.delete(explained, best), initial=-np.inf)
-            if not (
-                0.25 <= alpha[best] <= 4.0
-                and explained[best] >= 0.8
-                and runner_up < explained[best] - 0.2
-                and np.std(e[best]) > 0
-                and np.corrcoef(u, e[best])[0, 1] >= 0.7
-            ):
-                continue
+            best = _unique_best(explained, alpha, u, e)
+            if best < 0:
+                best = _unique_best(np.where(z[mine] > -1.0, -np.inf, explained), alpha, u, e)
+                if best < 0 or not (
+                    clear[mine[best]] and self._matches_fall(u, meters[mine[best]], cells)
+                ):
+                    continue
             traced[mine[best]] = True
             standing = np.flatnonzero(u > 2.0 * sd)
             since[mine[best]] = hours[standing[0]] if standing.size else hour
         return traced, since
+
+    def _matches_fall(self, u: FloatArray, meter: int, cells: Int64Array) -> bool:
+        """Return whether unexplained energy `u` is of the size of the meter's fall in its hours.
+
+        What a tap takes is what the meter no longer records: a `confirm_share` of the fall
+        at least, three times it at most (a baseline that learned an unusual day, or a
+        transformer whose gap is off for other reasons, gives a fall the balance refutes).
+        """
+        fall = self.ring_b[meter, cells] - self.ring_e[meter, cells]
+        known = np.isfinite(fall)
+        if known.sum() < 6:
+            return False
+        lost = float(fall[known].sum())
+        taken = float(u[known].sum())
+        return lost > 0 and self.cfg.confirm_share * lost <= taken <= 3.0 * lost
 
     def evidence(self, slot: int) -> dict[str, Any]:
         """Give the last day's hourly energy against the baseline, and what corroborates it."""
@@ -804,6 +825,25 @@ class ConsumptionDropDetector(Detector):
             f"consumption {facts.peak_magnitude:.0%} below what its history expects, the daily "
             f"shape kept, for {format_duration(facts.duration_s)} ({facts.kwh_lost:.1f} kWh est.)"
         )
+
+
+def _unique_best(explained: FloatArray, alpha: FloatArray, u: FloatArray, e: FloatArray) -> int:
+    """Return the row of `e` that explains `u` in proportion and far better than any other.
+
+    Its scale `alpha` is that of a tap taking 20-80 % of the load, it explains 80 % of the
+    square of `u` with a correlation of 0.7, and the runner-up 0.2 less; -1 if none does.
+    """
+    best = int(np.argmax(explained))
+    runner_up = np.max(np.delete(explained, best), initial=-np.inf)
+    if (
+        0.25 <= alpha[best] <= 4.0
+        and explained[best] >= 0.8
+        and runner_up < explained[best] - 0.2
+        and np.std(e[best]) > 0
+        and np.corrcoef(u, e[best])[0, 1] >= 0.7
+    ):
+        return best
+    return -1
 
 
 def _variation(values: FloatArray, known: BoolArray) -> FloatArray:
