@@ -549,6 +549,11 @@ class ConsumptionDropDetector(Detector):
         )
         confirmed = plausible & (after >= cfg.confirmed_h) & (confirmed_now | tampered)
         confirmed &= ~(run_shape < cfg.shape_correlation - 0.1)
+        # A tap begins when the balance's unexplained energy does: a quiet morning before
+        # it, which started the sum early, is not pointed at.
+        by_balance = np.flatnonzero(confirmed & confirmed_now)
+        if by_balance.size:
+            self.low_since[meters[by_balance]] = self._unexplained_since(meters[by_balance], hour)
         # The other way round: the transformer's unexplained energy follows this meter's
         # load hour by hour, in proportion, while its energy is below what it expects.
         # A clear fall, still going on: enough to tell a tap among customers of one shape.
@@ -712,7 +717,11 @@ class ConsumptionDropDetector(Detector):
         unexplained = np.full(m, np.nan)
         for j in np.flatnonzero((trafo >= 0) & (since >= 0)).tolist():
             t = int(trafo[j])
-            first = max(int(since[j]), hour - 11)
+            # From the change point, or from when the unexplained energy stood out if that
+            # came later (the sum may have left zero on a quiet morning before the tap).
+            first = max(
+                int(since[j]), hour - 11, int(self._unexplained_since(meters[j : j + 1], hour)[0])
+            )
             hours = np.arange(first, hour + 1)
             cells = hours % _RING
             u = np.where(self.u_hour[t, cells] == hours, self.u_wh[t, cells], np.nan)
@@ -748,6 +757,23 @@ class ConsumptionDropDetector(Detector):
             dirty = ~np.isfinite(earlier) | (earlier > 0.3 * falls[mine])
             support[mine[dirty]] = np.minimum(support[mine[dirty]], 0.15)  # may still refute
         return support, whole, informative, correlation
+
+    def _unexplained_since(self, meters: Int64Array, hour: int) -> Int64Array:
+        """Return when each fall's unexplained energy first stood out on its transformer.
+
+        The first hour since the change point whose unexplained energy is 2 spreads above
+        the expected gap; the change point if none is.
+        """
+        since = self.low_since[meters].copy()
+        for j, m in enumerate(meters.tolist()):
+            t = int(self._trafo[m])
+            hours = np.arange(since[j], hour + 1)
+            cells = hours % _RING
+            kept = self.u_hour[t, cells] == hours
+            standing = np.flatnonzero(kept & (self.u_wh[t, cells] > 2.0 * self.u_sd[t, cells]))
+            if standing.size:
+                since[j] = hours[standing[0]]
+        return since
 
     def _traced(
         self, meters: Int64Array, hour: int, z: FloatArray, clear: BoolArray

@@ -508,3 +508,24 @@ def test_unexplained_energy_far_smaller_than_a_shop_s_fall_is_not_traced_to_it()
     alerts = [e.alert for e in opened(_feed(_engine(registry, ["consumption_drop"]), rows))]
     assert not any(a.evidence["transformer_traces_its_load"] for a in alerts)
     assert all(a.severity == "minor" for a in alerts)
+
+
+def test_a_tap_after_a_quiet_morning_is_dated_from_the_balance() -> None:
+    # H03 is 30 % quieter from midnight (honest: the check meter sees it too), which starts its sum,
+    # then half its load is taken from 14:00. The balance's unexplained energy dates the tap
+    # and is matched to the fall from then on, not from the quiet morning.
+    tap_at = TAP_AT + 4 * HOUR  # Tuesday 14:00
+
+    def quiet_morning(k: int, t: float, factor: float) -> float:
+        quiet = k == 3 and TAP_AT - 10 * HOUR <= t < tap_at
+        return _home_w(t, factor) * (0.7 if quiet else 1.0)
+
+    rows = _rows(
+        11, home_w=quiet_morning, metered=lambda k, t: 0.5 if k == 3 and t >= tap_at else 1.0
+    )
+    alerts = [
+        e.alert for e in opened(_feed(_engine(_fleet(feeder=True), ["consumption_drop"]), rows))
+    ]
+    assert [a.meter for a in alerts] == ["H03"]
+    assert alerts[0].evidence["transformer_confirms"] is True
+    assert tap_at <= alerts[0].start < (alerts[0].raised or 0) <= tap_at + DAY
