@@ -554,10 +554,10 @@ class ConsumptionDropDetector(Detector):
         by_balance = np.flatnonzero(confirmed & confirmed_now)
         if by_balance.size:
             self.low_since[meters[by_balance]] = self._unexplained_since(meters[by_balance], hour)
-        # The other way round: the transformer's unexplained energy follows this meter's
-        # load hour by hour, in proportion, while its energy is below what it expects.
         # A clear fall, still going on: enough to tell a tap among customers of one shape.
         clear = (y <= -3.0 * spread) & (recent_ratio < cfg.drop_ratio) & ~idle
+        # The other way round: the transformer's unexplained energy follows this meter's
+        # load hour by hour, in proportion, while its energy is below what it expects.
         traced, traced_from = self._traced(meters, hour, y / spread, clear)
         traced &= np.isfinite(y) & (y < 0) & ~exporting & ~borrowed
         fresh = traced & (self.low_since[meters] < 0)
@@ -784,10 +784,11 @@ class ConsumptionDropDetector(Detector):
         (5 spreads summed, 200 W on average): the meter whose metered energy explains it
         in proportion (a tap taking 20-80 % of the load steals 0.25-4 times what is
         metered; 80 % of its square explained, correlation 0.7), and no other meter
-        nearly as well. Shops of one kind share a shape, so that none stands out: then
-        only the customers whose last day is below what their history expects (`z`, in
-        spreads, under -1) compete, and the one picked must show a `clear` fall. With the
-        hour after which the unexplained energy first stood out.
+        nearly as well. Shops of one kind share a shape, so that none stands out: then the
+        customers whose last day is not a spread below what their history expects (`z`
+        above -1) drop out, and the one picked must show a `clear` fall that the
+        unexplained energy matches in size. With the hour after which the unexplained
+        energy first stood out.
         """
         traced = np.zeros(meters.size, dtype=np.bool_)
         since = np.full(meters.size, -1, dtype=np.int64)
