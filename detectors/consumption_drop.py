@@ -80,6 +80,8 @@ _WEIGH_HOURS = 48
 _TRACE_HOURS = 12
 #: How much wider an hour judged by another day type's baseline is (its first Saturday).
 _STAND_IN_WIDENING = 2.0
+#: The most unexplained energy that may confirm a fall, as a share of it (then it is more).
+_MAX_SHARE = 3.0
 BoolArray = npt.NDArray[np.bool_]
 Int64Array = npt.NDArray[np.int64]
 
@@ -535,8 +537,8 @@ class ConsumptionDropDetector(Detector):
         alone &= deficit >= cfg.min_loss_w
         # Falls that could be taps claim the transformer's unexplained energy, deepest first.
         claims = plausible & ~(run_shape < cfg.shape_correlation - 0.1)
-        support, whole, informative, correlation = self._balance(meters, hour, claims)
-        confirmed_now = informative & (support >= cfg.confirm_share) & (support <= 3.0)
+        support, whole, informative, correlation, stood_out = self._balance(meters, hour, claims)
+        confirmed_now = informative & (support >= cfg.confirm_share) & (support <= _MAX_SHARE)
         confirmed_now &= correlation >= 0.3
         # Only a young fall can be matched to the balance: later, unexplained energy that
         # appears may be anyone's on the transformer.
@@ -551,9 +553,8 @@ class ConsumptionDropDetector(Detector):
         confirmed &= ~(run_shape < cfg.shape_correlation - 0.1)
         # A tap begins when the balance's unexplained energy does: a quiet morning before
         # it, which started the sum early, is not pointed at.
-        by_balance = np.flatnonzero(confirmed & confirmed_now)
-        if by_balance.size:
-            self.low_since[meters[by_balance]] = self._unexplained_since(meters[by_balance], hour)
+        by_balance = confirmed & confirmed_now
+        self.low_since[meters[by_balance]] = stood_out[by_balance]
         # A clear fall, still going on: enough to tell a tap among customers of one shape.
         clear = (y <= -3.0 * spread) & (recent_ratio < cfg.drop_ratio) & ~idle
         # The other way round: the transformer's unexplained energy follows this meter's
@@ -695,18 +696,21 @@ class ConsumptionDropDetector(Detector):
 
     def _balance(
         self, meters: Int64Array, hour: int, claims: BoolArray
-    ) -> tuple[FloatArray, FloatArray, BoolArray, FloatArray]:
+    ) -> tuple[FloatArray, FloatArray, BoolArray, FloatArray, Int64Array]:
         """Return what the transformer's balance says of each meter's fall.
 
         Per meter: the unexplained energy as a share of the meter's fall since it began
         (at most 12 hours), once to confirm and once to refute; whether the balance is
         precise enough to tell; and how the unexplained energy follows the meter's metered
-        energy (correlation). To confirm, the falls on one transformer that could be taps
-        (`claims`) share its unexplained energy, the deepest taking its part first, so that
-        one tap does not confirm a neighbour's quiet day as well; to refute, each fall has
-        it all.
+        energy (correlation); and the hour from which it is judged, when the unexplained
+        energy stood out after the change point (the sum may leave zero on a quiet morning
+        before the tap), else the change point. To confirm, the falls on one transformer
+        that could be taps (`claims`) share its unexplained energy, the deepest taking its
+        part first, so that one tap does not confirm a neighbour's quiet day as well; to
+        refute, each fall has it all.
         """
         m = meters.size
+        stood_out = self.low_since[meters].copy()
         support = np.full(m, np.nan)
         informative = np.zeros(m, dtype=np.bool_)
         correlation = np.full(m, np.nan)
@@ -717,11 +721,8 @@ class ConsumptionDropDetector(Detector):
         unexplained = np.full(m, np.nan)
         for j in np.flatnonzero((trafo >= 0) & (since >= 0)).tolist():
             t = int(trafo[j])
-            # From the change point, or from when the unexplained energy stood out if that
-            # came later (the sum may have left zero on a quiet morning before the tap).
-            first = max(
-                int(since[j]), hour - 11, int(self._unexplained_since(meters[j : j + 1], hour)[0])
-            )
+            stood_out[j] = self._stood_out(t, int(since[j]), hour)
+            first = max(int(stood_out[j]), hour - 11)
             hours = np.arange(first, hour + 1)
             cells = hours % _RING
             u = np.where(self.u_hour[t, cells] == hours, self.u_wh[t, cells], np.nan)
@@ -756,24 +757,18 @@ class ConsumptionDropDetector(Detector):
             earlier = self.earlier_w[meters[mine]]
             dirty = ~np.isfinite(earlier) | (earlier > 0.3 * falls[mine])
             support[mine[dirty]] = np.minimum(support[mine[dirty]], 0.15)  # may still refute
-        return support, whole, informative, correlation
+        return support, whole, informative, correlation, stood_out
 
-    def _unexplained_since(self, meters: Int64Array, hour: int) -> Int64Array:
-        """Return when each fall's unexplained energy first stood out on its transformer.
+    def _stood_out(self, t: int, since: int, hour: int) -> int:
+        """Return the first hour from `since` at which transformer `t`'s energy stood out.
 
-        The first hour since the change point whose unexplained energy is 2 spreads above
-        the expected gap; the change point if none is.
+        Its unexplained energy 2 spreads above the expected gap; `since` if none was.
         """
-        since = self.low_since[meters].copy()
-        for j, m in enumerate(meters.tolist()):
-            t = int(self._trafo[m])
-            hours = np.arange(since[j], hour + 1)
-            cells = hours % _RING
-            kept = self.u_hour[t, cells] == hours
-            standing = np.flatnonzero(kept & (self.u_wh[t, cells] > 2.0 * self.u_sd[t, cells]))
-            if standing.size:
-                since[j] = hours[standing[0]]
-        return since
+        hours = np.arange(since, hour + 1)
+        cells = hours % _RING
+        kept = self.u_hour[t, cells] == hours
+        standing = np.flatnonzero(kept & (self.u_wh[t, cells] > 2.0 * self.u_sd[t, cells]))
+        return int(hours[standing[0]]) if standing.size else since
 
     def _traced(
         self, meters: Int64Array, hour: int, z: FloatArray, clear: BoolArray
@@ -840,7 +835,7 @@ class ConsumptionDropDetector(Detector):
             return False
         lost = float(fall[known].sum())
         taken = float(u[known].sum())
-        return lost > 0 and self.cfg.confirm_share * lost <= taken <= 3.0 * lost
+        return lost > 0 and self.cfg.confirm_share * lost <= taken <= _MAX_SHARE * lost
 
     def evidence(self, slot: int) -> dict[str, Any]:
         """Give the last day's hourly energy against the baseline, and what corroborates it."""
