@@ -45,7 +45,10 @@ class VoltageLossConfig(DetectorConfig):
         "make the low phase local to the meter, not a supply-side sag.",
     )
     min_current_a: float = Field(
-        default=0.2, gt=0, description="Current must flow on the low phase, A."
+        default=0.1,
+        gt=0,
+        description="Current must flow on the low phase, A (a night's standby load does: "
+        "the loss is theft whatever the load; a dead phase draws nothing).",
     )
 
 

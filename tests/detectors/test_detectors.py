@@ -164,6 +164,21 @@ def test_voltage_loss_on_one_meter_that_the_neighbours_do_not_share(fleet: Meter
     assert alert.estimated_kwh_lost > 0
 
 
+def test_voltage_loss_under_a_night_s_standby_load(fleet: MeterRegistry) -> None:
+    # A link cut at night, when the home draws 0.15 A a phase (35 W): the loss is a theft
+    # whatever the load, and current still flows, so the phase is not simply dead.
+    engine = only(fleet, "voltage_loss", raise_after_s=120)
+    rows = []
+    for t in np.arange(0, 600, MINUTE):
+        rows += [
+            (t, A, reading([0.15, 0.15, 0.15], volts=[231.0, 0.6 * 231.0, 231.0])),
+            (t, B, reading([4.0, 3.0, 5.0], volts=[231.0] * 3)),
+            (t, C, reading([3.0], volts=[231.0], phases=1)),
+        ]
+    alert = opened(feed(engine, rows))[0].alert
+    assert (alert.meter, alert.kind, alert.phase) == ("A", "voltage_loss", 2)
+
+
 def _supply_side_rows() -> list[tuple[float, int, dict[str, float]]]:
     sag = [0.7 * 230.0] * 3
     one_phase = [230.0, 230.0, 0.7 * 230.0]
