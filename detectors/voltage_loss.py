@@ -86,6 +86,9 @@ def _judge(  # one pass over the rows, the numpy expression's arithmetic in its 
         if not math.isfinite(own_best):
             own_best = np.nan
         judged = False
+        # A phase still low while it draws too little to tell: the row cannot say the loss
+        # is over (the home switched its load off, the link is still cut).
+        low_untold = False
         worst = 0
         deepest = -np.inf
         for k in range(3):
@@ -94,13 +97,15 @@ def _judge(  # one pass over the rows, the numpy expression's arithmetic in its 
             current = values[I1_ROW + k, r]
             usable = math.isfinite(rel[k]) and math.isfinite(current) and current >= min_current
             judged |= usable and math.isfinite(reference[k])
-            if usable and rel[k] < max_ratio and reference[k] >= healthy_ratio:
+            low = rel[k] < max_ratio and reference[k] >= healthy_ratio
+            low_untold |= low and not usable
+            if usable and low:
                 depth = reference[k] - rel[k]
                 if depth > deepest:
                     worst, deepest = k, depth
         if not eligible[s]:
             continue
-        if judged:
+        if judged and not low_untold:
             holds[r] = CLEAR
         if deepest == -np.inf:
             continue  # no low phase: not firing

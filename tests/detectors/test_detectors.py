@@ -9,7 +9,7 @@ import pytest
 
 from detectors.context import BatchContext
 from detectors.engine import Engine, build_detectors
-from meterguard.model import Meter, MeterEvent, MeterRegistry
+from meterguard.model import AlertEventType, Meter, MeterEvent, MeterRegistry
 from tests.conftest import make_batch
 from tests.detectors.physics import feed, only, opened, reading
 
@@ -177,6 +177,35 @@ def test_voltage_loss_under_a_night_s_standby_load(fleet: MeterRegistry) -> None
         ]
     alert = opened(feed(engine, rows))[0].alert
     assert (alert.meter, alert.kind, alert.phase) == ("A", "voltage_loss", 2)
+
+
+def test_a_voltage_loss_is_one_alert_while_the_home_s_load_is_off(fleet: MeterRegistry) -> None:
+    # The link stays cut while the phase draws 0.06 A for two hours (too little to tell a
+    # cut link from a dead phase; a fridge keeps the other phases judged): those hours
+    # neither raise nor end the alert, and the load's return does not open a second one.
+    engine = only(fleet, "voltage_loss", raise_after_s=120, clear_after_s=300)
+    cut = [231.0, 0.6 * 231.0, 231.0]
+    rows = []
+    for t in np.arange(0, 4 * HOUR, MINUTE):
+        load = [0.5, 0.06, 0.5] if HOUR <= t < 3 * HOUR else [2.0] * 3
+        rows += [
+            (t, A, reading(load, volts=cut)),
+            (t, B, reading([4.0, 3.0, 5.0])),
+            (t, C, reading([3.0], phases=1)),
+        ]
+    events = feed(engine, rows)
+    assert [(e.alert.meter, e.alert.phase) for e in opened(events)] == [("A", 2)]
+    assert not [e for e in events if e.type == AlertEventType.CLEAR]
+    # Healthy again, with load on it: the alert ends.
+    rows = []
+    for t in np.arange(4 * HOUR, 5 * HOUR, MINUTE):
+        rows += [
+            (t, A, reading([2.0] * 3)),
+            (t, B, reading([4.0, 3.0, 5.0])),
+            (t, C, reading([3.0], phases=1)),
+        ]
+    cleared = [e.alert.meter for e in feed(engine, rows) if e.type == AlertEventType.CLEAR]
+    assert cleared == ["A"]
 
 
 def _supply_side_rows() -> list[tuple[float, int, dict[str, float]]]:
