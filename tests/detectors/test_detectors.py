@@ -143,11 +143,14 @@ def test_imbalance_at_15_minutes_a_sampled_burst_does_not_lift_a_small_phase(
 
 
 def _transformer_rows(
-    t: float, volts: float, low: dict[int, list[float]] | None = None
+    t: float,
+    volts: float,
+    low: dict[int, list[float]] | None = None,
+    a_amps: list[float] | None = None,
 ) -> list[tuple[float, int, dict[str, float]]]:
     low = low or {}
     rows = [
-        (t, A, reading([5.0, 5.0, 5.0], volts=low.get(A, [volts] * 3))),
+        (t, A, reading(a_amps or [5.0, 5.0, 5.0], volts=low.get(A, [volts] * 3))),
         (t, B, reading([4.0, 3.0, 5.0], volts=low.get(B, [volts] * 3))),
         (t, C, reading([3.0], volts=low.get(C, [volts]), phases=1)),
     ]
@@ -170,11 +173,7 @@ def test_voltage_loss_under_a_night_s_standby_load(fleet: MeterRegistry) -> None
     engine = only(fleet, "voltage_loss", raise_after_s=120)
     rows = []
     for t in np.arange(0, 600, MINUTE):
-        rows += [
-            (t, A, reading([0.15, 0.15, 0.15], volts=[231.0, 0.6 * 231.0, 231.0])),
-            (t, B, reading([4.0, 3.0, 5.0], volts=[231.0] * 3)),
-            (t, C, reading([3.0], volts=[231.0], phases=1)),
-        ]
+        rows += _transformer_rows(t, 231.0, {A: [231.0, 0.6 * 231.0, 231.0]}, [0.15] * 3)
     alert = opened(feed(engine, rows))[0].alert
     assert (alert.meter, alert.kind, alert.phase) == ("A", "voltage_loss", 2)
 
@@ -188,22 +187,14 @@ def test_a_voltage_loss_is_one_alert_while_the_home_s_load_is_off(fleet: MeterRe
     rows = []
     for t in np.arange(0, 4 * HOUR, MINUTE):
         load = [0.5, 0.06, 0.5] if HOUR <= t < 3 * HOUR else [2.0] * 3
-        rows += [
-            (t, A, reading(load, volts=cut)),
-            (t, B, reading([4.0, 3.0, 5.0])),
-            (t, C, reading([3.0], phases=1)),
-        ]
+        rows += _transformer_rows(t, 231.0, {A: cut}, load)
     events = feed(engine, rows)
     assert [(e.alert.meter, e.alert.phase) for e in opened(events)] == [("A", 2)]
     assert not [e for e in events if e.type == AlertEventType.CLEAR]
     # Healthy again, with load on it: the alert ends.
     rows = []
     for t in np.arange(4 * HOUR, 5 * HOUR, MINUTE):
-        rows += [
-            (t, A, reading([2.0] * 3)),
-            (t, B, reading([4.0, 3.0, 5.0])),
-            (t, C, reading([3.0], phases=1)),
-        ]
+        rows += _transformer_rows(t, 231.0, a_amps=[2.0] * 3)
     cleared = [e.alert.meter for e in feed(engine, rows) if e.type == AlertEventType.CLEAR]
     assert cleared == ["A"]
 
