@@ -229,10 +229,14 @@ async def test_a_dropped_stream_reconnects_without_error_and_resumes(
     watch = await Watch.start(page)
     connections: list[str] = []
     update = {"id": "A0", "active": True, "estimated_kwh_lost": 7.25}
+    # The reconnection waits until the board has shown the dropped stream's event: its
+    # resync reloads the list, which would otherwise replace 7.25 before it is looked at.
+    shown = asyncio.Event()
 
     async def drop_the_first(route: Route) -> None:
         connections.append(route.request.url)
         if len(connections) > 1:
+            await shown.wait()
             await route.continue_()
             return
         # One event, then the stream ends, as a proxy or a restart would end it.
@@ -243,6 +247,7 @@ async def test_a_dropped_stream_reconnects_without_error_and_resumes(
     await page.goto(base + "/")
     row = page.locator("#alerts tbody tr[data-alert-id=A0]")
     await expect(row.locator("td[data-label='kWh lost']")).to_have_text("7.25")
+    shown.set()
     for _ in range(100):
         if served.last_event_ids:
             break
