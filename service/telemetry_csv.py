@@ -101,6 +101,57 @@ class ReadStats:
             self.bad_rows.append(BadRow(line, reason))
 
 
+def _flat(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One contiguous Arrow array of a column."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    return values
+
+
+# pyarrow imports pandas on the first conversion to or from Python or numpy objects (a
+# quarter of a second of every replay's start), so the reader reads Arrow's buffers itself.
+
+
+def _floats(values: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.float64]:
+    """Cast a column to float64: a writable numpy array, NaN where a cell is null."""
+    array = _flat(pc.cast(values, pa.float64()))
+    out = _buffer(array, np.float64)
+    if array.null_count:
+        out[_nulls(array)] = np.nan
+    return out
+
+
+def _ints(values: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:
+    """Cast a column to int64: a writable numpy array, 0 where a cell is null."""
+    array = _flat(pc.cast(values, pa.int64()))
+    out = _buffer(array, np.int64)
+    if array.null_count:
+        out[_nulls(array)] = 0
+    return out
+
+
+def _buffer(array: pa.Array, dtype: type[np.float64] | type[np.int64]) -> npt.NDArray[Any]:
+    """Copy a fixed-width array's values buffer (undefined where a cell is null)."""
+    if len(array) == 0:
+        return np.empty(0, dtype=dtype)
+    size = np.dtype(dtype).itemsize
+    return np.frombuffer(
+        array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * size
+    ).copy()
+
+
+def _nulls(values: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.bool_]:
+    """Which cells of a column are null (blank)."""
+    flags = _flat(pc.is_null(values))
+    n = len(flags)
+    if n == 0:
+        return np.zeros(0, dtype=np.bool_)
+    bits = np.frombuffer(flags.buffers()[1], dtype=np.uint8)
+    unpacked = np.unpackbits(bits, count=flags.offset + n, bitorder="little")
+    mask: npt.NDArray[np.bool_] = unpacked[flags.offset :].astype(np.bool_)
+    return mask
+
+
 def parse_time_text(text: str) -> float:
     """Parse one timestamp: epoch seconds or RFC 3339 (naive times are taken as UTC)."""
     raw = text.strip()
@@ -120,28 +171,17 @@ def _times(
     column: pa.ChunkedArray | pa.Array,
 ) -> tuple[npt.NDArray[np.float64], list[tuple[int, str]]]:
     """Turn the ts column into epoch seconds; returns the bad (row, reason) pairs apart."""
+    # A failed cast costs as much as a parse, so the form of the first written value
+    # decides which of the two fast paths is tried first.
+    first = pc.drop_null(column.slice(0, 64))
+    epoch_first = len(first) == 0 or _is_number(first[0].as_py())
+    paths = (_epoch_times, _rfc3339_times) if epoch_first else (_rfc3339_times, _epoch_times)
+    for path in paths:
+        try:
+            return path(column)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     n = len(column)
-    try:
-        as_float = pc.cast(column, pa.float64())
-        values = as_float.to_numpy(zero_copy_only=False).astype(np.float64)
-        nulls = np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False), dtype=np.bool_)
-        bad = [
-            (i, "ts is blank" if nulls[i] else f"ts {float(values[i])!r} is not finite")
-            for i in np.flatnonzero(~np.isfinite(values)).tolist()
-        ]
-        values[~np.isfinite(values)] = np.nan
-        return values, bad
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    try:
-        stamps = pc.cast(column, pa.timestamp("us", tz="UTC"))
-        micro = pc.cast(stamps, pa.int64()).to_numpy(zero_copy_only=False)
-        values = np.asarray(micro, dtype=np.float64) / 1e6
-        nulls = np.asarray(pc.is_null(stamps).to_numpy(zero_copy_only=False), dtype=np.bool_)
-        values[nulls] = np.nan
-        return values, [(i, "ts is blank") for i in np.flatnonzero(nulls).tolist()]
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
     values = np.full(n, np.nan)
     slow_bad: list[tuple[int, str]] = []
     for i, text in enumerate(column.to_pylist()):
@@ -160,6 +200,40 @@ def _times(
     return values, slow_bad
 
 
+def _is_number(text: str) -> bool:
+    """Whether a cell reads as a number (epoch seconds) rather than a calendar time."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _epoch_times(
+    column: pa.ChunkedArray | pa.Array,
+) -> tuple[npt.NDArray[np.float64], list[tuple[int, str]]]:
+    """Epoch seconds as text to floats; raises ArrowInvalid if any cell is not a number."""
+    values = _floats(column)
+    nulls = _nulls(column)
+    bad = [
+        (i, "ts is blank" if nulls[i] else f"ts {float(values[i])!r} is not finite")
+        for i in np.flatnonzero(~np.isfinite(values)).tolist()
+    ]
+    values[~np.isfinite(values)] = np.nan
+    return values, bad
+
+
+def _rfc3339_times(
+    column: pa.ChunkedArray | pa.Array,
+) -> tuple[npt.NDArray[np.float64], list[tuple[int, str]]]:
+    """RFC 3339 text to epoch seconds; raises ArrowInvalid if any cell is not one."""
+    stamps = pc.cast(column, pa.timestamp("us", tz="UTC"))
+    values = _ints(stamps).astype(np.float64) / 1e6
+    nulls = _nulls(stamps)
+    values[nulls] = np.nan
+    return values, [(i, "ts is blank") for i in np.flatnonzero(nulls).tolist()]
+
+
 def _numbers(
     name: str, column: pa.ChunkedArray | pa.Array
 ) -> tuple[npt.NDArray[np.float64], list[tuple[int, str]]]:
@@ -169,20 +243,23 @@ def _numbers(
     parsed it: only a blank cell means "not measured".
     """
     try:
-        values = np.asarray(
-            pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-        )
+        values = _floats(column)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     else:
-        odd = np.flatnonzero(~np.isfinite(values))
-        if odd.size == 0:
+        odd = ~np.isfinite(values)
+        if not odd.any():
             return values, []
-        texts = column.take(pa.array(odd)).to_pylist()
+        # Blank cells are NaN too but no fault; most meters leave phases blank, so only
+        # the written values that are not finite are looked up as text.
+        written = ~_nulls(column)
+        rows = np.flatnonzero(odd & written)
+        if rows.size == 0:
+            return values, []
+        texts = column.take(pa.array(rows)).to_pylist()
         pairs = [
             (int(i), f"{name} {t!r} is not finite")
-            for i, t in zip(odd.tolist(), texts, strict=True)
-            if t is not None
+            for i, t in zip(rows.tolist(), texts, strict=True)
         ]
         return values, pairs
     out = np.full(len(column), np.nan)
@@ -591,9 +668,8 @@ class ReadingsReader:
         lookup = np.array(
             [self._slots.get((m or "").strip(), -1) for m in dictionary] or [-1], dtype=np.int64
         )
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        null_meter = np.asarray(pc.is_null(meter_col).to_numpy(zero_copy_only=False), bool)
-        codes = np.where(null_meter, 0, np.nan_to_num(codes)).astype(np.int64)
+        codes = _ints(encoded.indices)
+        null_meter = _nulls(meter_col)
         slots = np.where(null_meter, -1, lookup[codes] if len(dictionary) else -1)
         unknown = np.flatnonzero(slots < 0)
         if unknown.size:
@@ -614,11 +690,9 @@ class ReadingsReader:
         unknown_events: dict[int, list[str]] = {}
         if "events" in names:
             ev_col = table.column("events")
-            present = np.flatnonzero(
-                ~np.asarray(pc.is_null(ev_col).to_numpy(zero_copy_only=False), bool)
-            )
+            present = np.flatnonzero(~_nulls(ev_col))
             if present.size:
-                texts = ev_col.take(pa.array(present)).to_pylist()
+                texts = pc.drop_null(ev_col).to_pylist()  # the present cells, in order
                 for i, text in zip(present.tolist(), texts, strict=True):
                     mask, odd = encode_events(text.split(";"))
                     events[i] = mask
@@ -654,13 +728,16 @@ class ReadingsReader:
         if not good.any():
             return
         keep = np.flatnonzero(good)
-        remap = {int(old): new for new, old in enumerate(keep.tolist()) if old in unknown_events}
+        # A kept row's index in the batch is its rank among the kept rows.
+        kept_unknown = {
+            int(np.searchsorted(keep, old)): odd for old, odd in unknown_events.items() if good[old]
+        }
         yield ReadingBatch(
             ts=ts[keep],
             slot=slots[keep].astype(np.int32),
             values=np.ascontiguousarray(values[:, keep]),
             events=events[keep],
-            unknown_events={new: unknown_events[old] for old, new in remap.items()},
+            unknown_events=kept_unknown,
         )
 
     def _report(self, bad_rows: list[tuple[int, str]]) -> None:

@@ -101,6 +101,50 @@ def test_non_finite_numbers_are_bad_rows_on_both_paths(
     assert np.isfinite(batch.values[QUANTITY_INDEX["v1"]]).all()
 
 
+@pytest.mark.parametrize("first_ts", ["", "1767571140", "2026-01-05T00:00:00Z"])
+def test_blank_cells_are_not_measured_beside_a_bad_value(
+    tmp_path: Path, fleet: MeterRegistry, first_ts: str
+) -> None:
+    rows = [
+        f"{first_ts},A,,5",  # a blank time is a bad row; a blank value is not measured
+        "1767571200,A,,5",
+        "1767571260,B,inf,",
+        "1767571320,A,231,",
+        "1767571380,B,,6",
+    ]
+    batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 1 << 20)
+    reasons = [(b.line, b.reason) for b in reader.stats.bad_rows]
+    expected = [(4, "v1 'inf' is not finite")]
+    if first_ts == "":
+        expected.insert(0, (2, "ts is blank"))
+    elif first_ts.startswith("2026"):  # RFC 3339, then epoch times: each read alone
+        assert batch.ts[0] == 1767571200.0
+    assert reasons == expected
+    assert batch.ts[-3:].tolist() == [1767571200.0, 1767571320.0, 1767571380.0]
+    v1 = batch.values[QUANTITY_INDEX["v1"], -3:]
+    i1 = batch.values[QUANTITY_INDEX["i1"], -3:]
+    np.testing.assert_array_equal(v1, [np.nan, 231.0, np.nan])
+    np.testing.assert_array_equal(i1, [5.0, np.nan, 6.0])
+
+
+def test_unknown_event_codes_stay_with_their_row_when_rows_before_are_dropped(
+    tmp_path: Path, fleet: MeterRegistry
+) -> None:
+    rows = [
+        "1767571200,A,230,",
+        "1767571260,C,230,",  # unknown meter: dropped
+        "1767571320,A,oops,",  # not a number: dropped
+        "1767571380,B,230,odd_one;magnetic_field",
+        "1767571440,A,230,odd_two",
+    ]
+    path = _write(tmp_path / "r.csv", rows, header="ts,meter,v1,events")
+    batch, reader = _read(path, fleet, 1 << 20)
+    assert reader.stats.bad == 2
+    assert batch.ts.tolist() == [1767571200.0, 1767571380.0, 1767571440.0]
+    assert batch.unknown_events == {1: ["odd_one"], 2: ["odd_two"]}
+    assert batch.events[1] == MeterEvent.MAGNETIC_FIELD
+
+
 @pytest.mark.parametrize("text", ["inf", "nan", "-inf"])
 def test_non_finite_timestamps_are_bad_rows(
     tmp_path: Path, fleet: MeterRegistry, text: str
