@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from meterguard.calendar import CalendarSettings
 from meterguard.errors import ConfigError, MeterCsvError
 from meterguard.model import Meter
-from meterguard.notifiers import NotifySettings
+from meterguard.notify_settings import NotifySettings
 from meterguard.source_settings import SourceTable, entry_name
 from meterguard.stores.config import InfluxSettings as InfluxSettings
 from meterguard.stores.config import StorageSettings as StorageSettings

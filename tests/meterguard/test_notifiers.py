@@ -14,13 +14,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from meterguard.model import Alert, AlertEvent, AlertEventType, AlertKind, Severity
-from meterguard.notifiers import (
-    SIGNATURE_HEADER,
-    MqttNotifySettings,
-    NotifySettings,
-    WebhookSettings,
-    build_notifiers,
-)
+from meterguard.notifiers import SIGNATURE_HEADER, build_notifiers
+from meterguard.notify_settings import MqttNotifySettings, NotifySettings, WebhookSettings
 from tests.conftest import free_port
 
 
