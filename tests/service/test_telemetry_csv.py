@@ -12,6 +12,7 @@ import pytest
 
 from meterguard.errors import MeterguardError
 from meterguard.model import QUANTITY_INDEX, Meter, MeterEvent, MeterRegistry, ReadingBatch
+from service import telemetry_csv
 from service.telemetry_csv import ReadingsCsvError, ReadingsReader, parse_time_text
 
 
@@ -254,6 +255,24 @@ def test_a_short_or_long_row_names_its_line_and_counts(
         (4, "expected 4 columns, found 5"),
     ]
     assert len(batch) == 2
+
+
+def test_a_chunk_parsed_in_several_blocks_keeps_rows_and_bad_lines(
+    tmp_path: Path, fleet: MeterRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telemetry_csv, "PARSE_BLOCK_BYTES", 256)  # about 10 rows a block
+    rows = _rows(300)
+    rows[150] = rows[150] + ",7"  # line 152: a column too many
+    rows[260] = f"{1767571200 + 60 * 260},A,x30,5"  # line 262: not a number
+    batch, reader = _read(_write(tmp_path / "r.csv", rows), fleet, 1 << 20)
+    assert [(b.line, b.reason) for b in reader.stats.bad_rows] == [
+        (152, "expected 4 columns, found 5"),
+        (262, "v1 'x30' is not a number"),
+    ]
+    expected = [1767571200.0 + 60 * k for k in range(300) if k not in (150, 260)]
+    assert batch.ts.tolist() == expected
+    assert list(batch.slot[:4]) == [0, 1, 0, 1]
+    assert batch.values[QUANTITY_INDEX["v1"], -1] == 230 + 299
 
 
 def test_lines_that_are_not_text_are_bad_rows(tmp_path: Path, fleet: MeterRegistry) -> None:
