@@ -41,8 +41,9 @@ servers:
 	PYTHON=$(PYTHON) bash tests/ensure_servers.sh
 
 # servers first: on a fresh machine it installs python3-venv, which .venv needs.
+# The tests that need no server in pytest-xdist workers, then the rest in one process.
 test: servers lint
-	$(BIN)/pytest
+	$(BIN)/python -m tests.run_all
 
 # The tests marked with no server and not slow (tests/tiers.py), in three pytest-xdist workers.
 test-fast: $(DEV_STAMP)

@@ -74,7 +74,9 @@ schema = (
 schema.config.phases.coverage.enabled = not FAST
 
 
-@pytest.fixture(scope="module", autouse=True)
+# Closed when the session ends, not the module: pytest-xdist's work stealing may hand a
+# worker more cases of this test after it ran tests of other modules.
+@pytest.fixture(scope="session", autouse=True)
 def _close_runtime() -> Iterator[None]:
     yield
     asyncio.run(_RUNTIME.close())
