@@ -80,6 +80,9 @@ _WEIGH_HOURS = 48
 _TRACE_HOURS = 12
 #: How much wider an hour judged by another day type's baseline is (its first Saturday).
 _STAND_IN_WIDENING = 2.0
+#: A transformer's hour whose unexplained energy is this many spreads above its expected
+#: gap stands out: it is not learned as the normal gap, and dates what a check meter saw.
+_STANDS_OUT = 2.0
 #: The most unexplained energy that may confirm a fall, as a share of it (then it is more).
 _MAX_SHARE = 3.0
 BoolArray = npt.NDArray[np.bool_]
@@ -293,7 +296,7 @@ class ConsumptionDropDetector(Detector):
                 self.u_allow[t[k], cell] = unexplained
                 self.u_sd[t[k], cell] = spread[0]
                 # Hours with unexplained energy are not the transformer's normal gap.
-                if not learned[0] or unexplained < 2.0 * float(spread[0]):
+                if not learned[0] or unexplained < _STANDS_OUT * float(spread[0]):
                     self.gap.learn(
                         t[one], load[one], gross[one], gap[one], day_type[one], local[one]
                     )
@@ -762,12 +765,12 @@ class ConsumptionDropDetector(Detector):
     def _stood_out(self, t: int, since: int, hour: int) -> int:
         """Return the first hour from `since` at which transformer `t`'s energy stood out.
 
-        Its unexplained energy 2 spreads above the expected gap; `since` if none was.
+        Its unexplained energy _STANDS_OUT spreads above the expected gap; `since` if none was.
         """
         hours = np.arange(since, hour + 1)
         cells = hours % _RING
         kept = self.u_hour[t, cells] == hours
-        standing = np.flatnonzero(kept & (self.u_wh[t, cells] > 2.0 * self.u_sd[t, cells]))
+        standing = np.flatnonzero(kept & (self.u_wh[t, cells] > _STANDS_OUT * self.u_sd[t, cells]))
         return int(hours[standing[0]]) if standing.size else since
 
     def _traced(
@@ -818,7 +821,7 @@ class ConsumptionDropDetector(Detector):
                 ):
                     continue
             traced[mine[best]] = True
-            standing = np.flatnonzero(u > 2.0 * sd)
+            standing = np.flatnonzero(u > _STANDS_OUT * sd)
             since[mine[best]] = hours[standing[0]] if standing.size else hour
         return traced, since
 
