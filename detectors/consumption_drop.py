@@ -762,16 +762,19 @@ class ConsumptionDropDetector(Detector):
             support[mine[dirty]] = np.minimum(support[mine[dirty]], 0.15)  # may still refute
         return support, whole, informative, correlation, stood_out
 
-    def _stood_out(self, t: int, since: int, hour: int) -> int:
+    def _stood_out(self, t: int, since: int, hour: int, otherwise: int | None = None) -> int:
         """Return the first hour from `since` at which transformer `t`'s energy stood out.
 
-        Its unexplained energy _STANDS_OUT spreads above the expected gap; `since` if none was.
+        Its unexplained energy _STANDS_OUT spreads above the expected gap; `otherwise`
+        (`since` if not given) if none was.
         """
         hours = np.arange(since, hour + 1)
         cells = hours % _RING
         kept = self.u_hour[t, cells] == hours
         standing = np.flatnonzero(kept & (self.u_wh[t, cells] > _STANDS_OUT * self.u_sd[t, cells]))
-        return int(hours[standing[0]]) if standing.size else since
+        if standing.size:
+            return int(hours[standing[0]])
+        return since if otherwise is None else otherwise
 
     def _traced(
         self, meters: Int64Array, hour: int, z: FloatArray, clear: BoolArray
@@ -821,8 +824,7 @@ class ConsumptionDropDetector(Detector):
                 ):
                     continue
             traced[mine[best]] = True
-            standing = np.flatnonzero(u > _STANDS_OUT * sd)
-            since[mine[best]] = hours[standing[0]] if standing.size else hour
+            since[mine[best]] = self._stood_out(t, int(hours[0]), hour, otherwise=hour)
         return traced, since
 
     def _matches_fall(self, u: FloatArray, meter: int, cells: Int64Array) -> bool:

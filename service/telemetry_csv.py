@@ -218,12 +218,15 @@ def _epoch_times(
 ) -> tuple[npt.NDArray[np.float64], list[tuple[int, str]]]:
     """Epoch seconds as text to floats; raises ArrowInvalid if any cell is not a number."""
     values = _floats(column)
+    odd = np.flatnonzero(~np.isfinite(values))
+    if odd.size == 0:
+        return values, []
     nulls = _nulls(column)
     bad = [
         (i, "ts is blank" if nulls[i] else f"ts {float(values[i])!r} is not finite")
-        for i in np.flatnonzero(~np.isfinite(values)).tolist()
+        for i in odd.tolist()
     ]
-    values[~np.isfinite(values)] = np.nan
+    values[odd] = np.nan
     return values, bad
 
 
@@ -233,6 +236,8 @@ def _rfc3339_times(
     """RFC 3339 text to epoch seconds; raises ArrowInvalid if any cell is not one."""
     stamps = pc.cast(column, pa.timestamp("us", tz="UTC"))
     values = _ints(stamps).astype(np.float64) / 1e6
+    if not stamps.null_count:
+        return values, []
     nulls = _nulls(stamps)
     values[nulls] = np.nan
     return values, [(i, "ts is blank") for i in np.flatnonzero(nulls).tolist()]
@@ -252,10 +257,10 @@ def _numbers(
         pass
     else:
         odd = ~np.isfinite(values)
-        if not odd.any():
+        # Blank cells are NaN too but no fault (most meters leave phases blank): when the
+        # cells that are not finite are as many as the blanks, they are the blanks.
+        if int(odd.sum()) == column.null_count:
             return values, []
-        # Blank cells are NaN too but no fault; most meters leave phases blank, so only
-        # the written values that are not finite are looked up as text.
         written = ~_nulls(column)
         rows = np.flatnonzero(odd & written)
         if rows.size == 0:
