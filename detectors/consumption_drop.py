@@ -13,7 +13,9 @@ Where the meter's transformer has a check meter, its balance decides: a tap show
 unexplained energy that matches the customer's fall and follows its load (raised with high
 confidence, major, at a low threshold of the sum); a fall the balance does not see is honest.
 Without a check meter (or when the balance is too noisy to tell), only a sum past a higher
-threshold within two days of its change point is raised, and with low confidence. The
+threshold within two days of its change point is raised, and with low confidence, unless
+the meter's own readings show the tap: its service cable dropping more volts per metered
+ampere since the fall, by as much as the fall implies (detectors/cable.py). The
 balance is also read the other way round: unexplained energy that follows one customer's
 metered load hour by hour, in proportion, is that customer's tap even where its own history
 is too erratic to show a fall; among customers of one shape (shops open the same hours) it is
@@ -46,6 +48,7 @@ from detectors.base import (
     format_duration,
     register,
 )
+from detectors.cable import CableDrop, slope
 from detectors.context import BatchContext, phase_block
 from meterguard.calendar import DAY_TYPES, STAND_INS
 from meterguard.model import (
@@ -83,6 +86,8 @@ _STAND_IN_WIDENING = 2.0
 #: A transformer's hour whose unexplained energy is this many spreads above its expected
 #: gap stands out: it is not learned as the normal gap, and dates what a check meter saw.
 _STANDS_OUT = 2.0
+#: A cable dropping less than this per metered ampere (ohm) tells nothing of a tap.
+_MIN_CABLE_OHM = 0.015
 #: The most unexplained energy that may confirm a fall, as a share of it (then it is more).
 _MAX_SHARE = 3.0
 BoolArray = npt.NDArray[np.bool_]
@@ -186,7 +191,7 @@ class ConsumptionDropDetector(Detector):
     name = "consumption_drop"
     kind = AlertKind.CONSUMPTION_DROP
     config_model = ConsumptionDropConfig
-    needs = ("p1", "p2", "p3", "e_imp")
+    needs = ("p1", "p2", "p3", "e_imp", "v1", "v2", "v3")
     requires = (("e_imp", "p1"),)
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
@@ -233,6 +238,9 @@ class ConsumptionDropDetector(Detector):
         self.cusum = np.zeros(n)
         self.bias = np.zeros(n)
         self.held_hour = np.full(n, -1, dtype=np.int64)
+        # Volts dropped per metered ampere, reading to reading: a tap before the meter
+        # steepens it (detectors/cable.py).
+        self.cable = CableDrop(registry.float_array(lambda m: m.nominal_v), _RING)
         self.reversed_until = np.full(n, -np.inf)
         self.tamper_at = np.full(n, -np.inf)
         nt = len(trafos)
@@ -254,6 +262,7 @@ class ConsumptionDropDetector(Detector):
         """Take closed hours and balances; note reversed phases and tamper events."""
         self._intake(ctx)
         if len(batch):
+            self.cable.add(batch)
             slot = batch.slot
             # Export at a customer without generation is the reversal detector's: its
             # energy says nothing about consumption for a day.
@@ -437,6 +446,7 @@ class ConsumptionDropDetector(Detector):
             rate = np.maximum(cfg.learn_rate, 1.0 / (self.seen[take, d, k] + 1.0))
             self.base[take, d, k] = np.where(np.isfinite(old), old + rate * (value - old), value)
             self.seen[take, d, k] += 1
+            self.cable.learn(take, h)
 
     def _window(self, meters: Int64Array, hour: int, hour_end: float, ctx: BatchContext) -> None:
         """Judge the last 24 hours of each meter read this hour; emit hourly verdicts."""
@@ -552,7 +562,8 @@ class ConsumptionDropDetector(Detector):
         tampered = (
             (since >= 0) & (tamper_at >= (since - 24) * HOUR_S) & (tamper_at <= since * HOUR_S)
         )
-        confirmed = plausible & (after >= cfg.confirmed_h) & (confirmed_now | tampered)
+        steeper, cable_ratio = self._steeper_cable(meters, hour, run_ratio)
+        confirmed = plausible & (after >= cfg.confirmed_h) & (confirmed_now | tampered | steeper)
         confirmed &= ~(run_shape < cfg.shape_correlation - 0.1)
         # A tap begins when the balance's unexplained energy does: a quiet morning before
         # it, which started the sum early, is not pointed at.
@@ -631,8 +642,46 @@ class ConsumptionDropDetector(Detector):
                 if not np.isfinite(support[j])
                 else round(float(support[j]), 2),
                 "tamper_event": bool(tampered[j]),
+                "cable_drop_per_ampere_ratio": None
+                if not np.isfinite(cable_ratio[j])
+                else round(float(cable_ratio[j]), 2),
                 "transformer_traces_its_load": bool(traced[j]),
             }
+
+    def _steeper_cable(
+        self, meters: Int64Array, hour: int, run_ratio: FloatArray
+    ) -> tuple[BoolArray, FloatArray]:
+        """Return whether each fall's cable drops more volts per metered ampere, and how much more.
+
+        Since the change point (24 hours at most) against the meter's learned hours: a tap
+        leaving a share of the load metered steepens the slope by the inverse of that share.
+        It counts when the learned slope is precise (5 standard errors), the steepening is
+        4 combined standard errors, and it is at least half of what the fall implies.
+        """
+        steeper = np.zeros(meters.size, dtype=np.bool_)
+        ratio = np.full(meters.size, np.nan)
+        since = self.low_since[meters]
+        falling = np.flatnonzero(since >= 0)
+        if not falling.size:
+            return steeper, ratio
+        picked = meters[falling]
+        first = np.maximum(since[falling], hour - 23)
+        now, now_error = slope(self.cable.recent(picked, first, hour))
+        usual, usual_error = slope(self.cable.learned(picked))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio[falling] = now / usual
+            significant = (now - usual) >= 4.0 * np.hypot(now_error, usual_error)
+            # Both slopes precise against the cable's own: where the supply's swings between
+            # readings swamp it (15-minute readings, a three-phase service of a few
+            # milliohms), the error estimate itself is not to be trusted.
+            known = (usual >= 5.0 * usual_error) & (now_error <= 0.25 * usual)
+            implied = 1.0 / np.maximum(run_ratio[falling], 0.05)
+            # As steep as the fall implies: half the steepening at least, and not far more
+            # (a slope that grew tenfold is the supply's doing, not a share of the load).
+            enough = ratio[falling] >= 1.0 + 0.5 * (implied - 1.0)
+            enough &= ratio[falling] <= 1.5 * implied
+        steeper[falling] = significant & known & enough & (usual >= _MIN_CABLE_OHM)
+        return steeper, ratio
 
     def _shared(self, meters: Int64Array, candidates: BoolArray) -> BoolArray:
         """Return, for the candidates, whether others of their class began falling with them.

@@ -75,7 +75,9 @@ _INTERVAL_RATE = 0.2
 _INTERVAL_LIMITS = np.array([MAX_INTERVAL_S, MIN_SILENCE_S, SILENCE_INTERVALS])
 #: Modules of the detectors package that hold the detectors' infrastructure, not a detector;
 #: every other module must register at least one (tests/detectors/test_loader.py).
-INFRASTRUCTURE_MODULES = frozenset({"base", "engine", "context", "ledger", "balance", "compiled"})
+INFRASTRUCTURE_MODULES = frozenset(
+    {"base", "engine", "context", "ledger", "balance", "cable", "compiled"}
+)
 
 Snapshot = Callable[[int], dict[str, Any]]
 #: What an incident keeps of its onset until it raises: a dict, or (batch, row) not yet

@@ -86,17 +86,23 @@ def _rows(
     step: float = 900.0,
     tap: Callable[[float], float] = lambda t: 0.0,
     loss_noise: float = 0.0,
+    cable_ohm: float = 0.0,
 ) -> list[Row]:
     """Readings of the fleet every `step`, energy registers included; seeded noise.
 
     `loss_noise`: the hour-to-hour spread of the transformer's losses, as a share of its load.
+    `cable_ohm`: each service cable's resistance; the meters' voltage then falls with the
+    true current from a supply wandering as a random walk (else it stays at 230 V).
     """
     rng = np.random.default_rng(7)
     factors = np.exp(rng.normal(0.0, 0.15, (HOMES, days + 1)))
     losses = 1.03 + loss_noise * np.random.default_rng(11).normal(size=days * 24 + 1)
     registers = np.zeros(HOMES + 2)
     rows: list[Row] = []
-    for t in np.arange(START, START + days * DAY, step):
+    times = np.arange(START, START + days * DAY, step)
+    wander = np.random.default_rng(13).normal(0.0, 0.25 * math.sqrt(step / 60.0), times.size)
+    supply = 232.0 + np.cumsum(wander) if cable_ohm else np.full(times.size, 230.0)
+    for n, t in enumerate(times):
         day = int((t - START) // DAY)
         true_total = 0.0
         for k in range(HOMES + 1):
@@ -108,8 +114,9 @@ def _rows(
                 watts = seen = _shop_w(t, closed=day == holiday)
             true_total += watts
             registers[k] += seen * step / HOUR / 1000.0
+            volts = supply[n] - cable_ohm * watts / 230.0
             rows.append(
-                (t, k, {"v1": 230.0, "i1": seen / 230.0, "p1": seen, "e_imp": registers[k]})
+                (t, k, {"v1": volts, "i1": seen / volts, "p1": seen, "e_imp": registers[k]})
             )
         if feeder:
             # Losses, and a load taken past every meter: only the check meter sees them.
@@ -175,6 +182,44 @@ def test_without_a_check_meter_a_large_fall_is_raised_alone_and_minor() -> None:
     assert alerts[0].severity == "minor"
     assert alerts[0].start >= TAP_AT
     assert alerts[0].evidence["transformer_confirms"] is False
+
+
+def _bursty(days: int, step: float) -> Callable[[int, float, float], float]:
+    """Homes whose appliances switch 1.5 kW on and off between readings."""
+    bursts = np.random.default_rng(5).random((HOMES, int(days * DAY / step) + 1)) < 0.1
+    return lambda k, t, factor: _home_w(t, factor) + 1500.0 * bursts[k, int((t - START) / step)]
+
+
+@pytest.mark.parametrize("tapped", [True, False], ids=["tap", "home-half-empty"])
+def test_without_a_check_meter_the_service_cable_tells_a_tap_from_an_honest_fall(
+    tapped: bool,
+) -> None:
+    # Two-minute readings, 0.08 ohm service cables. A tap before the meter draws its current
+    # through the cable: the voltage falls with the true current, the meter sees 40 % of
+    # it. An honest home whose load halves draws less through the cable alike.
+    registry = _fleet(feeder=False)
+    step, days = 120.0, 10
+    loads = _bursty(days, step)
+
+    def home(k: int, t: float, factor: float) -> float:
+        watts = loads(k, t, factor)
+        return watts * 0.4 if not tapped and k == 3 and t >= TAP_AT else watts
+
+    metered = _tapped(0.4) if tapped else (lambda k, t: 1.0)
+    rows = _rows(days, feeder=False, metered=metered, home_w=home, step=step, cable_ohm=0.08)
+    alerts = [e.alert for e in opened(_feed(_engine(registry, ["consumption_drop"]), rows))]
+    assert {a.meter for a in alerts} <= {"H03"}
+    steeper = [a for a in alerts if a.severity == "major"]
+    if tapped:
+        assert len(steeper) == 1
+        alert = steeper[0]
+        assert 2.0 <= alert.evidence["cable_drop_per_ampere_ratio"] <= 3.2
+        assert alert.raised is not None
+        assert TAP_AT <= alert.start < alert.raised <= TAP_AT + DAY
+    else:
+        assert steeper == []
+        ratios = [a.evidence["cable_drop_per_ampere_ratio"] for a in alerts]
+        assert all(r is None or r < 1.3 for r in ratios)
 
 
 def test_a_tap_on_the_second_day_is_not_learned_as_the_meter_s_normal() -> None:

@@ -1,0 +1,145 @@
+"""Cable drop: how far a meter's voltage falls per ampere it meters, reading to reading.
+
+A service cable drops voltage with the current that flows through it (tens of milliohms
+for a single-phase service, a few for a three-phase one). A tap before the meter draws its
+current through the same cable, so the voltage still falls with the true current while
+the meter sees only its share: the slope of the voltage's change against the metered
+current's change, between one reading and the next, grows by the inverse of that share.
+The supply's own voltage moves between readings as well, which is noise to this slope: at
+minute readings a day of them gives the slope to a few per cent, at 15 minutes or more it
+says little, and the slope's standard error tells which, so the evidence is used only
+where it is precise. The load's current is taken as its active power over the nominal
+voltage: a constant-power load draws more current when the supply sags, which would read
+as a steep cable of the wrong cause, while its power stays put.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.context import phase_block
+from meterguard.model import FloatArray, ReadingBatch
+
+HOUR_S = 3600.0
+#: Readings further apart than this are not paired: the supply moves too much between.
+MAX_PAIR_S = HOUR_S
+#: A voltage step larger than this between two readings is the supply's (a sag, a tap
+#: changer, an outage), not the meter's own load: the pair is left out.
+MAX_STEP_V = 8.0
+#: Only a step of at least this much (A, at nominal voltage) is the meter's own load
+#: switching; smaller ones are mostly noise.
+MIN_STEP_A = 0.5
+Int64Array = npt.NDArray[np.int64]
+
+
+class CableDrop:
+    """Per meter and hour: the sums of each reading pair's voltage and current changes."""
+
+    def __init__(self, nominal_v: FloatArray, ring_hours: int) -> None:
+        meters = nominal_v.size
+        self.nominal_v = nominal_v
+        self.ring = ring_hours
+        self.prev_ts = np.full(meters, -np.inf)
+        self.prev_v = np.full((3, meters), np.nan)
+        self.prev_i = np.full((3, meters), np.nan)
+        # Per meter and hour (a ring): sum of dV*dI, dI^2, dV^2, and the pair count.
+        self.sums = np.zeros((4, meters, ring_hours))
+        self.hour = np.full((meters, ring_hours), -1, dtype=np.int64)
+        # The same summed over the hours learned as the meter's normal.
+        self.base = np.zeros((4, meters))
+
+    def add(self, batch: ReadingBatch) -> None:
+        """Pair each reading with the meter's previous one and add the changes to its hour."""
+        if not len(batch):
+            return
+        order = np.lexsort((batch.ts, batch.slot))
+        slot = batch.slot[order].astype(np.int64)
+        ts = batch.ts[order]
+        volts = phase_block(batch, "v1")[:, order]
+        amps = phase_block(batch, "p1")[:, order] / self.nominal_v[slot][None, :]
+        # The previous reading: the row before in this batch if of the same meter, else
+        # the last one kept from earlier batches.
+        same = np.zeros(slot.size, dtype=np.bool_)
+        same[1:] = slot[1:] == slot[:-1]
+        shifted_ts = np.concatenate([[np.nan], ts[:-1]])
+        prev_ts = np.where(same, shifted_ts, self.prev_ts[slot])
+        prev_v = np.where(same, _shifted(volts), self.prev_v[:, slot])
+        prev_i = np.where(same, _shifted(amps), self.prev_i[:, slot])
+        gap = ts - prev_ts
+        with np.errstate(invalid="ignore"):
+            dv = volts - prev_v
+            di = amps - prev_i
+            usable = np.isfinite(dv) & np.isfinite(di) & (np.abs(dv) <= MAX_STEP_V)
+            usable &= np.abs(di) >= MIN_STEP_A
+            usable &= ((gap > 0) & (gap <= MAX_PAIR_S))[None, :]
+        dv = np.where(usable, dv, 0.0)
+        di = np.where(usable, di, 0.0)
+        figures = np.stack([(dv * di).sum(axis=0), (di * di).sum(axis=0), (dv * dv).sum(axis=0),
+                            usable.sum(axis=0).astype(np.float64)])  # fmt: skip
+        rows = np.flatnonzero(usable.any(axis=0))
+        if rows.size:
+            hour = np.floor(ts[rows] / HOUR_S).astype(np.int64)
+            self._accumulate(slot[rows], hour, figures[:, rows])
+        # Keep each meter's latest reading (a reading older than the kept one is a clock
+        # that went back: it pairs with nothing).
+        last = np.flatnonzero(np.append(slot[1:] != slot[:-1], True))
+        newer = ts[last] > self.prev_ts[slot[last]]
+        keep, at = slot[last][newer], last[newer]
+        self.prev_ts[keep] = ts[at]
+        self.prev_v[:, keep] = volts[:, at]
+        self.prev_i[:, keep] = amps[:, at]
+
+    def _accumulate(self, slot: Int64Array, hour: Int64Array, figures: FloatArray) -> None:
+        """Add each pair's figures to its meter's ring cell, emptying cells of older hours."""
+        cell = hour % self.ring
+        stale = self.hour[slot, cell] != hour
+        if stale.any():
+            self.sums[:, slot[stale], cell[stale]] = 0.0
+            self.hour[slot[stale], cell[stale]] = hour[stale]
+        for k in range(4):
+            np.add.at(self.sums[k], (slot, cell), figures[k])
+
+    def learn(self, meters: Int64Array, hour: int) -> None:
+        """Add the meters' figures of `hour` to what is known of their cables."""
+        cell = hour % self.ring
+        held = meters[self.hour[meters, cell] == hour]
+        self.base[:, held] += self.sums[:, held, cell]
+
+    def recent(self, meters: Int64Array, first: Int64Array, last: int) -> FloatArray:
+        """Return the meters' figures summed over the hours `first` to `last`, shape (4, m)."""
+        hours = last - np.arange(self.ring)
+        cells = hours % self.ring
+        within = (self.hour[meters][:, cells] == hours[None, :]) & (
+            hours[None, :] >= first[:, None]
+        )
+        out: FloatArray = (self.sums[:, meters][:, :, cells] * within[None, :, :]).sum(axis=2)
+        return out
+
+    def learned(self, meters: Int64Array) -> FloatArray:
+        """Return the meters' figures over their learned hours, shape (4, m)."""
+        out: FloatArray = self.base[:, meters]
+        return out
+
+
+def slope(figures: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Return the voltage drop per metered ampere (ohm) and its standard error, per meter.
+
+    The least-squares slope of -dV on dI through the origin, and its error from the
+    residual spread of the pairs; NaN where there are fewer than 10 pairs or no current
+    change.
+    """
+    sxy, sxx, syy, count = figures
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ohm = np.where(sxx > 0, -sxy / sxx, np.nan)
+        residual = np.maximum(syy - np.where(sxx > 0, sxy * sxy / sxx, 0.0), 0.0)
+        error = np.sqrt(residual / np.maximum(count - 1.0, 1.0) / sxx)
+    enough = (count >= 10) & (sxx > 0)
+    return np.where(enough, ohm, np.nan), np.where(enough, error, np.nan)
+
+
+def _shifted(block: FloatArray) -> FloatArray:
+    """Return the columns of `block` moved one to the right, the first NaN."""
+    out = np.full_like(block, np.nan)
+    out[:, 1:] = block[:, :-1]
+    return out

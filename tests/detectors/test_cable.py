@@ -1,0 +1,101 @@
+"""The cable drop per metered ampere: what a tap before the meter does to it, and what not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors.cable import CableDrop, slope
+from meterguard.model import FloatArray
+from tests.conftest import make_batch
+
+HOUR = 3600.0
+OHM = 0.05
+Row = tuple[float, int, dict[str, float]]
+
+
+def _readings(
+    hours: int, share: float = 1.0, tap_from_hour: int = 0, step: float = 60.0
+) -> list[Row]:
+    """One single-phase meter read every `step`: appliances switching, a wandering supply.
+
+    The cable drops `OHM` per ampere of the true load; from `tap_from_hour` the meter
+    sees only `share` of it.
+    """
+    rng = np.random.default_rng(3)
+    times = np.arange(0.0, hours * HOUR, step)
+    # Appliances: a base load and bursts of 1-3 kW lasting a few readings.
+    on = rng.random(times.size) < 0.15
+    true_w = 150.0 + np.where(on, rng.uniform(1000.0, 3000.0, times.size), 0.0)
+    # The supply wanders by about a volt in 15 minutes, as a random walk.
+    supply = 232.0 + np.cumsum(rng.normal(0.0, 0.25 * np.sqrt(step / 60.0), times.size))
+    volts = supply - OHM * true_w / 230.0 + rng.normal(0.0, 0.05, times.size)
+    metered = np.where(times >= tap_from_hour * HOUR, share, 1.0) * true_w
+    return [
+        (float(t), 0, {"v1": float(v), "p1": float(p)})
+        for t, v, p in zip(times, volts, metered, strict=True)
+    ]
+
+
+def _tracker(rows: list[Row], per_batch: int) -> CableDrop:
+    cable = CableDrop(np.array([230.0]), 72)
+    for start in range(0, len(rows), per_batch):
+        cable.add(make_batch(rows[start : start + per_batch]))
+    return cable
+
+
+def _hours(cable: CableDrop, first: int, last: int) -> FloatArray:
+    return cable.recent(np.array([0]), np.array([first]), last)
+
+
+def test_an_honest_meter_s_slope_is_its_cable_s_resistance() -> None:
+    cable = _tracker(_readings(12), per_batch=50)
+    ohm, error = slope(_hours(cable, 0, 11))
+    assert ohm[0] == pytest.approx(OHM, rel=0.1)
+    assert error[0] < 0.1 * OHM
+
+
+def test_a_tap_steepens_the_slope_by_the_inverse_of_the_share_metered() -> None:
+    cable = _tracker(_readings(12, share=0.4, tap_from_hour=6), per_batch=50)
+    for hour in range(6):
+        cable.learn(np.array([0]), hour)
+    usual, _ = slope(cable.learned(np.array([0])))
+    now, _ = slope(_hours(cable, 7, 11))
+    assert usual[0] == pytest.approx(OHM, rel=0.1)
+    assert now[0] / usual[0] == pytest.approx(1 / 0.4, rel=0.15)
+
+
+def test_the_figures_do_not_depend_on_how_readings_are_batched() -> None:
+    rows = _readings(4)
+    one = _hours(_tracker(rows, per_batch=len(rows)), 0, 3)
+    many = _hours(_tracker(rows, per_batch=7), 0, 3)
+    np.testing.assert_allclose(many, one, rtol=1e-9)
+
+
+def test_a_reading_from_a_clock_gone_back_and_a_supply_step_pair_with_nothing() -> None:
+    rows = _readings(2)
+    clean = _hours(_tracker(rows, per_batch=30), 0, 1)
+    # A sag of 20 V at a reading where an appliance switched on: paired, it would read as
+    # a cable of ohms.
+    at = next(k for k in range(100, len(rows)) if rows[k][2]["p1"] - rows[k - 1][2]["p1"] > 900)
+    t, slot, values = rows[at]
+    sagged = [*rows[:at], (t, slot, {**values, "v1": values["v1"] - 20.0}), *rows[at + 1 :]]
+    without_late = _hours(_tracker(sagged, per_batch=30), 0, 1)
+    ohm_clean, _ = slope(clean)
+    ohm_sagged, _ = slope(without_late)
+    assert ohm_sagged[0] == pytest.approx(ohm_clean[0], rel=0.05)
+    # Between two batches, a reading stamped five minutes back, alone in its batch (kept as
+    # the meter's latest, it would pair with the next reading): nothing changes.
+    late = (rows[59][0] - 300.0, 0, {"v1": rows[59][2]["v1"] - 3.0, "p1": 9000.0})
+    cable = CableDrop(np.array([230.0]), 72)
+    for part in (sagged[:60], [late], sagged[60:]):
+        cable.add(make_batch(part))
+    np.testing.assert_array_equal(_hours(cable, 0, 1), without_late)
+
+
+def test_at_15_minute_readings_the_error_says_the_slope_is_not_known() -> None:
+    # The supply wanders between readings more than the cable drops: the slope's error
+    # must be large against the cable's resistance, so that no tap is told from it.
+    rows = _readings(48, step=900.0)
+    _, error = slope(_hours(_tracker(rows, per_batch=20), 24, 47))
+    assert error[0] > 0.25 * OHM
