@@ -30,7 +30,24 @@ MAX_STEP_V = 8.0
 #: Only a step of at least this much (A, at nominal voltage) is the meter's own load
 #: switching; smaller ones are mostly noise.
 MIN_STEP_A = 0.5
+#: A cable dropping less than this per metered ampere (ohm) tells nothing of a tap: a
+#: three-phase service of a few milliohms is below what the supply's swings let through.
+MIN_OHM = 0.015
+#: The steepening the cable's sum looks for: a third of the load left unmetered.
+SOUGHT_RATIO = 1.5
+#: The most evidence one hour adds to the sum (log-likelihood ratio): never one hour alone.
+MAX_HOURLY_LLR = 3.0
+#: The sum past which the cable has steepened (a likelihood ratio of e^12 for the tap).
+STEEPENED_LLR = 12.0
+#: The sum counts as left zero above this: its change point.
+_NEAR_ZERO = MAX_HOURLY_LLR / 3.0
+#: Day-to-day spread of a cable's slope (natural log) assumed before the meter's own is
+#: known, and its weight in days. A household's appliances switch on their own; a shop's
+#: load ramps with its neighbours', whose drop on the shared feeder then counts as its own.
+PRIOR_DISPERSION = 0.15
+PRIOR_DAYS = 2.0
 Int64Array = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 class CableDrop:
@@ -48,6 +65,16 @@ class CableDrop:
         self.hour = np.full((meters, ring_hours), -1, dtype=np.int64)
         # The same summed over the hours learned as the meter's normal.
         self.base = np.zeros((4, meters))
+        # A one-sided CUSUM, hour by hour, of the evidence for a steeper cable, and the
+        # hour it last left near zero (-1: near zero).
+        self.evidence = np.zeros(meters)
+        self.since = np.full(meters, -1, dtype=np.int64)
+        # The learned hours of the day being gathered, and each day's slope against the
+        # learned one: the meter's own day-to-day variation of its cable's slope.
+        self.day = np.zeros((4, meters))
+        self.day_hours = np.zeros(meters, dtype=np.int64)
+        self.log_sq = np.zeros(meters)
+        self.days = np.zeros(meters)
 
     def add(self, batch: ReadingBatch) -> None:
         """Pair each reading with the meter's previous one and add the changes to its hour."""
@@ -101,10 +128,28 @@ class CableDrop:
             np.add.at(self.sums[k], (slot, cell), figures[k])
 
     def learn(self, meters: Int64Array, hour: int) -> None:
-        """Add the meters' figures of `hour` to what is known of their cables."""
+        """Add the meters' figures of `hour` to what is known of their cables.
+
+        Not while the cable's own sum suspects the hour: a tap the meter's energy does not
+        show must not become its cable's normal.
+        """
         cell = hour % self.ring
-        held = meters[self.hour[meters, cell] == hour]
+        suspect = (self.since[meters] >= 0) & (hour >= self.since[meters])
+        held = meters[(self.hour[meters, cell] == hour) & ~suspect]
         self.base[:, held] += self.sums[:, held, cell]
+        self.day[:, held] += self.sums[:, held, cell]
+        self.day_hours[held] += 1
+        full = held[self.day_hours[held] >= 24]
+        if full.size:
+            day, _ = slope(self.day[:, full])
+            usual, _ = slope(self.base[:, full])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                deviation = np.log(day / usual)
+            counted = np.isfinite(deviation) & (usual > 0)
+            self.log_sq[full[counted]] += deviation[counted] ** 2
+            self.days[full[counted]] += 1.0
+            self.day[:, full] = 0.0
+            self.day_hours[full] = 0
 
     def recent(self, meters: Int64Array, first: Int64Array, last: int) -> FloatArray:
         """Return the meters' figures summed over the hours `first` to `last`, shape (4, m)."""
@@ -114,6 +159,59 @@ class CableDrop:
             hours[None, :] >= first[:, None]
         )
         out: FloatArray = (self.sums[:, meters][:, :, cells] * within[None, :, :]).sum(axis=2)
+        return out
+
+    def advance(self, meters: Int64Array, hour: int) -> None:
+        """Add each meter's `hour` to its sum of evidence for a cable steepened by a tap.
+
+        Per hour, the log-likelihood ratio of the pairs' voltage drops under a slope
+        SOUGHT_RATIO times the learned one against the learned one, with the learned
+        residual spread; capped, so that a single burst cannot pass the threshold alone.
+        """
+        sxy, sxx, _, count = self.recent(meters, np.full(meters.size, hour), hour)
+        ohm, error = slope(self.base[:, meters])
+        variance = _residual_variance(self.base[:, meters])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            known = (ohm >= MIN_OHM) & (ohm >= 5.0 * error) & (variance > 0) & (count > 0)
+            step = (SOUGHT_RATIO - 1.0) * ohm
+            excess = -sxy - ohm * sxx
+            llr = (step * excess - 0.5 * step * step * sxx) / variance
+        llr = np.where(known, np.minimum(llr, MAX_HOURLY_LLR), 0.0)
+        before = self.evidence[meters]
+        after = np.clip(before + llr, 0.0, 2.0 * STEEPENED_LLR)
+        self.evidence[meters] = after
+        # The change point: the hour the sum last rose from near zero (an hour of modest
+        # evidence does not start it, so that the steepening is not dated early).
+        starting = (after > _NEAR_ZERO) & (self.since[meters] < 0)
+        self.since[meters[starting]] = hour
+        self.since[meters[after <= _NEAR_ZERO]] = -1
+
+    def steepening(
+        self, meters: Int64Array, first: Int64Array, last: int
+    ) -> tuple[FloatArray, BoolArray]:
+        """Return how much steeper each cable is over `first`-`last` than learned, and if surely.
+
+        Surely: the learned slope 5 standard errors and MIN_OHM at least, the recent one known
+        to a quarter of it (where the supply's swings between readings swamp the cable, at
+        15-minute readings, the error estimate itself is not to be trusted), steeper by 4
+        combined standard errors, and by 3 of the meter's day-to-day spreads of its slope
+        (0.1 at least, in natural log).
+        """
+        now, now_error = slope(self.recent(meters, first, last))
+        usual, usual_error = slope(self.base[:, meters])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = now / usual
+            sure = (usual >= MIN_OHM) & (usual >= 5.0 * usual_error)
+            sure &= now_error <= 0.25 * usual
+            sure &= (now - usual) >= 4.0 * np.hypot(now_error, usual_error)
+            sure &= np.log(ratio) >= 3.0 * np.maximum(self.dispersion(meters), 0.1)
+        return ratio, sure
+
+    def dispersion(self, meters: Int64Array) -> FloatArray:
+        """Return each meter's day-to-day spread of its slope (natural log; NaN: no day yet)."""
+        days = self.days[meters]
+        variance = (PRIOR_DISPERSION**2 * PRIOR_DAYS + self.log_sq[meters]) / (PRIOR_DAYS + days)
+        out: FloatArray = np.where(days >= 1, np.sqrt(variance), np.nan)
         return out
 
     def learned(self, meters: Int64Array) -> FloatArray:
@@ -136,6 +234,15 @@ def slope(figures: FloatArray) -> tuple[FloatArray, FloatArray]:
         error = np.sqrt(residual / np.maximum(count - 1.0, 1.0) / sxx)
     enough = (count >= 10) & (sxx > 0)
     return np.where(enough, ohm, np.nan), np.where(enough, error, np.nan)
+
+
+def _residual_variance(figures: FloatArray) -> FloatArray:
+    """Return the spread of a pair's voltage change about the slope's line (V squared)."""
+    sxy, sxx, syy, count = figures
+    with np.errstate(invalid="ignore", divide="ignore"):
+        residual = np.maximum(syy - np.where(sxx > 0, sxy * sxy / sxx, 0.0), 0.0)
+        out: FloatArray = np.where(count >= 10, residual / np.maximum(count - 1.0, 1.0), np.nan)
+    return out
 
 
 def _shifted(block: FloatArray) -> FloatArray:

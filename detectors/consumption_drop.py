@@ -48,7 +48,7 @@ from detectors.base import (
     format_duration,
     register,
 )
-from detectors.cable import CableDrop, slope
+from detectors.cable import STEEPENED_LLR, CableDrop
 from detectors.context import BatchContext, phase_block
 from meterguard.calendar import DAY_TYPES, STAND_INS
 from meterguard.model import (
@@ -86,8 +86,9 @@ _STAND_IN_WIDENING = 2.0
 #: A transformer's hour whose unexplained energy is this many spreads above its expected
 #: gap stands out: it is not learned as the normal gap, and dates what a check meter saw.
 _STANDS_OUT = 2.0
-#: A cable dropping less than this per metered ampere (ohm) tells nothing of a tap.
-_MIN_CABLE_OHM = 0.015
+#: How much steeper a cable must have grown, alone, for its fall to be a tap (a fifth of
+#: the load unmetered).
+_CABLE_ALONE_RATIO = 1.25
 #: The most unexplained energy that may confirm a fall, as a share of it (then it is more).
 _MAX_SHARE = 3.0
 BoolArray = npt.NDArray[np.bool_]
@@ -361,6 +362,7 @@ class ConsumptionDropDetector(Detector):
         self.ring_b[meters, cell] = np.where(valid, expected, np.nan)
         self.ring_stand_in[meters, cell] = stand_in
         self.ring_hour[meters] = hour
+        self.cable.advance(meters, hour)
         self._window(meters, hour, hour_end, ctx)
 
     def _expected(
@@ -578,6 +580,22 @@ class ConsumptionDropDetector(Detector):
         fresh = traced & (self.low_since[meters] < 0)
         self.low_since[meters[fresh]] = traced_from[fresh]
         confirmed |= traced
+        # The meter's own cable: steepened since its sum left zero, while its energy fell.
+        cable_led, led_ratio = self._cable_led(meters, hour)
+        # The day's energy must show at least half the fall the cable implies (in log
+        # terms): a meter whose energy is as usual while its cable says half is unmetered
+        # would have doubled its consumption the same hour.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shown = y <= -0.5 * np.log(led_ratio)
+        cable_led &= np.isfinite(y) & shown & ~exporting & ~idle
+        fresh = cable_led & (self.low_since[meters] < 0)
+        self.low_since[meters[fresh]] = self.cable.since[meters[fresh]]
+        cable_ratio = np.where(np.isfinite(cable_ratio), cable_ratio, led_ratio)
+        confirmed |= cable_led
+        # ... and it begins when the cable steepened, where that came later.
+        by_cable = confirmed & (steeper | cable_led) & ~confirmed_now & ~traced
+        later = by_cable & (self.cable.since[meters] > self.low_since[meters])
+        self.low_since[meters[later]] = self.cable.since[meters[later]]
         refuted = informative & (whole < 0.1)
         self.last_z[meters] = np.where(np.isfinite(y), y / spread, 0.0)
         # Falls that others of the class began with (a warm spell switching electric
@@ -655,8 +673,9 @@ class ConsumptionDropDetector(Detector):
 
         Since the change point (24 hours at most) against the meter's learned hours: a tap
         leaving a share of the load metered steepens the slope by the inverse of that share.
-        It counts when the learned slope is precise (5 standard errors), the steepening is
-        4 combined standard errors, and it is at least half of what the fall implies.
+        It counts when the steepening is sure (detectors/cable.py) and as large as the fall
+        implies: half of it at least, and not far more (a slope grown tenfold is the
+        supply's doing, not a share of the load).
         """
         steeper = np.zeros(meters.size, dtype=np.bool_)
         ratio = np.full(meters.size, np.nan)
@@ -664,24 +683,31 @@ class ConsumptionDropDetector(Detector):
         falling = np.flatnonzero(since >= 0)
         if not falling.size:
             return steeper, ratio
-        picked = meters[falling]
         first = np.maximum(since[falling], hour - 23)
-        now, now_error = slope(self.cable.recent(picked, first, hour))
-        usual, usual_error = slope(self.cable.learned(picked))
+        ratio[falling], sure = self.cable.steepening(meters[falling], first, hour)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio[falling] = now / usual
-            significant = (now - usual) >= 4.0 * np.hypot(now_error, usual_error)
-            # Both slopes precise against the cable's own: where the supply's swings between
-            # readings swamp it (15-minute readings, a three-phase service of a few
-            # milliohms), the error estimate itself is not to be trusted.
-            known = (usual >= 5.0 * usual_error) & (now_error <= 0.25 * usual)
             implied = 1.0 / np.maximum(run_ratio[falling], 0.05)
-            # As steep as the fall implies: half the steepening at least, and not far more
-            # (a slope that grew tenfold is the supply's doing, not a share of the load).
             enough = ratio[falling] >= 1.0 + 0.5 * (implied - 1.0)
             enough &= ratio[falling] <= 1.5 * implied
-        steeper[falling] = significant & known & enough & (usual >= _MIN_CABLE_OHM)
+        steeper[falling] = sure & enough
         return steeper, ratio
+
+    def _cable_led(self, meters: Int64Array, hour: int) -> tuple[BoolArray, FloatArray]:
+        """Return whether each meter's cable steepened on its own, and by how much.
+
+        The cable's sum past its threshold, and since it left zero (48 hours at most) the
+        slope surely steeper, by a fifth at least: a tap on a household too erratic for its
+        energy to show the fall.
+        """
+        led = np.zeros(meters.size, dtype=np.bool_)
+        ratio = np.full(meters.size, np.nan)
+        rising = np.flatnonzero(self.cable.evidence[meters] >= STEEPENED_LLR)
+        if not rising.size:
+            return led, ratio
+        first = np.maximum(self.cable.since[meters[rising]], hour - 47)
+        ratio[rising], sure = self.cable.steepening(meters[rising], first, hour)
+        led[rising] = sure & (ratio[rising] >= _CABLE_ALONE_RATIO)
+        return led, ratio
 
     def _shared(self, meters: Int64Array, candidates: BoolArray) -> BoolArray:
         """Return, for the candidates, whether others of their class began falling with them.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors.cable import CableDrop, slope
+from detectors.cable import STEEPENED_LLR, CableDrop, slope
 from meterguard.model import FloatArray
 from tests.conftest import make_batch
 
@@ -99,3 +99,53 @@ def test_at_15_minute_readings_the_error_says_the_slope_is_not_known() -> None:
     rows = _readings(48, step=900.0)
     _, error = slope(_hours(_tracker(rows, per_batch=20), 24, 47))
     assert error[0] > 0.25 * OHM
+
+
+def _learned(rows: list[Row], hours: int) -> CableDrop:
+    """A tracker fed `rows` whose first `hours` are learned as the meter's normal."""
+    cable = _tracker(rows, per_batch=60)
+    for hour in range(hours):
+        cable.learn(np.array([0]), hour)
+    return cable
+
+
+def test_the_cable_s_sum_dates_a_tap_and_stays_at_zero_without_one() -> None:
+    meter = np.array([0])
+    honest = _tracker(_readings(48), per_batch=60)
+    tapped = _tracker(_readings(48, share=0.5, tap_from_hour=30), per_batch=60)
+    for cable in (honest, tapped):
+        for hour in range(24):
+            cable.learn(meter, hour)
+    for hour in range(24, 48):
+        honest.advance(meter, hour)
+        tapped.advance(meter, hour)
+        if hour == 29:
+            assert tapped.since[0] == -1
+    assert honest.evidence[0] < STEEPENED_LLR / 4
+    assert tapped.evidence[0] >= STEEPENED_LLR
+    assert 30 <= tapped.since[0] <= 31
+    ratio, sure = tapped.steepening(meter, tapped.since[meter], 47)
+    assert sure[0]
+    assert ratio[0] == pytest.approx(2.0, rel=0.15)
+
+
+def test_a_cable_whose_slope_varies_from_day_to_day_needs_more_to_be_sure() -> None:
+    # The same steepening on two meters: one whose slope is steady from day to day, one
+    # whose slope swings by half (its load ramping with its neighbours').
+    meter = np.array([0])
+    steady = _learned(_readings(24 * 6, share=0.6, tap_from_hour=24 * 5), 24 * 5)
+    rows = _readings(24 * 6, share=0.6, tap_from_hour=24 * 5)
+    swinging = []
+    for t, slot, values in rows:
+        day = int(t // (24 * HOUR))
+        # The voltage drop of every other day's loads is half again as steep.
+        excess = 0.5 * OHM * values["p1"] / 230.0 if day % 2 and day < 5 else 0.0
+        swinging.append((t, slot, {**values, "v1": values["v1"] - excess}))
+    swings = _learned(swinging, 24 * 5)
+    assert swings.dispersion(meter)[0] > 1.3 * steady.dispersion(meter)[0]
+    first = np.array([24 * 5 + 1])
+    steady_ratio, steady_sure = steady.steepening(meter, first, 24 * 6 - 1)
+    _, swing_sure = swings.steepening(meter, first, 24 * 6 - 1)
+    assert steady_sure[0]
+    assert not swing_sure[0]
+    assert steady_ratio[0] > 1.5
