@@ -580,20 +580,16 @@ class ConsumptionDropDetector(Detector):
         fresh = traced & (self.low_since[meters] < 0)
         self.low_since[meters[fresh]] = traced_from[fresh]
         confirmed |= traced
-        # The meter's own cable: steepened since its sum left zero, while its energy fell.
+        # The meter's own cable: steepened since its sum left zero, while its energy fell
+        # over the same hours.
         cable_led, led_ratio = self._cable_led(meters, hour)
-        # The day's energy must show at least half the fall the cable implies (in log
-        # terms): a meter whose energy is as usual while its cable says half is unmetered
-        # would have doubled its consumption the same hour.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            shown = y <= -0.5 * np.log(led_ratio)
-        cable_led &= np.isfinite(y) & shown & ~exporting & ~idle
+        cable_led &= np.isfinite(y) & ~exporting & ~idle
         fresh = cable_led & (self.low_since[meters] < 0)
         self.low_since[meters[fresh]] = self.cable.since[meters[fresh]]
         cable_ratio = np.where(np.isfinite(cable_ratio), cable_ratio, led_ratio)
         confirmed |= cable_led
         # ... and it begins when the cable steepened, where that came later.
-        by_cable = confirmed & (steeper | cable_led) & ~confirmed_now & ~traced
+        by_cable = confirmed & (steeper | cable_led)
         later = by_cable & (self.cable.since[meters] > self.low_since[meters])
         self.low_since[meters[later]] = self.cable.since[meters[later]]
         refuted = informative & (whole < 0.1)
@@ -602,7 +598,8 @@ class ConsumptionDropDetector(Detector):
         # heating off) are not one customer's doing, whatever the balance says.
         shared = self._shared(meters, alone | confirmed)
         alone &= ~refuted & ~shared
-        confirmed &= ~shared
+        # ... except where the meter's own cable says so: no common cause steepens it.
+        confirmed &= ~shared | steeper | cable_led
         self.run_alone[meters] = np.where(alone, self.run_alone[meters] + 1, 0)
         self.run_confirmed[meters] = np.where(confirmed, self.run_confirmed[meters] + 1, 0)
         holds = alone | confirmed
@@ -696,17 +693,32 @@ class ConsumptionDropDetector(Detector):
         """Return whether each meter's cable steepened on its own, and by how much.
 
         The cable's sum past its threshold, and since it left zero (48 hours at most) the
-        slope surely steeper, by a fifth at least: a tap on a household too erratic for its
-        energy to show the fall.
+        slope surely steeper, by a fifth at least, while the energy of those hours (24 at
+        most) against the baseline shows at least half the fall the cable implies, in log
+        terms: a tap on a household too erratic for its energy's own sum to tell. (A meter
+        whose energy is as usual while its cable says half is unmetered would have doubled
+        its consumption the same hour.)
         """
         led = np.zeros(meters.size, dtype=np.bool_)
         ratio = np.full(meters.size, np.nan)
         rising = np.flatnonzero(self.cable.evidence[meters] >= STEEPENED_LLR)
         if not rising.size:
             return led, ratio
-        first = np.maximum(self.cable.since[meters[rising]], hour - 47)
-        ratio[rising], sure = self.cable.steepening(meters[rising], first, hour)
-        led[rising] = sure & (ratio[rising] >= _CABLE_ALONE_RATIO)
+        since = self.cable.since[meters[rising]]
+        ratio[rising], sure = self.cable.steepening(
+            meters[rising], np.maximum(since, hour - 47), hour
+        )
+        back = np.arange(24)
+        cells = (hour - back) % _RING
+        e = self.ring_e[meters[rising]][:, cells]
+        b = self.ring_b[meters[rising]][:, cells]
+        within = np.isfinite(e) & np.isfinite(b) & (back[None, :] <= (hour - since)[:, None])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            metered = np.where(within, e, 0.0).sum(axis=1) / np.where(within, b, 0.0).sum(axis=1)
+            shown = np.log(metered) <= -0.5 * np.log(ratio[rising])
+        led[rising] = (
+            sure & (ratio[rising] >= _CABLE_ALONE_RATIO) & shown & (within.sum(axis=1) >= 3)
+        )
         return led, ratio
 
     def _shared(self, meters: Int64Array, candidates: BoolArray) -> BoolArray:

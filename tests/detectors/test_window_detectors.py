@@ -222,6 +222,31 @@ def test_without_a_check_meter_the_service_cable_tells_a_tap_from_an_honest_fall
         assert all(r is None or r < 1.3 for r in ratios)
 
 
+def test_a_tap_on_an_erratic_household_is_confirmed_by_its_cable_before_its_energy_tells() -> None:
+    # A household whose day varies several-fold takes a bigger appliance into use as half
+    # its load is tapped: its metered energy falls by a third, well within its own noise,
+    # but every appliance switching now drops twice the volts per metered ampere.
+    registry = _fleet(feeder=False)
+    step, days = 120.0, 10
+    loads = _bursty(days, step)
+
+    def home(k: int, t: float, factor: float) -> float:
+        if k != 3:
+            return loads(k, t, factor)
+        return loads(k, t, factor**4) * (1.3 if t >= TAP_AT else 1.0)
+
+    rows = _rows(days, feeder=False, metered=_tapped(0.5), home_w=home, step=step, cable_ohm=0.08)
+    alerts = [e.alert for e in opened(_feed(_engine(registry, ["consumption_drop"]), rows))]
+    assert [(a.meter, a.severity) for a in alerts] == [("H03", "major")]
+    alert = alerts[0]
+    assert alert.raised is not None
+    assert TAP_AT <= alert.start < alert.raised <= TAP_AT + DAY
+    assert 1.6 <= alert.evidence["cable_drop_per_ampere_ratio"] <= 2.4
+    # The meter's own energy had not confirmed it: its sum was short of even the low
+    # threshold a check meter's confirmation needs.
+    assert alert.evidence["cusum"] < 0.5
+
+
 def test_a_tap_on_the_second_day_is_not_learned_as_the_meter_s_normal() -> None:
     # A day of history, then a tap: the first tapped hours barely move the day's window, so
     # a baseline learning them at once would adopt the tap. Hours are learned a day late,
