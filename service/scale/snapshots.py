@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 #: Raised whenever a detector's or the engine's state changes shape, so that a worker of a
 #: new release replays the window instead of loading an engine it cannot run (2: the
 #: consumption-drop detector's balance against the loss allowance; 3: the transformers'
-#: loss curve; 4: the consumption-drop detector's stand-in day types).
-FORMAT = 4
+#: loss curve; 4: the consumption-drop detector's stand-in day types; 5: its service
+#: cables).
+FORMAT = 5
 
 
 class SnapshotError(MeterguardError):
