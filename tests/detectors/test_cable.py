@@ -149,3 +149,24 @@ def test_a_cable_whose_slope_varies_from_day_to_day_needs_more_to_be_sure() -> N
     assert steady_sure[0]
     assert not swing_sure[0]
     assert steady_ratio[0] > 1.5
+
+
+def test_one_steep_hour_is_forgotten_and_leaves_no_change_point() -> None:
+    # An hour whose pairs read three times the cable (an appliance fault, a neighbour's
+    # motor starting with each step): the sum rises, then honest hours bring it back.
+    meter = np.array([0])
+    rows = []
+    for t, slot, values in _readings(48):
+        if 26 * HOUR <= t < 27 * HOUR:
+            values = {**values, "v1": values["v1"] - 2.0 * OHM * values["p1"] / 230.0}
+        rows.append((t, slot, values))
+    cable = _tracker(rows, per_batch=60)
+    for hour in range(24):
+        cable.learn(meter, hour)
+    for hour in range(24, 27):
+        cable.advance(meter, hour)
+    assert cable.since[0] == 26
+    for hour in range(27, 48):
+        cable.advance(meter, hour)
+    assert cable.since[0] == -1
+    assert cable.evidence[0] < STEEPENED_LLR / 4
