@@ -176,8 +176,9 @@ class CableDrop:
         residual spread; capped, so that a single burst cannot pass the threshold alone.
         """
         sxy, sxx, _, count = self.recent(meters, np.full(meters.size, hour), hour)
-        ohm, error = slope(self.base[:, meters])
-        variance = _residual_variance(self.base[:, meters])
+        learned = self.learned(meters)
+        ohm, error = slope(learned)
+        variance = _residual_variance(learned)
         with np.errstate(invalid="ignore", divide="ignore"):
             known = (ohm >= MIN_OHM) & (ohm >= 5.0 * error) & (variance > 0) & (count > 0)
             step = (SOUGHT_RATIO - 1.0) * ohm
@@ -205,7 +206,7 @@ class CableDrop:
         (0.1 at least, in natural log).
         """
         now, now_error = slope(self.recent(meters, first, last))
-        usual, usual_error = slope(self.base[:, meters])
+        usual, usual_error = slope(self.learned(meters))
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = now / usual
             sure = (usual >= MIN_OHM) & (usual >= 5.0 * usual_error)
@@ -234,11 +235,10 @@ def slope(figures: FloatArray) -> tuple[FloatArray, FloatArray]:
     residual spread of the pairs; NaN where there are fewer than 10 pairs or no current
     change.
     """
-    sxy, sxx, syy, count = figures
+    sxy, sxx, _, count = figures
     with np.errstate(invalid="ignore", divide="ignore"):
         ohm = np.where(sxx > 0, -sxy / sxx, np.nan)
-        residual = np.maximum(syy - np.where(sxx > 0, sxy * sxy / sxx, 0.0), 0.0)
-        error = np.sqrt(residual / np.maximum(count - 1.0, 1.0) / sxx)
+        error = np.sqrt(_residual_variance(figures) / sxx)
     enough = (count >= 10) & (sxx > 0)
     return np.where(enough, ohm, np.nan), np.where(enough, error, np.nan)
 

@@ -533,7 +533,7 @@ class ConsumptionDropDetector(Detector):
         in_run = ok & (np.arange(24)[None, :] <= (hour - self.low_since[meters])[:, None])
         run_shape = _correlation(e, b, in_run)
         with np.errstate(invalid="ignore", divide="ignore"):
-            run_ratio = np.where(in_run, e, 0.0).sum(axis=1) / np.where(in_run, b, 0.0).sum(axis=1)
+            run_ratio = _ratio_within(e, b, in_run)
         proportional = base_fall < 0.5 * y
         # The fall goes on: the last hours are low too (a closure that ended is not a tap).
         # ... and since the change point: the balance may confirm a fall the day's window does
@@ -582,7 +582,7 @@ class ConsumptionDropDetector(Detector):
         confirmed |= traced
         # The meter's own cable: steepened since its sum left zero, while its energy fell
         # over the same hours.
-        cable_led, led_ratio = self._cable_led(meters, hour)
+        cable_led, led_ratio = self._cable_led(meters, hour, e, b, ok)
         cable_led &= np.isfinite(y) & ~exporting & ~idle
         fresh = cable_led & (self.low_since[meters] < 0)
         self.low_since[meters[fresh]] = self.cable.since[meters[fresh]]
@@ -689,15 +689,18 @@ class ConsumptionDropDetector(Detector):
         steeper[falling] = sure & enough
         return steeper, ratio
 
-    def _cable_led(self, meters: Int64Array, hour: int) -> tuple[BoolArray, FloatArray]:
+    def _cable_led(
+        self, meters: Int64Array, hour: int, e: FloatArray, b: FloatArray, ok: BoolArray
+    ) -> tuple[BoolArray, FloatArray]:
         """Return whether each meter's cable steepened on its own, and by how much.
 
         The cable's sum past its threshold, and since it left zero (48 hours at most) the
         slope surely steeper, by a fifth at least, while the energy of those hours (24 at
-        most) against the baseline shows at least half the fall the cable implies, in log
-        terms: a tap on a household too erratic for its energy's own sum to tell. (A meter
-        whose energy is as usual while its cable says half is unmetered would have doubled
-        its consumption the same hour.)
+        most; `e` and `b` are the window's hours back from this one) against the baseline
+        shows at least half the fall the cable implies, in log terms: a tap on a household
+        too erratic for its energy's own sum to tell. (A meter whose energy is as usual
+        while its cable says half is unmetered would have doubled its consumption the same
+        hour.)
         """
         led = np.zeros(meters.size, dtype=np.bool_)
         ratio = np.full(meters.size, np.nan)
@@ -705,20 +708,14 @@ class ConsumptionDropDetector(Detector):
         if not rising.size:
             return led, ratio
         since = self.cable.since[meters[rising]]
-        ratio[rising], sure = self.cable.steepening(
-            meters[rising], np.maximum(since, hour - 47), hour
-        )
-        back = np.arange(24)
-        cells = (hour - back) % _RING
-        e = self.ring_e[meters[rising]][:, cells]
-        b = self.ring_b[meters[rising]][:, cells]
-        within = np.isfinite(e) & np.isfinite(b) & (back[None, :] <= (hour - since)[:, None])
+        first = np.maximum(since, hour - 47)
+        ratio[rising], sure = self.cable.steepening(meters[rising], first, hour)
+        within = ok[rising] & (np.arange(24)[None, :] <= (hour - since)[:, None])
         with np.errstate(invalid="ignore", divide="ignore"):
-            metered = np.where(within, e, 0.0).sum(axis=1) / np.where(within, b, 0.0).sum(axis=1)
+            metered = _ratio_within(e[rising], b[rising], within)
             shown = np.log(metered) <= -0.5 * np.log(ratio[rising])
-        led[rising] = (
-            sure & (ratio[rising] >= _CABLE_ALONE_RATIO) & shown & (within.sum(axis=1) >= 3)
-        )
+        steep = sure & (ratio[rising] >= _CABLE_ALONE_RATIO)
+        led[rising] = steep & shown & (within.sum(axis=1) >= 3)
         return led, ratio
 
     def _shared(self, meters: Int64Array, candidates: BoolArray) -> BoolArray:
@@ -968,6 +965,12 @@ def _variation(values: FloatArray, known: BoolArray) -> FloatArray:
         spread = np.sqrt(np.where(known, (values - mean[:, None]) ** 2, 0.0).sum(axis=1) / count)
         variation: FloatArray = np.where(count >= 6, spread / mean, np.nan)
     return variation
+
+
+def _ratio_within(e: FloatArray, b: FloatArray, within: BoolArray) -> FloatArray:
+    """Return, per row, the energy over the baseline summed over the hours `within`."""
+    ratio: FloatArray = np.where(within, e, 0.0).sum(axis=1) / np.where(within, b, 0.0).sum(axis=1)
+    return ratio
 
 
 def _correlation(a: FloatArray, b: FloatArray, known: BoolArray) -> FloatArray:
