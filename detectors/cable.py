@@ -15,6 +15,8 @@ as a steep cable of the wrong cause, while its power stays put.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -78,13 +80,20 @@ class CableDrop:
 
     def add(self, batch: ReadingBatch) -> None:
         """Pair each reading with the meter's previous one and add the changes to its hour."""
-        if not len(batch):
-            return
-        order = np.lexsort((batch.ts, batch.slot))
-        slot = batch.slot[order].astype(np.int64)
-        ts = batch.ts[order]
-        volts = phase_block(batch, "v1")[:, order]
-        amps = phase_block(batch, "p1")[:, order] / self.nominal_v[slot][None, :]
+        if len(batch):
+            amps = phase_block(batch, "p1") / self.nominal_v[batch.slot][None, :]
+            self.add_rows(batch.slot, batch.ts, phase_block(batch, "v1"), amps)
+
+    def add_rows(
+        self, slots: npt.NDArray[np.integer[Any]], ts: FloatArray, volts: FloatArray,
+        amps: FloatArray,
+    ) -> None:  # fmt: skip
+        """Add readings given as columns: meter slots, times, volts and amperes (3, rows)."""
+        order = np.lexsort((ts, slots))
+        slot: Int64Array = slots[order].astype(np.int64)
+        ts = ts[order]
+        volts = volts[:, order]
+        amps = amps[:, order]
         # The previous reading: the row before in this batch if of the same meter, else
         # the last one kept from earlier batches.
         same = np.zeros(slot.size, dtype=np.bool_)

@@ -48,8 +48,9 @@ from detectors.base import (
     format_duration,
     register,
 )
-from detectors.cable import STEEPENED_LLR, CableDrop
-from detectors.context import BatchContext, phase_block
+from detectors.cable import STEEPENED_LLR
+from detectors.cable_evidence import CableEvidence
+from detectors.context import BatchContext, FleetArrays, phase_block
 from meterguard.calendar import DAY_TYPES, STAND_INS
 from meterguard.model import (
     AlertKind,
@@ -205,13 +206,8 @@ class ConsumptionDropDetector(Detector):
         names = sorted(set(classes))
         self._class = np.array([names.index(c) for c in classes], dtype=np.int64)
         self._n_classes = len(names)
-        trafos: dict[str, int] = {}
-        for meter in registry:
-            if meter.transformer:
-                trafos.setdefault(meter.transformer, len(trafos))
-        self._trafo = np.array(
-            [trafos[m.transformer] if m.transformer else -1 for m in registry], dtype=np.int64
-        )
+        fleet = FleetArrays.from_registry(registry)
+        self._trafo = fleet.transformer.astype(np.int64)
         self._feeder = registry.flag_array(lambda m: m.role == "feeder")
         # Customers whose transformer has a check meter: its balance can confirm a fall.
         checked = np.unique(self._trafo[self._feeder & (self._trafo >= 0)])
@@ -241,10 +237,10 @@ class ConsumptionDropDetector(Detector):
         self.held_hour = np.full(n, -1, dtype=np.int64)
         # Volts dropped per metered ampere, reading to reading: a tap before the meter
         # steepens it (detectors/cable.py).
-        self.cable = CableDrop(registry.float_array(lambda m: m.nominal_v), _RING)
+        self.cable = CableEvidence(registry, _RING)
         self.reversed_until = np.full(n, -np.inf)
         self.tamper_at = np.full(n, -np.inf)
-        nt = len(trafos)
+        nt = fleet.n_transformers
         self.gap = GapModel(nt, learn_days=7.0, allowance=0.06)
         self.u_wh = np.full((nt, _RING), np.nan)
         # The same against the loss allowance while the transformer's own gap is not yet
@@ -585,13 +581,14 @@ class ConsumptionDropDetector(Detector):
         cable_led, led_ratio = self._cable_led(meters, hour, e, b, ok)
         cable_led &= np.isfinite(y) & ~exporting & ~idle
         fresh = cable_led & (self.low_since[meters] < 0)
-        self.low_since[meters[fresh]] = self.cable.since[meters[fresh]]
+        self.low_since[meters[fresh]] = self.cable.since(meters[fresh])
         cable_ratio = np.where(np.isfinite(cable_ratio), cable_ratio, led_ratio)
         confirmed |= cable_led
         # ... and it begins when the cable steepened, where that came later.
         by_cable = confirmed & (steeper | cable_led)
-        later = by_cable & (self.cable.since[meters] > self.low_since[meters])
-        self.low_since[meters[later]] = self.cable.since[meters[later]]
+        cable_since = self.cable.since(meters)
+        later = by_cable & (cable_since > self.low_since[meters])
+        self.low_since[meters[later]] = cable_since[later]
         refuted = informative & (whole < 0.1)
         self.last_z[meters] = np.where(np.isfinite(y), y / spread, 0.0)
         # Falls that others of the class began with (a warm spell switching electric
@@ -704,10 +701,10 @@ class ConsumptionDropDetector(Detector):
         """
         led = np.zeros(meters.size, dtype=np.bool_)
         ratio = np.full(meters.size, np.nan)
-        rising = np.flatnonzero(self.cable.evidence[meters] >= STEEPENED_LLR)
+        rising = np.flatnonzero(self.cable.evidence(meters) >= STEEPENED_LLR)
         if not rising.size:
             return led, ratio
-        since = self.cable.since[meters[rising]]
+        since = self.cable.since(meters[rising])
         first = np.maximum(since, hour - 47)
         ratio[rising], sure = self.cable.steepening(meters[rising], first, hour)
         within = ok[rising] & (np.arange(24)[None, :] <= (hour - since)[:, None])

@@ -76,7 +76,17 @@ _INTERVAL_LIMITS = np.array([MAX_INTERVAL_S, MIN_SILENCE_S, SILENCE_INTERVALS])
 #: Modules of the detectors package that hold the detectors' infrastructure, not a detector;
 #: every other module must register at least one (tests/detectors/test_loader.py).
 INFRASTRUCTURE_MODULES = frozenset(
-    {"base", "engine", "context", "ledger", "balance", "cable", "compiled"}
+    {
+        "base",
+        "engine",
+        "context",
+        "ledger",
+        "balance",
+        "cable",
+        "cable_evidence",
+        "compiled",
+        "supply_reference",
+    }
 )
 
 Snapshot = Callable[[int], dict[str, Any]]

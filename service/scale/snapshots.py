@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 #: consumption-drop detector's balance against the loss allowance; 3: the transformers'
 #: loss curve; 4: the consumption-drop detector's stand-in day types; 5: its service
 #: cables).
-FORMAT = 5
+FORMAT = 6
 
 
 class SnapshotError(MeterguardError):
