@@ -4,7 +4,7 @@ The supply's voltage moves by a volt or more between quarter-hour readings, whic
 service cable's drop of a few tenths of a volt. Every meter on one transformer phase sees
 the same supply, so its voltage less that phase's voltage at the same instant leaves the
 meter's own cable. A phase's voltage is taken as the median of the transformer's
-three-phase customers read at that timestamp (their thick cables drop a few millivolts).
+three-phase customers read at the same instant (their thick cables drop a few millivolts).
 The registry does not say which phase a single-phase meter is on: it is found as the phase
 whose voltage changes the meter's own follow while its load stands still (of those it
 surely follows, the one that leaves least of them), judged at the first whole hour
@@ -92,8 +92,9 @@ class SupplyReference:
         return rows, volts
 
     def _phase_voltages(self, batch: ReadingBatch) -> FloatArray:
-        """Return, per row, its transformer's three phase voltages at its instant (3, rows).
+        """Return, per single-phase row, its transformer's phase voltages at its instant.
 
+        Shape (3, rows); NaN for other rows and where no instant is near.
         The transformer's three-phase customers read within one INSTANT_S of each other are
         one instant, at their mean time; a row takes the instant of its transformer nearest
         to its own time, if within INSTANT_S (meters polled in one round are stamped a
@@ -133,7 +134,7 @@ class SupplyReference:
         # Instants sorted by key; each row takes the nearer neighbour of its own key.
         order = np.argsort(keys)
         keys, medians = keys[order], medians[:, order]
-        wanted = np.flatnonzero(self.trafo[slot] >= 0)
+        wanted = np.flatnonzero(self.is_single[slot])
         key = self._key(self.trafo[slot[wanted]], batch.ts[wanted])
         after = np.minimum(np.searchsorted(keys, key), keys.size - 1)
         before = np.maximum(after - 1, 0)
