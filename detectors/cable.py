@@ -55,9 +55,10 @@ BoolArray = npt.NDArray[np.bool_]
 class CableDrop:
     """Per meter and hour: the sums of each reading pair's voltage and current changes."""
 
-    def __init__(self, nominal_v: FloatArray, ring_hours: int) -> None:
+    def __init__(self, nominal_v: FloatArray, ring_hours: int, first_days: int = 1) -> None:
         meters = nominal_v.size
         self.nominal_v = nominal_v
+        self.first_days = first_days
         self.ring = ring_hours
         self.prev_ts = np.full(meters, -np.inf)
         self.prev_v = np.full((3, meters), np.nan)
@@ -225,10 +226,13 @@ class CableDrop:
         return ratio, sure
 
     def dispersion(self, meters: Int64Array) -> FloatArray:
-        """Return each meter's day-to-day spread of its slope (natural log; NaN: no day yet)."""
+        """Return each meter's day-to-day spread of its slope (natural log).
+
+        NaN until `first_days` whole days are known: before, the prior alone would speak.
+        """
         days = self.days[meters]
         variance = (PRIOR_DISPERSION**2 * PRIOR_DAYS + self.log_sq[meters]) / (PRIOR_DAYS + days)
-        out: FloatArray = np.where(days >= 1, np.sqrt(variance), np.nan)
+        out: FloatArray = np.where(days >= self.first_days, np.sqrt(variance), np.nan)
         return out
 
     def learned(self, meters: Int64Array) -> FloatArray:

@@ -5,8 +5,7 @@ one, whose supply swings are noise that only minute readings average away, and t
 with its transformer phase's voltage taken off first (detectors/supply_reference.py),
 which leaves the cable alone at any cadence but needs the meter's phase found and
 three-phase neighbours read at the same instants. Where the referenced reading has learned
-the cable's slope surely, over a whole day at least, it speaks for the meter; elsewhere
-the plain one does.
+the cable's slope surely, it speaks for the meter; elsewhere the plain one does.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ class CableEvidence:
     def __init__(self, registry: MeterRegistry, ring_hours: int) -> None:
         nominal = registry.float_array(lambda m: m.nominal_v)
         self.plain = CableDrop(nominal, ring_hours)
-        self.referenced = CableDrop(nominal, ring_hours)
+        self.referenced = CableDrop(nominal, ring_hours, first_days=0)
         self.supply = SupplyReference(registry)
 
     def add(self, batch: ReadingBatch) -> None:
@@ -59,13 +58,13 @@ class CableEvidence:
     def _by_reference(self, meters: Int64Array) -> BoolArray:
         """Return whether the referenced reading has learned each meter's cable surely.
 
-        Its slope MIN_OHM and 5 standard errors at least, and a whole day of it known, so
-        that its day-to-day spread is too.
+        Its slope MIN_OHM and 5 standard errors at least. Its day-to-day spread is taken as
+        the prior one until a whole day of it is known: free of the supply's swings, the
+        slope of the meter's first hours is as good as a later day's.
         """
         ohm, error = slope(self.referenced.learned(meters))
         with np.errstate(invalid="ignore"):
             out: BoolArray = (ohm >= MIN_OHM) & (ohm >= 5.0 * error)
-        out &= np.isfinite(self.referenced.dispersion(meters))
         return out
 
     def evidence(self, meters: Int64Array) -> FloatArray:

@@ -159,3 +159,21 @@ def test_at_quarter_hour_readings_the_referenced_cable_tells_a_tap() -> None:
     assert ratio[0] == pytest.approx(2.0, rel=0.15)
     _, plain_sure = evidence.plain.steepening(meters, first, int(5 * DAY_S / HOUR) - 1)
     assert not plain_sure[0]
+
+
+def test_the_referenced_cable_tells_a_tap_before_a_whole_day_of_it_is_known() -> None:
+    # A tap on the meter's second morning: its phase found in its first hours, less than a
+    # day learned against it. Free of the supply's swings, that is enough (the plain slope
+    # waits for a whole day).
+    evidence = CableEvidence(_registry(), 72)
+    tap_from = 30 * HOUR
+    rows = _fleet(2.5, share=0.5, tap_from=tap_from)
+    meters = np.array([SINGLE])
+    for start in range(0, len(rows), 500):
+        evidence.add(make_batch(rows[start : start + 500]))
+    for hour in range(30):
+        evidence.learn(meters, hour)
+    assert evidence.referenced.days[SINGLE] == 0
+    ratio, sure = evidence.steepening(meters, np.array([31]), 59)
+    assert sure[0]
+    assert ratio[0] == pytest.approx(2.0, rel=0.15)
