@@ -137,15 +137,23 @@ def test_a_lost_phase_at_a_reference_meter_is_left_out_of_the_median() -> None:
     assert np.abs(gaps).max() < 0.1
 
 
-def test_at_quarter_hour_readings_the_referenced_cable_tells_a_tap() -> None:
+def _half_tapped(days: float, tap_hour: int, learned_from: int) -> CableEvidence:
+    """Both readings of the single meter's cable, half its load tapped from `tap_hour`.
+
+    The hours from `learned_from` to the tap's are learned as its normal.
+    """
     evidence = CableEvidence(_registry(), 72)
-    tap_from = 4 * DAY_S
-    rows = _fleet(5.0, share=0.5, tap_from=tap_from)
-    meters = np.array([SINGLE])
+    rows = _fleet(days, share=0.5, tap_from=tap_hour * HOUR)
     for start in range(0, len(rows), 500):
         evidence.add(make_batch(rows[start : start + 500]))
-    for hour in range(48, 96):
-        evidence.learn(meters, hour)
+    for hour in range(learned_from, tap_hour):
+        evidence.learn(np.array([SINGLE]), hour)
+    return evidence
+
+
+def test_at_quarter_hour_readings_the_referenced_cable_tells_a_tap() -> None:
+    evidence = _half_tapped(5.0, tap_hour=96, learned_from=48)
+    meters = np.array([SINGLE])
     usual, usual_error = slope(evidence.referenced.learned(meters))
     _, plain_error = slope(evidence.plain.learned(meters))
     # Against the phase the slope is known to a few per cent, five times better than
@@ -153,11 +161,11 @@ def test_at_quarter_hour_readings_the_referenced_cable_tells_a_tap() -> None:
     assert usual[0] == pytest.approx(OHM, rel=0.1)
     assert usual_error[0] < 0.05 * OHM
     assert usual_error[0] < 0.2 * plain_error[0]
-    first = np.array([int(tap_from / HOUR) + 1])
-    ratio, sure = evidence.steepening(meters, first, int(5 * DAY_S / HOUR) - 1)
+    first = np.array([97])
+    ratio, sure = evidence.steepening(meters, first, 119)
     assert sure[0]
     assert ratio[0] == pytest.approx(2.0, rel=0.15)
-    _, plain_sure = evidence.plain.steepening(meters, first, int(5 * DAY_S / HOUR) - 1)
+    _, plain_sure = evidence.plain.steepening(meters, first, 119)
     assert not plain_sure[0]
 
 
@@ -165,15 +173,8 @@ def test_the_referenced_cable_tells_a_tap_before_a_whole_day_of_it_is_known() ->
     # A tap on the meter's second morning: its phase found in its first hours, less than a
     # day learned against it. Free of the supply's swings, that is enough (the plain slope
     # waits for a whole day).
-    evidence = CableEvidence(_registry(), 72)
-    tap_from = 30 * HOUR
-    rows = _fleet(2.5, share=0.5, tap_from=tap_from)
-    meters = np.array([SINGLE])
-    for start in range(0, len(rows), 500):
-        evidence.add(make_batch(rows[start : start + 500]))
-    for hour in range(30):
-        evidence.learn(meters, hour)
+    evidence = _half_tapped(2.5, tap_hour=30, learned_from=0)
     assert evidence.referenced.days[SINGLE] == 0
-    ratio, sure = evidence.steepening(meters, np.array([31]), 59)
+    ratio, sure = evidence.steepening(np.array([SINGLE]), np.array([31]), 59)
     assert sure[0]
     assert ratio[0] == pytest.approx(2.0, rel=0.15)
