@@ -37,6 +37,7 @@ PLAUSIBLE_SHARE = (0.8, 1.2)
 INSTANT_S = 10.0
 #: Keys pack the transformer above the timestamp in milliseconds (2^42 ms is 139 years).
 _TS_BITS = 42
+_MAX_TS = (1 << _TS_BITS) / 1000.0
 Int64Array = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -102,7 +103,8 @@ class SupplyReference:
         """
         out = np.full((3, len(batch)), np.nan)
         slot = batch.slot.astype(np.int64)
-        ref_rows = np.flatnonzero(self.is_reference[slot])
+        in_range = _in_range(batch.ts)
+        ref_rows = np.flatnonzero(self.is_reference[slot] & in_range)
         if not ref_rows.size:
             return out
         ref_ts = batch.ts[ref_rows]
@@ -134,7 +136,7 @@ class SupplyReference:
         # Instants sorted by key; each row takes the nearer neighbour of its own key.
         order = np.argsort(keys)
         keys, medians = keys[order], medians[:, order]
-        wanted = np.flatnonzero(self.is_single[slot])
+        wanted = np.flatnonzero(self.is_single[slot] & in_range)
         key = self._key(self.trafo[slot[wanted]], batch.ts[wanted])
         after = np.minimum(np.searchsorted(keys, key), keys.size - 1)
         before = np.maximum(after - 1, 0)
@@ -147,7 +149,10 @@ class SupplyReference:
 
     @staticmethod
     def _key(trafo: Int64Array, ts: FloatArray) -> Int64Array:
-        """Return one integer per (transformer, time in milliseconds), ordered by both."""
+        """Return one integer per (transformer, time in milliseconds), ordered by both.
+
+        Times must be within the range a key holds (`_in_range`).
+        """
         ms = np.round(ts * 1000.0).astype(np.int64)
         out: Int64Array = (trafo << _TS_BITS) + ms
         return out
@@ -239,3 +244,10 @@ class SupplyReference:
         """Return the phase (0-2) each meter was found on, -1 where not (yet) known."""
         out: Int64Array = self.phase[meters]
         return out
+
+
+def _in_range(ts: FloatArray) -> BoolArray:
+    """Return which times a key can hold: from 1970 to 2109 (a clock far off is left out)."""
+    with np.errstate(invalid="ignore"):
+        out: BoolArray = (ts >= 0.0) & (ts < _MAX_TS)
+    return out

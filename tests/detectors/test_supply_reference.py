@@ -122,6 +122,20 @@ def test_a_meter_following_no_phase_clearly_is_left_without_one() -> None:
     assert reference.phase_of(np.array([SINGLE])).tolist() == [-1]
 
 
+def test_reference_readings_from_clocks_far_off_leave_the_others_alone() -> None:
+    rows = _fleet(3.0)
+    clean = _feed(SupplyReference(_registry()), rows, per_batch=500)
+    # A reference meter also sends each reading stamped 2^42 ms (139 years) later, and
+    # 40 years earlier: packed into one integer with its transformer, such times would
+    # read as the next transformer's instants, or come before every other.
+    later, earlier = 2.0**42 / 1000.0, -40 * 365 * DAY_S
+    copies = [(t + shift, s, v) for t, s, v in rows if s == REFS[0] for shift in (later, earlier)]
+    reference = SupplyReference(_registry())
+    shifted = _feed(reference, sorted(rows + copies, key=lambda row: row[0] % later), 600)
+    assert reference.phase_of(np.array([SINGLE, ALONE])).tolist() == [1, -1]
+    np.testing.assert_allclose(np.array(shifted), np.array(clean), rtol=1e-12)
+
+
 def test_a_lost_phase_at_a_reference_meter_is_left_out_of_the_median() -> None:
     rows = _fleet(3.0)
     clean = dict(_feed(SupplyReference(_registry()), rows, per_batch=500))
