@@ -55,7 +55,7 @@ class CableEvidence:
         self.plain.advance(meters, hour)
         self.referenced.advance(meters, hour)
 
-    def _by_reference(self, meters: Int64Array) -> BoolArray:
+    def by_reference(self, meters: Int64Array) -> BoolArray:
         """Return whether the referenced reading has learned each meter's cable surely.
 
         Its slope MIN_OHM and 5 standard errors at least. Its day-to-day spread is taken as
@@ -70,7 +70,7 @@ class CableEvidence:
     def evidence(self, meters: Int64Array) -> FloatArray:
         """Return each meter's sum of evidence for a cable steepened by a tap."""
         out: FloatArray = np.where(
-            self._by_reference(meters),
+            self.by_reference(meters),
             self.referenced.evidence[meters],
             self.plain.evidence[meters],
         )
@@ -79,7 +79,7 @@ class CableEvidence:
     def since(self, meters: Int64Array) -> Int64Array:
         """Return the hour each meter's sum last left near zero (-1: near zero)."""
         out: Int64Array = np.where(
-            self._by_reference(meters), self.referenced.since[meters], self.plain.since[meters]
+            self.by_reference(meters), self.referenced.since[meters], self.plain.since[meters]
         )
         return out
 
@@ -87,7 +87,7 @@ class CableEvidence:
         self, meters: Int64Array, first: Int64Array, last: int
     ) -> tuple[FloatArray, BoolArray]:
         """Return how much steeper each cable is over `first`-`last` than learned, and if surely."""
-        referenced = self._by_reference(meters)
+        referenced = self.by_reference(meters)
         ratio, sure = self.plain.steepening(meters, first, last)
         if referenced.any():
             pick = np.flatnonzero(referenced)

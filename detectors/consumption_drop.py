@@ -639,6 +639,8 @@ class ConsumptionDropDetector(Detector):
                 ts=np.full(k, at),
             )
         )
+        supply_phase = self.cable.supply.phase_of(meters)
+        against_phase = self.cable.by_reference(meters)
         for j in np.flatnonzero(holds).tolist():
             self.figures[int(meters[j])] = {
                 "ratio_24h": round(float(ratio[j]), 3),
@@ -657,6 +659,8 @@ class ConsumptionDropDetector(Detector):
                 "cable_drop_per_ampere_ratio": None
                 if not np.isfinite(cable_ratio[j])
                 else round(float(cable_ratio[j]), 2),
+                "cable_read_against_phase": bool(against_phase[j]),
+                "supply_phase": None if supply_phase[j] < 0 else f"L{supply_phase[j] + 1}",
                 "transformer_traces_its_load": bool(traced[j]),
             }
 

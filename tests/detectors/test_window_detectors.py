@@ -252,6 +252,9 @@ def test_without_a_check_meter_the_service_cable_tells_a_tap_from_an_honest_fall
         assert 2.0 <= alert.evidence["cable_drop_per_ampere_ratio"] <= 3.2
         assert alert.raised is not None
         assert TAP_AT <= alert.start < alert.raised <= TAP_AT + DAY
+        # The homes hang on the first phase; the crew is told so.
+        assert alert.evidence["cable_read_against_phase"] is references
+        assert alert.evidence["supply_phase"] == ("L1" if references else None)
     else:
         assert steeper == []
     if not tapped:
