@@ -15,7 +15,8 @@ confidence, major, at a low threshold of the sum); a fall the balance does not s
 Without a check meter (or when the balance is too noisy to tell), only a sum past a higher
 threshold within two days of its change point is raised, and with low confidence, unless
 the meter's own readings show the tap: its service cable dropping more volts per metered
-ampere since the fall, by as much as the fall implies (detectors/cable.py). The
+ampere since the fall, by as much as the fall implies (detectors/cable.py; read against
+its transformer phase's voltage where it can be, detectors/cable_evidence.py). The
 balance is also read the other way round: unexplained energy that follows one customer's
 metered load hour by hour, in proportion, is that customer's tap even where its own history
 is too erratic to show a fall; among customers of one shape (shops open the same hours) it is
@@ -235,8 +236,8 @@ class ConsumptionDropDetector(Detector):
         self.cusum = np.zeros(n)
         self.bias = np.zeros(n)
         self.held_hour = np.full(n, -1, dtype=np.int64)
-        # Volts dropped per metered ampere, reading to reading: a tap before the meter
-        # steepens it (detectors/cable.py).
+        # Volts dropped per metered ampere, reading to reading, against the supply phase
+        # where it can be: a tap before the meter steepens it (detectors/cable_evidence.py).
         self.cable = CableEvidence(registry, _RING)
         self.reversed_until = np.full(n, -np.inf)
         self.tamper_at = np.full(n, -np.inf)

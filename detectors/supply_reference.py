@@ -70,7 +70,7 @@ class SupplyReference:
     def referenced(self, batch: ReadingBatch) -> tuple[Int64Array, FloatArray]:
         """Return the batch rows of single-phase meters on a known phase, and their voltage.
 
-        The voltage is the meter's less its phase's at the same timestamp, plus nominal: the
+        The voltage is the meter's less its phase's at the same instant, plus nominal: the
         drop of the meter's own cable, on the scale of a voltage.
         """
         none = (np.zeros(0, dtype=np.int64), np.zeros(0))
