@@ -13,11 +13,18 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from detectors.cable import MIN_OHM, CableDrop, slope
+from detectors.cable import MIN_OHM, STEEPENED_LLR, CableDrop, slope
 from detectors.context import phase_block
 from detectors.supply_reference import SupplyReference
 from meterguard.model import FloatArray, MeterRegistry, ReadingBatch
 
+#: The sum past which the referenced reading says the cable steepened. Lower than the plain
+#: reading's: with the supply's swings taken off, the scatter of its pairs is the meter's
+#: own noise, which the likelihood ratio models; the plain pairs carry the supply's swings
+#: too, whose heavy tails it does not. At quarter-hour readings a household gives a few
+#: pairs an hour, and a tap's sum may take days to reach the plain threshold where it
+#: reaches this one within hours.
+REFERENCED_STEEPENED_LLR = 8.0
 Int64Array = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -73,6 +80,16 @@ class CableEvidence:
             self.by_reference(meters),
             self.referenced.evidence[meters],
             self.plain.evidence[meters],
+        )
+        return out
+
+    def steepened(self, meters: Int64Array) -> BoolArray:
+        """Return whether each meter's sum of evidence says its cable steepened."""
+        referenced = self.by_reference(meters)
+        out: BoolArray = np.where(
+            referenced,
+            self.referenced.evidence[meters] >= REFERENCED_STEEPENED_LLR,
+            self.plain.evidence[meters] >= STEEPENED_LLR,
         )
         return out
 

@@ -49,7 +49,6 @@ from detectors.base import (
     format_duration,
     register,
 )
-from detectors.cable import STEEPENED_LLR
 from detectors.cable_evidence import CableEvidence
 from detectors.context import BatchContext, FleetArrays, phase_block
 from meterguard.calendar import DAY_TYPES, STAND_INS
@@ -706,7 +705,7 @@ class ConsumptionDropDetector(Detector):
         """
         led = np.zeros(meters.size, dtype=np.bool_)
         ratio = np.full(meters.size, np.nan)
-        rising = np.flatnonzero(self.cable.evidence(meters) >= STEEPENED_LLR)
+        rising = np.flatnonzero(self.cable.steepened(meters))
         if not rising.size:
             return led, ratio
         since = self.cable.since(meters[rising])

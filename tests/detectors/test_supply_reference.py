@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors.cable import slope
-from detectors.cable_evidence import CableEvidence
+from detectors.cable import STEEPENED_LLR, slope
+from detectors.cable_evidence import REFERENCED_STEEPENED_LLR, CableEvidence
 from detectors.supply_reference import JUDGE_AFTER_H, SupplyReference
 from meterguard.model import Meter, MeterRegistry
 from tests.conftest import make_batch
@@ -151,13 +151,14 @@ def test_a_lost_phase_at_a_reference_meter_is_left_out_of_the_median() -> None:
     assert np.abs(gaps).max() < 0.1
 
 
-def _half_tapped(days: float, tap_hour: int, learned_from: int) -> CableEvidence:
+def _tapped(days: float, tap_hour: int, learned_from: int, share: float = 0.5) -> CableEvidence:
     """Both readings of the single meter's cable, half its load tapped from `tap_hour`.
 
-    The hours from `learned_from` to the tap's are learned as its normal.
+    The hours from `learned_from` to the tap's are learned as its normal; from the tap the
+    meter records `share` of its load.
     """
     evidence = CableEvidence(_registry(), 72)
-    rows = _fleet(days, share=0.5, tap_from=tap_hour * HOUR)
+    rows = _fleet(days, share=share, tap_from=tap_hour * HOUR)
     for start in range(0, len(rows), 500):
         evidence.add(make_batch(rows[start : start + 500]))
     for hour in range(learned_from, tap_hour):
@@ -166,7 +167,7 @@ def _half_tapped(days: float, tap_hour: int, learned_from: int) -> CableEvidence
 
 
 def test_at_quarter_hour_readings_the_referenced_cable_tells_a_tap() -> None:
-    evidence = _half_tapped(5.0, tap_hour=96, learned_from=48)
+    evidence = _tapped(5.0, tap_hour=96, learned_from=48)
     meters = np.array([SINGLE])
     usual, usual_error = slope(evidence.referenced.learned(meters))
     _, plain_error = slope(evidence.plain.learned(meters))
@@ -187,8 +188,46 @@ def test_the_referenced_cable_tells_a_tap_before_a_whole_day_of_it_is_known() ->
     # A tap on the meter's second morning: its phase found in its first hours, less than a
     # day learned against it. Free of the supply's swings, that is enough (the plain slope
     # waits for a whole day).
-    evidence = _half_tapped(2.5, tap_hour=30, learned_from=0)
+    evidence = _tapped(2.5, tap_hour=30, learned_from=0)
     assert evidence.referenced.days[SINGLE] == 0
     ratio, sure = evidence.steepening(np.array([SINGLE]), np.array([31]), 59)
     assert sure[0]
     assert ratio[0] == pytest.approx(2.0, rel=0.15)
+
+
+def test_the_referenced_sum_says_a_tap_within_hours_where_the_plain_threshold_waits() -> None:
+    # A third of the load tapped, read every quarter hour: the referenced sum passes its own
+    # threshold within 5 hours, hours before it would pass the plain reading's.
+    evidence = _tapped(6.0, tap_hour=96, learned_from=48, share=0.7)
+    meters = np.array([SINGLE])
+    assert evidence.by_reference(meters)[0]
+    told, plain_told = [], []
+    for hour in range(96, 120):
+        evidence.advance(meters, hour)
+        told.append(bool(evidence.steepened(meters)[0]))
+        plain_told.append(bool(evidence.referenced.evidence[SINGLE] >= STEEPENED_LLR))
+    assert told.index(True) <= 4
+    assert plain_told.index(True) > told.index(True) + 1
+
+
+def test_an_honest_meter_s_referenced_sum_stays_below_its_threshold() -> None:
+    evidence = _tapped(6.0, tap_hour=10_000, learned_from=48)
+    meters = np.array([SINGLE])
+    for hour in range(96, 144):
+        evidence.advance(meters, hour)
+        assert not evidence.steepened(meters)[0]
+
+
+def test_without_a_referenced_slope_the_plain_sum_keeps_the_plain_threshold() -> None:
+    # The meter of a transformer without three-phase customers has no referenced slope:
+    # a sum that would tell a tap against the phase does not, read reading to reading.
+    evidence = _tapped(3.0, tap_hour=10_000, learned_from=0)
+    alone, single = np.array([ALONE]), np.array([SINGLE])
+    assert evidence.by_reference(single)[0]
+    assert not evidence.by_reference(alone)[0]
+    evidence.plain.evidence[ALONE] = REFERENCED_STEEPENED_LLR + 1.0
+    evidence.referenced.evidence[SINGLE] = REFERENCED_STEEPENED_LLR + 1.0
+    assert not evidence.steepened(alone)[0]
+    assert evidence.steepened(single)[0]
+    evidence.plain.evidence[ALONE] = STEEPENED_LLR
+    assert evidence.steepened(alone)[0]
