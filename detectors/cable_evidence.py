@@ -74,15 +74,6 @@ class CableEvidence:
             out: BoolArray = (ohm >= MIN_OHM) & (ohm >= 5.0 * error)
         return out
 
-    def evidence(self, meters: Int64Array) -> FloatArray:
-        """Return each meter's sum of evidence for a cable steepened by a tap."""
-        out: FloatArray = np.where(
-            self.by_reference(meters),
-            self.referenced.evidence[meters],
-            self.plain.evidence[meters],
-        )
-        return out
-
     def steepened(self, meters: Int64Array) -> BoolArray:
         """Return whether each meter's sum of evidence says its cable steepened."""
         referenced = self.by_reference(meters)

@@ -152,7 +152,7 @@ def test_a_lost_phase_at_a_reference_meter_is_left_out_of_the_median() -> None:
 
 
 def _tapped(days: float, tap_hour: int, learned_from: int, share: float = 0.5) -> CableEvidence:
-    """Both readings of the single meter's cable, half its load tapped from `tap_hour`.
+    """Both readings of the single meter's cable, a share of its load tapped from `tap_hour`.
 
     The hours from `learned_from` to the tap's are learned as its normal; from the tap the
     meter records `share` of its load.
