@@ -230,9 +230,11 @@ class ConsumptionDropDetector(Detector):
         self.earlier_w = np.full(n, np.nan)
         self.run_alone = np.zeros(n, dtype=np.int64)
         self.run_confirmed = np.zeros(n, dtype=np.int64)
-        # The CUSUM of each meter's hourly fall (spreads x days), and the mean of its
-        # clipped hourly deviation on honest hours (clipping bursts biases it).
+        # The CUSUM of each meter's hourly fall (spreads x days) and the spread it was last
+        # counted in, and the mean of its clipped hourly deviation on honest hours
+        # (clipping bursts biases it).
         self.cusum = np.zeros(n)
+        self.summed_spread = np.ones(n)
         self.bias = np.zeros(n)
         self.held_hour = np.full(n, -1, dtype=np.int64)
         # Volts dropped per metered ampere, reading to reading, against the supply phase
@@ -499,7 +501,10 @@ class ConsumptionDropDetector(Detector):
         dev = u - u_common - self.bias[meters]
         # One-sided CUSUM in units of the meter's day-to-day spread: a day whose energy is
         # a share f below its expectation adds f / spread - k; each hour adds its 24th.
-        before = self.cusum[meters]
+        # The sum so far re-read with the meter's spread as now known: the hours already
+        # summed were judged with a yardstick that was mostly the prior on its first days.
+        before = self.cusum[meters] * self.summed_spread[meters] / spread
+        self.summed_spread[meters] = spread
         widened = self._widened(spread, y, self.ring_stand_in[meters, hour % _RING], cls)
         step = np.where(now_ok, (-dev / widened - cfg.cusum_k) / 24.0, 0.0)
         after = np.clip(before + step, 0.0, 2.0 * cfg.alone_h)

@@ -302,6 +302,25 @@ def test_a_tap_on_the_second_day_is_not_learned_as_the_meter_s_normal() -> None:
     assert alerts[0].raised <= tap_at + 2 * DAY
 
 
+def test_a_fall_summed_under_the_prior_spread_is_re_read_with_the_meter_s_own() -> None:
+    # Steady homes: their own day-to-day spread, once a day of it is known, is a third of
+    # the prior's. A 30 % tap begun before then has been summed in prior spreads; re-read
+    # in the meter's own, the same hours say more, and the fall is raised a day and a
+    # quarter after it began. Without the re-reading the sum climbs so slowly that the
+    # tapped days are learned as the meter's normal and nothing is raised.
+    registry = _fleet(feeder=False)
+    tap_at = START + 1 * DAY + 14.5 * HOUR  # the first Tuesday, 14:30
+    metered = lambda k, t: 0.7 if k == 3 and t >= tap_at else 1.0  # noqa: E731
+    rows = _rows(6, feeder=False, metered=metered, home_w=lambda k, t, f: _home_w(t, 1.0))
+    events = _feed(_engine(registry, ["consumption_drop"]), rows)
+    alerts = [e.alert for e in opened(events)]
+    assert [a.meter for a in alerts] == ["H03"]
+    assert alerts[0].start >= tap_at
+    assert alerts[0].raised is not None
+    assert alerts[0].raised <= tap_at + 32 * HOUR
+    assert alerts[0].evidence["own_spread"] < 0.1
+
+
 @pytest.mark.parametrize(
     ("tap_at", "days"),
     [
