@@ -82,7 +82,8 @@ class EnergyBalanceConfig(DetectorConfig):
         default=1000.0,
         gt=0,
         description="A rise of the unexplained power by this much, W, within two windows "
-        "while an alert is open is a new incident (and a new alert).",
+        "and above the same hour the day before, while an alert is open, is a new incident "
+        "(and a new alert).",
     )
     step_share: float = Field(
         default=0.1, gt=0, description="... and by at least this share of the level before."
@@ -122,6 +123,11 @@ class EnergyBalanceDetector(Detector):
                 self.feeder_slot[names[meter.transformer]] = slot
         self.gap = GapModel(nt, config.learn_days, config.loss_allowance)
         self.previous = np.full((2, nt), np.nan)
+        # Each transformer's unexplained power at each hour of the last day (and which hour
+        # it was): a tap that follows its customer's load rises every evening, a new one
+        # rises above the day before.
+        self.day_excess = np.full((nt, 24), np.nan)
+        self.day_hour = np.full((nt, 24), -1, dtype=np.int64)
         self.hours_since_start = np.zeros(nt, dtype=np.int64)
         self.firing = np.zeros(nt, dtype=np.bool_)
         # Per transformer: the CUSUM of unexplained energy in spreads, the hour it last left
@@ -230,8 +236,13 @@ class EnergyBalanceDetector(Detector):
                     t[one], feeder_w[one], gross_w[one], gap[one], day_type[one], local_hour[one]
                 )
             # A new source of unmetered power on a transformer that already had one is a
-            # new incident: a step above the lower of the two hours before.
+            # new incident: a step above the lower of the two hours before, and above the
+            # same hour the day before where it is known (a tap that follows its customer's
+            # load steps up every morning or evening, and did so the day before).
             prior = np.fmin(self.previous[0, tr], self.previous[1, tr])
+            cell = int(hours[i]) % 24
+            if self.day_hour[tr, cell] == int(hours[i]) - 24:
+                prior = max(prior, float(self.day_excess[tr, cell]))
             step = excess[i] - prior
             restart[i] = bool(
                 firing[i]
@@ -239,6 +250,8 @@ class EnergyBalanceDetector(Detector):
                 and self.hours_since_start[tr] >= 2
                 and step >= max(cfg.step_w, cfg.step_share * max(prior, 0.0))
             )
+            self.day_excess[tr, cell] = excess[i]
+            self.day_hour[tr, cell] = int(hours[i])
             if restart[i]:
                 self.seg_start[tr] = int(hours[i])
             starting = firing[i] and (not self.firing[tr] or restart[i])

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 #: new release replays the window instead of loading an engine it cannot run (2: the
 #: consumption-drop detector's balance against the loss allowance; 3: the transformers'
 #: loss curve; 4: the consumption-drop detector's stand-in day types; 5: its service
-#: cables; 6: the supply phases they are read against; 7: the spread its sum was read in).
-FORMAT = 7
+#: cables; 6: the supply phases they are read against; 7: the spread its sum was read in;
+#: 8: the energy balance's day before).
+FORMAT = 8
 
 
 class SnapshotError(MeterguardError):

@@ -429,6 +429,38 @@ def test_energy_balance_stays_quiet_on_15_minute_data_then_finds_a_tap() -> None
     assert 1500 < alerts[0].evidence["unexplained_w"] < 2500
 
 
+def _evening_tap(t: float) -> float:
+    """A load taken past every meter that follows its user's day: 4 kW 17-22 h, 1.5 kW else."""
+    return 4000.0 if 17.0 <= (t % DAY) / HOUR < 22.0 else 1500.0
+
+
+@pytest.mark.parametrize("second", [False, True], ids=["one-tap", "a-second-tap-later"])
+def test_a_tap_that_follows_its_load_is_one_alert_after_its_first_day(second: bool) -> None:
+    # Its evening rise steps the unexplained power up by 2.5 kW every day; after the first
+    # day the same hour of the day before shows it too, so it is the same incident. A
+    # second tap, 2 kW from a night of the third day on, rises above that day before: a
+    # new incident, its own alert (its first evening, above the evening before, may be
+    # another; from its second day on, none).
+    registry = _fleet(feeder=True)
+    tap_at = START + 8 * DAY + 9 * HOUR
+    second_at = tap_at + 2 * DAY - 6 * HOUR  # Thursday 03:00
+
+    def tap(t: float) -> float:
+        first = _evening_tap(t) if t > tap_at else 0.0
+        return first + (2000.0 if second and t > second_at else 0.0)
+
+    events = _feed(_engine(registry, ["energy_balance"]), _rows(12, tap=tap))
+    alerts = [e.alert for e in opened(events)]
+    assert {(a.meter, a.kind) for a in alerts} == {("FDR", "energy_balance")}
+    assert tap_at < alerts[0].start <= tap_at + DAY
+    later = [a.start for a in alerts if a.start >= alerts[0].start + DAY]
+    if second:
+        assert any(second_at < start <= second_at + 2 * HOUR for start in later)
+        assert all(start < second_at + DAY for start in later)
+    else:
+        assert later == []
+
+
 def test_a_small_tap_inside_the_gap_s_hourly_spread_is_found_by_its_sum() -> None:
     # Losses wander by 3 % of the load from hour to hour (about 200 W); 400 W taken past
     # every meter is about two spreads an hour: rarely one hour alone, surely hours summed.
