@@ -39,7 +39,8 @@ MIN_OHM = 0.015
 SOUGHT_RATIO = 1.5
 #: The most evidence one hour adds to the sum (log-likelihood ratio): never one hour alone.
 MAX_HOURLY_LLR = 3.0
-#: The sum past which the cable has steepened (a likelihood ratio of e^12 for the tap).
+#: The sum past which the cable has steepened (a likelihood ratio of e^12 for the tap),
+#: unless a reading sets its own; twice it is the sum's ceiling whatever the threshold.
 STEEPENED_LLR = 12.0
 #: The sum counts as left zero above this: its change point.
 _NEAR_ZERO = MAX_HOURLY_LLR / 3.0
@@ -55,10 +56,17 @@ BoolArray = npt.NDArray[np.bool_]
 class CableDrop:
     """Per meter and hour: the sums of each reading pair's voltage and current changes."""
 
-    def __init__(self, nominal_v: FloatArray, ring_hours: int, first_days: int = 1) -> None:
+    def __init__(
+        self,
+        nominal_v: FloatArray,
+        ring_hours: int,
+        first_days: int = 1,
+        threshold: float = STEEPENED_LLR,
+    ) -> None:
         meters = nominal_v.size
         self.nominal_v = nominal_v
         self.first_days = first_days
+        self.threshold = threshold
         self.ring = ring_hours
         self.prev_ts = np.full(meters, -np.inf)
         self.prev_v = np.full((3, meters), np.nan)
@@ -68,8 +76,8 @@ class CableDrop:
         self.hour = np.full((meters, ring_hours), -1, dtype=np.int64)
         # The same summed over the hours learned as the meter's normal.
         self.base = np.zeros((4, meters))
-        # A one-sided CUSUM, hour by hour, of the evidence for a steeper cable, and the
-        # hour it last left near zero (-1: near zero).
+        # A one-sided CUSUM, hour by hour, of the evidence for a steeper cable (steepened
+        # past `threshold`), and the hour it last left near zero (-1: near zero).
         self.evidence = np.zeros(meters)
         self.since = np.full(meters, -1, dtype=np.int64)
         # The learned hours of the day being gathered, and each day's slope against the
@@ -203,6 +211,11 @@ class CableDrop:
         starting = (after > _NEAR_ZERO) & (self.since[meters] < 0)
         self.since[meters[starting]] = hour
         self.since[meters[after <= _NEAR_ZERO]] = -1
+
+    def steepened(self, meters: Int64Array) -> BoolArray:
+        """Return whether each meter's sum of evidence is past this reading's threshold."""
+        out: BoolArray = self.evidence[meters] >= self.threshold
+        return out
 
     def steepening(
         self, meters: Int64Array, first: Int64Array, last: int

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from detectors.cable import MIN_OHM, STEEPENED_LLR, CableDrop, slope
+from detectors.cable import MIN_OHM, CableDrop, slope
 from detectors.context import phase_block
 from detectors.supply_reference import SupplyReference
 from meterguard.model import FloatArray, MeterRegistry, ReadingBatch
@@ -35,7 +35,9 @@ class CableEvidence:
     def __init__(self, registry: MeterRegistry, ring_hours: int) -> None:
         nominal = registry.float_array(lambda m: m.nominal_v)
         self.plain = CableDrop(nominal, ring_hours)
-        self.referenced = CableDrop(nominal, ring_hours, first_days=0)
+        self.referenced = CableDrop(
+            nominal, ring_hours, first_days=0, threshold=REFERENCED_STEEPENED_LLR
+        )
         self.supply = SupplyReference(registry)
 
     def add(self, batch: ReadingBatch) -> None:
@@ -76,11 +78,10 @@ class CableEvidence:
 
     def steepened(self, meters: Int64Array) -> BoolArray:
         """Return whether each meter's sum of evidence says its cable steepened."""
-        referenced = self.by_reference(meters)
         out: BoolArray = np.where(
-            referenced,
-            self.referenced.evidence[meters] >= REFERENCED_STEEPENED_LLR,
-            self.plain.evidence[meters] >= STEEPENED_LLR,
+            self.by_reference(meters),
+            self.referenced.steepened(meters),
+            self.plain.steepened(meters),
         )
         return out
 

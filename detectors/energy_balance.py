@@ -240,8 +240,9 @@ class EnergyBalanceDetector(Detector):
             # same hour the day before where it is known (a tap that follows its customer's
             # load steps up every morning or evening, and did so the day before).
             prior = np.fmin(self.previous[0, tr], self.previous[1, tr])
-            cell = int(hours[i]) % 24
-            if self.day_hour[tr, cell] == int(hours[i]) - 24:
+            hour = int(hours[i])
+            cell = hour % 24
+            if self.day_hour[tr, cell] == hour - 24:
                 prior = max(prior, float(self.day_excess[tr, cell]))
             step = excess[i] - prior
             restart[i] = bool(
@@ -251,9 +252,9 @@ class EnergyBalanceDetector(Detector):
                 and step >= max(cfg.step_w, cfg.step_share * max(prior, 0.0))
             )
             self.day_excess[tr, cell] = excess[i]
-            self.day_hour[tr, cell] = int(hours[i])
+            self.day_hour[tr, cell] = hour
             if restart[i]:
-                self.seg_start[tr] = int(hours[i])
+                self.seg_start[tr] = hour
             starting = firing[i] and (not self.firing[tr] or restart[i])
             self.hours_since_start[tr] = 0 if starting else self.hours_since_start[tr] + 1
             self.previous[1, tr] = self.previous[0, tr]

@@ -201,13 +201,13 @@ def test_the_referenced_sum_says_a_tap_within_hours_where_the_plain_threshold_wa
     evidence = _tapped(6.0, tap_hour=96, learned_from=48, share=0.7)
     meters = np.array([SINGLE])
     assert evidence.by_reference(meters)[0]
-    told, plain_told = [], []
+    told, at_plain_threshold = [], []
     for hour in range(96, 120):
         evidence.advance(meters, hour)
         told.append(bool(evidence.steepened(meters)[0]))
-        plain_told.append(bool(evidence.referenced.evidence[SINGLE] >= STEEPENED_LLR))
+        at_plain_threshold.append(bool(evidence.referenced.evidence[SINGLE] >= STEEPENED_LLR))
     assert told.index(True) <= 4
-    assert plain_told.index(True) > told.index(True) + 1
+    assert at_plain_threshold.index(True) > told.index(True) + 1
 
 
 def test_an_honest_meter_s_referenced_sum_stays_below_its_threshold() -> None:
