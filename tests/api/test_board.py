@@ -19,6 +19,7 @@ from tests.api.test_browser import Live, open_when_up, sign_in
 # The service and browser fixtures of the page tests, shared rather than copied.
 browser = test_browser.browser
 live_service = test_browser.live_service
+quiet_service = test_browser.quiet_service
 
 REASON = "CT turned back and sealed, checked on site"
 
@@ -37,9 +38,9 @@ async def pick(page: Page, name: str, value: str) -> None:
 
 
 async def test_operator_filters_acknowledges_assigns_and_clears_from_the_board(
-    browser: Browser, live_service: Live
+    browser: Browser, quiet_service: Live
 ) -> None:
-    base, thief = live_service.base, live_service.thief
+    base, thief = quiet_service.base, quiet_service.thief
     page = await browser.new_page()
     clears: list[str] = []
     page.on("request", lambda r: clears.append(r.url) if r.url.endswith("/clear") else None)
@@ -48,6 +49,7 @@ async def test_operator_filters_acknowledges_assigns_and_clears_from_the_board(
     rows = page.locator("#alerts tbody tr")
     await expect(rows).to_have_text(["no alerts"])
     await expect(page.locator("#open-summary")).to_have_text("0 open cases · 0 kWh estimated lost")
+    quiet_service.begin_theft()
 
     # The reversal arrives through the stream; a viewer gets no controls on it.
     row = page.locator("#alerts tbody tr", has_text=thief)
@@ -62,7 +64,7 @@ async def test_operator_filters_acknowledges_assigns_and_clears_from_the_board(
     alert_id = await row.get_attribute("data-alert-id")
     assert alert_id
 
-    await sign_in(page, live_service.tokens["operator"], "operator (operator)")
+    await sign_in(page, quiet_service.tokens["operator"], "operator (operator)")
     await expect(row.get_by_role("button", name="Ack")).to_be_visible()
     await expect(page.locator("#more")).to_be_hidden()
 
@@ -75,7 +77,7 @@ async def test_operator_filters_acknowledges_assigns_and_clears_from_the_board(
     await expect(rows).to_have_text(["no alerts"])
     await pick(page, "class", "residential")
     await expect(row).to_be_visible()
-    meter = await api_get(page, live_service, f"/api/meters/{thief}")
+    meter = await api_get(page, quiet_service, f"/api/meters/{thief}")
     await pick(page, "transformer", meter["transformer"])
     await expect(row).to_be_visible()
     await page.locator("#filters input[name=meter]").fill("M-NOT-THERE")
@@ -97,7 +99,7 @@ async def test_operator_filters_acknowledges_assigns_and_clears_from_the_board(
     await expect(row.locator("td[data-label=Acknowledged]")).to_have_text("operator")
     await expect(row.get_by_role("button", name="Ack")).to_be_hidden()
     await expect(page.locator("#mg-error")).to_be_hidden()
-    case = await api_get(page, live_service, f"/api/alerts/{alert_id}/case")
+    case = await api_get(page, quiet_service, f"/api/alerts/{alert_id}/case")
     assert [a["user"] for a in case["acknowledgements"]] == ["operator"]
     await pick(page, "acknowledged", "false")
     await expect(rows).to_have_text(["no alerts"])
@@ -107,7 +109,7 @@ async def test_operator_filters_acknowledges_assigns_and_clears_from_the_board(
     await row.locator("input[name=assignee]").fill("crew1")
     await row.get_by_role("button", name="Assign").click()
     await expect(row.locator("td[data-label=Assignee]")).to_have_text("crew1")
-    case = await api_get(page, live_service, f"/api/alerts/{alert_id}/case")
+    case = await api_get(page, quiet_service, f"/api/alerts/{alert_id}/case")
     assert [(a["assignee"], a["assigned_by"]) for a in case["assignments"]] == [
         ("crew1", "operator")
     ]
@@ -134,10 +136,10 @@ async def test_operator_filters_acknowledges_assigns_and_clears_from_the_board(
     await pick(page, "status", "cleared")
     await expect(row.locator("td[data-label=State]")).to_have_text("cleared")
     await expect(row.get_by_role("button", name="Ack")).to_be_hidden()
-    case = await api_get(page, live_service, f"/api/alerts/{alert_id}/case")
+    case = await api_get(page, quiet_service, f"/api/alerts/{alert_id}/case")
     audit = [e for e in case["audit"] if e["action"] == "clear"]
     assert [(e["actor"], e["detail"].get("reason")) for e in audit] == [("operator", REASON)]
-    cleared = await api_get(page, live_service, f"/api/alerts?active=false&meter={thief}")
+    cleared = await api_get(page, quiet_service, f"/api/alerts?active=false&meter={thief}")
     assert [a["id"] for a in cleared["items"]] == [alert_id]
 
 

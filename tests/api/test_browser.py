@@ -2,9 +2,10 @@
 
 import asyncio
 import contextlib
+import math
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,17 +44,21 @@ async def browser() -> AsyncIterator[Browser]:
 
 @dataclass(frozen=True)
 class Live:
-    """The running service: its URL, the thief's meter and the users' tokens by name."""
+    """The running service: its URL, the thief's meter, the users' tokens by name, and
+    `begin_theft`, which turns the thief's CT round from the gateway's present time on."""
 
     base: str
     thief: str
     tokens: dict[str, str]
+    begin_theft: Callable[[], None]
 
 
-@pytest.fixture
-async def live_service(tmp_path: Path) -> AsyncIterator[Live]:
+@contextlib.asynccontextmanager
+async def running_service(tmp_path: Path, theft_at_start: bool) -> AsyncIterator[Live]:
     """A 12-meter fleet, one reversed CT raised after 6 s, the service and API on 127.0.0.1.
 
+    The CT is reversed from the start, or held until the test calls `begin_theft`: a
+    test that must see the board empty first cannot rely on opening it within 6 s.
     Users "operator" (operator) and "crew1" (crew) exist, each with the password
     "<name>-password"; anonymous callers are viewers.
     """
@@ -65,20 +70,43 @@ async def live_service(tmp_path: Path) -> AsyncIterator[Live]:
     tokens: dict[str, str] = {}
     for name, role in (("operator", "operator"), ("crew1", "crew")):
         _, tokens[name] = await runtime.users.create_user(name, role, password=f"{name}-password")
-    gateway = ModbusGateway(
-        [(u + 1, s) for u, s in enumerate(fleet)],
-        port=port,
-        clock=lambda: 12 * 3600.0 + time.time(),
-    )
+
+    def clock() -> float:
+        return 12 * 3600.0 + time.time()
+
+    thief = next(sim for sim in fleet if sim.meter.id == truth[0].meter)
+    reversal = thief.reversal
+    assert reversal is not None
+    if not theft_at_start:
+        reversal.since_s = math.inf
+
+    def begin_theft() -> None:
+        reversal.since_s = clock()
+
+    gateway = ModbusGateway([(u + 1, s) for u, s in enumerate(fleet)], port=port, clock=clock)
     async with gateway:
         task = asyncio.create_task(Service(runtime).run())
         try:
-            yield Live(f"http://127.0.0.1:{api_port}", truth[0].meter, tokens)
+            yield Live(f"http://127.0.0.1:{api_port}", truth[0].meter, tokens, begin_theft)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await runtime.close()
+
+
+@pytest.fixture
+async def live_service(tmp_path: Path) -> AsyncIterator[Live]:
+    """The running service with the thief's CT reversed from the start."""
+    async with running_service(tmp_path, theft_at_start=True) as live:
+        yield live
+
+
+@pytest.fixture
+async def quiet_service(tmp_path: Path) -> AsyncIterator[Live]:
+    """The running service with no theft until the test calls `begin_theft`."""
+    async with running_service(tmp_path, theft_at_start=False) as live:
+        yield live
 
 
 async def open_when_up(page: Page, url: str) -> None:
@@ -100,13 +128,14 @@ async def sign_in(page: Page, token: str, name: str) -> None:
 
 
 async def test_alert_appears_live_and_pages_draw_plots(
-    browser: Browser, live_service: Live, tmp_path: Path
+    browser: Browser, quiet_service: Live, tmp_path: Path
 ) -> None:
-    base, thief = live_service.base, live_service.thief
+    base, thief = quiet_service.base, quiet_service.thief
     page = await browser.new_page()
     await open_when_up(page, base + "/")
     await expect(page.locator("#alerts tbody")).to_contain_text("no alerts")
     await expect(page.locator("#live")).to_have_class("live on")
+    quiet_service.begin_theft()
     # The alert arrives through the stream: the page is never reloaded.
     row = page.locator("#alerts tbody tr", has_text=thief)
     await expect(row).to_be_visible(timeout=20_000)
@@ -128,19 +157,20 @@ async def test_alert_appears_live_and_pages_draw_plots(
 
 
 async def test_operator_and_crew_close_a_case_and_the_statistics_count_it(
-    browser: Browser, live_service: Live
+    browser: Browser, quiet_service: Live
 ) -> None:
-    base, thief = live_service.base, live_service.thief
+    base, thief = quiet_service.base, quiet_service.thief
     # The crew's phone lets the page know where it is: the photo records it.
     context = await browser.new_context(
         geolocation={"latitude": 31.2304, "longitude": 121.4737}, permissions=["geolocation"]
     )
     page = await context.new_page()
     await open_when_up(page, base + "/")
-    await sign_in(page, live_service.tokens["operator"], "operator (operator)")
+    await sign_in(page, quiet_service.tokens["operator"], "operator (operator)")
     await expect(page.locator("#live")).to_have_class("live on")
     await expect(page.locator("#alerts tbody")).to_contain_text("no alerts")
     await expect(page.locator("#stats tbody")).to_contain_text("no closed work orders")
+    quiet_service.begin_theft()
     row = page.locator("#alerts tbody tr", has_text=thief)
     await expect(row).to_be_visible(timeout=20_000)  # from the stream, without a reload
 
@@ -224,7 +254,7 @@ async def test_operator_and_crew_close_a_case_and_the_statistics_count_it(
     await expect(page.locator("#orders")).to_contain_text("Sign in with your name and password")
 
     await page.goto(base + "/")
-    await sign_in(page, live_service.tokens["operator"], "operator")
+    await sign_in(page, quiet_service.tokens["operator"], "operator")
     reversal = page.locator("#stats tbody tr[data-kind=reversal]")
     await expect(reversal.locator("[data-outcome=raised]")).to_have_text("1")
     await expect(reversal.locator("[data-outcome=theft_confirmed]")).to_have_text("1")
