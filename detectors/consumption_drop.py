@@ -181,8 +181,8 @@ class ConsumptionDropConfig(DetectorConfig):
     judge_delay_s: float = Field(
         default=HOUR_S + 300.0,
         ge=0,
-        description="An hour is judged this long after it ends, so that meters read hourly "
-        "have closed it too.",
+        description="An hour is judged once every meter that closed the hour before has "
+        "closed it too, and at the latest this long after it ends (a silent meter's hour).",
     )
 
 
@@ -252,6 +252,8 @@ class ConsumptionDropDetector(Detector):
         self.u_hour = np.full((nt, _RING), -1, dtype=np.int64)
         self.pending: dict[int, list[tuple[Int64Array, FloatArray, FloatArray]]] = defaultdict(list)
         self.judged_until = -1
+        #: The latest hour each meter has closed: an hour is judged once all have.
+        self.closed_through = np.full(n, -1, dtype=np.int64)
         self.verdicts: list[SlotConditions] = []
         self.figures: dict[int, dict[str, Any]] = {}
 
@@ -277,6 +279,10 @@ class ConsumptionDropDetector(Detector):
     def _intake(self, ctx: BatchContext) -> None:
         hours = ctx.hours
         if len(hours.hour):
+            # An hour the ledger closed for a silent meter (no reading in it) is not closed
+            # by that meter: it would hold every later hour back to the silence limit.
+            read = hours.covered_s > 0
+            np.maximum.at(self.closed_through, hours.slot[read], hours.hour[read])
             for hour in np.unique(hours.hour).tolist():
                 if hour <= self.judged_until:
                     continue  # too late: that hour was judged without it
@@ -312,23 +318,38 @@ class ConsumptionDropDetector(Detector):
     # ------------------------------------------------------------ judging
 
     def poll(self, ctx: BatchContext) -> SlotConditions | None:
-        """Judge every hour whose delay has passed, then hand over the verdicts."""
+        """Judge, in order, each hour all meters have closed or overdue; hand over the verdicts."""
         self._intake(ctx)
-        due = sorted(
-            h for h in self.pending if (h + 1) * HOUR_S + self.cfg.judge_delay_s <= ctx.now
-        )
-        for hour in due:
-            self._judge(hour, self.pending.pop(hour), ctx)
+        for hour in sorted(self.pending):
+            latest = (hour + 1) * HOUR_S + self.cfg.judge_delay_s
+            if latest <= ctx.now:
+                at = latest
+            elif self._closed_by_all(hour):
+                at = ctx.now
+            else:
+                break  # later hours wait for this one: each meter's hours go in order
+            self._judge(hour, self.pending.pop(hour), at, ctx)
             self.judged_until = max(self.judged_until, hour)
         if not self.verdicts:
             return None
         parts, self.verdicts = self.verdicts, []
         return SlotConditions.concat(parts)
 
+    def _closed_by_all(self, hour: int) -> bool:
+        """Whether every meter that closed the hour before has closed this hour too.
+
+        Polls come at ticks of data time, so this is known at the same tick whatever the
+        batches were. A meter read hourly closes an hour only with its reading an hour
+        later; a meter silent since before the hour does not hold it back.
+        """
+        reporting = self.closed_through >= hour - 1
+        return bool((self.closed_through[reporting] >= hour).all())
+
     def _judge(
         self,
         hour: int,
         parts: list[tuple[Int64Array, FloatArray, FloatArray]],
+        at: float,
         ctx: BatchContext,
     ) -> None:
         n = len(self._eligible)
@@ -339,7 +360,6 @@ class ConsumptionDropDetector(Detector):
             covered[slots] += seconds
         local, day_type = ctx.calendar.hours(np.array([hour], dtype=np.int64))
         k, d = int(local[0]), int(day_type[0])
-        hour_end = (hour + 1) * HOUR_S
         # Meters read in this hour, with a usable hour of consumption.
         meters = np.flatnonzero(np.isfinite(wh) & self._eligible).astype(np.int64)
         valid = (covered[meters] >= 0.8 * HOUR_S) & (wh[meters] >= 0.0)
@@ -361,7 +381,7 @@ class ConsumptionDropDetector(Detector):
         self.ring_stand_in[meters, cell] = stand_in
         self.ring_hour[meters] = hour
         self.cable.advance(meters, hour)
-        self._window(meters, hour, hour_end, ctx)
+        self._window(meters, hour, at, ctx)
 
     def _expected(
         self, meters: Int64Array, day_type: int, hour: int
@@ -448,7 +468,7 @@ class ConsumptionDropDetector(Detector):
             self.seen[take, d, k] += 1
             self.cable.learn(take, h)
 
-    def _window(self, meters: Int64Array, hour: int, hour_end: float, ctx: BatchContext) -> None:
+    def _window(self, meters: Int64Array, hour: int, at: float, ctx: BatchContext) -> None:
         """Judge the last 24 hours of each meter read this hour; emit hourly verdicts."""
         cfg = self.cfg
         order = (hour - np.arange(24)) % _RING
@@ -620,7 +640,6 @@ class ConsumptionDropDetector(Detector):
         told = verdict != UNKNOWN
         if not told.any():
             return
-        at = hour_end + cfg.judge_delay_s
         share = np.clip(1.0 - np.exp(y), 0.0, 1.0)
         pick = np.flatnonzero(told)
         k = pick.size

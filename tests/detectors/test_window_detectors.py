@@ -174,6 +174,41 @@ def test_a_tap_confirmed_by_the_check_meter_is_raised_within_a_day() -> None:
     assert 0.4 < alert.evidence["unexplained_share_of_fall"] < 2.5
 
 
+@pytest.mark.parametrize(
+    ("fifth_home", "judged_past_the_hour"),
+    [
+        # Every meter's first reading of the next hour (15 past) closes the hour; data
+        # time's next tick with readings, 30 past, judges it.
+        ("read every 15 minutes", 30 * 60),
+        # A meter read hourly closes an hour only an hour later: the hour waits for it,
+        # up to the judge delay (65 minutes: 5 past the next hour).
+        ("read hourly", 5 * 60),
+        # A meter silent since the second day holds no hour back.
+        ("silent since the second day", 30 * 60),
+    ],
+)
+def test_an_hour_is_judged_once_every_reporting_meter_has_closed_it(
+    fifth_home: str, judged_past_the_hour: float
+) -> None:
+    def kept(row: Row) -> bool:
+        t, k, _ = row
+        if k != 5 or fifth_home == "read every 15 minutes":
+            return True
+        if fifth_home == "read hourly":
+            return (t - START) % HOUR == 0
+        return t < START + 2 * DAY
+
+    registry = _fleet(feeder=True)
+    rows = [row for row in _rows(12, metered=_tapped(0.5)) if kept(row)]
+    events = _feed(_engine(registry, ["consumption_drop"]), rows)
+    alerts = [e.alert for e in opened(events)]
+    assert [a.meter for a in alerts] == ["H03"]
+    raised = alerts[0].raised
+    assert raised is not None
+    assert TAP_AT <= alerts[0].start < raised <= TAP_AT + DAY
+    assert (raised - START) % HOUR == judged_past_the_hour
+
+
 def test_a_sustained_30_percent_fall_is_raised_within_a_day_of_data() -> None:
     # A 30 % fall is within a household's day-to-day spread: only its persistence, summed
     # hour by hour, and the balance that sees the same energy tell it apart.
