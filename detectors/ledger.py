@@ -3,10 +3,10 @@
 Each reading stands for the interval since the meter's previous one: its energy (from the
 import register where it counts sensibly, else active power times the interval) goes to the
 hour holding the interval's middle, so 1-s, 15-min and hourly meters fill the same hours.
-An hour closes for a meter when its first reading of a later hour arrives, or when data
-time has passed the hour by the meter's silence limit. A transformer's hour closes when
-every meter on it has closed that hour (or when it is overdue); its balance then compares
-the check meter with the sum of its customers.
+An hour closes for a meter when a reading reaches the hour's end or one of a later hour
+arrives, or when data time has passed the hour by the meter's silence limit. A
+transformer's hour closes when every meter on it has closed that hour (or when it is
+overdue); its balance then compares the check meter with the sum of its customers.
 """
 
 from __future__ import annotations
@@ -145,6 +145,23 @@ class HourlyLedger:
             starts = np.flatnonzero(np.r_[True, np.diff(slot) != 0])
             self.open_hour[movers] = np.minimum.reduceat(hour, starts)
             current = self.open_hour[slot]
+        self._close_reached(batch, order)
+
+    def _close_reached(self, batch: ReadingBatch, order: Int64Array) -> None:
+        """Close the open hour of every meter whose latest reading reaches that hour's end.
+
+        Each later reading's interval begins where this one ends, so its middle lies past
+        the hour: nothing more can fall in it, and waiting for the next reading would hold
+        the hour back by one interval (an hour for a meter read hourly).
+        """
+        by_meter = batch.slot[order]
+        latest = np.flatnonzero(np.r_[by_meter[1:] != by_meter[:-1], True])
+        slots = by_meter[latest].astype(np.int64)
+        reached = batch.ts[order][latest] >= (self.open_hour[slots] + 1).astype(np.float64) * HOUR_S
+        done = slots[reached & (self.open_hour[slots] >= 0)]
+        if done.size:
+            self._close(done)
+            self.open_hour[done] += 1
 
     def _close(self, slots: Int64Array) -> None:
         """Close these meters' open hours: record them, and count them towards transformers."""

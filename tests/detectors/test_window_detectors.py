@@ -177,14 +177,14 @@ def test_a_tap_confirmed_by_the_check_meter_is_raised_within_a_day() -> None:
 @pytest.mark.parametrize(
     ("fifth_home", "judged_past_the_hour"),
     [
-        # Every meter's first reading of the next hour (15 past) closes the hour; data
-        # time's next tick with readings, 30 past, judges it.
-        ("read every 15 minutes", 30 * 60),
-        # A meter read hourly closes an hour only an hour later: the hour waits for it,
-        # up to the judge delay (65 minutes: 5 past the next hour).
-        ("read hourly", 5 * 60),
+        # Every meter's reading on the hour closes the hour; data time's next tick with
+        # readings, a quarter past, judges it.
+        ("read every 15 minutes", 15 * 60),
+        # A meter read hourly at half past closes an hour only with its reading half an
+        # hour later: the hour waits for it, and is judged at the next tick after, 45 past.
+        ("read hourly at half past", 45 * 60),
         # A meter silent since the second day holds no hour back.
-        ("silent since the second day", 30 * 60),
+        ("silent since the second day", 15 * 60),
     ],
 )
 def test_an_hour_is_judged_once_every_reporting_meter_has_closed_it(
@@ -194,8 +194,8 @@ def test_an_hour_is_judged_once_every_reporting_meter_has_closed_it(
         t, k, _ = row
         if k != 5 or fifth_home == "read every 15 minutes":
             return True
-        if fifth_home == "read hourly":
-            return (t - START) % HOUR == 0
+        if fifth_home == "read hourly at half past":
+            return (t - START) % HOUR == HOUR / 2
         return t < START + 2 * DAY
 
     registry = _fleet(feeder=True)
@@ -570,8 +570,10 @@ def test_the_ledger_fills_the_same_hours_whatever_the_cadence() -> None:
     hours, _ = ledger.take()
     for s, h, wh in zip(hours.slot, hours.hour, hours.wh, strict=True):
         totals[s, h] = wh
-    # Every closed hour holds 1 kWh, whichever cadence filled it (the last stays open).
-    assert np.allclose(totals[:, :5], 1000.0)
+    # Every hour holds 1 kWh, whichever cadence filled it; the last closed with the
+    # reading that reached its end, not waiting for one of a later hour.
+    assert np.allclose(totals, 1000.0)
+    assert sorted(set(hours.hour.tolist())) == list(range(6))
 
 
 def test_calendar_days_and_local_hours() -> None:
