@@ -70,6 +70,16 @@ class CalendarSettings(BaseModel):
     def _known_zone(cls, value: str) -> str:
         return known_zone(value)
 
+    def missing_holidays(self) -> str | None:
+        """Say what goes wrong when no public holiday is known; None when some are."""
+        if self.country is not None or self.extra_holidays:
+            return None
+        return (
+            "no holiday calendar (set [calendar] country, or --country for replay): public "
+            "holidays are judged as working days, so a shop or office closed on one looks "
+            "like a fall in consumption and a holiday's hours are learned as a working day's"
+        )
+
     @field_validator("country")
     @classmethod
     def _known_country(cls, value: str | None) -> str | None:

@@ -152,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
     options = settings.detectors if args.config else {}
     calendar = _calendar(args, settings.calendar)
     check_data_dir(args.data_dir)
+    warning = calendar.missing_holidays()
+    if warning:
+        print(f"meterguard replay: warning: {warning}", file=sys.stderr)
     bar = None
     readings = locate(args.data_dir / "readings.csv")
     if not args.quiet and sys.stderr.isatty() and readings.is_file():

@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    warning = settings.calendar.missing_holidays()
+    if warning:
+        logging.getLogger("meterguard").warning(warning)
 
     async def main() -> None:
         runtime = Runtime.open(settings)

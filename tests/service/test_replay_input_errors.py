@@ -254,3 +254,16 @@ def test_evaluate_refuses_broken_labels_and_alerts(
     assert "Traceback" not in err
     assert err.startswith("meterguard: ")
     assert reason in err, err
+
+
+def test_a_replay_without_a_holiday_calendar_says_what_that_costs(
+    suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "alerts.jsonl"
+    assert main(["replay", str(suite), "--out", str(out), "--quiet"]) == 0
+    warned = capsys.readouterr().err
+    assert "warning: no holiday calendar" in warned
+    assert "--country" in warned
+    for place in (["--country", "DE"], ["--holiday", "2026-05-01"]):
+        assert main(["replay", str(suite), "--out", str(out), "--quiet", *place]) == 0
+        assert "holiday calendar" not in capsys.readouterr().err
