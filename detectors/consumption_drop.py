@@ -339,8 +339,8 @@ class ConsumptionDropDetector(Detector):
         """Whether every meter that closed the hour before has closed this hour too.
 
         Polls come at ticks of data time, so this is known at the same tick whatever the
-        batches were. A meter read hourly closes an hour only with its reading an hour
-        later; a meter silent since before the hour does not hold it back.
+        batches were. A meter read hourly at half past closes an hour only half an hour
+        after its end; a meter silent since before the hour does not hold it back.
         """
         reporting = self.closed_through >= hour - 1
         return bool((self.closed_through[reporting] >= hour).all())
