@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -53,12 +54,26 @@ class CommittingSource(Protocol):
 
 
 async def deliveries(source: Source) -> AsyncIterator[Delivery]:
-    """Yield a source's batches with commit callbacks (None: the source needs none)."""
+    """Yield a source's batches with commit callbacks (None: the source needs none).
+
+    A source that swallowed the cancel meant to stop its consumer raises it here instead
+    of delivering: Python 3.11's asyncio.wait_for, with which pymodbus awaits each answer,
+    returns the answer and drops the cancel when the two come together, and a consumer
+    going on would hold its service's stop forever.
+    """
+    consumer = asyncio.current_task()
+
+    def check() -> None:
+        if consumer is not None and consumer.cancelling():
+            raise asyncio.CancelledError
+
     if isinstance(source, CommittingSource):
         async for delivery in source.deliveries():
+            check()
             yield delivery
         return
     async for batch in source.batches():
+        check()
         yield Delivery(batch)
 
 

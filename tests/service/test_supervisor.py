@@ -61,6 +61,15 @@ def _failing_first(
     return wrapped
 
 
+def _one_meter(tmp_path: Path) -> Settings:
+    """Settings of a one-meter fleet stored in `tmp_path`, without the API."""
+    return Settings(
+        storage=StorageSettings(data_dir=tmp_path),
+        api=ApiSettings(enabled=False),
+        meters=[Meter(id="M1", service="3p4w", nominal_v=230)],
+    )
+
+
 async def _until(predicate: Callable[[], bool], within_s: float = 20) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
@@ -199,12 +208,7 @@ class CommittingQueueSource(ListSource):
 async def test_commit_callbacks_run_in_order_once_the_series_store_has_committed(
     tmp_path: Path,
 ) -> None:
-    settings = Settings(
-        storage=StorageSettings(data_dir=tmp_path),
-        api=ApiSettings(enabled=False),
-        meters=[Meter(id="M1", service="3p4w", nominal_v=230)],
-    )
-    runtime = Runtime.open(settings)
+    runtime = Runtime.open(_one_meter(tmp_path))
     store = runtime.series
     log: list[str] = []
     source = CommittingQueueSource()
@@ -251,12 +255,7 @@ async def test_commit_callbacks_run_in_order_once_the_series_store_has_committed
 async def test_an_engine_failure_loses_one_batch_s_detection_and_stops_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings(
-        storage=StorageSettings(data_dir=tmp_path),
-        api=ApiSettings(enabled=False),
-        meters=[Meter(id="M1", service="3p4w", nominal_v=230)],
-    )
-    runtime = Runtime.open(settings)
+    runtime = Runtime.open(_one_meter(tmp_path))
     source = QueueSource()
     service = Service(runtime, sources=[source])
     real = service.engine.process
@@ -284,3 +283,52 @@ async def test_an_engine_failure_loses_one_batch_s_detection_and_stops_nothing(
         await runtime.close()
     assert len(stored.ts) == 3  # the readings of the failed batch are stored all the same
     assert any("engine failed on a batch" in r.getMessage() for r in caplog.records)
+
+
+class SwallowingSource(ListSource):
+    """Yields a batch every 50 ms and swallows the first cancel that should stop it.
+
+    Python 3.11's asyncio.wait_for, which pymodbus awaits each answer with, returns the
+    answer and drops the cancel when the two come together.
+    """
+
+    name = "swallowing"
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.swallowed = 0
+
+    async def batches(self) -> AsyncIterator[ReadingBatch]:
+        step = 0
+        while True:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                if self.swallowed:
+                    raise
+                self.swallowed += 1
+            step += 1
+            yield make_batch([(1_700_000_000.0 + step, 0, {"p1": 100.0})])
+
+
+async def test_a_source_that_swallows_its_cancel_still_lets_the_service_stop(
+    tmp_path: Path,
+) -> None:
+    runtime = Runtime.open(_one_meter(tmp_path))
+    source = SwallowingSource()
+    try:
+        service = Service(runtime, [source])
+        task = asyncio.create_task(service.run())
+        await _until(lambda: runtime.counters.readings_in >= 3)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=10)
+        if not done:
+            # Free what is stuck, so that the failure is reported rather than hanging.
+            for other in asyncio.all_tasks():
+                if other is not asyncio.current_task():
+                    other.cancel()
+            await asyncio.wait({task}, timeout=10)
+        assert done, "the service did not stop: its source swallowed the cancel"
+        assert source.swallowed == 1
+    finally:
+        await runtime.close()
