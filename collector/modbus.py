@@ -367,6 +367,11 @@ class ModbusSource:
                 self._client.close()
         else:
             failure = classify_response(response)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # pymodbus awaits the answer with asyncio.wait_for, which in Python 3.11 returns
+            # it and drops a cancel that came at the same moment: the poll stops here.
+            raise asyncio.CancelledError
         # Not in a finally: a cancelled poll must stop at once, not after the pause.
         if self.settings.pause_s:
             await asyncio.sleep(self.settings.pause_s)

@@ -1,6 +1,7 @@
 """The Modbus source against the simulated gateway, over real TCP."""
 
 import asyncio
+import contextlib
 import math
 
 import pytest
@@ -142,3 +143,31 @@ async def test_a_source_entered_again_after_it_exited_polls_on() -> None:
             second = await anext(source.batches())
     assert len(first) == len(second) == 3
     assert source.health.reachable is True
+
+
+async def test_a_cancel_pymodbus_drops_with_an_answer_still_stops_the_poll() -> None:
+    # Python 3.11's asyncio.wait_for, with which pymodbus awaits each answer, returns the
+    # answer and drops a cancel that comes at the same moment; the race is made certain
+    # here by a read that takes the cancel and answers anyway.
+    registry = MeterRegistry(FLEET)
+    port = free_port()
+    async with (
+        ModbusGateway(list(enumerate(_sims(), start=1)), port=port),
+        _source(port, registry, StatusBoard()) as source,
+    ):
+        assert await source.ensure_connected()
+        client = source._client
+        real = client.read_input_registers
+
+        async def answered_despite_a_cancel(*args: object, **kwargs: object) -> object:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)
+            return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+        client.read_input_registers = answered_despite_a_cancel  # type: ignore[method-assign,assignment]
+        poll = asyncio.create_task(source.poll_once())
+        await asyncio.wait({poll}, timeout=5)
+        assert poll.cancelled()
