@@ -152,9 +152,6 @@ def run(args: argparse.Namespace) -> int:
     options = settings.detectors if args.config else {}
     calendar = _calendar(args, settings.calendar)
     check_data_dir(args.data_dir)
-    warning = calendar.missing_holidays()
-    if warning:
-        print(f"meterguard replay: warning: {warning}", file=sys.stderr)
     bar = None
     readings = locate(args.data_dir / "readings.csv")
     if not args.quiet and sys.stderr.isatty() and readings.is_file():
@@ -180,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
     stats = result.stats
     _report_bad_rows(readings, stats)
+    warning = calendar.missing_holidays()
+    if warning:
+        print(f"meterguard replay: warning: {warning}", file=sys.stderr)
     checked = result.validation
     if checked.values_out_of_range:
         figures = ", ".join(f"{q} {n}" for q, n in sorted(checked.values_out_of_range.items()))
