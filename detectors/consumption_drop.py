@@ -786,6 +786,20 @@ class ConsumptionDropDetector(Detector):
                 earlier = np.where(kept, self.u_allow[t, cells], np.nan)
                 known = np.isfinite(earlier)
             self.earlier_w[m] = float(earlier[known].mean()) if known.sum() >= 6 else np.nan
+            # The day just before the change point may hold the fall's first hours; if it
+            # held unexplained energy while the meter's own energy had not fallen, that
+            # energy came before the fall and belongs to something else on the transformer.
+            day = np.arange(since - 24, since)
+            cells = day % _RING
+            kept = self.u_hour[t, cells] == day
+            u_day = np.where(kept, self.u_wh[t, cells], np.nan)
+            own = (self.ring_hour[m] >= day) & (self.ring_hour[m] - day < _RING)
+            deficit = np.where(own, self.ring_b[m, cells] - self.ring_e[m, cells], np.nan)
+            both = np.isfinite(u_day) & np.isfinite(deficit)
+            if both.sum() >= 6:
+                came_first = float(u_day[both].mean())
+                if came_first > 0 and float(deficit[both].mean()) < 0.3 * came_first:
+                    self.earlier_w[m] = np.fmax(self.earlier_w[m], came_first)
 
     def _spread(self, meters: Int64Array) -> FloatArray:
         """Return each meter's day-to-day spread of the log ratio.
