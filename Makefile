@@ -41,7 +41,8 @@ servers:
 	PYTHON=$(PYTHON) bash tests/ensure_servers.sh
 
 # servers first: on a fresh machine it installs python3-venv, which .venv needs.
-# The tests that need no server in pytest-xdist workers, then the rest in one process.
+# The tests that need no server in pytest-xdist workers, then the rest in one process
+# (and the few marked `apart`, which mostly wait on real time, in another beside it).
 test: servers lint
 	$(BIN)/python -m tests.run_all
 

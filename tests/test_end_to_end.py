@@ -96,6 +96,7 @@ BOARD_KIND = {
 
 @pytest.mark.slow  # the demo as shipped: its story takes some 90 s of real time
 @pytest.mark.browser
+@pytest.mark.apart  # the demo's own servers; its story waits on real time
 def test_demo_command_shows_every_kind_of_its_story_on_the_board(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "demo.log"

@@ -4,13 +4,15 @@ and a test that reaches a server its markers do not name fails."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import tomllib
 from pathlib import Path
 
 import pytest
+from _pytest.mark.expression import Expression
 
-from tests import run_fast, tiers
+from tests import run_all, run_fast, tiers
 
 ROOT = Path(__file__).parents[1]
 
@@ -34,6 +36,28 @@ def test_test_fast_deals_out_single_tests_to_parallel_workers() -> None:
     # Per-file scheduling ran one of the schema test's cases (they share one node id).
     assert argv[argv.index("--dist") + 1] == "worksteal"
     assert argv[-1] == "-x"
+
+
+def test_make_test_runs_every_test_once_and_only_the_tests_apart_beside_the_others() -> None:
+    runs = run_all.commands(["-x"])
+    selections = [argv[argv.index("-m", 2) + 1] for _, argv in runs]
+    assert selections[1:] == [run_all.TOGETHER_SELECTION, run_all.APART_SELECTION]
+    assert all(argv[-1] == "-x" for _, argv in runs)
+    assert "-n" not in runs[1][1]  # one process each
+    assert "-n" not in runs[2][1]
+    names = [*tiers.SERVER_MARKERS, "slow", "apart"]
+    compiled = [Expression.compile(selection) for selection in selections]
+    # Every combination of markers a test may carry is selected by exactly one run.
+    for bits in range(2 ** len(names)):
+        marks = {name for i, name in enumerate(names) if bits >> i & 1}
+        chosen = [e.evaluate(functools.partial(_carries, marks)) for e in compiled]
+        assert chosen.count(True) == 1, (sorted(marks), chosen)
+        # A test apart runs beside the others only if it is of the server run at all.
+        assert chosen[2] == ("apart" in marks and bool(marks - {"apart"})), sorted(marks)
+
+
+def _carries(marks: set[str], name: str, /, **_: object) -> bool:
+    return name in marks
 
 
 def test_reaching_the_machine_s_broker_unmarked_fails_the_test(

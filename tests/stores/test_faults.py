@@ -40,6 +40,7 @@ OUTAGE_S = 60.0
 
 
 @pytest.mark.influxdb
+@pytest.mark.apart  # a private influxd, stopped for a minute of real time
 async def test_influxdb_stopped_for_a_minute_loses_and_doubles_nothing(tmp_path: Path) -> None:
     server = InfluxServer(tmp_path / "influx")
     try:
