@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -53,27 +53,31 @@ class CommittingSource(Protocol):
         ...
 
 
+def raise_dropped_cancel(task: asyncio.Task[Any] | None) -> None:
+    """Raise the cancel `task` was sent if something on its way dropped it.
+
+    Python 3.11's asyncio.wait_for, with which pymodbus awaits each answer, returns the
+    answer and drops the cancel when the two come together; a task going on would then
+    hold its service's stop forever.
+    """
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def deliveries(source: Source) -> AsyncIterator[Delivery]:
     """Yield a source's batches with commit callbacks (None: the source needs none).
 
     A source that swallowed the cancel meant to stop its consumer raises it here instead
-    of delivering: Python 3.11's asyncio.wait_for, with which pymodbus awaits each answer,
-    returns the answer and drops the cancel when the two come together, and a consumer
-    going on would hold its service's stop forever.
+    of delivering (raise_dropped_cancel).
     """
     consumer = asyncio.current_task()
-
-    def check() -> None:
-        if consumer is not None and consumer.cancelling():
-            raise asyncio.CancelledError
-
     if isinstance(source, CommittingSource):
         async for delivery in source.deliveries():
-            check()
+            raise_dropped_cancel(consumer)
             yield delivery
         return
     async for batch in source.batches():
-        check()
+        raise_dropped_cancel(consumer)
         yield Delivery(batch)
 
 

@@ -26,7 +26,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
-from collector.base import batch_from_rows, jittered_backoff
+from collector.base import batch_from_rows, jittered_backoff, raise_dropped_cancel
 from collector.profiles import (
     ReadRequest,
     decode,
@@ -367,11 +367,8 @@ class ModbusSource:
                 self._client.close()
         else:
             failure = classify_response(response)
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            # pymodbus awaits the answer with asyncio.wait_for, which in Python 3.11 returns
-            # it and drops a cancel that came at the same moment: the poll stops here.
-            raise asyncio.CancelledError
+        # pymodbus may have dropped a cancel that came with the answer: the poll stops here.
+        raise_dropped_cancel(asyncio.current_task())
         # Not in a finally: a cancelled poll must stop at once, not after the pause.
         if self.settings.pause_s:
             await asyncio.sleep(self.settings.pause_s)
