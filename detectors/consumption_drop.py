@@ -640,7 +640,11 @@ class ConsumptionDropDetector(Detector):
         told = verdict != UNKNOWN
         if not told.any():
             return
-        share = np.clip(1.0 - np.exp(y), 0.0, 1.0)
+        # How deep the fall is: since its change point, less the class's change (the last
+        # day's window dilutes a young fall with the honest hours before it).
+        with np.errstate(invalid="ignore", divide="ignore"):
+            depth = np.log(np.maximum(run_ratio, 1e-3)) - common
+        share = np.clip(1.0 - np.exp(np.where(np.isfinite(depth), depth, y)), 0.0, 1.0)
         pick = np.flatnonzero(told)
         k = pick.size
         self.verdicts.append(

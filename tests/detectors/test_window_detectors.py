@@ -172,6 +172,9 @@ def test_a_tap_confirmed_by_the_check_meter_is_raised_within_a_day() -> None:
     assert alert.severity == "major"
     assert alert.evidence["transformer_confirms"] is True
     assert 0.4 < alert.evidence["unexplained_share_of_fall"] < 2.5
+    # Half the load taken, said from the first: the fall since it began, not the last
+    # day's, which the honest hours before the tap dilute.
+    assert 0.4 < alert.evidence["peak_magnitude"] < 0.6, alert.summary
 
 
 @pytest.mark.parametrize(
