@@ -4,10 +4,11 @@ The tests of `make test-fast` (no server, not slow) are dealt out to pytest-xdis
 as there; the tests that need a server or are slow on purpose then run one after another
 in one process, as they wait on servers they start and stop and on timing that other work
 beside them would disturb. Only the few marked `apart`, which mostly wait on real time on
-servers of their own (the demo's story, an InfluxDB outage of a minute), run meanwhile in
-a second process; its output follows the first's. Together the selections are the whole
-suite: a test left out of one is in another, and none is in two. Property tests try all
-their examples here (MG_TEST_FAST is not set).
+servers of their own (the demo's story, an InfluxDB outage of a minute, a scale-out
+worker killed and its partitions taken over), run meanwhile in a second process; its
+output follows the first's. Together the selections are the whole suite: a test left out
+of one is in another, and none is in two. Property tests try all their examples here
+(MG_TEST_FAST is not set).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from bench.scale_out import scale_out
 
 
 @pytest.mark.postgres
+@pytest.mark.apart  # its own nats-server and database; waits out a lease
 @pytest.mark.parametrize("snapshot_every_s", [0.0, 1.0], ids=["replay", "snapshot"])
 def test_killed_worker_loses_and_repeats_no_alert(
     nats_url: str, small_fleet: Path, tmp_path: Path, snapshot_every_s: float
