@@ -34,6 +34,7 @@ from detectors.compiled import (
 )
 from detectors.context import BatchContext, FleetArrays
 from detectors.ledger import HourlyLedger
+from detectors.rest_days import RestDayWatch
 from meterguard.calendar import Calendar
 from meterguard.errors import ConfigError
 from meterguard.model import (
@@ -86,6 +87,7 @@ INFRASTRUCTURE_MODULES = frozenset(
         "cable_evidence",
         "compiled",
         "supply_reference",
+        "rest_days",
     }
 )
 
@@ -571,6 +573,8 @@ class Engine:
         self.fleet = FleetArrays.from_registry(registry)
         self.calendar = calendar or Calendar()
         self.ledger = HourlyLedger(self.fleet)
+        #: Working days the customers rested on (a holiday the calendar may lack); advisory.
+        self.rest_days = RestDayWatch(self.fleet.customer_class, self.calendar)
         self.detectors = list(detector_list)
         n = len(registry)
         self._last_ts = np.full(n, -np.inf)
@@ -666,6 +670,7 @@ class Engine:
 
     def _context(self, batch: ReadingBatch, dt: FloatArray, now: float) -> BatchContext:
         hours, balances = self.ledger.take()
+        self.rest_days.add(hours)
         return BatchContext(
             batch=batch,
             fleet=self.fleet,

@@ -99,7 +99,7 @@ class Calendar:
         self.settings = settings or CalendarSettings()
         self._zone = ZoneInfo(self.settings.timezone)
         self._extra = set(self.settings.extra_holidays)
-        self._hours: dict[int, tuple[int, int]] = {}
+        self._hours: dict[int, tuple[int, int, int]] = {}
 
     @cached_property
     def _holidays(self) -> Any:
@@ -132,13 +132,21 @@ class Calendar:
         table = self._holidays
         return day in self._extra or (table is not None and day in table)
 
-    def _hour(self, hour: int) -> tuple[int, int]:
+    def _hour(self, hour: int) -> tuple[int, int, int]:
         known = self._hours.get(hour)
         if known is None:
             local = dt.datetime.fromtimestamp(hour * HOUR_S, dt.UTC).astimezone(self._zone)
-            known = (local.hour, int(self.day_type(local.date())))
+            day = local.date()
+            known = (local.hour, int(self.day_type(day)), day.toordinal())
             self._hours[hour] = known
         return known
+
+    def local_days(self, hour_index: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Return the local date (proleptic ordinal) of UTC hour indices."""
+        unique, inverse = np.unique(hour_index, return_inverse=True)
+        table = np.array([self._hour(int(h))[2] for h in unique.tolist()], dtype=np.int64)
+        days: npt.NDArray[np.int64] = table[inverse]
+        return days
 
     def hours(
         self, hour_index: npt.NDArray[np.int64]
@@ -149,9 +157,9 @@ class Calendar:
         """
         if hour_index.size and hour_index.min() == hour_index.max():
             # The usual case: every reading of a tick lies in one hour.
-            local, day = self._hour(int(hour_index[0]))
+            local, day, _ = self._hour(int(hour_index[0]))
             return np.full(hour_index.size, local), np.full(hour_index.size, day)
         unique, inverse = np.unique(hour_index, return_inverse=True)
-        table = np.array([self._hour(int(h)) for h in unique.tolist()], dtype=np.int64)
+        table = np.array([self._hour(int(h))[:2] for h in unique.tolist()], dtype=np.int64)
         table = table.reshape(-1, 2)
         return table[inverse, 0], table[inverse, 1]

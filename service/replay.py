@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import time
@@ -38,6 +39,8 @@ class ReplayResult:
     by_kind: dict[str, int] = field(default_factory=dict)
     #: Values blanked and readings refused by the physical and clock checks.
     validation: ValidationReport = field(default_factory=ValidationReport)
+    #: Working days on which the customers rested as on a Sunday (detectors/rest_days.py).
+    rested: list[dt.date] = field(default_factory=list)
 
 
 def split_by_time(batch: ReadingBatch, span_s: float) -> Iterator[ReadingBatch]:
@@ -113,5 +116,6 @@ def replay(
         result.by_kind[alert.kind.value] = result.by_kind.get(alert.kind.value, 0) + 1
         result.still_open += alert.end is None
     result.alerts = len(alerts)
+    result.rested = engine.rest_days.unlisted()
     result.seconds = time.perf_counter() - started
     return result

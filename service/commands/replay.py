@@ -180,6 +180,16 @@ def run(args: argparse.Namespace) -> int:
     warning = calendar.missing_holidays()
     if warning:
         print(f"meterguard replay: warning: {warning}", file=sys.stderr)
+    if result.rested:
+        days = ", ".join(f"{day.isoformat()} ({day:%A})" for day in result.rested)
+        extra = " ".join(f"--holiday {day.isoformat()}" for day in result.rested)
+        print(
+            "meterguard replay: warning: the customers that rest on Sundays rested as on a "
+            f"Sunday on working days of the calendar: {days}. Such days were judged and "
+            f"learned as working days; if they are holidays, replay with {extra} (or add "
+            "them to [calendar] extra_holidays)",
+            file=sys.stderr,
+        )
     checked = result.validation
     if checked.values_out_of_range:
         figures = ", ".join(f"{q} {n}" for q, n in sorted(checked.values_out_of_range.items()))

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 #: consumption-drop detector's balance against the loss allowance; 3: the transformers'
 #: loss curve; 4: the consumption-drop detector's stand-in day types; 5: its service
 #: cables; 6: the supply phases they are read against; 7: the spread its sum was read in;
-#: 8: the energy balance's day before; 9: the hours each meter has closed, for judging).
-FORMAT = 9
+#: 8: the energy balance's day before; 9: the hours each meter has closed, for judging;
+#: 10: the engine's watch for days of rest).
+FORMAT = 10
 
 
 class SnapshotError(MeterguardError):

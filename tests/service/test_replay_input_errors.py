@@ -267,3 +267,22 @@ def test_a_replay_without_a_holiday_calendar_says_what_that_costs(
     for place in (["--country", "DE"], ["--holiday", "2026-05-01"]):
         assert main(["replay", str(suite), "--out", str(out), "--quiet", *place]) == 0
         assert "holiday calendar" not in capsys.readouterr().err
+
+
+def test_a_replay_names_a_working_day_its_customers_rested_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A week with Germany's 1 May, a Friday: the simulated shops and plants keep it.
+    fleet = tmp_path / "fleet"
+    simulate = ["--mix", "1", "--meters", "60", "--days", "8", "--step", "1h"]
+    simulate += ["--start", "2026-04-27", "--country", "DE", "--out", str(fleet)]
+    assert main(["simulate", *simulate]) == 0
+    capsys.readouterr()
+    out = tmp_path / "alerts.jsonl"
+    assert main(["replay", str(fleet), "--out", str(out), "--quiet"]) == 0
+    warned = capsys.readouterr().err
+    assert "rested as on a Sunday on working days of the calendar: 2026-05-01 (Friday)" in warned
+    assert "--holiday 2026-05-01" in warned
+    for place in (["--country", "DE"], ["--holiday", "2026-05-01"]):
+        assert main(["replay", str(fleet), "--out", str(out), "--quiet", *place]) == 0
+        assert "rested" not in capsys.readouterr().err
