@@ -31,6 +31,7 @@ MIN_WORKING_DAYS = 3
 MIN_SUNDAYS = 1
 #: A date counts when its meters covered this share of their hours.
 COMPLETE = 0.8
+DAY_S = 86_400.0
 
 
 class RestDayWatch:
@@ -47,6 +48,9 @@ class RestDayWatch:
         #: Per (local date ordinal, class): energy, Wh, and meter hours closed.
         self._wh: dict[int, npt.NDArray[np.float64]] = {}
         self._hours: dict[int, npt.NDArray[np.float64]] = {}
+        #: For a live service: the data day last looked at, and the days already told.
+        self._looked_on = -1
+        self._told: set[dt.date] = set()
 
     def add(self, hours: ClosedHours) -> None:
         """Count the meter hours that closed (those of meters without a class are left out)."""
@@ -96,3 +100,22 @@ class RestDayWatch:
         if resting_classes == 0:
             return []
         return [dt.date.fromordinal(d) for d, r in zip(days, rested & working, strict=True) if r]
+
+    def newly_rested(self, now: float) -> list[dt.date]:
+        """Return the days `unlisted` names that it had not named before; once a data day."""
+        today = int(now // DAY_S)
+        if today == self._looked_on:
+            return []
+        self._looked_on = today
+        fresh = [day for day in self.unlisted() if day not in self._told]
+        self._told.update(fresh)
+        return fresh
+
+
+def describe(days: Sequence[dt.date]) -> str:
+    """Say which working days looked like days of rest, and what that cost."""
+    named = ", ".join(f"{day.isoformat()} ({day:%A})" for day in days)
+    return (
+        "the customers that rest on Sundays rested as on a Sunday on working days of the "
+        f"calendar: {named}. Such days were judged and learned as working days"
+    )

@@ -24,6 +24,7 @@ from api.app import create_app
 from collector.base import Source, deliveries, jittered_backoff
 from collector.registry import build_source, typed_sources
 from detectors.engine import Engine, build_detectors
+from detectors.rest_days import describe
 from meterguard.calendar import Calendar
 from meterguard.model import ReadingBatch
 from meterguard.notifiers import build_notifiers
@@ -247,6 +248,14 @@ class Service:
             # failure raises before that and the event is written again until taken.
             await self._persist(
                 f"alert {event.alert.id}", self.runtime.alerting.engine_event, event
+            )
+        rested = self.engine.rest_days.newly_rested(self.engine.now)
+        if rested:
+            dates = ", ".join(day.isoformat() for day in rested)
+            log.warning(
+                "%s; if they are holidays, add them to [calendar] extra_holidays (%s)",
+                describe(rested),
+                dates,
             )
         return batch
 

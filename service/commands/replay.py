@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     """Replay the folder and report what was read and raised."""
     from tqdm import tqdm
 
+    from detectors.rest_days import describe
     from meterguard.settings import load_settings
     from meterguard.textinput import locate
     from service.replay import replay
@@ -181,13 +182,10 @@ def run(args: argparse.Namespace) -> int:
     if warning:
         print(f"meterguard replay: warning: {warning}", file=sys.stderr)
     if result.rested:
-        days = ", ".join(f"{day.isoformat()} ({day:%A})" for day in result.rested)
         extra = " ".join(f"--holiday {day.isoformat()}" for day in result.rested)
         print(
-            "meterguard replay: warning: the customers that rest on Sundays rested as on a "
-            f"Sunday on working days of the calendar: {days}. Such days were judged and "
-            f"learned as working days; if they are holidays, replay with {extra} (or add "
-            "them to [calendar] extra_holidays)",
+            f"meterguard replay: warning: {describe(result.rested)}; if they are holidays, "
+            f"replay with {extra} (or add them to [calendar] extra_holidays)",
             file=sys.stderr,
         )
     checked = result.validation

@@ -1,6 +1,7 @@
 """The service pipeline: store failures are retried, a clean stop drains the queues."""
 
 import asyncio
+import datetime as dt
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -332,3 +333,49 @@ async def test_a_source_that_swallows_its_cancel_still_lets_the_service_stop(
         assert source.swallowed == 1
     finally:
         await runtime.close()
+
+
+async def test_the_service_logs_once_a_working_day_its_customers_rested_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Five shops and five homes, a quarter-hour apart for ten days from a Monday; on the
+    # second Wednesday, a holiday the (unset) calendar does not know, the shops draw what
+    # they draw on a Sunday.
+    monday = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()
+    holiday = dt.date(2026, 3, 11)
+    meters = [
+        Meter(id=f"{kind[0].upper()}{i}", service="3p4w", nominal_v=230, customer_class=kind)
+        for kind in ("shop", "home")
+        for i in range(5)
+    ]
+    days = []
+    for d in range(10):
+        rows = []
+        for q in range(96):
+            t = monday + d * 86_400 + q * 900
+            day = dt.datetime.fromtimestamp(t, dt.UTC).date()
+            shop_w = 200.0 if day.weekday() == 6 or day == holiday else 1000.0
+            for slot, meter in enumerate(meters):
+                p1 = shop_w if meter.customer_class == "shop" else 500.0
+                rows.append((t, slot, {"v1": 230.0, "v2": 230.0, "v3": 230.0, "p1": p1}))
+        days.append(make_batch(rows))
+    settings = Settings(
+        storage=StorageSettings(data_dir=tmp_path), api=ApiSettings(enabled=False), meters=meters
+    )
+    runtime = Runtime.open(settings)
+    service = Service(runtime, sources=[ListSource(days)])
+    task = asyncio.create_task(service.run())
+    try:
+        with caplog.at_level("WARNING", logger="service.supervisor"):
+            await asyncio.wait_for(service.wait_batches_done(len(days)), 60)
+        service.request_stop()
+        await asyncio.wait_for(task, 30)
+    finally:
+        task.cancel()
+        await runtime.close()
+    told = [r.getMessage() for r in caplog.records if "rested as on a Sunday" in r.getMessage()]
+    # Named once, though every later batch looks again (the Sunday before showed the shops'
+    # day of rest).
+    assert len(told) == 1, told
+    assert "2026-03-11 (Wednesday)" in told[0]
+    assert "extra_holidays" in told[0]
