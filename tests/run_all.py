@@ -1,4 +1,4 @@
-"""`make test`: every test, in two runs: those that need no server in parallel, then the rest.
+"""`make test`: every test, in two steps: those that need no server in parallel, then the rest.
 
 The tests of `make test-fast` (no server, not slow) are dealt out to pytest-xdist workers
 as there; the tests that need a server or are slow on purpose then run one after another
