@@ -776,18 +776,16 @@ class ConsumptionDropDetector(Detector):
         free of it; kept now, because the ring forgets it while the fall goes on.
         """
         before = np.arange(since - 48, since - 24)
-        cells = before % _RING
         for m in meters.tolist():
             t = int(self._trafo[m])
             if t < 0:
                 continue
-            kept = self.u_hour[t, cells] == before
-            earlier = np.where(kept, self.u_wh[t, cells], np.nan)
+            earlier = self._at_hours(self.u_wh, t, before)
             known = np.isfinite(earlier)
             if known.sum() < 6:
                 # The transformer's gap not learned yet: the day is judged by its gap above
                 # the loss allowance, which stands for the expected gap until then.
-                earlier = np.where(kept, self.u_allow[t, cells], np.nan)
+                earlier = self._at_hours(self.u_allow, t, before)
                 known = np.isfinite(earlier)
             self.earlier_w[m] = float(earlier[known].mean()) if known.sum() >= 6 else np.nan
             # The day just before the change point may hold the fall's first hours; if it
@@ -795,8 +793,7 @@ class ConsumptionDropDetector(Detector):
             # energy came before the fall and belongs to something else on the transformer.
             day = np.arange(since - 24, since)
             cells = day % _RING
-            kept = self.u_hour[t, cells] == day
-            u_day = np.where(kept, self.u_wh[t, cells], np.nan)
+            u_day = self._at_hours(self.u_wh, t, day)
             own = (self.ring_hour[m] >= day) & (self.ring_hour[m] - day < _RING)
             deficit = np.where(own, self.ring_b[m, cells] - self.ring_e[m, cells], np.nan)
             both = np.isfinite(u_day) & np.isfinite(deficit)
@@ -804,6 +801,12 @@ class ConsumptionDropDetector(Detector):
                 came_first = float(u_day[both].mean())
                 if came_first > 0 and float(deficit[both].mean()) < 0.3 * came_first:
                     self.earlier_w[m] = np.fmax(self.earlier_w[m], came_first)
+
+    def _at_hours(self, table: FloatArray, t: int, hours: Int64Array) -> FloatArray:
+        """Return transformer `t`'s figures of `table` at `hours`; NaN where the ring moved on."""
+        cells = hours % _RING
+        figures: FloatArray = np.where(self.u_hour[t, cells] == hours, table[t, cells], np.nan)
+        return figures
 
     def _spread(self, meters: Int64Array) -> FloatArray:
         """Return each meter's day-to-day spread of the log ratio.
@@ -855,8 +858,8 @@ class ConsumptionDropDetector(Detector):
             first = max(int(stood_out[j]), hour - 11)
             hours = np.arange(first, hour + 1)
             cells = hours % _RING
-            u = np.where(self.u_hour[t, cells] == hours, self.u_wh[t, cells], np.nan)
-            sd = np.where(self.u_hour[t, cells] == hours, self.u_sd[t, cells], np.nan)
+            u = self._at_hours(self.u_wh, t, hours)
+            sd = self._at_hours(self.u_sd, t, hours)
             e = self.ring_e[meters[j], cells]
             b = self.ring_b[meters[j], cells]
             ok = np.isfinite(u) & np.isfinite(e) & np.isfinite(b)
@@ -896,9 +899,8 @@ class ConsumptionDropDetector(Detector):
         (`since` if not given) if none was.
         """
         hours = np.arange(since, hour + 1)
-        cells = hours % _RING
-        kept = self.u_hour[t, cells] == hours
-        standing = np.flatnonzero(kept & (self.u_wh[t, cells] > _STANDS_OUT * self.u_sd[t, cells]))
+        u, sd = self._at_hours(self.u_wh, t, hours), self._at_hours(self.u_sd, t, hours)
+        standing = np.flatnonzero(u > _STANDS_OUT * sd)  # NaN: an hour the ring forgot
         if standing.size:
             return int(hours[standing[0]])
         return since if otherwise is None else otherwise
@@ -924,9 +926,8 @@ class ConsumptionDropDetector(Detector):
         hours = np.arange(hour - _TRACE_HOURS + 1, hour + 1)
         cells = hours % _RING
         for t in np.unique(trafo[trafo >= 0]).tolist():
-            kept = self.u_hour[t, cells] == hours
-            u = np.where(kept, self.u_wh[t, cells], np.nan)
-            sd = np.where(kept, self.u_sd[t, cells], np.nan)
+            u = self._at_hours(self.u_wh, t, hours)
+            sd = self._at_hours(self.u_sd, t, hours)
             if not np.isfinite(u).all():
                 continue
             if u.sum() < 5.0 * np.sqrt((sd**2).sum()) or u.mean() < 200.0:
