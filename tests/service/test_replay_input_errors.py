@@ -259,14 +259,11 @@ def test_evaluate_refuses_broken_labels_and_alerts(
 def test_a_replay_without_a_holiday_calendar_says_what_that_costs(
     suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "alerts.jsonl"
-    assert main(["replay", str(suite), "--out", str(out), "--quiet"]) == 0
-    warned = capsys.readouterr().err
+    warned = _replay_warnings(suite, tmp_path, capsys)
     assert "warning: no holiday calendar" in warned
     assert "--country" in warned
-    for place in (["--country", "DE"], ["--holiday", "2026-05-01"]):
-        assert main(["replay", str(suite), "--out", str(out), "--quiet", *place]) == 0
-        assert "holiday calendar" not in capsys.readouterr().err
+    for place in WITH_1_MAY:
+        assert "holiday calendar" not in _replay_warnings(suite, tmp_path, capsys, *place)
 
 
 def test_a_replay_names_a_working_day_its_customers_rested_on(
@@ -278,11 +275,21 @@ def test_a_replay_names_a_working_day_its_customers_rested_on(
     simulate += ["--start", "2026-04-27", "--country", "DE", "--out", str(fleet)]
     assert main(["simulate", *simulate]) == 0
     capsys.readouterr()
-    out = tmp_path / "alerts.jsonl"
-    assert main(["replay", str(fleet), "--out", str(out), "--quiet"]) == 0
-    warned = capsys.readouterr().err
+    warned = _replay_warnings(fleet, tmp_path, capsys)
     assert "rested as on a Sunday on working days of the calendar: 2026-05-01 (Friday)" in warned
     assert "--holiday 2026-05-01" in warned
-    for place in (["--country", "DE"], ["--holiday", "2026-05-01"]):
-        assert main(["replay", str(fleet), "--out", str(out), "--quiet", *place]) == 0
-        assert "rested" not in capsys.readouterr().err
+    for place in WITH_1_MAY:
+        assert "rested" not in _replay_warnings(fleet, tmp_path, capsys, *place)
+
+
+#: Two calendars that know 1 May 2026.
+WITH_1_MAY = (["--country", "DE"], ["--holiday", "2026-05-01"])
+
+
+def _replay_warnings(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *options: str
+) -> str:
+    """Replay `folder` with `options`; return what it printed to stderr."""
+    out = tmp_path / "alerts.jsonl"
+    assert main(["replay", str(folder), "--out", str(out), "--quiet", *options]) == 0
+    return capsys.readouterr().err
