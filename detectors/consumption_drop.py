@@ -51,7 +51,7 @@ from detectors.base import (
 )
 from detectors.cable_evidence import CableEvidence
 from detectors.context import BatchContext, FleetArrays, phase_block
-from meterguard.calendar import DAY_TYPES, STAND_INS
+from meterguard.calendar import DAY_TYPES, STAND_INS, DayType
 from meterguard.model import (
     AlertKind,
     FloatArray,
@@ -92,6 +92,9 @@ _STANDS_OUT = 2.0
 _CABLE_ALONE_RATIO = 1.25
 #: The most unexplained energy that may confirm a fall, as a share of it (then it is more).
 _MAX_SHARE = 3.0
+#: Each meter's sum and spread, as kept at the start of each working day: a day found to
+#: have been one of rest once it is over gives them back (`_forget_day`).
+_DAY_STATE = ("cusum", "summed_spread", "bias", "low_since", "earlier_w", "var_sum", "var_n")
 BoolArray = npt.NDArray[np.bool_]
 Int64Array = npt.NDArray[np.int64]
 
@@ -256,6 +259,11 @@ class ConsumptionDropDetector(Detector):
         self.closed_through = np.full(n, -1, dtype=np.int64)
         self.verdicts: list[SlotConditions] = []
         self.figures: dict[int, dict[str, Any]] = {}
+        #: Per working day begun (local date ordinal): `_DAY_STATE` before its first hour.
+        self.day_start: dict[int, dict[str, npt.NDArray[Any]]] = {}
+        self.judging_day = -1
+        #: How many of the days the calendar found to be days of rest have been forgotten.
+        self.found_taken = 0
 
     # ------------------------------------------------------------ intake
 
@@ -320,6 +328,10 @@ class ConsumptionDropDetector(Detector):
     def poll(self, ctx: BatchContext) -> SlotConditions | None:
         """Judge, in order, each hour all meters have closed or overdue; hand over the verdicts."""
         self._intake(ctx)
+        found = ctx.calendar.found
+        for day in found[self.found_taken :]:
+            self._forget_day(day.toordinal(), ctx)
+        self.found_taken = len(found)
         for hour in sorted(self.pending):
             latest = (hour + 1) * HOUR_S + self.cfg.judge_delay_s
             if latest <= ctx.now:
@@ -358,8 +370,10 @@ class ConsumptionDropDetector(Detector):
         for slots, energy, seconds in parts:
             wh[slots] = np.where(np.isnan(wh[slots]), 0.0, wh[slots]) + energy
             covered[slots] += seconds
-        local, day_type = ctx.calendar.hours(np.array([hour], dtype=np.int64))
+        one_hour = np.array([hour], dtype=np.int64)
+        local, day_type = ctx.calendar.hours(one_hour)
         k, d = int(local[0]), int(day_type[0])
+        self._begin_day(int(ctx.calendar.local_days(one_hour)[0]), d)
         # Meters read in this hour, with a usable hour of consumption.
         meters = np.flatnonzero(np.isfinite(wh) & self._eligible).astype(np.int64)
         valid = (covered[meters] >= 0.8 * HOUR_S) & (wh[meters] >= 0.0)
@@ -382,6 +396,48 @@ class ConsumptionDropDetector(Detector):
         self.ring_hour[meters] = hour
         self.cable.advance(meters, hour)
         self._window(meters, hour, at, ctx)
+
+    def _begin_day(self, day: int, day_type: int) -> None:
+        """Keep each meter's sum and spread as a working day begins (see `_forget_day`)."""
+        if day == self.judging_day:
+            return
+        self.judging_day = day
+        for old in [d for d in self.day_start if d < day - 2]:
+            del self.day_start[old]
+        if day_type == DayType.WEEKDAY:
+            self.day_start[day] = {name: getattr(self, name).copy() for name in _DAY_STATE}
+
+    def _forget_day(self, day: int, ctx: BatchContext) -> None:
+        """Undo what a working day found to have been one of rest did to each meter's sum.
+
+        Its hours were judged against working days: a shop closed for a holiday the
+        calendar lacks fell on every one of them, and its sum and change point would date a
+        tap begun later from that day. Each meter whose fall is not being raised gets back
+        its sum and spread of the day's start, and the day's hours, in the windows still to
+        come, are read against the expectation of a day of rest (unknown where the meter
+        has not shown one and no check meter can confirm).
+        """
+        saved = self.day_start.pop(day, None)
+        if saved is None:
+            return
+        keep = self.run_alone + self.run_confirmed > 0
+        for name, before in saved.items():
+            now = getattr(self, name)
+            now[~keep] = before[~keep]
+        meters = np.flatnonzero(self._eligible).astype(np.int64)
+        for h in range(self.judged_until - _RING + 1, self.judged_until + 1):
+            one_hour = np.array([h], dtype=np.int64)
+            if int(ctx.calendar.local_days(one_hour)[0]) != day:
+                continue
+            local, day_type = ctx.calendar.hours(one_hour)
+            written = self.ring_hour[meters]
+            held = meters[(written >= h) & (written - h < _RING)]
+            cell = h % _RING
+            expected, stand_in = self._expected(held, int(day_type[0]), int(local[0]))
+            # A usable hour kept its energy in the ring (see _judge).
+            usable = np.isfinite(self.ring_e[held, cell])
+            self.ring_b[held, cell] = np.where(usable, expected, np.nan)
+            self.ring_stand_in[held, cell] = stand_in
 
     def _expected(
         self, meters: Int64Array, day_type: int, hour: int

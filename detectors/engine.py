@@ -573,7 +573,8 @@ class Engine:
         self.fleet = FleetArrays.from_registry(registry)
         self.calendar = calendar or Calendar()
         self.ledger = HourlyLedger(self.fleet)
-        #: Working days the customers rested on (a holiday the calendar may lack); advisory.
+        #: Working days the customers rested on (a holiday the calendar may lack): judged as
+        #: days of rest once over, with `[calendar] rest_days_from_data`.
         self.rest_days = RestDayWatch(self.fleet.customer_class, self.calendar)
         self.detectors = list(detector_list)
         n = len(registry)
@@ -671,6 +672,9 @@ class Engine:
     def _context(self, batch: ReadingBatch, dt: FloatArray, now: float) -> BatchContext:
         hours, balances = self.ledger.take()
         self.rest_days.add(hours)
+        if self.calendar.settings.rest_days_from_data:
+            for day in self.rest_days.settle():
+                self.calendar.rest_on(day)
         return BatchContext(
             batch=batch,
             fleet=self.fleet,

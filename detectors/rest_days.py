@@ -1,11 +1,13 @@
 """Working days the customers rested on: holidays the calendar may be missing, from the data.
 
-A public holiday the calendar does not list is judged and learned as a working day, which
-costs consumption_drop false alarms and missed taps (docs/DETECTORS.md). The customers
-tell it: the classes that rest on Sundays (shops, offices, plants) draw on such a day what
-they draw on a Sunday, not what they draw on a working day. This watch adds up the closed
-meter hours by class and local date and names, when asked, the working days that looked
-like that, so that a user can add them to the calendar. It changes no verdict.
+A public holiday the calendar does not list would be judged and learned as a working day,
+which costs consumption_drop false alarms and missed taps (docs/DETECTORS.md). The
+customers tell it: the classes that rest on Sundays (shops, offices, plants) draw on such a
+day what they draw on a Sunday, not what they draw on a working day. This watch adds up the
+closed meter hours by class and local date. As each working day is complete it says whether
+the customers rested on it (`settle`), so that the engine judges it as a day of rest from
+then on; at the end it names the days that looked like that (`unlisted`), so that a user
+can add them to the calendar.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ MIN_WORKING_DAYS = 3
 MIN_SUNDAYS = 1
 #: A date counts when its meters covered this share of their hours.
 COMPLETE = 0.8
+#: Before a class has shown a Sunday, a working day on which it drew less than this share
+#: of its usual working day is one it rested on: no customer's theft moves a whole class.
+COLLAPSE = 0.6
 DAY_S = 86_400.0
 
 
@@ -51,6 +56,8 @@ class RestDayWatch:
         #: For a live service: the data day last looked at, and the days already told.
         self._looked_on = -1
         self._told: set[dt.date] = set()
+        #: The last local date `settle` has looked at (proleptic ordinal).
+        self._settled = -1
 
     def add(self, hours: ClosedHours) -> None:
         """Count the meter hours that closed (those of meters without a class are left out)."""
@@ -70,19 +77,80 @@ class RestDayWatch:
             self._wh[day] += np.bincount(cls[here], weights=wh[here], minlength=n)
             self._hours[day] += np.bincount(cls[here], minlength=n).astype(np.float64)
 
-    def unlisted(self) -> list[dt.date]:
-        """Return the working days on which every class that rests on Sundays rested too."""
-        if not self._wh:
-            return []
-        days = sorted(self._wh)
-        wh = np.array([self._wh[d] for d in days])
-        hours = np.array([self._hours[d] for d in days])
+    def _levels(
+        self, days: list[int]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Return each class's mean hourly Wh per complete date; which are working days, Sundays."""
+        wh = np.array([self._wh[d] for d in days]).reshape(len(days), len(self._names))
+        hours = np.array([self._hours[d] for d in days]).reshape(wh.shape)
         complete = hours >= COMPLETE * 24.0 * self._members[None, :]
         with np.errstate(invalid="ignore", divide="ignore"):
             level = np.where(complete, wh / hours, np.nan)
         kinds = np.array([self.calendar.day_type(dt.date.fromordinal(d)) for d in days])
-        working = kinds == DayType.WEEKDAY
-        sunday = kinds == DayType.SUNDAY
+        return level, kinds == DayType.WEEKDAY, kinds == DayType.SUNDAY
+
+    def settle(self) -> list[dt.date]:
+        """Return the working days, complete since the last call, the customers rested on.
+
+        A date is looked at once, when a later date's hours have begun to close. Each class
+        with 5 customers and 3 complete working days before it speaks: one that rests on
+        Sundays by whether it drew nearer its Sunday than its working day (as `unlisted`),
+        one that has not shown a Sunday yet only when it drew less than 60 % of its working
+        day. The date was one of rest when at least one class rested and no class that
+        rests on Sundays worked.
+        """
+        if not self._wh or not self._names:
+            return []
+        latest = max(self._wh)
+        found = []
+        for day in sorted(d for d in self._wh if self._settled < d < latest):
+            self._settled = day
+            if self._rested_on(day):
+                found.append(dt.date.fromordinal(day))
+        return found
+
+    def _rested_on(self, day: int) -> bool:
+        """Whether the customers rested on a working day, judged by the days before it."""
+        if self.calendar.day_type(dt.date.fromordinal(day)) != DayType.WEEKDAY:
+            return False
+        before = sorted(d for d in self._wh if d < day)
+        if not before:
+            return False
+        level, working, sunday = self._levels(before)
+        today = self._levels([day])[0][0]
+        rested = 0
+        for c in range(len(self._names)):
+            if self._members[c] < MIN_CLASS_METERS or not np.isfinite(today[c]):
+                continue
+            on_working = level[working & np.isfinite(level[:, c]), c]
+            if on_working.size < MIN_WORKING_DAYS:
+                continue
+            usual = float(np.median(on_working))
+            on_sunday = level[sunday & np.isfinite(level[:, c]), c]
+            if on_sunday.size < MIN_SUNDAYS:
+                rested += int(today[c] < COLLAPSE * usual)
+                continue
+            rest = float(np.median(on_sunday))
+            if not rest < RESTING_SHARE * usual:
+                continue  # the class draws as much on Sundays: it tells nothing
+            if not today[c] - rest < SUNDAY_LIKE * (usual - rest):
+                return False  # a class that rests on Sundays worked
+            rested += 1
+        return rested > 0
+
+    def unlisted(self, over_only: bool = False) -> list[dt.date]:
+        """Return the working days on which every class that rests on Sundays rested too.
+
+        `over_only`: leave out the latest date, whose hours may still be closing.
+        """
+        if not self._wh:
+            return []
+        days = sorted(self._wh)
+        if over_only:
+            days = days[:-1]
+        if not days:
+            return []
+        level, working, sunday = self._levels(days)
         rested = np.ones(len(days), dtype=np.bool_)
         resting_classes = 0
         for c in range(len(self._names)):
@@ -102,20 +170,35 @@ class RestDayWatch:
         return [dt.date.fromordinal(d) for d, r in zip(days, rested & working, strict=True) if r]
 
     def newly_rested(self, now: float) -> list[dt.date]:
-        """Return the days `unlisted` names that it had not named before; once a data day."""
+        """Return the days over that `unlisted` names and had not named before; once a data day."""
         today = int(now // DAY_S)
         if today == self._looked_on:
             return []
         self._looked_on = today
-        fresh = [day for day in self.unlisted() if day not in self._told]
+        fresh = [day for day in self.unlisted(over_only=True) if day not in self._told]
+        self._told.update(fresh)
+        return fresh
+
+    def newly_found(self) -> list[dt.date]:
+        """Return the days the calendar took as days of rest from the data, not told yet."""
+        fresh = [day for day in self.calendar.found if day not in self._told]
         self._told.update(fresh)
         return fresh
 
 
-def describe(days: Sequence[dt.date]) -> str:
-    """Say which working days looked like days of rest, and what that cost."""
+def describe(days: Sequence[dt.date], *, taken: bool = False) -> str:
+    """Say which working days looked like days of rest, and what was made of them.
+
+    `taken`: the days were judged as days of rest once each was over (`settle`).
+    """
     named = ", ".join(f"{day.isoformat()} ({day:%A})" for day in days)
+    done = (
+        "Each was judged as a day of rest once it was over; its own hours were judged as a "
+        "working day's"
+        if taken
+        else "Such days were judged and learned as working days"
+    )
     return (
         "the customers that rest on Sundays rested as on a Sunday on working days of the "
-        f"calendar: {named}. Such days were judged and learned as working days"
+        f"calendar: {named}. {done}"
     )

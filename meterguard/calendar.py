@@ -59,6 +59,12 @@ class CalendarSettings(BaseModel):
         default_factory=list,
         description="More days judged as a Sunday: plant shutdowns, local feasts, bridge days.",
     )
+    rest_days_from_data: bool = Field(
+        default=True,
+        description="Judge a working day as a day of rest from the end of it on when the "
+        "customers that rest on Sundays rested on it as on one (a holiday the calendar "
+        "lacks, a plant shutdown): detectors/rest_days.py.",
+    )
     timezone: str = Field(
         default="UTC",
         description="IANA time zone of the fleet (e.g. Asia/Shanghai): hours of the day and "
@@ -75,9 +81,9 @@ class CalendarSettings(BaseModel):
         if self.country is not None or self.extra_holidays:
             return None
         return (
-            "no holiday calendar (set [calendar] country, or --country for replay): public "
-            "holidays are judged as working days, so a shop or office closed on one looks "
-            "like a fall in consumption and a holiday's hours are learned as a working day's"
+            "no holiday calendar (set [calendar] country, or --country for replay): a public "
+            "holiday is judged as a working day, so a shop or office closed on one looks like "
+            "a fall in consumption, until its customers have shown it was a day of rest"
         )
 
     @field_validator("country")
@@ -100,6 +106,8 @@ class Calendar:
         self._zone = ZoneInfo(self.settings.timezone)
         self._extra = set(self.settings.extra_holidays)
         self._hours: dict[int, tuple[int, int, int]] = {}
+        #: Working days found to have been days of rest from the data, in the order found.
+        self.found: list[dt.date] = []
 
     @cached_property
     def _holidays(self) -> Any:
@@ -126,6 +134,17 @@ class Calendar:
         if day.weekday() not in weekend or workday_anyway:
             return DayType.WEEKDAY
         return DayType.SUNDAY if day.weekday() == max(weekend) else DayType.SATURDAY
+
+    def rest_on(self, day: dt.date) -> None:
+        """Judge a local date as a day of rest from now on: one found from the data."""
+        if day in self._extra:
+            return
+        self._extra.add(day)
+        self.found.append(day)
+        ordinal = day.toordinal()
+        # The cached hours of that date told another day type.
+        for hour in [h for h, known in self._hours.items() if known[2] == ordinal]:
+            del self._hours[hour]
 
     def is_holiday(self, day: dt.date) -> bool:
         """Return whether a local date is a public holiday or an extra day of rest."""

@@ -41,6 +41,8 @@ class ReplayResult:
     validation: ValidationReport = field(default_factory=ValidationReport)
     #: Working days on which the customers rested as on a Sunday (detectors/rest_days.py).
     rested: list[dt.date] = field(default_factory=list)
+    #: ... and those judged as days of rest once they were over (rest_days_from_data).
+    rested_taken: list[dt.date] = field(default_factory=list)
 
 
 def split_by_time(batch: ReadingBatch, span_s: float) -> Iterator[ReadingBatch]:
@@ -117,5 +119,6 @@ def replay(
         result.still_open += alert.end is None
     result.alerts = len(alerts)
     result.rested = engine.rest_days.unlisted()
+    result.rested_taken = list(engine.calendar.found)
     result.seconds = time.perf_counter() - started
     return result

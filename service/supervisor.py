@@ -249,14 +249,18 @@ class Service:
             await self._persist(
                 f"alert {event.alert.id}", self.runtime.alerting.engine_event, event
             )
-        rested = self.engine.rest_days.newly_rested(self.engine.now)
-        if rested:
-            dates = ", ".join(day.isoformat() for day in rested)
-            log.warning(
-                "%s; if they are holidays, add them to [calendar] extra_holidays (%s)",
-                describe(rested),
-                dates,
-            )
+        watch = self.engine.rest_days
+        for rested, taken in (
+            (watch.newly_found(), True),
+            (watch.newly_rested(self.engine.now), False),
+        ):
+            if rested:
+                dates = ", ".join(day.isoformat() for day in rested)
+                log.warning(
+                    "%s; if they are holidays, add them to [calendar] extra_holidays (%s)",
+                    describe(rested, taken=taken),
+                    dates,
+                )
         return batch
 
     async def _write_series(self) -> None:

@@ -181,13 +181,14 @@ def run(args: argparse.Namespace) -> int:
     warning = calendar.missing_holidays()
     if warning:
         print(f"meterguard replay: warning: {warning}", file=sys.stderr)
-    if result.rested:
-        extra = " ".join(f"--holiday {day.isoformat()}" for day in result.rested)
-        print(
-            f"meterguard replay: warning: {describe(result.rested)}; if they are holidays, "
-            f"replay with {extra} (or add them to [calendar] extra_holidays)",
-            file=sys.stderr,
-        )
+    for days, taken in ((result.rested_taken, True), (result.rested, False)):
+        if days:
+            extra = " ".join(f"--holiday {day.isoformat()}" for day in days)
+            print(
+                f"meterguard replay: warning: {describe(days, taken=taken)}; if they are "
+                f"holidays, replay with {extra} (or add them to [calendar] extra_holidays)",
+                file=sys.stderr,
+            )
     checked = result.validation
     if checked.values_out_of_range:
         figures = ", ".join(f"{q} {n}" for q, n in sorted(checked.values_out_of_range.items()))

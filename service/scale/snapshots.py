@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 #: loss curve; 4: the consumption-drop detector's stand-in day types; 5: its service
 #: cables; 6: the supply phases they are read against; 7: the spread its sum was read in;
 #: 8: the energy balance's day before; 9: the hours each meter has closed, for judging;
-#: 10: the engine's watch for days of rest).
-FORMAT = 10
+#: 10: the engine's watch for days of rest; 11: the days of rest it found, and each
+#: meter's sum as a working day began).
+FORMAT = 11
 
 
 class SnapshotError(MeterguardError):

@@ -730,3 +730,98 @@ def test_a_tap_after_a_quiet_morning_is_dated_from_the_balance() -> None:
     assert [a.meter for a in alerts] == ["H03"]
     assert alerts[0].evidence["transformer_confirms"] is True
     assert tap_at <= alerts[0].start < (alerts[0].raised or 0) <= tap_at + DAY
+
+
+# ---------------------------------------------------------------- a holiday the calendar lacks
+
+#: Homes taken by shops in the street of the rest-day test: a class of seven with SHOP.
+SHOPS = 6
+
+
+def _street() -> MeterRegistry:
+    """Six shops, six homes and SHOP on one transformer without a check meter."""
+    meters = [
+        Meter(
+            id=f"H{k:02d}",
+            service="1p2w",
+            nominal_v=230,
+            transformer="T1",
+            customer_class="commercial" if k < SHOPS else "residential",
+        )
+        for k in range(HOMES)
+    ]
+    meters.append(
+        Meter(
+            id="SHOP", service="1p2w", nominal_v=230, transformer="T1", customer_class="commercial"
+        )
+    )
+    return MeterRegistry(meters)
+
+
+def _replay_street(
+    holiday: int, tap_at: float = math.inf, **calendar: Any
+) -> tuple[Engine, list[AlertEvent]]:
+    """Fourteen days of the street, its shops closed on day `holiday` too.
+
+    `tap_at`: from then on half the first shop's load is taken before its meter.
+    """
+
+    def home(k: int, t: float, factor: float) -> float:
+        if k < SHOPS:
+            return 0.5 * _shop_w(t, closed=(t - START) // DAY == holiday)
+        return _home_w(t, factor)
+
+    def metered(k: int, t: float) -> float:
+        return 0.5 if k == 0 and t >= tap_at else 1.0
+
+    engine = _engine(_street(), ["consumption_drop"], **calendar)
+    rows = _rows(14, feeder=False, home_w=home, holiday=holiday, metered=metered)
+    return engine, _feed(engine, rows)
+
+
+@pytest.mark.parametrize(
+    "holiday",
+    [
+        3,  # the first Thursday, before the shops have shown a Sunday
+        9,  # the second Wednesday
+    ],
+)
+def test_a_holiday_the_calendar_lacks_is_learned_as_a_day_of_rest_once_over(
+    holiday: int,
+) -> None:
+    date = dt.date(2026, 1, 5) + dt.timedelta(days=holiday)
+    found, events = _replay_street(holiday)
+    assert found.calendar.found == [date]
+    assert found.calendar.day_type(date) is DayType.SUNDAY
+    assert opened(events) == []
+    listed, _ = _replay_street(holiday, extra_holidays=[date])
+    unheeded, _ = _replay_street(holiday, rest_days_from_data=False)
+    assert listed.calendar.found == unheeded.calendar.found == []
+    shops = [found.registry.slot(f"H{k:02d}") for k in range(SHOPS)] + [found.registry.slot("SHOP")]
+
+    def seen_at_noon(engine: Engine) -> np.ndarray:
+        """How many days of each type each shop's noon was learned from."""
+        (drop,) = engine.detectors
+        seen: np.ndarray = drop.seen[shops, :, 12]  # type: ignore[attr-defined]
+        return seen
+
+    # The holiday is learned as a day of rest, as if the calendar had listed it ...
+    np.testing.assert_array_equal(seen_at_noon(found), seen_at_noon(listed))
+    # ... where, unheeded, it would count as one more working day.
+    moved = seen_at_noon(unheeded) - seen_at_noon(listed)
+    assert (moved[:, DayType.WEEKDAY] == 1).all()
+    assert (moved[:, DayType.SUNDAY] == -1).all()
+
+
+def test_a_tap_begun_on_a_holiday_the_calendar_lacks_is_dated_after_the_day_of_rest() -> None:
+    # A shop tapped on the holiday's afternoon. Judged as a working day, the holiday's
+    # closed morning starts the shop's sum, and the fall counts from then; once the day is
+    # known to have been one of rest, what it did to the sum is undone and the tap is
+    # raised within a day, as with the holiday in the calendar (without: 29 hours).
+    holiday = 9
+    tap_at = START + holiday * DAY + 14 * HOUR
+    _, events = _replay_street(holiday, tap_at)
+    alerts = [e.alert for e in opened(events)]
+    assert [a.meter for a in alerts] == ["H00"]
+    assert alerts[0].raised is not None
+    assert tap_at <= alerts[0].start < alerts[0].raised <= tap_at + DAY

@@ -276,8 +276,14 @@ def test_a_replay_names_a_working_day_its_customers_rested_on(
     assert main(["simulate", *simulate]) == 0
     capsys.readouterr()
     warned = _replay_warnings(fleet, tmp_path, capsys)
-    assert "rested as on a Sunday on working days of the calendar: 2026-05-01 (Friday)" in warned
+    named = "rested as on a Sunday on working days of the calendar: 2026-05-01 (Friday)."
+    assert f"{named} Each was judged as a day of rest once it was over" in warned
     assert "--holiday 2026-05-01" in warned
+    # Told not to act on it, replay only names it.
+    config = tmp_path / "meterguard.toml"
+    config.write_text("[calendar]\nrest_days_from_data = false\n")
+    warned = _replay_warnings(fleet, tmp_path, capsys, "--config", str(config))
+    assert f"{named} Such days were judged and learned as working days" in warned
     for place in WITH_1_MAY:
         assert "rested" not in _replay_warnings(fleet, tmp_path, capsys, *place)
 

@@ -338,7 +338,7 @@ async def test_a_source_that_swallows_its_cancel_still_lets_the_service_stop(
 async def test_the_service_logs_once_a_working_day_its_customers_rested_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Five shops and five homes, a quarter-hour apart for ten days from a Monday; on the
+    # Five shops and five homes, a quarter-hour apart for eleven days from a Monday; on the
     # second Wednesday, a holiday the (unset) calendar does not know, the shops draw what
     # they draw on a Sunday.
     monday = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()
@@ -349,7 +349,7 @@ async def test_the_service_logs_once_a_working_day_its_customers_rested_on(
         for i in range(5)
     ]
     days = []
-    for d in range(10):
+    for d in range(11):
         rows = []
         for q in range(96):
             t = monday + d * 86_400 + q * 900
@@ -378,4 +378,6 @@ async def test_the_service_logs_once_a_working_day_its_customers_rested_on(
     # day of rest).
     assert len(told) == 1, told
     assert "2026-03-11 (Wednesday)" in told[0]
+    assert "judged as a day of rest once it was over" in told[0]
     assert "extra_holidays" in told[0]
+    assert service.engine.calendar.found == [holiday]
