@@ -759,7 +759,7 @@ def _street() -> MeterRegistry:
 
 
 def _replay_street(
-    holiday: int, tap_at: float = math.inf, **calendar: Any
+    holiday: int, tap_at: float = math.inf, per_batch: int = 400, **calendar: Any
 ) -> tuple[Engine, list[AlertEvent]]:
     """Fourteen days of the street, its shops closed on day `holiday` too.
 
@@ -776,7 +776,7 @@ def _replay_street(
 
     engine = _engine(_street(), ["consumption_drop"], **calendar)
     rows = _rows(14, feeder=False, home_w=home, holiday=holiday, metered=metered)
-    return engine, _feed(engine, rows)
+    return engine, _feed(engine, rows, per_batch)
 
 
 @pytest.mark.parametrize(
@@ -825,3 +825,9 @@ def test_a_tap_begun_on_a_holiday_the_calendar_lacks_is_dated_after_the_day_of_r
     assert [a.meter for a in alerts] == ["H00"]
     assert alerts[0].raised is not None
     assert tap_at <= alerts[0].start < alerts[0].raised <= tap_at + DAY
+    # The day is settled, and its sum given back, at the same data time whatever the
+    # batches: the same alert in batches of 37 readings as of 400.
+    _, again = _replay_street(holiday, tap_at, per_batch=37)
+    assert [(a.meter, a.start, a.raised) for a in (e.alert for e in opened(again))] == [
+        (a.meter, a.start, a.raised) for a in alerts
+    ]
