@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -50,6 +51,8 @@ class EngineActivity:
     last_batch_at: float | None = None
     #: The newest data time (epoch s) of any reading the engine has judged.
     data_time: float | None = None
+    #: Working days the calendar took as days of rest from the customers' consumption.
+    rest_days_found: list[dt.date] = field(default_factory=list)
 
     def took(self, newest_ts: float, now: float) -> None:
         """Record a batch whose newest reading is `newest_ts`, taken at wall time `now`."""

@@ -250,10 +250,9 @@ class Service:
                 f"alert {event.alert.id}", self.runtime.alerting.engine_event, event
             )
         watch = self.engine.rest_days
-        for rested, taken in (
-            (watch.newly_found(), True),
-            (watch.newly_rested(self.engine.now), False),
-        ):
+        found = watch.newly_found()
+        self.runtime.engine_activity.rest_days_found.extend(found)
+        for rested, taken in ((found, True), (watch.newly_rested(self.engine.now), False)):
             if rested:
                 dates = ", ".join(day.isoformat() for day in rested)
                 log.warning(

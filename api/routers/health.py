@@ -83,6 +83,12 @@ class EngineHealthOut(BaseModel):
     )
     batches: int = Field(description="Batches taken in since start.")
     readings: int = Field(description="Readings taken in since start.")
+    rest_days_found: list[str] = Field(
+        description="Working days (local dates) taken as days of rest since start, once over, "
+        "because the customers that rest on Sundays rested on them (a holiday the calendar "
+        "lacks): add them to [calendar] extra_holidays. Empty in a process that runs no "
+        "engine; each scale-out worker logs its own."
+    )
 
 
 class HealthSummary(BaseModel):
@@ -171,5 +177,6 @@ async def health_summary(
             data_time=_when(activity.data_time),
             batches=counters.batches_in,
             readings=counters.readings_in,
+            rest_days_found=[day.isoformat() for day in activity.rest_days_found],
         ),
     )

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -113,7 +113,13 @@ async def test_a_gateway_out_of_reach_degrades_the_service_until_it_answers(
                 assert 0 <= engine["last_batch_age_s"] < 10
                 # The simulator stamps readings with the wall clock.
                 assert abs(_epoch(engine["data_time"]) - before) < 10
+                assert engine["rest_days_found"] == []
                 assert body["meters"] == 2
+                # A day the engine took as one of rest (tests/service/test_supervisor.py
+                # shows the service recording it) is listed by its local date.
+                runtime.engine_activity.rest_days_found.append(date(2026, 5, 1))
+                body, _ = await _both(client)
+                assert body["engine"]["rest_days_found"] == ["2026-05-01"]
 
                 await gateway_b.start()
                 await _until(lambda: runtime.status.health("gwB").state == "running")
@@ -151,6 +157,7 @@ async def test_a_store_that_does_not_answer_makes_it_unavailable(tmp_path: Path)
                 "data_time": None,
                 "batches": 0,
                 "readings": 0,
+                "rest_days_found": [],
             }
             # A real store whose connections are gone stands in for a database that went away.
             dead = AlertDatabase(sqlite_url(tmp_path / "gone.sqlite"))

@@ -381,3 +381,5 @@ async def test_the_service_logs_once_a_working_day_its_customers_rested_on(
     assert "judged as a day of rest once it was over" in told[0]
     assert "extra_holidays" in told[0]
     assert service.engine.calendar.found == [holiday]
+    # ... and the health summary can tell it (GET /api/health, engine.rest_days_found).
+    assert runtime.engine_activity.rest_days_found == [holiday]
