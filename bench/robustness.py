@@ -73,24 +73,34 @@ def run_cell(cell: Cell, args: argparse.Namespace, root: Path) -> dict[str, Any]
         generate = [str(BIN / "meterguard"), "simulate", "--mix", str(cell.seed)]
     _run([*generate, *world, "--out", str(folder)])
     simulated = time.perf_counter()
-    alerts = folder / "alerts.jsonl"
-    replay = [str(BIN / "meterguard"), "replay", str(folder), "--out", str(alerts)]
-    _run([*replay, "--quiet", "--country", args.country])
+    scores = score_folder(folder, args.country)
     replayed = time.perf_counter()
-    evaluate = [str(BIN / "meterguard"), "evaluate", str(folder), str(alerts), "--json"]
-    result = json.loads(_run(evaluate))
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
-    kinds = result["per_kind"]
-    raise_s = result["timing"]
-    physics = raise_s.get("physics", {}).get("median_time_to_raise_s")
-    drop = kinds.get("consumption_drop", {}).get("median_time_to_raise_s")
     return {
         "cell": cell.name,
         "cadence": cell.cadence,
         "feeders": cell.feeders,
         "seed": cell.seed,
         "foreign": cell.foreign,
+        **scores,
+        "simulate_s": simulated - started,
+        "replay_s": replayed - simulated,
+    }
+
+
+def score_folder(folder: Path, country: str) -> dict[str, Any]:
+    """Replay a fleet's folder with `meterguard replay`, score it; return the figures."""
+    alerts = folder / "alerts.jsonl"
+    replay = [str(BIN / "meterguard"), "replay", str(folder), "--out", str(alerts)]
+    _run([*replay, "--quiet", "--country", country])
+    evaluate = [str(BIN / "meterguard"), "evaluate", str(folder), str(alerts), "--json"]
+    result = json.loads(_run(evaluate))
+    kinds = result["per_kind"]
+    raise_s = result["timing"]
+    physics = raise_s.get("physics", {}).get("median_time_to_raise_s")
+    drop = kinds.get("consumption_drop", {}).get("median_time_to_raise_s")
+    return {
         "incidents": result["incidents"],
         "detection": result["detection_recall"],
         "diagnosis": result["diagnosis_recall"],
@@ -107,8 +117,6 @@ def run_cell(cell: Cell, args: argparse.Namespace, root: Path) -> dict[str, Any]
         "drop_taps": [
             _tap(one) for one in result["per_incident"] if one["kind"] == "consumption_drop"
         ],
-        "simulate_s": simulated - started,
-        "replay_s": replayed - simulated,
     }
 
 
