@@ -80,10 +80,15 @@ class CalendarSettings(BaseModel):
         """Say what goes wrong when no public holiday is known; None when some are."""
         if self.country is not None or self.extra_holidays:
             return None
+        until = (
+            ", until its customers have shown it was a day of rest"
+            if self.rest_days_from_data
+            else ", and its hours are learned as a working day's"
+        )
         return (
             "no holiday calendar (set [calendar] country, or --country for replay): a public "
             "holiday is judged as a working day, so a shop or office closed on one looks like "
-            "a fall in consumption, until its customers have shown it was a day of rest"
+            f"a fall in consumption{until}"
         )
 
     @field_validator("country")

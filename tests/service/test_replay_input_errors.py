@@ -284,6 +284,7 @@ def test_a_replay_names_a_working_day_its_customers_rested_on(
     config.write_text("[calendar]\nrest_days_from_data = false\n")
     warned = _replay_warnings(fleet, tmp_path, capsys, "--config", str(config))
     assert f"{named} Such days were judged and learned as working days" in warned
+    assert "its hours are learned as a working day's" in warned
     for place in WITH_1_MAY:
         assert "rested" not in _replay_warnings(fleet, tmp_path, capsys, *place)
 
