@@ -425,15 +425,14 @@ class ConsumptionDropDetector(Detector):
             now = getattr(self, name)
             now[~keep] = before[~keep]
         meters = np.flatnonzero(self._eligible).astype(np.int64)
-        for h in range(self.judged_until - _RING + 1, self.judged_until + 1):
-            one_hour = np.array([h], dtype=np.int64)
-            if int(ctx.calendar.local_days(one_hour)[0]) != day:
-                continue
-            local, day_type = ctx.calendar.hours(one_hour)
-            written = self.ring_hour[meters]
+        written = self.ring_hour[meters]
+        ring = np.arange(self.judged_until - _RING + 1, self.judged_until + 1, dtype=np.int64)
+        hours = ring[ctx.calendar.local_days(ring) == day]
+        local, day_type = ctx.calendar.hours(hours)
+        for h, k, d in zip(hours.tolist(), local.tolist(), day_type.tolist(), strict=True):
             held = meters[(written >= h) & (written - h < _RING)]
             cell = h % _RING
-            expected, stand_in = self._expected(held, int(day_type[0]), int(local[0]))
+            expected, stand_in = self._expected(held, d, k)
             # A usable hour kept its energy in the ring (see _judge).
             usable = np.isfinite(self.ring_e[held, cell])
             self.ring_b[held, cell] = np.where(usable, expected, np.nan)

@@ -120,23 +120,35 @@ class RestDayWatch:
         today = self._levels([day])[0][0]
         rested = 0
         for c in range(len(self._names)):
-            if self._members[c] < MIN_CLASS_METERS or not np.isfinite(today[c]):
+            usual, rest = self._norms(level, working, sunday, c)
+            if usual is None or not np.isfinite(today[c]):
                 continue
-            on_working = level[working & np.isfinite(level[:, c]), c]
-            if on_working.size < MIN_WORKING_DAYS:
-                continue
-            usual = float(np.median(on_working))
-            on_sunday = level[sunday & np.isfinite(level[:, c]), c]
-            if on_sunday.size < MIN_SUNDAYS:
+            if rest is None:
                 rested += int(today[c] < COLLAPSE * usual)
-                continue
-            rest = float(np.median(on_sunday))
-            if not rest < RESTING_SHARE * usual:
-                continue  # the class draws as much on Sundays: it tells nothing
-            if not today[c] - rest < SUNDAY_LIKE * (usual - rest):
-                return False  # a class that rests on Sundays worked
-            rested += 1
+            elif rest < RESTING_SHARE * usual:
+                if not _sunday_like(float(today[c]), usual, rest):
+                    return False  # a class that rests on Sundays worked
+                rested += 1
+            # else the class draws as much on Sundays: it tells nothing
         return rested > 0
+
+    def _norms(
+        self,
+        level: npt.NDArray[np.float64],
+        working: npt.NDArray[np.bool_],
+        sunday: npt.NDArray[np.bool_],
+        c: int,
+    ) -> tuple[float | None, float | None]:
+        """Return class `c`'s usual working-day and Sunday levels; None where too little is known.
+
+        A class speaks with 5 customers and 3 complete working days; its Sunday, with one.
+        """
+        on_working = level[working & np.isfinite(level[:, c]), c]
+        if self._members[c] < MIN_CLASS_METERS or on_working.size < MIN_WORKING_DAYS:
+            return None, None
+        on_sunday = level[sunday & np.isfinite(level[:, c]), c]
+        rest = float(np.median(on_sunday)) if on_sunday.size >= MIN_SUNDAYS else None
+        return float(np.median(on_working)), rest
 
     def unlisted(self, over_only: bool = False) -> list[dt.date]:
         """Return the working days on which every class that rests on Sundays rested too.
@@ -154,17 +166,11 @@ class RestDayWatch:
         rested = np.ones(len(days), dtype=np.bool_)
         resting_classes = 0
         for c in range(len(self._names)):
-            if self._members[c] < MIN_CLASS_METERS:
-                continue
-            on_working = level[working & np.isfinite(level[:, c]), c]
-            on_sunday = level[sunday & np.isfinite(level[:, c]), c]
-            if on_working.size < MIN_WORKING_DAYS or on_sunday.size < MIN_SUNDAYS:
-                continue
-            usual, rest = float(np.median(on_working)), float(np.median(on_sunday))
-            if not rest < RESTING_SHARE * usual:
+            usual, rest = self._norms(level, working, sunday, c)
+            if usual is None or rest is None or not rest < RESTING_SHARE * usual:
                 continue
             resting_classes += 1
-            rested &= np.isfinite(level[:, c]) & (level[:, c] - rest < SUNDAY_LIKE * (usual - rest))
+            rested &= np.isfinite(level[:, c]) & _sunday_like(level[:, c], usual, rest)
         if resting_classes == 0:
             return []
         return [dt.date.fromordinal(d) for d, r in zip(days, rested & working, strict=True) if r]
@@ -184,6 +190,13 @@ class RestDayWatch:
         fresh = [day for day in self.calendar.found if day not in self._told]
         self._told.update(fresh)
         return fresh
+
+
+def _sunday_like(
+    level: float | npt.NDArray[np.float64], usual: float, rest: float
+) -> npt.NDArray[np.bool_]:
+    """Whether a class's level is nearer its Sunday than its working day (elementwise)."""
+    return np.asarray(level - rest < SUNDAY_LIKE * (usual - rest))
 
 
 def describe(days: Sequence[dt.date], *, taken: bool = False) -> str:
