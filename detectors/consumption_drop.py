@@ -95,6 +95,11 @@ _MAX_SHARE = 3.0
 #: Each meter's sum and spread, as kept at the start of each working day: a day found to
 #: have been one of rest once it is over gives them back (`_forget_day`).
 _DAY_STATE = ("cusum", "summed_spread", "bias", "low_since", "earlier_w", "var_sum", "var_n")
+#: Hours before a fall in which the meter's own energy was within this share of its
+#: expectation (it had not fallen yet) ...
+_STEADY_SHARE = 0.2
+#: ... the last this many of them tell what unexplained energy still ran when it began.
+_STEADY_HOURS = 6
 BoolArray = npt.NDArray[np.bool_]
 Int64Array = npt.NDArray[np.int64]
 
@@ -855,6 +860,13 @@ class ConsumptionDropDetector(Detector):
             if both.sum() >= 6:
                 came_first = float(u_day[both].mean())
                 if came_first > 0 and float(deficit[both].mean()) < 0.3 * came_first:
+                    # Only what still ran when the meter's own energy began to fall: a
+                    # load that came for some hours of that day and went is over.
+                    expected = self.ring_b[m, cells]
+                    steady = np.flatnonzero(both & (deficit < _STEADY_SHARE * expected))
+                    if steady.size >= 3:
+                        last = steady[-_STEADY_HOURS:]
+                        came_first = min(came_first, float(u_day[last].mean()))
                     self.earlier_w[m] = np.fmax(self.earlier_w[m], came_first)
 
     def _at_hours(self, table: FloatArray, t: int, hours: Int64Array) -> FloatArray:
@@ -939,12 +951,16 @@ class ConsumptionDropDetector(Detector):
             taken = np.concatenate([[0.0], np.cumsum(claimed)[:-1]])
             whole[mine] = unexplained[mine] / falls[mine]
             support[mine] = (unexplained[mine] - taken) / falls[mine]
-            # Support counts only if the unexplained energy came with the fall: before the
-            # day in which it began (the window lags the fall by up to a day), the balance
-            # was clean; else it belongs to something else on the transformer.
+            # Support counts only the unexplained energy that came with the fall: what the
+            # transformer already had before the day in which it began (the window lags the
+            # fall by up to a day) belongs to something else on it, and is taken off. Where
+            # that day is not known, nothing can be told apart: the balance may only refute.
             earlier = self.earlier_w[meters[mine]]
-            dirty = ~np.isfinite(earlier) | (earlier > 0.3 * falls[mine])
-            support[mine[dirty]] = np.minimum(support[mine[dirty]], 0.15)  # may still refute
+            unknown = ~np.isfinite(earlier)
+            came_first = np.where(unknown, 0.0, np.maximum(earlier, 0.0))
+            dirty = came_first > 0.3 * falls[mine]
+            support[mine[dirty]] -= came_first[dirty] / falls[mine[dirty]]
+            support[mine[unknown]] = np.minimum(support[mine[unknown]], 0.15)  # may still refute
         return support, whole, informative, correlation, stood_out
 
     def _stood_out(self, t: int, since: int, hour: int, otherwise: int | None = None) -> int:

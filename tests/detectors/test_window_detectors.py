@@ -732,6 +732,37 @@ def test_a_tap_after_a_quiet_morning_is_dated_from_the_balance() -> None:
     assert tap_at <= alerts[0].start < (alerts[0].raised or 0) <= tap_at + DAY
 
 
+def test_unexplained_energy_that_came_first_and_ended_leaves_the_balance_to_confirm() -> None:
+    # 8 kW taken past the meters for 8 hours the afternoon before H03's tap, then gone: it
+    # came before the fall but belongs to nothing that still runs, so the balance confirms.
+    def past_the_meters(t: float) -> float:
+        return 8000.0 if TAP_AT - 20 * HOUR <= t < TAP_AT - 12 * HOUR else 0.0
+
+    rows = _rows(12, metered=_tapped(0.5), tap=past_the_meters)
+    alerts = [
+        e.alert for e in opened(_feed(_engine(_fleet(feeder=True), ["consumption_drop"]), rows))
+    ]
+    assert [a.meter for a in alerts] == ["H03"]
+    assert alerts[0].evidence["transformer_confirms"] is True
+    assert alerts[0].severity == "major"
+    assert TAP_AT <= alerts[0].start < (alerts[0].raised or 0) <= TAP_AT + DAY
+
+
+def test_unexplained_energy_still_running_from_before_a_fall_does_not_confirm_it() -> None:
+    # 700 W taken past the meters since the afternoon before; then H03's true load halves
+    # (honest). The balance's unexplained energy was there first, at the same level: it
+    # is taken off, and what is left does not match the fall.
+    def home(k: int, t: float, factor: float) -> float:
+        watts = _home_w(t, factor)
+        return watts * 0.5 if k == 3 and t >= TAP_AT else watts
+
+    rows = _rows(12, home_w=home, tap=lambda t: 700.0 if t >= TAP_AT - 20 * HOUR else 0.0)
+    events = _feed(_engine(_fleet(feeder=True), ["consumption_drop"]), rows)
+    confirmed = [e.alert for e in opened(events) if e.alert.severity == "major"]
+    assert confirmed == []
+    assert all(not e.alert.evidence["transformer_confirms"] for e in opened(events))
+
+
 # ---------------------------------------------------------------- a holiday the calendar lacks
 
 #: Homes taken by shops in the street of the rest-day test: a class of seven with SHOP.
