@@ -733,7 +733,7 @@ def test_a_tap_after_a_quiet_morning_is_dated_from_the_balance() -> None:
 
 
 def test_unexplained_energy_that_came_first_and_ended_leaves_the_balance_to_confirm() -> None:
-    # 8 kW taken past the meters for 8 hours the afternoon before H03's tap, then gone: it
+    # 8 kW taken past the meters from 14:00 to 22:00 the day before H03's tap, then gone: it
     # came before the fall but belongs to nothing that still runs, so the balance confirms.
     def past_the_meters(t: float) -> float:
         return 8000.0 if TAP_AT - 20 * HOUR <= t < TAP_AT - 12 * HOUR else 0.0
@@ -749,7 +749,7 @@ def test_unexplained_energy_that_came_first_and_ended_leaves_the_balance_to_conf
 
 
 def test_unexplained_energy_still_running_from_before_a_fall_does_not_confirm_it() -> None:
-    # 700 W taken past the meters since the afternoon before; then H03's true load halves
+    # 700 W taken past the meters from 14:00 the day before on; then H03's true load halves
     # (honest). The balance's unexplained energy was there first, at the same level: it
     # is taken off, and what is left does not match the fall.
     def home(k: int, t: float, factor: float) -> float:
