@@ -855,14 +855,14 @@ class ConsumptionDropDetector(Detector):
             cells = day % _RING
             u_day = self._at_hours(self.u_wh, t, day)
             own = (self.ring_hour[m] >= day) & (self.ring_hour[m] - day < _RING)
-            deficit = np.where(own, self.ring_b[m, cells] - self.ring_e[m, cells], np.nan)
+            expected = np.where(own, self.ring_b[m, cells], np.nan)
+            deficit = expected - self.ring_e[m, cells]
             both = np.isfinite(u_day) & np.isfinite(deficit)
             if both.sum() >= 6:
                 came_first = float(u_day[both].mean())
                 if came_first > 0 and float(deficit[both].mean()) < 0.3 * came_first:
                     # Only what still ran when the meter's own energy began to fall: a
                     # load that came for some hours of that day and went is over.
-                    expected = self.ring_b[m, cells]
                     steady = np.flatnonzero(both & (deficit < _STEADY_SHARE * expected))
                     if steady.size >= 3:
                         last = steady[-_STEADY_HOURS:]
