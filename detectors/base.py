@@ -220,6 +220,9 @@ class Detector(ABC):
     #: a group of quantities of which one will do. Until then the detector stays silent
     #: on that meter, and the meter's status says why.
     requires: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    #: Whether its alerts' estimated loss is energy the meter did not record (a bypass, a
+    #: lost phase): a transformer's check meter sees it as unexplained.
+    unmetered: ClassVar[bool] = False
 
     def __init__(self, config: DetectorConfig, registry: MeterRegistry) -> None:
         self.config = config

@@ -332,6 +332,7 @@ class BypassDetector(Detector):
 
     name = "bypass"
     kind = AlertKind.BYPASS
+    unmetered = True
     config_model = BypassConfig
     needs = ("i1", "i2", "i3", "in", "p1", "p2", "p3", "q1", "q2", "q3", "v1", "v2", "v3")
     requires = (("in",), ("i1",))

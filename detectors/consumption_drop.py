@@ -12,6 +12,8 @@ holiday falls to a flat idle and is left alone.
 Where the meter's transformer has a check meter, its balance decides: a tap shows there as
 unexplained energy that matches the customer's fall and follows its load (raised with high
 confidence, major, at a low threshold of the sum); a fall the balance does not see is honest.
+What the other detectors' open alerts (a bypass, a lost phase) estimate their meters lost
+is taken off the balance first: that energy is theirs.
 Without a check meter (or when the balance is too noisy to tell), only a sum past a higher
 threshold within two days of its change point is raised, and with low confidence, unless
 the meter's own readings show the tap: its service cable dropping more volts per metered
@@ -100,6 +102,9 @@ _DAY_STATE = ("cusum", "summed_spread", "bias", "low_since", "earlier_w", "var_s
 _STEADY_SHARE = 0.2
 #: ... the last this many of them tell what unexplained energy still ran when it began.
 _STEADY_HOURS = 6
+#: This detector's kind and the balance's: an alert of any other kind is a meter's own
+#: reason for a fall.
+_BALANCE_KINDS = (AlertKind.CONSUMPTION_DROP, AlertKind.ENERGY_BALANCE)
 BoolArray = npt.NDArray[np.bool_]
 Int64Array = npt.NDArray[np.int64]
 
@@ -250,6 +255,10 @@ class ConsumptionDropDetector(Detector):
         self.cable = CableEvidence(registry, _RING)
         self.reversed_until = np.full(n, -np.inf)
         self.tamper_at = np.full(n, -np.inf)
+        #: Data time at which each meter last had an alert of another kind open, and one of
+        #: a kind that tells of energy it did not record (`Detector.unmetered`).
+        self.other_alert_at = np.full(n, -np.inf)
+        self.unmetered_at = np.full(n, -np.inf)
         nt = fleet.n_transformers
         self.gap = GapModel(nt, learn_days=7.0, allowance=0.06)
         self.u_wh = np.full((nt, _RING), np.nan)
@@ -258,6 +267,14 @@ class ConsumptionDropDetector(Detector):
         self.u_allow = np.full((nt, _RING), np.nan)
         self.u_sd = np.full((nt, _RING), np.nan)
         self.u_hour = np.full((nt, _RING), -1, dtype=np.int64)
+        # Per transformer and hour: the energy its customers' open alerts of other kinds (a
+        # bypass, a lost phase) estimate lost, Wh, which explains that much of its gap.
+        self.claimed_wh = np.zeros((nt, _RING))
+        self.claimed_hour = np.full(_RING, -1, dtype=np.int64)
+        self.claims_until = -np.inf
+        #: Per kind of alert telling of unrecorded energy: each meter's estimate at the last
+        #: poll, kWh (NaN: none open).
+        self.lost_seen: dict[AlertKind, FloatArray] = {}
         self.pending: dict[int, list[tuple[Int64Array, FloatArray, FloatArray]]] = defaultdict(list)
         self.judged_until = -1
         #: The latest hour each meter has closed: an hour is judged once all have.
@@ -318,9 +335,12 @@ class ConsumptionDropDetector(Detector):
                 )
                 unexplained = float(gap[k] - expected[0])
                 cell = int(hour[k]) % _RING
+                claimed = self.claimed_wh[t[k], cell] if self.claimed_hour[cell] == hour[k] else 0.0
+                # Alerts' estimates explain at most the unexplained energy there is.
+                claimed = min(claimed, max(unexplained, 0.0))
                 self.u_hour[t[k], cell] = hour[k]
-                self.u_wh[t[k], cell] = unexplained if learned[0] else np.nan
-                self.u_allow[t[k], cell] = unexplained
+                self.u_wh[t[k], cell] = unexplained - claimed if learned[0] else np.nan
+                self.u_allow[t[k], cell] = unexplained - claimed
                 self.u_sd[t[k], cell] = spread[0]
                 # Hours with unexplained energy are not the transformer's normal gap.
                 if not learned[0] or unexplained < _STANDS_OUT * float(spread[0]):
@@ -332,6 +352,7 @@ class ConsumptionDropDetector(Detector):
 
     def poll(self, ctx: BatchContext) -> SlotConditions | None:
         """Judge, in order, each hour all meters have closed or overdue; hand over the verdicts."""
+        self._note_alerts(ctx)
         self._intake(ctx)
         found = ctx.calendar.found
         for day in found[self.found_taken :]:
@@ -351,6 +372,47 @@ class ConsumptionDropDetector(Detector):
             return None
         parts, self.verdicts = self.verdicts, []
         return SlotConditions.concat(parts)
+
+    def _note_alerts(self, ctx: BatchContext) -> None:
+        """Note which meters have other kinds' alerts open, and the energy those explain.
+
+        Polls come at every tick of data time: since the last one, each transformer's
+        customers with an alert of a kind that tells of unrecorded energy (a bypass, a lost
+        phase) lost what their alerts' estimates grew by, the largest of a meter's alerts
+        (a tamper and the imbalance it causes tell of one loss).
+        """
+        alerts = ctx.alerts
+        n = len(self._eligible)
+        others = [kind for kind in alerts.raised if kind not in _BALANCE_KINDS]
+        self.other_alert_at[alerts.open_any(others, n)] = ctx.now
+        self.unmetered_at[alerts.open_any(alerts.unmetered, n)] = ctx.now
+        lost = np.zeros(n)
+        for kind in alerts.unmetered:
+            now = alerts.lost_kwh(kind)
+            before = self.lost_seen.get(kind)
+            if before is not None:
+                grew = np.isfinite(now) & np.isfinite(before) & (now > before)
+                lost = np.maximum(lost, np.where(grew, now - before, 0.0))
+            self.lost_seen[kind] = now
+        since, self.claims_until = self.claims_until, ctx.now
+        on = (lost > 0) & (self._trafo >= 0) & ~self._feeder
+        if not on.any() or not since < ctx.now:
+            return
+        per_transformer = np.bincount(
+            self._trafo[on], weights=1000.0 * lost[on], minlength=self.claimed_wh.shape[0]
+        )
+        # What was lost since the last poll, spread evenly over the hours it spans.
+        begin = max(since, ctx.now - _RING * HOUR_S)
+        span = ctx.now - begin
+        while begin < ctx.now:
+            hour = int(begin // HOUR_S)
+            end = min(ctx.now, (hour + 1) * HOUR_S)
+            cell = hour % _RING
+            if self.claimed_hour[cell] != hour:
+                self.claimed_hour[cell] = hour
+                self.claimed_wh[:, cell] = 0.0
+            self.claimed_wh[:, cell] += per_transformer * (end - begin) / span
+            begin = end
 
     def _closed_by_all(self, hour: int) -> bool:
         """Whether every meter that closed the hour before has closed this hour too.
@@ -631,15 +693,19 @@ class ConsumptionDropDetector(Detector):
         # normal (a season, heating switched off for the summer), not a tap: a tap is a step.
         alone &= hour - self.low_since[meters] < _WEIGH_HOURS
         alone &= deficit >= cfg.min_loss_w
-        # Falls that could be taps claim the transformer's unexplained energy, deepest first.
-        claims = plausible & ~(run_shape < cfg.shape_correlation - 0.1)
+        # Falls that could be taps claim the transformer's unexplained energy, deepest first;
+        # not a meter's whose own alert (a bypass) tells of its loss since the day before
+        # its fall: that energy is taken off the balance already (`_note_alerts`).
+        since = self.low_since[meters]
+        own_alert = self.unmetered_at[meters] >= (since - 24) * HOUR_S
+        claims = plausible & ~(run_shape < cfg.shape_correlation - 0.1) & ~own_alert
         support, whole, informative, correlation, stood_out = self._balance(meters, hour, claims)
         confirmed_now = informative & (support >= cfg.confirm_share) & (support <= _MAX_SHARE)
+        confirmed_now &= ~own_alert
         confirmed_now &= correlation >= 0.3
         # Only a young fall can be matched to the balance: later, unexplained energy that
         # appears may be anyone's on the transformer.
         confirmed_now &= hour - self.low_since[meters] <= _CONFIRM_HOURS
-        since = self.low_since[meters]
         # A cover opened or a magnet applied in the day before the fall began.
         tamper_at = self.tamper_at[meters]
         tampered = (
@@ -821,6 +887,10 @@ class ConsumptionDropDetector(Detector):
         for j in np.flatnonzero(candidates).tolist():
             since = self.low_since[meters[j]]
             peers = falling[self._class[falling] == self._class[meters[j]]]
+            # A peer with an alert of another kind in the day before its fall or since (a
+            # phase bypassed or shifted, demand above its contract) fell for its own reason.
+            own_reason = self.other_alert_at[peers] >= (self.low_since[peers] - 24) * HOUR_S
+            peers = peers[~own_reason | (peers == meters[j])]
             # Only falls of a like depth are shared: at any hour some households of a large
             # class are a little below their usual, and a deep fall is not one of theirs.
             peers = peers[self.last_z[peers] <= 0.5 * self.last_z[meters[j]]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -14,7 +14,14 @@ import numpy.typing as npt
 from detectors.compiled import sorted_by_compiled
 from detectors.ledger import Balances, ClosedHours
 from meterguard.calendar import Calendar
-from meterguard.model import QUANTITY_INDEX, FloatArray, IntArray, MeterRegistry, ReadingBatch
+from meterguard.model import (
+    QUANTITY_INDEX,
+    AlertKind,
+    FloatArray,
+    IntArray,
+    MeterRegistry,
+    ReadingBatch,
+)
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -65,6 +72,38 @@ class FleetArrays:
         )
 
 
+@dataclass(frozen=True)
+class OpenAlerts:
+    """Which meters have an alert open now, per kind, and how much each is estimated to lose.
+
+    It reads the engine's own per-kind arrays (whether an incident is raised, and its
+    figures so far), never copies: what it tells is as of the tick being judged.
+    """
+
+    #: Per kind: whether each meter has an alert open, and the lifecycle's figure rows.
+    raised: Mapping[AlertKind, npt.NDArray[np.bool_]] = field(default_factory=dict)
+    figures: Mapping[AlertKind, FloatArray] = field(default_factory=dict)
+    #: The row of `figures` holding the energy lost so far, kWh.
+    kwh_row: int = 0
+    #: Kinds whose estimated loss is energy the meter did not record (`Detector.unmetered`).
+    unmetered: frozenset[AlertKind] = frozenset()
+
+    def open_any(self, kinds: Iterable[AlertKind], n: int) -> npt.NDArray[np.bool_]:
+        """Return, per slot, whether an alert of any of `kinds` is open."""
+        found = np.zeros(n, dtype=np.bool_)
+        for kind in kinds:
+            found |= self.raised[kind]
+        return found
+
+    def lost_kwh(self, kind: AlertKind) -> FloatArray:
+        """Return, per slot, the energy its open alert of `kind` estimates lost so far, kWh.
+
+        NaN where none is open.
+        """
+        lost: FloatArray = np.where(self.raised[kind], self.figures[kind][self.kwh_row], np.nan)
+        return lost
+
+
 @dataclass(slots=True)
 class BatchContext:
     """One batch as the engine hands it to every detector, with figures computed once."""
@@ -85,6 +124,8 @@ class BatchContext:
     hours: ClosedHours = field(default_factory=ClosedHours.none)
     #: Transformer balances closed since the detectors last ran.
     balances: Balances = field(default_factory=Balances.none)
+    #: The alerts open now (all detectors').
+    alerts: OpenAlerts = field(default_factory=OpenAlerts)
     _neighbour_v: FloatArray | None = field(default=None, repr=False)
     _feeder_v: FloatArray | None = field(default=None, repr=False)
 

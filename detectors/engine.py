@@ -32,7 +32,7 @@ from detectors.compiled import (
     scan_compiled,
     triage_compiled,
 )
-from detectors.context import BatchContext, FleetArrays
+from detectors.context import BatchContext, FleetArrays, OpenAlerts
 from detectors.ledger import HourlyLedger
 from detectors.rest_days import RestDayWatch
 from meterguard.calendar import Calendar
@@ -584,6 +584,15 @@ class Engine:
         self.interval_s = np.full(n, np.nan)
         self.silence_s = np.full(n, MIN_SILENCE_S)
         self.lifecycles = [Lifecycle(d, registry, self.silence_s) for d in self.detectors]
+        #: What every detector has open, for detectors that weigh each other's alerts.
+        self.alert_state = OpenAlerts(
+            raised={life.detector.kind: life.raised for life in self.lifecycles},
+            figures={life.detector.kind: life.state for life in self.lifecycles},
+            kwh_row=1 + _FIGURES.index("kwh_lost"),
+            unmetered=frozenset(
+                life.detector.kind for life in self.lifecycles if life.detector.unmetered
+            ),
+        )
         #: Per slot, a bit per quantity the meter has ever sent (QUANTITIES order).
         self.seen = np.zeros(n, dtype=np.int64)
         self.now = -math.inf
@@ -685,6 +694,7 @@ class Engine:
             calendar=self.calendar,
             hours=hours,
             balances=balances,
+            alerts=self.alert_state,
         )
 
     def _step(self, batch: ReadingBatch, events: list[AlertEvent]) -> None:

@@ -182,6 +182,7 @@ class ImbalanceDetector(Detector):
 
     name = "imbalance"
     kind = AlertKind.IMBALANCE
+    unmetered = True
     config_model = ImbalanceConfig
     needs = ("i1", "i2", "i3", "v1", "v2", "v3", "in")
     requires = (("i1",), ("v1",))

@@ -185,6 +185,7 @@ class PhaseShiftDetector(Detector):
 
     name = "phase_shift"
     kind = AlertKind.PHASE_SHIFT
+    unmetered = True
     config_model = PhaseShiftConfig
     needs = ("v1", "v2", "v3", "i1", "i2", "i3", "p1", "p2", "p3", "q1", "q2", "q3")
     requires = (("p1",), ("q1",), ("i1",))

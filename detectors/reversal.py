@@ -82,6 +82,7 @@ class ReversalDetector(Detector):
 
     name = "reversal"
     kind = AlertKind.REVERSAL
+    unmetered = True
     config_model = ReversalConfig
     needs = ("p1", "p2", "p3")
     requires = (("p1",),)

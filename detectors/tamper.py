@@ -142,6 +142,7 @@ class TamperDetector(Detector):
 
     name = "tamper"
     kind = AlertKind.TAMPER
+    unmetered = True
     config_model = TamperConfig
     needs = ("p1", "p2", "p3")
 

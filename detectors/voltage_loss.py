@@ -141,6 +141,7 @@ class VoltageLossDetector(Detector):
 
     name = "voltage_loss"
     kind = AlertKind.VOLTAGE_LOSS
+    unmetered = True
     config_model = VoltageLossConfig
     needs = ("v1", "v2", "v3", "i1", "i2", "i3", "p1", "p2", "p3")
     requires = (("v1",), ("i1",))

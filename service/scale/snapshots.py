@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 #: cables; 6: the supply phases they are read against; 7: the spread its sum was read in;
 #: 8: the energy balance's day before; 9: the hours each meter has closed, for judging;
 #: 10: the engine's watch for days of rest; 11: the days of rest it found, and each
-#: meter's sum as a working day began).
-FORMAT = 11
+#: meter's sum as a working day began; 12: the other detectors' alerts the consumption-drop
+#: detector weighs).
+FORMAT = 12
 
 
 class SnapshotError(MeterguardError):

@@ -88,6 +88,7 @@ def _rows(
     loss_noise: float = 0.0,
     cable_ohm: float = 0.0,
     references: bool = False,
+    bypassed: Sequence[int] | None = None,
 ) -> list[Row]:
     """Readings of the fleet every `step`, energy registers included; seeded noise.
 
@@ -95,6 +96,9 @@ def _rows(
     `cable_ohm`: each service cable's resistance; the meters' voltage then falls with the
     true current from a supply wandering as a random walk (else it stays at 230 V).
     `references`: three-phase customers read too, the homes being on their first phase.
+    `bypassed`: the homes read their neutral current too; at these, it carries the true
+    load (a share `metered` below 1 is a bypass the neutral shows), at the others what is
+    metered (a tap before the meter).
     """
     rng = np.random.default_rng(7)
     factors = np.exp(rng.normal(0.0, 0.15, (HOMES, days + 1)))
@@ -122,9 +126,10 @@ def _rows(
             true_total += watts
             registers[k] += seen * step / HOUR / 1000.0
             volts = supply[n] - cable_ohm * watts / 230.0
-            rows.append(
-                (t, k, {"v1": volts, "i1": seen / volts, "p1": seen, "e_imp": registers[k]})
-            )
+            values = {"v1": volts, "i1": seen / volts, "p1": seen, "e_imp": registers[k]}
+            if bypassed is not None and k < HOMES:
+                values["in"] = (watts if k in bypassed else seen) / volts
+            rows.append((t, k, values))
         if feeder:
             # Losses, and a load taken past every meter: only the check meter sees them.
             through = true_total * losses[int((t - START) // HOUR)] + tap(t)
@@ -761,6 +766,50 @@ def test_unexplained_energy_still_running_from_before_a_fall_does_not_confirm_it
     confirmed = [e.alert for e in opened(events) if e.alert.severity == "major"]
     assert confirmed == []
     assert all(not e.alert.evidence["transformer_confirms"] for e in opened(events))
+
+
+def test_an_alerted_bypass_s_energy_does_not_confirm_a_neighbour_s_honest_fall() -> None:
+    # H03's true load halves (honest); two hours later all of H05's current is bypassed
+    # past its meter (its own energy reads nothing, like an empty home's). The bypassed
+    # energy appears on the check meter after H03's fall began, in the shape of a home's
+    # load, but the bypass alert has it: it is not H03's tap.
+    def home(k: int, t: float, factor: float) -> float:
+        watts = _home_w(t, factor)
+        return watts * 0.5 if k == 3 and t >= TAP_AT else watts
+
+    def metered(k: int, t: float) -> float:
+        return 0.0 if k == 5 and t >= TAP_AT + 2 * HOUR else 1.0
+
+    rows = _rows(12, home_w=home, metered=metered, bypassed=[5])
+    events = _feed(_engine(_fleet(feeder=True), ["consumption_drop", "bypass"]), rows)
+    alerts = [e.alert for e in opened(events)]
+    assert [(a.meter, a.kind) for a in alerts if a.kind == "bypass"] == [("H05", "bypass")]
+    drops = [a for a in alerts if a.kind == "consumption_drop" and a.meter == "H03"]
+    assert all(not a.evidence["transformer_confirms"] for a in drops)
+    assert all(a.severity == "minor" for a in drops)
+
+
+def test_a_tap_beside_neighbours_whose_falls_have_their_own_alerts_is_confirmed() -> None:
+    # Half of H03's load is taken before its meter; within the hour, two other homes of its
+    # class have most of their current bypassed. Their metered energy falls with H03's, but
+    # each has its own bypass alert: that is no cause the class shares, and the balance,
+    # rid of their bypassed energy, confirms H03's tap.
+    def metered(k: int, t: float) -> float:
+        if t < TAP_AT:
+            return 1.0
+        if k == 3:
+            return 0.5
+        return 0.3 if k in (5, 7) and t >= TAP_AT + HOUR else 1.0
+
+    rows = _rows(12, metered=metered, bypassed=[5, 7])
+    events = _feed(_engine(_fleet(feeder=True), ["consumption_drop", "bypass"]), rows)
+    alerts = [e.alert for e in opened(events)]
+    assert sorted(a.meter for a in alerts if a.kind == "bypass") == ["H05", "H07"]
+    taps = [a for a in alerts if a.kind == "consumption_drop" and a.meter == "H03"]
+    assert len(taps) == 1
+    assert taps[0].evidence["transformer_confirms"] is True
+    assert taps[0].severity == "major"
+    assert TAP_AT <= taps[0].start < (taps[0].raised or 0) <= TAP_AT + DAY
 
 
 # ---------------------------------------------------------------- a holiday the calendar lacks
