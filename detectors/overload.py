@@ -61,6 +61,9 @@ class OverloadDetector(Detector):
 
     name = "overload"
     kind = AlertKind.OVERLOAD
+    # What a saturated core loses goes unrecorded too, but a CT overloaded from the start is
+    # part of the transformer's gap already learned: not taken off the balance again.
+    unmetered = False
     config_model = OverloadConfig
     needs = ("i1", "i2", "i3", "p1", "p2", "p3")
     requires = (("i1",),)
