@@ -271,6 +271,7 @@ class ConsumptionDropDetector(Detector):
         # bypass, a lost phase) estimate lost, Wh, which explains that much of its gap.
         self.claimed_wh = np.zeros((nt, _RING))
         self.claimed_hour = np.full(_RING, -1, dtype=np.int64)
+        #: Data time of the last poll: what the alerts lost since is added at the next.
         self.claims_until = -np.inf
         #: Per kind of alert telling of unrecorded energy: each meter's estimate at the last
         #: poll, kWh (NaN: none open).
@@ -694,8 +695,8 @@ class ConsumptionDropDetector(Detector):
         alone &= hour - self.low_since[meters] < _WEIGH_HOURS
         alone &= deficit >= cfg.min_loss_w
         # Falls that could be taps claim the transformer's unexplained energy, deepest first;
-        # not a meter's whose own alert (a bypass) tells of its loss since the day before
-        # its fall: that energy is taken off the balance already (`_note_alerts`).
+        # not a meter whose own alert (a bypass) has told of its loss since the day before
+        # its fall: that energy is off the balance already (`_note_alerts`).
         since = self.low_since[meters]
         own_alert = self.unmetered_at[meters] >= (since - 24) * HOUR_S
         claims = plausible & ~(run_shape < cfg.shape_correlation - 0.1) & ~own_alert
