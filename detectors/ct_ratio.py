@@ -4,6 +4,11 @@ A CT is accurate near its rating: below 20 % of rated current the magnetising cu
 makes it read low (excitation error), above 120 % its core saturates and it reads low
 again. The practice sizes a CT so that the long-term load lies within 30-100 % of its
 rating. Each band outside that target is an alert of its own severity.
+
+A CT's typical load is what its typical working day shows: each working day's percentile of
+current, and the median of those over the working days. An overload that lasted a day (a
+plant's special run, already an overload alert of its own) is one day among many, not the
+CT's fit; a CT too small for its load is too small every day.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ from meterguard.model import AlertKind, MeterRegistry, ReadingBatch, Severity, S
 _BIN = 0.02
 _BINS = 101  # 0-2x rating in 2 % steps, the last bin holds everything above
 DAY_S = 86_400.0
+#: Working days whose percentiles are kept per meter (the median is taken over them).
+_DAYS_KEPT = 28
+#: A working day counts once this much of it was read, s.
+_DAY_READ_S = 12 * 3600.0
 #: The CT load bands a summary names, by the key its message carries.
 BANDS = {
     "floor": "below the 20 % floor: excitation error",
@@ -47,6 +56,14 @@ BANDS = {
     "high": "above the rating",
     "within": "within the 30-100 % target",
 }
+
+
+def _percentile(hist: npt.NDArray[np.float64], percentile: float) -> npt.NDArray[np.float64]:
+    """Return each histogram row's percentile, as a share of the rating (its bin's middle)."""
+    cumulative = np.cumsum(hist, axis=1) / np.maximum(hist.sum(axis=1, keepdims=True), 1e-9)
+    index = np.argmax(cumulative >= percentile / 100.0, axis=1)
+    share: npt.NDArray[np.float64] = (index + 0.5) * _BIN
+    return share
 
 
 def _observe(
@@ -126,7 +143,11 @@ class CtRatioConfig(DetectorConfig):
         default=1.2, gt=0, description="Above this share of the rating the core saturates."
     )
     percentile: float = Field(
-        default=95.0, gt=0, le=100, description="The 'typical load' percentile of current."
+        default=95.0,
+        gt=0,
+        le=100,
+        description="The percentile of a working day's current that is that day's load; the "
+        "typical load is the median of these over the working days.",
     )
     min_days: float = Field(
         default=7.0,
@@ -143,9 +164,9 @@ class CtRatioConfig(DetectorConfig):
 class CtRatioDetector(Detector):
     """Flags CT-connected meters whose typical load does not fit the CT rating.
 
-    Keeps a histogram of each CT meter's load (mean phase current / CT rating) over its
-    working days (weekends and public holidays are not typical load) and judges its
-    percentile once enough days are seen.
+    Keeps a histogram of each CT meter's load (mean phase current / CT rating) over the
+    working day being read (weekends and public holidays are not typical load), takes its
+    percentile when the day ends, and judges the median of those once enough days are seen.
     """
 
     name = "ct_ratio"
@@ -163,7 +184,12 @@ class CtRatioDetector(Detector):
         self.rating = registry.float_array(
             lambda m: m.ct_primary_a if m.role == "customer" else None
         )
+        #: The histogram of the local day being read, and that day (proleptic ordinal).
         self.hist = np.zeros((n, _BINS))
+        self.day = -1
+        #: Each meter's last working days' percentiles (NaN: not yet), and how many it had.
+        self.day_load = np.full((n, _DAYS_KEPT), np.nan)
+        self.days_read = np.zeros(n, dtype=np.int64)
         self.observed_s = np.zeros(n)
         self.sum_w = np.zeros(n)
         self.first_seen = np.full(n, np.nan)
@@ -171,22 +197,44 @@ class CtRatioDetector(Detector):
         self.typical = np.full(n, np.nan)
 
     def step(self, batch: ReadingBatch, ctx: BatchContext) -> Conditions:
-        """Add the batch's CT meters' load on working days to their histograms."""
+        """Add the batch's CT meters' load on working days to their day's histograms."""
         if len(batch):
-            _, day_type = ctx.calendar.hours(np.floor(batch.ts / HOUR_S).astype(np.int64))
-            _observe_compiled(
-                batch.values,
-                batch.ts,
-                batch.slot,
-                ctx.dt,
-                day_type == DayType.WEEKDAY,
-                self.rating,
-                self.first_seen,
-                self.hist,
-                self.observed_s,
-                self.sum_w,
-            )
+            hours = np.floor(batch.ts / HOUR_S).astype(np.int64)
+            _, day_type = ctx.calendar.hours(hours)
+            days = ctx.calendar.local_days(hours)
+            weekday = day_type == DayType.WEEKDAY
+            # A new local day closes the one before (the rows come in time order; a late
+            # meter's last rows of the day before count with the new day's).
+            for day in np.unique(days).tolist():
+                if day > self.day:
+                    self._close_day()
+                    self.day = day
+                rows = np.flatnonzero(days == day)
+                part = slice(None) if rows.size == len(batch) else rows
+                _observe_compiled(
+                    batch.values[:, part],
+                    batch.ts[part],
+                    batch.slot[part],
+                    ctx.dt[part],
+                    weekday[part],
+                    self.rating,
+                    self.first_seen,
+                    self.hist,
+                    self.observed_s,
+                    self.sum_w,
+                )
         return Conditions.unknown(len(batch))
+
+    def _close_day(self) -> None:
+        """Keep the percentile of the day just read for each meter read enough of it."""
+        read = self.hist.sum(axis=1)
+        slots = np.flatnonzero(read >= _DAY_READ_S)
+        if slots.size:
+            self.day_load[slots, self.days_read[slots] % _DAYS_KEPT] = _percentile(
+                self.hist[slots], self.cfg.percentile
+            )
+            self.days_read[slots] += 1
+        self.hist[:] = 0.0
 
     def poll(self, ctx: BatchContext) -> SlotConditions | None:
         """Judge the meters seen long enough, every judge_every_s of data time."""
@@ -194,13 +242,11 @@ class CtRatioDetector(Detector):
         if ctx.now < self.next_judgement:
             return None
         self.next_judgement = ctx.now + cfg.judge_every_s
-        slots = np.flatnonzero(self.observed_s >= cfg.min_days * DAY_S).astype(np.int32)
+        ready = (self.observed_s >= cfg.min_days * DAY_S) & (self.days_read > 0)
+        slots = np.flatnonzero(ready).astype(np.int32)
         if slots.size == 0:
             return None
-        hist = self.hist[slots]
-        cumulative = np.cumsum(hist, axis=1) / np.maximum(hist.sum(axis=1, keepdims=True), 1e-9)
-        index = np.argmax(cumulative >= cfg.percentile / 100.0, axis=1)
-        typical = (index + 0.5) * _BIN
+        typical = np.nanmedian(self.day_load[slots], axis=1)
         self.typical[slots] = typical
         firing = (typical < cfg.low_ratio) | (typical > cfg.high_ratio)
         far = (typical < cfg.floor_ratio) | (typical > cfg.saturation_ratio)
@@ -243,6 +289,7 @@ class CtRatioDetector(Detector):
             "typical_load_share": round(share, 3),
             "band": self._band(share),
             "working_days_observed": round(float(self.observed_s[slot]) / DAY_S, 1),
+            "working_days_judged": int(min(self.days_read[slot], _DAYS_KEPT)),
         }
 
     def summarise(self, facts: IncidentFacts) -> str:

@@ -552,6 +552,30 @@ def test_ct_ratio_judges_working_days_and_gives_each_band_its_severity() -> None
     assert "saturation" in alerts["SATURATED"].alert.summary
 
 
+def test_a_day_of_overload_does_not_make_a_fitting_ct_a_misfit() -> None:
+    # FITS draws 90 % of its CT's rating by day; on the first Wednesday a special run draws
+    # 135 % all day (an overload of its own). SMALL's CT is too small every day (125 %).
+    # The typical working day decides: FITS fits, SMALL is saturated.
+    registry = MeterRegistry(
+        [
+            Meter(id=name, service="3p4w", nominal_v=230, ct_primary_a=200)
+            for name in ("FITS", "SMALL")
+        ]
+    )
+    rows: list[Row] = []
+    for t in np.arange(START, START + 11 * DAY, 1800.0):
+        hour = (t % DAY) / HOUR
+        shape = 1.0 if 7 <= hour < 19 else 0.5
+        special = START + 2 * DAY <= t < START + 3 * DAY
+        for slot, share in enumerate((1.35 if special else 0.9 * shape, 1.25 * shape)):
+            amps = 200.0 * share
+            rows.append((float(t), slot, {f"i{p}": amps for p in (1, 2, 3)} | {"p1": amps * 220.0}))
+    alerts = {e.alert.meter: e.alert for e in opened(_feed(_engine(registry, ["ct_ratio"]), rows))}
+    assert list(alerts) == ["SMALL"]
+    assert alerts["SMALL"].severity.value == "major"
+    assert alerts["SMALL"].evidence["working_days_judged"] >= 6
+
+
 # ---------------------------------------------------------------- the ledger and calendar
 
 
