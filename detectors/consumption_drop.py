@@ -386,9 +386,9 @@ class ConsumptionDropDetector(Detector):
         n = len(self._eligible)
         others = [kind for kind in alerts.raised if kind not in _BALANCE_KINDS]
         self.other_alert_at[alerts.open_any(others, n)] = ctx.now
-        self.unmetered_at[alerts.open_any(alerts.unmetered, n)] = ctx.now
         lost = np.zeros(n)
         for kind in alerts.unmetered:
+            self.unmetered_at[alerts.raised[kind]] = ctx.now
             now = alerts.lost_kwh(kind)
             before = self.lost_seen.get(kind)
             if before is not None:
