@@ -40,10 +40,11 @@ class BypassConfig(DetectorConfig):
     """Options of the bypass detector."""
 
     clear_after_s: float = Field(
-        default=3600.0,
+        default=10_800.0,
         ge=0,
         description="Absence before clearing: a bypass shows only while enough load flows, "
-        "so a quiet spell must not split one incident into several alerts.",
+        "so a quiet spell (a household's night read every 15 minutes) must not split one "
+        "incident into several alerts, nor drop a pending one before its next sign.",
     )
 
     min_current_a: float = Field(
