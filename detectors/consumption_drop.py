@@ -712,6 +712,11 @@ class ConsumptionDropDetector(Detector):
         tampered = (
             (since >= 0) & (tamper_at >= (since - 24) * HOUR_S) & (tamper_at <= since * HOUR_S)
         )
+        # ... and not one an earlier alert of the meter, now cleared, already followed: a fall
+        # after it is a new one (the load back at a lower normal), told by new evidence.
+        last = self.held_hour[meters]
+        cleared = (last >= 0) & ((hour - last) * HOUR_S > cfg.clear_after_s)
+        tampered &= ~cleared | (tamper_at > last * HOUR_S)
         steeper, cable_ratio = self._steeper_cable(meters, hour, run_ratio)
         confirmed = plausible & (after >= cfg.confirmed_h) & (confirmed_now | tampered | steeper)
         confirmed &= ~(run_shape < cfg.shape_correlation - 0.1)
@@ -754,8 +759,7 @@ class ConsumptionDropDetector(Detector):
         holds = alone | confirmed
         # A fall held again after its alert cleared is a new alert: it starts after the
         # last hour the old one held (one start, one alert).
-        last = self.held_hour[meters]
-        renewed = holds & (last >= 0) & ((hour - last) * HOUR_S > cfg.clear_after_s)
+        renewed = holds & cleared
         self.low_since[meters[renewed]] = np.maximum(since[renewed], last[renewed] + 1)
         since = self.low_since[meters]
         self.held_hour[meters[holds]] = hour

@@ -13,7 +13,7 @@ import pytest
 from detectors.engine import Engine, build_detectors
 from detectors.ledger import HourlyLedger
 from meterguard.calendar import Calendar, CalendarSettings, DayType
-from meterguard.model import AlertEvent, Meter, MeterRegistry, Service
+from meterguard.model import AlertEvent, Meter, MeterEvent, MeterRegistry, Service
 from tests.conftest import make_batch
 from tests.detectors.physics import ALL_DETECTORS, opened
 
@@ -738,6 +738,38 @@ def test_unexplained_energy_far_smaller_than_a_shop_s_fall_is_not_traced_to_it()
     alerts = [e.alert for e in opened(_feed(_engine(registry, ["consumption_drop"]), rows))]
     assert not any(a.evidence["transformer_traces_its_load"] for a in alerts)
     assert all(a.severity == "minor" for a in alerts)
+
+
+def test_a_cover_opened_once_does_not_confirm_an_honest_fall_after_its_alert_cleared() -> None:
+    # H03's cover is opened on a Wednesday at 13:00 and 70 % of its load goes unmetered
+    # until midnight: raised, confirmed by the event. From Thursday the household uses 15 %
+    # less, from Friday 06:00 half (honest: the check meter sees the same). The fall is
+    # still within a day of the event, but the event's alert has cleared: the event is
+    # spent and the balance refutes the fall, so nothing more is raised.
+    opened_at = START + 9 * DAY + 13 * HOUR
+
+    def metered(k: int, t: float) -> float:
+        return 0.3 if k == 3 and opened_at <= t < opened_at + 11 * HOUR else 1.0
+
+    def home_w(k: int, t: float, factor: float) -> float:
+        share = 1.0
+        if k == 3 and t >= START + 10 * DAY:
+            share = 0.5 if t >= START + 11 * DAY + 6 * HOUR else 0.85
+        return share * _home_w(t, factor)
+
+    rows = _rows(14, metered=metered, home_w=home_w)
+    engine = _engine(_fleet(feeder=True), ["consumption_drop"])
+    events: list[AlertEvent] = []
+    for first in range(0, len(rows), 400):
+        chunk = rows[first : first + 400]
+        batch = make_batch(chunk)
+        for r, (t, k, _) in enumerate(chunk):
+            if k == 3 and t == opened_at:
+                batch.events[r] = MeterEvent.COVER_OPEN
+        events += engine.process(batch)
+    alerts = [e.alert for e in opened(events)]
+    assert [(a.meter, a.start) for a in alerts] == [("H03", opened_at + 3 * HOUR)]
+    assert alerts[0].evidence["tamper_event"] is True
 
 
 def test_a_tap_after_a_quiet_morning_is_dated_from_the_balance() -> None:
