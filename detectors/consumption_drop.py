@@ -1132,10 +1132,13 @@ def _unique_best(explained: FloatArray, alpha: FloatArray, u: FloatArray, e: Flo
     """Return the row of `e` that explains `u` in proportion and far better than any other.
 
     Its scale `alpha` is that of a tap taking 20-80 % of the load, it explains 80 % of the
-    square of `u` with a correlation of 0.7, and the runner-up 0.2 less; -1 if none does.
+    square of `u` with a correlation of 0.7, and the runner-up 0.2 less. A meter that would
+    have to lose over four times what it records is no runner-up: no tap takes that much.
+    -1 if none does.
     """
-    best = int(np.argmax(explained))
-    runner_up = np.max(np.delete(explained, best), initial=-np.inf)
+    candidate = np.where(alpha <= 4.0, explained, -np.inf)
+    best = int(np.argmax(candidate))
+    runner_up = np.max(np.delete(candidate, best), initial=-np.inf)
     if (
         0.25 <= alpha[best] <= 4.0
         and explained[best] >= 0.8
