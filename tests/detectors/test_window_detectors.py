@@ -678,30 +678,37 @@ def test_a_tap_on_an_erratic_household_is_traced_from_its_transformer() -> None:
 SHOP_LEVELS_W = (2000.0, 3000.0, 4000.0, 5000.0, 6000.0)
 
 
-def _shop_street(
-    days: int, fall_at: float, share: float, *, tapped: bool = True, unmetered_w: float = 0.0
+def _checked_street(
+    customers: Sequence[tuple[str, str, float]],
+    shape: Callable[[int, float], float],
+    days: int,
+    fall: tuple[int, float, float],
+    *,
+    seed: int,
+    tapped: bool = True,
+    unmetered_w: float = 0.0,
 ) -> tuple[MeterRegistry, list[Row]]:
-    """Five shops of one shape and their check meter; from `fall_at` shop S1 meters `share`.
+    """Customers (id, class, level W) of one transformer and its check meter, every 15 min.
 
-    Its fall is a tap (the check meter still sees the whole load) or, not `tapped`, honest;
-    `unmetered_w` is a load of the shops' shape, drawn past every meter from `fall_at` on.
+    Customer k draws its level times `shape(k, t)`. `fall`: (customer, from, share metered);
+    the fall is a tap (the check meter still sees the whole load) or, not `tapped`, honest;
+    `unmetered_w` is a load of the falling customer's shape, drawn past every meter from
+    the fall on.
     """
     meters = [
-        Meter(
-            id=f"S{k}", service="1p2w", nominal_v=230, transformer="T1", customer_class="commercial"
-        )
-        for k in range(len(SHOP_LEVELS_W))
+        Meter(id=name, service="1p2w", nominal_v=230, transformer="T1", customer_class=kind)
+        for name, kind, _ in customers
     ]
     meters.append(Meter(id="FDR", service="3p4w", nominal_v=230, transformer="T1", role="feeder"))
-    rng = np.random.default_rng(5)
+    faller, fall_at, share = fall
+    rng = np.random.default_rng(seed)
     registers = np.zeros(len(meters))
     rows: list[Row] = []
     for t in np.arange(START, START + days * DAY, 900.0):
-        opening = 1.0 if 8.0 <= (t % DAY) / HOUR < 18.0 else 0.1
-        through = unmetered_w * opening if t >= fall_at else 0.0
-        for k, level in enumerate(SHOP_LEVELS_W):
-            watts = level * opening * (1 + 0.03 * rng.normal())
-            seen = watts * share if k == 1 and t >= fall_at else watts
+        through = unmetered_w * shape(faller, t) if t >= fall_at else 0.0
+        for k, (_, _, level) in enumerate(customers):
+            watts = level * shape(k, t) * (1 + 0.03 * rng.normal())
+            seen = watts * share if k == faller and t >= fall_at else watts
             through += watts if tapped else seen
             registers[k] += seen * 0.25 / 1000.0
             rows.append(
@@ -713,6 +720,21 @@ def _shop_street(
         values.update({f"i{p}": through / 3 / 231.0 for p in (1, 2, 3)})
         rows.append((t, len(meters) - 1, {**values, "e_imp": registers[-1]}))
     return MeterRegistry(meters), rows
+
+
+def _shop_street(
+    days: int, fall_at: float, share: float, *, tapped: bool = True, unmetered_w: float = 0.0
+) -> tuple[MeterRegistry, list[Row]]:
+    """Five shops of one shape and their check meter; from `fall_at` shop S1 meters `share`."""
+    shops = [(f"S{k}", "commercial", level) for k, level in enumerate(SHOP_LEVELS_W)]
+
+    def opening(k: int, t: float) -> float:
+        return 1.0 if 8.0 <= (t % DAY) / HOUR < 18.0 else 0.1
+
+    fall = (1, fall_at, share)
+    return _checked_street(
+        shops, opening, days, fall, seed=5, tapped=tapped, unmetered_w=unmetered_w
+    )
 
 
 def test_a_tap_among_shops_of_one_shape_is_traced_to_the_shop_whose_energy_fell() -> None:
@@ -745,34 +767,15 @@ def _plant_street(days: int, tap_at: float, share: float) -> tuple[MeterRegistry
 
     From `tap_at` the plant meters `share` of its load (a tap: the check meter sees it all).
     """
-    levels = (80_000.0, 1500.0, 2000.0, 2500.0, 3000.0)
-    classes = ("industrial", "commercial", "commercial", "commercial", "commercial")
-    meters = [
-        Meter(id=f"C{k}", service="1p2w", nominal_v=230, transformer="T1", customer_class=c)
-        for k, c in enumerate(classes)
-    ]
-    meters.append(Meter(id="FDR", service="3p4w", nominal_v=230, transformer="T1", role="feeder"))
-    rng = np.random.default_rng(9)
-    registers = np.zeros(len(meters))
-    rows: list[Row] = []
-    for t in np.arange(START, START + days * DAY, 900.0):
-        working = 6.0 <= (t % DAY) / HOUR < 22.0
-        through = 0.0
-        for k, level in enumerate(levels):
-            watts = level * (1.0 if working else 0.25 if k == 0 else 0.15)
-            watts *= 1 + 0.03 * rng.normal()
-            seen = watts * share if k == 0 and t >= tap_at else watts
-            through += watts
-            registers[k] += seen * 0.25 / 1000.0
-            rows.append(
-                (t, k, {"v1": 230.0, "i1": seen / 230.0, "p1": seen, "e_imp": registers[k]})
-            )
-        through *= 1.03
-        registers[-1] += through * 0.25 / 1000.0
-        values = {f"{q}{p}": v for p in (1, 2, 3) for q, v in (("p", through / 3), ("v", 231.0))}
-        values.update({f"i{p}": through / 3 / 231.0 for p in (1, 2, 3)})
-        rows.append((t, len(meters) - 1, {**values, "e_imp": registers[-1]}))
-    return MeterRegistry(meters), rows
+    customers = [("C0", "industrial", 80_000.0)]
+    customers += [(f"C{k}", "commercial", 1000.0 + 500.0 * k) for k in range(1, 5)]
+
+    def working(k: int, t: float) -> float:
+        if 6.0 <= (t % DAY) / HOUR < 22.0:
+            return 1.0
+        return 0.25 if k == 0 else 0.15
+
+    return _checked_street(customers, working, days, (0, tap_at, share), seed=9)
 
 
 def test_a_plant_s_tap_is_traced_though_small_shops_of_its_hours_follow_it_too() -> None:
