@@ -11,13 +11,19 @@ share of the load still metered and its time to raise), then the whole table in 
 
 `--foreign` adds cells whose consumption comes from published load models
 (bench/foreign_fleet.py: richardsonpy households, demandlib BDEW profiles) at each cadence.
+`--taps N` adds N taps before the meter (consumption_drop) to each simulator cell's mix, on
+customers the mix leaves free, spread over the transformers, begun from the second day on
+with 30, 50 or 70 % of the load taken: a larger sample of the hardest kind to find, printed
+by share taken and by the day of the fleet it began.
 Cells run `--workers` at a time (default 2); their folders are deleted unless `--keep`.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -72,6 +78,8 @@ def run_cell(cell: Cell, args: argparse.Namespace, root: Path) -> dict[str, Any]
     else:
         generate = [str(BIN / "meterguard"), "simulate", "--mix", str(cell.seed)]
     _run([*generate, *world, "--out", str(folder)])
+    if args.taps and not cell.foreign:
+        _add_taps(cell, args, folder, world)
     simulated = time.perf_counter()
     scores = score_folder(folder, args.country)
     replayed = time.perf_counter()
@@ -87,6 +95,50 @@ def run_cell(cell: Cell, args: argparse.Namespace, root: Path) -> dict[str, Any]
         "simulate_s": simulated - started,
         "replay_s": replayed - simulated,
     }
+
+
+#: Customer classes of the added taps, taken in turn.
+_TAP_CLASSES = ("industrial", "commercial", "residential", "residential", "commercial")
+#: Shares of the load a tap leaves metered (the label's magnitude).
+_TAP_METERED = (0.3, 0.5, 0.7)
+
+
+def _add_taps(cell: Cell, args: argparse.Namespace, folder: Path, world: list[str]) -> None:
+    """Simulate the cell again with `args.taps` taps before the meter added to its mix.
+
+    The mix's fleet (written to `folder` already) tells which customers are free: none
+    with an incident, a confounder or generation. Each tap goes to a free customer of the
+    next class in turn on the transformer with the fewest added taps so far.
+    """
+    with (folder / "meters.csv").open(encoding="utf-8") as f:
+        meters = [m for m in csv.DictReader(f) if m["role"] == "customer"]
+    with (folder / "labels.csv").open(encoding="utf-8") as f:
+        busy = {row["meter"] for row in csv.DictReader(f)}
+    with (folder / "confounders.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            busy.update(row["meters"].split(";"))
+    free = [m for m in meters if m["meter"] not in busy and m["generation"] != "true"]
+    draw = random.Random(cell.seed)
+    per_transformer: dict[str, int] = {}
+    lines = [f"[fleet]\nseed = {cell.seed}\nmix = {cell.seed}\n"]
+    for n in range(args.taps):
+        wanted = _TAP_CLASSES[n % len(_TAP_CLASSES)]
+        pool = [m for m in free if m["customer_class"] == wanted] or free
+        if not pool:
+            raise RuntimeError(f"{cell.name}: no free customer left for tap {n + 1}")
+        fewest = min(per_transformer.get(m["transformer"], 0) for m in pool)
+        meter = draw.choice([m for m in pool if per_transformer.get(m["transformer"], 0) == fewest])
+        free.remove(meter)
+        per_transformer[meter["transformer"]] = fewest + 1
+        start_h = draw.uniform(24.0, args.days * 24.0 - 12.0)
+        lines.append(
+            f'[[incident]]\nkind = "meterless_tap"\nmeter = "{meter["meter"]}"\n'
+            f"magnitude = {draw.choice(_TAP_METERED)}\nstart_h = {start_h:.2f}\n"
+        )
+    scenario = folder / "taps.toml"
+    scenario.write_text("\n".join(lines), encoding="utf-8")
+    simulate = [str(BIN / "meterguard"), "simulate", "--scenario", str(scenario)]
+    _run([*simulate, *world, "--out", str(folder)])
 
 
 def score_folder(folder: Path, country: str) -> dict[str, Any]:
@@ -116,6 +168,11 @@ def score_folder(folder: Path, country: str) -> dict[str, Any]:
         },
         "drop_taps": [
             _tap(one) for one in result["per_incident"] if one["kind"] == "consumption_drop"
+        ],
+        "drop_incidents": [
+            [one["start"], one["magnitude"], one["time_to_raise_s"]]
+            for one in result["per_incident"]
+            if one["kind"] == "consumption_drop"
         ],
     }
 
@@ -175,6 +232,23 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def taps_table(rows: list[dict[str, Any]], first_day: str) -> str:
+    """Return the consumption_drop incidents found, by share taken and by day begun."""
+    begun = datetime.fromisoformat(first_day).date()
+    groups: dict[str, list[float | None]] = {}
+    for row in rows:
+        for start, metered, raised in row["drop_incidents"]:
+            day = (datetime.fromisoformat(start.replace("Z", "+00:00")).date() - begun).days + 1
+            for key in (f"{1 - metered:.0%} taken", f"begun on day {day}"):
+                groups.setdefault(key, []).append(raised)
+    out = ["| taps | found | median raise |", "|---|---:|---:|"]
+    for key in sorted(groups, key=lambda k: (k.startswith("begun"), len(k), k)):
+        times = sorted(t for t in groups[key] if t is not None)
+        median = f"{times[len(times) // 2] / 3600:.1f} h" if times else "-"
+        out.append(f"| {key} | {len(times)} of {len(groups[key])} | {median} |")
+    return "\n".join(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cadences", default="1min,15min,30min", help="comma-separated steps")
@@ -188,6 +262,9 @@ def main() -> int:
     )
     parser.add_argument("--foreign", action="store_true", help="add foreign load-model cells")
     parser.add_argument("--foreign-only", action="store_true", help="only foreign cells")
+    parser.add_argument(
+        "--taps", type=int, default=0, help="taps before the meter added to each simulator cell"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep each cell's folder")
     parser.add_argument("--out", type=Path, default=None, help="where cells go (default: temp)")
@@ -214,6 +291,9 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
     print()
     print(table(rows))
+    if args.taps:
+        print()
+        print(taps_table(rows, args.start))
     met = sum(_meets(r) for r in rows)
     print(f"\n{met} of {len(rows)} cells meet every target {TARGETS}")
     if args.json is not None:
