@@ -105,6 +105,9 @@ _STEADY_HOURS = 6
 #: This detector's kind and the balance's: an alert of any other kind is a meter's own
 #: reason for a fall.
 _BALANCE_KINDS = (AlertKind.CONSUMPTION_DROP, AlertKind.ENERGY_BALANCE)
+#: Kinds that tell of the installation, not of an episode: open for weeks, they say nothing
+#: of whether an hour's consumption was the meter's normal.
+_STANDING_KINDS = (AlertKind.CT_RATIO,)
 BoolArray = npt.NDArray[np.bool_]
 Int64Array = npt.NDArray[np.int64]
 
@@ -232,6 +235,9 @@ class ConsumptionDropDetector(Detector):
         # Whether the hour's baseline was another day type's (the meter's first Saturday).
         self.ring_stand_in = np.zeros((n, _RING), dtype=np.bool_)
         self.ring_hour = np.full(n, -1, dtype=np.int64)
+        #: Per meter and hour of the ring: the hour, where an alert of another kind (a bypass,
+        #: demand above the contract) was open in it. Such an hour is not the meter's normal.
+        self.ring_alerted = np.full((n, _RING), -1, dtype=np.int64)
         self.var_sum = np.zeros(n)
         self.var_n = np.zeros(n)
         self.low_since = np.full(n, -1, dtype=np.int64)
@@ -386,6 +392,9 @@ class ConsumptionDropDetector(Detector):
         n = len(self._eligible)
         others = [kind for kind in alerts.raised if kind not in _BALANCE_KINDS]
         self.other_alert_at[alerts.open_any(others, n)] = ctx.now
+        episodes = alerts.open_any([k for k in others if k not in _STANDING_KINDS], n)
+        hour_now = int(ctx.now // HOUR_S)
+        self.ring_alerted[episodes, hour_now % _RING] = hour_now
         lost = np.zeros(n)
         for kind in alerts.unmetered:
             self.unmetered_at[alerts.raised[kind]] = ctx.now
@@ -580,6 +589,9 @@ class ConsumptionDropDetector(Detector):
             # The cell holds hour h if the meter was read since and the ring has not come round.
             held = (written >= h) & (written - h < _RING)
             take = take[held & np.isfinite(self.ring_e[take, cell])]
+            # An hour with an alert of another kind open is not the meter's normal: demand
+            # above its contract would raise its baseline, a bypass lower it.
+            take = take[self.ring_alerted[take, cell] != h]
             if not take.size:
                 continue
             local, day_type = ctx.calendar.hours(np.array([h], dtype=np.int64))

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 #: 8: the energy balance's day before; 9: the hours each meter has closed, for judging;
 #: 10: the engine's watch for days of rest; 11: the days of rest it found, and each
 #: meter's sum as a working day began; 12: the other detectors' alerts the consumption-drop
-#: detector weighs; 13: the CT-ratio detector's working days).
-FORMAT = 13
+#: detector weighs; 13: the CT-ratio detector's working days; 14: the hours in which each
+#: meter had an alert of another kind open).
+FORMAT = 14
 
 
 class SnapshotError(MeterguardError):

@@ -825,6 +825,26 @@ def test_a_cover_opened_once_does_not_confirm_an_honest_fall_after_its_alert_cle
     assert alerts[0].evidence["tamper_event"] is True
 
 
+def test_demand_above_the_contract_is_not_learned_as_the_meter_s_normal() -> None:
+    # H03, without a check meter, draws 2.5 kW more than usual for two days, over its
+    # 2 kW contract: over_demand raises it. Those hours are not learned into its baseline,
+    # so the days after, at its usual level, are not a fall (they were, minor, before).
+    added_from = START + 8 * DAY
+    meters = [
+        m.model_copy(update={"contracted_kw": 2.0}) if m.id == "H03" else m
+        for m in _fleet(feeder=False)
+    ]
+
+    def home_w(k: int, t: float, factor: float) -> float:
+        added = 2500.0 if k == 3 and added_from <= t < added_from + 2 * DAY else 0.0
+        return _home_w(t, factor) + added
+
+    rows = _rows(16, feeder=False, home_w=home_w)
+    engine = _engine(MeterRegistry(meters), ["consumption_drop", "over_demand"])
+    alerts = [e.alert for e in opened(_feed(engine, rows))]
+    assert [(a.meter, a.kind) for a in alerts] == [("H03", "over_demand")]
+
+
 def test_a_tap_after_a_quiet_morning_is_dated_from_the_balance() -> None:
     # H03 is 30 % quieter from midnight (honest: the check meter sees it too), which starts its sum,
     # then half its load is taken from 14:00. The balance's unexplained energy dates the tap
