@@ -391,8 +391,9 @@ class ConsumptionDropDetector(Detector):
         alerts = ctx.alerts
         n = len(self._eligible)
         others = [kind for kind in alerts.raised if kind not in _BALANCE_KINDS]
-        self.other_alert_at[alerts.open_any(others, n)] = ctx.now
         episodes = alerts.open_any([k for k in others if k not in _STANDING_KINDS], n)
+        standing = alerts.open_any([k for k in others if k in _STANDING_KINDS], n)
+        self.other_alert_at[episodes | standing] = ctx.now
         hour_now = int(ctx.now // HOUR_S)
         self.ring_alerted[episodes, hour_now % _RING] = hour_now
         lost = np.zeros(n)
